@@ -1,0 +1,4 @@
+"""gitsail: GitOps continuous delivery for Kubernetes."""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

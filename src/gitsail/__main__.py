@@ -1,0 +1,3 @@
+from gitsail.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `gitsail` command line: thin commands over the library."""

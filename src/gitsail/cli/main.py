@@ -1,0 +1,27 @@
+"""The `gitsail` entry point: one Typer app, a sub-app per area."""
+
+from __future__ import annotations
+
+import typer
+
+from gitsail import __version__
+from gitsail.cli import demo, dev
+
+app = typer.Typer(
+    name="gitsail",
+    help="GitOps continuous delivery for Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(dev.app, name="dev")
+app.add_typer(demo.app, name="demo")
+
+
+@app.command()
+def version() -> None:
+    """Print gitsail's version."""
+    print(f"gitsail {__version__}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Local development ground: pinned upstream tools, a real control plane, a git server."""

@@ -1,0 +1,88 @@
+"""Session fixtures: one real control plane and one git server per pytest session.
+
+Set GITSAIL_TEST_CLUSTER=<name> to run against (and keep) a named dev cluster, which makes
+repeated local runs start in a second; otherwise a private cluster is started and removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gitsail.dev import cluster as devcluster
+from gitsail.dev.gitserver import GitServer, Workdir
+from tests.integration.helpers import Kube
+
+GIT_USER = ("gitsail-test", "s3cret-pass")
+
+
+def _remove_orphans() -> None:
+    """Remove test clusters left by pytest sessions that were killed."""
+    for c in devcluster.list_clusters():
+        match = re.fullmatch(r"pytest-(\d+)", c.name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            devcluster.down(c.name)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[devcluster.Cluster]:
+    reuse = os.environ.get("GITSAIL_TEST_CLUSTER")
+    if reuse:
+        yield devcluster.up(reuse, nodes=2)
+        return
+    _remove_orphans()
+    name = f"pytest-{os.getpid()}"
+    c = devcluster.up(name, nodes=2)
+    try:
+        yield c
+    finally:
+        devcluster.down(name)
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: devcluster.Cluster) -> Iterator[Kube]:
+    with cluster.http(timeout=30) as client:
+        yield Kube(client)
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted (without waiting) afterwards."""
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    ns = kube.create(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"generateName": f"{base}-"}},
+    )["metadata"]["name"]
+    yield ns
+    kube.client.delete(f"/api/v1/namespaces/{ns}")
+
+
+@pytest.fixture(scope="session")
+def git_server() -> Iterator[GitServer]:
+    root = Path(tempfile.mkdtemp(prefix="gitsail-git-"))
+    with GitServer(root, credentials=GIT_USER) as server:
+        yield server
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def git_repo(git_server: GitServer, request: pytest.FixtureRequest) -> Iterator[Workdir]:
+    """A new repository on the git server and a work tree to commit and push to it."""
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:60]
+    git_server.create_repo(name)
+    work = Workdir(git_server.url(name, with_credentials=True))
+    yield work
+    work.close()
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as client:
+        yield client
