@@ -87,14 +87,26 @@ class ProcessRecord:
     log: str
 
     def alive(self) -> bool:
+        _reap_child(self.pid)
         try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+            exe = str(Path(f"/proc/{self.pid}/exe").readlink())
             stat = Path(f"/proc/{self.pid}/stat").read_text()
         except OSError:
             return False
         # A zombie still has a /proc entry; it is not running.
-        state = stat.rsplit(")", 1)[-1].split()[0]
-        return state != "Z" and cmdline.split(b"\0", 1)[0] == self.executable.encode()
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        return exe == str(Path(self.executable).resolve())
+
+
+# Processes started by this Python process, so their exit codes can be reported and
+# their zombies reaped when `up` and `down` run in one process (as in tests).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reap_child(pid: int) -> int | None:
+    proc = _children.get(pid)
+    return None if proc is None else proc.poll()
 
 
 @dataclass
@@ -224,6 +236,7 @@ def _start(cluster: Cluster, role: str, binary: str, args: list[str]) -> Process
             start_new_session=True,
             close_fds=True,
         )
+    _children[proc.pid] = proc
     record = ProcessRecord(role=role, pid=proc.pid, executable=executable, log=str(log_path))
     cluster.processes.append(record)
     cluster.save()
@@ -251,8 +264,10 @@ def wait_for(
     while True:
         for record in watch:
             if not record.alive():
+                code = _reap_child(record.pid)
+                status = f" with exit code {code}" if code is not None else ""
                 raise ClusterError(
-                    f"{record.role} exited while waiting for {what}; last lines of "
+                    f"{record.role} exited{status} while waiting for {what}; last lines of "
                     f"{record.log}:\n{_log_tail(record)}"
                 )
         with contextlib.suppress(httpx.HTTPError, OSError):
@@ -487,23 +502,13 @@ def _terminate(records: list[ProcessRecord], grace: float = 10.0) -> None:
             os.killpg(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while any(r.alive() for r in live) and time.monotonic() < deadline:
-        _reap(live)
         time.sleep(0.05)
     for record in live:
         if record.alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(record.pid, signal.SIGKILL)
     while any(r.alive() for r in live):
-        _reap(live)
         time.sleep(0.05)
-
-
-def _reap(records: list[ProcessRecord]) -> None:
-    # Children of this very process (up and down in one Python process, as in tests) stay
-    # zombies until waited for.
-    for record in records:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(record.pid, os.WNOHANG)
 
 
 def down(name: str = DEFAULT_NAME) -> bool:
