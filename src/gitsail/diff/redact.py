@@ -1,0 +1,89 @@
+"""Secret redaction: a diff may say *that* a Secret value changed, never *what* it is.
+
+Every value under a core Secret's ``data`` and ``stringData`` is replaced by a mask made of
+``+`` characters. Masks are assigned per comparison, in order of first appearance:
+the first distinct value gets ``++++++++`` (eight), the next nine, and so on. So equal
+values get equal masks and different values different masks, on both sides of a comparison,
+while a mask reveals neither the value, nor its length, nor a hash of it: only equality,
+which is exactly what a diff needs.
+
+Values are compared by content: a ``data`` value is base64-decoded first and a
+``stringData`` value is taken as UTF-8, so ``stringData: {password: s3cret}`` on one side and
+``data: {password: czNjcmV0}`` on the other get the same mask. The annotation
+``kubectl.kubernetes.io/last-applied-configuration`` (a full copy of the Secret) is removed.
+Objects other than core ``Secret`` pass through unchanged (copied).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+from typing import Any
+
+from gitsail.diff.normalize import LAST_APPLIED, is_core_secret
+from gitsail.model import Obj
+
+__all__ = ["redact_pair", "redact_secret"]
+
+_MASK_BASE = 8
+
+
+def _content(section: str, value: Any) -> tuple[str, bytes | str]:
+    """The identity of a secret value for mask assignment (decoded bytes where possible)."""
+    if isinstance(value, str):
+        if section == "data":
+            try:
+                return ("bytes", base64.b64decode(value, validate=True))
+            except (binascii.Error, ValueError):
+                return ("raw", value)
+        return ("bytes", value.encode())
+    return ("raw", repr(value))
+
+
+class _Masks:
+    """Assigns masks to values in order of first appearance within one comparison."""
+
+    def __init__(self) -> None:
+        self._by_content: dict[tuple[str, bytes | str], str] = {}
+
+    def mask(self, section: str, value: Any) -> str:
+        content = _content(section, value)
+        found = self._by_content.get(content)
+        if found is None:
+            found = "+" * (_MASK_BASE + len(self._by_content))
+            self._by_content[content] = found
+        return found
+
+
+def _redact(obj: Obj, masks: _Masks) -> Obj:
+    out: Obj = copy.deepcopy(obj)
+    if not is_core_secret(out):
+        return out
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
+        meta["annotations"].pop(LAST_APPLIED, None)
+    for section in ("data", "stringData"):
+        values = out.get(section)
+        if isinstance(values, dict):
+            # Sorted by key so the mask order does not depend on the manifest's key order.
+            for key in sorted(values):
+                if values[key] is not None:
+                    values[key] = masks.mask(section, values[key])
+        elif values is not None:
+            out[section] = masks.mask(section, values)
+    return out
+
+
+def redact_secret(obj: Obj) -> Obj:
+    """A copy of ``obj`` with Secret values masked (other kinds: an unchanged copy)."""
+    return _redact(obj, _Masks())
+
+
+def redact_pair(desired: Obj | None, live: Obj | None) -> tuple[Obj | None, Obj | None]:
+    """Both sides redacted with one mask table: the same value gets the same mask on both."""
+    masks = _Masks()
+    return (
+        None if desired is None else _redact(desired, masks),
+        None if live is None else _redact(live, masks),
+    )

@@ -1,0 +1,20 @@
+"""Resource health and its aggregation per application (pure functions, no I/O).
+
+``resource_health(obj)`` reads one live object and returns a ``Health`` (status + message)
+or ``None`` for kinds that have no health (ConfigMap, Secret, RBAC ...). Core kinds have
+built-in checks with Argo CD's semantics (``workloads``, ``builtin``); every other kind is
+read by kstatus conventions (``kstatus``). ``aggregate`` folds children into an app status,
+worst first: Healthy < Suspended < Progressing < Missing < Degraded < Unknown.
+"""
+
+from gitsail.health.check import IGNORE_HEALTHCHECK, resource_health
+from gitsail.health.status import Health, HealthStatus, aggregate, is_worse
+
+__all__ = [
+    "IGNORE_HEALTHCHECK",
+    "Health",
+    "HealthStatus",
+    "aggregate",
+    "is_worse",
+    "resource_health",
+]
