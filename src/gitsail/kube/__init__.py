@@ -1,0 +1,47 @@
+"""Async Kubernetes access on plain dicts: kubeconfig, discovery, server-side apply, watch.
+
+See ``docs/architecture.md`` ("gitsail.kube") for the contract; each module's docstring
+explains its mechanism. The public API is exactly ``__all__``.
+"""
+
+from gitsail.kube.cache import WatchCache
+from gitsail.kube.client import Kube
+from gitsail.kube.config import ExecConfig, KubeConfig, load_kubeconfig
+from gitsail.kube.discovery import ResourceInfo, RESTMapper
+from gitsail.kube.errors import (
+    ConfigError,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    KubeError,
+    NotFound,
+    NotFoundKind,
+    ServerError,
+    Unauthorized,
+)
+from gitsail.kube.retry import Backoff, RetryPolicy
+from gitsail.kube.watch import WatchEvent
+
+__all__ = [
+    "Backoff",
+    "ConfigError",
+    "Conflict",
+    "ExecConfig",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "Kube",
+    "KubeConfig",
+    "KubeError",
+    "NotFound",
+    "NotFoundKind",
+    "RESTMapper",
+    "ResourceInfo",
+    "RetryPolicy",
+    "ServerError",
+    "Unauthorized",
+    "WatchCache",
+    "WatchEvent",
+    "load_kubeconfig",
+]

@@ -1,0 +1,546 @@
+"""``Kube``: one cluster, reached over one pooled ``httpx.AsyncClient``, objects as dicts.
+
+Every call names its object by (apiVersion, kind, namespace, name). The kind is resolved to
+a ``ResourceInfo`` through discovery (loaded on first use; on a miss it is refreshed once, at
+most every ``rediscover_interval`` seconds, so a freshly installed CRD becomes usable without
+a discovery storm), and the ``ResourceInfo`` builds the URL path.
+
+All requests go through ``_send``: it retries what is safe to retry (``RetryPolicy``:
+throttling, 5xx and lost connections for idempotent requests; server-side apply and merge
+patches are idempotent, creates and JSON patches are not) and turns failures into the
+``KubeError`` tree with a context such as ``apply apps/v1 Deployment shop/web``.
+
+Server-side apply is a PATCH with ``Content-Type: application/apply-patch+yaml``; the body is
+JSON, which is YAML. ``dry_run=True`` adds ``dryRun=All``: the server runs admission and
+defaulting and returns the object it would store, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from gitsail.kube.auth import KubeAuth, ssl_context
+from gitsail.kube.config import KubeConfig
+from gitsail.kube.discovery import ResourceInfo, RESTMapper, fetch_mapper
+from gitsail.kube.errors import (
+    Invalid,
+    KubeError,
+    NotFound,
+    NotFoundKind,
+    error_from_response,
+    error_from_transport,
+)
+from gitsail.kube.retry import RetryPolicy
+from gitsail.kube.watch import WatchEvent, parse_event
+from gitsail.model import Obj
+
+__all__ = ["Kube"]
+
+log = logging.getLogger(__name__)
+
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+LIST_PAGE_SIZE = 500
+
+
+def describe(
+    verb: str, api_version: str, kind: str, name: str | None, namespace: str | None
+) -> str:
+    """``apply apps/v1 Deployment ns/name``: the context prefix of error messages."""
+    target = f"{namespace}/{name}" if namespace and name else (name or namespace or "")
+    return f"{verb} {api_version} {kind}" + (f" {target}" if target else "")
+
+
+class Kube:
+    """Async access to one cluster; use as ``async with Kube(config) as kube``."""
+
+    def __init__(
+        self,
+        config: KubeConfig,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        rediscover_interval: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.retry = retry or RetryPolicy()
+        self.rediscover_interval = rediscover_interval
+        tls = ssl_context(config)
+        self._client = httpx.AsyncClient(
+            base_url=config.server,
+            verify=tls,
+            auth=KubeAuth(config, tls),
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            headers={"User-Agent": "gitsail", "Accept": "application/json"},
+            transport=transport,
+        )
+        self._extensions = (
+            {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}
+        )
+        self._mapper: RESTMapper | None = None
+        self._discovered_at = float("-inf")
+        self._discovery_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"Kube({self.config.server}, context={self.config.context!r})"
+
+    async def __aenter__(self) -> Kube:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    @property
+    def namespace(self) -> str:
+        """The context's default namespace, used for namespaced objects that name none."""
+        return self.config.namespace
+
+    # -- transport ----------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        context: str,
+        idempotent: bool,
+        params: dict[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+    ) -> httpx.Response:
+        """One request with retries; a non-2xx response raises its ``KubeError``."""
+        headers = {}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if accept:
+            headers["Accept"] = accept
+        attempt = 0
+        while True:
+            try:
+                response = await self._client.request(
+                    method,
+                    path,
+                    params=params,
+                    content=body,
+                    headers=headers,
+                    extensions=self._extensions,
+                )
+            except httpx.TransportError as exc:
+                # A refused connection never reached the server: safe to repeat anything.
+                safe = idempotent or isinstance(exc, httpx.ConnectError)
+                if not self.retry.should_retry(attempt, None, idempotent=safe):
+                    raise error_from_transport(exc, context=context) from None
+                delay = self.retry.delay(attempt)
+                log.debug("%s: %s, retrying in %.1fs", context, type(exc).__name__, delay)
+            else:
+                if response.is_success:
+                    return response
+                code = response.status_code
+                error = error_from_response(response, context=context)
+                retry = self.retry.should_retry(attempt, code, idempotent=idempotent)
+                if not retry or isinstance(error, Invalid):
+                    raise error
+                delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
+                log.debug("%s: HTTP %d, retrying in %.1fs", context, code, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
+        response = await self._send(method, path, **kwargs)
+        result: Obj = response.json()
+        return result
+
+    # -- discovery ----------------------------------------------------------------------
+
+    async def server_version(self) -> dict[str, Any]:
+        """``GET /version``: gitVersion, major, minor, platform..."""
+        return await self._json("GET", "/version", context="server version", idempotent=True)
+
+    async def discover(self, refresh: bool = False) -> RESTMapper:
+        """The RESTMapper, loaded on first call and reloaded when ``refresh`` is true."""
+        if self._mapper is not None and not refresh:
+            return self._mapper
+        async with self._discovery_lock:
+            started = time.monotonic()
+            if self._mapper is not None and (not refresh or self._discovered_at > started):
+                return self._mapper
+            return await self._load_mapper()
+
+    async def _load_mapper(self) -> RESTMapper:
+        async def get_json(path: str, accept: str) -> Any:
+            response = await self._send(
+                "GET", path, context=f"discover {path}", idempotent=True, accept=accept
+            )
+            return response.json()
+
+        self._mapper = await fetch_mapper(get_json)
+        self._discovered_at = time.monotonic()
+        if self._mapper.unavailable:
+            log.warning(
+                "discovery: unavailable group versions: %s",
+                ", ".join(sorted(self._mapper.unavailable)),
+            )
+        return self._mapper
+
+    @property
+    def mapper(self) -> RESTMapper:
+        """The RESTMapper from the last discovery; ``await kube.discover()`` first."""
+        if self._mapper is None:
+            raise RuntimeError("discovery has not run yet: await kube.discover() first")
+        return self._mapper
+
+    async def resource_for(self, api_version: str, kind: str) -> ResourceInfo:
+        """Like ``mapper.resource_for``, but on a miss refreshes discovery once (rate-limited
+        to one refresh per ``rediscover_interval``) and looks again."""
+        mapper = await self.discover()
+        try:
+            return mapper.resource_for(api_version, kind)
+        except NotFoundKind:
+            pass
+        async with self._discovery_lock:
+            if self._mapper is mapper:
+                if time.monotonic() - self._discovered_at >= self.rediscover_interval:
+                    mapper = await self._load_mapper()
+            else:
+                mapper = self.mapper  # someone else refreshed while we waited
+        return mapper.resource_for(api_version, kind)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
+        """The object, or None if it does not exist."""
+        info = await self.resource_for(api_version, kind)
+        ns = self._ns(info, namespace)
+        context = describe("get", api_version, kind, name, ns)
+        try:
+            return await self._json("GET", info.path(name, ns), context=context, idempotent=True)
+        except NotFound:
+            return None
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Obj]:
+        """Every matching object (all namespaces when ``namespace`` is None)."""
+        items, _ = await self.list_with_version(
+            api_version, kind, namespace, label_selector, field_selector
+        )
+        return items
+
+    async def list_with_version(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        *,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> tuple[builtins.list[Obj], str]:
+        """Items (with apiVersion and kind filled in) and the list's resourceVersion.
+
+        Pages with ``limit``/``continue``; every page is part of one consistent snapshot.
+        """
+        info = await self.resource_for(api_version, kind)
+        context = describe("list", api_version, kind, None, namespace)
+        params = {"limit": str(page_size)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        items: builtins.list[Obj] = []
+        resource_version = ""
+        path = info.path(namespace=namespace)
+        while True:
+            page = await self._json("GET", path, params=params, context=context, idempotent=True)
+            meta = page.get("metadata") or {}
+            resource_version = resource_version or str(meta.get("resourceVersion") or "")
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            token = meta.get("continue")
+            if not token:
+                return items, resource_version
+            params["continue"] = str(token)
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def apply(
+        self,
+        obj: Obj,
+        field_manager: str = "gitsail",
+        force: bool = False,
+        dry_run: bool = False,
+        field_validation: str = "Strict",
+    ) -> Obj:
+        """Server-side apply ``obj``; returns the object as stored (or as it would be)."""
+        info, name, ns = await self._locate(obj)
+        params = {"fieldManager": field_manager, "fieldValidation": field_validation}
+        if force:
+            params["force"] = "true"
+        if dry_run:
+            params["dryRun"] = "All"
+        verb = "apply (dry run)" if dry_run else "apply"
+        return await self._json(
+            "PATCH",
+            info.path(name, ns),
+            params=params,
+            body=_dump(obj),
+            content_type=APPLY_PATCH,
+            context=describe(verb, info.api_version, info.kind, name, ns),
+            idempotent=True,
+        )
+
+    async def create(self, obj: Obj, dry_run: bool = False, field_manager: str = "gitsail") -> Obj:
+        """POST ``obj`` (``metadata.generateName`` works); Conflict if it exists."""
+        info, name, ns = await self._locate(obj, need_name=False)
+        params = {"fieldManager": field_manager}
+        if dry_run:
+            params["dryRun"] = "All"
+        return await self._json(
+            "POST",
+            info.path(namespace=ns),
+            params=params,
+            body=_dump(obj),
+            content_type="application/json",
+            context=describe("create", info.api_version, info.kind, name or None, ns),
+            idempotent=False,
+        )
+
+    async def create_subresource(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        subresource: str,
+        body: Obj,
+        namespace: str | None = None,
+    ) -> Obj:
+        """POST ``body`` to a subresource, e.g. ``serviceaccounts/<name>/token`` with a
+        TokenRequest or ``pods/<name>/eviction`` with an Eviction; returns the answer."""
+        info = await self.resource_for(api_version, kind)
+        ns = self._ns(info, namespace)
+        return await self._json(
+            "POST",
+            info.path(name, ns, subresource),
+            body=_dump(body),
+            content_type="application/json",
+            context=describe(f"create {subresource} of", api_version, kind, name, ns),
+            idempotent=False,
+        )
+
+    async def replace(self, obj: Obj, dry_run: bool = False, field_manager: str = "gitsail") -> Obj:
+        """PUT ``obj``; without a resourceVersion the live one is fetched first (so the
+        replace is unconditional), with one it is an optimistic update (Conflict if stale)."""
+        info, name, ns = await self._locate(obj)
+        context = describe("replace", info.api_version, info.kind, name, ns)
+        if not (obj.get("metadata") or {}).get("resourceVersion"):
+            live = await self._json("GET", info.path(name, ns), context=context, idempotent=True)
+            obj = {
+                **obj,
+                "metadata": {
+                    **obj["metadata"],
+                    "resourceVersion": live["metadata"]["resourceVersion"],
+                },
+            }
+        params = {"fieldManager": field_manager}
+        if dry_run:
+            params["dryRun"] = "All"
+        return await self._json(
+            "PUT",
+            info.path(name, ns),
+            params=params,
+            body=_dump(obj),
+            content_type="application/json",
+            context=context,
+            idempotent=True,
+        )
+
+    async def merge_patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: dict[str, Any],
+        namespace: str | None = None,
+        subresource: str | None = None,
+        field_manager: str = "gitsail",
+    ) -> Obj:
+        """JSON merge patch (RFC 7386) of the object or its subresource (e.g. ``status``)."""
+        info = await self.resource_for(api_version, kind)
+        ns = self._ns(info, namespace)
+        verb = f"merge-patch {subresource} of" if subresource else "merge-patch"
+        return await self._json(
+            "PATCH",
+            info.path(name, ns, subresource),
+            params={"fieldManager": field_manager},
+            body=_dump(patch),
+            content_type=MERGE_PATCH,
+            context=describe(verb, api_version, kind, name, ns),
+            idempotent=True,
+        )
+
+    async def json_patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        ops: builtins.list[dict[str, Any]],
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        """JSON patch (RFC 6902); use a ``test`` op to make it conditional."""
+        info = await self.resource_for(api_version, kind)
+        ns = self._ns(info, namespace)
+        verb = f"json-patch {subresource} of" if subresource else "json-patch"
+        return await self._json(
+            "PATCH",
+            info.path(name, ns, subresource),
+            body=_dump(ops),
+            content_type=JSON_PATCH,
+            context=describe(verb, api_version, kind, name, ns),
+            idempotent=False,
+        )
+
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        propagation: str | None = "Foreground",
+        dry_run: bool = False,
+    ) -> bool:
+        """Delete the object; False if it was already gone. With ``Foreground`` the object
+        stays (with a deletionTimestamp) until its dependents are gone."""
+        info = await self.resource_for(api_version, kind)
+        ns = self._ns(info, namespace)
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation:
+            options["propagationPolicy"] = propagation
+        if dry_run:
+            options["dryRun"] = ["All"]
+        try:
+            await self._send(
+                "DELETE",
+                info.path(name, ns),
+                body=_dump(options),
+                content_type="application/json",
+                context=describe("delete", api_version, kind, name, ns),
+                idempotent=True,
+            )
+        except NotFound:
+            return False
+        return True
+
+    # -- watch --------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        *,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Events after ``resource_version`` until the server ends the stream.
+
+        Without a resource_version the server first sends ADDED for every existing object.
+        Bookmarks are requested. An ERROR event raises (``Gone`` for 410: relist).
+        """
+        info = await self.resource_for(api_version, kind)
+        context = describe("watch", api_version, kind, None, namespace)
+        params = {"watch": "true", "allowWatchBookmarks": "true"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if timeout_seconds is not None:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        # The server holds the stream open: no read timeout beyond the requested one.
+        read = None if timeout_seconds is None else timeout_seconds + 30.0
+        timeout = httpx.Timeout(self._client.timeout.connect or 30.0, read=read)
+        request = self._client.build_request(
+            "GET",
+            info.path(namespace=namespace),
+            params=params,
+            timeout=timeout,
+            extensions=self._extensions,
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, context=context) from None
+        try:
+            if not response.is_success:
+                await response.aread()
+                raise error_from_response(response, context=context)
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield parse_event(line, api_version=api_version, kind=kind, context=context)
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, context=context) from None
+        finally:
+            await response.aclose()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _ns(self, info: ResourceInfo, namespace: str | None) -> str | None:
+        if not info.namespaced:
+            return None
+        return namespace or self.namespace
+
+    async def _locate(
+        self, obj: Obj, *, need_name: bool = True
+    ) -> tuple[ResourceInfo, str, str | None]:
+        api_version = str(obj.get("apiVersion") or "")
+        kind = str(obj.get("kind") or "")
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if not api_version or not kind:
+            raise KubeError(
+                0, "BadRequest", "object has no apiVersion or kind", context=f"object {name or '?'}"
+            )
+        if need_name and not name:
+            raise KubeError(
+                0, "BadRequest", "object has no metadata.name", context=f"{api_version} {kind}"
+            )
+        info = await self.resource_for(api_version, kind)
+        return info, name, self._ns(info, meta.get("namespace"))
+
+
+def _dump(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()

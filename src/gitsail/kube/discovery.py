@@ -1,0 +1,229 @@
+"""Discovery: which resources a cluster serves, and the RESTMapper built from it.
+
+Aggregated discovery (``apidiscovery.k8s.io/v2``, GA in Kubernetes 1.30) answers two
+requests, ``GET /api`` and ``GET /apis`` with ``Accept:
+application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList``, with every group,
+version, resource, scope, verb and subresource. The Accept header also lists plain
+``application/json``: a server without aggregated discovery answers with the legacy
+``APIVersions``/``APIGroupList``, and we fall back to one ``GET`` per group version
+(concurrently). Group versions that fail to answer (an aggregated API whose backend is down,
+or a ``Stale`` entry in aggregated discovery) are left out and named in
+``RESTMapper.unavailable`` so callers can refuse to prune kinds they could not see.
+
+The ``RESTMapper`` maps (apiVersion, kind) to a ``ResourceInfo``, which builds request paths:
+the core group lives under ``/api/v1``, every other group under ``/apis/<group>/<version>``;
+namespaced resources add ``namespaces/<ns>/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from gitsail.kube.errors import KubeError, NotFoundKind
+from gitsail.model import split_api_version
+
+__all__ = [
+    "AGGREGATED_ACCEPT",
+    "RESTMapper",
+    "ResourceInfo",
+    "fetch_mapper",
+    "parse_aggregated",
+    "parse_resource_list",
+]
+
+AGGREGATED_ACCEPT = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+    "application/json"
+)
+
+# GET path with an Accept header -> parsed JSON body (raises KubeError on failure).
+GetJson = Callable[[str, str], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """A served resource: enough to build its URLs and know what it supports."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    verbs: frozenset[str]
+    subresources: frozenset[str]
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(
+        self,
+        name: str | None = None,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> str:
+        """The URL path of the collection, or of the object ``name`` (and its subresource).
+
+        ``namespace`` is ignored for cluster-scoped resources; for namespaced ones, None means
+        "across all namespaces" (valid for list and watch only).
+        """
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        parts = [base]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{_seg(namespace)}")
+        parts.append(self.plural)
+        if name is not None:
+            if not name:
+                raise ValueError(f"{self.kind}: empty object name")
+            parts.append(_seg(name))
+            if subresource:
+                parts.append(_seg(subresource))
+        elif subresource:
+            raise ValueError(f"{self.kind}: a subresource needs an object name")
+        return "/".join(parts)
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+class RESTMapper:
+    """Immutable index of served resources by (group, version, kind)."""
+
+    def __init__(self, resources: Iterable[ResourceInfo], unavailable: Iterable[str] = ()) -> None:
+        self._by_gvk: dict[tuple[str, str, str], ResourceInfo] = {}
+        self._group_versions: list[str] = []
+        for info in resources:
+            key = (info.group, info.version, info.kind)
+            # First wins: discovery lists the canonical resource before aliases.
+            self._by_gvk.setdefault(key, info)
+            if info.api_version not in self._group_versions:
+                self._group_versions.append(info.api_version)
+        self.unavailable: frozenset[str] = frozenset(unavailable)
+
+    def __len__(self) -> int:
+        return len(self._by_gvk)
+
+    def __repr__(self) -> str:
+        return f"RESTMapper({len(self)} kinds, {len(self._group_versions)} group versions)"
+
+    def resource_for(self, api_version: str, kind: str) -> ResourceInfo:
+        """The resource serving ``kind`` in ``api_version``; NotFoundKind if none does."""
+        group, version = split_api_version(api_version)
+        try:
+            return self._by_gvk[(group, version, kind)]
+        except KeyError:
+            raise NotFoundKind(api_version, kind) from None
+
+    def resources(self) -> list[ResourceInfo]:
+        """Every served resource, in discovery order."""
+        return list(self._by_gvk.values())
+
+    def api_versions(self) -> list[str]:
+        """Every ``group/version`` and ``group/version/Kind``, as ``helm --api-versions``
+        takes them (core group: ``v1`` and ``v1/Pod``)."""
+        out = list(self._group_versions)
+        out.extend(f"{i.api_version}/{i.kind}" for i in self._by_gvk.values())
+        return out
+
+
+def parse_aggregated(doc: dict[str, Any]) -> tuple[list[ResourceInfo], list[str]]:
+    """Resources and unavailable group versions from an ``APIGroupDiscoveryList``."""
+    resources: list[ResourceInfo] = []
+    unavailable: list[str] = []
+    for group_doc in doc.get("items") or []:
+        group = str((group_doc.get("metadata") or {}).get("name") or "")
+        for version_doc in group_doc.get("versions") or []:
+            version = str(version_doc.get("version") or "")
+            if version_doc.get("freshness") == "Stale":
+                unavailable.append(f"{group}/{version}" if group else version)
+                continue
+            for res in version_doc.get("resources") or []:
+                kind = (res.get("responseKind") or {}).get("kind")
+                if not kind or not res.get("resource"):
+                    continue
+                resources.append(
+                    ResourceInfo(
+                        group=group,
+                        version=version,
+                        kind=str(kind),
+                        plural=str(res["resource"]),
+                        namespaced=res.get("scope") == "Namespaced",
+                        verbs=frozenset(res.get("verbs") or ()),
+                        subresources=frozenset(
+                            str(s["subresource"])
+                            for s in res.get("subresources") or []
+                            if s.get("subresource")
+                        ),
+                    )
+                )
+    return resources, unavailable
+
+
+def parse_resource_list(doc: dict[str, Any]) -> list[ResourceInfo]:
+    """Resources from a legacy ``APIResourceList`` (``GET /apis/<group>/<version>``)."""
+    group, version = split_api_version(str(doc.get("groupVersion") or ""))
+    entries = doc.get("resources") or []
+    subresources: dict[str, set[str]] = {}
+    for res in entries:
+        parent, sep, sub = str(res.get("name") or "").partition("/")
+        if sep:
+            subresources.setdefault(parent, set()).add(sub)
+    out = []
+    for res in entries:
+        name = str(res.get("name") or "")
+        if "/" in name or not name or not res.get("kind"):
+            continue
+        out.append(
+            ResourceInfo(
+                group=group,
+                version=version,
+                kind=str(res["kind"]),
+                plural=name,
+                namespaced=bool(res.get("namespaced")),
+                verbs=frozenset(res.get("verbs") or ()),
+                subresources=frozenset(subresources.get(name, ())),
+            )
+        )
+    return out
+
+
+async def fetch_mapper(get_json: GetJson) -> RESTMapper:
+    """Discover everything the server serves (aggregated, else legacy per group version)."""
+    core, groups = await asyncio.gather(
+        get_json("/api", AGGREGATED_ACCEPT), get_json("/apis", AGGREGATED_ACCEPT)
+    )
+    resources: list[ResourceInfo] = []
+    unavailable: list[str] = []
+    legacy_paths: list[str] = []
+    for doc, prefix in ((core, "/api"), (groups, "/apis")):
+        if doc.get("kind") == "APIGroupDiscoveryList":
+            found, stale = parse_aggregated(doc)
+            resources += found
+            unavailable += stale
+        elif doc.get("kind") == "APIVersions":
+            legacy_paths += [f"{prefix}/{v}" for v in doc.get("versions") or []]
+        elif doc.get("kind") == "APIGroupList":
+            for group in doc.get("groups") or []:
+                legacy_paths += [
+                    f"{prefix}/{v['groupVersion']}" for v in group.get("versions") or []
+                ]
+        else:
+            raise KubeError(0, "BadDiscovery", f"unexpected discovery document at {prefix}")
+    if legacy_paths:
+        docs = await asyncio.gather(
+            *(get_json(p, "application/json") for p in legacy_paths), return_exceptions=True
+        )
+        for path, result in zip(legacy_paths, docs, strict=True):
+            if isinstance(result, KubeError):
+                unavailable.append(path.split("/", 2)[2])
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                resources += parse_resource_list(result)
+    return RESTMapper(resources, unavailable)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import gitsail.kube
+
+EXPECTED = {
+    "Backoff",
+    "ConfigError",
+    "Conflict",
+    "ExecConfig",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "Kube",
+    "KubeConfig",
+    "KubeError",
+    "NotFound",
+    "NotFoundKind",
+    "RESTMapper",
+    "ResourceInfo",
+    "RetryPolicy",
+    "ServerError",
+    "Unauthorized",
+    "WatchCache",
+    "WatchEvent",
+    "load_kubeconfig",
+}
+
+
+def test_public_api_is_exactly_all() -> None:
+    assert set(gitsail.kube.__all__) == EXPECTED
+    public = {n for n in dir(gitsail.kube) if not n.startswith("_")}
+    # Submodules are importable attributes too; everything else public must be in __all__.
+    submodules = {"auth", "cache", "client", "config", "discovery", "errors", "retry", "watch"}
+    assert public - submodules == EXPECTED
+
+
+def test_every_error_is_a_kube_error() -> None:
+    for name in (
+        "ConfigError",
+        "Conflict",
+        "Forbidden",
+        "Gone",
+        "Invalid",
+        "NotFound",
+        "NotFoundKind",
+        "ServerError",
+        "Unauthorized",
+    ):
+        assert issubclass(getattr(gitsail.kube, name), gitsail.kube.KubeError)
