@@ -1,0 +1,395 @@
+"""Git repositories as Artifacts: resolve a revision, fetch it once, check it out once.
+
+Layout under the cache directory (one ``GitSource`` per process owns it)::
+
+    repos/<sha256(normalized url)>.git   one bare repository per URL, refs mirrored as fetched
+    checkouts/<commit sha>/              one read-only checkout per commit, shared by all apps
+    home/                                an empty HOME for git and ssh
+    tmp/                                 per-command SSH key and known_hosts (0700, removed)
+
+``resolve`` asks the server with ``git ls-remote`` (one round trip, no objects; concurrent
+calls for the same repository share one). ``fetch`` resolves, then, under a per-repository
+lock, fetches only when the commit is not in the bare repository yet — so N apps on the same
+repository and revision cost one fetch — and materializes the commit with ``read-tree`` +
+``checkout-index`` into a private index (the bare repository is never touched by it), so
+the files are exactly what a ``git checkout`` gives, without export-ignore/export-subst
+surprises. Symlinks that leave the checkout are refused, as Argo CD refuses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitsail.model import Artifact
+from gitsail.source._fs import remove_tree, replace_dir, seal_tree
+from gitsail.source._gitcli import GitCommand, git_session
+from gitsail.source._urls import (
+    RepoURL,
+    check_argument,
+    normalize_repo_url,
+    parse_repo_url,
+    redact_url,
+    repo_key,
+)
+from gitsail.source.credentials import RepoCredentials, credentials_from_url
+from gitsail.source.errors import (
+    FetchError,
+    InvalidSource,
+    PathNotFound,
+    RevisionNotFound,
+    SourceError,
+)
+from gitsail.source.inputs import input_digest
+from gitsail.source.semver import is_semver_constraint, resolve_semver
+
+__all__ = ["GitSource", "GitStats", "default_cache_dir"]
+
+_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_HEX = re.compile(r"^[0-9a-f]{4,63}$")
+_INPUT_OPTIONS = {"tool_hint", "value_files"}
+
+
+def default_cache_dir() -> Path:
+    """``$GITSAIL_CACHE_DIR/source``, else ``$XDG_CACHE_HOME/gitsail/source`` (~/.cache)."""
+    override = os.environ.get("GITSAIL_CACHE_DIR")
+    if override:
+        return Path(override) / "source"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "gitsail" / "source"
+
+
+@dataclass
+class GitStats:
+    """What the source did, for metrics and tests: server round trips and checkouts."""
+
+    ls_remotes: int = 0
+    fetches: int = 0
+    checkouts: int = 0
+
+
+@dataclass(frozen=True)
+class _Refs:
+    """``git ls-remote`` output: ref name → commit (tags peeled), and where HEAD points."""
+
+    commits: dict[str, str]
+    head_target: str
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    sha: str
+    ref: str  # the ref to fetch; "" when the revision was a commit SHA
+
+
+class GitSource:
+    """Git repositories (HTTPS, SSH, file) materialized as Artifacts; owns the clone cache."""
+
+    def __init__(
+        self, cache_dir: Path | None = None, *, timeout: float = 60.0, known_hosts: str = ""
+    ) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.timeout = timeout
+        self.known_hosts = known_hosts  # argocd-ssh-known-hosts-cm content; may be updated
+        self.stats = GitStats()
+        self._repo_locks: dict[str, asyncio.Lock] = {}
+        self._checkout_locks: dict[str, asyncio.Lock] = {}
+        self._ls_remote_calls: dict[tuple[str, int], asyncio.Future[_Refs]] = {}
+        self._layout_ready = False
+
+    # -- public --------------------------------------------------------------------------
+
+    async def resolve(
+        self, repo_url: str, revision: str, creds: RepoCredentials | None = None
+    ) -> str:
+        """The full commit SHA ``revision`` names now (branch, tag, SHA, HEAD, semver range)."""
+        repo, url, creds = self._prepare(repo_url, creds)
+        resolved = await self._resolve(repo, url, revision, creds)
+        return resolved.sha
+
+    async def fetch(
+        self,
+        repo_url: str,
+        revision: str,
+        path: str,
+        creds: RepoCredentials | None = None,
+        *,
+        inputs_options: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Resolve ``revision``, fetch and check it out (once), and describe ``path`` in it.
+
+        ``inputs_options`` are passed to ``input_digest`` (``tool_hint``, ``value_files``).
+        """
+        options = dict(inputs_options or {})
+        unknown = set(options) - _INPUT_OPTIONS
+        if unknown:
+            raise InvalidSource(f"unknown inputs_options {sorted(unknown)}; use {_INPUT_OPTIONS}")
+        repo, url, creds = self._prepare(repo_url, creds)
+        shown = redact_url(url)
+        rel = _clean_path(path, shown)
+        requested = revision.strip() or "HEAD"
+        resolved = await self._resolve(repo, url, requested, creds)
+        bare = await self._ensure_commit(repo, url, creds, resolved)
+        checkout = await self._checkout(bare, resolved.sha, shown)
+        if not (checkout / rel).exists():
+            raise PathNotFound(
+                f"path {rel!r} does not exist in {shown} at {resolved.sha}; "
+                "fix spec.source.path or the revision",
+                url=shown,
+            )
+        try:
+            digest = await asyncio.to_thread(input_digest, checkout, rel, **options)
+        except SourceError as exc:
+            raise type(exc)(f"{shown} at {resolved.sha}: {exc.message}", url=shown) from exc
+        return Artifact(
+            url=shown,
+            revision=resolved.sha,
+            requested=requested,
+            root=checkout,
+            path=rel,
+            digest=digest,
+            kind="git",
+        )
+
+    # -- resolution ----------------------------------------------------------------------
+
+    def _prepare(
+        self, repo_url: str, creds: RepoCredentials | None
+    ) -> tuple[RepoURL, str, RepoCredentials | None]:
+        clean, from_url = credentials_from_url(repo_url)
+        return parse_repo_url(clean), clean, creds if creds is not None else from_url
+
+    async def _resolve(
+        self, repo: RepoURL, url: str, revision: str, creds: RepoCredentials | None
+    ) -> _Resolved:
+        shown = redact_url(url)
+        revision = revision.strip() or "HEAD"
+        check_argument(revision, "revision", url=shown)
+        if _SHA.match(revision.lower()):
+            return _Resolved(revision.lower(), "")
+        refs = await self._ls_remote(repo, url, creds)
+        if is_semver_constraint(revision):
+            tags = {
+                name.removeprefix("refs/tags/"): sha
+                for name, sha in refs.commits.items()
+                if name.startswith("refs/tags/")
+            }
+            best = resolve_semver(revision, tags)
+            if best is None:
+                raise RevisionNotFound(
+                    f"no tag of {shown} matches the semver range {revision!r} "
+                    f"({_sample(sorted(tags))}); push a matching tag or change targetRevision",
+                    url=shown,
+                )
+            return _Resolved(tags[best], f"refs/tags/{best}")
+        if revision == "HEAD":
+            if "HEAD" not in refs.commits:
+                raise RevisionNotFound(
+                    f"{shown} has no HEAD (an empty repository?); push a commit or set "
+                    "targetRevision to a branch",
+                    url=shown,
+                )
+            return _Resolved(refs.commits["HEAD"], refs.head_target or "HEAD")
+        for name in (revision, f"refs/heads/{revision}", f"refs/tags/{revision}"):
+            if name in refs.commits and name != "HEAD":
+                return _Resolved(refs.commits[name], name)
+        hint = (
+            " (abbreviated commit SHAs are not resolved; use the full SHA)"
+            if _HEX.match(revision.lower())
+            else ""
+        )
+        raise RevisionNotFound(
+            f"revision {revision!r} is not a branch, tag or commit of {shown}{hint}; "
+            "check targetRevision",
+            url=shown,
+        )
+
+    async def _ls_remote(self, repo: RepoURL, url: str, creds: RepoCredentials | None) -> _Refs:
+        # Concurrent resolutions of one repository (same credentials) share one round trip.
+        key = (normalize_repo_url(url), hash(creds))
+        pending = self._ls_remote_calls.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Refs] = asyncio.get_running_loop().create_future()
+        self._ls_remote_calls[key] = future
+        try:
+            refs = await self._ls_remote_uncached(repo, url, creds)
+        except BaseException as exc:
+            shared = exc
+            if not isinstance(exc, Exception):  # our task was cancelled, not theirs
+                shared = FetchError(f"ls-remote of {redact_url(url)} was interrupted; retry")
+            future.set_exception(shared)
+            future.exception()  # mark retrieved: there may be no waiters
+            raise
+        else:
+            future.set_result(refs)
+            return refs
+        finally:
+            del self._ls_remote_calls[key]
+
+    async def _ls_remote_uncached(
+        self, repo: RepoURL, url: str, creds: RepoCredentials | None
+    ) -> _Refs:
+        self._ensure_layout()
+        self.stats.ls_remotes += 1
+        with self._session(repo, url, creds) as git:
+            out, _ = await git.run(["ls-remote", "--symref", "--", url], action="ls-remote")
+        commits: dict[str, str] = {}
+        peeled: dict[str, str] = {}
+        head_target = ""
+        for line in out.decode(errors="replace").splitlines():
+            value, _, name = line.partition("\t")
+            if value.startswith("ref: "):
+                if name == "HEAD":
+                    head_target = value.removeprefix("ref: ").strip()
+                continue
+            if name.endswith("^{}"):
+                peeled[name.removesuffix("^{}")] = value
+            else:
+                commits[name] = value
+        commits.update(peeled)
+        return _Refs(commits, head_target)
+
+    # -- fetch and checkout --------------------------------------------------------------
+
+    def _session(
+        self, repo: RepoURL, url: str, creds: RepoCredentials | None
+    ) -> AbstractContextManager[GitCommand]:
+        return git_session(
+            repo,
+            creds,
+            home=self.cache_dir / "home",
+            scratch=self.cache_dir / "tmp",
+            known_hosts=self.known_hosts,
+            timeout=self.timeout,
+            url=redact_url(url),
+        )
+
+    def _local(self) -> GitCommand:
+        return GitCommand(home=self.cache_dir / "home", timeout=self.timeout)
+
+    def _ensure_layout(self) -> None:
+        if self._layout_ready:
+            return
+        for sub in ("repos", "checkouts", "home", "tmp"):
+            (self.cache_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._layout_ready = True
+
+    async def _has_commit(self, bare: Path, sha: str) -> bool:
+        _, failure = await self._local().run(
+            ["--git-dir", str(bare), "cat-file", "-e", f"{sha}^{{commit}}"], check=False
+        )
+        return failure is None
+
+    async def _ensure_commit(
+        self, repo: RepoURL, url: str, creds: RepoCredentials | None, resolved: _Resolved
+    ) -> Path:
+        self._ensure_layout()
+        key = repo_key(url)
+        lock = self._repo_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            bare = self.cache_dir / "repos" / f"{key}.git"
+            if not (bare / "HEAD").is_file():
+                await self._init_bare(bare)
+            if await self._has_commit(bare, resolved.sha):
+                return bare
+            self.stats.fetches += 1
+            with self._session(repo, url, creds) as git:
+                if resolved.ref:
+                    target = resolved.ref if resolved.ref != "HEAD" else "refs/gitsail/HEAD"
+                    await self._fetch(git, bare, url, f"+{resolved.ref}:{target}")
+                if not await self._has_commit(bare, resolved.sha):
+                    # A commit SHA, or the ref moved since ls-remote: ask for the commit itself.
+                    pinned = f"+{resolved.sha}:refs/gitsail/pinned/{resolved.sha}"
+                    try:
+                        await self._fetch(git, bare, url, pinned)
+                    except RevisionNotFound:
+                        raise RevisionNotFound(
+                            f"commit {resolved.sha} does not exist in {redact_url(url)}; "
+                            "check targetRevision",
+                            url=redact_url(url),
+                        ) from None
+            if not await self._has_commit(bare, resolved.sha):
+                raise RevisionNotFound(
+                    f"commit {resolved.sha} was not found in {redact_url(url)} after fetching",
+                    url=redact_url(url),
+                )
+            return bare
+
+    async def _init_bare(self, bare: Path) -> None:
+        partial = bare.with_name(f".{bare.name}.{uuid.uuid4().hex}.partial")
+        await self._local().run(["init", "--quiet", "--bare", "--", str(partial)], action="init")
+        await asyncio.to_thread(replace_dir, partial, bare)
+
+    async def _fetch(self, git: GitCommand, bare: Path, url: str, refspec: str) -> None:
+        check_argument(refspec.lstrip("+"), "refspec", url=git.url)
+        await git.run(
+            [
+                "--git-dir",
+                str(bare),
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--no-recurse-submodules",
+                "--",
+                url,
+                refspec,
+            ],
+            action="fetch",
+        )
+
+    async def _checkout(self, bare: Path, sha: str, shown: str) -> Path:
+        target = self.cache_dir / "checkouts" / sha
+        if target.is_dir():
+            return target
+        lock = self._checkout_locks.setdefault(sha, asyncio.Lock())
+        async with lock:
+            if target.is_dir():
+                return target
+            partial = target.with_name(f".{sha}.{uuid.uuid4().hex}.partial")
+            index = partial.with_name(partial.name + ".index")
+            partial.mkdir(mode=0o700)
+            git = self._local()
+            env = {"GIT_INDEX_FILE": str(index)}
+            base = ["--git-dir", str(bare), "--work-tree", str(partial)]
+            try:
+                await git.run([*base, "read-tree", sha], extra_env=env, action="read-tree")
+                await git.run(
+                    [*base, "checkout-index", "--all", "--force"],
+                    extra_env=env,
+                    action="checkout",
+                )
+                await asyncio.to_thread(seal_tree, partial, f"{shown} at {sha}")
+                await asyncio.to_thread(replace_dir, partial, target)
+            except BaseException:
+                await asyncio.to_thread(remove_tree, partial)
+                raise
+            finally:
+                index.unlink(missing_ok=True)
+            self.stats.checkouts += 1
+            return target
+
+
+def _clean_path(path: str, shown: str) -> str:
+    rel = path.strip().strip("/")
+    if rel in ("", "."):
+        return "."
+    parts = rel.split("/")
+    if ".." in parts or "\x00" in rel:
+        raise InvalidSource(f"path {path!r} for {shown} must stay inside the repository")
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def _sample(items: list[str], n: int = 8) -> str:
+    if not items:
+        return "the repository has no tags"
+    shown = ", ".join(items[-n:])
+    return f"tags: {'..., ' if len(items) > n else ''}{shown}"

@@ -1,0 +1,283 @@
+"""Charts from Helm HTTP repositories as Artifacts.
+
+A Helm repository is an ``index.yaml`` listing, per chart, its versions with download
+``urls`` (relative to the repository or absolute) and a sha256 ``digest`` of the package.
+``fetch_chart`` reads the index, picks a version — exact, a semver range with the same
+syntax as git tags, or the latest stable release for ``""``/``*`` — downloads the ``.tgz``,
+checks the digest, and unpacks it once into ``charts/<sha256 of the tgz>/``. When the index
+gives a digest and that directory already exists, nothing is downloaded.
+
+Credentials (basic auth or a bearer token) are sent to the repository's own origin only,
+as Helm does unless ``--pass-credentials`` is given: a chart hosted elsewhere is fetched
+without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import re
+import tarfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import yaml
+
+from gitsail.model import Artifact
+from gitsail.source._fs import remove_tree, replace_dir, seal_tree
+from gitsail.source._urls import check_argument, parse_repo_url, redact_url
+from gitsail.source.credentials import RepoCredentials, credentials_from_url
+from gitsail.source.errors import (
+    AuthError,
+    FetchError,
+    InvalidSource,
+    RevisionNotFound,
+)
+from gitsail.source.git import default_cache_dir
+from gitsail.source.semver import (
+    Version,
+    is_semver_constraint,
+    parse_version,
+    resolve_semver,
+)
+
+__all__ = ["HelmRepoSource", "HelmStats"]
+
+MAX_CHART_BYTES = 64 * 1024 * 1024
+_CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class HelmStats:
+    index_fetches: int = 0
+    downloads: int = 0
+
+
+class HelmRepoSource:
+    """Helm HTTP(S) chart repositories; shares the cache directory with ``GitSource``."""
+
+    def __init__(self, cache_dir: Path | None = None, *, timeout: float = 60.0) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.timeout = timeout
+        self.stats = HelmStats()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def fetch_chart(
+        self, repo_url: str, chart: str, version: str, creds: RepoCredentials | None = None
+    ) -> Artifact:
+        """The chart ``chart`` at ``version`` (exact, semver range, or ``""``/``*`` = latest)."""
+        clean, from_url = _split_credentials(repo_url)
+        creds = creds if creds is not None else from_url
+        shown = redact_url(clean)
+        if not _CHART_NAME.match(chart):
+            raise InvalidSource(f"chart name {chart!r} for {shown} is not a valid chart name")
+        requested = version.strip()
+        if requested:
+            check_argument(requested, "chart version", url=shown)
+        base = clean.rstrip("/") + "/"
+        async with httpx.AsyncClient(
+            timeout=self.timeout,
+            verify=not (creds is not None and creds.insecure),
+            follow_redirects=True,
+        ) as client:
+            index = await self._index(client, base, shown, creds)
+            entry = _pick_version(index, chart, requested, shown)
+            chosen = str(entry.get("version"))
+            urls = entry.get("urls") or []
+            if not urls or not isinstance(urls[0], str):
+                raise FetchError(
+                    f"{shown}: chart {chart} {chosen} has no download URL in the index"
+                )
+            tgz_url = urljoin(base, urls[0])
+            if urlsplit(tgz_url).scheme not in ("http", "https"):
+                raise InvalidSource(
+                    f"{shown}: chart {chart} {chosen} is hosted at a non-HTTP URL "
+                    f"{redact_url(tgz_url)}; only http(s) downloads are supported"
+                )
+            expected = str(entry.get("digest") or "").lower().removeprefix("sha256:")
+            if expected and not _HEX64.match(expected):
+                expected = ""
+            charts = self.cache_dir / "charts"
+            if expected and (charts / expected / chart).is_dir():
+                return _artifact(shown, chart, chosen, requested, charts / expected, expected)
+            data = await self._download(client, tgz_url, base, shown, creds)
+        sha = hashlib.sha256(data).hexdigest()
+        if expected and sha != expected:
+            raise FetchError(
+                f"{shown}: chart {chart} {chosen} does not match the digest in index.yaml "
+                f"(expected sha256:{expected}, got sha256:{sha}); the repository is "
+                "inconsistent or the download was altered"
+            )
+        root = await self._unpack(data, sha, chart, f"{shown} chart {chart} {chosen}")
+        return _artifact(shown, chart, chosen, requested, root, sha)
+
+    async def _get(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        shown: str,
+        creds: RepoCredentials | None,
+        *,
+        send_credentials: bool,
+    ) -> bytes:
+        auth: httpx.BasicAuth | None = None
+        headers: dict[str, str] = {}
+        if creds is not None and send_credentials:
+            if creds.username or creds.password:
+                auth = httpx.BasicAuth(creds.username, creds.password)
+            if creds.bearer_token:
+                headers["Authorization"] = f"Bearer {creds.bearer_token}"
+        what = redact_url(url)
+        try:
+            async with client.stream("GET", url, auth=auth, headers=headers) as response:
+                if response.status_code in (401, 403):
+                    raise AuthError(
+                        f"{what} answered {response.status_code}: the Helm repository {shown} "
+                        "refused the credentials (or requires some); check the repository "
+                        "Secret (type: helm)",
+                        url=shown,
+                    )
+                if response.status_code >= 400:
+                    raise FetchError(
+                        f"GET {what} answered {response.status_code}; check the Helm "
+                        f"repository URL {shown}",
+                        url=shown,
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_CHART_BYTES:
+                        raise FetchError(f"{what} is larger than {MAX_CHART_BYTES} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise FetchError(
+                f"cannot reach the Helm repository {shown} ({type(exc).__name__}: "
+                f"{redact_url(str(exc))}); the next reconcile retries",
+                url=shown,
+            ) from None
+
+    async def _index(
+        self, client: httpx.AsyncClient, base: str, shown: str, creds: RepoCredentials | None
+    ) -> dict[str, Any]:
+        self.stats.index_fetches += 1
+        raw = await self._get(client, base + "index.yaml", shown, creds, send_credentials=True)
+        try:
+            doc = await asyncio.to_thread(yaml.load, raw, Loader=_Loader)
+        except yaml.YAMLError as exc:
+            raise FetchError(f"{shown}/index.yaml is not valid YAML: {exc}", url=shown) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
+            raise FetchError(f"{shown}/index.yaml has no entries; is it a Helm repository?")
+        return doc
+
+    async def _download(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        base: str,
+        shown: str,
+        creds: RepoCredentials | None,
+    ) -> bytes:
+        same_origin = _origin(url) == _origin(base)
+        self.stats.downloads += 1
+        return await self._get(client, url, shown, creds, send_credentials=same_origin)
+
+    async def _unpack(self, data: bytes, sha: str, chart: str, what: str) -> Path:
+        charts = self.cache_dir / "charts"
+        target = charts / sha
+        lock = self._locks.setdefault(sha, asyncio.Lock())
+        async with lock:
+            if (target / chart).is_dir():
+                return target
+            charts.mkdir(parents=True, exist_ok=True, mode=0o700)
+            partial = charts / f".{sha}.{uuid.uuid4().hex}.partial"
+            try:
+                await asyncio.to_thread(_extract, data, partial, what)
+                if not (partial / chart).is_dir():
+                    raise FetchError(f"{what}: the package has no top-level directory {chart!r}")
+                await asyncio.to_thread(seal_tree, partial, what)
+                await asyncio.to_thread(replace_dir, partial, target)
+            except BaseException:
+                await asyncio.to_thread(remove_tree, partial)
+                raise
+            return target
+
+
+def _split_credentials(repo_url: str) -> tuple[str, RepoCredentials | None]:
+    raw = repo_url.strip()
+    if raw.lower().startswith("oci://"):
+        raise InvalidSource(
+            f"{redact_url(raw)} is an OCI registry; HelmRepoSource reads HTTP(S) chart "
+            "repositories (index.yaml) only"
+        )
+    parsed = parse_repo_url(raw)
+    if not parsed.is_http:
+        raise InvalidSource(f"Helm repository URL {redact_url(raw)} must be http:// or https://")
+    return credentials_from_url(raw)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _pick_version(index: dict[str, Any], chart: str, requested: str, shown: str) -> dict[str, Any]:
+    entries = [e for e in index["entries"].get(chart) or [] if isinstance(e, dict)]
+    if not entries:
+        raise RevisionNotFound(
+            f"chart {chart!r} is not in the Helm repository {shown}; check spec.source.chart",
+            url=shown,
+        )
+    by_version = {str(e.get("version")): e for e in reversed(entries) if e.get("version")}
+    if requested in ("", "*") or is_semver_constraint(requested):
+        best = resolve_semver(requested or "*", by_version)
+        if best is not None:
+            return by_version[best]
+    else:
+        if requested in by_version:
+            return by_version[requested]
+        wanted = parse_version(requested)
+        for text, entry in by_version.items():
+            if wanted is not None and parse_version(text) == wanted:
+                return entry
+    floor = Version(0, 0, 0, "0")
+    known = sorted(by_version, key=lambda v: parse_version(v) or floor)
+    listed = ", ".join(known[-8:])
+    raise RevisionNotFound(
+        f"no version of chart {chart!r} in {shown} matches {requested or 'latest stable'!r} "
+        f"(available: {listed}); change targetRevision",
+        url=shown,
+    )
+
+
+def _extract(data: bytes, destination: Path, what: str) -> None:
+    destination.mkdir(mode=0o700)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            archive.extractall(destination, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise FetchError(f"{what}: the chart package cannot be unpacked safely: {exc}") from None
+
+
+def _artifact(
+    shown: str, chart: str, version: str, requested: str, root: Path, sha: str
+) -> Artifact:
+    return Artifact(
+        url=shown,
+        revision=version,
+        requested=requested,
+        root=root,
+        path=chart,
+        digest=f"sha256:{sha}",
+        kind="helm",
+        chart=chart,
+    )
