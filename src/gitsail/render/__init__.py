@@ -1,0 +1,54 @@
+"""Render: an Artifact plus an Argo CD ``spec.source``'s options → manifests (plain dicts).
+
+Three tools, picked by ``detect_tool`` as Argo CD picks them: plain directories are read in
+Python (``load_manifests``: YAML 1.1 the way Kubernetes reads it, LibYAML-backed); Kustomize
+and Helm run the pinned upstream binaries (``kustomize build``, ``helm template``) in a
+scrubbed environment, on private copies when anything must be written. ``Renderer`` caches
+results by input digest, so an app whose inputs did not change is not rendered again.
+
+Errors::
+
+    RenderError        what failed, where (file:line or the tool's stderr), for which app path
+
+Usage::
+
+    renderer = Renderer()
+    options = RenderOptions.from_source(app["spec"]["source"], app_name=name, namespace=ns)
+    rendered = await renderer.render(artifact, options, kube_version="v1.36.3")
+    rendered.manifests  # tuple of dicts, in the order the tool emitted them
+"""
+
+from __future__ import annotations
+
+from gitsail.render._errors import RenderError
+from gitsail.render._manifests import dump_yaml, load_manifests
+from gitsail.render._options import (
+    DirectoryOptions,
+    HelmFileParameter,
+    HelmOptions,
+    HelmParameter,
+    KustomizeOptions,
+    KustomizeReplica,
+    RenderOptions,
+    detect_tool,
+)
+from gitsail.render._renderer import Rendered, Renderer, RenderStats, cache_key, render_local
+
+__all__ = [
+    "DirectoryOptions",
+    "HelmFileParameter",
+    "HelmOptions",
+    "HelmParameter",
+    "KustomizeOptions",
+    "KustomizeReplica",
+    "RenderError",
+    "RenderOptions",
+    "RenderStats",
+    "Rendered",
+    "Renderer",
+    "cache_key",
+    "detect_tool",
+    "dump_yaml",
+    "load_manifests",
+    "render_local",
+]

@@ -1,0 +1,110 @@
+"""Running helm and kustomize: argv lists, a scrubbed environment, timeouts, bounded fan-out.
+
+Every call goes through ``ToolRunner.run``. The child gets a new session so a timeout kills
+the whole process group (kustomize may start ``git`` for remote bases). Its environment is
+built from scratch: ``PATH``, a private ``HOME`` and ``TMPDIR``, plus what the caller adds
+(Helm's home directories), so no cloud, cluster or Git credentials of the controller reach a
+chart or a kustomization. Errors carry the tool's stderr with URL credentials and known
+secret values redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from gitsail.render._errors import RenderError
+
+__all__ = ["ToolRunner", "redact"]
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+_STDERR_LIMIT = 4000
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without URL credentials and without any of ``secrets`` (non-empty ones)."""
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _STDERR_LIMIT else "…" + text[-_STDERR_LIMIT:]
+
+
+class ToolRunner:
+    """Runs pinned tool binaries with at most ``concurrency`` children at a time."""
+
+    def __init__(self, *, home: Path, concurrency: int = 2, timeout: float = 90.0) -> None:
+        self.home = home
+        self.timeout = timeout
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self.calls = 0  # children started, for tests and metrics
+
+    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        tmp = self.home / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": str(self.home),
+            "TMPDIR": str(tmp),
+            "LANG": "C.UTF-8",
+            "GIT_TERMINAL_PROMPT": "0",
+            "KUBECONFIG": os.devnull,
+        }
+        env.update(extra or {})
+        return env
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        what: str,
+        env: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        time_limit: float | None = None,
+    ) -> bytes:
+        """stdout of ``argv``; RenderError with ``what`` and the stderr when it fails."""
+        limit = self.timeout if time_limit is None else time_limit
+        async with self._semaphore:
+            self.calls += 1
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=cwd,
+                    env=self.environment(env),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,
+                )
+            except OSError as err:
+                raise RenderError(f"{what}: cannot run {Path(argv[0]).name}: {err}") from None
+            try:
+                stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
+            except TimeoutError:
+                await _kill(proc)
+                raise RenderError(f"{what}: timed out after {limit:g}s") from None
+            except asyncio.CancelledError:
+                await _kill(proc)
+                raise
+        if proc.returncode != 0:
+            message = _tail(redact(stderr.decode("utf-8", "replace"), secrets))
+            raise RenderError(
+                f"{what} failed (exit {proc.returncode}): {message or 'no output on stderr'}"
+            )
+        return stdout
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()

@@ -1,0 +1,355 @@
+"""The renderer: picks the tool, runs it, and remembers results by what went into them.
+
+The cache key is the sha256 of the artifact digest (which covers exactly the files the
+app's render reads), the tool, the options as canonical JSON, the tool binary's version
+and, for Helm only, the cluster capabilities (kube version, API versions). A commit that
+does not touch an app's inputs yields the same digest, so the app is not rendered again.
+An artifact without a digest is never cached (its content is unknown).
+
+Entries live in a bounded in-memory LRU as compact JSON; every caller gets freshly decoded
+dicts, so a consumer that edits its manifests cannot corrupt the cache. Concurrent renders
+of one key share one tool run. Failed renders are not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitsail.model import Artifact, Obj
+from gitsail.render._directory import render_directory
+from gitsail.render._errors import RenderError
+from gitsail.render._helm import helm_template
+from gitsail.render._kustomize import apply_kustomize_options, kustomize_build
+from gitsail.render._options import RenderOptions, detect_tool
+from gitsail.render._process import ToolRunner
+from gitsail.render._workspace import copy_artifact, inside
+
+__all__ = ["RenderStats", "Rendered", "Renderer", "cache_key", "render_local"]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The output of one render: the objects in the order the tool emitted them."""
+
+    manifests: tuple[Obj, ...]
+    tool: str  # "directory" | "kustomize" | "helm"
+    key: str  # the cache key (sha256 hex)
+
+
+@dataclass(frozen=True)
+class RenderStats:
+    hits: int
+    misses: int
+
+
+def cache_key(
+    digest: str,
+    tool: str,
+    options: RenderOptions,
+    *,
+    tool_version: str = "",
+    kube_version: str = "",
+    api_versions: Sequence[str] = (),
+) -> str:
+    """The render cache key; capabilities only count for Helm, the one tool that reads them."""
+    capabilities = (
+        {"kubeVersion": kube_version, "apiVersions": sorted(set(api_versions))}
+        if tool == "helm"
+        else {}
+    )
+    material = json.dumps(
+        {
+            "digest": digest,
+            "tool": tool,
+            "toolVersion": tool_version,
+            "options": json.loads(options.canonical_json()),
+            "capabilities": capabilities,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _pinned_cache_binary(name: str) -> Path | None:
+    # Where `gitsail dev tools build` puts pinned binaries (gitsail.dev.toolchain.cache_root);
+    # looked up here by path because render sits below dev in the import layers.
+    override = os.environ.get("GITSAIL_CACHE_DIR")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = (
+        Path(override) if override else (Path(xdg) if xdg else Path.home() / ".cache") / "gitsail"
+    )
+    candidates = [p for p in (base / "bin").glob(f"{name}-v*/{name}") if p.is_file()]
+
+    def version(path: Path) -> tuple[int, ...]:
+        raw = path.parent.name.removeprefix(f"{name}-v").split("-")[0]
+        return tuple(int(x) if x.isdigit() else 0 for x in raw.split("."))
+
+    return max(candidates, key=version) if candidates else None
+
+
+def _find_binary(name: str, explicit: Path | str | None) -> Path:
+    """``explicit``, then ``GITSAIL_BIN_<NAME>``, then the pinned build cache, then PATH."""
+    if explicit:
+        return Path(explicit)
+    override = os.environ.get(f"GITSAIL_BIN_{name.upper()}")
+    if override:
+        return Path(override)
+    found = _pinned_cache_binary(name) or shutil.which(name)
+    if found:
+        return Path(found)
+    raise RenderError(
+        f"{name} binary not found: pass it to Renderer({name}=...), set GITSAIL_BIN_"
+        f"{name.upper()}, or put it on PATH (`gitsail dev tools build` builds the pinned one)"
+    )
+
+
+class Renderer:
+    """Renders artifacts with a bounded LRU cache; one instance per process is enough.
+
+    ``helm``/``kustomize`` are the binaries (default: ``GITSAIL_BIN_HELM`` /
+    ``GITSAIL_BIN_KUSTOMIZE``, then the pinned build cache, then PATH). ``work_dir`` holds
+    temporary copies and Helm's private homes; without one a private temporary directory is
+    made and removed on ``close()`` (or when the renderer is garbage-collected).
+    """
+
+    def __init__(
+        self,
+        *,
+        cache_size: int = 256,
+        work_dir: Path | None = None,
+        helm: Path | str | None = None,
+        kustomize: Path | str | None = None,
+        concurrency: int = 2,
+        timeout: float = 90.0,
+    ) -> None:
+        if work_dir is None:
+            work_dir = Path(tempfile.mkdtemp(prefix="gitsail-render-"))
+            self._cleanup: Callable[[], object] | None = weakref.finalize(
+                self, _remove_tree, work_dir
+            )
+        else:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            self._cleanup = None
+        self.work_dir = work_dir
+        self.cache_size = cache_size
+        self._binaries = {"helm": helm, "kustomize": kustomize}
+        self._runner = ToolRunner(home=work_dir / "home", concurrency=concurrency, timeout=timeout)
+        self._versions: dict[str, str] = {}
+        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Rendered]] = {}
+        self._hits = 0
+        self._misses = 0
+
+    @property
+    def stats(self) -> RenderStats:
+        return RenderStats(hits=self._hits, misses=self._misses)
+
+    @property
+    def subprocess_calls(self) -> int:
+        """How many tool processes this renderer has started (version probes included)."""
+        return self._runner.calls
+
+    def close(self) -> None:
+        """Drop the cache and remove the work directory if the renderer made it."""
+        self._cache.clear()
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def binary(self, tool: str) -> Path:
+        return _find_binary(tool, self._binaries.get(tool))
+
+    async def tool_version(self, tool: str) -> str:
+        """The version the binary reports (``v3.22.0``); ``""`` for plain directories."""
+        if tool == "directory":
+            return ""
+        binary = self.binary(tool)
+        cached = self._versions.get(str(binary))
+        if cached is not None:
+            return cached
+        argv = [str(binary), "version"]
+        if tool == "helm":
+            argv += ["--template", "{{.Version}}"]
+        out = await self._runner.run(argv, cwd=self.work_dir, what=f"{tool} version")
+        version = out.decode().strip().removeprefix("kustomize/") or str(binary)
+        self._versions[str(binary)] = version
+        return version
+
+    async def render(
+        self,
+        artifact: Artifact,
+        options: RenderOptions,
+        *,
+        kube_version: str = "",
+        api_versions: Sequence[str] = (),
+    ) -> Rendered:
+        """The manifests of ``artifact`` with ``options``; RenderError when it cannot."""
+        app_path = artifact.path if artifact.path not in ("", ".") else "."
+        tool = ""
+        try:
+            directory = artifact.directory
+            if not directory.is_dir() or not inside(directory.resolve(), artifact.root.resolve()):
+                raise RenderError(f"path {app_path!r} is not a directory in the repository")
+            tool = "helm" if artifact.kind == "helm" else detect_tool(directory, options)
+            version = await self.tool_version(tool)
+        except RenderError as err:
+            raise err.for_app(app_path, tool) from None
+        apis = sorted(set(api_versions))
+        key = cache_key(
+            artifact.digest,
+            tool,
+            options,
+            tool_version=version,
+            kube_version=kube_version,
+            api_versions=apis,
+        )
+        if artifact.digest:
+            cached = self._lookup(key)
+            if cached is not None:
+                return cached
+            pending = self._inflight.get(key)
+            if pending is not None:
+                self._hits += 1
+                return _copy(await asyncio.shield(pending))
+        self._misses += 1
+        future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+        if artifact.digest:
+            self._inflight[key] = future
+        try:
+            manifests = await self._run(tool, artifact, options, kube_version, apis)
+        except RenderError as err:
+            future.set_exception(err.for_app(app_path, tool))
+            future.exception()  # retrieved: waiters see it, nobody logs "never retrieved"
+            raise err.for_app(app_path, tool) from None
+        except BaseException as err:
+            future.set_exception(RenderError(f"render interrupted: {err!r}"))
+            future.exception()
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        result = Rendered(manifests=tuple(manifests), tool=tool, key=key)
+        if artifact.digest:
+            self._store(key, tool, manifests)
+        future.set_result(result)
+        return result
+
+    def _lookup(self, key: str) -> Rendered | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        self._cache.move_to_end(key)
+        self._hits += 1
+        tool, text = entry
+        return Rendered(manifests=tuple(json.loads(text)), tool=tool, key=key)
+
+    def _store(self, key: str, tool: str, manifests: list[Obj]) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[key] = (tool, json.dumps(manifests, separators=(",", ":")))
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    async def _run(
+        self,
+        tool: str,
+        artifact: Artifact,
+        options: RenderOptions,
+        kube_version: str,
+        api_versions: Sequence[str],
+    ) -> list[Obj]:
+        root = artifact.root
+        if tool == "directory":
+            return await asyncio.to_thread(
+                render_directory, artifact.directory, root, options.directory
+            )
+        rel = artifact.directory.relative_to(root)
+        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="render-") as tmp:
+            work = Path(tmp)
+            if tool == "kustomize":
+                copy = work / "src"
+                await asyncio.to_thread(copy_artifact, root, copy)
+                app_dir = copy / rel
+                if options.kustomize is not None:
+                    apply_kustomize_options(app_dir, copy, options.kustomize)
+                return await kustomize_build(
+                    self._runner, self.binary("kustomize"), app_dir, display=rel.as_posix()
+                )
+            return await helm_template(
+                self._runner,
+                self.binary("helm"),
+                chart_dir=artifact.directory,
+                root=root,
+                work=work,
+                options=options,
+                kube_version=kube_version,
+                api_versions=api_versions,
+                display=rel.as_posix(),
+            )
+
+
+def _copy(rendered: Rendered) -> Rendered:
+    manifests = json.loads(json.dumps(list(rendered.manifests)))
+    return Rendered(manifests=tuple(manifests), tool=rendered.tool, key=rendered.key)
+
+
+def _repository_root(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return path
+
+
+def render_local(
+    path: Path,
+    options: RenderOptions | None = None,
+    *,
+    root: Path | None = None,
+    kube_version: str = "",
+    api_versions: Sequence[str] = (),
+    helm: Path | str | None = None,
+    kustomize: Path | str | None = None,
+) -> Rendered:
+    """Render a local checkout once, without a cluster (``gitsail render``).
+
+    ``root`` bounds what the render may read (overlays reach up to their bases); by default
+    it is the enclosing Git work tree, or ``path`` itself outside one.
+    """
+    app_dir = path.resolve()
+    repo_root = (root or _repository_root(app_dir)).resolve()
+    if not inside(app_dir, repo_root):
+        raise RenderError(f"{path} is not inside {repo_root}")
+    artifact = Artifact(
+        url=repo_root.as_uri(),
+        revision="",
+        requested="",
+        root=repo_root,
+        path=app_dir.relative_to(repo_root).as_posix(),
+        digest="",
+    )
+    renderer = Renderer(cache_size=0, helm=helm, kustomize=kustomize)
+    try:
+        return asyncio.run(
+            renderer.render(
+                artifact,
+                options or RenderOptions(),
+                kube_version=kube_version,
+                api_versions=api_versions,
+            )
+        )
+    finally:
+        renderer.close()
