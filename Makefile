@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv tools demo demo-down test lint typecheck unit integration bench clean
+.PHONY: all venv tools system-deps demo demo-down test lint typecheck unit integration bench clean
 
 all: test
 
@@ -22,6 +22,11 @@ venv: $(STAMP)
 # Builds only what is missing from ~/.cache/gitsail/bin (cold: tens of minutes; warm: instant).
 tools: $(STAMP)
 	$(BIN)/gitsail dev tools build
+
+# Debian packages the integration tests start as real servers (sshd for git over SSH).
+system-deps:
+	@test -x /usr/sbin/sshd || { echo "installing openssh-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; }
 
 demo: tools
 	$(BIN)/gitsail demo up
@@ -40,7 +45,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-integration: tools
+integration: tools system-deps
 	$(BIN)/pytest -q tests/integration
 
 test: lint typecheck unit integration

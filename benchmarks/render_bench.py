@@ -30,9 +30,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gitsail.dev.toolchain import find_binary
 from gitsail.model import Artifact
 from gitsail.render import Rendered, Renderer, RenderOptions
+from gitsail.toolchain import find_binary
 
 RESULTS = Path(__file__).resolve().parent / "results" / "render.json"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gitsail.dev import toolchain
+from gitsail import toolchain
 
 pytestmark = pytest.mark.integration
 

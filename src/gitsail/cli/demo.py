@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from gitsail import toolchain
 from gitsail.cli.output import console, fail
 from gitsail.dev import cluster as devcluster
-from gitsail.dev import toolchain
 from gitsail.dev.demo import DEMO_NAME, demo_down, demo_up
 
 app = typer.Typer(help="The demo: a local cluster and a git server with example apps.")

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from gitsail import toolchain
 from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
 from gitsail.dev import cluster as devcluster
-from gitsail.dev import toolchain
 from gitsail.dev.gitserver import GitServer
 
 app = typer.Typer(help="Local development: pinned tools, a real local cluster, a git server.")
@@ -34,7 +34,7 @@ def tools_list(ctx: typer.Context, output: Format = OutputOption) -> None:
 
 @tools_app.command("build")
 def tools_build(
-    only: list[str] = typer.Argument(None, help="tool names (default: every tool)"),  # noqa: B008
+    only: list[str] = typer.Argument(None, help="tool names (default: every tool)"),
 ) -> None:
     """Build the pinned tools that are missing from the cache (the rest are reused)."""
     missing = toolchain.missing_tools(only or None)
@@ -131,7 +131,7 @@ def kubeconfig(name: str = NameOption) -> None:
 
 @app.command("git-server")
 def git_server(
-    root: Path = typer.Option(..., help="directory holding bare repositories (<name>.git)"),  # noqa: B008
+    root: Path = typer.Option(..., help="directory holding bare repositories (<name>.git)"),
     port: int = typer.Option(0, help="port on 127.0.0.1 (0 picks a free one)"),
     username: str = typer.Option("", help="require HTTP basic auth with this user"),
     password: str = typer.Option("", envvar="GITSAIL_GIT_PASSWORD", help="its password"),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from gitsail import __version__
+from gitsail.cli import app as app_cmd
 from gitsail.cli import demo, dev
+from gitsail.cli.install import install
+from gitsail.cli.render import render
 
 app = typer.Typer(
     name="gitsail",
@@ -15,6 +18,9 @@ app = typer.Typer(
 )
 app.add_typer(dev.app, name="dev")
 app.add_typer(demo.app, name="demo")
+app.add_typer(app_cmd.app, name="app")
+app.command()(install)
+app.command()(render)
 
 
 @app.command()

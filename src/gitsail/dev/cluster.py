@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
-from gitsail.dev import toolchain
+from gitsail import toolchain
 from gitsail.dev.pki import ClusterPKI, make_pki
 
 __all__ = [

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import weakref
@@ -25,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitsail import toolchain
 from gitsail.model import Artifact, Obj
 from gitsail.render._directory import render_directory
 from gitsail.render._errors import RenderError
@@ -33,6 +33,7 @@ from gitsail.render._kustomize import apply_kustomize_options, kustomize_build
 from gitsail.render._options import RenderOptions, detect_tool
 from gitsail.render._process import ToolRunner
 from gitsail.render._workspace import copy_artifact, inside
+from gitsail.source import SourceError, input_files
 
 __all__ = ["RenderStats", "Rendered", "Renderer", "cache_key", "render_local"]
 
@@ -85,37 +86,14 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _pinned_cache_binary(name: str) -> Path | None:
-    # Where `gitsail dev tools build` puts pinned binaries (gitsail.dev.toolchain.cache_root);
-    # looked up here by path because render sits below dev in the import layers.
-    override = os.environ.get("GITSAIL_CACHE_DIR")
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = (
-        Path(override) if override else (Path(xdg) if xdg else Path.home() / ".cache") / "gitsail"
-    )
-    candidates = [p for p in (base / "bin").glob(f"{name}-v*/{name}") if p.is_file()]
-
-    def version(path: Path) -> tuple[int, ...]:
-        raw = path.parent.name.removeprefix(f"{name}-v").split("-")[0]
-        return tuple(int(x) if x.isdigit() else 0 for x in raw.split("."))
-
-    return max(candidates, key=version) if candidates else None
-
-
 def _find_binary(name: str, explicit: Path | str | None) -> Path:
-    """``explicit``, then ``GITSAIL_BIN_<NAME>``, then the pinned build cache, then PATH."""
+    """``explicit``, else the pinned binary (``gitsail.toolchain.find_binary``)."""
     if explicit:
         return Path(explicit)
-    override = os.environ.get(f"GITSAIL_BIN_{name.upper()}")
-    if override:
-        return Path(override)
-    found = _pinned_cache_binary(name) or shutil.which(name)
-    if found:
-        return Path(found)
-    raise RenderError(
-        f"{name} binary not found: pass it to Renderer({name}=...), set GITSAIL_BIN_"
-        f"{name.upper()}, or put it on PATH (`gitsail dev tools build` builds the pinned one)"
-    )
+    try:
+        return toolchain.find_binary(name)
+    except FileNotFoundError as exc:
+        raise RenderError(str(exc)) from exc
 
 
 class Renderer:
@@ -282,7 +260,9 @@ class Renderer:
             work = Path(tmp)
             if tool == "kustomize":
                 copy = work / "src"
-                await asyncio.to_thread(copy_artifact, root, copy)
+                await asyncio.to_thread(
+                    copy_artifact, root, copy, _kustomize_inputs(root, rel, options)
+                )
                 app_dir = copy / rel
                 if options.kustomize is not None:
                     apply_kustomize_options(app_dir, copy, options.kustomize)
@@ -300,6 +280,23 @@ class Renderer:
                 api_versions=api_versions,
                 display=rel.as_posix(),
             )
+
+
+def _kustomize_inputs(root: Path, rel: Path, options: RenderOptions) -> list[Path] | None:
+    """The files a kustomize render of ``rel`` reads, or None when they cannot be bounded."""
+    paths = [rel.as_posix()]
+    if options.kustomize is not None:
+        paths += [str((rel / c).as_posix()) for c in options.kustomize.components]
+    files: set[Path] = set()
+    for path in paths:
+        try:
+            found = input_files(root, path, tool_hint="kustomize")
+        except SourceError:
+            return None  # let kustomize itself report what is wrong
+        if found is None:
+            return None
+        files.update(found)
+    return sorted(files)
 
 
 def _copy(rendered: Rendered) -> Rendered:

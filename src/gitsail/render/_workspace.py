@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["copy_artifact", "inside"]
@@ -23,10 +24,24 @@ def inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def copy_artifact(root: Path, dest: Path) -> None:
-    """Copy ``root`` (without ``.git``) to the new directory ``dest``."""
+def copy_artifact(root: Path, dest: Path, only: Sequence[Path] | None = None) -> None:
+    """Copy ``root`` (without ``.git``) to the new directory ``dest``.
+
+    With ``only`` (absolute paths of the files a render reads, from
+    ``gitsail.source.input_files``) just those are copied: a render never pays for the
+    rest of a large repository or a developer's work tree.
+    """
     real_root = root.resolve()
     dest.mkdir(parents=True)
+    if only is not None:
+        for src in only:
+            rel = src.relative_to(root)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                _copy_link(src, dest / rel, real_root, dest)
+            elif src.is_file():
+                shutil.copyfile(src, dest / rel)
+        return
     for current, dirs, files in os.walk(root):
         src_dir = Path(current)
         rel_dir = src_dir.relative_to(root)

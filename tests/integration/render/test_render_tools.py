@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from gitsail.dev.toolchain import find_binary
 from gitsail.model import Artifact, Obj
 from gitsail.render import Renderer, RenderError, RenderOptions, render_local
+from gitsail.toolchain import find_binary
 
 pytestmark = pytest.mark.integration
 

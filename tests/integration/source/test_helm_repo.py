@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitsail.dev.toolchain import find_binary
 from gitsail.source import (
     AuthError,
     FetchError,
@@ -18,6 +17,7 @@ from gitsail.source import (
     RepoCredentials,
     RevisionNotFound,
 )
+from gitsail.toolchain import find_binary
 from tests.integration.source.conftest import HELM_USER, StaticServer
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gitsail.dev import toolchain
+from gitsail import toolchain
 
 
 @pytest.fixture

@@ -1,0 +1,489 @@
+"""The sync operation: make the cluster match the desired objects, in order, safely.
+
+One ``run_sync`` call is one operation, in these steps:
+
+1. **Prepare.** Every desired object gets its namespace (namespaced kinds without one get the
+   destination namespace; cluster-scoped kinds lose any namespace) and the app's tracking
+   annotation. A kind the cluster does not serve is an error, unless a CRD in the same
+   desired set defines it.
+2. **Validate.** Every object to apply is sent as a server-side-apply *dry run*. If one is
+   rejected, the operation fails here and nothing is applied or pruned.
+3. **Namespace.** ``CreateNamespace=true`` creates the destination namespace (with
+   ``managedNamespaceMetadata``); it is not tracked, so it is never pruned.
+4. **Phases.** PreSync hooks, then the Sync phase wave by wave (objects and Sync hooks),
+   then prunes, then PostSync hooks. Before a later wave or phase starts, everything
+   applied so far must be healthy; a Degraded object or a failed hook fails the operation,
+   and SyncFail hooks run.
+
+Prune deletes only objects the caller found in the app's inventory *and* that still carry
+the app's tracking annotation; it is skipped unless asked for, per object with
+``Prune=false``, and never happens after a failed validation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gitsail.health import HealthStatus, resource_health
+from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind
+from gitsail.model import Obj, ResourceKey, split_api_version
+from gitsail.sync.plan import (
+    HookDeletePolicy,
+    Phase,
+    SyncOptions,
+    SyncTask,
+    TaskAction,
+    plan_tasks,
+    waves,
+)
+from gitsail.sync.tracking import is_owned_by, mark
+
+__all__ = ["ResourceResult", "SyncError", "SyncRequest", "SyncResult", "run_sync"]
+
+
+class SyncError(Exception):
+    """The operation could not start (bad input); nothing was changed."""
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    app: str  # tracking name of the app
+    destination_namespace: str
+    desired: tuple[Obj, ...]
+    owned_live: tuple[Obj, ...] = ()  # live objects from the app's inventory
+    options: SyncOptions = field(default_factory=SyncOptions)
+    prune: bool = False
+    dry_run: bool = False
+    resources: frozenset[ResourceKey] | None = None  # selective sync: only these
+    in_sync: frozenset[ResourceKey] = frozenset()  # skipped with ApplyOutOfSyncOnly=true
+    hooks: bool = True
+    managed_namespace_metadata: dict[str, Any] | None = None
+    field_manager: str = "gitsail"
+    wave_timeout: float = 300.0
+    poll_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class ResourceResult:
+    """One line of ``operationState.syncResult.resources`` (Argo CD's shape)."""
+
+    key: ResourceKey
+    version: str
+    status: str  # Synced | SyncFailed | Pruned | PruneSkipped
+    message: str = ""
+    sync_phase: str = "Sync"
+    hook_type: str = ""
+    hook_phase: str = ""  # Running | Succeeded | Failed for hooks
+
+    def to_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "group": self.key.group,
+            "version": self.version,
+            "kind": self.key.kind,
+            "namespace": self.key.namespace,
+            "name": self.key.name,
+            "status": self.status,
+            "message": self.message,
+            "syncPhase": self.sync_phase,
+        }
+        if self.hook_type:
+            out["hookType"] = self.hook_type
+            out["hookPhase"] = self.hook_phase
+        return out
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    phase: str  # Succeeded | Failed | Error
+    message: str
+    resources: tuple[ResourceResult, ...] = ()
+
+
+Progress = Callable[[ResourceResult], None]
+
+
+class _Failed(Exception):
+    pass
+
+
+def _namespaced_crd_kinds(desired: Sequence[Obj]) -> dict[tuple[str, str], bool]:
+    """(group, kind) → namespaced, for CRDs defined in the desired set."""
+    kinds: dict[tuple[str, str], bool] = {}
+    for obj in desired:
+        if obj.get("kind") == "CustomResourceDefinition":
+            spec = obj.get("spec") or {}
+            kind = str((spec.get("names") or {}).get("kind", ""))
+            kinds[(str(spec.get("group", "")), kind)] = spec.get("scope") != "Cluster"
+    return kinds
+
+
+class _Operation:
+    def __init__(self, kube: Kube, request: SyncRequest, progress: Progress) -> None:
+        self.kube = kube
+        self.req = request
+        self.progress = progress
+        self.results: dict[tuple[str, ResourceKey], ResourceResult] = {}
+        self.applied: list[tuple[str, ResourceKey]] = []  # (apiVersion, key) awaiting health
+        self.crd_kinds = _namespaced_crd_kinds(request.desired)
+        self.pending_crd: set[tuple[str, str]] = set()
+
+    def record(self, result: ResourceResult) -> None:
+        self.results[(result.sync_phase + result.hook_type, result.key)] = result
+        self.progress(result)
+
+    # -- preparation -------------------------------------------------------------------
+
+    async def prepare(self, obj: Obj) -> Obj:
+        api_version = str(obj.get("apiVersion", ""))
+        kind = str(obj.get("kind", ""))
+        group, _ = split_api_version(api_version)
+        try:
+            info = await self.kube.resource_for(api_version, kind)
+            namespaced = info.namespaced
+        except NotFoundKind as exc:
+            if (group, kind) not in self.crd_kinds:
+                name = (obj.get("metadata") or {}).get("name", "")
+                raise SyncError(
+                    f"{api_version} {kind} {name}: the cluster does not serve this kind "
+                    "(is its CRD installed?)"
+                ) from exc
+            namespaced = self.crd_kinds[(group, kind)]
+            self.pending_crd.add((group, kind))
+        prepared = copy.deepcopy(obj)
+        meta = prepared.setdefault("metadata", {})
+        if namespaced:
+            meta["namespace"] = meta.get("namespace") or self.req.destination_namespace
+            if not meta["namespace"]:
+                raise SyncError(
+                    f"{kind} {meta.get('name', '')}: namespaced, but neither the manifest nor "
+                    "the destination names a namespace"
+                )
+        else:
+            meta.pop("namespace", None)
+        return mark(prepared, self.req.app)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _selected(self, task: SyncTask) -> bool:
+        if self.req.resources is not None and task.key not in self.req.resources:
+            return False
+        return not (
+            task.action is TaskAction.apply
+            and task.options.flag("ApplyOutOfSyncOnly")
+            and task.key in self.req.in_sync
+        )
+
+    async def validate(self, tasks: Sequence[SyncTask]) -> list[str]:
+        errors: list[str] = []
+        missing_ns = await self._destination_namespace_missing()
+        for task in tasks:
+            if task.action is not TaskAction.apply or task.obj is None:
+                continue
+            group_kind = (task.key.group, task.key.kind)
+            if group_kind in self.pending_crd or task.options.flag("SkipDryRunOnMissingResource"):
+                continue
+            if missing_ns and task.key.namespace == self.req.destination_namespace:
+                continue  # the namespace is created by this sync (CreateNamespace)
+            try:
+                await self._apply(task, dry_run=True)
+            except NotFound as exc:
+                if missing_ns or task.key.namespace in self._desired_namespaces():
+                    continue
+                errors.append(f"{task.key}: {exc.message}")
+            except KubeError as exc:
+                errors.append(f"{task.key}: {exc.message}")
+        return errors
+
+    def _desired_namespaces(self) -> set[str]:
+        return {
+            str((o.get("metadata") or {}).get("name"))
+            for o in self.req.desired
+            if o.get("kind") == "Namespace"
+        }
+
+    async def _destination_namespace_missing(self) -> bool:
+        ns = self.req.destination_namespace
+        if not ns or not self.req.options.flag("CreateNamespace"):
+            return False
+        return await self.kube.get("v1", "Namespace", ns) is None
+
+    async def ensure_namespace(self) -> None:
+        ns = self.req.destination_namespace
+        if not ns or not self.req.options.flag("CreateNamespace"):
+            return
+        metadata = self.req.managed_namespace_metadata or {}
+        if await self.kube.get("v1", "Namespace", ns) is not None and not metadata:
+            return
+        body: Obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        for part in ("labels", "annotations"):
+            if metadata.get(part):
+                body["metadata"][part] = dict(metadata[part])
+        await self.kube.apply(body, field_manager=self.req.field_manager, force=True)
+
+    async def _apply(self, task: SyncTask, *, dry_run: bool) -> Obj:
+        assert task.obj is not None
+        validation = "Ignore" if task.options.get("Validate") == "false" else "Strict"
+        if task.options.flag("Replace"):
+            existing = await self.kube.get(
+                task.api_version, task.key.kind, task.key.name, task.key.namespace or None
+            )
+            if existing is None:
+                return await self.kube.create(
+                    task.obj, dry_run=dry_run, field_manager=self.req.field_manager
+                )
+            return await self.kube.replace(
+                task.obj, dry_run=dry_run, field_manager=self.req.field_manager
+            )
+        # Git is the source of truth for the fields it sets: conflicts with other managers
+        # (kubectl edit/scale) are forced, as Argo CD's server-side apply and Flux do.
+        return await self.kube.apply(
+            task.obj,
+            field_manager=self.req.field_manager,
+            force=True,
+            dry_run=dry_run,
+            field_validation=validation,
+        )
+
+    async def apply(self, task: SyncTask) -> None:
+        try:
+            await self._apply(task, dry_run=False)
+        except KubeError as exc:
+            self.record(self._result(task, "SyncFailed", exc.message))
+            raise _Failed(f"{task.key}: {exc.message}") from exc
+        if task.key.kind == "CustomResourceDefinition":
+            await self.kube.discover(refresh=True)
+        self.applied.append((task.api_version, task.key))
+        self.record(self._result(task, "Synced", "applied (server-side)"))
+
+    async def prune(self, task: SyncTask) -> None:
+        live = next((o for o in self.req.owned_live if ResourceKey.of(o) == task.key), None)
+        if live is None or not is_owned_by(live, self.req.app):
+            self.record(self._result(task, "PruneSkipped", "not owned by this app: kept"))
+            return
+        prune_option = task.options.get("Prune", "true").lower()
+        if prune_option == "false":
+            self.record(self._result(task, "PruneSkipped", "ignored (Prune=false)"))
+            return
+        if prune_option == "confirm":
+            self.record(self._result(task, "PruneSkipped", "waiting for prune confirmation"))
+            return
+        if not self.req.prune:
+            self.record(self._result(task, "PruneSkipped", "ignored (requires pruning)"))
+            return
+        policy = task.options.get("PrunePropagationPolicy", "foreground").capitalize()
+        try:
+            await self.kube.delete(
+                task.api_version,
+                task.key.kind,
+                task.key.name,
+                task.key.namespace or None,
+                propagation=policy,
+            )
+        except KubeError as exc:
+            self.record(self._result(task, "SyncFailed", f"prune failed: {exc.message}"))
+            raise _Failed(f"{task.key}: prune failed: {exc.message}") from exc
+        self.record(self._result(task, "Pruned", "pruned"))
+
+    async def run_hook(self, task: SyncTask) -> None:
+        assert task.obj is not None
+        kube = self.kube
+        ns = task.key.namespace or None
+        generated = not task.key.name and bool((task.obj.get("metadata") or {}).get("generateName"))
+        if not generated and HookDeletePolicy.BeforeHookCreation in task.delete_policies:
+            await self._delete_and_wait(task.api_version, task.key.kind, task.key.name, ns)
+        try:
+            if generated:
+                created = await kube.create(task.obj, field_manager=self.req.field_manager)
+            else:
+                created = await kube.apply(
+                    task.obj, field_manager=self.req.field_manager, force=True
+                )
+        except KubeError as exc:
+            self.record(self._result(task, "SyncFailed", exc.message, hook_phase="Failed"))
+            raise _Failed(f"{task.hook_type} hook {task.key}: {exc.message}") from exc
+        name = str(created["metadata"]["name"])
+        key = replace(task.key, name=name)
+        hook_task = replace(task, key=key)
+        self.record(self._result(hook_task, "Synced", "hook started", hook_phase="Running"))
+        status, message = await self._wait_hook(task.api_version, key)
+        succeeded = status == "Succeeded"
+        self.record(
+            self._result(
+                hook_task, "Synced" if succeeded else "SyncFailed", message, hook_phase=status
+            )
+        )
+        policy = HookDeletePolicy.HookSucceeded if succeeded else HookDeletePolicy.HookFailed
+        if policy in task.delete_policies:
+            await kube.delete(task.api_version, key.kind, key.name, ns, propagation="Background")
+        if not succeeded:
+            raise _Failed(f"{task.hook_type} hook {key} failed: {message}")
+
+    async def _wait_hook(self, api_version: str, key: ResourceKey) -> tuple[str, str]:
+        deadline = time.monotonic() + self.req.wave_timeout
+        while True:
+            live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
+            health = resource_health(live)
+            if health is None or health.status is HealthStatus.Healthy:
+                return "Succeeded", (health.message if health else "") or "hook succeeded"
+            if health.status is HealthStatus.Degraded:
+                return "Failed", health.message or "hook failed"
+            if time.monotonic() > deadline:
+                return "Failed", f"timed out after {self.req.wave_timeout:.0f}s"
+            await asyncio.sleep(self.req.poll_interval)
+
+    async def _delete_and_wait(
+        self, api_version: str, kind: str, name: str, ns: str | None
+    ) -> None:
+        if not await self.kube.delete(api_version, kind, name, ns, propagation="Background"):
+            return
+        deadline = time.monotonic() + self.req.wave_timeout
+        while await self.kube.get(api_version, kind, name, ns) is not None:
+            if time.monotonic() > deadline:
+                raise _Failed(f"{kind} {name}: the previous hook object is still being deleted")
+            await asyncio.sleep(self.req.poll_interval)
+
+    async def wait_healthy(self) -> None:
+        """Wait until everything applied so far is healthy; Degraded fails the operation."""
+        deadline = time.monotonic() + self.req.wave_timeout
+        pending = list(self.applied)
+        while pending:
+            still: list[tuple[str, ResourceKey]] = []
+            for api_version, key in pending:
+                live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
+                health = resource_health(live)
+                if health is None or health.status in (
+                    HealthStatus.Healthy,
+                    HealthStatus.Suspended,
+                ):
+                    continue
+                if health.status is HealthStatus.Degraded:
+                    raise _Failed(f"{key} is Degraded: {health.message}")
+                still.append((api_version, key))
+            pending = still
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                names = ", ".join(str(k) for _, k in pending)
+                raise _Failed(f"timed out waiting for healthy state of {names}")
+            await asyncio.sleep(self.req.poll_interval)
+        self.applied.clear()
+
+    def _result(
+        self, task: SyncTask, status: str, message: str, *, hook_phase: str = ""
+    ) -> ResourceResult:
+        _, version = split_api_version(task.api_version)
+        return ResourceResult(
+            key=task.key,
+            version=version,
+            status=status,
+            message=message,
+            sync_phase=str(task.phase),
+            hook_type=task.hook_type,
+            hook_phase=hook_phase,
+        )
+
+
+async def run_sync(
+    kube: Kube, request: SyncRequest, progress: Progress = lambda _r: None
+) -> SyncResult:
+    """Run one sync operation; never raises for cluster errors (they become the result)."""
+    op = _Operation(kube, request, progress)
+    try:
+        await kube.discover()
+        desired = [await op.prepare(obj) for obj in request.desired]
+    except (SyncError, KubeError) as exc:
+        return SyncResult("Error", str(exc))
+    desired_keys = {ResourceKey.of(o) for o in desired}
+    prune_candidates = [
+        o
+        for o in request.owned_live
+        if ResourceKey.of(o) not in desired_keys and is_owned_by(o, request.app)
+    ]
+    tasks = [
+        t
+        for t in plan_tasks(
+            desired, prune_candidates, app_options=request.options, hooks=request.hooks
+        )
+        if op._selected(t)
+    ]
+    errors = await op.validate(tasks)
+    if errors:
+        return SyncResult(
+            "Failed",
+            "dry run failed, nothing was applied: " + "; ".join(errors),
+            tuple(
+                ResourceResult(t.key, split_api_version(t.api_version)[1], "SyncFailed", e)
+                for t, e in _match_errors(tasks, errors)
+            ),
+        )
+    if request.dry_run:
+        for task in tasks:
+            status = "Pruned" if task.action is TaskAction.prune else "Synced"
+            op.record(op._result(task, status, f"{task.action} (dry run)"))
+        return SyncResult("Succeeded", "dry run: nothing was changed", tuple(op.results.values()))
+    try:
+        await op.ensure_namespace()
+        await _run_phases(op, tasks)
+    except _Failed as exc:
+        await _run_sync_fail_hooks(op, desired)
+        return SyncResult("Failed", str(exc), tuple(op.results.values()))
+    except KubeError as exc:
+        return SyncResult("Error", str(exc), tuple(op.results.values()))
+    return SyncResult(
+        "Succeeded", "successfully synced (all tasks run)", tuple(op.results.values())
+    )
+
+
+def _match_errors(tasks: Sequence[SyncTask], errors: Sequence[str]) -> list[tuple[SyncTask, str]]:
+    matched = []
+    for task in tasks:
+        for error in errors:
+            if error.startswith(f"{task.key}:"):
+                matched.append((task, error.split(": ", 1)[-1]))
+    return matched
+
+
+async def _run_phases(op: _Operation, tasks: Sequence[SyncTask]) -> None:
+    phases = [Phase.PreSync, Phase.Sync, Phase.PostSync]
+    remaining = [t for t in tasks if t.phase is not Phase.SyncFail]
+    for phase in phases:
+        phase_tasks = [t for t in remaining if t.phase is phase]
+        prunes = [t for t in phase_tasks if t.action is TaskAction.prune]
+        later_prunes = [t for t in prunes if t.options.flag("PruneLast")]
+        for _wave, wave_tasks in waves(
+            [t for t in phase_tasks if t.action is not TaskAction.prune], phase
+        ):
+            for task in wave_tasks:
+                if task.action is TaskAction.hook:
+                    await op.run_hook(task)
+                else:
+                    await op.apply(task)
+            remaining = [t for t in remaining if t not in wave_tasks]
+            if any(t.action is not TaskAction.prune for t in remaining) or later_prunes:
+                await op.wait_healthy()
+        for task in prunes:
+            if task not in later_prunes:
+                await op.prune(task)
+        if later_prunes:
+            await op.wait_healthy()
+            for task in later_prunes:
+                await op.prune(task)
+        remaining = [t for t in remaining if t.phase is not phase]
+
+
+async def _run_sync_fail_hooks(op: _Operation, desired: Sequence[Obj]) -> None:
+    fail_hooks = [
+        t
+        for t in plan_tasks(desired, (), app_options=op.req.options, hooks=op.req.hooks)
+        if t.phase is Phase.SyncFail
+    ]
+    for task in fail_hooks:
+        try:
+            await op.run_hook(task)
+        except (_Failed, KubeError):
+            continue
