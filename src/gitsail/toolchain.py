@@ -52,7 +52,7 @@ def tools_dir() -> Path:
     override = os.environ.get("GITSAIL_TOOLS_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "tools"
+    return Path(__file__).resolve().parents[2] / "tools"
 
 
 def _module_version(go_mod: Path, module: str) -> str:
