@@ -319,10 +319,16 @@ class Kube:
             idempotent=True,
         )
 
-    async def create(self, obj: Obj, dry_run: bool = False, field_manager: str = "gitsail") -> Obj:
+    async def create(
+        self,
+        obj: Obj,
+        dry_run: bool = False,
+        field_manager: str = "gitsail",
+        field_validation: str = "Strict",
+    ) -> Obj:
         """POST ``obj`` (``metadata.generateName`` works); Conflict if it exists."""
         info, name, ns = await self._locate(obj, need_name=False)
-        params = {"fieldManager": field_manager}
+        params = {"fieldManager": field_manager, "fieldValidation": field_validation}
         if dry_run:
             params["dryRun"] = "All"
         return await self._json(
@@ -357,7 +363,13 @@ class Kube:
             idempotent=False,
         )
 
-    async def replace(self, obj: Obj, dry_run: bool = False, field_manager: str = "gitsail") -> Obj:
+    async def replace(
+        self,
+        obj: Obj,
+        dry_run: bool = False,
+        field_manager: str = "gitsail",
+        field_validation: str = "Strict",
+    ) -> Obj:
         """PUT ``obj``; without a resourceVersion the live one is fetched first (so the
         replace is unconditional), with one it is an optimistic update (Conflict if stale)."""
         info, name, ns = await self._locate(obj)
@@ -371,7 +383,7 @@ class Kube:
                     "resourceVersion": live["metadata"]["resourceVersion"],
                 },
             }
-        params = {"fieldManager": field_manager}
+        params = {"fieldManager": field_manager, "fieldValidation": field_validation}
         if dry_run:
             params["dryRun"] = "All"
         return await self._json(

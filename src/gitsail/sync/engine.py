@@ -229,23 +229,36 @@ class _Operation:
         assert task.obj is not None
         validation = "Ignore" if task.options.get("Validate") == "false" else "Strict"
         if task.options.flag("Replace"):
-            existing = await self.kube.get(
-                task.api_version, task.key.kind, task.key.name, task.key.namespace or None
+            return await self._put(task, dry_run=dry_run, validation=validation)
+        try:
+            # Git is the source of truth for the fields it sets: conflicts with other
+            # managers (kubectl edit/scale) are forced, as Argo CD's server-side apply and
+            # Flux do.
+            return await self.kube.apply(
+                task.obj,
+                field_manager=self.req.field_manager,
+                force=True,
+                dry_run=dry_run,
+                field_validation=validation,
             )
-            if existing is None:
-                return await self.kube.create(
-                    task.obj, dry_run=dry_run, field_manager=self.req.field_manager
-                )
-            return await self.kube.replace(
-                task.obj, dry_run=dry_run, field_manager=self.req.field_manager
-            )
-        # Git is the source of truth for the fields it sets: conflicts with other managers
-        # (kubectl edit/scale) are forced, as Argo CD's server-side apply and Flux do.
-        return await self.kube.apply(
+        except KubeError as exc:
+            # Server-side apply needs every field in the schema, whatever fieldValidation
+            # says. Validate=false asks for kubectl's lenient behaviour: write the object
+            # with create/update, which lets the server drop the unknown fields.
+            if validation == "Ignore" and "not declared in schema" in exc.message:
+                return await self._put(task, dry_run=dry_run, validation=validation)
+            raise
+
+    async def _put(self, task: SyncTask, *, dry_run: bool, validation: str) -> Obj:
+        assert task.obj is not None
+        existing = await self.kube.get(
+            task.api_version, task.key.kind, task.key.name, task.key.namespace or None
+        )
+        write = self.kube.create if existing is None else self.kube.replace
+        return await write(
             task.obj,
-            field_manager=self.req.field_manager,
-            force=True,
             dry_run=dry_run,
+            field_manager=self.req.field_manager,
             field_validation=validation,
         )
 
@@ -256,9 +269,22 @@ class _Operation:
             self.record(self._result(task, "SyncFailed", exc.message))
             raise _Failed(f"{task.key}: {exc.message}") from exc
         if task.key.kind == "CustomResourceDefinition":
-            await self.kube.discover(refresh=True)
+            await self._wait_established(task)
         self.applied.append((task.api_version, task.key))
         self.record(self._result(task, "Synced", "applied (server-side)"))
+
+    async def _wait_established(self, task: SyncTask) -> None:
+        """Custom resources of a CRD applied in this sync can be applied once it is served."""
+        deadline = time.monotonic() + self.req.wave_timeout
+        while True:
+            live = await self.kube.get(task.api_version, task.key.kind, task.key.name)
+            conditions = ((live or {}).get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise _Failed(f"{task.key} was not Established in {self.req.wave_timeout:.0f}s")
+            await asyncio.sleep(self.req.poll_interval / 5)
+        await self.kube.discover(refresh=True)
 
     async def prune(self, task: SyncTask) -> None:
         live = next((o for o in self.req.owned_live if ResourceKey.of(o) == task.key), None)

@@ -115,11 +115,10 @@ async def test_digest_mismatch_is_refused(static_http: StaticServer, tmp_path: P
         await source.fetch_chart(static_http.url, "web", "1.0.0", _creds(static_http))
 
 
+@pytest.mark.parametrize("static_http", ["basic-auth"], indirect=True)
 async def test_missing_or_wrong_credentials_are_auth_errors(
     static_http: StaticServer, tmp_path: Path
 ) -> None:
-    if _creds(static_http) is None:
-        pytest.skip("the anonymous repository accepts everyone")
     _build_repo(static_http, tmp_path)
     source = HelmRepoSource(tmp_path / "cache")
     with pytest.raises(AuthError):
