@@ -8,6 +8,7 @@ from importlib import resources
 
 import yaml
 
+from gitsail.health import HealthStatus, resource_health
 from gitsail.kube import Kube
 from gitsail.model import Obj
 

@@ -278,8 +278,8 @@ class _Operation:
         deadline = time.monotonic() + self.req.wave_timeout
         while True:
             live = await self.kube.get(task.api_version, task.key.kind, task.key.name)
-            conditions = ((live or {}).get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            health = resource_health(live)
+            if health is not None and health.status is HealthStatus.Healthy:  # Established
                 break
             if time.monotonic() > deadline:
                 raise _Failed(f"{task.key} was not Established in {self.req.wave_timeout:.0f}s")
