@@ -34,10 +34,8 @@ async def install_crds(kube: Kube, *, wait_seconds: float = 60.0) -> list[str]:
     for name in names:
         while True:
             live = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-            conditions = ((live or {}).get("status") or {}).get("conditions") or []
-            if any(
-                c.get("type") == "Established" and c.get("status") == "True" for c in conditions
-            ):
+            health = resource_health(live)
+            if health is not None and health.status is HealthStatus.Healthy:  # Established
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CRD {name} was not Established after {wait_seconds:.0f}s")
