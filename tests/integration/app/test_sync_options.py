@@ -46,8 +46,12 @@ spec:
 
 
 async def test_crd_and_its_custom_resources_sync_in_one_go(
-    engine: AppEngine, kube_client: Kube, make_app: ApplicationFactory, git_repo: Workdir,
-    repo_secret: object, namespace: str,
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
 ) -> None:
     group = f"g{uuid.uuid4().hex[:8]}.gitsail.dev"
     gadget = f"apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g1\nspec:\n  size: 3\n"
@@ -72,12 +76,17 @@ async def test_crd_and_its_custom_resources_sync_in_one_go(
 
 
 async def test_prune_last_prunes_after_everything_is_applied_and_healthy(
-    engine: AppEngine, kube_client: Kube, make_app: ApplicationFactory, git_repo: Workdir,
-    repo_secret: object, namespace: str,
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
 ) -> None:
     git_repo.commit_and_push({"app/all.yaml": configmap("old", a="1")}, "old")
     app = await make_app(
-        "prunelast", {"repoURL": public_url(git_repo), "path": "app"},
+        "prunelast",
+        {"repoURL": public_url(git_repo), "path": "app"},
         syncPolicy={"syncOptions": ["PruneLast=true", "PrunePropagationPolicy=background"]},
     )
     assert (await engine.sync(app)).result.phase == "Succeeded"
@@ -97,8 +106,12 @@ async def test_prune_last_prunes_after_everything_is_applied_and_healthy(
 
 
 async def test_validate_false_skips_field_validation(
-    engine: AppEngine, kube_client: Kube, make_app: ApplicationFactory, git_repo: Workdir,
-    repo_secret: object, namespace: str,
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
 ) -> None:
     sloppy = configmap("sloppy", a="1") + "\nunknownTopLevelField: true\n"
     git_repo.commit_and_push({"app/s.yaml": sloppy}, "unknown field")
@@ -109,7 +122,8 @@ async def test_validate_false_skips_field_validation(
     assert await kube_client.get("v1", "ConfigMap", "sloppy", namespace) is None
 
     lenient = await make_app(
-        "lenient", {"repoURL": public_url(git_repo), "path": "app"},
+        "lenient",
+        {"repoURL": public_url(git_repo), "path": "app"},
         syncPolicy={"syncOptions": ["Validate=false"]},
     )
     outcome = await engine.sync(lenient)
@@ -118,8 +132,12 @@ async def test_validate_false_skips_field_validation(
 
 
 async def test_delete_resources_removes_only_what_the_app_owns(
-    engine: AppEngine, kube_client: Kube, make_app: ApplicationFactory, git_repo: Workdir,
-    repo_secret: object, namespace: str,
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
 ) -> None:
     git_repo.commit_and_push(
         {"app/all.yaml": manifests_text(configmap("mine", a="1"), configmap("also-mine", b="1"))},
@@ -129,7 +147,9 @@ async def test_delete_resources_removes_only_what_the_app_owns(
     assert (await engine.sync(app)).result.phase == "Succeeded"
     # An object edited to drop the app's mark is no longer the app's to delete.
     await kube_client.merge_patch(
-        "v1", "ConfigMap", "also-mine",
+        "v1",
+        "ConfigMap",
+        "also-mine",
         {"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": None}}},
         namespace=namespace,
     )
