@@ -17,7 +17,9 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,9 +145,18 @@ def _inventory_keys(app_obj: Obj) -> list[tuple[str, ResourceKey]]:
     return keys
 
 
+LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
+
+
 @dataclass
 class AppEngine:
-    """The pipeline for Applications, over one cluster connection."""
+    """The pipeline for Applications, over one cluster connection.
+
+    ``live`` looks up live objects (default: a GET per object; the controller passes its
+    watch caches, so a steady-state comparison costs no API request). Dry-run predictions
+    are memoized by (desired object, live resourceVersion): while neither changes, the
+    server would answer the same, so it is not asked again.
+    """
 
     kube: Kube
     control_namespace: str = "argocd"
@@ -153,6 +164,15 @@ class AppEngine:
     helm_repos: HelmRepoSource = field(default_factory=HelmRepoSource)
     renderer: Renderer = field(default_factory=Renderer)
     field_manager: str = "gitsail"
+    live: LiveLookup | None = None
+    _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
+
+    async def get_live(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> Obj | None:
+        if self.live is not None:
+            return await self.live(api_version, kind, name, namespace)
+        return await self.kube.get(api_version, kind, name, namespace)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -239,7 +259,7 @@ class AppEngine:
             key = ResourceKey.of(obj)
             desired_keys.add(key)
             try:
-                current = await self.kube.get(
+                current = await self.get_live(
                     str(obj["apiVersion"]), key.kind, key.name, key.namespace or None
                 )
             except NotFoundKind:
@@ -256,10 +276,10 @@ class AppEngine:
                     owned.append(live[key])
                 continue
             try:
-                current = await self.kube.get(
+                current = await self.get_live(
                     api_version, key.kind, key.name, key.namespace or None
                 )
-            except (NotFoundKind, KubeError):
+            except KubeError:
                 continue
             if current is not None and is_owned_by(current, app.instance):
                 owned.append(current)
@@ -296,14 +316,24 @@ class AppEngine:
 
     async def _dry_run(self, obj: Obj, current: Obj | None) -> Obj:
         """What the object would look like after apply; the manifest itself if that is unknown."""
+        desired = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+        live_version = str(((current or {}).get("metadata") or {}).get("resourceVersion", ""))
+        memo_key = (desired, live_version)
+        if live_version and memo_key in self._predictions:
+            return self._predictions[memo_key]
         try:
-            return await self.kube.apply(
+            predicted = await self.kube.apply(
                 obj, field_manager=self.field_manager, force=True, dry_run=True
             )
         except KubeError:
             # Missing namespace, kind not served yet, or invalid: the sync's own validation
             # reports it; for the comparison the object is simply out of sync.
             return obj
+        if live_version:
+            if len(self._predictions) > 20_000:
+                self._predictions.clear()
+            self._predictions[memo_key] = predicted
+        return predicted
 
     # -- status ------------------------------------------------------------------------
 
@@ -379,11 +409,16 @@ class AppEngine:
         initiated_by: dict[str, Any] | None = None,
         source: dict[str, Any] | None = None,
         allow_empty: bool = False,
+        operation: dict[str, Any] | None = None,
         progress: Progress = lambda _r: None,
     ) -> OperationOutcome:
-        """Run one sync operation and record it (operationState, history, status)."""
+        """Run one sync operation and record it (operationState, history, status).
+
+        ``operation`` is the Argo CD operation being run (recorded verbatim in
+        ``operationState.operation``); without it one is described from the arguments.
+        """
         started = now()
-        operation: dict[str, Any] = {
+        operation = operation or {
             "sync": {
                 "revision": revision or app.target_revision,
                 "prune": prune,
@@ -391,7 +426,7 @@ class AppEngine:
             },
             "initiatedBy": initiated_by or {"username": "gitsail-cli"},
         }
-        if resources:
+        if resources and "resources" not in operation["sync"]:
             operation["sync"]["resources"] = [
                 {"group": k.group, "kind": k.kind, "namespace": k.namespace, "name": k.name}
                 for k in resources
@@ -529,6 +564,7 @@ class AppEngine:
             dry_run=bool(spec.get("dryRun", False)),
             resources=resources or None,
             initiated_by=operation.get("initiatedBy") or {"username": "unknown"},
+            operation=operation,
             progress=progress,
         )
         await self.kube.merge_patch(

@@ -7,6 +7,7 @@ import typer
 from gitsail import __version__
 from gitsail.cli import app as app_cmd
 from gitsail.cli import demo, dev
+from gitsail.cli.controller import controller
 from gitsail.cli.install import install
 from gitsail.cli.render import render
 
@@ -21,6 +22,7 @@ app.add_typer(demo.app, name="demo")
 app.add_typer(app_cmd.app, name="app")
 app.command()(install)
 app.command()(render)
+app.command()(controller)
 
 
 @app.command()

@@ -1,0 +1,115 @@
+"""`gitsail controller`: run the application controller (outside or inside the cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+
+import typer
+import uvicorn
+
+from gitsail.cli.output import fail
+from gitsail.controller.manager import Controller, ControllerOptions
+from gitsail.controller.server import make_app
+from gitsail.kube import Kube, KubeError, load_kubeconfig
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def controller(
+    namespace: list[str] = typer.Option(
+        ["argocd"],
+        "--namespace",
+        "-n",
+        help="namespaces whose Applications to reconcile "
+        "(the first is the control namespace: settings, secrets, lease)",
+    ),
+    listen: str = typer.Option(
+        "127.0.0.1:8080", "--listen", help="HOST:PORT for /healthz, /metrics and /api/webhook"
+    ),
+    concurrency: int = typer.Option(10, "--concurrency", help="apps reconciled in parallel"),
+    leader_elect: bool = typer.Option(True, "--leader-elect/--no-leader-elect"),
+    resync: float | None = typer.Option(
+        None,
+        "--resync",
+        help="seconds between polls (default: argocd-cm timeout.reconciliation, 120)",
+    ),
+    jitter: float | None = typer.Option(None, "--jitter", help="max extra seconds per poll"),
+    kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
+    context: str | None = typer.Option(None, "--context"),
+    log_format: str = typer.Option("text", "--log-format", help="text or json"),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Reconcile Applications continuously: poll and webhooks, automated sync, self-heal."""
+    _setup_logging(log_format, log_level)
+    host, _, port = listen.rpartition(":")
+    options = ControllerOptions(
+        namespaces=tuple(namespace),
+        concurrency=concurrency,
+        leader_elect=leader_elect,
+        resync=resync,
+        jitter=jitter,
+    )
+
+    async def main() -> None:
+        config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
+        async with Kube(config) as kube:
+            ctl = Controller(kube, options)
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    make_app(ctl),
+                    host=host or "127.0.0.1",
+                    port=int(port),
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            run = asyncio.create_task(ctl.run())
+            serve = asyncio.create_task(server.serve())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([run, serve, stopper], return_when=asyncio.FIRST_COMPLETED)
+            server.should_exit = True
+            run.cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+            await serve
+            if not run.cancelled() and run.exception() is not None:
+                raise run.exception()  # type: ignore[misc]
+
+    try:
+        asyncio.run(main())
+    except (KubeError, OSError) as exc:
+        raise fail(str(exc)) from exc

@@ -1,0 +1,331 @@
+"""The controller process: watches, a work queue, the reconciler, leader election.
+
+Start-up reads Argo CD's settings (``argocd-cm``: ``timeout.reconciliation`` and its
+jitter), then, once this replica leads (a coordination.k8s.io Lease; with one replica it
+leads at once):
+
+- a watch cache of Applications per watched namespace; every change enqueues the app;
+- a watch cache per kind the apps manage (started when an app first names the kind);
+  a change to an object carrying an app's tracking id enqueues that app, which is how
+  drift is seen without polling, and what the comparison reads instead of GETs;
+- the work queue (one sequential worker per app, ``concurrency`` apps at a time), whose
+  reconciles requeue themselves for the next poll (interval + jitter).
+
+Webhook pushes enqueue only the apps whose repository, revision and input files the
+push touches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitsail.app.engine import AppEngine
+from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, parse_duration
+from gitsail.controller.events import EventRecorder
+from gitsail.controller.lease import LeaderElector
+from gitsail.controller.metrics import Metrics
+from gitsail.controller.queue import Key, WorkQueue
+from gitsail.controller.reconciler import AppReconciler, ReconcileSettings, app_key_for_instance
+from gitsail.controller.webhook import PushEvent, repo_matches
+from gitsail.kube import Kube, KubeError, NotFoundKind, WatchCache, WatchEvent
+from gitsail.model import Obj
+from gitsail.sync.tracking import TRACKING_ANNOTATION
+
+__all__ = ["Controller", "ControllerOptions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControllerOptions:
+    namespaces: tuple[str, ...] = (DEFAULT_NAMESPACE,)
+    concurrency: int = 10
+    leader_elect: bool = True
+    lease_name: str = "gitsail-controller"
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    resync: float | None = None  # None: argocd-cm timeout.reconciliation (default 120s)
+    jitter: float | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+class _LiveCaches:
+    """One cluster-wide watch cache per managed kind, started on first use."""
+
+    def __init__(self, kube: Kube, on_event: Callable[[WatchEvent], None]) -> None:
+        self.kube = kube
+        self.on_event = on_event
+        self.caches: dict[tuple[str, str], WatchCache] = {}
+        self._pumps: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self._unwatchable: set[tuple[str, str]] = set()
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> Obj | None:
+        cache = await self._cache(api_version, kind)
+        if cache is None:
+            return await self.kube.get(api_version, kind, name, namespace)
+        return cache.get(namespace or "", name)
+
+    async def _cache(self, api_version: str, kind: str) -> WatchCache | None:
+        gvk = (api_version, kind)
+        if gvk in self.caches:
+            return self.caches[gvk]
+        if gvk in self._unwatchable:
+            return None
+        async with self._lock:
+            if gvk in self.caches:
+                return self.caches[gvk]
+            try:
+                info = await self.kube.resource_for(api_version, kind)
+            except NotFoundKind:
+                return None  # not served (yet): no cache, plain GETs say "missing"
+            if not {"list", "watch"} <= set(info.verbs):
+                self._unwatchable.add(gvk)
+                return None
+            cache = WatchCache(self.kube, api_version, kind)
+            await cache.start()
+            queue = cache.subscribe()
+            self._pumps.append(asyncio.create_task(self._pump(queue), name=f"pump-{kind}"))
+            self.caches[gvk] = cache
+            log.info("watching %s %s", api_version, kind)
+            return cache
+
+    async def _pump(self, queue: asyncio.Queue[WatchEvent]) -> None:
+        while True:
+            event = await queue.get()
+            self.on_event(event)
+
+    async def stop(self) -> None:
+        for task in self._pumps:
+            task.cancel()
+        for task in self._pumps:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for cache in self.caches.values():
+            await cache.stop()
+        self.caches.clear()
+        self._pumps.clear()
+
+
+class Controller:
+    """Reconciles Applications continuously. ``run()`` until cancelled."""
+
+    def __init__(
+        self, kube: Kube, options: ControllerOptions, *, metrics: Metrics | None = None
+    ) -> None:
+        self.kube = kube
+        self.options = options
+        self.metrics = metrics or Metrics()
+        self.events = EventRecorder(kube, host=options.identity)
+        self.live = _LiveCaches(kube, self._on_managed_event)
+        self.engine = AppEngine(kube, control_namespace=options.namespaces[0], live=self.live.get)
+        self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)
+        self.app_caches: dict[str, WatchCache] = {}
+        self.reconciler: AppReconciler | None = None
+        self.leading = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- settings --------------------------------------------------------------------------
+
+    async def _settings(self) -> ReconcileSettings:
+        cm = await self.kube.get("v1", "ConfigMap", "argocd-cm", self.options.namespaces[0])
+        data = (cm or {}).get("data") or {}
+        resync = self.options.resync
+        if resync is None:
+            resync = parse_duration(data.get("timeout.reconciliation"), 120.0)
+        jitter = self.options.jitter
+        if jitter is None:
+            jitter = parse_duration(data.get("timeout.reconciliation.jitter"), 60.0)
+        return ReconcileSettings(
+            resync=resync, jitter=min(jitter, resync), control_namespace=self.options.namespaces[0]
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.kube.discover()
+        if not self.options.leader_elect:
+            await self._lead()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self._step_down()
+            return
+        elector = LeaderElector(
+            self.kube,
+            namespace=self.options.namespaces[0],
+            name=self.options.lease_name,
+            identity=self.options.identity,
+            lease_duration=self.options.lease_duration,
+            renew_deadline=self.options.renew_deadline,
+            retry_period=self.options.retry_period,
+        )
+        try:
+            await elector.run(on_started_leading=self._lead, on_stopped_leading=self._step_down)
+        finally:
+            await self._step_down()
+
+    async def _lead(self) -> None:
+        log.info("%s is leading; starting to reconcile", self.options.identity)
+        self.metrics.set_leader(True)
+        settings = await self._settings()
+        self.reconciler = AppReconciler(
+            self.engine,
+            settings=settings,
+            metrics=self.metrics,
+            events=self.events,
+            get_application=self._get_application,
+        )
+        for namespace in self.options.namespaces:
+            cache = WatchCache(self.kube, API_VERSION, "Application", namespace)
+            await cache.start()
+            self.app_caches[namespace] = cache
+            queue = cache.subscribe()
+            self._tasks.append(asyncio.create_task(self._pump_apps(queue)))
+            for obj in cache.items():
+                self.queue.add(_key(obj), "startup")
+        self.queue.start()
+        self.leading.set()
+
+    async def _step_down(self) -> None:
+        if not self.leading.is_set() and not self._tasks:
+            return
+        log.info("%s stops reconciling", self.options.identity)
+        self.leading.clear()
+        self.metrics.set_leader(False)
+        await self.queue.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for cache in self.app_caches.values():
+            await cache.stop()
+        self.app_caches.clear()
+        await self.live.stop()
+        self.queue = WorkQueue(self._reconcile, concurrency=self.options.concurrency)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def _pump_apps(self, queue: asyncio.Queue[WatchEvent]) -> None:
+        while True:
+            event = await queue.get()
+            if event.type == "BOOKMARK":
+                continue
+            self.queue.add(_key(event.object), f"app:{event.type.lower()}")
+
+    def _on_managed_event(self, event: WatchEvent) -> None:
+        annotations = ((event.object.get("metadata") or {}).get("annotations")) or {}
+        tracking = annotations.get(TRACKING_ANNOTATION)
+        if not tracking:
+            return
+        instance = tracking.split(":", 1)[0]
+        key = app_key_for_instance(instance, self.options.namespaces[0])
+        if key[0] not in self.options.namespaces:
+            return
+        meta = event.object.get("metadata") or {}
+        prefix = "deleted" if event.type == "DELETED" else "changed"
+        self.queue.add(key, f"{prefix}:{event.object.get('kind')}/{meta.get('name')}")
+
+    async def _get_application(self, namespace: str, name: str, fresh: bool) -> Obj | None:
+        cache = self.app_caches.get(namespace)
+        if cache is None or fresh:
+            return await self.kube.get(API_VERSION, "Application", name, namespace)
+        return cache.get(namespace, name)
+
+    async def _reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
+        assert self.reconciler is not None
+        self.metrics.set_workqueue_depth(self.queue.depth)
+        return await self.reconciler.reconcile(key, reasons)
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def apps_for_push(self, event: PushEvent) -> list[Key]:
+        """The apps a push touches: same repo, tracked revision, and (when known) inputs."""
+        keys: list[Key] = []
+        for cache in self.app_caches.values():
+            for obj in cache.items():
+                try:
+                    app = App.from_application(obj)
+                except AppSpecError:
+                    continue
+                if not repo_matches(app.repo_url, event):
+                    continue
+                wanted = app.target_revision
+                if wanted not in ("HEAD", "", event.revision, event.ref) and not (
+                    wanted.startswith("refs/") and wanted == event.ref
+                ):
+                    continue
+                key = _key(obj)
+                memory = self.reconciler.memory.get(key) if self.reconciler else None
+                inputs = memory.input_paths if memory else None
+                if (
+                    event.changed_files is not None
+                    and inputs is not None
+                    and not (inputs & set(event.changed_files))
+                    and not _generate_paths_match(obj, event.changed_files)
+                ):
+                    continue
+                keys.append(key)
+        return keys
+
+    def refresh_for_push(self, event: PushEvent) -> list[Key]:
+        keys = self.apps_for_push(event)
+        for key in keys:
+            self.queue.add(key, "webhook")
+        return keys
+
+    async def webhook_secrets_source(self) -> Obj | None:
+        try:
+            return await self.kube.get("v1", "Secret", "argocd-secret", self.options.namespaces[0])
+        except KubeError:
+            return None
+
+
+def _key(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _generate_paths_match(obj: Obj, changed: tuple[str, ...]) -> bool:
+    """Argo CD's ``argocd.argoproj.io/manifest-generate-paths`` annotation."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get("argocd.argoproj.io/manifest-generate-paths")
+    if not raw:
+        return False
+    base = str(((obj.get("spec") or {}).get("source") or {}).get("path") or "")
+    prefixes = []
+    for item in raw.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("/"):
+            prefixes.append(item.lstrip("/"))
+        else:
+            prefixes.append(os.path.normpath(os.path.join(base, item)))
+    return any(
+        f == p or f.startswith(p.rstrip("/") + "/") or p in (".", "")
+        for f in changed
+        for p in prefixes
+    )
+
+
+def describe(controller: Controller) -> dict[str, Any]:
+    return {
+        "identity": controller.options.identity,
+        "leading": controller.leading.is_set(),
+        "apps": sum(len(c.items()) for c in controller.app_caches.values()),
+        "watched_kinds": sorted(f"{g}/{k}" for g, k in controller.live.caches),
+        "queue_depth": controller.queue.depth,
+    }

@@ -1,0 +1,146 @@
+"""A work queue with one sequential worker per key, parallel across keys.
+
+Keys are ``(namespace, name)`` of the objects being reconciled. ``add(key, reason)``
+marks a key dirty; ``add_after(key, delay, reason)`` schedules it (the earliest schedule
+wins). A key is never processed by two workers at once: a key added while its reconcile
+runs is processed once more right after, with every reason collected meanwhile. Workers
+across keys run in parallel, at most ``concurrency`` at a time.
+
+This is level-triggered: the handler is told *why* (the reasons) only as a hint; it must
+read current state and converge, so dropping or merging reasons is always safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+__all__ = ["Key", "WorkQueue"]
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Handler = Callable[[Key, frozenset[str]], Awaitable[float | None]]
+
+
+@dataclass
+class _Slot:
+    reasons: set[str]
+    running: bool = False
+    dirty: bool = False
+    timer: asyncio.TimerHandle | None = None
+    due: float = 0.0
+
+
+class WorkQueue:
+    """Per-key sequential, cross-key parallel processing with delayed requeues.
+
+    The handler returns the seconds after which the key should be reconciled again
+    (None: only when something new happens). Exceptions are logged and the key is
+    retried after ``error_delay``.
+    """
+
+    def __init__(
+        self, handler: Handler, *, concurrency: int = 10, error_delay: float = 5.0
+    ) -> None:
+        self._handler = handler
+        self._slots: dict[Key, _Slot] = {}
+        self._ready: asyncio.Queue[Key] = asyncio.Queue()
+        self._concurrency = concurrency
+        self._error_delay = error_delay
+        self._workers: list[asyncio.Task[None]] = []
+        self.processed = 0
+
+    @property
+    def depth(self) -> int:
+        return self._ready.qsize()
+
+    def start(self) -> None:
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._work(), name=f"gitsail-worker-{i}")
+                for i in range(self._concurrency)
+            ]
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+        for slot in self._slots.values():
+            if slot.timer is not None:
+                slot.timer.cancel()
+
+    def add(self, key: Key, reason: str = "") -> None:
+        slot = self._slots.setdefault(key, _Slot(set()))
+        if reason:
+            slot.reasons.add(reason)
+        if slot.timer is not None:
+            slot.timer.cancel()
+            slot.timer = None
+        if slot.running:
+            slot.dirty = True
+            return
+        if not slot.dirty:
+            slot.dirty = True
+            self._ready.put_nowait(key)
+
+    def add_after(self, key: Key, delay: float, reason: str = "") -> None:
+        if delay <= 0:
+            self.add(key, reason)
+            return
+        slot = self._slots.setdefault(key, _Slot(set()))
+        due = time.monotonic() + delay
+        if slot.dirty and not slot.running:
+            return  # already waiting to run sooner
+        if slot.timer is not None and slot.due <= due:
+            return
+        if slot.timer is not None:
+            slot.timer.cancel()
+        slot.due = due
+        slot.timer = asyncio.get_running_loop().call_later(delay, self._fire, key, reason)
+
+    def forget(self, key: Key) -> None:
+        slot = self._slots.get(key)
+        if slot is not None and not slot.running:
+            if slot.timer is not None:
+                slot.timer.cancel()
+            del self._slots[key]
+
+    def _fire(self, key: Key, reason: str) -> None:
+        slot = self._slots.get(key)
+        if slot is not None:
+            slot.timer = None
+        self.add(key, reason)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._ready.get()
+            slot = self._slots.get(key)
+            if slot is None or slot.running:
+                continue
+            slot.running = True
+            slot.dirty = False
+            reasons = frozenset(slot.reasons)
+            slot.reasons.clear()
+            delay: float | None
+            try:
+                delay = await self._handler(key, reasons)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile of %s/%s failed; retrying", *key)
+                delay = self._error_delay
+            finally:
+                slot.running = False
+                self.processed += 1
+            if slot.dirty:
+                self._ready.put_nowait(key)
+            elif delay is not None:
+                self.add_after(key, delay, "requeue")

@@ -1,0 +1,501 @@
+"""Reconciling one Application: what Argo CD's application controller does for it.
+
+Each call starts from the Application as it is now (level-triggered) and does at most one
+of these, in order:
+
+1. **Deletion.** With ``resources-finalizer.argocd.argoproj.io`` (foreground) or
+   ``…/background``, delete every object the app owns, wait until they are gone, then
+   drop the finalizer. Without it the app goes and its objects stay.
+2. **A requested operation** (the ``operation`` field: ``argocd app sync``, a UI button,
+   an automated sync set by us). It runs; on failure it stays and is retried with the
+   app's backoff until ``retry.limit`` is reached, so an operation interrupted by a
+   restart is simply run again.
+3. **Refresh**: fetch, render, dry-run, diff; write status when it changed.
+4. **Automated sync**, when the app is OutOfSync: once per revision (a failed revision is
+   not retried beyond the retry policy); live drift on an already-synced revision is healed
+   only with ``selfHeal``, after Argo CD's self-heal backoff (2 s × 3ⁿ, capped at 5 min),
+   touching only the drifted resources and running no hooks. Refused with a condition when
+   the render is empty and pruning would wipe the app (unless ``allowEmpty``).
+
+Drift is attributed from ``managedFields``: who changed which field, and when, goes into
+a ``DriftDetected`` event and ``status.drift``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
+from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError
+from gitsail.controller.events import EventRecorder
+from gitsail.controller.metrics import Metrics
+from gitsail.controller.queue import Key
+from gitsail.diff import attribute_drift
+from gitsail.kube import KubeError
+from gitsail.model import Obj, ResourceKey
+from gitsail.source import SourceError, input_files
+from gitsail.sync.tracking import is_owned_by
+
+__all__ = ["AppReconciler", "ReconcileSettings", "app_key_for_instance"]
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "resources-finalizer.argocd.argoproj.io"
+SKIP_RECONCILE = "argocd.argoproj.io/skip-reconcile"
+WIPE_OUT_MESSAGE = "auto-sync will wipe out all resources"
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    resync: float = 120.0  # argocd-cm timeout.reconciliation
+    jitter: float = 60.0  # argocd-cm timeout.reconciliation.jitter
+    error_resync: float = 30.0
+    self_heal_timeout: float = 2.0
+    self_heal_factor: float = 3.0
+    self_heal_cap: float = 300.0
+    control_namespace: str = DEFAULT_NAMESPACE
+
+    def next_refresh(self) -> float:
+        return self.resync + random.uniform(0, self.jitter)  # noqa: S311 (jitter, not crypto)
+
+
+def app_key_for_instance(instance: str, control_namespace: str) -> Key:
+    """The Application behind a tracking-id's app name (``ns_name`` outside argocd)."""
+    namespace, sep, name = instance.partition("_")
+    return (namespace, name) if sep else (control_namespace, instance)
+
+
+@dataclass
+class _Memory:
+    """What one controller remembers about an app between reconciles (lost on restart)."""
+
+    self_heal_attempts: int = 0
+    last_heal_revision: str = ""
+    input_paths: frozenset[str] | None = None
+    last_status_write: float = 0.0
+    drift_reported: set[str] = field(default_factory=set)
+
+
+class AppReconciler:
+    def __init__(
+        self,
+        engine: AppEngine,
+        *,
+        settings: ReconcileSettings,
+        metrics: Metrics,
+        events: EventRecorder,
+        get_application: Any,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.events = events
+        self._get_application = get_application
+        self.memory: dict[Key, _Memory] = {}
+
+    # -- entry point ---------------------------------------------------------------------
+
+    async def reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
+        namespace, name = key
+        started = time.monotonic()
+        try:
+            return await self._reconcile(key, reasons)
+        finally:
+            self.metrics.observe_reconcile(namespace, time.monotonic() - started)
+
+    async def _reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
+        namespace, name = key
+        # A periodic poll may read the watch cache; anything else reads the apiserver, so a
+        # just-written operation or status is never acted on twice.
+        fresh = reasons != frozenset({"requeue"})
+        obj: Obj | None = await self._get_application(namespace, name, fresh)
+        if obj is None:
+            self.memory.pop(key, None)
+            self.metrics.forget_app(namespace, name)
+            return None
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return await self._finalize(obj)
+        if (meta.get("annotations") or {}).get(SKIP_RECONCILE) == "true":
+            return None
+        try:
+            app = App.from_application(obj)
+        except AppSpecError as exc:
+            await self._write_condition(obj, "InvalidSpecError", str(exc))
+            return None
+        memory = self.memory.setdefault(key, _Memory())
+        if isinstance(obj.get("operation"), dict):
+            return await self._run_operation(app, memory)
+        try:
+            comparison = await self.engine.compare(app)
+        except ComparisonError as exc:
+            log.warning("comparison of %s/%s failed: %s", namespace, name, exc)
+            await self.engine.write_status(app, None, error=str(exc))
+            self._export(app, "Unknown", "Unknown")
+            return self.settings.error_resync
+        memory.input_paths = _input_paths(comparison)
+        await self._report_drift(app, comparison, memory, reasons)
+        delay = await self._maybe_auto_sync(app, comparison, memory)
+        if delay is not None:
+            return delay
+        await self._write_status_if_changed(app, comparison, memory)
+        return self.settings.next_refresh()
+
+    # -- status --------------------------------------------------------------------------
+
+    def _export(self, app: App, sync: str, health: str) -> None:
+        self.metrics.set_app(app.namespace, app.name, app.project, sync, health, app.repo_url)
+
+    async def _write_status_if_changed(
+        self,
+        app: App,
+        comparison: Comparison,
+        memory: _Memory,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._export(app, comparison.sync_status, str(comparison.app_health))
+        old = app.raw.get("status") or {}
+        unchanged = (
+            not extra
+            and (old.get("sync") or {}).get("status") == comparison.sync_status
+            and (old.get("sync") or {}).get("revision") == comparison.artifact.revision
+            and (old.get("health") or {}).get("status") == str(comparison.app_health)
+            and old.get("resources") == comparison.resources_status()
+            and not [c for c in old.get("conditions") or [] if c.get("type") == "ComparisonError"]
+        )
+        # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a
+        # stale controller is visible, without a write per app per poll.
+        if unchanged and time.monotonic() - memory.last_status_write < 300:
+            return
+        await self.engine.write_status(app, comparison, extra=extra)
+        memory.last_status_write = time.monotonic()
+
+    async def _write_condition(self, obj: Obj, ctype: str, message: str) -> None:
+        conditions = [
+            c for c in ((obj.get("status") or {}).get("conditions") or []) if c.get("type") != ctype
+        ]
+        conditions.append({"type": ctype, "message": message, "lastTransitionTime": now()})
+        meta = obj["metadata"]
+        await self.engine.kube.merge_patch(
+            API_VERSION,
+            "Application",
+            meta["name"],
+            {"status": {"conditions": conditions}},
+            namespace=meta.get("namespace"),
+        )
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def _run_operation(self, app: App, memory: _Memory) -> float | None:
+        operation: dict[str, Any] = app.raw["operation"]
+        sync_spec = operation.get("sync") or {}
+        state = (app.raw.get("status") or {}).get("operationState") or {}
+        same = state.get("operation") == operation
+        attempt = (
+            int(state.get("retryCount", 0) or 0) + 1
+            if same and state.get("phase") in ("Failed", "Error")
+            else 0
+        )
+        automated = bool((operation.get("initiatedBy") or {}).get("automated"))
+        await self.events.record(
+            app.raw,
+            reason="OperationStarted",
+            message=f"Initiated {'automated ' if automated else ''}sync to "
+            f"{sync_spec.get('revision') or app.target_revision}",
+        )
+        resources = [
+            ResourceKey(
+                str(r.get("group") or ""),
+                str(r.get("kind") or ""),
+                str(r.get("namespace") or ""),
+                str(r.get("name") or ""),
+            )
+            for r in sync_spec.get("resources") or []
+        ]
+        started = time.monotonic()
+        outcome = await self.engine.sync(
+            app,
+            revision=str(sync_spec["revision"]) if sync_spec.get("revision") else None,
+            prune=bool(sync_spec.get("prune", False)),
+            dry_run=bool(sync_spec.get("dryRun", False)),
+            resources=resources or None,
+            initiated_by=operation.get("initiatedBy"),
+            allow_empty=bool(app.automated and app.automated.allow_empty),
+            operation=operation,
+        )
+        phase = outcome.result.phase
+        self.metrics.record_sync(app.namespace, app.name, phase, time.monotonic() - started)
+        await self.events.record(
+            app.raw,
+            reason="OperationCompleted",
+            message=f"Sync operation to {outcome.revision or '?'} {phase.lower()}: "
+            f"{outcome.result.message}",
+            type="Normal" if phase == "Succeeded" else "Warning",
+        )
+        retry = app.retry
+        retries_left = retry.limit < 0 or attempt < retry.limit
+        if phase != "Succeeded" and retries_left:
+            delay = retry.delay(attempt)
+            await self.engine.kube.merge_patch(
+                API_VERSION,
+                "Application",
+                app.name,
+                {
+                    "status": {
+                        "operationState": {
+                            "retryCount": attempt + 1,
+                            "message": f"{outcome.result.message} (retrying attempt #{attempt + 1}"
+                            f" in {delay:.0f}s)",
+                        }
+                    }
+                },
+                namespace=app.namespace,
+            )
+            return delay
+        await self.engine.kube.merge_patch(
+            API_VERSION, "Application", app.name, {"operation": None}, namespace=app.namespace
+        )
+        if phase == "Succeeded" and resources and automated:
+            await self.events.record(
+                app.raw,
+                reason="SelfHealed",
+                message="reverted drift of " + ", ".join(str(k) for k in resources),
+            )
+            self.metrics.count_selfheal(app.namespace)
+        memory.last_status_write = time.monotonic()
+        return 1.0  # look again soon: the cache catches up with what we just applied
+
+    async def _maybe_auto_sync(
+        self, app: App, comparison: Comparison, memory: _Memory
+    ) -> float | None:
+        """Start an automated sync when Argo CD would; None when there is nothing to start."""
+        automated = app.automated
+        if automated is None or comparison.sync_status != "OutOfSync":
+            if comparison.sync_status == "Synced":
+                memory.self_heal_attempts = 0
+            return None
+        out_of_sync = [d for d in comparison.diffs if d.status == "OutOfSync"]
+        if all(d.requires_pruning for d in out_of_sync) and not automated.prune:
+            return None  # "need to prune extra resources only but automated prune is disabled"
+        if automated.prune and not automated.allow_empty and not comparison.desired:
+            if comparison.owned_live:
+                await self._write_status_if_changed(
+                    app,
+                    comparison,
+                    memory,
+                    extra={
+                        "conditions": [
+                            {
+                                "type": "SyncError",
+                                "message": WIPE_OUT_MESSAGE,
+                                "lastTransitionTime": now(),
+                            }
+                        ]
+                    },
+                )
+                return self.settings.next_refresh()
+        revision = comparison.artifact.revision
+        state = (app.raw.get("status") or {}).get("operationState") or {}
+        last = state.get("syncResult") or {}
+        last_automated = bool(
+            ((state.get("operation") or {}).get("initiatedBy") or {}).get("automated")
+        )
+        resources: list[dict[str, str]] | None = None
+        if last.get("revision") == revision and last_automated:
+            if state.get("phase") != "Succeeded":
+                return None  # a failed revision is not retried beyond the retry policy
+            if not automated.self_heal:
+                return None  # drift is shown as OutOfSync, not corrected
+            wait = self._self_heal_wait(state, memory)
+            if wait > 0:
+                return wait
+            memory.self_heal_attempts += 1
+            resources = [
+                {
+                    "group": d.key.group,
+                    "kind": d.key.kind,
+                    "namespace": d.key.namespace,
+                    "name": d.key.name,
+                }
+                for d in out_of_sync
+                if not d.requires_pruning or automated.prune
+            ]
+        else:
+            memory.self_heal_attempts = 0
+        sync: dict[str, Any] = {"revision": revision, "prune": automated.prune}
+        if resources is not None:
+            sync["resources"] = resources
+        operation = {
+            "sync": sync,
+            "initiatedBy": {"automated": True},
+            "retry": app.raw.get("spec", {}).get("syncPolicy", {}).get("retry") or {},
+        }
+        updated = await self.engine.kube.merge_patch(
+            API_VERSION,
+            "Application",
+            app.name,
+            {"operation": operation},
+            namespace=app.namespace,
+        )
+        return await self._run_operation(App.from_application(updated), memory)
+
+    def _self_heal_wait(self, state: dict[str, Any], memory: _Memory) -> float:
+        s = self.settings
+        backoff = min(
+            s.self_heal_timeout * s.self_heal_factor**memory.self_heal_attempts, s.self_heal_cap
+        )
+        finished = _parse_time(str(state.get("finishedAt") or ""))
+        if finished is None:
+            return 0.0
+        return max(0.0, finished + backoff - time.time())
+
+    # -- drift ---------------------------------------------------------------------------
+
+    async def _report_drift(
+        self, app: App, comparison: Comparison, memory: _Memory, reasons: frozenset[str]
+    ) -> None:
+        """Name who changed a managed object behind our back (from managedFields)."""
+        reports: list[dict[str, Any]] = []
+        for diff in comparison.diffs:
+            if diff.status != "OutOfSync" or diff.live is None or diff.requires_pruning:
+                continue
+            live = comparison.live.get(diff.key)
+            if live is None:
+                continue
+            who = attribute_drift(live, diff.changed_paths, ours=self.engine.field_manager)
+            if not who:
+                continue
+            for item in who:
+                reports.append(
+                    {
+                        "resource": str(diff.key),
+                        "field": item.path,
+                        "manager": item.manager,
+                        "operation": item.operation,
+                        "time": item.time,
+                    }
+                )
+        missing = [
+            d
+            for d in comparison.diffs
+            if d.missing and any(r.startswith("deleted:") for r in reasons)
+        ]
+        for diff in missing:
+            reports.append(
+                {
+                    "resource": str(diff.key),
+                    "field": "",
+                    "manager": "",
+                    "operation": "Delete",
+                    "time": now(),
+                }
+            )
+        fingerprint = {f"{r['resource']}|{r['field']}|{r['manager']}|{r['time']}" for r in reports}
+        new = fingerprint - memory.drift_reported
+        memory.drift_reported = fingerprint
+        if not new:
+            return
+        lines = []
+        for r in reports:
+            if r["operation"] == "Delete":
+                lines.append(f"{r['resource']} was deleted")
+            else:
+                lines.append(
+                    f"{r['resource']} {r['field']} changed by {r['manager']} "
+                    f"({r['operation']}) at {r['time']}"
+                )
+        await self.events.record(
+            app.raw, reason="DriftDetected", message="; ".join(lines), type="Warning"
+        )
+        await self.engine.kube.merge_patch(
+            API_VERSION,
+            "Application",
+            app.name,
+            {"status": {"drift": reports}},
+            namespace=app.namespace,
+        )
+
+    # -- deletion ------------------------------------------------------------------------
+
+    async def _finalize(self, obj: Obj) -> float | None:
+        meta = obj["metadata"]
+        ours = [f for f in meta.get("finalizers") or [] if f.startswith(FINALIZER)]
+        if not ours:
+            return None
+        propagation = "Background" if any(f.endswith("/background") for f in ours) else "Foreground"
+        try:
+            app = App.from_application(obj)
+        except AppSpecError:
+            app = App.from_application(
+                {**obj, "spec": {"source": {"repoURL": "invalid://"}, "destination": {}}}
+            )
+        await self.engine.delete_resources(app, propagation=propagation)
+        remaining = await self._remaining(app)
+        if remaining:
+            log.info("waiting for %d resources of %s to go", remaining, app.name)
+            return 1.0
+        keep = [f for f in meta.get("finalizers") or [] if not f.startswith(FINALIZER)]
+        try:
+            await self.engine.kube.json_patch(
+                API_VERSION,
+                "Application",
+                app.name,
+                [
+                    {"op": "test", "path": "/metadata/finalizers", "value": meta["finalizers"]},
+                    {"op": "replace", "path": "/metadata/finalizers", "value": keep},
+                ],
+                namespace=app.namespace,
+            )
+        except KubeError as exc:
+            log.info("finalizer update of %s raced (%s); retrying", app.name, exc)
+            return 1.0
+        await self.events.record(
+            obj, reason="ResourceDeleted", message="deleted the app's resources"
+        )
+        return None
+
+    async def _remaining(self, app: App) -> int:
+        count = 0
+        for row in ((app.raw.get("status") or {}).get("resources")) or []:
+            group = str(row.get("group") or "")
+            version = str(row.get("version") or "")
+            api_version = f"{group}/{version}" if group else version
+            try:
+                live = await self.engine.kube.get(
+                    api_version,
+                    str(row.get("kind")),
+                    str(row.get("name")),
+                    str(row.get("namespace") or "") or None,
+                )
+            except KubeError:
+                continue
+            if live is not None and is_owned_by(live, app.instance):
+                count += 1
+        return count
+
+
+def _input_paths(comparison: Comparison) -> frozenset[str] | None:
+    artifact = comparison.artifact
+    if artifact.kind != "git":
+        return None
+    try:
+        files = input_files(artifact.root, artifact.path)
+    except SourceError:
+        return None
+    if files is None:
+        return None
+    return frozenset(f.relative_to(artifact.root).as_posix() for f in files)
+
+
+def _parse_time(text: str) -> float | None:
+    import datetime as dt
+
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return None
