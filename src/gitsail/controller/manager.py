@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import posixpath
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -313,7 +314,7 @@ def _generate_paths_match(obj: Obj, changed: tuple[str, ...]) -> bool:
         if item.startswith("/"):
             prefixes.append(item.lstrip("/"))
         else:
-            prefixes.append(os.path.normpath(os.path.join(base, item)))
+            prefixes.append(posixpath.normpath(posixpath.join(base, item)))
     return any(
         f == p or f.startswith(p.rstrip("/") + "/") or p in (".", "")
         for f in changed

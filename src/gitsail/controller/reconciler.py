@@ -100,7 +100,7 @@ class AppReconciler:
     # -- entry point ---------------------------------------------------------------------
 
     async def reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
-        namespace, name = key
+        namespace = key[0]
         started = time.monotonic()
         try:
             return await self._reconcile(key, reasons)
@@ -282,23 +282,23 @@ class AppReconciler:
         out_of_sync = [d for d in comparison.diffs if d.status == "OutOfSync"]
         if all(d.requires_pruning for d in out_of_sync) and not automated.prune:
             return None  # "need to prune extra resources only but automated prune is disabled"
-        if automated.prune and not automated.allow_empty and not comparison.desired:
-            if comparison.owned_live:
-                await self._write_status_if_changed(
-                    app,
-                    comparison,
-                    memory,
-                    extra={
-                        "conditions": [
-                            {
-                                "type": "SyncError",
-                                "message": WIPE_OUT_MESSAGE,
-                                "lastTransitionTime": now(),
-                            }
-                        ]
-                    },
-                )
-                return self.settings.next_refresh()
+        wipes_out = not comparison.desired and bool(comparison.owned_live)
+        if automated.prune and not automated.allow_empty and wipes_out:
+            await self._write_status_if_changed(
+                app,
+                comparison,
+                memory,
+                extra={
+                    "conditions": [
+                        {
+                            "type": "SyncError",
+                            "message": WIPE_OUT_MESSAGE,
+                            "lastTransitionTime": now(),
+                        }
+                    ]
+                },
+            )
+            return self.settings.next_refresh()
         revision = comparison.artifact.revision
         state = (app.raw.get("status") or {}).get("operationState") or {}
         last = state.get("syncResult") or {}

@@ -4,6 +4,7 @@ retries, prune, empty renders, deletion."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -142,10 +143,8 @@ async def start_controller(
 
 async def stop_controller(running: RunningController) -> None:
     running.task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await running.task
-    except asyncio.CancelledError:
-        pass
 
 
 @pytest.fixture(scope="session")
