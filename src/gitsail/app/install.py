@@ -10,7 +10,7 @@ import yaml
 
 from gitsail.health import HealthStatus, resource_health
 from gitsail.kube import Kube
-from gitsail.model import Obj
+from gitsail.model import Obj, ResourceKey
 
 __all__ = ["crd_manifests", "install_crds"]
 
@@ -42,3 +42,114 @@ async def install_crds(kube: Kube, *, wait_seconds: float = 60.0) -> list[str]:
             await asyncio.sleep(0.2)
     await kube.discover(refresh=True)
     return names
+
+
+DEFAULT_IMAGE = "ghcr.io/gitsail/gitsail:0.1.0"
+
+
+def controller_manifests(
+    namespace: str = "argocd", *, image: str = DEFAULT_IMAGE, replicas: int = 1
+) -> list[Obj]:
+    """Namespace, RBAC, Deployment and Service of the controller (``gitsail install``).
+
+    The controller needs to read and write any kind an Application may deliver, as Argo
+    CD's application controller does, so its ClusterRole allows every verb on every
+    resource; narrow it per cluster if your apps only manage some kinds. Replicas elect a
+    leader through a Lease in ``namespace``.
+    """
+    labels = {
+        "app.kubernetes.io/name": "gitsail-controller",
+        "app.kubernetes.io/part-of": "gitsail",
+    }
+    name = "gitsail-controller"
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels},
+            "rules": [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "containers": [
+                            {
+                                "name": "controller",
+                                "image": image,
+                                "args": [
+                                    "controller",
+                                    "--namespace",
+                                    namespace,
+                                    "--listen",
+                                    "0.0.0.0:8080",
+                                    "--log-format",
+                                    "json",
+                                ],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+                                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+                                "resources": {
+                                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                                    "limits": {"memory": "1Gi"},
+                                },
+                                "securityContext": {
+                                    "runAsNonRoot": True,
+                                    "readOnlyRootFilesystem": True,
+                                    "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": name},
+                "ports": [{"name": "http", "port": 8080, "targetPort": "http"}],
+            },
+        },
+    ]
+
+
+async def install_controller(
+    kube: Kube, namespace: str = "argocd", *, image: str = DEFAULT_IMAGE, replicas: int = 1
+) -> list[str]:
+    """Apply the controller's manifests (after the CRDs); returns what was applied."""
+    applied = []
+    for obj in controller_manifests(namespace, image=image, replicas=replicas):
+        await kube.apply(obj, field_manager="gitsail-install", force=True)
+        applied.append(f"{obj['kind'].lower()} {ResourceKey.of(obj)}")
+    return applied

@@ -1,4 +1,4 @@
-"""`gitsail install`: put what gitsail serves into a cluster."""
+"""`gitsail install`: put gitsail into a cluster (CRDs, then the controller)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,46 @@ import asyncio
 import typer
 import yaml
 
-from gitsail.app.install import crd_manifests, install_crds
+from gitsail.app.install import (
+    DEFAULT_IMAGE,
+    controller_manifests,
+    crd_manifests,
+    install_controller,
+    install_crds,
+)
 from gitsail.cli.output import console, fail
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 
 
 def install(
     crds_only: bool = typer.Option(False, "--crds-only", help="apply only the CRDs"),
+    namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
+    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
+    replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
     print_only: bool = typer.Option(False, "--print", help="print the manifests instead"),
     kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
     context: str | None = typer.Option(None, "--context"),
 ) -> None:
-    """Install the CRDs gitsail serves (argoproj.io Application, AppProject, ApplicationSet)."""
+    """Install gitsail: the CRDs it serves (argoproj.io Application, AppProject,
+    ApplicationSet) and, unless --crds-only, the controller (namespace, RBAC, Deployment)."""
+    manifests = crd_manifests()
     if not crds_only:
-        raise fail("only --crds-only is available yet; the controller install comes next")
+        manifests += controller_manifests(namespace, image=image, replicas=replicas)
     if print_only:
-        print(yaml.safe_dump_all(crd_manifests(), sort_keys=False), end="")
+        print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
         return
 
     async def main() -> list[str]:
         config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
         async with Kube(config) as kube:
-            return await install_crds(kube)
+            done = [f"customresourcedefinition {n} established" for n in await install_crds(kube)]
+            if not crds_only:
+                done += await install_controller(kube, namespace, image=image, replicas=replicas)
+            return done
 
     try:
-        names = asyncio.run(main())
+        lines = asyncio.run(main())
     except (KubeError, OSError, TimeoutError) as exc:
         raise fail(str(exc)) from exc
-    for name in names:
-        console.print(f"customresourcedefinition {name} established")
+    for line in lines:
+        console.print(line, highlight=False)

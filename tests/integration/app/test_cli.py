@@ -55,6 +55,28 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
     }
 
 
+async def test_install_applies_the_controller_with_rbac(
+    cluster: Cluster, kube_client: Kube, namespace: str
+) -> None:
+    target = f"{namespace}-gitsail"
+    out = gitsail(cluster, "install", "-n", target, "--replicas", "2").stdout
+    try:
+        assert f"deployment apps/Deployment {target}/gitsail-controller" in out
+        binding = await kube_client.get(
+            "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "gitsail-controller"
+        )
+        assert binding is not None
+        assert binding["subjects"][0]["namespace"] == target
+        deployment = await kube_client.get("apps/v1", "Deployment", "gitsail-controller", target)
+        assert deployment is not None
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "gitsail-controller"
+        again = gitsail(cluster, "install", "-n", target, "--replicas", "2")
+        assert again.returncode == 0
+    finally:
+        await kube_client.delete("v1", "Namespace", target)
+
+
 async def test_diff_sync_history_and_json_output(
     cluster: Cluster,
     kube_client: Kube,
