@@ -26,17 +26,37 @@ def up(nodes: int = typer.Option(2, "--nodes", help="fake nodes in the demo clus
         f"""[bold green]gitsail demo is running[/]
 
   cluster     {c.name}: Kubernetes {c.kubernetes_version} at {c.server}, {c.nodes} fake nodes
-  kubeconfig  {c.kubeconfig}
   git         {demo.git_url}  (the article's layout: apps/base, apps/overlays/<env>)
+  controller  {demo.controller_url}  (/healthz, /metrics, POST /api/webhook)
+  apps        myapp-development, myapp-staging, myapp-production in namespace argocd:
+              automated sync with prune and self-heal, polled every 15 s
 
-Try:
+Try it:
   export KUBECONFIG={c.kubeconfig}
-  {kubectl} get nodes
-  git clone {demo.git_url} /tmp/gitops && ls /tmp/gitops/apps/overlays
-  gitsail dev status
+  alias kubectl={kubectl}
+  gitsail app list                              # the three apps, Synced and Healthy
+  kubectl -n production get deploy myapp        # 5 replicas, from apps/overlays/production
 
-Stop it:  make demo-down   (or: gitsail demo down)""",
+  # change a replica count in Git and watch it sync (within ~20 s; or send a webhook)
+  git clone {demo.git_url} /tmp/gitops && cd /tmp/gitops
+  sed -i 's/count: 5/count: 3/' apps/overlays/production/kustomization.yaml
+  git -c user.name=you -c user.email=you@example.com commit -qam "production: 3 replicas"
+  git push -q && cd -
+  kubectl -n production get deploy myapp -w
+
+  # scale by hand and watch it heal (and see who drifted it)
+  kubectl -n staging scale deploy myapp --replicas=9
+  kubectl -n staging get deploy myapp -w
+  kubectl -n argocd get events --field-selector involvedObject.name=myapp-staging
+
+  gitsail app get myapp-production               # resources, sync, health
+  gitsail app history myapp-production
+  curl -s {demo.controller_url}/metrics | grep gitsail_app
+
+Logs:  {c.directory / "logs"}/controller.log
+Stop:  make demo-down   (or: gitsail demo down)""",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -405,9 +405,10 @@ class AppReconciler:
             if r["operation"] == "Delete":
                 lines.append(f"{r['resource']} was deleted")
             else:
+                when = f" at {r['time']}" if r["time"] else ""
                 lines.append(
                     f"{r['resource']} {r['field']} changed by {r['manager']} "
-                    f"({r['operation']}) at {r['time']}"
+                    f"({r['operation']}){when}"
                 )
         await self.events.record(
             app.raw, reason="DriftDetected", message="; ".join(lines), type="Warning"

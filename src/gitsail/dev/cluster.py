@@ -47,6 +47,7 @@ __all__ = [
     "down",
     "list_clusters",
     "load",
+    "spawn",
     "state_root",
     "up",
 ]
@@ -223,12 +224,12 @@ def _kubeconfig(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def _start(cluster: Cluster, role: str, binary: str, args: list[str]) -> ProcessRecord:
-    executable = str(toolchain.find_binary(binary))
+def spawn(cluster: Cluster, role: str, argv: list[str]) -> ProcessRecord:
+    """Start a detached process that belongs to the cluster (stopped by ``down``)."""
     log_path = cluster.directory / "logs" / f"{role}.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [executable, *args],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -237,10 +238,14 @@ def _start(cluster: Cluster, role: str, binary: str, args: list[str]) -> Process
             close_fds=True,
         )
     _children[proc.pid] = proc
-    record = ProcessRecord(role=role, pid=proc.pid, executable=executable, log=str(log_path))
+    record = ProcessRecord(role=role, pid=proc.pid, executable=argv[0], log=str(log_path))
     cluster.processes.append(record)
     cluster.save()
     return record
+
+
+def _start(cluster: Cluster, role: str, binary: str, args: list[str]) -> ProcessRecord:
+    return spawn(cluster, role, [str(toolchain.find_binary(binary)), *args])
 
 
 def _log_tail(record: ProcessRecord, lines: int = 15) -> str:
