@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +61,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLUSTER = "bench"
 CONTROL_NS = "argocd"
 APP_API = "argoproj.io/v1alpha1"
-WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
+WEBHOOK_SECRET = "bench-webhook-secret-0123456789"  # noqa: S105 (a loopback test secret)
 NS_PREFIX = "bench-"
 AUTOMATED = {
     "automated": {"prune": True, "selfHeal": True},
@@ -146,22 +145,30 @@ def parse_prometheus(text: str, prefix: str) -> list[tuple[str, dict[str, str], 
     return rows
 
 
-def apiserver_requests(cluster: devcluster.Cluster) -> Counter[str]:
+Counts = dict[str, float]
+
+
+def _top(counts: Counts, n: int | None = None) -> list[tuple[str, float]]:
+    return sorted(counts.items(), key=lambda kv: -abs(kv[1]))[:n]
+
+
+def apiserver_requests(cluster: devcluster.Cluster) -> Counts:
     """``apiserver_request_total`` as "VERB resource[/subresource]" → count (admin user)."""
     with cluster.http(timeout=30) as client:
         text = client.get("/metrics").text
-    counts: Counter[str] = Counter()
+    counts: Counts = {}
     for _, labels, value in parse_prometheus(text, "apiserver_request_total{"):
         resource = labels.get("resource") or "(non-resource)"
         if labels.get("subresource"):
             resource += "/" + labels["subresource"]
         dry = " dry-run" if labels.get("dry_run") else ""
-        counts[f"{labels.get('verb', '?')} {resource}{dry}"] += value
+        key = f"{labels.get('verb', '?')} {resource}{dry}"
+        counts[key] = counts.get(key, 0.0) + value
     return counts
 
 
-def _delta(after: Counter[str], before: Counter[str]) -> Counter[str]:
-    return Counter({k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)})
+def _delta(after: Counts, before: Counts) -> Counts:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k)}
 
 
 def controller_counters(text: str) -> dict[str, float]:
@@ -233,16 +240,18 @@ class ControllerProcess:
             str(self.concurrency),
         ]
 
-    async def start(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         (self.port,) = free_ports(1)
         cache = self.work / f"cache-{self.label}"
         shutil.rmtree(cache, ignore_errors=True)
         env = {**os.environ, "GITSAIL_CACHE_DIR": str(cache)}
-        logfile = (self.work / f"controller-{self.label}.log").open("ab")
-        self.proc = subprocess.Popen(
-            self.argv(), cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT
-        )
-        logfile.close()
+        with (self.work / f"controller-{self.label}.log").open("ab") as logfile:
+            return subprocess.Popen(
+                self.argv(), cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT
+            )
+
+    async def start(self) -> None:
+        self.proc = self._spawn()
         started = time.monotonic()
         async with httpx.AsyncClient(timeout=2) as client:
             while True:
@@ -267,14 +276,16 @@ class ControllerProcess:
         self._sampler = asyncio.create_task(self._sample_rss())
 
     def _start_profiler(self) -> None:
-        pyspy = os.environ.get("GITSAIL_BENCH_PYSPY", "/tmp/pyspy-venv/bin/py-spy")
+        pyspy = os.environ.get("GITSAIL_BENCH_PYSPY", "/tmp/pyspy-venv/bin/py-spy")  # noqa: S108
         if not Path(pyspy).exists():
             log(f"no py-spy at {pyspy}; not profiling")
             return
         out = self.work / f"profile-{self.label}.txt"
         self.profiler = subprocess.Popen(
-            [pyspy, "record", "--format", "raw", "--rate", "50", "--nonblocking"]
-            + ["--pid", str(self.pid), "--output", str(out)],
+            [
+                *(pyspy, "record", "--format", "raw", "--rate", "50", "--nonblocking"),
+                *("--pid", str(self.pid), "--output", str(out)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -411,15 +422,15 @@ def github_push(repo_url: str, sha: str, files: list[str]) -> tuple[bytes, dict[
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.05, what: str
+    probe: Callable[[], Awaitable[bool]], *, limit: float, interval: float = 0.05, what: str
 ) -> float:
-    """Seconds until ``probe()`` is true; raises TimeoutError after ``timeout``."""
+    """Seconds until ``probe()`` is true; raises TimeoutError after ``limit`` s."""
     start = time.perf_counter()
     while True:
         if await probe():
             return time.perf_counter() - start
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        if time.perf_counter() - start > limit:
+            raise TimeoutError(f"{what}: not within {limit:.0f}s")
         await asyncio.sleep(interval)
 
 
@@ -503,7 +514,7 @@ class Bench:
             ]
             return not left and not await self.kube.list(APP_API, "Application", CONTROL_NS)
 
-        took = await wait_for(gone, timeout=600, interval=1, what="cleanup")
+        took = await wait_for(gone, limit=600, interval=1, what="cleanup")
         log(f"cleaning took {took:.1f}s")
 
     async def create_apps(self, apps: list[Obj]) -> None:
@@ -515,14 +526,14 @@ class Bench:
 
         await asyncio.gather(*(one(a) for a in apps))
 
-    async def wait_apps(self, names: list[str], revision: str, timeout: float) -> None:
+    async def wait_apps(self, names: list[str], revision: str, limit: float) -> None:
         async def done() -> bool:
             objs = await asyncio.gather(
                 *(self.kube.get(APP_API, "Application", n, CONTROL_NS) for n in names)
             )
             return all(o is not None and _synced_healthy(o, revision) for o in objs)
 
-        await wait_for(done, timeout=timeout, interval=0.2, what=f"apps {names} synced")
+        await wait_for(done, limit=limit, interval=0.2, what=f"apps {names} synced")
 
 
 # -- 1–3: latency ----------------------------------------------------------------------
@@ -551,7 +562,7 @@ async def latency_phase(bench: Bench, reps: int) -> dict[str, Any]:
             application("drift", repo, "drift", ns_drift),
         ]
     )
-    await bench.wait_apps(["lat", "drift"], revision, timeout=120)
+    await bench.wait_apps(["lat", "drift"], revision, limit=120)
 
     async def value_is(v: str) -> bool:
         cm = await kube.get("v1", "ConfigMap", "lat", ns_lat)
@@ -572,8 +583,9 @@ async def latency_phase(bench: Bench, reps: int) -> dict[str, Any]:
             body, headers = github_push(repo, sha, ["latency/cm.yaml"])
             resp = await client.post(f"{ctl.url}/api/webhook", content=body, headers=headers)
             t_ack = time.perf_counter()
-            assert resp.status_code == 200 and resp.json()["refreshed"], resp.text
-            await wait_for(lambda v=value: value_is(v), timeout=60, what="webhook apply")  # type: ignore[misc]
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["refreshed"], resp.text
+            await wait_for(lambda v=value: value_is(v), limit=60, what="webhook apply")  # type: ignore[misc]
             done = time.perf_counter()
             webhook.append(done - t_pushed)
             push.append(t_pushed - t0)
@@ -598,7 +610,7 @@ async def latency_phase(bench: Bench, reps: int) -> dict[str, Any]:
             subresource="scale",
             field_manager="kubectl-scale",
         )
-        scale.append(await wait_for(lambda: replicas_are(0), timeout=60, what="scale healed"))
+        scale.append(await wait_for(lambda: replicas_are(0), limit=60, what="scale healed"))
     log(f"drift scale: median {statistics.median(scale):.2f}s over {reps}")
 
     deleted: list[float] = []
@@ -613,7 +625,7 @@ async def latency_phase(bench: Bench, reps: int) -> dict[str, Any]:
             obj = await kube.get("v1", "ConfigMap", "drift-cm", ns_drift)
             return obj is not None and obj["metadata"]["uid"] != old
 
-        deleted.append(await wait_for(recreated, timeout=60, what="deleted ConfigMap healed"))
+        deleted.append(await wait_for(recreated, limit=60, what="deleted ConfigMap healed"))
     log(f"drift delete: median {statistics.median(deleted):.2f}s over {reps}")
     await ctl.stop()
 
@@ -630,7 +642,7 @@ async def latency_phase(bench: Bench, reps: int) -> dict[str, Any]:
             work.commit_and_push, {"latency/cm.yaml": _configmap("lat", v=value)}, value
         )
         polling.append(
-            await wait_for(lambda v=value: value_is(v), timeout=60, what="polling apply")  # type: ignore[misc]
+            await wait_for(lambda v=value: value_is(v), limit=60, what="polling apply")  # type: ignore[misc]
         )
     log(f"polling: median {statistics.median(polling):.2f}s over {reps}")
     await poller.stop()
@@ -680,7 +692,7 @@ async def convergence_phase(
     revision: str,
     count: int,
     *,
-    timeout: float,
+    limit: float,
     idle_s: float,
     baseline_s: float,
 ) -> dict[str, Any]:
@@ -698,7 +710,7 @@ async def convergence_phase(
         bench.create_apps([application(n, repo, f"apps/{n}", f"{NS_PREFIX}{n}") for n in names])
     )
     converged: dict[str, float] = {}
-    deadline = t0 + timeout
+    deadline = t0 + limit
     next_report = t0 + 15
     created_s: float | None = None
     while len(converged) < count and time.monotonic() < deadline:
@@ -752,14 +764,14 @@ async def convergence_phase(
         "controller_peak_rss_mib": round(max(ctl.peak_rss_mib, s1.hwm_mib), 1),
         "controller_rss_end_mib": round(s1.rss_mib, 1),
         "apiserver_requests": int(sum(conv_requests.values())),
-        "apiserver_requests_top": {k: int(v) for k, v in conv_requests.most_common(12)},
+        "apiserver_requests_top": {k: int(v) for k, v in _top(conv_requests, 12)},
     }
     log(
         f"{count} apps: {len(converged)}/{count} converged in {elapsed:.1f}s, controller "
         f"{result['controller_cpu_s']} CPU s, peak RSS {result['controller_peak_rss_mib']} MiB"
     )
     if total is None:
-        result["note"] = f"not converged within the {timeout:.0f}s timeout"
+        result["note"] = f"not converged within the {limit:.0f}s limit"
     # 5. idle
     await asyncio.sleep(15)  # the post-sync re-reads (1 s after each sync) settle
     m_a = await ctl.metrics()
@@ -781,13 +793,21 @@ async def convergence_phase(
     base_req = _delta(api_d, api_c)
     idle_rate = sum(idle_req.values()) / window
     base_rate = sum(base_req.values()) / base_window
-    by_kind = Counter(
-        {
-            k: round(idle_req.get(k, 0) / window - base_req.get(k, 0) / base_window, 3)
-            for k in set(idle_req) | set(base_req)
-        }
-    )
+    # Watches are counted when they end (kube-controller-manager's close every 5-10 min at
+    # random), which makes them the noisiest term of the difference; shown apart.
+    idle_nw = sum(v for k, v in idle_req.items() if not k.startswith("WATCH")) / window
+    base_nw = sum(v for k, v in base_req.items() if not k.startswith("WATCH")) / base_window
+    by_kind: Counts = {
+        k: round(idle_req.get(k, 0) / window - base_req.get(k, 0) / base_window, 3)
+        for k in set(idle_req) | set(base_req)
+    }
     ctl_counts = {k: m_b.get(k, 0.0) - m_a.get(k, 0.0) for k in m_b}
+    polls = ctl_counts.get("reconciles", 0.0)
+    # The window is shorter than one poll cycle (resync 120 s + up to 60 s jitter), so
+    # it holds only some of the polls; scale what a poll costs to every app polled once
+    # per cycle on average.
+    per_poll = (idle_nw - base_nw) * window / polls if polls else None
+    steady = per_poll * count / (ctl.resync + ctl.jitter / 2) if per_poll is not None else None
     result["idle"] = {
         "window_s": round(window, 1),
         "settle_s": 15,
@@ -800,10 +820,14 @@ async def convergence_phase(
         "apiserver_rps_baseline": round(base_rate, 2),
         "baseline_window_s": round(base_window, 1),
         "apiserver_rps_controller": round(idle_rate - base_rate, 2),
-        "apiserver_rps_controller_by_request": {
-            k: v for k, v in by_kind.most_common() if abs(v) >= 0.01
-        },
+        "apiserver_rps_controller_without_watch": round(idle_nw - base_nw, 2),
+        "apiserver_rps_controller_by_request": {k: v for k, v in _top(by_kind) if abs(v) >= 0.01},
         "controller_counters": {k: round(v, 2) for k, v in ctl_counts.items()},
+        "apiserver_requests_per_poll": round(per_poll, 2) if per_poll is not None else None,
+        "apiserver_rps_steady_estimate": round(steady, 2) if steady is not None else None,
+        "steady_estimate_method": "requests per poll (non-watch, net of baseline) x apps / "
+        f"{ctl.resync + ctl.jitter / 2:g} s (mean poll period)",
+        "controller_cpu_s_per_poll": round((b.cpu_s - a.cpu_s) / polls, 4) if polls else None,
     }
     log(
         f"idle {count}: CPU {result['idle']['controller_cpu_pct']}%, RSS {b.rss_mib:.0f} MiB, "
@@ -866,7 +890,7 @@ async def run(args: argparse.Namespace, counts: list[int], reps: int) -> dict[st
                                 repo,
                                 revision,
                                 count,
-                                timeout=args.timeout or 120 + 0.6 * count,
+                                limit=args.timeout or 120 + 0.6 * count,
                                 idle_s=args.idle,
                                 baseline_s=args.baseline,
                             )

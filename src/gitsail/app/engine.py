@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +149,16 @@ def _inventory_keys(app_obj: Obj) -> list[tuple[str, ResourceKey]]:
 LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
 
 
+class PipelineObserver:
+    """Told how long fetches and renders take (the controller turns this into metrics)."""
+
+    def fetched(self, seconds: float) -> None:
+        """A git fetch (revision resolved with ls-remote, fetched if new) finished."""
+
+    def rendered(self, tool: str, seconds: float, cache_hit: bool) -> None:
+        """A render finished, from the cache or by running the tool."""
+
+
 @dataclass
 class AppEngine:
     """The pipeline for Applications, over one cluster connection.
@@ -165,7 +176,10 @@ class AppEngine:
     renderer: Renderer = field(default_factory=Renderer)
     field_manager: str = "gitsail"
     live: LiveLookup | None = None
+    observer: PipelineObserver = field(default_factory=lambda: PipelineObserver())
+    settings_ttl: float = 30.0
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
+    _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
     async def get_live(
         self, api_version: str, kind: str, name: str, namespace: str | None
@@ -184,12 +198,24 @@ class AppEngine:
     async def list_applications(self, namespace: str | None = None) -> list[Obj]:
         return await self.kube.list(API_VERSION, "Application", namespace or self.control_namespace)
 
+    async def _settings(self, what: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        """Cluster settings read at most every ``settings_ttl`` seconds (not once per app)."""
+        cached = self._settings_cache.get(what)
+        if cached is not None and time.monotonic() - cached[0] < self.settings_ttl:
+            return cached[1]
+        value = await load()
+        self._settings_cache[what] = (time.monotonic(), value)
+        return value
+
     async def _credentials_for(self, repo_url: str) -> Any:
-        secrets = await self.kube.list(
-            "v1",
-            "Secret",
-            self.control_namespace,
-            label_selector="argocd.argoproj.io/secret-type in (repository,repo-creds)",
+        secrets = await self._settings(
+            "repo-secrets",
+            lambda: self.kube.list(
+                "v1",
+                "Secret",
+                self.control_namespace,
+                label_selector="argocd.argoproj.io/secret-type in (repository,repo-creds)",
+            ),
         )
         return match_credentials(repo_url, secrets)
 
@@ -201,31 +227,43 @@ class AppEngine:
                 app.repo_url, str(app.source["chart"]), "" if wanted == "HEAD" else wanted, creds
             )
         if app.repo_url.startswith("ssh://") or "@" in app.repo_url.split("://")[-1].split("/")[0]:
-            cm = await self.kube.get(
-                "v1", "ConfigMap", "argocd-ssh-known-hosts-cm", self.control_namespace
+            cm = await self._settings(
+                "known-hosts",
+                lambda: self.kube.get(
+                    "v1", "ConfigMap", "argocd-ssh-known-hosts-cm", self.control_namespace
+                ),
             )
             self.git.known_hosts = known_hosts_from(cm)
         helm = app.source.get("helm") or {}
-        return await self.git.fetch(
+        started = time.monotonic()
+        artifact = await self.git.fetch(
             app.repo_url,
             wanted,
             str(app.source.get("path") or "."),
             creds,
             inputs_options={"value_files": list(helm.get("valueFiles") or [])},
         )
+        self.observer.fetched(time.monotonic() - started)
+        return artifact
 
     async def render(self, app: App, artifact: Artifact) -> Rendered:
         options = RenderOptions.from_source(
             app.source, app_name=app.name, namespace=app.destination_namespace
         )
-        version = await self.kube.server_version()
+        version = await self._settings("version", self.kube.server_version)
         mapper = await self.kube.discover()
-        return await self.renderer.render(
+        hits = self.renderer.stats.hits
+        started = time.monotonic()
+        rendered = await self.renderer.render(
             artifact,
             options,
             kube_version=str(version.get("gitVersion", "")),
             api_versions=mapper.api_versions(),
         )
+        self.observer.rendered(
+            rendered.tool, time.monotonic() - started, self.renderer.stats.hits > hits
+        )
+        return rendered
 
     async def compare(self, app: App, *, revision: str | None = None) -> Comparison:
         """Fetch, render, dry-run and diff; raises ComparisonError, changes nothing."""

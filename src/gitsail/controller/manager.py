@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitsail.app.engine import AppEngine
+from gitsail.app.engine import AppEngine, PipelineObserver
 from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, parse_duration
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.lease import LeaderElector
@@ -56,6 +56,19 @@ class ControllerOptions:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+
+
+class _MetricsObserver(PipelineObserver):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def fetched(self, seconds: float) -> None:
+        self.metrics.observe_git_request("fetch", seconds)
+
+    def rendered(self, tool: str, seconds: float, cache_hit: bool) -> None:
+        self.metrics.count_render_cache(cache_hit)
+        if not cache_hit:
+            self.metrics.observe_render(tool, seconds)
 
 
 class _LiveCaches:
