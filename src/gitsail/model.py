@@ -7,6 +7,7 @@ kubectl and gitops-engine do, so any CRD is handled like a core kind.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,16 @@ class ResourceKey:
             kind=str(obj.get("kind", "")),
             namespace=str(meta.get("namespace") or ""),
             name=str(meta.get("name") or ""),
+        )
+
+    @classmethod
+    def from_ref(cls, ref: Mapping[str, Any]) -> ResourceKey:
+        """From a ``{group, kind, namespace, name}`` mapping (status and operation rows)."""
+        return cls(
+            group=str(ref.get("group") or ""),
+            kind=str(ref.get("kind") or ""),
+            namespace=str(ref.get("namespace") or ""),
+            name=str(ref.get("name") or ""),
         )
 
     def __str__(self) -> str:

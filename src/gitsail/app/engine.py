@@ -133,16 +133,12 @@ Progress = Callable[[ResourceResult], None]
 
 
 def _inventory_keys(app_obj: Obj) -> list[tuple[str, ResourceKey]]:
-    rows = ((app_obj.get("status") or {}).get("resources")) or []
+    """(apiVersion, key) of every row of ``status.resources``: the app's inventory."""
     keys = []
-    for row in rows:
+    for row in ((app_obj.get("status") or {}).get("resources")) or []:
         group = str(row.get("group") or "")
         version = str(row.get("version") or "")
-        api_version = f"{group}/{version}" if group else version
-        key = ResourceKey(
-            group, str(row.get("kind")), str(row.get("namespace") or ""), str(row.get("name"))
-        )
-        keys.append((api_version, key))
+        keys.append((f"{group}/{version}" if group else version, ResourceKey.from_ref(row)))
     return keys
 
 
@@ -575,26 +571,20 @@ class AppEngine:
         await self.write_status(app, after, extra=extra)
 
     async def run_requested_operation(
-        self, app: App, progress: Progress = lambda _r: None
+        self, app: App, progress: Progress = lambda _r: None, *, clear: bool = True
     ) -> OperationOutcome | None:
-        """Run the sync requested in the Application's ``operation`` field, then clear it.
+        """Run the sync requested in the Application's ``operation`` field.
 
         This is how Argo CD clients (``argocd app sync``, the UI, kubectl patch) ask for a
-        sync. Returns None when no operation is requested.
+        sync. With ``clear`` the field is removed afterwards (the controller clears it
+        itself, once retries are over). Returns None when no operation is requested.
         """
         operation = app.raw.get("operation")
         if not isinstance(operation, dict) or not isinstance(operation.get("sync"), dict):
             return None
         spec = operation["sync"]
-        resources = [
-            ResourceKey(
-                str(r.get("group") or ""),
-                str(r.get("kind") or ""),
-                str(r.get("namespace") or ""),
-                str(r.get("name") or ""),
-            )
-            for r in spec.get("resources") or []
-        ]
+        automated = bool((operation.get("initiatedBy") or {}).get("automated"))
+        resources = [ResourceKey.from_ref(r) for r in spec.get("resources") or []]
         outcome = await self.sync(
             app,
             revision=str(spec["revision"]) if spec.get("revision") else None,
@@ -602,28 +592,41 @@ class AppEngine:
             dry_run=bool(spec.get("dryRun", False)),
             resources=resources or None,
             initiated_by=operation.get("initiatedBy") or {"username": "unknown"},
+            allow_empty=automated and bool(app.automated and app.automated.allow_empty),
             operation=operation,
             progress=progress,
         )
+        if clear:
+            await self.clear_operation(app)
+        return outcome
+
+    async def clear_operation(self, app: App) -> None:
         await self.kube.merge_patch(
             API_VERSION, "Application", app.name, {"operation": None}, namespace=app.namespace
         )
-        return outcome
+
+    async def owned_objects(self, app: App) -> list[tuple[str, Obj]]:
+        """(apiVersion, live object) of the inventory rows that still carry the app's mark."""
+        owned = []
+        for api_version, key in _inventory_keys(app.raw):
+            try:
+                live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
+            except KubeError:
+                continue
+            if live is not None and is_owned_by(live, app.instance):
+                owned.append((api_version, live))
+        return owned
 
     async def delete_resources(
         self, app: App, *, propagation: str = "Foreground"
     ) -> list[ResourceKey]:
         """Delete every object in the app's inventory that still carries its tracking mark."""
         deleted = []
-        for api_version, key in reversed(_inventory_keys(app.raw)):
-            try:
-                live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
-            except KubeError:
-                continue
-            if live is None or not is_owned_by(live, app.instance):
-                continue
+        for api_version, live in reversed(await self.owned_objects(app)):
+            key = ResourceKey.of(live)
+            namespace = key.namespace or None
             if await self.kube.delete(
-                api_version, key.kind, key.name, key.namespace or None, propagation=propagation
+                api_version, key.kind, key.name, namespace, propagation=propagation
             ):
                 deleted.append(key)
         return deleted

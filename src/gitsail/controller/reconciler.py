@@ -38,7 +38,6 @@ from gitsail.diff import attribute_drift
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
 from gitsail.source import SourceError, input_files
-from gitsail.sync.tracking import is_owned_by
 
 __all__ = ["AppReconciler", "ReconcileSettings", "app_key_for_instance"]
 
@@ -208,26 +207,12 @@ class AppReconciler:
             message=f"Initiated {'automated ' if automated else ''}sync to "
             f"{sync_spec.get('revision') or app.target_revision}",
         )
-        resources = [
-            ResourceKey(
-                str(r.get("group") or ""),
-                str(r.get("kind") or ""),
-                str(r.get("namespace") or ""),
-                str(r.get("name") or ""),
-            )
-            for r in sync_spec.get("resources") or []
-        ]
         started = time.monotonic()
-        outcome = await self.engine.sync(
-            app,
-            revision=str(sync_spec["revision"]) if sync_spec.get("revision") else None,
-            prune=bool(sync_spec.get("prune", False)),
-            dry_run=bool(sync_spec.get("dryRun", False)),
-            resources=resources or None,
-            initiated_by=operation.get("initiatedBy"),
-            allow_empty=bool(app.automated and app.automated.allow_empty),
-            operation=operation,
-        )
+        outcome = await self.engine.run_requested_operation(app, clear=False)
+        if outcome is None:  # an operation without a sync: nothing we can run
+            await self.engine.clear_operation(app)
+            return self.settings.next_refresh()
+        resources = sync_spec.get("resources")
         phase = outcome.result.phase
         self.metrics.record_sync(app.namespace, app.name, phase, time.monotonic() - started)
         await self.events.record(
@@ -257,14 +242,13 @@ class AppReconciler:
                 namespace=app.namespace,
             )
             return delay
-        await self.engine.kube.merge_patch(
-            API_VERSION, "Application", app.name, {"operation": None}, namespace=app.namespace
-        )
+        await self.engine.clear_operation(app)
         if phase == "Succeeded" and resources and automated:
             await self.events.record(
                 app.raw,
                 reason="SelfHealed",
-                message="reverted drift of " + ", ".join(str(k) for k in resources),
+                message="reverted drift of "
+                + ", ".join(str(ResourceKey.from_ref(r)) for r in resources),
             )
             self.metrics.count_selfheal(app.namespace)
         memory.last_status_write = time.monotonic()
@@ -436,7 +420,7 @@ class AppReconciler:
                 {**obj, "spec": {"source": {"repoURL": "invalid://"}, "destination": {}}}
             )
         await self.engine.delete_resources(app, propagation=propagation)
-        remaining = await self._remaining(app)
+        remaining = len(await self.engine.owned_objects(app))
         if remaining:
             log.info("waiting for %d resources of %s to go", remaining, app.name)
             return 1.0
@@ -459,25 +443,6 @@ class AppReconciler:
             obj, reason="ResourceDeleted", message="deleted the app's resources"
         )
         return None
-
-    async def _remaining(self, app: App) -> int:
-        count = 0
-        for row in ((app.raw.get("status") or {}).get("resources")) or []:
-            group = str(row.get("group") or "")
-            version = str(row.get("version") or "")
-            api_version = f"{group}/{version}" if group else version
-            try:
-                live = await self.engine.kube.get(
-                    api_version,
-                    str(row.get("kind")),
-                    str(row.get("name")),
-                    str(row.get("namespace") or "") or None,
-                )
-            except KubeError:
-                continue
-            if live is not None and is_owned_by(live, app.instance):
-                count += 1
-        return count
 
 
 def _input_paths(comparison: Comparison) -> frozenset[str] | None:
