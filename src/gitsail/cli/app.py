@@ -19,7 +19,7 @@ from rich.table import Table
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError
 from gitsail.app.model import App, AppSpecError
-from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
+from gitsail.cli.output import Format, OutputOption, console, emit, fail
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
 from gitsail.sync.engine import ResourceResult
@@ -442,4 +442,4 @@ def _guard(call: Callable[[], T]) -> T:
         raise fail(str(exc)) from exc
 
 
-__all__ = ["app", "err_console"]
+__all__ = ["app"]

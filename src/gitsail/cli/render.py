@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from gitsail.cli.output import Format, OutputOption, fail
+from gitsail.cli.output import Format, fail
 from gitsail.render import RenderError, RenderOptions, dump_yaml, render_local
 
 
@@ -51,4 +51,4 @@ def render(
         sys.stdout.write(dump_yaml(list(rendered.manifests)))
 
 
-__all__ = ["OutputOption", "render"]
+__all__ = ["render"]
