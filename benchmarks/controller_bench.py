@@ -329,7 +329,11 @@ class ControllerProcess:
 
 
 def _podinfo(app: str) -> dict[str, str]:
-    """The flux-benchmark app minus its Ingress: Deployment at 0 replicas, SA, Service."""
+    """The flux-benchmark app minus its Ingress: Deployment at 0 replicas, SA, Service.
+
+    The Service is headless: the dev cluster's service range is a /24, which holds only
+    ~250 ClusterIPs (``gitsail.dev.cluster.SERVICE_CIDR``), too few for 1000 apps.
+    """
     labels = f"{{app.kubernetes.io/name: podinfo, app.kubernetes.io/instance: {app}}}"
     return {
         "deployment.yaml": f"""\
@@ -361,6 +365,7 @@ kind: Service
 metadata:
   name: podinfo
 spec:
+  clusterIP: None
   selector: {labels}
   ports: [{{name: http, port: 9898, targetPort: http}}]
 """,
@@ -898,7 +903,7 @@ async def run(args: argparse.Namespace, counts: list[int], reps: int) -> dict[st
                     fleet.close()
                 finally:
                     await bench.stop_all()
-                    if not args.keep_cluster:
+                    if reused and not args.keep_cluster:
                         with contextlib.suppress(Exception):
                             await bench.clean()
     finally:

@@ -260,8 +260,6 @@ class AppReconciler:
         """Start an automated sync when Argo CD would; None when there is nothing to start."""
         automated = app.automated
         if automated is None or comparison.sync_status != "OutOfSync":
-            if comparison.sync_status == "Synced":
-                memory.self_heal_attempts = 0
             return None
         out_of_sync = [d for d in comparison.diffs if d.status == "OutOfSync"]
         if all(d.requires_pruning for d in out_of_sync) and not automated.prune:
@@ -310,7 +308,7 @@ class AppReconciler:
                 if not d.requires_pruning or automated.prune
             ]
         else:
-            memory.self_heal_attempts = 0
+            memory.self_heal_attempts = 0  # a new revision: self-heal backoff starts over
         sync: dict[str, Any] = {"revision": revision, "prune": automated.prune}
         if resources is not None:
             sync["resources"] = resources
