@@ -200,4 +200,4 @@ def test_service_gets_a_cluster_ip_from_the_service_range(kube: Kube, namespace:
             "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]},
         },
     )
-    assert svc["spec"]["clusterIP"].startswith("10.0.0.")
+    assert svc["spec"]["clusterIP"].startswith("10.96.")

@@ -52,7 +52,10 @@ __all__ = [
     "up",
 ]
 
-SERVICE_CIDR = "10.0.0.0/24"
+# Room for thousands of Services (benchmarks create one per app); the first address is the
+# in-cluster `kubernetes` Service, which the apiserver's serving certificate names.
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"
 POD_CIDR = "10.244.0.0/16"
 DEFAULT_NAME = "gitsail"
 
@@ -371,7 +374,7 @@ def up(
 
 def _boot(cluster: Cluster, nodes: int, progress: Progress, timeout: float) -> None:
     progress("making PKI")
-    pki = make_pki(cluster.directory / "pki", cluster_name=cluster.name)
+    pki = make_pki(cluster.directory / "pki", cluster_name=cluster.name, service_ip=SERVICE_IP)
     cluster.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(cluster), sort_keys=False))
     cluster.kubeconfig.chmod(0o600)
 

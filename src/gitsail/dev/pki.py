@@ -95,7 +95,7 @@ def _builder(subject: x509.Name, issuer: x509.Name) -> x509.CertificateBuilder:
     )
 
 
-def make_pki(directory: Path, *, cluster_name: str, service_ip: str = "10.0.0.1") -> ClusterPKI:
+def make_pki(directory: Path, *, cluster_name: str, service_ip: str = "10.96.0.1") -> ClusterPKI:
     """Create a fresh PKI in ``directory`` (made if missing) and return its paths."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = ClusterPKI(directory)

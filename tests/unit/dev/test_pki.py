@@ -38,7 +38,7 @@ def test_serving_certificate_covers_loopback_and_in_cluster_names(tmp_path: Path
     names = set(sans.get_values_for_type(x509.DNSName))
     ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
     assert {"localhost", "kubernetes.default.svc"} <= names
-    assert {"127.0.0.1", "10.0.0.1"} <= ips
+    assert {"127.0.0.1", "10.96.0.1"} <= ips
 
 
 def test_private_keys_are_readable_only_by_the_owner(tmp_path: Path) -> None:
