@@ -145,6 +145,22 @@ def _inventory_keys(app_obj: Obj) -> list[tuple[str, ResourceKey]]:
 LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
 
 
+def _live_version(live: Obj | None) -> str:
+    """What a dry-run prediction depends on in the live object.
+
+    For kinds with ``metadata.generation`` that is the generation plus the rest of the
+    metadata: status writes (which change the resourceVersion all the time) do not change
+    what applying the manifest would produce, so the prediction is reused across them.
+    Other kinds use the resourceVersion. "" (no live object) is never memoized.
+    """
+    meta = (live or {}).get("metadata") or {}
+    if "generation" not in meta:
+        return str(meta.get("resourceVersion", ""))
+    stable = {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode())
+    return f"g{meta['generation']}:{digest.hexdigest()}"
+
+
 class PipelineObserver:
     """Told how long fetches and renders take (the controller turns this into metrics)."""
 
@@ -351,7 +367,7 @@ class AppEngine:
     async def _dry_run(self, obj: Obj, current: Obj | None) -> Obj:
         """What the object would look like after apply; the manifest itself if that is unknown."""
         desired = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-        live_version = str(((current or {}).get("metadata") or {}).get("resourceVersion", ""))
+        live_version = _live_version(current)
         memo_key = (desired, live_version)
         if live_version and memo_key in self._predictions:
             return self._predictions[memo_key]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import posixpath
@@ -35,6 +37,7 @@ from gitsail.controller.metrics import Metrics
 from gitsail.controller.queue import Key, WorkQueue
 from gitsail.controller.reconciler import AppReconciler, ReconcileSettings, app_key_for_instance
 from gitsail.controller.webhook import PushEvent, repo_matches
+from gitsail.diff import normalize
 from gitsail.kube import Kube, KubeError, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj
 from gitsail.sync.tracking import TRACKING_ANNOTATION
@@ -78,6 +81,9 @@ class _LiveCaches:
         self.kube = kube
         self.on_event = on_event
         self.caches: dict[tuple[str, str], WatchCache] = {}
+        # What each object looked like for a comparison (normalized, without status), so
+        # the status updates controllers write all the time do not trigger reconciles.
+        self._fingerprints: dict[tuple[str, str, str, str], str] = {}
         self._pumps: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._unwatchable: set[tuple[str, str]] = set()
@@ -108,6 +114,8 @@ class _LiveCaches:
                 return None
             cache = WatchCache(self.kube, api_version, kind)
             await cache.start()
+            for obj in cache.items():
+                self._relevant(WatchEvent("ADDED", obj))
             queue = cache.subscribe()
             self._pumps.append(asyncio.create_task(self._pump(queue), name=f"pump-{kind}"))
             self.caches[gvk] = cache
@@ -117,7 +125,27 @@ class _LiveCaches:
     async def _pump(self, queue: asyncio.Queue[WatchEvent]) -> None:
         while True:
             event = await queue.get()
-            self.on_event(event)
+            if self._relevant(event):
+                self.on_event(event)
+
+    def _relevant(self, event: WatchEvent) -> bool:
+        obj = event.object
+        meta = obj.get("metadata") or {}
+        key = (
+            str(obj.get("apiVersion", "")),
+            str(obj.get("kind", "")),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name") or ""),
+        )
+        if event.type == "DELETED":
+            self._fingerprints.pop(key, None)
+            return True
+        fingerprint = hashlib.sha256(
+            json.dumps(normalize(obj), sort_keys=True, default=str).encode()
+        ).hexdigest()
+        previous = self._fingerprints.get(key)
+        self._fingerprints[key] = fingerprint
+        return previous != fingerprint
 
     async def stop(self) -> None:
         for task in self._pumps:

@@ -14,7 +14,9 @@ of these, in order:
 4. **Automated sync**, when the app is OutOfSync: once per revision (a failed revision is
    not retried beyond the retry policy); live drift on an already-synced revision is healed
    only with ``selfHeal``, after Argo CD's self-heal backoff (2 s × 3ⁿ, capped at 5 min),
-   touching only the drifted resources and running no hooks. Refused with a condition when
+   touching only the drifted resources and running no hooks; the count of consecutive
+   heals lives in the operation (``selfHealAttemptsCount``) and starts over after 330 s
+   without drift (Argo CD's cool-down). Refused with a condition when
    the render is empty and pruning would wipe the app (unless ``allowEmpty``).
 
 Drift is attributed from ``managedFields``: who changed which field, and when, goes into
@@ -56,6 +58,7 @@ class ReconcileSettings:
     self_heal_timeout: float = 2.0
     self_heal_factor: float = 3.0
     self_heal_cap: float = 300.0
+    self_heal_cooldown: float = 330.0  # controller.self.heal.backoff.cooldown.seconds
     control_namespace: str = DEFAULT_NAMESPACE
 
     def next_refresh(self) -> float:
@@ -72,9 +75,9 @@ def app_key_for_instance(instance: str, control_namespace: str) -> Key:
 class _Memory:
     """What one controller remembers about an app between reconciles (lost on restart)."""
 
-    self_heal_attempts: int = 0
     last_heal_revision: str = ""
     input_paths: frozenset[str] | None = None
+    revision: str | None = None  # the commit the last comparison used
     last_status_write: float = 0.0
     drift_reported: set[str] = field(default_factory=set)
 
@@ -129,14 +132,22 @@ class AppReconciler:
         memory = self.memory.setdefault(key, _Memory())
         if isinstance(obj.get("operation"), dict):
             return await self._run_operation(app, memory)
+        # A change to a managed object does not move Git: compare against the commit
+        # resolved by the last poll instead of asking the repository again.
+        pinned = (
+            memory.revision
+            if reasons and all(r.startswith(("changed:", "deleted:")) for r in reasons)
+            else None
+        )
         try:
-            comparison = await self.engine.compare(app)
+            comparison = await self.engine.compare(app, revision=pinned)
         except ComparisonError as exc:
             log.warning("comparison of %s/%s failed: %s", namespace, name, exc)
             await self.engine.write_status(app, None, error=str(exc))
             self._export(app, "Unknown", "Unknown")
             return self.settings.error_resync
         memory.input_paths = _input_paths(comparison)
+        memory.revision = comparison.artifact.revision
         await self._report_drift(app, comparison, memory, reasons)
         delay = await self._maybe_auto_sync(app, comparison, memory)
         if delay is not None:
@@ -288,15 +299,19 @@ class AppReconciler:
             ((state.get("operation") or {}).get("initiatedBy") or {}).get("automated")
         )
         resources: list[dict[str, str]] | None = None
+        heal_attempts = 0
         if last.get("revision") == revision and last_automated:
             if state.get("phase") != "Succeeded":
                 return None  # a failed revision is not retried beyond the retry policy
             if not automated.self_heal:
                 return None  # drift is shown as OutOfSync, not corrected
-            wait = self._self_heal_wait(state, memory)
+            heal_attempts = self._self_heal_attempts(state)
+            wait = self._self_heal_wait(state, heal_attempts)
             if wait > 0:
+                # Show the drift while the backoff runs.
+                await self._write_status_if_changed(app, comparison, memory)
                 return wait
-            memory.self_heal_attempts += 1
+            heal_attempts += 1
             resources = [
                 {
                     "group": d.key.group,
@@ -307,11 +322,10 @@ class AppReconciler:
                 for d in out_of_sync
                 if not d.requires_pruning or automated.prune
             ]
-        else:
-            memory.self_heal_attempts = 0  # a new revision: self-heal backoff starts over
         sync: dict[str, Any] = {"revision": revision, "prune": automated.prune}
         if resources is not None:
             sync["resources"] = resources
+            sync["selfHealAttemptsCount"] = heal_attempts
         operation = {
             "sync": sync,
             "initiatedBy": {"automated": True},
@@ -326,11 +340,25 @@ class AppReconciler:
         )
         return await self._run_operation(App.from_application(updated), memory)
 
-    def _self_heal_wait(self, state: dict[str, Any], memory: _Memory) -> float:
-        s = self.settings
-        backoff = min(
-            s.self_heal_timeout * s.self_heal_factor**memory.self_heal_attempts, s.self_heal_cap
+    def _self_heal_attempts(self, state: dict[str, Any]) -> int:
+        """Consecutive self-heals so far (kept in the operation, as Argo CD keeps it).
+
+        The count starts over once the app has stayed healed for the cool-down period.
+        """
+        count = int(
+            ((state.get("operation") or {}).get("sync") or {}).get("selfHealAttemptsCount", 0) or 0
         )
+        finished = _parse_time(str(state.get("finishedAt") or ""))
+        if finished is not None and time.time() - finished >= self.settings.self_heal_cooldown:
+            return 0
+        return count
+
+    def _self_heal_wait(self, state: dict[str, Any], attempts: int) -> float:
+        """Seconds to wait before the next self-heal: none for the first, then 2 s × 3ⁿ⁻¹."""
+        if attempts == 0:
+            return 0.0
+        s = self.settings
+        backoff = min(s.self_heal_timeout * s.self_heal_factor ** (attempts - 1), s.self_heal_cap)
         finished = _parse_time(str(state.get("finishedAt") or ""))
         if finished is None:
             return 0.0

@@ -5,7 +5,6 @@ from gitsail.controller.manager import _generate_paths_match
 from gitsail.controller.reconciler import (
     AppReconciler,
     ReconcileSettings,
-    _Memory,
     app_key_for_instance,
 )
 
@@ -15,19 +14,35 @@ def test_tracking_names_map_back_to_applications() -> None:
     assert app_key_for_instance("team-a_myapp", "argocd") == ("team-a", "myapp")
 
 
-def _wait(attempts: int, finished_ago: float) -> float:
+def _reconciler() -> AppReconciler:
     reconciler = AppReconciler.__new__(AppReconciler)
     reconciler.settings = ReconcileSettings()
+    return reconciler
+
+
+def _state(finished_ago: float, attempts: int = 0) -> dict[str, object]:
     finished = dt.datetime.fromtimestamp(time.time() - finished_ago, dt.UTC)
-    state = {"finishedAt": finished.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    return reconciler._self_heal_wait(state, _Memory(self_heal_attempts=attempts))
+    return {
+        "finishedAt": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "operation": {"sync": {"selfHealAttemptsCount": attempts}},
+    }
 
 
-def test_self_heal_backoff_grows_by_three_from_two_seconds_capped_at_five_minutes() -> None:
-    assert _wait(0, finished_ago=10) == 0
-    assert 0 < _wait(1, finished_ago=0) <= 6
-    assert 17 < _wait(2, finished_ago=0) <= 18
-    assert 290 < _wait(10, finished_ago=0) <= 300
+def test_first_self_heal_is_immediate_then_2s_times_3_to_the_n_capped_at_5_minutes() -> None:
+    r = _reconciler()
+    assert r._self_heal_wait(_state(0), 0) == 0
+    assert 0 < r._self_heal_wait(_state(0), 1) <= 2
+    assert 5 < r._self_heal_wait(_state(0), 2) <= 6
+    assert 17 < r._self_heal_wait(_state(0), 3) <= 18
+    assert 299 < r._self_heal_wait(_state(0), 10) <= 300
+    assert r._self_heal_wait(_state(10), 2) == 0
+
+
+def test_self_heal_count_is_kept_in_the_operation_and_starts_over_after_the_cooldown() -> None:
+    r = _reconciler()
+    assert r._self_heal_attempts(_state(5, attempts=3)) == 3
+    assert r._self_heal_attempts(_state(400, attempts=3)) == 0
+    assert r._self_heal_attempts({}) == 0
 
 
 def test_manifest_generate_paths_are_relative_to_the_app_path_or_the_root() -> None:
