@@ -156,7 +156,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client went away (a timed-out or killed git): nothing to tell it
 
 
 class _HTTPServer(ThreadingHTTPServer):
