@@ -303,11 +303,9 @@ class Kube:
     ) -> Obj:
         """Server-side apply ``obj``; returns the object as stored (or as it would be)."""
         info, name, ns = await self._locate(obj)
-        params = {"fieldManager": field_manager, "fieldValidation": field_validation}
+        params = _write_params(field_manager, field_validation, dry_run)
         if force:
             params["force"] = "true"
-        if dry_run:
-            params["dryRun"] = "All"
         verb = "apply (dry run)" if dry_run else "apply"
         return await self._json(
             "PATCH",
@@ -328,9 +326,7 @@ class Kube:
     ) -> Obj:
         """POST ``obj`` (``metadata.generateName`` works); Conflict if it exists."""
         info, name, ns = await self._locate(obj, need_name=False)
-        params = {"fieldManager": field_manager, "fieldValidation": field_validation}
-        if dry_run:
-            params["dryRun"] = "All"
+        params = _write_params(field_manager, field_validation, dry_run)
         return await self._json(
             "POST",
             info.path(namespace=ns),
@@ -383,9 +379,7 @@ class Kube:
                     "resourceVersion": live["metadata"]["resourceVersion"],
                 },
             }
-        params = {"fieldManager": field_manager, "fieldValidation": field_validation}
-        if dry_run:
-            params["dryRun"] = "All"
+        params = _write_params(field_manager, field_validation, dry_run)
         return await self._json(
             "PUT",
             info.path(name, ns),
@@ -552,6 +546,13 @@ class Kube:
             )
         info = await self.resource_for(api_version, kind)
         return info, name, self._ns(info, meta.get("namespace"))
+
+
+def _write_params(field_manager: str, field_validation: str, dry_run: bool) -> dict[str, str]:
+    params = {"fieldManager": field_manager, "fieldValidation": field_validation}
+    if dry_run:
+        params["dryRun"] = "All"
+    return params
 
 
 def _dump(body: Any) -> bytes:
