@@ -221,6 +221,9 @@ class Controller:
         log.info("%s is leading; starting to reconcile", self.options.identity)
         self.metrics.set_leader(True)
         settings = await self._settings()
+        # Apps polling one repository share its refs for a moment (a tenth of the interval,
+        # at most 5 s): one ls-remote answers many polls; a webhook forgets them at once.
+        self.engine.git.refs_ttl = min(5.0, settings.resync / 10)
         self.reconciler = AppReconciler(
             self.engine,
             settings=settings,
@@ -295,7 +298,10 @@ class Controller:
 
     def apps_for_push(self, event: PushEvent) -> list[Key]:
         """The apps a push touches: same repo, tracked revision, and (when known) inputs."""
-        keys: list[Key] = []
+        return [key for key, _ in self._push_matches(event)]
+
+    def _push_matches(self, event: PushEvent) -> list[tuple[Key, str]]:
+        keys: list[tuple[Key, str]] = []
         for cache in self.app_caches.values():
             for obj in cache.items():
                 try:
@@ -319,14 +325,16 @@ class Controller:
                     and not _generate_paths_match(obj, event.changed_files)
                 ):
                     continue
-                keys.append(key)
+                keys.append((key, app.repo_url))
         return keys
 
     def refresh_for_push(self, event: PushEvent) -> list[Key]:
-        keys = self.apps_for_push(event)
-        for key in keys:
+        matches = self._push_matches(event)
+        for _, repo_url in matches:
+            self.engine.git.forget(repo_url)  # the refs we remember are stale now
+        for key, _ in matches:
             self.queue.add(key, "webhook")
-        return keys
+        return [key for key, _ in matches]
 
     async def webhook_secrets_source(self) -> Obj | None:
         try:

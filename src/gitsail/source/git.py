@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -103,6 +104,18 @@ class GitSource:
         self._checkout_locks: dict[str, asyncio.Lock] = {}
         self._ls_remote_calls: dict[tuple[str, int], asyncio.Future[_Refs]] = {}
         self._layout_ready = False
+        # How long a repository's refs (one ls-remote) answer every app polling it. 0 (the
+        # default, and the CLI's) asks every time; the controller sets a few seconds, so
+        # hundreds of apps polling one repository share one ls-remote.
+        self.refs_ttl = 0.0
+        self._refs_memo: dict[tuple[str, int], tuple[float, _Refs]] = {}
+
+    def forget(self, repo_url: str) -> None:
+        """Drop remembered refs of a repository (a webhook said it moved)."""
+        clean, _ = credentials_from_url(repo_url)
+        normalized = normalize_repo_url(clean)
+        for key in [k for k in self._refs_memo if k[0] == normalized]:
+            del self._refs_memo[key]
 
     # -- public --------------------------------------------------------------------------
 
@@ -214,6 +227,9 @@ class GitSource:
     async def _ls_remote(self, repo: RepoURL, url: str, creds: RepoCredentials | None) -> _Refs:
         # Concurrent resolutions of one repository (same credentials) share one round trip.
         key = (normalize_repo_url(url), hash(creds))
+        remembered = self._refs_memo.get(key)
+        if remembered is not None and time.monotonic() - remembered[0] < self.refs_ttl:
+            return remembered[1]
         pending = self._ls_remote_calls.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -230,6 +246,8 @@ class GitSource:
             raise
         else:
             future.set_result(refs)
+            if self.refs_ttl > 0:
+                self._refs_memo[key] = (time.monotonic(), refs)
             return refs
         finally:
             del self._ls_remote_calls[key]

@@ -177,6 +177,24 @@ async def test_same_revision_is_fetched_once_for_many_apps(
     assert source.stats.fetches == 1
 
 
+async def test_polls_share_remembered_refs_until_forgotten(
+    git_repo: Workdir, git_server: GitServer, source: GitSource
+) -> None:
+    url = _plain_url(git_server, git_repo)
+    creds = RepoCredentials(url=url, username=GIT_USER[0], password=GIT_USER[1])
+    first = git_repo.commit_and_push(APP, "apps")
+    source.refs_ttl = 3600
+    assert await source.resolve(url, "main", creds) == first
+    calls = source.stats.ls_remotes
+    second = git_repo.commit_and_push({"apps/web/cm.yaml": "kind: ConfigMap\n# 2\n"}, "2")
+    # Within the TTL every poll is answered from the remembered refs: no ls-remote.
+    assert await source.resolve(url, "main", creds) == first
+    assert source.stats.ls_remotes == calls
+    source.forget(url)  # what a webhook does
+    assert await source.resolve(url, "main", creds) == second
+    assert source.stats.ls_remotes == calls + 1
+
+
 async def test_commit_to_another_app_keeps_this_apps_digest(
     git_repo: Workdir, git_server: GitServer, source: GitSource
 ) -> None:
