@@ -15,6 +15,7 @@ import hmac
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -167,6 +168,12 @@ class _HTTPServer(ThreadingHTTPServer):
     root: Path
     credentials: tuple[str, str] | None
     verbose: bool
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hangs up (a git killed on timeout) is routine, not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class GitServer:
