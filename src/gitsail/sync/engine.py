@@ -476,30 +476,30 @@ def _match_errors(tasks: Sequence[SyncTask], errors: Sequence[str]) -> list[tupl
 
 async def _run_phases(op: _Operation, tasks: Sequence[SyncTask]) -> None:
     phases = [Phase.PreSync, Phase.Sync, Phase.PostSync]
-    remaining = [t for t in tasks if t.phase is not Phase.SyncFail]
-    for phase in phases:
-        phase_tasks = [t for t in remaining if t.phase is phase]
-        prunes = [t for t in phase_tasks if t.action is TaskAction.prune]
-        later_prunes = [t for t in prunes if t.options.flag("PruneLast")]
-        for _wave, wave_tasks in waves(
-            [t for t in phase_tasks if t.action is not TaskAction.prune], phase
-        ):
+    for index, phase in enumerate(phases):
+        applies = [t for t in tasks if t.phase is phase and t.action is not TaskAction.prune]
+        prunes = [t for t in tasks if t.phase is phase and t.action is TaskAction.prune]
+        prune_last = [t for t in prunes if t.options.flag("PruneLast")]
+        later_work = any(
+            t.phase in phases[index + 1 :] and t.action is not TaskAction.prune for t in tasks
+        )
+        grouped = waves(applies, phase)
+        for position, (_wave, wave_tasks) in enumerate(grouped):
             for task in wave_tasks:
                 if task.action is TaskAction.hook:
                     await op.run_hook(task)
                 else:
                     await op.apply(task)
-            remaining = [t for t in remaining if t not in wave_tasks]
-            if any(t.action is not TaskAction.prune for t in remaining) or later_prunes:
+            # Health gates only what comes after: a later wave, phase or PruneLast prunes.
+            if position + 1 < len(grouped) or later_work or prune_last:
                 await op.wait_healthy()
         for task in prunes:
-            if task not in later_prunes:
+            if not task.options.flag("PruneLast"):
                 await op.prune(task)
-        if later_prunes:
+        if prune_last:
             await op.wait_healthy()
-            for task in later_prunes:
+            for task in prune_last:
                 await op.prune(task)
-        remaining = [t for t in remaining if t.phase is not phase]
 
 
 async def _run_sync_fail_hooks(op: _Operation, desired: Sequence[Obj]) -> None:
