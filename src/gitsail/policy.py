@@ -45,6 +45,9 @@ class Policy:
     git_timeout: float = 120.0
     source_cache_bytes: int = 10 * GiB
     chart_cache_bytes: int = 2 * GiB
+    # An app is served a cached commit only after an ls-remote with its own credentials
+    # succeeded; the success is remembered per (repository, credentials) this long (seconds).
+    repo_access_ttl: float = 60.0
     # --- Helm chart archives ---
     chart_archive_bytes: int = 20 * MiB
     chart_unpacked_bytes: int = 200 * MiB

@@ -36,6 +36,7 @@ from gitsail.source import (
     SourceError,
     known_hosts_from,
     match_credentials,
+    redact_url,
 )
 from gitsail.sync.engine import ResourceResult, SyncRequest, SyncResult, run_sync
 from gitsail.sync.plan import hook_types
@@ -140,6 +141,12 @@ def _inventory_keys(app_obj: Obj) -> list[tuple[str, ResourceKey]]:
         version = str(row.get("version") or "")
         keys.append((f"{group}/{version}" if group else version, ResourceKey.from_ref(row)))
     return keys
+
+
+def _shown_source(source: dict[str, Any]) -> dict[str, Any]:
+    """``spec.source`` as copied into status, history and results: no URL credentials."""
+    url = source.get("repoURL")
+    return {**source, "repoURL": redact_url(url)} if isinstance(url, str) else dict(source)
 
 
 LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
@@ -406,7 +413,7 @@ class AppEngine:
                 "status": comparison.sync_status,
                 "revision": comparison.artifact.revision,
                 "comparedTo": {
-                    "source": app.source,
+                    "source": _shown_source(app.source),
                     "destination": {
                         "server": app.destination_server,
                         "namespace": app.destination_namespace,
@@ -482,6 +489,9 @@ class AppEngine:
                 for k in resources
             ]
         if source is not None:
+            if redact_url(str(source.get("repoURL", ""))) == redact_url(app.repo_url):
+                # A history entry's URL is redacted: keep the credentials the spec's URL has.
+                source = {**source, "repoURL": app.repo_url}
             app = App.from_application(
                 {**app.raw, "spec": {**(app.raw.get("spec") or {}), "source": source}}
             )
@@ -559,7 +569,7 @@ class AppEngine:
             "finishedAt": finished,
             "syncResult": {
                 "revision": revision,
-                "source": app.source,
+                "source": _shown_source(app.source),
                 "resources": [r.to_status() for r in result.resources],
             },
         }
@@ -574,7 +584,7 @@ class AppEngine:
                     "revision": revision,
                     "deployedAt": finished,
                     "deployStartedAt": started,
-                    "source": app.source,
+                    "source": _shown_source(app.source),
                     "initiatedBy": operation.get("initiatedBy", {}),
                 }
             )

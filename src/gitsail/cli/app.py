@@ -22,6 +22,8 @@ from gitsail.app.model import App, AppSpecError
 from gitsail.cli.output import Format, OutputOption, console, emit, fail
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
+from gitsail.policy import Policy, PolicyError
+from gitsail.source import GitSource, HelmRepoSource, redact_url
 from gitsail.sync.engine import ResourceResult
 
 app = typer.Typer(help="Argo CD Applications: list, get, diff, sync, wait, history, rollback.")
@@ -45,8 +47,17 @@ async def engine(
 ) -> AsyncIterator[AppEngine]:
     path = kubeconfig.split(":")[0] if kubeconfig else None
     config = await load_kubeconfig(path, context)
+    try:
+        policy = Policy.from_env()  # GITSAIL_ALLOW_FILE_URLS=true for local repositories
+    except PolicyError as exc:
+        raise fail(str(exc)) from exc
     async with Kube(config) as kube:
-        yield AppEngine(kube, control_namespace=namespace)
+        yield AppEngine(
+            kube,
+            control_namespace=namespace,
+            git=GitSource(policy=policy),
+            helm_repos=HelmRepoSource(policy=policy),
+        )
 
 
 async def _load(eng: AppEngine, name: str) -> App:
@@ -69,7 +80,7 @@ def _summary(obj: Obj) -> dict[str, Any]:
         "sync": (status.get("sync") or {}).get("status", "Unknown"),
         "health": (status.get("health") or {}).get("status", "Unknown"),
         "revision": ((status.get("sync") or {}).get("revision") or "")[:12],
-        "repo": source.get("repoURL", ""),
+        "repo": redact_url(str(source.get("repoURL", ""))),
         "path": source.get("path") or source.get("chart", ""),
         "destination": (spec.get("destination") or {}).get("namespace", ""),
         "operation": (status.get("operationState") or {}).get("phase", ""),

@@ -40,6 +40,8 @@ from gitsail.controller.webhook import PushEvent, repo_matches
 from gitsail.diff import normalize
 from gitsail.kube import Kube, KubeError, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj
+from gitsail.policy import Policy
+from gitsail.source import GitSource, HelmRepoSource
 from gitsail.sync.tracking import TRACKING_ANNOTATION
 
 __all__ = ["Controller", "ControllerOptions"]
@@ -170,7 +172,14 @@ class Controller:
         self.metrics = metrics or Metrics()
         self.events = EventRecorder(kube, host=options.identity)
         self.live = _LiveCaches(kube, self._on_managed_event)
-        self.engine = AppEngine(kube, control_namespace=options.namespaces[0], live=self.live.get)
+        policy = Policy.from_env()  # the operator's limits (GITSAIL_* on the Deployment)
+        self.engine = AppEngine(
+            kube,
+            control_namespace=options.namespaces[0],
+            live=self.live.get,
+            git=GitSource(policy=policy),
+            helm_repos=HelmRepoSource(policy=policy),
+        )
         self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)
         self.app_caches: dict[str, WatchCache] = {}
         self.reconciler: AppReconciler | None = None

@@ -9,11 +9,24 @@ kustomization file: untouched scalars keep their exact text (``newTag: 1.10`` st
 
 The build is ``kustomize build --load-restrictor LoadRestrictionsRootOnly`` without plugins,
 exec functions or ``--enable-helm``, in a scrubbed environment (see ``_process``).
+
+Remote references are refused before kustomize starts. kustomize reads a reference that is
+not a local file or directory as remote: a git repository (``https://host/org/repo//path
+?ref=v1``, ``git::…``, ``git@host:…``, ``github.com/org/repo``, ``file:///…``) cloned at
+render time, or an http(s) file downloaded. Both would bypass the source stage (its
+credentials, URL policy, access checks, timeouts and cache), and ``file:///`` would clone any
+repository on the controller's disk. So ``refuse_remote_references`` walks the kustomization
+tree of the copy (node tree only: aliases are never expanded) and refuses every reference in
+a field kustomize may fetch (``resources``, ``bases``, ``components``, patch and generator
+files, ``crds``, ``configurations``, ``openapi.path``, …) that does not exist in the
+repository; a kustomization it cannot parse is refused too. As a second wall, kustomize runs
+with git transports disabled and an unreachable HTTP proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 from typing import Any, cast
@@ -28,7 +41,12 @@ from gitsail.render._options import KUSTOMIZATION_FILES, KustomizeOptions
 from gitsail.render._process import ToolRunner
 from gitsail.render._workspace import inside
 
-__all__ = ["apply_kustomize_options", "kustomize_build", "parse_image"]
+__all__ = [
+    "apply_kustomize_options",
+    "kustomize_build",
+    "parse_image",
+    "refuse_remote_references",
+]
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -259,15 +277,157 @@ def apply_kustomize_options(app_dir: Path, copy_root: Path, options: KustomizeOp
     path.write_text(str(text), encoding="utf-8")
 
 
+# --- remote references ---------------------------------------------------------------------
+
+# Fields holding a file or directory (kustomize clones a git URL here) ...
+_DIRECTORY_FIELDS = ("resources", "bases", "components")
+# ... and fields holding a file (kustomize downloads an http(s) URL here). Entries of the
+# fields in _INLINE_OK may be inline YAML instead of a path.
+_FILE_FIELDS = ("crds", "configurations", "transformers", "generators", "validators")
+_INLINE_OK = ("transformers", "generators", "validators", "patchesStrategicMerge")
+_PATH_ENTRY_FIELDS = ("patches", "patchesJson6902", "replacements")
+_GENERATORS = ("configMapGenerator", "secretGenerator")
+_REMOTE_HINT = re.compile(r"(?i)^(?:[a-z][a-z0-9+.-]*:|git@)|\?(?:ref|version|submodules)=|//")
+_MAX_KUSTOMIZATION_BYTES = 8 * 1024 * 1024
+
+
+def _remote_refused(where: str, field_name: str, ref: str) -> RenderError:
+    if _REMOTE_HINT.search(ref) or re.match(r"^[\w.-]+\.[a-z]{2,}(?::\d+)?/", ref, re.I):
+        return RenderError(
+            f"{where}: {field_name} entry {ref!r} is a remote reference; gitsail refuses "
+            "remote kustomize bases and files (they would be fetched at render time, outside "
+            "the source stage's credentials, URL policy and access checks). Vendor it into "
+            "the repository, or deploy it as its own Application"
+        )
+    return RenderError(
+        f"{where}: {field_name} entry {ref!r} does not exist in the repository (remote "
+        "references are refused; every entry must be a file or directory of the repository)"
+    )
+
+
+def _compose_kustomization(path: Path, where: str) -> MappingNode | None:
+    try:
+        if path.stat().st_size > _MAX_KUSTOMIZATION_BYTES:
+            raise RenderError(f"{where}: larger than {_MAX_KUSTOMIZATION_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8")
+        root = yaml.compose(text, Loader=_K8sLoader)
+    except UnicodeDecodeError:
+        raise RenderError(f"{where}: not UTF-8 text; gitsail cannot check it") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise RenderError(f"{where}{line}: {problem}; gitsail cannot check it") from None
+    except OSError as err:
+        raise RenderError(f"{where}: cannot read it ({err.strerror})") from None
+    if root is None:
+        return None
+    if not isinstance(root, MappingNode):
+        raise RenderError(f"{where}: a kustomization must be a mapping")
+    return root
+
+
+def _scalars(node: Node | None) -> list[str]:
+    if isinstance(node, ScalarNode):
+        return [str(node.value)]
+    if isinstance(node, SequenceNode):
+        return [str(n.value) for n in node.value if isinstance(n, ScalarNode)]
+    return []
+
+
+def _entries(node: Node | None) -> list[MappingNode]:
+    if isinstance(node, SequenceNode):
+        return [n for n in node.value if isinstance(n, MappingNode)]
+    return []
+
+
+def _references(root: MappingNode) -> list[tuple[str, str, bool]]:
+    """(field, reference, may be a directory) for every path-like entry of a kustomization."""
+    refs: list[tuple[str, str, bool]] = []
+    for name in _DIRECTORY_FIELDS:
+        refs += [(name, ref, True) for ref in _scalars(_get(root, name))]
+    for name in (*_FILE_FIELDS, "patchesStrategicMerge"):
+        for ref in _scalars(_get(root, name)):
+            inline = "\n" in ref or ref.lstrip().startswith(("{", "apiVersion:", "kind:"))
+            if not (name in _INLINE_OK and inline):
+                refs.append((name, ref, False))
+    for name in _PATH_ENTRY_FIELDS:
+        for entry in _entries(_get(root, name)):
+            refs += [(f"{name}.path", ref, False) for ref in _scalars(_get(entry, "path"))]
+    openapi = _get(root, "openapi")
+    if isinstance(openapi, MappingNode):
+        refs += [("openapi.path", ref, False) for ref in _scalars(_get(openapi, "path"))]
+    for name in _GENERATORS:
+        for gen in _entries(_get(root, name)):
+            for ref in _scalars(_get(gen, "files")):
+                refs.append((f"{name}.files", ref.split("=", 1)[-1], False))
+            for key in ("envs", "env"):
+                refs += [(f"{name}.{key}", ref, False) for ref in _scalars(_get(gen, key))]
+    return [(name, ref.strip(), directory) for name, ref, directory in refs if ref.strip()]
+
+
+def refuse_remote_references(app_dir: Path, root: Path) -> None:
+    """Raise RenderError if a kustomization under ``app_dir`` names something remote.
+
+    Walks ``app_dir``'s kustomization and every local kustomization it reaches through
+    ``resources``/``bases``/``components`` inside ``root``, each once.
+    """
+    real_root = root.resolve()
+    pending = [app_dir.resolve()]
+    visited: set[Path] = set()
+    while pending:
+        directory = pending.pop()
+        if directory in visited or not inside(directory, real_root):
+            continue
+        visited.add(directory)
+        path = kustomization_file(directory)
+        if path is None:
+            continue
+        where = os.path.relpath(path, real_root)
+        node = _compose_kustomization(path, where)
+        if node is None:
+            continue
+        for name, ref, may_be_directory in _references(node):
+            local = Path(os.path.normpath(directory / ref))
+            if not local.exists() and not local.is_symlink():
+                raise _remote_refused(where, name, ref)
+            if may_be_directory and local.is_dir():
+                pending.append(local.resolve())
+
+
+# kustomize starts `git` for remote bases and fetches http(s) files itself: with every git
+# transport disabled and all HTTP sent to a closed port, a reference the walk above missed
+# still cannot reach the network (Go does not proxy loopback, so that stays refused by the
+# walk alone).
+_NO_NETWORK = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "protocol.allow",
+    "GIT_CONFIG_VALUE_0": "never",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+    "no_proxy": "",
+}
+
+
 async def kustomize_build(
-    runner: ToolRunner, binary: Path, app_dir: Path, *, display: str
+    runner: ToolRunner, binary: Path, app_dir: Path, *, display: str, root: Path | None = None
 ) -> list[Obj]:
-    """``kustomize build`` of ``app_dir``; the objects in the order kustomize printed them."""
+    """``kustomize build`` of ``app_dir``; the objects in the order kustomize printed them.
+
+    ``root`` is the copy of the repository (default ``app_dir``): remote references in any
+    kustomization reached inside it are refused before kustomize runs.
+    """
+    await asyncio.to_thread(refuse_remote_references, app_dir, root or app_dir)
     out = await runner.run(
         [str(binary), "build", str(app_dir), "--load-restrictor", "LoadRestrictionsRootOnly"],
         cwd=app_dir,
         what="kustomize build",
-        env={"XDG_CONFIG_HOME": str(runner.home / "config")},
+        env={"XDG_CONFIG_HOME": str(runner.home / "config"), **_NO_NETWORK},
     )
     text = out.decode("utf-8", "replace")
     return await asyncio.to_thread(load_manifests, text, source=f"kustomize build {display}")

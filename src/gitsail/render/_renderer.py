@@ -267,7 +267,11 @@ class Renderer:
                 if options.kustomize is not None:
                     apply_kustomize_options(app_dir, copy, options.kustomize)
                 return await kustomize_build(
-                    self._runner, self.binary("kustomize"), app_dir, display=rel.as_posix()
+                    self._runner,
+                    self.binary("kustomize"),
+                    app_dir,
+                    display=rel.as_posix(),
+                    root=copy,
                 )
             return await helm_template(
                 self._runner,

@@ -5,7 +5,10 @@
 - a closed environment: no system or global config, a private ``HOME`` (so no ``~/.ssh``,
   ``~/.gitconfig`` or ``~/.netrc``), no terminal prompts, no askpass program except ours,
   ``LC_ALL=C`` so errors can be classified;
-- ``-c`` options that allow only the https, http, ssh and file transports and disable hooks;
+- ``-c`` options that allow only the https, http, ssh and file transports (file only when
+  the operator allows file URLs) and disable hooks;
+- no HTTP redirects (``http.followRedirects=false``): a redirect could lead git to another
+  host, past the deny-list checked before it started;
 - HTTP(S) credentials reach git through a credential helper, scoped to the repository's
   origin, that reads them from the child's environment: never argv, never a URL on disk;
 - SSH through ``GIT_SSH_COMMAND`` with a private key file (0600, removed afterwards),
@@ -34,6 +37,7 @@ from gitsail.source.credentials import RepoCredentials
 from gitsail.source.errors import (
     AuthError,
     FetchError,
+    InvalidSource,
     RevisionNotFound,
     SourceError,
     UnknownHostKey,
@@ -48,6 +52,7 @@ HARDENING = (
     "-c", "protocol.ssh.allow=always",
     "-c", "protocol.file.allow=always",
     "-c", f"core.hooksPath={os.devnull}",
+    "-c", "http.followRedirects=false",
     "-c", "core.askPass=",
     "-c", "credential.helper=",
     "-c", "core.fsmonitor=false",
@@ -222,6 +227,12 @@ def classify(failure: GitFailure, url: str, action: str) -> SourceError:
             f"username/password or sshPrivateKey: {detail}",
             url=url,
         )
+    if any(f"returned error: {code}" in low for code in (301, 302, 303, 307, 308)):
+        return InvalidSource(
+            f"{url} answered with a redirect; gitsail does not follow redirects (they could "
+            "lead to another host). Set repoURL to the final URL",
+            url=url,
+        )
     if any(s in low for s in _NO_REVISION):
         return RevisionNotFound(f"{url}: the requested revision does not exist: {detail}", url=url)
     return FetchError(
@@ -252,9 +263,12 @@ def git_session(
     known_hosts: str,
     timeout: float,
     url: str,
+    allow_file: bool = False,
 ) -> Iterator[GitCommand]:
     """A GitCommand carrying the credentials for ``repo``; key files live only inside."""
     command = GitCommand(home=home, timeout=timeout, url=url)
+    if not allow_file:
+        command.config += ["-c", "protocol.file.allow=never"]  # later -c wins
     tmp: Path | None = None
     try:
         if repo.is_http and creds is not None:

@@ -6,20 +6,46 @@ scheme and host, drops default ports, passwords, HTTP usernames, and a trailing 
 ``.git``, so ``https://GitHub.com/org/repo.git/`` and ``https://github.com/org/repo`` are the
 same repository. Redaction removes whatever could be a secret before a URL is logged, put
 in an error or handed on in an Artifact.
+
+The operator's URL policy (``Policy``) is enforced here, before any process or socket:
+
+- ``file://`` URLs and bare paths reach every repository on the controller's disk (the
+  shared mirrors included), so they are refused unless ``Policy.allow_file_urls``;
+- a host is resolved as the resolver reads it (so ``2852039166``, ``0251.0376.0251.0376``
+  and ``[::ffff:169.254.169.254]`` are all 169.254.169.254) and refused when any of its
+  addresses, or an IPv4 address embedded in an IPv6 one (mapped, compatible, NAT64), is in
+  ``Policy.denied_networks``;
+- redirects to another host are not followed: git gets ``http.followRedirects=false``,
+  httpx clients get ``http_guard`` hooks that check every request and every redirect.
+
+The check runs just before the connection; a name that resolves differently a moment later
+(DNS rebinding) is not caught, which is why the defaults deny by network, not by name.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
+import ipaddress
 import re
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gitsail.source.errors import InvalidSource
+import httpx
+
+from gitsail.policy import Policy
+from gitsail.source.errors import FetchError, InvalidSource, SourceError
 
 __all__ = [
     "RepoURL",
     "check_argument",
+    "check_destination",
+    "check_host",
+    "http_guard",
     "normalize_repo_url",
     "parse_repo_url",
     "redact_text",
@@ -197,3 +223,173 @@ def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "<redacted>")
     return text
+
+
+# --- the operator's URL policy -------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(denied: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    networks = []
+    for text in denied:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            # An unreadable deny-list entry refuses every connection rather than none.
+            raise SourceError(
+                f"the operator setting GITSAIL_DENIED_NETWORKS has the invalid entry {text!r}; "
+                "gitsail contacts no repository until it is fixed"
+            ) from None
+    return tuple(networks)
+
+
+def _embedded(address: IPAddress) -> list[IPAddress]:
+    """``address`` and the IPv4 address an IPv6 one carries (mapped, compatible, NAT64)."""
+    found: list[IPAddress] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.ipv4_mapped is not None:
+            found.append(address.ipv4_mapped)
+        elif (int(address) >> 32 == 0 and int(address) > 1) or address in _NAT64:
+            # ::a.b.c.d (IPv4-compatible) and 64:ff9b::a.b.c.d (NAT64) reach a.b.c.d
+            found.append(low32)
+        if address.sixtofour is not None:
+            found.append(address.sixtofour)
+    return found
+
+
+def denied_network(address: IPAddress, denied: tuple[str, ...]) -> IPNetwork | None:
+    """The first denied network ``address`` (or an IPv4 address inside it) falls in."""
+    networks = _networks(denied)
+    for candidate in _embedded(address):
+        for network in networks:
+            if candidate.version == network.version and candidate in network:
+                return network
+    return None
+
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+
+async def _getaddrinfo(host: str) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def check_host(
+    host: str,
+    policy: Policy,
+    *,
+    what: str,
+    resolve_timeout: float = 10.0,
+    resolve: Resolver = _getaddrinfo,
+) -> None:
+    """Refuse ``host`` if any address it resolves to is in ``policy.denied_networks``.
+
+    ``what`` names the URL (redacted) in messages. A host that cannot be resolved is a
+    FetchError: the connection would fail the same way, and nothing unchecked is contacted.
+    """
+    if not policy.denied_networks:
+        return
+    name = host.strip("[]").rstrip(".") or host
+    try:
+        addresses = await asyncio.wait_for(resolve(name), resolve_timeout)
+    except (OSError, TimeoutError) as exc:
+        raise FetchError(
+            f"cannot resolve the host {name!r} of {what} ({type(exc).__name__}: {exc}); "
+            "check the URL, the next reconcile retries",
+            url=what,
+        ) from None
+    if not addresses:
+        raise FetchError(f"the host {name!r} of {what} has no address", url=what)
+    for text in addresses:
+        try:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            raise FetchError(
+                f"the host {name!r} of {what} resolved to {text!r}, which is not an IP "
+                "address; refusing to connect",
+                url=what,
+            ) from None
+        network = denied_network(address, policy.denied_networks)
+        if network is not None:
+            raise InvalidSource(
+                f"{what}: the host {name!r} resolves to {address}, in the denied network "
+                f"{network} (operator setting GITSAIL_DENIED_NETWORKS); gitsail does not "
+                "contact it. Use a repository on a permitted host",
+                url=what,
+            )
+
+
+def check_file_url(repo: RepoURL, policy: Policy, *, what: str) -> None:
+    """Refuse ``file://`` URLs and bare paths unless the operator allows them."""
+    if repo.scheme == "file" and not policy.allow_file_urls:
+        raise InvalidSource(
+            f"{what}: file:// URLs and local paths are refused: they reach every repository "
+            "on the controller's disk, including other apps' cached mirrors. Use an "
+            "https:// or ssh:// URL (an operator can allow local repositories with "
+            "GITSAIL_ALLOW_FILE_URLS=true on a trusted, single-tenant installation)",
+            url=what,
+        )
+
+
+async def check_destination(
+    repo: RepoURL,
+    policy: Policy,
+    *,
+    what: str,
+    resolve_timeout: float = 10.0,
+    resolve: Resolver = _getaddrinfo,
+) -> None:
+    """The whole URL policy for a repository: file URLs, then the host's addresses."""
+    check_file_url(repo, policy, what=what)
+    if repo.scheme != "file":
+        await check_host(
+            repo.host, policy, what=what, resolve_timeout=resolve_timeout, resolve=resolve
+        )
+
+
+def _same_host(origin: httpx.URL, target: httpx.URL) -> bool:
+    if (origin.host or "").lower() != (target.host or "").lower():
+        return False
+    # Same host: an upgrade to https is fine, a downgrade to http is not.
+    return origin.scheme == target.scheme or (origin.scheme, target.scheme) == ("http", "https")
+
+
+def http_guard(
+    policy: Policy, *, resolve_timeout: float = 10.0, resolve: Resolver = _getaddrinfo
+) -> dict[str, list[Callable[[Any], Awaitable[None]]]]:
+    """httpx ``event_hooks`` enforcing the URL policy on every request and redirect.
+
+    httpx calls the request hook for the first request and for each redirect it follows,
+    and the response hook before following one: the host of every request is checked
+    against the deny-list, and a redirect to another host is refused.
+    """
+
+    async def on_request(request: httpx.Request) -> None:
+        what = redact_url(str(request.url))
+        await check_host(
+            request.url.host, policy, what=what, resolve_timeout=resolve_timeout, resolve=resolve
+        )
+
+    async def on_response(response: httpx.Response) -> None:
+        if not response.has_redirect_location:
+            return
+        origin = response.request.url
+        try:
+            target = origin.join(response.headers["location"])
+        except (httpx.InvalidURL, KeyError):
+            target = httpx.URL("invalid://")
+        if not _same_host(origin, target):
+            await response.aclose()
+            raise InvalidSource(
+                f"{redact_url(str(origin))} redirected to {redact_url(str(target))}; gitsail "
+                "follows redirects only within the same host. Use the final URL",
+                url=redact_url(str(origin)),
+            )
+
+    return {"request": [on_request], "response": [on_response]}

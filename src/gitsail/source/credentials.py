@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +27,7 @@ from gitsail.source.errors import InvalidSource
 __all__ = [
     "SECRET_TYPE_LABEL",
     "RepoCredentials",
+    "credential_identity",
     "known_hosts_from",
     "match_credentials",
 ]
@@ -92,6 +94,23 @@ class RepoCredentials:
             project=values.get("project", ""),
             bearer_token=values.get("bearerToken", ""),
         )
+
+
+def credential_identity(creds: RepoCredentials | None) -> str:
+    """Who is asking, for caches of access checks: a digest of the secret material.
+
+    Two apps have the same identity only if they would present the same username,
+    password, token and key; no credentials at all is the identity ``"anonymous"``. The
+    digest is kept in memory only, never logged.
+    """
+    if creds is None or not (creds.username or creds.has_secret):
+        return "anonymous"
+    digest = hashlib.sha256(b"gitsail-credential-identity-v1")
+    for part in (creds.username, creds.password, creds.bearer_token, creds.ssh_private_key):
+        encoded = part.encode()
+        digest.update(len(encoded).to_bytes(8, "big") + encoded)
+    digest.update(b"insecure" if creds.insecure else b"verify")
+    return digest.hexdigest()
 
 
 def _truthy(value: str) -> bool:

@@ -14,6 +14,19 @@ repository and revision cost one fetch — and materializes the commit with ``re
 ``checkout-index`` into a private index (the bare repository is never touched by it), so
 the files are exactly what a ``git checkout`` gives, without export-ignore/export-subst
 surprises. Symlinks that leave the checkout are refused, as Argo CD refuses them.
+
+Mirrors and checkouts are shared by every app naming the repository, whatever credentials
+each app has, so a cached commit is served to an app only after the app's own credentials
+were accepted by the server: an ``ls-remote`` with them must have succeeded within
+``Policy.repo_access_ttl`` (remembered per repository and credential identity, as Argo CD
+checks access before serving its cache). Branch and tag revisions get that proof from
+their own resolution; a commit SHA, which needs no resolution, pays one ls-remote per TTL.
+Without it, an app without credentials pinned to a SHA seen in another app's status would
+read a private repository from the mirror.
+
+Before any git process contacts a server, the URL passes the operator's policy
+(``_urls.check_destination``: file URLs, denied networks); the mirrors themselves are never
+a valid repository URL, even where file URLs are allowed.
 """
 
 from __future__ import annotations
@@ -30,17 +43,24 @@ from pathlib import Path
 from typing import Any
 
 from gitsail.model import Artifact
+from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.source._fs import remove_tree, replace_dir, seal_tree
 from gitsail.source._gitcli import GitCommand, git_session
 from gitsail.source._urls import (
     RepoURL,
     check_argument,
+    check_destination,
+    check_file_url,
     normalize_repo_url,
     parse_repo_url,
     redact_url,
     repo_key,
 )
-from gitsail.source.credentials import RepoCredentials, credentials_from_url
+from gitsail.source.credentials import (
+    RepoCredentials,
+    credential_identity,
+    credentials_from_url,
+)
 from gitsail.source.errors import (
     FetchError,
     InvalidSource,
@@ -94,21 +114,29 @@ class GitSource:
     """Git repositories (HTTPS, SSH, file) materialized as Artifacts; owns the clone cache."""
 
     def __init__(
-        self, cache_dir: Path | None = None, *, timeout: float = 60.0, known_hosts: str = ""
+        self,
+        cache_dir: Path | None = None,
+        *,
+        timeout: float = 60.0,
+        known_hosts: str = "",
+        policy: Policy | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.timeout = timeout
+        self.policy = policy if policy is not None else DEFAULT_POLICY
         self.known_hosts = known_hosts  # argocd-ssh-known-hosts-cm content; may be updated
         self.stats = GitStats()
         self._repo_locks: dict[str, asyncio.Lock] = {}
         self._checkout_locks: dict[str, asyncio.Lock] = {}
-        self._ls_remote_calls: dict[tuple[str, int], asyncio.Future[_Refs]] = {}
+        self._ls_remote_calls: dict[tuple[str, str], asyncio.Future[_Refs]] = {}
         self._layout_ready = False
         # How long a repository's refs (one ls-remote) answer every app polling it. 0 (the
         # default, and the CLI's) asks every time; the controller sets a few seconds, so
         # hundreds of apps polling one repository share one ls-remote.
         self.refs_ttl = 0.0
-        self._refs_memo: dict[tuple[str, int], tuple[float, _Refs]] = {}
+        self._refs_memo: dict[tuple[str, str], tuple[float, _Refs]] = {}
+        # (normalized url, credential identity) -> when an ls-remote with them last succeeded.
+        self._access_proven: dict[tuple[str, str], float] = {}
 
     def forget(self, repo_url: str) -> None:
         """Drop remembered refs of a repository (a webhook said it moved)."""
@@ -149,6 +177,7 @@ class GitSource:
         rel = _clean_path(path, shown)
         requested = revision.strip() or "HEAD"
         resolved = await self._resolve(repo, url, requested, creds)
+        await self._check_access(repo, url, creds)
         bare = await self._ensure_commit(repo, url, creds, resolved)
         checkout = await self._checkout(bare, resolved.sha, shown)
         if not (checkout / rel).exists():
@@ -177,7 +206,32 @@ class GitSource:
         self, repo_url: str, creds: RepoCredentials | None
     ) -> tuple[RepoURL, str, RepoCredentials | None]:
         clean, from_url = credentials_from_url(repo_url)
-        return parse_repo_url(clean), clean, creds if creds is not None else from_url
+        repo = parse_repo_url(clean)
+        shown = redact_url(clean)
+        check_file_url(repo, self.policy, what=shown)
+        if repo.scheme == "file":
+            cache = self.cache_dir.resolve()
+            target = Path(repo.path).resolve()
+            if target == cache or cache in target.parents:
+                raise InvalidSource(
+                    f"{shown} is inside gitsail's source cache; the cached mirrors of other "
+                    "repositories are never a repository URL",
+                    url=shown,
+                )
+        return repo, clean, creds if creds is not None else from_url
+
+    async def _check_access(self, repo: RepoURL, url: str, creds: RepoCredentials | None) -> None:
+        """Prove that the server accepts these credentials for ``url`` (see the docstring)."""
+        key = (normalize_repo_url(url), credential_identity(creds))
+        proven = self._access_proven.get(key)
+        if proven is not None and time.monotonic() - proven < self.policy.repo_access_ttl:
+            return
+        await self._ls_remote(repo, url, creds)  # raises AuthError when refused
+
+    def _remember_access(self, key: tuple[str, str]) -> None:
+        if len(self._access_proven) > 10_000:
+            self._access_proven.clear()
+        self._access_proven[key] = time.monotonic()
 
     async def _resolve(
         self, repo: RepoURL, url: str, revision: str, creds: RepoCredentials | None
@@ -226,9 +280,10 @@ class GitSource:
 
     async def _ls_remote(self, repo: RepoURL, url: str, creds: RepoCredentials | None) -> _Refs:
         # Concurrent resolutions of one repository (same credentials) share one round trip.
-        key = (normalize_repo_url(url), hash(creds))
+        key = (normalize_repo_url(url), credential_identity(creds))
         remembered = self._refs_memo.get(key)
         if remembered is not None and time.monotonic() - remembered[0] < self.refs_ttl:
+            self._remember_access(key)
             return remembered[1]
         pending = self._ls_remote_calls.get(key)
         if pending is not None:
@@ -246,6 +301,7 @@ class GitSource:
             raise
         else:
             future.set_result(refs)
+            self._remember_access(key)
             if self.refs_ttl > 0:
                 self._refs_memo[key] = (time.monotonic(), refs)
             return refs
@@ -256,6 +312,7 @@ class GitSource:
         self, repo: RepoURL, url: str, creds: RepoCredentials | None
     ) -> _Refs:
         self._ensure_layout()
+        await self._check_destination(repo, url)
         self.stats.ls_remotes += 1
         with self._session(repo, url, creds) as git:
             out, _ = await git.run(["ls-remote", "--symref", "--", url], action="ls-remote")
@@ -288,6 +345,12 @@ class GitSource:
             known_hosts=self.known_hosts,
             timeout=self.timeout,
             url=redact_url(url),
+            allow_file=self.policy.allow_file_urls,
+        )
+
+    async def _check_destination(self, repo: RepoURL, url: str) -> None:
+        await check_destination(
+            repo, self.policy, what=redact_url(url), resolve_timeout=min(self.timeout, 30.0)
         )
 
     def _local(self) -> GitCommand:
@@ -318,6 +381,7 @@ class GitSource:
                 await self._init_bare(bare)
             if await self._has_commit(bare, resolved.sha):
                 return bare
+            await self._check_destination(repo, url)
             self.stats.fetches += 1
             with self._session(repo, url, creds) as git:
                 if resolved.ref:

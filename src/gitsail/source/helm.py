@@ -29,8 +29,9 @@ import httpx
 import yaml
 
 from gitsail.model import Artifact
+from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.source._fs import remove_tree, replace_dir, seal_tree
-from gitsail.source._urls import check_argument, parse_repo_url, redact_url
+from gitsail.source._urls import check_argument, http_guard, parse_repo_url, redact_url
 from gitsail.source.credentials import RepoCredentials, credentials_from_url
 from gitsail.source.errors import (
     AuthError,
@@ -63,9 +64,12 @@ class HelmStats:
 class HelmRepoSource:
     """Helm HTTP(S) chart repositories; shares the cache directory with ``GitSource``."""
 
-    def __init__(self, cache_dir: Path | None = None, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, cache_dir: Path | None = None, *, timeout: float = 60.0, policy: Policy | None = None
+    ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.timeout = timeout
+        self.policy = policy if policy is not None else DEFAULT_POLICY
         self.stats = HelmStats()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -86,6 +90,8 @@ class HelmRepoSource:
             timeout=self.timeout,
             verify=not (creds is not None and creds.insecure),
             follow_redirects=True,
+            # Every request and redirect: denied networks refused, no redirect to another host.
+            event_hooks=http_guard(self.policy, resolve_timeout=min(self.timeout, 30.0)),
         ) as client:
             index = await self._index(client, base, shown, creds)
             entry = _pick_version(index, chart, requested, shown)
