@@ -7,6 +7,7 @@ from typing import Any
 
 from gitsail.model import Obj
 from gitsail.source import RepoCredentials, known_hosts_from, match_credentials
+from gitsail.source.credentials import credential_identity
 
 
 def _secret(secret_name: str, kind: str, *, encoded: bool = True, **values: str) -> Obj:
@@ -123,3 +124,23 @@ def test_known_hosts_from_configmap() -> None:
     assert known_hosts_from(cm) == "github.com ssh-ed25519 AAAA\n"
     assert known_hosts_from(None) == ""
     assert known_hosts_from({"data": {}}) == ""
+
+
+def test_credential_identity_separates_whoever_presents_different_secrets() -> None:
+    url = "https://git.example.com/org/private.git"
+    alice = RepoCredentials(url=url, username="alice", password="pw-1")
+    assert credential_identity(None) == "anonymous"
+    assert credential_identity(RepoCredentials(url=url)) == "anonymous"
+    assert credential_identity(alice) == credential_identity(
+        RepoCredentials(url=url + "/", username="alice", password="pw-1", name="other secret")
+    )
+    others = [
+        RepoCredentials(url=url, username="alice", password="pw-2"),
+        RepoCredentials(url=url, username="alice"),
+        RepoCredentials(url=url, username="alicepw-1"),
+        RepoCredentials(url=url, bearer_token="pw-1"),
+        RepoCredentials(url=url, ssh_private_key="pw-1"),
+    ]
+    identities = {credential_identity(c) for c in [alice, *others]}
+    assert len(identities) == 1 + len(others)
+    assert all("pw-1" not in i for i in identities)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gitsail.source import AuthError, FetchError, RevisionNotFound, SourceError, UnknownHostKey
-from gitsail.source._gitcli import GitFailure, classify
-from gitsail.source._urls import redact_text
+from gitsail.source import (
+    AuthError,
+    FetchError,
+    InvalidSource,
+    RevisionNotFound,
+    SourceError,
+    UnknownHostKey,
+)
+from gitsail.source._gitcli import HARDENING, GitFailure, classify, git_session
+from gitsail.source._urls import parse_repo_url, redact_text
 
 URL = "https://git.example.com/org/app.git"
 
@@ -26,6 +35,7 @@ URL = "https://git.example.com/org/app.git"
         ("fatal: unable to access 'x': Failed to connect to 127.0.0.1 port 1: Connection refused",
          FetchError),
         ("fatal: repository 'https://git.example.com/x/' not found", FetchError),
+        ("fatal: unable to access 'x': The requested URL returned error: 302", InvalidSource),
     ],
 )  # fmt: skip
 def test_classify(stderr: str, error: type[SourceError]) -> None:
@@ -40,3 +50,28 @@ def test_redact_text_removes_userinfo_and_known_secrets() -> None:
     assert "hunter22" not in clean
     assert "bob" not in clean
     assert "abc123xyz" not in clean
+
+
+def test_git_never_follows_redirects_and_reads_file_urls_only_when_allowed() -> None:
+    assert "http.followRedirects=false" in HARDENING
+    with git_session(
+        parse_repo_url("https://h/r.git"),
+        None,
+        home=Path("/h"),
+        scratch=Path("/s"),
+        known_hosts="",
+        timeout=1,
+        url="https://h/r.git",
+    ) as refused:
+        assert refused.config[-2:] == ["-c", "protocol.file.allow=never"]
+    with git_session(
+        parse_repo_url("file:///srv/r.git"),
+        None,
+        home=Path("/h"),
+        scratch=Path("/s"),
+        known_hosts="",
+        timeout=1,
+        url="file:///srv/r.git",
+        allow_file=True,
+    ) as allowed:
+        assert "protocol.file.allow=never" not in allowed.config
