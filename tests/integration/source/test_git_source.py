@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitsail.dev.gitserver import GitServer, Workdir, init_bare
+from gitsail.policy import Policy
 from gitsail.source import (
     AuthError,
     FetchError,
@@ -225,7 +226,8 @@ async def test_missing_path_names_the_repository_and_commit(
     assert f"path 'apps/nope' does not exist in {url} at {sha}" in str(caught.value)
 
 
-async def test_file_repository(tmp_path: Path, source: GitSource) -> None:
+async def test_file_repository(tmp_path: Path) -> None:
+    source = GitSource(tmp_path / "cache", timeout=30, policy=Policy(allow_file_urls=True))
     bare = init_bare(tmp_path / "local.git")
     work = Workdir(f"file://{bare}")
     try:
