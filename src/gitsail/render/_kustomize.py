@@ -18,8 +18,10 @@ credentials, URL policy, access checks, timeouts and cache), and ``file:///`` wo
 repository on the controller's disk. So ``refuse_remote_references`` walks the kustomization
 tree of the copy (node tree only: aliases are never expanded) and refuses every reference in
 a field kustomize may fetch (``resources``, ``bases``, ``components``, patch and generator
-files, ``crds``, ``configurations``, ``openapi.path``, …) that does not exist in the
-repository; a kustomization it cannot parse is refused too. As a second wall, kustomize runs
+files, ``crds``, ``configurations``, ``openapi.path``, …) that is not in the repository and
+could be read as remote (a scheme, ``@``, ``?``, ``//`` or a ``host.tld/`` prefix); a missing
+plain path is left for kustomize to report, and a kustomization the walk cannot parse is
+refused. As a second wall, kustomize runs
 with git transports disabled and an unreachable HTTP proxy.
 """
 
@@ -287,21 +289,18 @@ _FILE_FIELDS = ("crds", "configurations", "transformers", "generators", "validat
 _INLINE_OK = ("transformers", "generators", "validators", "patchesStrategicMerge")
 _PATH_ENTRY_FIELDS = ("patches", "patchesJson6902", "replacements")
 _GENERATORS = ("configMapGenerator", "secretGenerator")
-_REMOTE_HINT = re.compile(r"(?i)^(?:[a-z][a-z0-9+.-]*:|git@)|\?(?:ref|version|submodules)=|//")
+# What kustomize may read as remote: a scheme or shorthand (``https:``, ``git::``, ``gh:``),
+# scp-like ``user@host:path``, query parameters, ``//`` subdirectories, ``host.tld/…``.
+_REMOTE = re.compile(r"(?i)[:@?]|//|^[\w.-]+\.[a-z]{2,}(?::\d+)?/")
 _MAX_KUSTOMIZATION_BYTES = 8 * 1024 * 1024
 
 
 def _remote_refused(where: str, field_name: str, ref: str) -> RenderError:
-    if _REMOTE_HINT.search(ref) or re.match(r"^[\w.-]+\.[a-z]{2,}(?::\d+)?/", ref, re.I):
-        return RenderError(
-            f"{where}: {field_name} entry {ref!r} is a remote reference; gitsail refuses "
-            "remote kustomize bases and files (they would be fetched at render time, outside "
-            "the source stage's credentials, URL policy and access checks). Vendor it into "
-            "the repository, or deploy it as its own Application"
-        )
     return RenderError(
-        f"{where}: {field_name} entry {ref!r} does not exist in the repository (remote "
-        "references are refused; every entry must be a file or directory of the repository)"
+        f"{where}: {field_name} entry {ref!r} is a remote reference; gitsail refuses "
+        "remote kustomize bases and files (they would be fetched at render time, outside "
+        "the source stage's credentials, URL policy and access checks). Vendor it into "
+        "the repository, or deploy it as its own Application"
     )
 
 
@@ -390,7 +389,9 @@ def refuse_remote_references(app_dir: Path, root: Path) -> None:
         for name, ref, may_be_directory in _references(node):
             local = Path(os.path.normpath(directory / ref))
             if not local.exists() and not local.is_symlink():
-                raise _remote_refused(where, name, ref)
+                if _REMOTE.search(ref):
+                    raise _remote_refused(where, name, ref)
+                continue  # a missing local path: kustomize reports it
             if may_be_directory and local.is_dir():
                 pending.append(local.resolve())
 

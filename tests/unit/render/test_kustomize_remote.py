@@ -127,3 +127,15 @@ def test_aliases_are_not_expanded(tmp_path: Path) -> None:
     text = "\n".join(levels) + "\nresources: [cm.yaml]\n"
     root = _tree(tmp_path, {"app/kustomization.yaml": text, "app/cm.yaml": "{}\n"})
     refuse_remote_references(root / "app", root)  # returns at once, no expansion
+
+
+@pytest.mark.parametrize("ref", ["gh:org/repo//x", "me@git.example.com:org/repo", "x?ref=v1"])
+def test_shorthand_and_scp_like_remotes_are_refused(tmp_path: Path, ref: str) -> None:
+    root = _tree(tmp_path, {"app/kustomization.yaml": f"resources: ['{ref}']\n"})
+    with pytest.raises(RenderError, match="remote reference"):
+        refuse_remote_references(root / "app", root)
+
+
+def test_a_missing_local_path_is_left_for_kustomize_to_report(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"app/kustomization.yaml": "resources: [../base/nope, nope.yaml]\n"})
+    refuse_remote_references(root / "app", root)
