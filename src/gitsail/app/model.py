@@ -33,6 +33,7 @@ __all__ = [
     "AppSpecError",
     "Automated",
     "Retry",
+    "check_application",
     "parse_duration",
 ]
 
@@ -76,6 +77,22 @@ def parse_duration(value: object, default: float) -> float:
     if not 0 <= seconds <= _MAX_DURATION:  # also false for NaN
         raise AppSpecError(f"invalid duration {shown(value)}: must be between 0 and 292 years")
     return seconds
+
+
+def check_application(obj: Any) -> None:
+    """Refuse (``AppSpecError``) an Application that breaks Argo CD's CRD schema or has no
+    name; the message names every bad field (up to ten)."""
+    if not isinstance(obj, Mapping):
+        raise AppSpecError(f"an Application must be an object, got {shown(obj)}")
+    meta = obj.get("metadata")
+    raw_name = meta.get("name") if isinstance(meta, Mapping) else None
+    name = raw_name if isinstance(raw_name, str) and raw_name else "?"
+    problems = check(obj, APPLICATION, "")
+    if not problems and not raw_name:
+        problems = ["metadata.name: must not be empty"]
+    if problems:
+        more = " (and more)" if len(problems) >= MAX_PROBLEMS else ""
+        raise AppSpecError(f"application {name}: {'; '.join(problems)}{more}")
 
 
 @dataclass(frozen=True)
@@ -170,18 +187,9 @@ class App:
 
         Nothing else is raised, whatever ``obj`` holds.
         """
-        if not isinstance(obj, Mapping):
-            raise AppSpecError(f"an Application must be an object, got {shown(obj)}")
-        meta = obj.get("metadata")
-        raw_name = meta.get("name") if isinstance(meta, Mapping) else None
-        name = raw_name if isinstance(raw_name, str) and raw_name else "?"
-        problems = check(obj, APPLICATION, "")
-        if not problems and not raw_name:
-            problems = ["metadata.name: must not be empty"]
-        if problems:
-            more = " (and more)" if len(problems) >= MAX_PROBLEMS else ""
-            raise AppSpecError(f"application {name}: {'; '.join(problems)}{more}")
+        check_application(obj)
         meta = obj["metadata"]
+        name = str(meta["name"])
         spec = obj["spec"]
         if spec.get("sources") and not spec.get("source"):
             raise AppSpecError(
