@@ -5,7 +5,8 @@ gitsail installs the Application CRD with ``x-kubernetes-preserve-unknown-fields
 apiserver stores whatever a tenant writes. Argo CD's own CRD would have refused a string
 ``revisionHistoryLimit`` or a list ``syncPolicy`` at admission; here ``check`` refuses them
 before the engine reads a field, with the field's path (``spec.syncPolicy.retry.limit:
-expected integer, got "x"``).
+expected integer, got "x"``). The ``operation`` a client writes to request a sync is
+checked the same way (Argo CD's CRD covers it too).
 
 The schema is data: ``Scalar`` (string, boolean, integer with int64 range, int-or-string),
 ``Fields`` (an object with known fields, some required), ``MapOf`` (an object whose values
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "APPLICATION",
     "MAX_PROBLEMS",
+    "OPERATION",
     "SOURCE",
     "SYNC_RETRY",
     "AnyObject",
@@ -171,8 +173,32 @@ SYNC_RETRY = _fields(
     refresh=BOOLEAN,
 )
 
+# ``operation``: a sync requested by a client (argocd CLI, UI, kubectl patch) or by us.
+OPERATION = _fields(
+    info=ListOf(_fields(("name", "value"), name=STRING, value=STRING)),
+    initiatedBy=_fields(automated=BOOLEAN, username=STRING),
+    retry=SYNC_RETRY,
+    sync=_fields(
+        autoHealAttemptsCount=INTEGER,
+        selfHealAttemptsCount=INTEGER,
+        dryRun=BOOLEAN,
+        manifests=STRINGS,
+        prune=BOOLEAN,
+        resources=ListOf(
+            _fields(("kind", "name"), group=STRING, kind=STRING, name=STRING, namespace=STRING)
+        ),
+        revision=STRING,
+        revisions=STRINGS,
+        source=SOURCE,
+        sources=ListOf(SOURCE),
+        syncOptions=STRINGS,
+        syncStrategy=_fields(apply=_fields(force=BOOLEAN), hook=_fields(force=BOOLEAN)),
+    ),
+)
+
 APPLICATION = _fields(
     ("metadata", "spec"),
+    operation=OPERATION,
     metadata=_fields(
         ("name",),
         name=STRING,

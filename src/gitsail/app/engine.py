@@ -514,9 +514,12 @@ class AppEngine:
         reconcile). Returns whether it wrote.
         """
         meta = obj.get("metadata") or {}
+        name = meta.get("name")
         current = [
             c for c in ((obj.get("status") or {}).get("conditions") or []) if isinstance(c, dict)
         ]
+        if not isinstance(name, str) or not name:
+            return False  # nothing to address the write to
         if any(c.get("type") == ctype and c.get("message") == message for c in current):
             return False
         conditions = [c for c in current if c.get("type") != ctype]
@@ -524,7 +527,7 @@ class AppEngine:
         await self.kube.merge_patch(
             API_VERSION,
             "Application",
-            str(meta.get("name") or ""),
+            name,
             {"status": {"conditions": conditions}},
             namespace=meta.get("namespace"),
         )

@@ -196,3 +196,14 @@ def test_go_duration_units_and_bare_seconds() -> None:
     assert parse_duration("+10", 0) == 10
     assert parse_duration("1.5h", 0) == 5400
     assert parse_duration("500us", 0) == pytest.approx(0.0005)
+
+
+def test_a_malformed_sync_operation_is_refused_like_the_spec() -> None:
+    obj = application()
+    obj["operation"] = {"sync": {"resources": "all", "prune": "yes"}, "initiatedBy": []}
+    with pytest.raises(AppSpecError) as caught:
+        App.from_application(obj)
+    message = str(caught.value)
+    assert "operation.initiatedBy: expected object, got array" in message
+    assert 'operation.sync.prune: expected boolean, got "yes"' in message
+    assert 'operation.sync.resources: expected array, got "all"' in message
