@@ -26,7 +26,13 @@ from typing import Any
 
 from gitsail.app.model import API_VERSION, IN_CLUSTER, App, AppSpecError
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
-from gitsail.health import Health, HealthStatus, aggregate, resource_health
+from gitsail.health import (
+    Health,
+    HealthStatus,
+    aggregate,
+    application_health_configured,
+    resource_health,
+)
 from gitsail.kube import Kube, KubeError, NotFoundKind
 from gitsail.model import Artifact, Obj, ResourceKey
 from gitsail.render import Rendered, Renderer, RenderError, RenderOptions
@@ -149,6 +155,49 @@ def _shown_source(source: dict[str, Any]) -> dict[str, Any]:
     return {**source, "repoURL": redact_url(url)} if isinstance(url, str) else dict(source)
 
 
+def _require_name(obj: Obj, number: int, *, generate_name_ok: bool) -> None:
+    """A rendered object must name itself (a hook may use ``generateName`` instead)."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    name = meta.get("name")
+    if isinstance(name, str) and name:
+        return
+    if generate_name_ok and isinstance(meta.get("generateName"), str) and meta["generateName"]:
+        return
+    what = f"{obj.get('apiVersion', '?')} {obj.get('kind', '?')}"
+    if isinstance(meta.get("namespace"), str) and meta["namespace"]:
+        what += f" in namespace {meta['namespace']}"
+    problem = (
+        "has no metadata.name" if name in (None, "") else "has a metadata.name that is not a string"
+    )
+    raise ComparisonError(
+        f"resource {number} of the rendered manifests ({what}) {problem}; every resource needs "
+        "a name (only hooks may use metadata.generateName)"
+    )
+
+
+SYNC_ERROR = "SyncError"
+
+
+def _with_sync_error(app_obj: Obj, result: SyncResult, revision: str) -> Obj:
+    """``app_obj`` with Argo CD's ``SyncError`` condition set by a failed sync (kept, with its
+    time, while the same failure repeats) and cleared by a successful one."""
+    status = app_obj.get("status") or {}
+    current = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    others = [c for c in current if c.get("type") != SYNC_ERROR]
+    conditions = others
+    if result.phase != "Succeeded":
+        message = f"Failed sync attempt to {revision or 'the target revision'}: {result.message}"
+        same = [c for c in current if c.get("type") == SYNC_ERROR and c.get("message") == message]
+        conditions = [
+            *others,
+            *(same[:1] or [{"type": SYNC_ERROR, "message": message, "lastTransitionTime": now()}]),
+        ]
+    if conditions == current:
+        return app_obj
+    return {**app_obj, "status": {**status, "conditions": conditions}}
+
+
 LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
 
 
@@ -226,6 +275,24 @@ class AppEngine:
         self._settings_cache[what] = (time.monotonic(), value)
         return value
 
+    async def child_application_health(self) -> bool:
+        """Whether child Applications count towards their parent's health (app of apps).
+
+        Argo CD stopped assessing ``argoproj.io/Application`` in 1.8; operators bring it back
+        with a ``resource.customizations.health.argoproj.io_Application`` health check in
+        ``argocd-cm`` (or the older ``resource.customizations`` block naming the kind). With
+        it a child's own ``status.health`` is used; without it a child has no health.
+        """
+
+        async def load() -> bool:
+            try:
+                cm = await self.kube.get("v1", "ConfigMap", "argocd-cm", self.control_namespace)
+            except KubeError:
+                return False
+            return application_health_configured((cm or {}).get("data") or {})
+
+        return bool(await self._settings("argocd-cm:application-health", load))
+
     async def _credentials_for(self, repo_url: str) -> Any:
         secrets = await self._settings(
             "repo-secrets",
@@ -302,12 +369,15 @@ class AppEngine:
             raise ComparisonError(f"ignoreDifferences: {exc}") from exc
         desired: list[Obj] = []
         hooks: list[Obj] = []
-        for obj in rendered.manifests:
-            (hooks if hook_types(obj) else desired).append(obj)
+        for number, obj in enumerate(rendered.manifests, start=1):
+            is_hook = bool(hook_types(obj))
+            _require_name(obj, number, generate_name_ok=is_hook)
+            (hooks if is_hook else desired).append(obj)
         try:
             prepared = [await self._prepare(app, obj) for obj in desired]
         except (KubeError, ComparisonError) as exc:
             raise ComparisonError(str(exc)) from exc
+        child_health = await self.child_application_health()
         live: dict[ResourceKey, Obj] = {}
         diffs: list[ResourceDiff] = []
         health: dict[ResourceKey, Health | None] = {}
@@ -325,7 +395,7 @@ class AppEngine:
                 live[key] = current
             predicted = await self._dry_run(obj, current)
             diffs.append(diff_resource(predicted, current, rules=rules))
-            health[key] = resource_health(current)
+            health[key] = resource_health(current, child_applications=child_health)
         owned: list[Obj] = []
         for api_version, key in _inventory_keys(app.raw):
             if key in desired_keys:
@@ -342,7 +412,7 @@ class AppEngine:
                 owned.append(current)
                 live[key] = current
                 diffs.append(diff_resource(None, current, rules=rules))
-                health[key] = resource_health(current)
+                health[key] = resource_health(current, child_applications=child_health)
         return Comparison(
             app=app,
             artifact=artifact,
@@ -406,7 +476,7 @@ class AppEngine:
         conditions = [
             c
             for c in ((app.raw.get("status") or {}).get("conditions") or [])
-            if c.get("type") not in ("ComparisonError", "InvalidSpecError")
+            if c.get("type") not in ("ComparisonError", "InvalidSpecError", "UnknownError")
         ]
         if comparison is not None:
             status["sync"] = {
@@ -442,6 +512,33 @@ class AppEngine:
         return await self.kube.merge_patch(
             API_VERSION, "Application", app.name, {"status": status}, namespace=app.namespace
         )
+
+    async def set_condition(self, obj: Obj, ctype: str, message: str) -> bool:
+        """Put one condition on an Application, replacing any of the same type.
+
+        Nothing is written when the same condition (type and message) is already there, so
+        an error that repeats leaves the status unchanged (no write, no watch event, no new
+        reconcile). Returns whether it wrote.
+        """
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        current = [
+            c for c in ((obj.get("status") or {}).get("conditions") or []) if isinstance(c, dict)
+        ]
+        if not isinstance(name, str) or not name:
+            return False  # nothing to address the write to
+        if any(c.get("type") == ctype and c.get("message") == message for c in current):
+            return False
+        conditions = [c for c in current if c.get("type") != ctype]
+        conditions.append({"type": ctype, "message": message, "lastTransitionTime": now()})
+        await self.kube.merge_patch(
+            API_VERSION,
+            "Application",
+            name,
+            {"status": {"conditions": conditions}},
+            namespace=meta.get("namespace"),
+        )
+        return True
 
     async def refresh(self, app: App) -> Comparison | None:
         """Compare and write status; a comparison error is written as a condition."""
@@ -588,7 +685,9 @@ class AppEngine:
                     "initiatedBy": operation.get("initiatedBy", {}),
                 }
             )
-            extra["history"] = history[-app.revision_history_limit :]
+            limit = app.revision_history_limit
+            extra["history"] = history[len(history) - limit :] if limit else None
+        fresh = _with_sync_error(fresh, result, revision)
         app = App.from_application(fresh)
         try:
             after = await self.compare(app) if comparison is not None else None

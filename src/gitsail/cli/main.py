@@ -9,6 +9,7 @@ from gitsail.cli import app as app_cmd
 from gitsail.cli import demo, dev
 from gitsail.cli.controller import controller
 from gitsail.cli.install import install
+from gitsail.cli.output import report_unexpected
 from gitsail.cli.render import render
 
 app = typer.Typer(
@@ -32,4 +33,8 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """Run the CLI; an error no command handled is one line and exit 1, not a traceback."""
+    try:
+        app()
+    except Exception as exc:  # the last resort: every command fails the same way
+        raise SystemExit(report_unexpected(exc)) from None

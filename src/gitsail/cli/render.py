@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 import yaml
 
+from gitsail.app.model import AppSpecError, check_application
 from gitsail.cli.output import Format, fail
 from gitsail.render import RenderError, RenderOptions, dump_yaml, render_local
 
@@ -27,21 +28,9 @@ def render(
     """Render manifests the way a sync would (directory, Kustomize or Helm)."""
     options = None
     app_dir = path
-    if application is not None:
-        try:
-            manifest = yaml.safe_load(application.read_text())
-            source = manifest["spec"]["source"]
-            meta = manifest.get("metadata") or {}
-            dest = (manifest["spec"].get("destination") or {}).get("namespace", "")
-        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
-            raise fail(
-                f"{application}: not an Application manifest with spec.source ({exc})"
-            ) from exc
-        options = RenderOptions.from_source(
-            source, app_name=str(meta.get("name", "app")), namespace=dest
-        )
-        app_dir = path / str(source.get("path") or ".")
     try:
+        if application is not None:
+            options, app_dir = _options_of(application, path)
         rendered = render_local(app_dir, options, kube_version=kube_version)
     except RenderError as exc:
         raise fail(str(exc)) from exc
@@ -49,6 +38,32 @@ def render(
         sys.stdout.write(json.dumps(list(rendered.manifests), indent=2) + "\n")
     else:
         sys.stdout.write(dump_yaml(list(rendered.manifests)))
+
+
+def _options_of(application: Path, root: Path) -> tuple[RenderOptions, Path]:
+    """The render options and app directory an Application manifest file asks for."""
+    try:
+        manifest = yaml.safe_load(application.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise fail(f"{application}: cannot read an Application manifest: {exc}") from exc
+    if isinstance(manifest, dict) and manifest.get("metadata") is None:
+        manifest["metadata"] = {}
+    if isinstance(manifest, dict) and isinstance(manifest["metadata"], dict):
+        manifest["metadata"].setdefault("name", "app")  # a local file may leave it out
+    try:
+        check_application(manifest)
+    except AppSpecError as exc:
+        raise fail(f"{application}: {exc}") from exc
+    spec = manifest["spec"]
+    source = spec.get("source")
+    if not source:
+        raise fail(f"{application}: not an Application manifest with spec.source")
+    options = RenderOptions.from_source(
+        source,
+        app_name=manifest["metadata"]["name"],
+        namespace=(spec.get("destination") or {}).get("namespace") or "",
+    )
+    return options, root / (source.get("path") or ".")
 
 
 __all__ = ["render"]

@@ -36,9 +36,10 @@ from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.queue import Key
-from gitsail.diff import attribute_drift
+from gitsail.diff import DiffError, attribute_drift
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
+from gitsail.render import RenderError
 from gitsail.source import SourceError, input_files
 
 __all__ = ["AppReconciler", "ReconcileSettings", "app_key_for_instance"]
@@ -106,8 +107,41 @@ class AppReconciler:
         started = time.monotonic()
         try:
             return await self._reconcile(key, reasons)
+        except Exception as exc:  # every failure becomes a condition on the app
+            return await self._report_failure(key, exc)
         finally:
             self.metrics.observe_reconcile(namespace, time.monotonic() - started)
+
+    async def _report_failure(self, key: Key, exc: Exception) -> float | None:
+        """Turn a failed reconcile into a condition on the app, as Argo CD does.
+
+        ``InvalidSpecError`` for a spec that cannot be read (not retried: a spec change wakes
+        the app), ``ComparisonError`` for a source, render or diff failure, ``UnknownError``
+        for anything else (retried after ``error_resync``). The condition is written only when
+        it differs from the one already there, so a repeating failure leaves the status as it
+        is and cannot wake the app again.
+        """
+        spec_error = isinstance(exc, AppSpecError)
+        if spec_error:
+            ctype, message = "InvalidSpecError", str(exc)
+        elif isinstance(exc, ComparisonError | SourceError | RenderError | DiffError):
+            ctype, message = "ComparisonError", str(exc)
+        else:
+            ctype, message = "UnknownError", f"{type(exc).__name__}: {exc}"
+            log.error("reconcile of %s/%s failed", *key, exc_info=exc)
+        message = message[:2000]
+        if ctype != "UnknownError":
+            log.warning("reconcile of %s/%s failed (%s): %s", *key, ctype, message)
+        memory = self.memory.get(key)
+        if memory is not None:
+            memory.last_status_write = 0.0  # the next good reconcile rewrites status
+        try:
+            obj = await self._get_application(key[0], key[1], True)
+            if obj is not None:
+                await self.engine.set_condition(obj, ctype, message)
+        except KubeError as write_error:
+            log.warning("could not record %s on %s/%s: %s", ctype, *key, write_error)
+        return None if spec_error else self.settings.error_resync
 
     async def _reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
         namespace, name = key
@@ -124,11 +158,7 @@ class AppReconciler:
             return await self._finalize(obj)
         if (meta.get("annotations") or {}).get(SKIP_RECONCILE) == "true":
             return None
-        try:
-            app = App.from_application(obj)
-        except AppSpecError as exc:
-            await self._write_condition(obj, "InvalidSpecError", str(exc))
-            return None
+        app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
         memory = self.memory.setdefault(key, _Memory())
         if isinstance(obj.get("operation"), dict):
             return await self._run_operation(app, memory)
@@ -184,20 +214,6 @@ class AppReconciler:
             return
         await self.engine.write_status(app, comparison, extra=extra)
         memory.last_status_write = time.monotonic()
-
-    async def _write_condition(self, obj: Obj, ctype: str, message: str) -> None:
-        conditions = [
-            c for c in ((obj.get("status") or {}).get("conditions") or []) if c.get("type") != ctype
-        ]
-        conditions.append({"type": ctype, "message": message, "lastTransitionTime": now()})
-        meta = obj["metadata"]
-        await self.engine.kube.merge_patch(
-            API_VERSION,
-            "Application",
-            meta["name"],
-            {"status": {"conditions": conditions}},
-            namespace=meta.get("namespace"),
-        )
 
     # -- operations ----------------------------------------------------------------------
 

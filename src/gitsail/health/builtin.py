@@ -154,7 +154,12 @@ def namespace_health(obj: Obj) -> Health:
 
 
 def application_health(obj: Obj) -> Health:
-    """An Argo CD Application (app of apps) is as healthy as it reports itself to be."""
+    """An Argo CD Application (app of apps) is as healthy as it reports itself to be.
+
+    Used only when ``argocd-cm`` restores the Application health check (Argo CD's documented
+    Lua: the child's ``status.health``, Progressing until it reports one); by default
+    ``resource_health`` gives a child Application no health at all.
+    """
     health = mapping(obj, "status", "health")
     status = health.get("status")
     if not isinstance(status, str) or not status:

@@ -5,7 +5,14 @@ from typing import Any
 import pytest
 
 import gitsail.health
-from gitsail.health import Health, HealthStatus, aggregate, resource_health
+from gitsail.health import (
+    APPLICATION_HEALTH_KEY,
+    Health,
+    HealthStatus,
+    aggregate,
+    application_health_configured,
+    resource_health,
+)
 
 H = HealthStatus
 
@@ -90,3 +97,52 @@ def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(gitsail.health) if not name.startswith("_")}
     modules = {"builtin", "check", "kstatus", "status", "workloads"}
     assert public - modules == set(gitsail.health.__all__)
+
+
+def _child_app(status: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "child", "namespace": "argocd"},
+        "status": {"health": {"status": status, "message": "from the child"}},
+    }
+
+
+def test_child_application_has_no_health_by_default_as_in_argo_cd_since_1_8() -> None:
+    degraded = _child_app("Degraded")
+    assert resource_health(degraded) is None
+    assert aggregate([resource_health(degraded), Health(H.Healthy)]) is H.Healthy
+
+
+def test_child_application_reports_its_own_health_when_argocd_cm_restores_the_check() -> None:
+    health = resource_health(_child_app("Degraded"), child_applications=True)
+    assert health == Health(H.Degraded, "from the child")
+    assert aggregate([health, Health(H.Healthy)]) is H.Degraded
+    no_status = {**_child_app("x"), "status": {}}
+    assert resource_health(no_status, child_applications=True) == Health(
+        H.Progressing, "Waiting for the application to report its health"
+    )
+
+
+LUA = 'hs = {}\nhs.status = "Progressing"\nreturn hs\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "configured"),
+    [
+        ({}, False),
+        ({APPLICATION_HEALTH_KEY: LUA}, True),
+        ({APPLICATION_HEALTH_KEY: "  "}, False),
+        ({"resource.customizations.health.apps_Deployment": LUA}, False),
+        (
+            {"resource.customizations": "argoproj.io/Application:\n  health.lua: |\n    hs = {}\n"},
+            True,
+        ),
+        ({"resource.customizations": "argoproj.io/Application:\n  ignoreDifferences: x\n"}, False),
+        ({"resource.customizations": "argoproj.io/Application: [unclosed\n"}, False),
+    ],
+)
+def test_argocd_cm_spellings_of_the_application_health_check(
+    data: dict[str, str], configured: bool
+) -> None:
+    assert application_health_configured(data) is configured
