@@ -23,8 +23,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,9 @@ class GitSource:
         # hundreds of apps polling one repository share one ls-remote.
         self.refs_ttl = 0.0
         self._refs_memo: dict[tuple[str, int], tuple[float, _Refs]] = {}
+        # Told of every request to a server ("ls-remote" or "fetch") and its seconds, failed
+        # ones included (the controller counts them into metrics).
+        self.on_request: Callable[[str, float], None] | None = None
 
     def forget(self, repo_url: str) -> None:
         """Drop remembered refs of a repository (a webhook said it moved)."""
@@ -257,7 +260,7 @@ class GitSource:
     ) -> _Refs:
         self._ensure_layout()
         self.stats.ls_remotes += 1
-        with self._session(repo, url, creds) as git:
+        with self._session(repo, url, creds) as git, self._timed("ls-remote"):
             out, _ = await git.run(["ls-remote", "--symref", "--", url], action="ls-remote")
         commits: dict[str, str] = {}
         peeled: dict[str, str] = {}
@@ -348,6 +351,19 @@ class GitSource:
 
     async def _fetch(self, git: GitCommand, bare: Path, url: str, refspec: str) -> None:
         check_argument(refspec.lstrip("+"), "refspec", url=git.url)
+        with self._timed("fetch"):
+            await self._run_fetch(git, bare, url, refspec)
+
+    @contextmanager
+    def _timed(self, request_type: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self.on_request is not None:
+                self.on_request(request_type, time.monotonic() - started)
+
+    async def _run_fetch(self, git: GitCommand, bare: Path, url: str, refspec: str) -> None:
         await git.run(
             [
                 "--git-dir",

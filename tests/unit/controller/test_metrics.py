@@ -118,7 +118,7 @@ def test_forget_app_removes_its_series() -> None:
     [
         ("record_sync", ("ns", "app", "Exploded")),
         ("observe_git_request", ("clone", 1.0)),
-        ("observe_render", ("jsonnet", 1.0)),
+        ("observe_render", ("kubectl", 1.0)),
         ("count_webhook", ("github", "maybe")),
         ("count_webhook", ("bitbucket", "accepted")),
     ],
