@@ -520,4 +520,5 @@ def describe(controller: Controller) -> dict[str, Any]:
         "apps": sum(len(c.items()) for c in controller.app_caches.values()),
         "watched_kinds": sorted(f"{g}/{k}" for g, k in controller.live.caches),
         "queue_depth": controller.queue.depth,
+        "webhooks_ready": controller.webhook_secrets() is not None,
     }
