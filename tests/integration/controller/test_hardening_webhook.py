@@ -364,7 +364,8 @@ async def test_the_secret_is_read_from_a_watch_not_per_request(
 async def test_a_push_that_only_adds_a_file_refreshes_the_app(
     api: Kube, hardened: RunningController, git_repo: Workdir, control_ns: str
 ) -> None:
-    git_repo.commit_and_push({"app/cm.yaml": configmap("first", v="1")}, "v1")
+    files = {"app/cm.yaml": configmap("first", v="1"), "other/cm.yaml": configmap("other")}
+    git_repo.commit_and_push(files, "v1")
     await create_app(api, control_ns, "grows", public_url(git_repo), syncPolicy=AUTOMATED)
     await create_app(
         api,
