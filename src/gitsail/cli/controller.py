@@ -10,12 +10,12 @@ import signal
 import sys
 
 import typer
-import uvicorn
 
 from gitsail.cli.output import fail
 from gitsail.controller.manager import Controller, ControllerOptions
-from gitsail.controller.server import make_app
+from gitsail.controller.server import make_server
 from gitsail.kube import Kube, KubeError, load_kubeconfig
+from gitsail.policy import Policy, PolicyError
 
 
 class _JSONFormatter(logging.Formatter):
@@ -71,6 +71,10 @@ def controller(
     """Reconcile Applications continuously: poll and webhooks, automated sync, self-heal."""
     _setup_logging(log_format, log_level)
     host, _, port = listen.rpartition(":")
+    try:
+        policy = Policy.from_env()
+    except PolicyError as exc:
+        raise fail(str(exc)) from exc
     options = ControllerOptions(
         namespaces=tuple(namespace),
         concurrency=concurrency,
@@ -83,15 +87,8 @@ def controller(
         config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
         async with Kube(config) as kube:
             ctl = Controller(kube, options)
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    make_app(ctl),
-                    host=host or "127.0.0.1",
-                    port=int(port),
-                    log_level="warning",
-                    lifespan="off",
-                )
-            )
+            # Connections, heads, bodies and concurrent webhooks are bounded by the policy.
+            server = make_server(ctl, host or "127.0.0.1", int(port), policy)
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):

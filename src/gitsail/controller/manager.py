@@ -11,8 +11,16 @@ leads at once):
 - the work queue (one sequential worker per app, ``concurrency`` apps at a time), whose
   reconciles requeue themselves for the next poll (interval + jitter).
 
-Webhook pushes enqueue only the apps whose repository, revision and input files the
-push touches.
+Webhooks work on every replica, leading or not: each keeps a watch of the
+``argocd-secret`` Secret (the webhook secrets) and of the Applications, and records a push
+on the Applications it touches as Argo CD's server does, with the annotation
+``argocd.argoproj.io/refresh: normal``; the leader's Application watch sees the change and
+the reconciler refreshes the app and removes the annotation. So a Service in front of
+several replicas loses no push.
+
+Pipeline metrics: ``_MetricsObserver`` turns the engine's render reports into
+``gitsail_render_duration_seconds`` and ``gitsail_render_cache_total``; the git layer
+reports each ``ls-remote`` and ``fetch`` it runs into ``gitsail_git_request*``.
 """
 
 from __future__ import annotations
@@ -23,9 +31,8 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,18 +40,29 @@ from gitsail.app.engine import AppEngine, PipelineObserver
 from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, parse_duration
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.lease import LeaderElector
-from gitsail.controller.metrics import Metrics
+from gitsail.controller.metrics import RENDER_TOOLS, Metrics
 from gitsail.controller.queue import Key, WorkQueue
-from gitsail.controller.reconciler import AppReconciler, ReconcileSettings, app_key_for_instance
-from gitsail.controller.webhook import PushEvent, repo_matches
+from gitsail.controller.reconciler import (
+    REFRESH_ANNOTATION,
+    AppReconciler,
+    ReconcileSettings,
+    app_key_for_instance,
+)
+from gitsail.controller.webhook import (
+    GENERATE_PATHS_ANNOTATION,
+    PushEvent,
+    WebhookSecrets,
+    push_touches_app,
+    repo_matches,
+)
 from gitsail.diff import normalize
-from gitsail.kube import Kube, KubeError, NotFoundKind, WatchCache, WatchEvent
+from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj
 from gitsail.policy import Policy
 from gitsail.source import GitSource, HelmRepoSource
 from gitsail.sync.tracking import TRACKING_ANNOTATION
 
-__all__ = ["Controller", "ControllerOptions"]
+__all__ = ["Controller", "ControllerOptions", "RefreshNotRecorded"]
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +81,70 @@ class ControllerOptions:
     retry_period: float = 2.0
 
 
+ARGOCD_SECRET = "argocd-secret"  # noqa: S105 (the Secret's name)
+# Refresh requests a push records at once (one PATCH each).
+REFRESH_PATCHES = 16
+
+
+class RefreshNotRecorded(Exception):
+    """A push could not be recorded on some of the Applications it touches (the
+    apiserver refused or was unreachable); the sender should retry."""
+
+
 class _MetricsObserver(PipelineObserver):
+    """Renders into metrics. A metric never fails a render: an unknown tool is logged."""
+
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def fetched(self, seconds: float) -> None:
-        self.metrics.observe_git_request("fetch", seconds)
-
     def rendered(self, tool: str, seconds: float, cache_hit: bool) -> None:
         self.metrics.count_render_cache(cache_hit)
-        if not cache_hit:
+        if cache_hit:
+            return
+        if tool in RENDER_TOOLS:
             self.metrics.observe_render(tool, seconds)
+        else:
+            log.debug("render tool %r has no metric label; not observed", tool)
+
+
+class _NamedSource:
+    """A ``WatchSource`` narrowed to one object by name (a field selector on the list and
+    the watch), so a watch of ``argocd-secret`` holds no other Secret in memory."""
+
+    def __init__(self, kube: Kube, name: str) -> None:
+        self.kube = kube
+        self.selector = f"metadata.name={name}"
+
+    async def list_with_version(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[Obj], str]:
+        return await self.kube.list_with_version(
+            api_version, kind, namespace, label_selector, self.selector
+        )
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        return self.kube.watch(
+            api_version,
+            kind,
+            namespace,
+            resource_version=resource_version,
+            label_selector=label_selector,
+            timeout_seconds=timeout_seconds,
+            field_selector=self.selector,
+        )
 
 
 class _LiveCaches:
@@ -179,12 +250,16 @@ class Controller:
             live=self.live.get,
             git=GitSource(policy=policy),
             helm_repos=HelmRepoSource(policy=policy),
+            observer=_MetricsObserver(self.metrics),
         )
         self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)
         self.app_caches: dict[str, WatchCache] = {}
         self.reconciler: AppReconciler | None = None
         self.leading = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Kept by every replica for webhooks (see the module docstring).
+        self.webhook_secret_cache: WatchCache | None = None
+        self.webhook_app_caches: dict[str, WatchCache] = {}
 
     # -- settings --------------------------------------------------------------------------
 
@@ -205,6 +280,16 @@ class Controller:
 
     async def run(self) -> None:
         await self.kube.discover()
+        webhook_watches = asyncio.create_task(self._watch_for_webhooks(), name="webhook-watches")
+        try:
+            await self._run_elected()
+        finally:
+            webhook_watches.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await webhook_watches
+            await self._stop_webhook_watches()
+
+    async def _run_elected(self) -> None:
         if not self.options.leader_elect:
             await self._lead()
             try:
@@ -233,6 +318,7 @@ class Controller:
         # Apps polling one repository share its refs for a moment (a tenth of the interval,
         # at most 5 s): one ls-remote answers many polls; a webhook forgets them at once.
         self.engine.git.refs_ttl = min(5.0, settings.resync / 10)
+        self.engine.git.on_request = self.metrics.observe_git_request
         self.reconciler = AppReconciler(
             self.engine,
             settings=settings,
@@ -305,13 +391,61 @@ class Controller:
 
     # -- webhooks --------------------------------------------------------------------------
 
-    def apps_for_push(self, event: PushEvent) -> list[Key]:
-        """The apps a push touches: same repo, tracked revision, and (when known) inputs."""
-        return [key for key, _ in self._push_matches(event)]
+    async def _watch_for_webhooks(self) -> None:
+        """Start the watches webhooks read (on every replica); retried until they start."""
+        namespace = self.options.namespaces[0]
+        failures = 0
+        while True:
+            try:
+                if self.webhook_secret_cache is None:
+                    cache = WatchCache(
+                        _NamedSource(self.kube, ARGOCD_SECRET), "v1", "Secret", namespace
+                    )
+                    await cache.start()
+                    self.webhook_secret_cache = cache
+                for ns in self.options.namespaces:
+                    if ns not in self.webhook_app_caches:
+                        apps = WatchCache(self.kube, API_VERSION, "Application", ns)
+                        await apps.start()
+                        self.webhook_app_caches[ns] = apps
+                return
+            except KubeError as exc:
+                failures += 1
+                log.warning(
+                    "cannot watch %s and Applications for webhooks (%s); "
+                    "webhooks are answered 503 until this works; retrying",
+                    ARGOCD_SECRET,
+                    exc,
+                )
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
 
-    def _push_matches(self, event: PushEvent) -> list[tuple[Key, str]]:
-        keys: list[tuple[Key, str]] = []
-        for cache in self.app_caches.values():
+    async def _stop_webhook_watches(self) -> None:
+        caches = list(self.webhook_app_caches.values())
+        if self.webhook_secret_cache is not None:
+            caches.append(self.webhook_secret_cache)
+        self.webhook_secret_cache = None
+        self.webhook_app_caches = {}
+        for cache in caches:
+            await cache.stop()
+
+    def webhook_secrets(self) -> WebhookSecrets | None:
+        """The webhook secrets from the watch of ``argocd-secret``; ``None`` until the watches
+        webhooks need have started (answer 503 then)."""
+        cache = self.webhook_secret_cache
+        if cache is None or len(self.webhook_app_caches) < len(self.options.namespaces):
+            return None
+        return WebhookSecrets.from_argocd_secret(
+            cache.get(self.options.namespaces[0], ARGOCD_SECRET)
+        )
+
+    def apps_for_push(self, event: PushEvent) -> list[Key]:
+        """The apps a push touches: same repo, tracked revision, and (for apps with
+        ``manifest-generate-paths``, when the push lists its files) one of their paths."""
+        return [key for key, _, _ in self._push_matches(event)]
+
+    def _push_matches(self, event: PushEvent) -> list[tuple[Key, str, Obj]]:
+        matches: list[tuple[Key, str, Obj]] = []
+        for cache in self.webhook_app_caches.values():
             for obj in cache.items():
                 try:
                     app = App.from_application(obj)
@@ -324,32 +458,49 @@ class Controller:
                     wanted.startswith("refs/") and wanted == event.ref
                 ):
                     continue
-                key = _key(obj)
-                memory = self.reconciler.memory.get(key) if self.reconciler else None
-                inputs = memory.input_paths if memory else None
-                if (
-                    event.changed_files is not None
-                    and inputs is not None
-                    and not (inputs & set(event.changed_files))
-                    and not _generate_paths_match(obj, event.changed_files)
-                ):
+                if not push_touches_app(obj, event.changed_files):
                     continue
-                keys.append((key, app.repo_url))
-        return keys
+                matches.append((_key(obj), app.repo_url, obj))
+        return matches
 
-    def refresh_for_push(self, event: PushEvent) -> list[Key]:
+    async def refresh_for_push(self, event: PushEvent) -> list[Key]:
+        """Record a refresh request on every app the push touches; the leader acts on it.
+
+        Raises ``RefreshNotRecorded`` when some could not be recorded (the others are)."""
         matches = self._push_matches(event)
-        for _, repo_url in matches:
-            self.engine.git.forget(repo_url)  # the refs we remember are stale now
-        for key, _ in matches:
-            self.queue.add(key, "webhook")
-        return [key for key, _ in matches]
+        for _, repo_url, _ in matches:
+            self.engine.git.forget(repo_url)  # the refs this replica remembers are stale now
+        slots = asyncio.Semaphore(REFRESH_PATCHES)
+        failed: list[str] = []
 
-    async def webhook_secrets_source(self) -> Obj | None:
-        try:
-            return await self.kube.get("v1", "Secret", "argocd-secret", self.options.namespaces[0])
-        except KubeError:
-            return None
+        async def record(key: Key, obj: Obj) -> bool:
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(REFRESH_ANNOTATION) == "hard":
+                return True  # a hard refresh is already asked for; do not weaken it
+            async with slots:
+                try:
+                    await self.kube.merge_patch(
+                        API_VERSION,
+                        "Application",
+                        key[1],
+                        {"metadata": {"annotations": {REFRESH_ANNOTATION: "normal"}}},
+                        namespace=key[0],
+                    )
+                except NotFound:
+                    return False  # deleted since: nothing to refresh
+                except KubeError as exc:
+                    log.warning("cannot record the push on %s/%s: %s", key[0], key[1], exc)
+                    failed.append(f"{key[0]}/{key[1]}")
+                    return False
+            return True
+
+        recorded = await asyncio.gather(*(record(key, obj) for key, _, obj in matches))
+        if failed:
+            raise RefreshNotRecorded(
+                f"the push could not be recorded on {len(failed)} of {len(matches)} "
+                f"applications ({', '.join(sorted(failed)[:5])}); retry the delivery"
+            )
+        return [key for (key, _, _), ok in zip(matches, recorded, strict=True) if ok]
 
 
 def _key(obj: Obj) -> Key:
@@ -358,26 +509,13 @@ def _key(obj: Obj) -> Key:
 
 
 def _generate_paths_match(obj: Obj, changed: tuple[str, ...]) -> bool:
-    """Argo CD's ``argocd.argoproj.io/manifest-generate-paths`` annotation."""
+    """Whether the app has a ``manifest-generate-paths`` annotation that one of the
+    changed files falls under (``push_touches_app`` is the filter webhooks use)."""
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    raw = annotations.get("argocd.argoproj.io/manifest-generate-paths")
-    if not raw:
+    raw = annotations.get(GENERATE_PATHS_ANNOTATION)
+    if not isinstance(raw, str):
         return False
-    base = str(((obj.get("spec") or {}).get("source") or {}).get("path") or "")
-    prefixes = []
-    for item in raw.split(";"):
-        item = item.strip()
-        if not item:
-            continue
-        if item.startswith("/"):
-            prefixes.append(item.lstrip("/"))
-        else:
-            prefixes.append(posixpath.normpath(posixpath.join(base, item)))
-    return any(
-        f == p or f.startswith(p.rstrip("/") + "/") or p in (".", "")
-        for f in changed
-        for p in prefixes
-    )
+    return push_touches_app(obj, changed)
 
 
 def describe(controller: Controller) -> dict[str, Any]:
@@ -387,4 +525,5 @@ def describe(controller: Controller) -> dict[str, Any]:
         "apps": sum(len(c.items()) for c in controller.app_caches.values()),
         "watched_kinds": sorted(f"{g}/{k}" for g, k in controller.live.caches),
         "queue_depth": controller.queue.depth,
+        "webhooks_ready": controller.webhook_secrets() is not None,
     }

@@ -20,7 +20,8 @@ gitsail_app_sync_total                   counter   namespace, name, phase
 gitsail_app_sync_duration_seconds        histogram namespace
 gitsail_git_request_duration_seconds     histogram request_type (ls-remote, fetch)
 gitsail_git_requests_total               counter   request_type
-gitsail_render_duration_seconds          histogram tool (directory, kustomize, helm)
+gitsail_render_duration_seconds          histogram tool (directory, kustomize, helm,
+                                                   jsonnet)
 gitsail_render_cache_total               counter   result (hit, miss)
 gitsail_webhook_requests_total           counter   provider, result (accepted, refused,
                                                    ignored)
@@ -57,7 +58,7 @@ __all__ = [
 
 SYNC_PHASES = frozenset({"Running", "Terminating", "Succeeded", "Failed", "Error"})
 GIT_REQUEST_TYPES = frozenset({"ls-remote", "fetch"})
-RENDER_TOOLS = frozenset({"directory", "kustomize", "helm"})
+RENDER_TOOLS = frozenset({"directory", "kustomize", "helm", "jsonnet"})
 WEBHOOK_PROVIDERS = frozenset({"github", "gitlab", "generic", "unknown"})
 WEBHOOK_RESULTS = frozenset({"accepted", "refused", "ignored"})
 

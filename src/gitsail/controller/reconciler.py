@@ -42,12 +42,14 @@ from gitsail.model import Obj, ResourceKey
 from gitsail.render import RenderError
 from gitsail.source import SourceError, input_files
 
-__all__ = ["AppReconciler", "ReconcileSettings", "app_key_for_instance"]
+__all__ = ["REFRESH_ANNOTATION", "AppReconciler", "ReconcileSettings", "app_key_for_instance"]
 
 log = logging.getLogger(__name__)
 
 FINALIZER = "resources-finalizer.argocd.argoproj.io"
 SKIP_RECONCILE = "argocd.argoproj.io/skip-reconcile"
+# Set by a webhook on any replica (as Argo CD's server does); removed once refreshed here.
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 WIPE_OUT_MESSAGE = "auto-sync will wipe out all resources"
 
 
@@ -160,6 +162,8 @@ class AppReconciler:
             return None
         app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
         memory = self.memory.setdefault(key, _Memory())
+        if REFRESH_ANNOTATION in (meta.get("annotations") or {}):
+            await self._take_refresh_request(app)
         if isinstance(obj.get("operation"), dict):
             return await self._run_operation(app, memory)
         # A change to a managed object does not move Git: compare against the commit
@@ -184,6 +188,23 @@ class AppReconciler:
             return delay
         await self._write_status_if_changed(app, comparison, memory)
         return self.settings.next_refresh()
+
+    async def _take_refresh_request(self, app: App) -> None:
+        """A push was recorded on the app: forget the repository's remembered refs (this
+        comparison asks git again) and remove the annotation, as Argo CD's controller does."""
+        self.engine.git.forget(app.repo_url)
+        try:
+            await self.engine.kube.merge_patch(
+                API_VERSION,
+                "Application",
+                app.name,
+                {"metadata": {"annotations": {REFRESH_ANNOTATION: None}}},
+                namespace=app.namespace,
+            )
+        except KubeError as exc:
+            log.warning(
+                "cannot remove %s from %s/%s: %s", REFRESH_ANNOTATION, app.namespace, app.name, exc
+            )
 
     # -- status --------------------------------------------------------------------------
 

@@ -1,13 +1,16 @@
 """Git push webhooks: verify the sender, then parse the push into a ``PushEvent``.
 
-Pure: bytes and headers in, a record out, no I/O. The HTTP server hands every request on
-``POST /api/webhook`` to ``parse_webhook`` and refreshes the apps whose repository
-``repo_matches`` the event (and, when ``changed_files`` is known, whose paths it touches).
+Pure: bytes and headers in, a record out, no I/O. The HTTP server (``server.py``) reads
+the body with a cap and a deadline, hands it to ``parse_webhook``, refuses a replayed
+delivery (``ReplayGuard`` over ``delivery_keys``), and asks for a refresh of the apps whose
+repository ``repo_matches`` the event and whose ``manifest-generate-paths`` the push
+touches (``push_touches_app``).
 
-Steps, in this order, so that nothing about a payload is looked at before its sender is
-proven:
+Steps of ``parse_webhook``, in this order, so that nothing about a payload is looked at
+before its sender is proven:
 
-1. size: a body over ``max_bytes`` is refused (413) before any hashing;
+1. size: a body over ``max_bytes`` is refused (413) before any hashing (the server has
+   already refused it while reading; this is the second line);
 2. provider, from the headers: ``X-GitHub-Event`` → GitHub, ``X-Gitlab-Event`` → GitLab,
    ``X-Gitsail-Signature`` → generic; anything else is refused (400);
 3. authentication against that provider's secret (401 when it is missing, wrong, or the
@@ -36,6 +39,22 @@ appear in an error message or a repr.
 ``changed_files`` is ``None`` when the push does not say which files changed reliably (no
 commit list, a truncated one, or an empty one, as for a tag push or a force push to an
 older commit); the caller then refreshes every app of the repository, as Argo CD does.
+
+**Replays.** A captured request can be sent again. ``delivery_keys`` names a delivery by
+the provider's delivery id (``X-GitHub-Delivery``, ``X-Gitlab-Event-UUID``, …) and, for
+providers that sign the body (GitHub, generic) and a push that names its commit, by the
+digest of the signed body: the delivery id header is not signed, so a replay with a fresh
+id still carries the same signed bytes. ``ReplayGuard`` remembers the last ``window`` keys
+(oldest forgotten first) and refuses a delivery that shares one with an accepted one.
+
+**Path filtering** follows Argo CD: only an app with the annotation
+``argocd.argoproj.io/manifest-generate-paths`` is skipped when no changed file falls under
+one of its paths (``;``-separated; relative to the app's ``source.path``, ``.`` being that
+path; absolute from the repository root with a leading ``/``; Go ``filepath.Match`` globs).
+Every other app of the repository and revision is refreshed. Added, modified and removed
+files all count (a rename is a removal and an addition), so a new file in the app's
+directory refreshes it. A value that cannot be read refreshes (a filter that cannot parse
+its input does not skip).
 """
 
 from __future__ import annotations
@@ -45,19 +64,28 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+import posixpath
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from gitsail.model import Obj
+from gitsail.policy import DEFAULT_POLICY
 from gitsail.source import normalize_repo_url
 
 __all__ = [
+    "GENERATE_PATHS_ANNOTATION",
     "PushEvent",
+    "ReplayGuard",
     "WebhookError",
     "WebhookSecrets",
+    "delivery_keys",
+    "manifest_paths",
     "parse_webhook",
+    "push_touches_app",
     "repo_matches",
     "webhook_provider",
 ]
@@ -69,7 +97,9 @@ ARGOCD_KEYS = {
     "generic": "webhook.generic.secret",
 }
 
-DEFAULT_MAX_BYTES = 1 << 20
+GENERATE_PATHS_ANNOTATION = "argocd.argoproj.io/manifest-generate-paths"
+
+DEFAULT_MAX_BYTES = DEFAULT_POLICY.webhook_body_bytes
 
 # GitHub lists at most this many commits in a push payload (the Events API documents the
 # cap); with more, the list of changed files cannot be trusted to be complete.
@@ -82,6 +112,19 @@ _PROVIDER_HEADERS = (
     ("x-gitlab-event", "gitlab"),
     ("x-gitsail-signature", "generic"),
 )
+
+# Headers that carry a provider's id of one delivery (GitHub, GitLab, Gitea, Gogs,
+# Bitbucket Cloud, gitsail's generic); a redelivery of the same event keeps its id.
+_DELIVERY_HEADERS = (
+    "x-github-delivery",
+    "x-gitlab-event-uuid",
+    "x-gitea-delivery",
+    "x-gogs-delivery",
+    "x-request-uuid",
+    "x-gitsail-delivery",
+)
+# Providers whose signature covers the body: the same signed bytes are the same delivery.
+_SIGNED_BODY = frozenset({"github", "generic"})
 
 
 @dataclass(frozen=True, repr=False)
@@ -143,12 +186,15 @@ class WebhookError(Exception):
     """A refused webhook request; ``status`` is the HTTP status to answer with.
 
     401: signature or token missing or wrong, or the provider has no secret configured;
-    400: malformed request or payload, unknown provider; 413: body too large.
+    400: malformed request or payload, unknown provider; 408: body not received in time;
+    409: a replayed delivery; 413: body too large; 503: busy or not ready (``retry_after``
+    seconds, sent as ``Retry-After``).
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         self.status = status
         self.message = message
+        self.retry_after = retry_after
         super().__init__(message)
 
     def __repr__(self) -> str:
@@ -209,6 +255,167 @@ def repo_matches(app_repo_url: str, event: PushEvent) -> bool:
     if not wanted[1]:
         return False
     return any(_host_path(url) == wanted for url in event.repo_urls)
+
+
+# -- replays -------------------------------------------------------------------------------
+
+
+def delivery_keys(
+    provider: str, headers: Mapping[str, str], body: bytes, event: PushEvent
+) -> tuple[str, ...]:
+    """The names of one verified delivery that a replay of it would share.
+
+    The provider's delivery id, when it sends one, and for a provider that signs the body
+    and a push that names its commit, the digest of the body: a push of one commit to one
+    ref is sent once, so the same signed bytes again are a replay whatever id they carry.
+    Values are hashed, so a long header costs the memory of a digest.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    keys: list[str] = []
+    for header in _DELIVERY_HEADERS:
+        value = lowered.get(header, "").strip()
+        if value:
+            digest = hashlib.sha256(value.encode(errors="replace")).hexdigest()
+            keys.append(f"{provider}:{header}:{digest}")
+    if provider in _SIGNED_BODY and event.after:
+        keys.append(f"{provider}:body:{hashlib.sha256(body).hexdigest()}")
+    return tuple(keys)
+
+
+class ReplayGuard:
+    """The deliveries accepted recently: at most ``window`` keys, the oldest forgotten first.
+
+    ``claim`` takes a delivery's keys before it is acted on (so two copies sent at once
+    cannot both pass) and says whether none was seen; ``release`` forgets them again when
+    acting failed, so the sender's retry is not taken for a replay. A window of 0 remembers
+    nothing. Single-threaded: call it from the event loop only.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def claim(self, keys: Iterable[str]) -> bool:
+        keys = tuple(keys)
+        if self.window <= 0:
+            return True
+        if any(key in self._seen for key in keys):
+            return False
+        for key in keys:
+            self._seen[key] = None
+        while len(self._seen) > self.window:
+            self._seen.popitem(last=False)
+        return True
+
+    def release(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._seen.pop(key, None)
+
+
+# -- path filtering -----------------------------------------------------------------------
+
+
+def manifest_paths(annotation: str, source_path: str) -> tuple[str, ...] | None:
+    """The repository paths (or globs) an app's ``manifest-generate-paths`` value names.
+
+    Items are ``;``-separated; a relative item is joined to ``source_path`` (``.`` is the
+    app's own path), one with a leading ``/`` is from the repository root. Paths come back
+    normalized without a leading ``/`` (``.`` is the whole repository). ``None`` when the
+    value names nothing usable (empty, or every item leaves the repository): then the app
+    is not filtered.
+    """
+    base = posixpath.normpath(source_path.strip().strip("/") or ".")
+    paths: list[str] = []
+    for raw in annotation.split(";"):
+        item = raw.strip()
+        if not item:
+            continue
+        if item.startswith("/"):
+            joined = posixpath.normpath(item.lstrip("/") or ".")
+        else:
+            joined = posixpath.normpath(posixpath.join(base, item))
+        if joined == ".." or joined.startswith("../"):
+            continue  # outside the repository: matches no file
+        if joined not in paths:
+            paths.append(joined)
+    return tuple(paths) or None
+
+
+def push_touches_app(app: Obj, changed_files: tuple[str, ...] | None) -> bool:
+    """Whether a push with these changed files asks for a refresh of ``app``.
+
+    Always, unless the push lists its files and the app has a usable
+    ``manifest-generate-paths`` annotation; then when a changed file (added, modified or
+    removed) is one of its paths, lies under one, or matches one that is a glob.
+    """
+    if changed_files is None:
+        return True
+    annotations = (app.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get(GENERATE_PATHS_ANNOTATION)
+    if not isinstance(raw, str):
+        return True
+    source = (app.get("spec") or {}).get("source") or {}
+    source_path = source.get("path") if isinstance(source, dict) else None
+    paths = manifest_paths(raw, source_path if isinstance(source_path, str) else "")
+    if paths is None:
+        return True
+    files = [posixpath.normpath(f.lstrip("/")) for f in changed_files]
+    for path in paths:
+        if path == ".":
+            return True
+        if _is_glob(path):
+            pattern = _glob(path)
+            if pattern is None:
+                return True  # a pattern that cannot be read does not filter
+            if any(pattern.fullmatch(f) for f in files):
+                return True
+        elif any(f == path or f.startswith(path + "/") for f in files):
+            return True
+    return False
+
+
+def _is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[\\")
+
+
+def _glob(pattern: str) -> re.Pattern[str] | None:
+    """Go's ``path.Match`` syntax as a regex: ``*`` and ``?`` never cross ``/``; ``[...]``
+    classes and ranges (``^`` negates), ``\\`` escapes. ``None`` for a pattern it cannot
+    read (malformed, or an escape inside a class)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            i += 1
+            if i == len(pattern):
+                return None
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            start = i + 1
+            negate = pattern[start : start + 1] == "^"
+            start += negate
+            end = pattern.find("]", start)
+            body = pattern[start:end]
+            if end < 0 or not body or "\\" in body:
+                return None  # escapes inside a class are not read: refresh instead
+            body = body.replace("[", "\\[").replace("^", "\\^")
+            out.append(f"[^/{body}]" if negate else f"[{body}]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.compile("".join(out))
+    except re.error:
+        return None
 
 
 # -- providers ----------------------------------------------------------------------------

@@ -36,8 +36,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,9 @@ class GitSource:
         self._refs_memo: dict[tuple[str, str], tuple[float, _Refs]] = {}
         # (normalized url, credential identity) -> when an ls-remote with them last succeeded.
         self._access_proven: dict[tuple[str, str], float] = {}
+        # Told of every request to a server ("ls-remote" or "fetch") and its seconds, failed
+        # ones included (the controller counts them into metrics).
+        self.on_request: Callable[[str, float], None] | None = None
 
     def forget(self, repo_url: str) -> None:
         """Drop remembered refs of a repository (a webhook said it moved)."""
@@ -314,7 +317,7 @@ class GitSource:
         self._ensure_layout()
         await self._check_destination(repo, url)
         self.stats.ls_remotes += 1
-        with self._session(repo, url, creds) as git:
+        with self._session(repo, url, creds) as git, self._timed("ls-remote"):
             out, _ = await git.run(["ls-remote", "--symref", "--", url], action="ls-remote")
         commits: dict[str, str] = {}
         peeled: dict[str, str] = {}
@@ -412,6 +415,19 @@ class GitSource:
 
     async def _fetch(self, git: GitCommand, bare: Path, url: str, refspec: str) -> None:
         check_argument(refspec.lstrip("+"), "refspec", url=git.url)
+        with self._timed("fetch"):
+            await self._run_fetch(git, bare, url, refspec)
+
+    @contextmanager
+    def _timed(self, request_type: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self.on_request is not None:
+                self.on_request(request_type, time.monotonic() - started)
+
+    async def _run_fetch(self, git: GitCommand, bare: Path, url: str, refspec: str) -> None:
         await git.run(
             [
                 "--git-dir",

@@ -29,7 +29,14 @@ async def test_automated_sync_then_signed_webhook_makes_a_commit_live_in_seconds
     api: Kube, running: RunningController, git_repo: Workdir, control_ns: str
 ) -> None:
     git_repo.commit_and_push({"app/cm.yaml": configmap("live", v="1")}, "v1")
-    await create_app(api, control_ns, "hooked", public_url(git_repo), syncPolicy=AUTOMATED)
+    await create_app(
+        api,
+        control_ns,
+        "hooked",
+        public_url(git_repo),
+        syncPolicy=AUTOMATED,
+        metadata={"annotations": {"argocd.argoproj.io/manifest-generate-paths": "."}},
+    )
 
     async def synced_v(value: str) -> bool:
         cm = await api.get("v1", "ConfigMap", "live", control_ns)
@@ -51,7 +58,7 @@ async def test_automated_sync_then_signed_webhook_makes_a_commit_live_in_seconds
     assert accepted.json()["refreshed"] == [f"{control_ns}/hooked"]
     await eventually(lambda: synced_v("2"), timeout=20, what="webhook-triggered sync")
     assert time.monotonic() - started < 10
-    # The webhook for another path of the repo refreshes nothing.
+    # With manifest-generate-paths, a webhook for another path of the repo refreshes nothing.
     body, headers = github_push(public_url(git_repo), sha, ["docs/README.md"])
     async with httpx.AsyncClient() as client:
         other = await client.post(f"{running.url}/api/webhook", content=body, headers=headers)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gitsail.controller.manager import Controller, ControllerOptions
 from gitsail.controller.metrics import Metrics
+from gitsail.kube import Kube
 
 EXPECTED = {
     # family name (counters lose "_total" in the parser) → label names
@@ -118,7 +122,7 @@ def test_forget_app_removes_its_series() -> None:
     [
         ("record_sync", ("ns", "app", "Exploded")),
         ("observe_git_request", ("clone", 1.0)),
-        ("observe_render", ("jsonnet", 1.0)),
+        ("observe_render", ("kubectl", 1.0)),
         ("count_webhook", ("github", "maybe")),
         ("count_webhook", ("bitbucket", "accepted")),
     ],
@@ -126,3 +130,24 @@ def test_forget_app_removes_its_series() -> None:
 def test_unbounded_label_values_are_refused(call: str, args: tuple[object, ...]) -> None:
     with pytest.raises(ValueError, match="is not one of"):
         getattr(Metrics(), call)(*args)
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    value = metrics.registry.get_sample_value(name, labels)
+    return None if value is None else float(value)
+
+
+def test_the_controller_wires_render_reports_into_metrics() -> None:
+    controller = Controller(cast(Kube, object()), ControllerOptions())
+    controller.engine.observer.rendered("kustomize", 0.2, False)
+    controller.engine.observer.rendered("kustomize", 0.0, True)
+    metrics = controller.metrics
+    assert _sample(metrics, "gitsail_render_cache_total", result="miss") == 1
+    assert _sample(metrics, "gitsail_render_cache_total", result="hit") == 1
+    assert _sample(metrics, "gitsail_render_duration_seconds_count", tool="kustomize") == 1
+
+
+def test_a_render_tool_without_a_label_never_fails_the_render() -> None:
+    controller = Controller(cast(Kube, object()), ControllerOptions())
+    controller.engine.observer.rendered("some-plugin", 0.2, False)
+    assert _sample(controller.metrics, "gitsail_render_cache_total", result="miss") == 1

@@ -9,10 +9,15 @@ from typing import Any
 import pytest
 
 from gitsail.controller.webhook import (
+    GENERATE_PATHS_ANNOTATION,
     PushEvent,
+    ReplayGuard,
     WebhookError,
     WebhookSecrets,
+    delivery_keys,
+    manifest_paths,
     parse_webhook,
+    push_touches_app,
     repo_matches,
     webhook_provider,
 )
@@ -410,3 +415,128 @@ def test_repo_matches_any_url_of_a_github_event() -> None:
     event = parse_webhook(*github_request(github_push()), SECRETS)
     assert event is not None
     assert repo_matches("ssh://git@github.com/acme/deploy", event)
+
+
+# -- replays ------------------------------------------------------------------------------
+
+
+def test_delivery_keys_name_the_delivery_id_and_the_signed_body() -> None:
+    headers, body = github_request(github_push())
+    headers["X-GitHub-Delivery"] = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    event = parse_webhook(headers, body, SECRETS)
+    assert event is not None
+    keys = delivery_keys("github", headers, body, event)
+    assert len(keys) == 2
+    # A replay with a fresh delivery id still carries the same signed bytes.
+    headers["X-GitHub-Delivery"] = "a-fresh-id"
+    assert set(keys) & set(delivery_keys("github", headers, body, event))
+    # Header values are stored as digests, not as sent.
+    assert all("72d3162e" not in key for key in keys)
+
+
+def test_gitlab_delivery_is_named_by_its_event_uuid_only() -> None:
+    headers, body = gitlab_request(gitlab_push())
+    event = parse_webhook(headers, body, SECRETS)
+    assert event is not None
+    assert delivery_keys("gitlab", headers, body, event) == ()
+    headers["X-Gitlab-Event-UUID"] = "13792a34-cac6-4fda-95a8-c58e00a3954e"
+    assert len(delivery_keys("gitlab", headers, body, event)) == 1
+
+
+def test_a_push_without_a_commit_is_not_named_by_its_body() -> None:
+    headers, body = generic_request(
+        {"repository": "https://git.example.com/r", "ref": "refs/heads/main"}
+    )
+    event = parse_webhook(headers, body, SECRETS)
+    assert event is not None
+    assert delivery_keys("generic", headers, body, event) == ()
+
+
+def test_replay_guard_refuses_a_key_it_has_seen() -> None:
+    guard = ReplayGuard(10)
+    assert guard.claim(["a", "b"])
+    assert not guard.claim(["b", "c"])
+    assert not guard.claim(["a"])
+    assert guard.claim(["c"])
+
+
+def test_replay_guard_forgets_released_keys_so_a_retry_passes() -> None:
+    guard = ReplayGuard(10)
+    assert guard.claim(["a"])
+    guard.release(["a"])
+    assert guard.claim(["a"])
+
+
+def test_replay_guard_keeps_at_most_its_window_oldest_forgotten_first() -> None:
+    guard = ReplayGuard(3)
+    for key in "abcd":
+        assert guard.claim([key])
+    assert len(guard) == 3
+    assert guard.claim(["a"])  # forgotten
+    assert not guard.claim(["d"])
+
+
+def test_replay_guard_with_a_window_of_zero_remembers_nothing() -> None:
+    guard = ReplayGuard(0)
+    assert guard.claim(["a"])
+    assert guard.claim(["a"])
+    assert len(guard) == 0
+
+
+# -- path filtering -----------------------------------------------------------------------
+
+
+def _app(annotation: str | None, path: str = "apps/web") -> dict[str, Any]:
+    annotations = {} if annotation is None else {GENERATE_PATHS_ANNOTATION: annotation}
+    return {"metadata": {"annotations": annotations}, "spec": {"source": {"path": path}}}
+
+
+def test_an_app_without_the_annotation_is_refreshed_by_any_push_of_its_repo() -> None:
+    assert push_touches_app(_app(None), ("docs/readme.md",))
+
+
+def test_a_push_with_unknown_files_refreshes_even_an_annotated_app() -> None:
+    assert push_touches_app(_app("."), None)
+
+
+def test_a_new_file_in_the_app_directory_refreshes_it() -> None:
+    assert push_touches_app(_app("."), ("apps/web/new-service.yaml",))
+    assert push_touches_app(_app("."), ("apps/web/sub/dir/new.yaml",))
+
+
+def test_removed_and_renamed_files_count_like_added_ones() -> None:
+    # A rename out of the directory is listed as a removal there and an addition elsewhere.
+    assert push_touches_app(_app("."), ("apps/web/old.yaml", "attic/old.yaml"))
+
+
+def test_files_outside_the_generate_paths_do_not_refresh() -> None:
+    assert not push_touches_app(_app("."), ("apps/webshop/x.yaml", "apps/other/x.yaml"))
+
+
+def test_generate_paths_relative_absolute_and_several() -> None:
+    app = _app(".;../shared;/charts/common")
+    assert push_touches_app(app, ("apps/shared/cm.yaml",))
+    assert push_touches_app(app, ("charts/common/values.yaml",))
+    assert push_touches_app(app, ("/charts/common/values.yaml",))
+    assert not push_touches_app(app, ("charts/other/values.yaml",))
+
+
+def test_generate_paths_globs_match_like_go_path_match() -> None:
+    app = _app("/shared/*-secret.yaml")
+    assert push_touches_app(app, ("shared/db-secret.yaml",))
+    assert not push_touches_app(app, ("shared/sub/db-secret.yaml",))
+    assert not push_touches_app(app, ("shared/db.yaml",))
+    assert push_touches_app(_app("/env/[a-c]?/values.yaml"), ("env/b1/values.yaml",))
+    assert not push_touches_app(_app("/env/[^a-c]?/values.yaml"), ("env/b1/values.yaml",))
+
+
+@pytest.mark.parametrize("value", ["", " ; ", "../../..", "/env/[a-c/x", "/x/[\\]]"])
+def test_a_generate_paths_value_that_names_nothing_readable_does_not_filter(value: str) -> None:
+    assert push_touches_app(_app(value), ("unrelated/file.yaml",))
+
+
+def test_root_app_path_and_root_generate_path() -> None:
+    assert manifest_paths(".", "") == (".",)
+    assert manifest_paths("/", "apps/web") == (".",)
+    assert manifest_paths("./base;../x", "apps/web/") == ("apps/web/base", "apps/x")
+    assert push_touches_app(_app("/"), ("anything.yaml",))
