@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from gitsail.model import Artifact
+from gitsail.policy import DEFAULT_POLICY
+from gitsail.source._cache import CacheLedger
 from gitsail.source._fs import remove_tree, replace_dir, seal_tree
 from gitsail.source._gitcli import GitCommand, git_session
 from gitsail.source._urls import (
@@ -109,6 +111,9 @@ class GitSource:
         # hundreds of apps polling one repository share one ls-remote.
         self.refs_ttl = 0.0
         self._refs_memo: dict[tuple[str, int], tuple[float, _Refs]] = {}
+        # Mirrors and checkouts within a byte budget, least recently used evicted first.
+        caches = [self.cache_dir / "repos", self.cache_dir / "checkouts"]
+        self.cache = CacheLedger(caches, limit=DEFAULT_POLICY.source_cache_bytes)
 
     def forget(self, repo_url: str) -> None:
         """Drop remembered refs of a repository (a webhook said it moved)."""
@@ -161,7 +166,7 @@ class GitSource:
             digest = await asyncio.to_thread(input_digest, checkout, rel, **options)
         except SourceError as exc:
             raise type(exc)(f"{shown} at {resolved.sha}: {exc.message}", url=shown) from exc
-        return Artifact(
+        artifact = Artifact(
             url=shown,
             revision=resolved.sha,
             requested=requested,
@@ -170,6 +175,8 @@ class GitSource:
             digest=digest,
             kind="git",
         )
+        self.cache.lease(checkout, artifact)
+        return artifact
 
     # -- resolution ----------------------------------------------------------------------
 
@@ -314,6 +321,7 @@ class GitSource:
         lock = self._repo_locks.setdefault(key, asyncio.Lock())
         async with lock:
             bare = self.cache_dir / "repos" / f"{key}.git"
+            self.cache.touch(bare)
             if not (bare / "HEAD").is_file():
                 await self._init_bare(bare)
             if await self._has_commit(bare, resolved.sha):
@@ -339,6 +347,7 @@ class GitSource:
                     f"commit {resolved.sha} was not found in {redact_url(url)} after fetching",
                     url=redact_url(url),
                 )
+            await self.cache.record(bare)
             return bare
 
     async def _init_bare(self, bare: Path) -> None:
@@ -367,6 +376,7 @@ class GitSource:
     async def _checkout(self, bare: Path, sha: str, shown: str) -> Path:
         target = self.cache_dir / "checkouts" / sha
         if target.is_dir():
+            self.cache.touch(target)
             return target
         lock = self._checkout_locks.setdefault(sha, asyncio.Lock())
         async with lock:
@@ -393,6 +403,7 @@ class GitSource:
             finally:
                 index.unlink(missing_ok=True)
             self.stats.checkouts += 1
+            await self.cache.record(target)
             return target
 
 
