@@ -43,8 +43,8 @@ __all__ = ["CacheLedger", "tree_size"]
 def tree_size(tree: Path) -> int:
     """Apparent bytes of the files (and links) under ``tree``; links are not followed."""
     total = 0
-    for current, dirs, files in os.walk(tree):
-        for name in [*files, *dirs]:
+    for current, _, files in os.walk(tree):
+        for name in files:
             with contextlib.suppress(OSError):
                 total += (Path(current) / name).lstat().st_size
     return total
