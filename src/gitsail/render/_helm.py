@@ -346,7 +346,8 @@ def _check_schema_node(node: Any, where: str) -> None:
                     raise RenderError(
                         f"{where}: {key} {value!r} points outside the schema; helm would load it "
                         "from the renderer's disk or network. Inline the definition and "
-                        'reference it as "#/$defs/…"'
+                        'reference it as "#/$defs/…", or set spec.source.helm.'
+                        "skipSchemaValidation: true"
                     )
                 if key == "$schema" and not (isinstance(value, str) and _SCHEMA_META.match(value)):
                     raise RenderError(

@@ -112,7 +112,8 @@ class CacheLedger:
                 self._sizes.setdefault(path, size)
                 self._last_use.setdefault(path, mtime)
         self._sizes[entry] = await asyncio.to_thread(tree_size, entry)
-        await self.evict()
+        with self.hold(entry):  # the caller is about to hand it out
+            await self.evict()
 
     async def evict(self) -> list[Path]:
         """Remove least recently used entries not in use until the total fits the budget."""

@@ -585,7 +585,7 @@ async def test_set_values_reach_the_chart_exactly_as_written(
         for name, value, force, _ in ROUND_TRIPS
     ]
     params.append({"name": "annotations.example\\.com/name", "value": "dotted"})
-    params.append({"name": "list[1].name", "value": "second"})
+    params.append({"name": "items[1].name", "value": "second"})
     rendered = await renderer.render(
         echo_repo.artifact("charts/echo"), _opts({"helm": {"parameters": params}})
     )
@@ -595,7 +595,7 @@ async def test_set_values_reach_the_chart_exactly_as_written(
     assert "injected" not in values
     assert "leak" not in values
     assert values["annotations"] == {"example.com/name": "dotted"}
-    assert values["list"] == [None, {"name": "second"}]
+    assert values["items"] == [None, {"name": "second"}]
     echo_repo.assert_unchanged()
 
 
