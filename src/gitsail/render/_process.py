@@ -6,6 +6,10 @@ built from scratch: ``PATH``, a private ``HOME`` and ``TMPDIR``, plus what the c
 (Helm's home directories), so no cloud, cluster or Git credentials of the controller reach a
 chart or a kustomization. Errors carry the tool's stderr with URL credentials and known
 secret values redacted.
+
+Callers build argv so that no tenant value can be read as a flag (``--flag=value`` forms,
+``--`` before positionals; see ``_helm``); ``run`` itself refuses a NUL character in any
+argument or environment value, which the OS cannot pass and would otherwise crash the caller.
 """
 
 from __future__ import annotations
@@ -74,13 +78,19 @@ class ToolRunner:
     ) -> bytes:
         """stdout of ``argv``; RenderError with ``what`` and the stderr when it fails."""
         limit = self.timeout if time_limit is None else time_limit
+        environment = self.environment(env)
+        if any("\x00" in part for part in [*argv, *environment.values()]):
+            raise RenderError(
+                f"{what}: an argument contains a NUL character; refusing to run "
+                f"{Path(argv[0]).name} (remove it from the Application's spec)"
+            )
         async with self._semaphore:
             self.calls += 1
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *argv,
                     cwd=cwd,
-                    env=self.environment(env),
+                    env=environment,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,

@@ -44,6 +44,7 @@ from typing import Any
 
 from gitsail.model import Artifact
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.source._cache import CacheLedger
 from gitsail.source._fs import remove_tree, replace_dir, seal_tree
 from gitsail.source._gitcli import GitCommand, git_session
 from gitsail.source._urls import (
@@ -117,13 +118,14 @@ class GitSource:
         self,
         cache_dir: Path | None = None,
         *,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         known_hosts: str = "",
         policy: Policy | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.timeout = timeout
         self.policy = policy if policy is not None else DEFAULT_POLICY
+        # Seconds one git command may take (GITSAIL_GIT_TIMEOUT unless given).
+        self.timeout = timeout if timeout is not None else self.policy.git_timeout
         self.known_hosts = known_hosts  # argocd-ssh-known-hosts-cm content; may be updated
         self.stats = GitStats()
         self._repo_locks: dict[str, asyncio.Lock] = {}
@@ -140,6 +142,9 @@ class GitSource:
         # Told of every request to a server ("ls-remote" or "fetch") and its seconds, failed
         # ones included (the controller counts them into metrics).
         self.on_request: Callable[[str, float], None] | None = None
+        # Mirrors and checkouts within a byte budget, least recently used evicted first.
+        caches = [self.cache_dir / "repos", self.cache_dir / "checkouts"]
+        self.cache = CacheLedger(caches, limit=self.policy.source_cache_bytes)
 
     def forget(self, repo_url: str) -> None:
         """Drop remembered refs of a repository (a webhook said it moved)."""
@@ -193,7 +198,7 @@ class GitSource:
             digest = await asyncio.to_thread(input_digest, checkout, rel, **options)
         except SourceError as exc:
             raise type(exc)(f"{shown} at {resolved.sha}: {exc.message}", url=shown) from exc
-        return Artifact(
+        artifact = Artifact(
             url=shown,
             revision=resolved.sha,
             requested=requested,
@@ -202,6 +207,8 @@ class GitSource:
             digest=digest,
             kind="git",
         )
+        self.cache.lease(checkout, artifact)
+        return artifact
 
     # -- resolution ----------------------------------------------------------------------
 
@@ -380,6 +387,7 @@ class GitSource:
         lock = self._repo_locks.setdefault(key, asyncio.Lock())
         async with lock:
             bare = self.cache_dir / "repos" / f"{key}.git"
+            self.cache.touch(bare)
             if not (bare / "HEAD").is_file():
                 await self._init_bare(bare)
             if await self._has_commit(bare, resolved.sha):
@@ -406,6 +414,7 @@ class GitSource:
                     f"commit {resolved.sha} was not found in {redact_url(url)} after fetching",
                     url=redact_url(url),
                 )
+            await self.cache.record(bare)
             return bare
 
     async def _init_bare(self, bare: Path) -> None:
@@ -447,6 +456,7 @@ class GitSource:
     async def _checkout(self, bare: Path, sha: str, shown: str) -> Path:
         target = self.cache_dir / "checkouts" / sha
         if target.is_dir():
+            self.cache.touch(target)
             return target
         lock = self._checkout_locks.setdefault(sha, asyncio.Lock())
         async with lock:
@@ -473,6 +483,7 @@ class GitSource:
             finally:
                 index.unlink(missing_ok=True)
             self.stats.checkouts += 1
+            await self.cache.record(target)
             return target
 
 

@@ -10,16 +10,27 @@ gives a digest and that directory already exists, nothing is downloaded.
 Credentials (basic auth or a bearer token) are sent to the repository's own origin only,
 as Helm does unless ``--pass-credentials`` is given: a chart hosted elsewhere is fetched
 without them.
+
+A package is an outsider's archive, so unpacking is bounded by the operator's ``Policy``:
+the download by ``chart_archive_bytes``, the decompressed stream and the files by
+``chart_unpacked_bytes``, the members by ``chart_entries``. Only directories and regular
+files are unpacked (Helm's own loader reads nothing else; a link, a device or a sparse file
+refuses the package), every name must be relative and stay inside the package, and files are
+written by us, byte-counted, never by ``tarfile``'s extraction. Unpacked charts are
+cache entries under ``chart_cache_bytes`` (see ``_cache``): least recently used ones go.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import io
 import re
+import stat
 import tarfile
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +41,7 @@ import yaml
 
 from gitsail.model import Artifact
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.source._cache import CacheLedger
 from gitsail.source._fs import remove_tree, replace_dir, seal_tree
 from gitsail.source._urls import check_argument, http_guard, parse_repo_url, redact_url
 from gitsail.source.credentials import RepoCredentials, credentials_from_url
@@ -49,8 +61,9 @@ from gitsail.source.semver import (
 
 __all__ = ["HelmRepoSource", "HelmStats"]
 
-MAX_CHART_BYTES = 64 * 1024 * 1024
-_CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+_CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,249}$")
+_TAR_OVERHEAD = 4096  # per member: header, extended headers and padding
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -71,6 +84,7 @@ class HelmRepoSource:
         self.timeout = timeout
         self.policy = policy if policy is not None else DEFAULT_POLICY
         self.stats = HelmStats()
+        self.cache = CacheLedger([self.cache_dir / "charts"], limit=self.policy.chart_cache_bytes)
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def fetch_chart(
@@ -112,7 +126,9 @@ class HelmRepoSource:
                 expected = ""
             charts = self.cache_dir / "charts"
             if expected and (charts / expected / chart).is_dir():
-                return _artifact(shown, chart, chosen, requested, charts / expected, expected)
+                artifact = _artifact(shown, chart, chosen, requested, charts / expected, expected)
+                self.cache.lease(charts / expected, artifact)
+                return artifact
             data = await self._download(client, tgz_url, base, shown, creds)
         sha = hashlib.sha256(data).hexdigest()
         if expected and sha != expected:
@@ -122,7 +138,9 @@ class HelmRepoSource:
                 "inconsistent or the download was altered"
             )
         root = await self._unpack(data, sha, chart, f"{shown} chart {chart} {chosen}")
-        return _artifact(shown, chart, chosen, requested, root, sha)
+        artifact = _artifact(shown, chart, chosen, requested, root, sha)
+        self.cache.lease(root, artifact)
+        return artifact
 
     async def _get(
         self,
@@ -132,6 +150,7 @@ class HelmRepoSource:
         creds: RepoCredentials | None,
         *,
         send_credentials: bool,
+        limit: int,
     ) -> bytes:
         auth: httpx.BasicAuth | None = None
         headers: dict[str, str] = {}
@@ -160,8 +179,12 @@ class HelmRepoSource:
                 size = 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
-                    if size > MAX_CHART_BYTES:
-                        raise FetchError(f"{what} is larger than {MAX_CHART_BYTES} bytes")
+                    if size > limit:
+                        raise FetchError(
+                            f"{what} is larger than {limit} bytes; refusing it (an operator "
+                            "can raise the limit)",
+                            url=shown,
+                        )
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.HTTPError as exc:
@@ -175,7 +198,14 @@ class HelmRepoSource:
         self, client: httpx.AsyncClient, base: str, shown: str, creds: RepoCredentials | None
     ) -> dict[str, Any]:
         self.stats.index_fetches += 1
-        raw = await self._get(client, base + "index.yaml", shown, creds, send_credentials=True)
+        raw = await self._get(
+            client,
+            base + "index.yaml",
+            shown,
+            creds,
+            send_credentials=True,
+            limit=MAX_INDEX_BYTES,
+        )
         try:
             doc = await asyncio.to_thread(yaml.load, raw, Loader=_Loader)
         except yaml.YAMLError as exc:
@@ -194,7 +224,14 @@ class HelmRepoSource:
     ) -> bytes:
         same_origin = _origin(url) == _origin(base)
         self.stats.downloads += 1
-        return await self._get(client, url, shown, creds, send_credentials=same_origin)
+        return await self._get(
+            client,
+            url,
+            shown,
+            creds,
+            send_credentials=same_origin,
+            limit=self.policy.chart_archive_bytes,
+        )
 
     async def _unpack(self, data: bytes, sha: str, chart: str, what: str) -> Path:
         charts = self.cache_dir / "charts"
@@ -202,11 +239,12 @@ class HelmRepoSource:
         lock = self._locks.setdefault(sha, asyncio.Lock())
         async with lock:
             if (target / chart).is_dir():
+                self.cache.touch(target)
                 return target
             charts.mkdir(parents=True, exist_ok=True, mode=0o700)
             partial = charts / f".{sha}.{uuid.uuid4().hex}.partial"
             try:
-                await asyncio.to_thread(_extract, data, partial, what)
+                await asyncio.to_thread(_extract, data, partial, what, self.policy)
                 if not (partial / chart).is_dir():
                     raise FetchError(f"{what}: the package has no top-level directory {chart!r}")
                 await asyncio.to_thread(seal_tree, partial, what)
@@ -214,6 +252,7 @@ class HelmRepoSource:
             except BaseException:
                 await asyncio.to_thread(remove_tree, partial)
                 raise
+            await self.cache.record(target)
             return target
 
 
@@ -265,13 +304,103 @@ def _pick_version(index: dict[str, Any], chart: str, requested: str, shown: str)
     )
 
 
-def _extract(data: bytes, destination: Path, what: str) -> None:
+class _BoundedStream(io.RawIOBase):
+    """A read-only stream that fails once more than ``limit`` bytes were read from it.
+
+    Each read asks the inner stream for at most what is left (plus one byte to notice the
+    overflow), so a header that declares gigabytes cannot make anyone buffer them.
+    """
+
+    def __init__(self, inner: io.BufferedIOBase, limit: int, what: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self._left = limit
+        self._limit = limit
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        wanted = min(len(view), self._left + 1)
+        chunk = self._inner.read(wanted)
+        if len(chunk) > self._left:
+            raise FetchError(
+                f"{self._what}: the package unpacks to more than {self._limit} bytes; "
+                "refusing it (an operator can raise GITSAIL_CHART_UNPACKED_BYTES)"
+            )
+        self._left -= len(chunk)
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _member_path(member: tarfile.TarInfo, destination: Path, what: str) -> Path | None:
+    """Where ``member`` goes under ``destination``; None for the archive root itself."""
+    name = member.name.replace("\\", "/")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or ".." in parts or any("\x00" in p for p in parts):
+        raise FetchError(f"{what}: the package contains the unsafe path {member.name!r}")
+    return destination.joinpath(*parts) if parts else None
+
+
+def _extract(data: bytes, destination: Path, what: str, policy: Policy) -> None:
+    """Unpack the gzipped tar ``data`` into the new directory ``destination``, within limits."""
     destination.mkdir(mode=0o700)
+    stream_limit = policy.chart_unpacked_bytes + policy.chart_entries * _TAR_OVERHEAD
+    raw = gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb")
+    stream = io.BufferedReader(_BoundedStream(raw, stream_limit, what))
+    entries = 0
+    unpacked = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            archive.extractall(destination, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                entries += 1
+                if entries > policy.chart_entries:
+                    raise FetchError(
+                        f"{what}: the package has more than {policy.chart_entries} entries; "
+                        "refusing it (an operator can raise GITSAIL_CHART_ENTRIES)"
+                    )
+                target = _member_path(member, destination, what)
+                if member.isdir():
+                    if target is not None:
+                        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                    continue
+                if not member.isreg() or member.issparse() or target is None:
+                    raise FetchError(
+                        f"{what}: the package entry {member.name!r} is not a regular file or "
+                        "directory (links, devices and sparse files are refused)"
+                    )
+                unpacked += member.size
+                if unpacked > policy.chart_unpacked_bytes:
+                    raise FetchError(
+                        f"{what}: the package unpacks to more than "
+                        f"{policy.chart_unpacked_bytes} bytes; refusing it (an operator can "
+                        "raise GITSAIL_CHART_UNPACKED_BYTES)"
+                    )
+                _write_member(archive, member, target, what)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise FetchError(f"{what}: the chart package cannot be unpacked safely: {exc}") from None
+
+
+def _write_member(
+    archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path, what: str
+) -> None:
+    source = archive.extractfile(member)
+    if source is None:  # pragma: no cover - a regular member always has a file object
+        raise FetchError(f"{what}: cannot read {member.name!r} from the package")
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if target.is_symlink() or target.is_dir():
+        raise FetchError(f"{what}: the package entry {member.name!r} is listed twice")
+    written = 0
+    with source, target.open("wb") as out:
+        while chunk := source.read(1024 * 1024):
+            written += len(chunk)
+            if written > member.size:  # pragma: no cover - tarfile reads exactly .size
+                raise FetchError(f"{what}: {member.name!r} is longer than its header says")
+            out.write(chunk)
+    mode = stat.S_IMODE(member.mode) & 0o755
+    target.chmod(mode | 0o600)
 
 
 def _artifact(

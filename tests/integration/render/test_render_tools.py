@@ -523,3 +523,182 @@ def test_renderer_environment_is_scrubbed(tmp_path: Path, monkeypatch: pytest.Mo
     assert "AWS_SECRET_ACCESS_KEY" not in env
     assert env["HOME"].startswith(str(tmp_path))
     assert env["PATH"] == os.environ["PATH"]
+
+
+# --- hardening: what reaches helm's argv (issue 7, items 2, 3 and 17) ------------------
+
+ECHO_CHART = {
+    "Chart.yaml": """\
+        apiVersion: v2
+        name: echo
+        version: 0.1.0
+        """,
+    "templates/values.yaml": """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: {{ .Release.Name }}-values
+        data:
+          values.json: {{ toJson .Values | quote }}
+        """,
+    "files/config.txt": "from-the-repo\n",
+}
+
+
+@pytest.fixture
+def echo_repo(repo: Repo) -> Repo:
+    for rel, text in ECHO_CHART.items():
+        repo.write(f"charts/echo/{rel}", text)
+    return repo
+
+
+def _values(rendered: Any) -> Any:
+    import json
+
+    return json.loads(_by_kind(rendered.manifests, "ConfigMap")["data"]["values.json"])
+
+
+# Values exactly as written in the spec, and what the chart must see.
+ROUND_TRIPS: list[tuple[str, str, bool, Any]] = [
+    ("comma", "a,b", False, "a,b"),
+    ("escapedComma", "a\\,b", False, "a\\,b"),
+    ("backslash", "C:\\dir\\file", False, "C:\\dir\\file"),
+    ("assignment", "x=1,leak=/etc/passwd", False, "x=1,leak=/etc/passwd"),
+    ("dotsAndBrackets", "a.b[0]=c", False, "a.b[0]=c"),
+    ("braceStart", "{open", False, "{open"),
+    ("list", "{one,two}", False, ["one", "two"]),
+    ("listSmuggle", "{a},injected={b}", False, ["a}", "injected={b"]),
+    ("number", "42", False, 42),
+    ("numberAsString", "42", True, "42"),
+    ("boolean", "true", False, True),
+    ("booleanAsString", "true", True, "true"),
+    ("empty", "", False, ""),
+]
+
+
+async def test_set_values_reach_the_chart_exactly_as_written(
+    echo_repo: Repo, renderer: Renderer
+) -> None:
+    echo_repo.freeze()
+    params = [
+        {"name": name, "value": value, "forceString": force}
+        for name, value, force, _ in ROUND_TRIPS
+    ]
+    params.append({"name": "annotations.example\\.com/name", "value": "dotted"})
+    params.append({"name": "items[1].name", "value": "second"})
+    rendered = await renderer.render(
+        echo_repo.artifact("charts/echo"), _opts({"helm": {"parameters": params}})
+    )
+    values = _values(rendered)
+    for name, _, _, expected in ROUND_TRIPS:
+        assert values[name] == expected, name
+    assert "injected" not in values
+    assert "leak" not in values
+    assert values["annotations"] == {"example.com/name": "dotted"}
+    assert values["items"] == [None, {"name": "second"}]
+    echo_repo.assert_unchanged()
+
+
+async def test_file_parameter_reads_the_repository_file_even_with_commas_in_its_path(
+    echo_repo: Repo, renderer: Renderer
+) -> None:
+    echo_repo.write("charts/echo/files/a,b=c.txt", "odd-name\n")
+    echo_repo.freeze()
+    rendered = await renderer.render(
+        echo_repo.artifact("charts/echo"),
+        _opts(
+            {
+                "helm": {
+                    "fileParameters": [
+                        {"name": "config", "path": "files/config.txt"},
+                        {"name": "odd", "path": "files/a,b=c.txt"},
+                        {"name": "fromRoot", "path": "/charts/echo/files/config.txt"},
+                    ]
+                }
+            }
+        ),
+    )
+    values = _values(rendered)
+    assert values == {
+        "config": "from-the-repo\n",
+        "odd": "odd-name\n",
+        "fromRoot": "from-the-repo\n",
+    }
+
+
+async def test_file_parameter_name_cannot_read_a_host_file(
+    echo_repo: Repo, renderer: Renderer, tmp_path: Path
+) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-hash\n")
+    echo_repo.freeze()
+    options = _opts(
+        {
+            "helm": {
+                "fileParameters": [{"name": f"leak={secret},unused", "path": "files/config.txt"}]
+            }
+        }
+    )
+    with pytest.raises(RenderError, match="is not a Helm value key") as info:
+        await renderer.render(echo_repo.artifact("charts/echo"), options)
+    assert "secret-hash" not in str(info.value)
+
+
+async def test_release_name_that_is_a_helm_flag_is_refused_before_helm_runs(
+    echo_repo: Repo, renderer: Renderer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    script = tmp_path / "post.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\ncat\n")
+    script.chmod(0o755)
+    echo_repo.freeze()
+    for release in (f"--post-renderer={script}", "--post-renderer", "-h", "Web"):
+        options = _opts({"helm": {"releaseName": release}})
+        with pytest.raises(RenderError, match="is not a valid Helm release name"):
+            await renderer.render(echo_repo.artifact("charts/echo"), options)
+    assert not marker.exists()
+
+
+def test_local_chart_with_a_symlink_out_of_the_repository_is_refused(
+    echo_repo: Repo, tmp_path: Path
+) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-hash\n")
+    echo_repo.write(
+        "charts/echo/templates/leak.yaml",
+        """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: leak}
+        data: {leak: {{ .Files.Get "files/leak" | quote }}}
+        """,
+    )
+    (echo_repo.root / "charts/echo/files/leak").symlink_to(secret)
+    (echo_repo.root / ".git").mkdir()
+    with pytest.raises(RenderError, match=r"charts/echo/files/leak is a symbolic link") as info:
+        render_local(echo_repo.root / "charts" / "echo", helm=find_binary("helm"))
+    assert "secret-hash" not in str(info.value)
+
+
+def test_chart_schema_cannot_make_helm_read_a_host_file(echo_repo: Repo, tmp_path: Path) -> None:
+    secret = tmp_path / "creds.json"
+    secret.write_text('{"type": "object", "required": ["secret-key-abc"]}')
+    echo_repo.write("charts/echo/values.schema.json", f'{{"$ref": "file://{secret}"}}')
+    (echo_repo.root / ".git").mkdir()
+    with pytest.raises(RenderError, match="points outside the schema") as info:
+        render_local(echo_repo.root / "charts" / "echo", helm=find_binary("helm"))
+    assert "secret-key-abc" not in str(info.value)
+
+
+def test_local_kustomization_never_reads_through_a_symlink_out(repo: Repo, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\ndata: {k: host-secret}\n"
+    )
+    repo.write("app/kustomization.yaml", "resources: [cm.yaml, stolen.yaml]\n")
+    repo.write("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n")
+    (repo.root / "app" / "stolen.yaml").symlink_to(secret)
+    (repo.root / ".git").mkdir()
+    with pytest.raises(RenderError) as info:
+        render_local(repo.root / "app", kustomize=find_binary("kustomize"))
+    assert "host-secret" not in str(info.value)

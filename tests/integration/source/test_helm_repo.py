@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import gzip
 import hashlib
+import io
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from gitsail.policy import DEFAULT_POLICY
 from gitsail.source import (
     AuthError,
     FetchError,
@@ -127,3 +133,84 @@ async def test_missing_or_wrong_credentials_are_auth_errors(
     with pytest.raises(AuthError) as caught:
         await source.fetch_chart(static_http.url, "web", "1.0.0", wrong)
     assert "bad-pw-99" not in str(caught.value)
+
+
+# --- hardening: bounded unpacking and a cache budget (issue 7, item 11) -----------------
+
+
+def _serve_package(server: StaticServer, name: str, version: str, tgz: bytes) -> None:
+    (server.root / f"{name}-{version}.tgz").write_bytes(tgz)
+    index = {
+        "apiVersion": "v1",
+        "entries": {
+            name: [
+                {
+                    "name": name,
+                    "version": version,
+                    "urls": [f"{name}-{version}.tgz"],
+                    "digest": hashlib.sha256(tgz).hexdigest(),
+                }
+            ]
+        },
+    }
+    (server.root / "index.yaml").write_text(yaml.safe_dump(index))
+
+
+def _bomb(name: str, unpacked: int) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        chart = f"apiVersion: v2\nname: {name}\nversion: 1.0.0\n".encode()
+        info = tarfile.TarInfo(f"{name}/Chart.yaml")
+        info.size = len(chart)
+        tar.addfile(info, io.BytesIO(chart))
+        info = tarfile.TarInfo(f"{name}/templates/zeros")
+        info.size = unpacked
+        tar.addfile(info, io.BytesIO(bytes(unpacked)))
+    return gzip.compress(raw.getvalue(), compresslevel=9)
+
+
+@pytest.mark.parametrize("static_http", ["anonymous"], indirect=True)
+async def test_a_package_that_unpacks_beyond_the_limit_is_refused_and_leaves_nothing(
+    static_http: StaticServer, tmp_path: Path
+) -> None:
+    tgz = _bomb("bomb", 64 * 1024 * 1024)
+    assert len(tgz) < 200_000
+    _serve_package(static_http, "bomb", "1.0.0", tgz)
+    policy = dataclasses.replace(DEFAULT_POLICY, chart_unpacked_bytes=16 * 1024 * 1024)
+    source = HelmRepoSource(tmp_path / "cache", policy=policy)
+    with pytest.raises(FetchError, match="unpacks to more than 16777216 bytes"):
+        await source.fetch_chart(static_http.url, "bomb", "1.0.0")
+    assert list((tmp_path / "cache" / "charts").iterdir()) == []  # no partial left behind
+
+
+@pytest.mark.parametrize("static_http", ["anonymous"], indirect=True)
+async def test_a_package_over_the_archive_limit_is_not_downloaded_whole(
+    static_http: StaticServer, tmp_path: Path
+) -> None:
+    _serve_package(static_http, "big", "1.0.0", os.urandom(3 * 1024 * 1024))
+    policy = dataclasses.replace(DEFAULT_POLICY, chart_archive_bytes=1024 * 1024)
+    source = HelmRepoSource(tmp_path / "cache", policy=policy)
+    with pytest.raises(FetchError, match="larger than 1048576 bytes"):
+        await source.fetch_chart(static_http.url, "big", "1.0.0")
+
+
+@pytest.mark.parametrize("static_http", ["anonymous"], indirect=True)
+async def test_chart_cache_evicts_least_recently_used_charts_no_longer_in_use(
+    static_http: StaticServer, tmp_path: Path
+) -> None:
+    _build_repo(static_http, tmp_path)
+    source = HelmRepoSource(tmp_path / "cache")
+    first = await source.fetch_chart(static_http.url, "web", "1.0.0")
+    size = source.cache.total
+    source.cache.limit = size + size // 2  # room for one chart, not two
+    source.cache.keep_recent = 0
+    first_root = first.root
+    second = await source.fetch_chart(static_http.url, "web", "1.1.0")
+    assert first_root.is_dir()  # still leased: the first Artifact is alive
+    del first
+    gc.collect()
+    third = await source.fetch_chart(static_http.url, "web", "2.0.0-rc.1")
+    assert not first_root.exists()
+    assert second.root.is_dir()  # in use
+    assert third.root.is_dir()
+    assert source.cache.evictions == 1

@@ -49,4 +49,4 @@ def test_git_source_signatures() -> None:
     ]
     assert fetch.parameters["inputs_options"].kind is inspect.Parameter.KEYWORD_ONLY
     init = inspect.signature(source.GitSource.__init__)
-    assert init.parameters["timeout"].default == 60.0
+    assert init.parameters["timeout"].default is None  # Policy.git_timeout
