@@ -588,7 +588,10 @@ async def run_sync(
         )
         if op._selected(t)
     ]
-    errors = await op.validate(tasks)
+    try:
+        errors = await op.validate(tasks)
+    except KubeError as exc:  # e.g. the destination namespace could not be read
+        return SyncResult("Error", f"validation could not run, nothing was applied: {exc}")
     if errors:
         return SyncResult(
             "Failed",
