@@ -199,6 +199,7 @@ async def test_prune_does_not_delete_an_object_replaced_since_the_comparison(
     live = await kube_client.get("v1", "ConfigMap", "old", namespace)
     assert live is not None
     assert live["metadata"]["uid"] == replacement["metadata"]["uid"]
+    assert "deletionTimestamp" not in live["metadata"]  # not being deleted (Foreground) either
     (row,) = result.resources
     assert row.status == "PruneSkipped"
     assert "replaced" in row.message
@@ -238,6 +239,7 @@ async def test_app_deletion_skips_an_object_that_changed_after_it_was_read(
     live = await kube_client.get("v1", "ConfigMap", "owned", namespace)
     assert live is not None
     assert live["data"] == {"a": "mine now"}
+    assert "deletionTimestamp" not in live["metadata"]
 
 
 # -- item 18b: two apps, one object ----------------------------------------------------------
