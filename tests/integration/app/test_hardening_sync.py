@@ -114,6 +114,25 @@ spec:
     assert await kube_client.get("v1", "ConfigMap", "plain", namespace) is None
 
 
+async def test_generated_name_hooks_are_dry_run_as_creates_and_then_run(
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
+) -> None:
+    hook = hook_configmap("unused").replace("  name: 'unused'", "  generateName: gen-")
+    git_repo.commit_and_push({"app/hook.yaml": hook}, "a hook with a generated name")
+    app = await make_app("generated", {"repoURL": public_url(git_repo), "path": "app"})
+
+    outcome = await engine.sync(app)
+
+    assert outcome.result.phase == "Succeeded", outcome.result.message
+    names = [o["metadata"]["name"] for o in await kube_client.list("v1", "ConfigMap", namespace)]
+    assert [n for n in names if n.startswith("gen-")]
+
+
 # -- item 10: a hook replaces only a previous run of itself ---------------------------------
 
 
