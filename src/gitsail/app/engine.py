@@ -33,7 +33,7 @@ from gitsail.health import (
     application_health_configured,
     resource_health,
 )
-from gitsail.kube import Kube, KubeError, NotFoundKind
+from gitsail.kube import Kube, KubeError, NotFoundKind, PreconditionFailed, check_names
 from gitsail.model import Artifact, Obj, ResourceKey
 from gitsail.render import Rendered, Renderer, RenderError, RenderOptions
 from gitsail.source import (
@@ -46,7 +46,7 @@ from gitsail.source import (
 )
 from gitsail.sync.engine import ResourceResult, SyncRequest, SyncResult, run_sync
 from gitsail.sync.plan import hook_types
-from gitsail.sync.tracking import is_owned_by, mark
+from gitsail.sync.tracking import is_owned_by, mark, owner_of, shared_resource_message
 
 __all__ = ["AppEngine", "Comparison", "ComparisonError", "OperationOutcome", "now"]
 
@@ -70,6 +70,7 @@ class Comparison:
     live: dict[ResourceKey, Obj]
     owned_live: tuple[Obj, ...]
     health: dict[ResourceKey, Health | None]
+    shared: tuple[str, ...] = ()  # SharedResourceWarning messages: objects another app tracks
 
     @property
     def sync_status(self) -> str:
@@ -375,12 +376,15 @@ class AppEngine:
             (hooks if is_hook else desired).append(obj)
         try:
             prepared = [await self._prepare(app, obj) for obj in desired]
+            for hook in hooks:  # not compared, but a bad name is an error all the same
+                await self._prepare(app, hook)
         except (KubeError, ComparisonError) as exc:
             raise ComparisonError(str(exc)) from exc
         child_health = await self.child_application_health()
         live: dict[ResourceKey, Obj] = {}
         diffs: list[ResourceDiff] = []
         health: dict[ResourceKey, Health | None] = {}
+        shared: list[str] = []
         desired_keys = set()
         for obj in prepared:
             key = ResourceKey.of(obj)
@@ -393,6 +397,10 @@ class AppEngine:
                 current = None  # not served (yet): a CRD in this app, or an error the sync names
             if current is not None:
                 live[key] = current
+                owner = owner_of(current)
+                if owner is not None and owner != app.instance:
+                    qualified = f"{app.namespace}/{app.name}"
+                    shared.append(shared_resource_message(current, qualified, owner))
             predicted = await self._dry_run(obj, current)
             diffs.append(diff_resource(predicted, current, rules=rules))
             health[key] = resource_health(current, child_applications=child_health)
@@ -423,22 +431,29 @@ class AppEngine:
             live=live,
             owned_live=tuple(owned),
             health=health,
+            shared=tuple(shared),
         )
 
     async def _prepare(self, app: App, obj: Obj) -> Obj:
         api_version = str(obj.get("apiVersion", ""))
         kind = str(obj.get("kind", ""))
         prepared = {**obj, "metadata": dict(obj.get("metadata") or {})}
+        meta = prepared["metadata"]
         try:
             info = await self.kube.resource_for(api_version, kind)
         except NotFoundKind:
             # Served only once a CRD in this app is applied; compared as "missing".
-            return mark(prepared, app.instance)
-        meta = prepared["metadata"]
-        if info.namespaced:
+            info = None
+        if info is not None and info.namespaced:
             meta["namespace"] = meta.get("namespace") or app.destination_namespace
-        else:
+        elif info is not None:
             meta.pop("namespace", None)
+        name = meta.get("name")
+        try:
+            group = info.group if info else api_version.rpartition("/")[0]
+            check_names(group, kind, str(name) if name else None, meta.get("namespace") or None)
+        except KubeError as exc:
+            raise ComparisonError(f"{api_version} {kind} {name or ''}: {exc.message}") from exc
         return mark(prepared, app.instance)
 
     async def _dry_run(self, obj: Obj, current: Obj | None) -> Obj:
@@ -476,9 +491,24 @@ class AppEngine:
         conditions = [
             c
             for c in ((app.raw.get("status") or {}).get("conditions") or [])
-            if c.get("type") not in ("ComparisonError", "InvalidSpecError", "UnknownError")
+            if c.get("type")
+            not in ("ComparisonError", "InvalidSpecError", "UnknownError", "SharedResourceWarning")
         ]
         if comparison is not None:
+            # A warning that stays keeps its time, so an unchanged status stays unchanged.
+            since = {
+                c.get("message"): c.get("lastTransitionTime")
+                for c in ((app.raw.get("status") or {}).get("conditions") or [])
+                if c.get("type") == "SharedResourceWarning"
+            }
+            conditions += [
+                {
+                    "type": "SharedResourceWarning",
+                    "message": m,
+                    "lastTransitionTime": since.get(m) or now(),
+                }
+                for m in comparison.shared
+            ]
             status["sync"] = {
                 "status": comparison.sync_status,
                 "revision": comparison.artifact.revision,
@@ -750,8 +780,22 @@ class AppEngine:
         for api_version, live in reversed(await self.owned_objects(app)):
             key = ResourceKey.of(live)
             namespace = key.namespace or None
-            if await self.kube.delete(
-                api_version, key.kind, key.name, namespace, propagation=propagation
-            ):
-                deleted.append(key)
+            meta = live.get("metadata") or {}
+            # Only the object read (and found ours) just now: not a replacement, not a changed one.
+            seen = {
+                "uid": str(meta.get("uid") or ""),
+                "resourceVersion": str(meta.get("resourceVersion") or ""),
+            }
+            try:
+                if await self.kube.delete(
+                    api_version,
+                    key.kind,
+                    key.name,
+                    namespace,
+                    propagation=propagation,
+                    preconditions=seen,
+                ):
+                    deleted.append(key)
+            except PreconditionFailed:
+                continue  # changed since read: looked at again on the next pass
         return deleted

@@ -7,16 +7,18 @@ explains its mechanism. The public API is exactly ``__all__``.
 from gitsail.kube.cache import WatchCache
 from gitsail.kube.client import Kube
 from gitsail.kube.config import ExecConfig, KubeConfig, load_kubeconfig
-from gitsail.kube.discovery import ResourceInfo, RESTMapper
+from gitsail.kube.discovery import ResourceInfo, RESTMapper, check_names
 from gitsail.kube.errors import (
     ConfigError,
     Conflict,
     Forbidden,
     Gone,
     Invalid,
+    InvalidName,
     KubeError,
     NotFound,
     NotFoundKind,
+    PreconditionFailed,
     ServerError,
     Unauthorized,
 )
@@ -31,11 +33,13 @@ __all__ = [
     "Forbidden",
     "Gone",
     "Invalid",
+    "InvalidName",
     "Kube",
     "KubeConfig",
     "KubeError",
     "NotFound",
     "NotFoundKind",
+    "PreconditionFailed",
     "RESTMapper",
     "ResourceInfo",
     "RetryPolicy",
@@ -43,5 +47,6 @@ __all__ = [
     "Unauthorized",
     "WatchCache",
     "WatchEvent",
+    "check_names",
     "load_kubeconfig",
 ]

@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from gitsail.kube.discovery import check_names
 from gitsail.kube.errors import Gone, KubeError
 from gitsail.kube.retry import Backoff
 from gitsail.kube.watch import WatchEvent
@@ -94,6 +95,8 @@ class WatchCache:
         backoff: Backoff = DEFAULT_BACKOFF,
         watch_timeout: int = 300,
     ) -> None:
+        if namespace:
+            check_names("", kind, None, namespace)  # InvalidName now, not at the first list
         self._source = kube
         self.api_version = api_version
         self.kind = kind

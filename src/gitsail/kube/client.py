@@ -10,6 +10,10 @@ throttling, 5xx and lost connections for idempotent requests; server-side apply 
 patches are idempotent, creates and JSON patches are not) and turns failures into the
 ``KubeError`` tree with a context such as ``apply apps/v1 Deployment shop/web``.
 
+Names never reach a URL unchecked: ``ResourceInfo.path`` refuses a name or namespace that
+Kubernetes would not accept (``InvalidName``, nothing sent), so ``.`` and ``..`` can never
+turn an object request into one on the collection or the namespace.
+
 Server-side apply is a PATCH with ``Content-Type: application/apply-patch+yaml``; the body is
 JSON, which is YAML. ``dry_run=True`` adds ``dryRun=All``: the server runs admission and
 defaulting and returns the object it would store, and stores nothing.
@@ -22,7 +26,7 @@ import builtins
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -30,12 +34,14 @@ import httpx
 
 from gitsail.kube.auth import KubeAuth, ssl_context
 from gitsail.kube.config import KubeConfig
-from gitsail.kube.discovery import ResourceInfo, RESTMapper, fetch_mapper
+from gitsail.kube.discovery import ResourceInfo, RESTMapper, check_names, fetch_mapper
 from gitsail.kube.errors import (
+    Conflict,
     Invalid,
     KubeError,
     NotFound,
     NotFoundKind,
+    PreconditionFailed,
     error_from_response,
     error_from_transport,
 )
@@ -444,27 +450,55 @@ class Kube:
         namespace: str | None = None,
         propagation: str | None = "Foreground",
         dry_run: bool = False,
+        *,
+        preconditions: Mapping[str, str] | None = None,
     ) -> bool:
         """Delete the object; False if it was already gone. With ``Foreground`` the object
-        stays (with a deletionTimestamp) until its dependents are gone."""
+        stays (with a deletionTimestamp) until its dependents are gone.
+
+        ``preconditions`` (``uid`` and/or ``resourceVersion``, as the caller last saw the
+        object) make the server delete only that very object, unchanged since: if it was
+        replaced or modified in between, nothing is deleted and ``PreconditionFailed``
+        (a ``Conflict``) is raised.
+        """
         info = await self.resource_for(api_version, kind)
         ns = self._ns(info, namespace)
+        context = describe("delete", api_version, kind, name, ns)
         options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if propagation:
             options["propagationPolicy"] = propagation
         if dry_run:
             options["dryRun"] = ["All"]
+        if preconditions:
+            unknown = set(preconditions) - {"uid", "resourceVersion"}
+            if unknown:
+                raise ValueError(f"{context}: unknown preconditions {sorted(unknown)}")
+            seen = {k: str(v) for k, v in preconditions.items() if v}
+            if seen:
+                options["preconditions"] = seen
         try:
             await self._send(
                 "DELETE",
                 info.path(name, ns),
                 body=_dump(options),
                 content_type="application/json",
-                context=describe("delete", api_version, kind, name, ns),
+                context=context,
                 idempotent=True,
             )
         except NotFound:
             return False
+        except Conflict as exc:
+            if "preconditions" not in options:
+                raise
+            expected = ", ".join(f"{k} {v}" for k, v in sorted(options["preconditions"].items()))
+            raise PreconditionFailed(
+                exc.code,
+                exc.reason,
+                f"not deleted: the object was replaced or changed since it was read "
+                f"(expected {expected}): {exc.message}",
+                exc.status,
+                context=context,
+            ) from None
         return True
 
     # -- watch --------------------------------------------------------------------------
@@ -545,7 +579,10 @@ class Kube:
                 0, "BadRequest", "object has no metadata.name", context=f"{api_version} {kind}"
             )
         info = await self.resource_for(api_version, kind)
-        return info, name, self._ns(info, meta.get("namespace"))
+        ns = self._ns(info, meta.get("namespace"))
+        # A create names its object in the body, not the URL: checked here all the same.
+        check_names(info.group, info.kind, name or None, ns)
+        return info, name, ns
 
 
 def _write_params(field_manager: str, field_validation: str, dry_run: bool) -> dict[str, str]:

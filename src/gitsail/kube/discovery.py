@@ -13,23 +13,34 @@ or a ``Stale`` entry in aggregated discovery) are left out and named in
 The ``RESTMapper`` maps (apiVersion, kind) to a ``ResourceInfo``, which builds request paths:
 the core group lives under ``/api/v1``, every other group under ``/apis/<group>/<version>``;
 namespaced resources add ``namespaces/<ns>/``.
+
+Every segment of such a path is checked before it is built (``check_names``), because a URL
+path is not a name: ``…/configmaps/.`` is normalized to ``…/configmaps`` (the whole
+collection) and ``…/namespaces/x/configmaps/..`` to the namespace. The rules are Kubernetes'
+own: a namespace is a DNS-1123 label; an object name is a DNS-1123 subdomain, except for the
+built-in kinds whose names are path segments (RBAC roles and bindings such as
+``system:controller:foo``, IP addresses, ...); a path segment is never empty, ``.`` or ``..``
+and never contains ``/`` or ``%`` (the apiserver's baseline for every kind). A name that fails
+raises ``InvalidName`` and no request is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from gitsail.kube.errors import KubeError, NotFoundKind
+from gitsail.kube.errors import InvalidName, KubeError, NotFoundKind
 from gitsail.model import split_api_version
 
 __all__ = [
     "AGGREGATED_ACCEPT",
     "RESTMapper",
     "ResourceInfo",
+    "check_names",
     "fetch_mapper",
     "parse_aggregated",
     "parse_resource_list",
@@ -70,22 +81,101 @@ class ResourceInfo:
         """The URL path of the collection, or of the object ``name`` (and its subresource).
 
         ``namespace`` is ignored for cluster-scoped resources; for namespaced ones, None means
-        "across all namespaces" (valid for list and watch only).
+        "across all namespaces" (valid for list and watch only). A name, namespace or
+        subresource Kubernetes would not accept raises ``InvalidName``.
         """
+        ns = namespace if self.namespaced and namespace else None
+        check_names(self.group, self.kind, name, ns)
+        for what, segment in (
+            ("group", self.group),
+            ("version", self.version),
+            ("resource", self.plural),
+        ):
+            if segment or what != "group":
+                _check_segment(what, segment, self.kind)
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         parts = [base]
-        if self.namespaced and namespace:
-            parts.append(f"namespaces/{_seg(namespace)}")
+        if ns:
+            parts.append(f"namespaces/{_seg(ns)}")
         parts.append(self.plural)
         if name is not None:
-            if not name:
-                raise ValueError(f"{self.kind}: empty object name")
             parts.append(_seg(name))
             if subresource:
-                parts.append(_seg(subresource))
+                if not _LABEL.fullmatch(subresource):
+                    raise InvalidName("subresource", subresource, _LABEL_RULE, kind=self.kind)
+                parts.append(subresource)
         elif subresource:
             raise ValueError(f"{self.kind}: a subresource needs an object name")
         return "/".join(parts)
+
+
+# -- names -------------------------------------------------------------------------------
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_RULE = (
+    "a DNS-1123 label: at most 63 lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit"
+)
+_SUBDOMAIN_PART = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN = re.compile(rf"{_SUBDOMAIN_PART}(\.{_SUBDOMAIN_PART})*")
+_SUBDOMAIN_MAX = 253
+_SUBDOMAIN_RULE = (
+    "a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' and '.', "
+    "starting and ending with a letter or digit"
+)
+_SEGMENT_RULE = "a path segment: not empty, not '.' or '..', without '/' or '%'"
+
+# Built-in kinds whose names the apiserver checks only as path segments (its
+# ``ValidateRBACName`` and the like), so ``system:controller:foo`` is a valid ClusterRole
+# and ``2001:db8::1`` a valid IPAddress. Every other kind, custom resources included, takes
+# DNS-1123 subdomains; Namespaces take DNS-1123 labels.
+_PATH_SEGMENT_KINDS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("rbac.authorization.k8s.io", "Role"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "RoleBinding"),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+        ("networking.k8s.io", "IPAddress"),
+        ("certificates.k8s.io", "CertificateSigningRequest"),
+        ("certificates.k8s.io", "ClusterTrustBundle"),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+        ("apiregistration.k8s.io", "APIService"),
+        ("internal.apiserver.k8s.io", "StorageVersion"),
+        ("", "Event"),
+        ("events.k8s.io", "Event"),
+    }
+)
+
+
+def check_names(group: str, kind: str, name: str | None, namespace: str | None = None) -> None:
+    """Raise ``InvalidName`` unless ``name`` (when not None) is a name Kubernetes accepts
+    for ``kind`` of ``group`` and ``namespace`` (when given) is a valid namespace name."""
+    if namespace is not None and not _LABEL.fullmatch(namespace):
+        raise InvalidName("metadata.namespace", namespace, _LABEL_RULE, kind=kind)
+    if name is None:
+        return
+    if group == "" and kind == "Namespace":
+        if not _LABEL.fullmatch(name):
+            raise InvalidName("metadata.name", name, _LABEL_RULE, kind=kind)
+    elif (group, kind) in _PATH_SEGMENT_KINDS:
+        _check_segment("metadata.name", name, kind)
+    elif len(name) > _SUBDOMAIN_MAX or not _SUBDOMAIN.fullmatch(name):
+        raise InvalidName("metadata.name", name, _SUBDOMAIN_RULE, kind=kind)
+
+
+def _check_segment(what: str, value: str, kind: str) -> None:
+    if value in ("", ".", "..") or "/" in value or "%" in value:
+        raise InvalidName(what, value, _SEGMENT_RULE, kind=kind)
+
+
+def _is_group_path(path: str) -> bool:
+    """``/api/v1`` or ``/apis/<group>/<version>``, each segment a DNS-like name."""
+    parts = path.split("/")[2:]
+    return 1 <= len(parts) <= 2 and all(_GROUP_SEGMENT.fullmatch(p) for p in parts)
+
+
+_GROUP_SEGMENT = re.compile(r"[a-z0-9][-a-z0-9.]{0,252}")
 
 
 def _seg(value: str) -> str:
@@ -215,6 +305,10 @@ async def fetch_mapper(get_json: GetJson) -> RESTMapper:
                 ]
         else:
             raise KubeError(0, "BadDiscovery", f"unexpected discovery document at {prefix}")
+    # A group version is built into a URL: one that is not a path (``..``) is left out
+    # rather than requested.
+    unavailable += [p.split("/", 2)[2] for p in legacy_paths if not _is_group_path(p)]
+    legacy_paths = [p for p in legacy_paths if _is_group_path(p)]
     if legacy_paths:
         docs = await asyncio.gather(
             *(get_json(p, "application/json") for p in legacy_paths), return_exceptions=True

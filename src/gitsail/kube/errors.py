@@ -5,9 +5,14 @@
     KubeError(code, reason, message, status)   anything that went wrong talking to a cluster
     ├── NotFound        404  the object (or namespace) does not exist
     ├── Conflict        409  a stale resourceVersion, an SSA field conflict, or AlreadyExists
+    │   └── PreconditionFailed  a delete's uid/resourceVersion precondition no longer holds:
+    │                        the object was replaced or changed since it was read; not deleted
     ├── Invalid         422  the apiserver rejected the object; ``status["details"]["causes"]``
-    │                        (also server-side apply's 500 "failed to create typed patch
-    │                        object", which is how the apiserver rejects unknown fields)
+    │   │                    (also server-side apply's 500 "failed to create typed patch
+    │   │                    object", which is how the apiserver rejects unknown fields)
+    │   └── InvalidName      a name, namespace or other path segment the apiserver would refuse
+    │                        (``.``, ``..``, ``/``, ``%``, not a DNS-1123 name): refused before
+    │                        any URL is built, so no request is ever sent
     ├── Forbidden       403  RBAC said no
     ├── Unauthorized    401  the credentials were refused (after one refresh, for exec plugins)
     ├── Gone            410  a watch or list continuation is too old: relist
@@ -35,9 +40,11 @@ __all__ = [
     "Forbidden",
     "Gone",
     "Invalid",
+    "InvalidName",
     "KubeError",
     "NotFound",
     "NotFoundKind",
+    "PreconditionFailed",
     "ServerError",
     "Unauthorized",
     "error_from_response",
@@ -86,8 +93,32 @@ class Conflict(KubeError):
     """409: stale resourceVersion, server-side apply field conflict, or AlreadyExists."""
 
 
+class PreconditionFailed(Conflict):
+    """409 on a delete with preconditions: the object's uid or resourceVersion is no longer
+    the one the caller saw, so it was replaced or changed since; it was not deleted."""
+
+
 class Invalid(KubeError):
     """422: the object failed validation; the causes are in ``status["details"]``."""
+
+
+class InvalidName(Invalid):
+    """A name or namespace that Kubernetes does not accept, refused on our side before any
+    request: built into a URL, ``.`` or ``..`` would turn an object request into one on the
+    collection or the namespace. ``status`` has the shape of the apiserver's 422 answer."""
+
+    def __init__(self, what: str, value: str, rule: str, *, kind: str = "") -> None:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        message = f"{what} {shown!r} is not valid: {rule}"
+        status = _status(422, "Invalid", message)
+        status["details"] = {
+            "name": shown,
+            "kind": kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": rule, "field": what}],
+        }
+        super().__init__(422, "Invalid", message, status, context=kind)
+        self.what = what
+        self.value = value
 
 
 class Forbidden(KubeError):

@@ -5,9 +5,15 @@ One ``run_sync`` call is one operation, in these steps:
 1. **Prepare.** Every desired object gets its namespace (namespaced kinds without one get the
    destination namespace; cluster-scoped kinds lose any namespace) and the app's tracking
    annotation. A kind the cluster does not serve is an error, unless a CRD in the same
-   desired set defines it.
-2. **Validate.** Every object to apply is sent as a server-side-apply *dry run*. If one is
-   rejected, the operation fails here and nothing is applied or pruned.
+   desired set defines it. A name or namespace Kubernetes would refuse (``.``, ``..``,
+   ``a/b``: see ``gitsail.kube.check_names``) is an error: nothing is done.
+2. **Validate.** Every object to apply *and every hook* is read live and sent as a *dry
+   run*. An object another app tracks (its tracking annotation names that app) is refused
+   (Argo CD's SharedResourceWarning, failing as with ``FailOnSharedResource``); a named hook
+   whose object exists but is not a hook of this app is refused (a hook never replaces what
+   it does not own). A hook that is created anew (``generateName``, or a previous run that
+   ``BeforeHookCreation`` deletes) is validated as a create. If anything is refused, the
+   operation fails here and nothing is applied, deleted or pruned.
 3. **Namespace.** ``CreateNamespace=true`` creates the destination namespace (with
    ``managedNamespaceMetadata``); it is not tracked, so it is never pruned.
 4. **Phases.** PreSync hooks, then the Sync phase wave by wave (objects and Sync hooks),
@@ -18,6 +24,12 @@ One ``run_sync`` call is one operation, in these steps:
 Prune deletes only objects the caller found in the app's inventory *and* that still carry
 the app's tracking annotation; it is skipped unless asked for, per object with
 ``Prune=false``, and never happens after a failed validation.
+
+Every DELETE is conditional (``preconditions``): a prune re-reads the object, checks it is
+still ours and still the object compared (same uid), and deletes only that uid at that
+resourceVersion; a hook's previous run is deleted at the uid and resourceVersion read when
+its ownership was checked; hook cleanup deletes only the uid the hook was created with. If
+the object changed in between, the server deletes nothing and the task says so.
 """
 
 from __future__ import annotations
@@ -30,7 +42,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gitsail.health import HealthStatus, resource_health
-from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind
+from gitsail.kube import (
+    InvalidName,
+    Kube,
+    KubeError,
+    NotFound,
+    NotFoundKind,
+    PreconditionFailed,
+    check_names,
+)
 from gitsail.model import Obj, ResourceKey, split_api_version
 from gitsail.sync.plan import (
     HookDeletePolicy,
@@ -41,7 +61,13 @@ from gitsail.sync.plan import (
     plan_tasks,
     waves,
 )
-from gitsail.sync.tracking import is_owned_by, mark
+from gitsail.sync.tracking import (
+    display_app,
+    is_owned_by,
+    mark,
+    owner_of,
+    shared_resource_message,
+)
 
 __all__ = ["ResourceResult", "SyncError", "SyncRequest", "SyncResult", "run_sync"]
 
@@ -165,6 +191,11 @@ class _Operation:
                 )
         else:
             meta.pop("namespace", None)
+        name = meta.get("name")
+        try:
+            check_names(group, kind, str(name) if name else None, meta.get("namespace") or None)
+        except InvalidName as exc:
+            raise SyncError(f"{api_version} {kind} {name or ''}: {exc.message}") from exc
         return mark(prepared, self.req.app)
 
     # -- steps -------------------------------------------------------------------------
@@ -179,18 +210,24 @@ class _Operation:
         )
 
     async def validate(self, tasks: Sequence[SyncTask]) -> list[str]:
+        """Ownership checks and a dry run of every apply and hook task; the refusals."""
         errors: list[str] = []
         missing_ns = await self._destination_namespace_missing()
         for task in tasks:
-            if task.action is not TaskAction.apply or task.obj is None:
+            if task.action is TaskAction.prune or task.obj is None:
                 continue
-            group_kind = (task.key.group, task.key.kind)
-            if group_kind in self.pending_crd or task.options.flag("SkipDryRunOnMissingResource"):
-                continue
-            if missing_ns and task.key.namespace == self.req.destination_namespace:
-                continue  # the namespace is created by this sync (CreateNamespace)
+            pending = (task.key.group, task.key.kind) in self.pending_crd
             try:
-                await self._apply(task, dry_run=True)
+                live = None if pending or not task.key.name else await self._live(task)
+                problem = self._ownership_problem(task, live)
+                if problem:
+                    errors.append(f"{task.key}: {problem}")
+                    continue
+                if pending or task.options.flag("SkipDryRunOnMissingResource"):
+                    continue
+                if missing_ns and task.key.namespace == self.req.destination_namespace:
+                    continue  # the namespace is created by this sync (CreateNamespace)
+                await self._dry_run(task, live)
             except NotFound as exc:
                 if missing_ns or task.key.namespace in self._desired_namespaces():
                     continue
@@ -198,6 +235,50 @@ class _Operation:
             except KubeError as exc:
                 errors.append(f"{task.key}: {exc.message}")
         return errors
+
+    async def _live(self, task: SyncTask) -> Obj | None:
+        return await self.kube.get(
+            task.api_version, task.key.kind, task.key.name, task.key.namespace or None
+        )
+
+    def _ownership_problem(self, task: SyncTask, live: Obj | None) -> str:
+        """Why ``task`` may not write over ``live``: "" if it may."""
+        if live is None:
+            return ""
+        owner = owner_of(live)
+        if owner is not None and owner != self.req.app:
+            return (
+                f"Shared resource found: {shared_resource_message(live, self.req.app, owner)}; "
+                f"not applied over {display_app(owner)}'s object: remove it from one of the "
+                "two applications"
+            )
+        if task.action is TaskAction.hook and owner != self.req.app:
+            return (
+                f"a {task.key.kind} named {task.key.name!r} exists and is not a hook of this "
+                "application (it has no tracking mark of it); a hook never replaces an object "
+                "it does not own: nothing was deleted. Rename the hook, or delete that object "
+                "yourself if it is unused"
+            )
+        return ""
+
+    async def _dry_run(self, task: SyncTask, live: Obj | None) -> None:
+        assert task.obj is not None
+        recreated = live is not None and HookDeletePolicy.BeforeHookCreation in task.delete_policies
+        if task.action is TaskAction.hook and (not task.key.name or recreated):
+            # Created anew (its previous run is deleted first): validate a create. The name
+            # was checked in prepare; the server checks the rest as for a generated name.
+            meta = dict(task.obj.get("metadata") or {})
+            if task.key.name:
+                meta["generateName"] = meta.pop("name")
+            validation = "Ignore" if task.options.get("Validate") == "false" else "Strict"
+            await self.kube.create(
+                {**task.obj, "metadata": meta},
+                dry_run=True,
+                field_manager=self.req.field_manager,
+                field_validation=validation,
+            )
+            return
+        await self._apply(task, dry_run=True)
 
     def _desired_namespaces(self) -> set[str]:
         return {
@@ -302,14 +383,41 @@ class _Operation:
             self.record(self._result(task, "PruneSkipped", "ignored (requires pruning)"))
             return
         policy = task.options.get("PrunePropagationPolicy", "foreground").capitalize()
+        uid = str((live.get("metadata") or {}).get("uid") or "")
         try:
+            # Read again: the object must still be ours and still the one compared.
+            current = await self._live(task)
+            if current is None:
+                self.record(self._result(task, "Pruned", "pruned (already gone)"))
+                return
+            meta = current.get("metadata") or {}
+            if uid and meta.get("uid") != uid:
+                self.record(
+                    self._result(
+                        task, "PruneSkipped", "replaced since it was compared (new uid): kept"
+                    )
+                )
+                return
+            if not is_owned_by(current, self.req.app):
+                self.record(
+                    self._result(task, "PruneSkipped", "no longer carries this app's mark: kept")
+                )
+                return
             await self.kube.delete(
                 task.api_version,
                 task.key.kind,
                 task.key.name,
                 task.key.namespace or None,
                 propagation=policy,
+                preconditions={
+                    "uid": str(meta.get("uid") or ""),
+                    "resourceVersion": str(meta.get("resourceVersion") or ""),
+                },
             )
+        except PreconditionFailed as exc:
+            message = f"changed while being pruned, kept (the next sync looks again): {exc.message}"
+            self.record(self._result(task, "PruneSkipped", message))
+            return
         except KubeError as exc:
             self.record(self._result(task, "SyncFailed", f"prune failed: {exc.message}"))
             raise _Failed(f"{task.key}: prune failed: {exc.message}") from exc
@@ -320,8 +428,15 @@ class _Operation:
         kube = self.kube
         ns = task.key.namespace or None
         generated = not task.key.name and bool((task.obj.get("metadata") or {}).get("generateName"))
-        if not generated and HookDeletePolicy.BeforeHookCreation in task.delete_policies:
-            await self._delete_and_wait(task.api_version, task.key.kind, task.key.name, ns)
+        if not generated:
+            # Checked again here: a PostSync hook runs long after validation.
+            live = await self._live(task)
+            problem = self._ownership_problem(task, live)
+            if problem:
+                self.record(self._result(task, "SyncFailed", problem, hook_phase="Failed"))
+                raise _Failed(f"{task.hook_type} hook {task.key}: {problem}")
+            if live is not None and HookDeletePolicy.BeforeHookCreation in task.delete_policies:
+                await self._delete_and_wait(task, live)
         try:
             if generated:
                 created = await kube.create(task.obj, field_manager=self.req.field_manager)
@@ -333,19 +448,31 @@ class _Operation:
             self.record(self._result(task, "SyncFailed", exc.message, hook_phase="Failed"))
             raise _Failed(f"{task.hook_type} hook {task.key}: {exc.message}") from exc
         name = str(created["metadata"]["name"])
+        uid = str(created["metadata"].get("uid") or "")
         key = replace(task.key, name=name)
         hook_task = replace(task, key=key)
         self.record(self._result(hook_task, "Synced", "hook started", hook_phase="Running"))
         status, message = await self._wait_hook(task.api_version, key)
         succeeded = status == "Succeeded"
+        policy = HookDeletePolicy.HookSucceeded if succeeded else HookDeletePolicy.HookFailed
+        if policy in task.delete_policies:
+            # Only the object this hook created (its uid); its status changes as it runs.
+            try:
+                await kube.delete(
+                    task.api_version,
+                    key.kind,
+                    key.name,
+                    ns,
+                    propagation="Background",
+                    preconditions={"uid": uid},
+                )
+            except PreconditionFailed as exc:
+                message = f"{message}; not cleaned up: {exc.message}"
         self.record(
             self._result(
                 hook_task, "Synced" if succeeded else "SyncFailed", message, hook_phase=status
             )
         )
-        policy = HookDeletePolicy.HookSucceeded if succeeded else HookDeletePolicy.HookFailed
-        if policy in task.delete_policies:
-            await kube.delete(task.api_version, key.kind, key.name, ns, propagation="Background")
         if not succeeded:
             raise _Failed(f"{task.hook_type} hook {key} failed: {message}")
 
@@ -362,15 +489,39 @@ class _Operation:
                 return "Failed", f"timed out after {self.req.wave_timeout:.0f}s"
             await asyncio.sleep(self.req.poll_interval)
 
-    async def _delete_and_wait(
-        self, api_version: str, kind: str, name: str, ns: str | None
-    ) -> None:
-        if not await self.kube.delete(api_version, kind, name, ns, propagation="Background"):
+    async def _delete_and_wait(self, task: SyncTask, live: Obj) -> None:
+        """Delete the previous run of a hook (``live``, checked to be this app's) and wait
+        until it is gone; only that object, as it was read (uid and resourceVersion)."""
+        meta = live.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        try:
+            deleted = await self.kube.delete(
+                task.api_version,
+                task.key.kind,
+                task.key.name,
+                task.key.namespace or None,
+                propagation="Background",
+                preconditions={
+                    "uid": uid,
+                    "resourceVersion": str(meta.get("resourceVersion") or ""),
+                },
+            )
+        except PreconditionFailed as exc:
+            message = f"previous hook object not deleted: {exc.message}"
+            self.record(self._result(task, "SyncFailed", message, hook_phase="Failed"))
+            raise _Failed(f"{task.hook_type} hook {task.key}: {message}") from exc
+        if not deleted:
             return
         deadline = time.monotonic() + self.req.wave_timeout
-        while await self.kube.get(api_version, kind, name, ns) is not None:
+        while (current := await self._live(task)) is not None:
+            if str((current.get("metadata") or {}).get("uid") or "") != uid:
+                problem = self._ownership_problem(task, current)
+                if problem:
+                    self.record(self._result(task, "SyncFailed", problem, hook_phase="Failed"))
+                    raise _Failed(f"{task.hook_type} hook {task.key}: {problem}")
+                return
             if time.monotonic() > deadline:
-                raise _Failed(f"{kind} {name}: the previous hook object is still being deleted")
+                raise _Failed(f"{task.key}: the previous hook object is still being deleted")
             await asyncio.sleep(self.req.poll_interval)
 
     async def wait_healthy(self) -> None:
@@ -437,7 +588,10 @@ async def run_sync(
         )
         if op._selected(t)
     ]
-    errors = await op.validate(tasks)
+    try:
+        errors = await op.validate(tasks)
+    except KubeError as exc:  # e.g. the destination namespace could not be read
+        return SyncResult("Error", f"validation could not run, nothing was applied: {exc}")
     if errors:
         return SyncResult(
             "Failed",

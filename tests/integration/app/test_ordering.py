@@ -153,16 +153,22 @@ async def test_failed_presync_hook_stops_the_sync_and_runs_syncfail(
     repo_secret: object,
     namespace: str,
 ) -> None:
-    # A Job whose pod template the apiserver accepts but that can never be created fails
-    # at once: use a Job with an invalid activeDeadlineSeconds of 1 and a suspended start
-    # would be slow; instead use a hook object the apiserver rejects outright.
-    bad_hook = """apiVersion: v1
+    # A hook that passes the dry run but fails when run: it lives in a namespace that this
+    # sync creates only in its Sync phase, after PreSync. (An invalid hook is refused by the
+    # dry run before anything runs, SyncFail hooks included.)
+    bad_hook = f"""apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: Not_A_Valid_Name
+  name: pre
+  namespace: {namespace}-later
   annotations:
     argocd.argoproj.io/hook: PreSync
-data: {a: "1"}
+data: {{a: "1"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {namespace}-later
 """
     on_fail = configmap("sync-failed", reason="hook").replace(
         "metadata:\n  name: sync-failed",

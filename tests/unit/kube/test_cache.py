@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from gitsail.kube.cache import WatchCache
-from gitsail.kube.errors import Forbidden, Gone, ServerError
+from gitsail.kube.errors import Forbidden, Gone, InvalidName, ServerError
 from gitsail.kube.retry import Backoff
 from gitsail.kube.watch import WatchEvent
 from gitsail.model import Obj
@@ -256,3 +256,8 @@ async def test_unsubscribed_queues_get_nothing_more() -> None:
         assert queue.empty()
     finally:
         await cache.stop()
+
+
+def test_a_cache_refuses_a_namespace_that_is_not_a_namespace_name() -> None:
+    with pytest.raises(InvalidName, match="namespace"):
+        WatchCache(FakeSource(), "v1", "ConfigMap", namespace="..")

@@ -12,7 +12,15 @@ import pytest
 
 from gitsail.kube.client import Kube
 from gitsail.kube.config import KubeConfig
-from gitsail.kube.errors import Conflict, Gone, Invalid, NotFoundKind, ServerError
+from gitsail.kube.errors import (
+    Conflict,
+    Gone,
+    Invalid,
+    InvalidName,
+    NotFoundKind,
+    PreconditionFailed,
+    ServerError,
+)
 from gitsail.kube.retry import Backoff, RetryPolicy
 from tests.unit.kube.conftest import kubeconfig
 
@@ -212,6 +220,43 @@ async def test_delete_sends_propagation_and_reports_absence() -> None:
         assert not await kube.delete("apps/v1", "Deployment", "web", "shop")
     assert json.loads(server.requests[0].content)["propagationPolicy"] == "Background"
     assert json.loads(server.requests[1].content)["propagationPolicy"] == "Foreground"
+
+
+async def test_delete_sends_preconditions_and_a_failed_one_is_precondition_failed() -> None:
+    answers = iter(
+        [
+            httpx.Response(200, json={}),
+            status(409, "Conflict", "Precondition failed: UID in precondition: u1, UID: u2"),
+        ]
+    )
+    kube, server = make_kube(lambda _r: next(answers))
+    pre = {"uid": "u1", "resourceVersion": "7"}
+    async with kube:
+        assert await kube.delete("v1", "ConfigMap", "web", "shop", preconditions=pre)
+        with pytest.raises(PreconditionFailed, match="replaced or changed since it was read"):
+            await kube.delete("v1", "ConfigMap", "web", "shop", preconditions=pre)
+    assert json.loads(server.requests[0].content)["preconditions"] == pre
+    assert len(server.requests) == 2  # a failed precondition is not retried
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b"])
+async def test_no_request_is_sent_for_a_name_kubernetes_would_refuse(name: str) -> None:
+    kube, server = make_kube(ok())
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "s"}}
+    async with kube:
+        with pytest.raises(InvalidName):
+            await kube.delete("v1", "ConfigMap", name, "shop")
+        with pytest.raises(InvalidName):
+            await kube.get("v1", "ConfigMap", name, "shop")
+        with pytest.raises(InvalidName):
+            await kube.apply(obj)
+        with pytest.raises(InvalidName):
+            await kube.create(obj)  # the name is in the body, checked all the same
+        with pytest.raises(InvalidName):
+            await kube.delete("v1", "Namespace", name)
+        with pytest.raises(InvalidName):
+            await kube.list("v1", "ConfigMap", namespace=name)
+    assert server.requests == []
 
 
 async def test_patches_use_their_content_types_and_subresources() -> None:

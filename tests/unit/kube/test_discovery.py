@@ -10,11 +10,12 @@ from gitsail.kube.discovery import (
     AGGREGATED_ACCEPT,
     ResourceInfo,
     RESTMapper,
+    check_names,
     fetch_mapper,
     parse_aggregated,
     parse_resource_list,
 )
-from gitsail.kube.errors import NotFoundKind, ServerError
+from gitsail.kube.errors import InvalidName, NotFoundKind, ServerError
 
 DATA = Path(__file__).parent / "data"
 
@@ -217,7 +218,81 @@ def test_paths(resource: ResourceInfo, args: dict[str, str], path: str) -> None:
 
 
 def test_path_refuses_empty_name_and_subresource_without_name() -> None:
-    with pytest.raises(ValueError, match="empty object name"):
+    with pytest.raises(InvalidName, match=r"metadata\.name '' is not valid"):
         info().path(name="")
     with pytest.raises(ValueError, match="needs an object name"):
         info().path(subresource="status")
+
+
+CONFIGMAP = info(group="", kind="ConfigMap", plural="configmaps")
+CLUSTER_ROLE = info(
+    group="rbac.authorization.k8s.io", kind="ClusterRole", plural="clusterroles", namespaced=False
+)
+NAMESPACE = info(group="", kind="Namespace", plural="namespaces", namespaced=False)
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "50%", "", "Web", "-web", "web-", "a_b"])
+def test_path_refuses_object_names_kubernetes_would_refuse(name: str) -> None:
+    # "." and ".." would be normalized away: .../configmaps/. is the whole collection.
+    with pytest.raises(InvalidName, match=r"metadata\.name"):
+        CONFIGMAP.path(name=name, namespace="shop")
+
+
+@pytest.mark.parametrize("namespace", [".", "..", "a/b", "%2e", "a.b", "Shop", "x" * 64])
+def test_path_refuses_namespaces_that_are_not_dns_labels(namespace: str) -> None:
+    with pytest.raises(InvalidName, match=r"metadata\.namespace"):
+        CONFIGMAP.path(name="web", namespace=namespace)
+    with pytest.raises(InvalidName, match=r"metadata\.namespace"):
+        CONFIGMAP.path(namespace=namespace)  # list and watch too
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "a%2fb", ""])
+def test_path_segment_kinds_still_refuse_dot_segments_slash_and_percent(name: str) -> None:
+    with pytest.raises(InvalidName, match="path segment"):
+        CLUSTER_ROLE.path(name=name)
+
+
+def test_namespace_objects_take_dns_labels() -> None:
+    with pytest.raises(InvalidName, match="DNS-1123 label"):
+        NAMESPACE.path(name="a.b")
+    assert NAMESPACE.path(name="a-b") == "/api/v1/namespaces/a-b"
+
+
+def test_names_at_the_limits() -> None:
+    longest = ".".join(["a" * 63] * 4)[:253]
+    assert CONFIGMAP.path(name=longest, namespace="n" * 63).endswith(longest)
+    with pytest.raises(InvalidName):
+        CONFIGMAP.path(name=longest + "a", namespace="shop")
+    assert CLUSTER_ROLE.path(name="system:controller:x").endswith("system%3Acontroller%3Ax")
+
+
+def test_subresources_are_checked_as_names() -> None:
+    with pytest.raises(InvalidName, match="subresource"):
+        CONFIGMAP.path(name="web", namespace="shop", subresource="..")
+
+
+def test_check_names_for_custom_resources_uses_dns_subdomains() -> None:
+    check_names("example.com", "Widget", "a.b-c", "shop")
+    with pytest.raises(InvalidName):
+        check_names("example.com", "Widget", "..", "shop")
+    check_names("example.com", "Widget", None, None)  # nothing to check
+
+
+async def test_discovery_leaves_out_group_versions_that_are_not_paths() -> None:
+    requested: list[str] = []
+
+    async def get_json(path: str, accept: str) -> Any:
+        requested.append(path)
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"]}
+        if path == "/apis":
+            return {
+                "kind": "APIGroupList",
+                "groups": [{"versions": [{"groupVersion": "../v1"}, {"groupVersion": "x/v1"}]}],
+            }
+        return {"groupVersion": path.split("/", 2)[2], "resources": []}
+
+    mapper = await fetch_mapper(get_json)
+    assert "/apis/../v1" not in requested
+    assert {"/api/v1", "/apis/x/v1"} <= set(requested)
+    assert "../v1" in mapper.unavailable

@@ -10,11 +10,13 @@ EXPECTED = {
     "Forbidden",
     "Gone",
     "Invalid",
+    "InvalidName",
     "Kube",
     "KubeConfig",
     "KubeError",
     "NotFound",
     "NotFoundKind",
+    "PreconditionFailed",
     "RESTMapper",
     "ResourceInfo",
     "RetryPolicy",
@@ -22,6 +24,7 @@ EXPECTED = {
     "Unauthorized",
     "WatchCache",
     "WatchEvent",
+    "check_names",
     "load_kubeconfig",
 }
 
@@ -41,8 +44,10 @@ def test_every_error_is_a_kube_error() -> None:
         "Forbidden",
         "Gone",
         "Invalid",
+        "InvalidName",
         "NotFound",
         "NotFoundKind",
+        "PreconditionFailed",
         "ServerError",
         "Unauthorized",
     ):
