@@ -9,6 +9,7 @@ honour yet (several ``sources``) is reported, not silently ignored.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 class AppSpecError(ValueError):
     """The Application's spec cannot be used as written; the message says which field."""
 
+
+_LONGEST_WAIT = 365 * 24 * 3600.0  # an uncapped backoff still fits a timer
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -64,8 +67,15 @@ class Retry:
     refresh: bool = False
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        return float(min(self.duration * self.factor**attempt, self.max_duration))
+        """Seconds to wait before retry number ``attempt + 1``: ``duration × factor^attempt``,
+        capped at ``max_duration`` (no cap when it is 0, as in Argo CD)."""
+        try:
+            wait = self.duration * float(self.factor) ** attempt
+        except OverflowError:
+            wait = math.inf
+        if self.max_duration > 0:
+            wait = min(wait, self.max_duration)
+        return float(min(wait, _LONGEST_WAIT))
 
     @classmethod
     def parse(cls, spec: dict[str, Any] | None, *, automated: bool) -> Retry:
