@@ -629,7 +629,10 @@ class AppEngine:
                 retry_at = time.time() + delay
                 at = dt.datetime.fromtimestamp(retry_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 phase = "Running"
-                message = f"{message}. Retrying attempt #{retry_count + 1} in {delay:g}s (at {at})."
+                message = (
+                    f"{message.rstrip('.')}. Retrying attempt #{retry_count + 1} in {delay:g}s"
+                    f" (at {at})."
+                )
             elif retry_count > 0:
                 message = f"{message} (retried {retry_count} times)."
         state = {

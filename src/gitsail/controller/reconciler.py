@@ -392,7 +392,7 @@ class AppReconciler:
                 + ", ".join(str(ResourceKey.from_ref(r)) for r in resources),
             )
             self.metrics.count_selfheal(app.namespace)
-        memory.last_status_write = time.monotonic()
+        memory.last_status_write = self.clock()
         return 1.0  # look again soon: the cache catches up with what we just applied
 
     async def _maybe_auto_sync(
