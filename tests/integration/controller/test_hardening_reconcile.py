@@ -60,6 +60,10 @@ async def test_a_failing_kustomization_backs_off_and_its_status_stays_put(
     assert "missing.yaml" in message
     assert "gitsail-render" not in message, "a private work-dir path in the message"
     assert "/src/" not in message, "a private work-dir path in the message"
+    # The comparison that failed wrote the condition; that write of its own status must not
+    # wake the app (backoff aside, a status that changed on every reconcile made it spin).
+    await asyncio.sleep(3)  # less than the first 5 s backoff
+    assert _reconciles(running, control_ns) == 1, "the app's own status write woke it"
     app = await api.get(APPLICATION, "Application", "broken", control_ns)
     assert app is not None
     version = app["metadata"]["resourceVersion"]
