@@ -318,9 +318,10 @@ class AppReconciler:
         memory.last_status_write = self.clock()
 
     async def _write_condition(self, obj: Obj, ctype: str, message: str) -> None:
-        conditions = [
-            c for c in ((obj.get("status") or {}).get("conditions") or []) if c.get("type") != ctype
-        ]
+        existing = (obj.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == ctype and c.get("message") == message for c in existing):
+            return  # already said: rewriting it would only move lastTransitionTime
+        conditions = [c for c in existing if c.get("type") != ctype]
         conditions.append({"type": ctype, "message": message, "lastTransitionTime": now()})
         meta = obj["metadata"]
         await self.engine.kube.merge_patch(

@@ -271,3 +271,22 @@ async def test_tool_errors_name_repository_paths_not_the_private_work_dir(tmp_pa
     assert messages == {
         "kustomize build failed (exit 1): lstat apps/web/missing.yaml: no such file"
     }
+
+
+async def test_an_invalid_spec_condition_is_written_once() -> None:
+    patches: list[dict[str, Any]] = []
+
+    class _Kube:
+        async def merge_patch(self, *args: Any, **kwargs: Any) -> Obj:
+            patches.append(args[3])
+            return {}
+
+    engine = _FakeEngine("")
+    engine.kube = _Kube()  # type: ignore[attr-defined]
+    app: dict[str, Any] = {"metadata": {"name": "a", "namespace": "argocd"}, "spec": {}}
+    reconciler = _failing_reconciler(engine, app, _FakeClock())
+    assert await reconciler.reconcile(("argocd", "a"), frozenset({"startup"})) is None
+    app["status"] = patches[-1]["status"]
+    assert await reconciler.reconcile(("argocd", "a"), frozenset({"app:modified"})) is None
+    assert len(patches) == 1
+    assert patches[0]["status"]["conditions"][0]["type"] == "InvalidSpecError"
