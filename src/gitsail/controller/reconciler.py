@@ -303,7 +303,7 @@ class AppReconciler:
         self._export(app, comparison.sync_status, str(comparison.app_health))
         old = app.raw.get("status") or {}
         unchanged = (
-            not extra
+            _already_said(extra, old)
             and (old.get("sync") or {}).get("status") == comparison.sync_status
             and (old.get("sync") or {}).get("revision") == comparison.artifact.revision
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
@@ -614,6 +614,16 @@ def _input_paths(comparison: Comparison) -> frozenset[str] | None:
     if files is None:
         return None
     return frozenset(f.relative_to(artifact.root).as_posix() for f in files)
+
+
+def _already_said(extra: dict[str, Any] | None, status: dict[str, Any]) -> bool:
+    """Whether ``extra`` adds nothing to ``status`` but conditions it already has."""
+    if not extra:
+        return True
+    if set(extra) != {"conditions"}:
+        return False
+    have = {(c.get("type"), c.get("message")) for c in status.get("conditions") or []}
+    return all((c.get("type"), c.get("message")) in have for c in extra["conditions"] or [])
 
 
 def _digest(value: Any) -> str:

@@ -12,6 +12,7 @@ from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import (
     AppReconciler,
     ReconcileSettings,
+    _already_said,
     app_key_for_instance,
     error_backoff,
     operation_retry,
@@ -290,3 +291,12 @@ async def test_an_invalid_spec_condition_is_written_once() -> None:
     assert await reconciler.reconcile(("argocd", "a"), frozenset({"app:modified"})) is None
     assert len(patches) == 1
     assert patches[0]["status"]["conditions"][0]["type"] == "InvalidSpecError"
+
+
+def test_a_condition_already_in_status_is_not_news() -> None:
+    status = {"conditions": [{"type": "SyncError", "message": "wipe", "lastTransitionTime": "t"}]}
+    again = {"conditions": [{"type": "SyncError", "message": "wipe", "lastTransitionTime": "u"}]}
+    assert _already_said(None, status)
+    assert _already_said(again, status)
+    assert not _already_said({"conditions": [{"type": "SyncError", "message": "x"}]}, status)
+    assert not _already_said({**again, "history": []}, status)
