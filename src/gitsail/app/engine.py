@@ -12,6 +12,14 @@ both go through the same methods:
 
 A failed fetch or render never reaches the sync stage, so it can never prune; the error
 lands in ``status.conditions`` (``ComparisonError``) and the operation message.
+
+- ``reassess_health(comparison)`` re-reads only the live objects of an earlier comparison
+  and recomputes health: a status-only change of a managed object (a Deployment becoming
+  Available) shows within seconds, without a fetch, a render or a dry run.
+- A failed sync with a retry strategy is rescheduled the way Argo CD does it: the operation
+  stays ``Running`` with ``finishedAt`` set and ``retryCount`` one higher, and retry number
+  *n* may start ``duration × factorⁿ⁻¹`` (capped at ``maxDuration``) after that time
+  (``Retry.delay``). The caller (the controller) waits; the engine only records.
 """
 
 from __future__ import annotations
@@ -21,10 +29,10 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gitsail.app.model import API_VERSION, IN_CLUSTER, App, AppSpecError
+from gitsail.app.model import API_VERSION, IN_CLUSTER, App, AppSpecError, Retry
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
 from gitsail.health import (
     Health,
@@ -56,7 +64,15 @@ def now() -> str:
 
 
 class ComparisonError(Exception):
-    """Fetching, rendering or dry-running the app failed; nothing was changed."""
+    """Fetching, rendering or dry-running the app failed; nothing was changed.
+
+    ``revision`` is the commit the failure happened at when the source was fetched ("" when
+    the fetch itself failed), so a caller can tell a new revision from the same failure.
+    """
+
+    def __init__(self, message: str, *, revision: str = "") -> None:
+        super().__init__(message)
+        self.revision = revision
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,7 @@ class OperationOutcome:
     result: SyncResult
     revision: str
     comparison: Comparison | None
+    retry_at: float | None = None  # epoch seconds of the scheduled retry; None: completed
 
 
 Progress = Callable[[ResourceResult], None]
@@ -361,13 +378,16 @@ class AppEngine:
             )
         try:
             artifact = await self.fetch(app, revision)
+        except SourceError as exc:
+            raise ComparisonError(str(exc)) from exc
+        try:
             rendered = await self.render(app, artifact)
         except (SourceError, RenderError) as exc:
-            raise ComparisonError(str(exc)) from exc
+            raise ComparisonError(str(exc), revision=artifact.revision) from exc
         try:
             rules = parse_ignore_differences(list(app.ignore_differences))
         except (DiffError, ValueError) as exc:
-            raise ComparisonError(f"ignoreDifferences: {exc}") from exc
+            raise ComparisonError(f"ignoreDifferences: {exc}", revision=artifact.revision) from exc
         desired: list[Obj] = []
         hooks: list[Obj] = []
         for number, obj in enumerate(rendered.manifests, start=1):
@@ -379,7 +399,7 @@ class AppEngine:
             for hook in hooks:  # not compared, but a bad name is an error all the same
                 await self._prepare(app, hook)
         except (KubeError, ComparisonError) as exc:
-            raise ComparisonError(str(exc)) from exc
+            raise ComparisonError(str(exc), revision=artifact.revision) from exc
         child_health = await self.child_application_health()
         live: dict[ResourceKey, Obj] = {}
         diffs: list[ResourceDiff] = []
@@ -433,6 +453,30 @@ class AppEngine:
             health=health,
             shared=tuple(shared),
         )
+
+    async def reassess_health(self, comparison: Comparison, app: App) -> Comparison | None:
+        """``comparison`` with its live objects read again and their health recomputed.
+
+        The desired objects, diffs and revision stay those of ``comparison``: diffs ignore
+        ``status``, so a status change does not change them. None when an object the
+        comparison saw is gone, or changed beyond its status (its generation or metadata):
+        then only a full comparison is right.
+        """
+        live: dict[ResourceKey, Obj] = {}
+        health = dict(comparison.health)
+        for key, seen in comparison.live.items():
+            try:
+                current = await self.get_live(
+                    str(seen.get("apiVersion", "")), key.kind, key.name, key.namespace or None
+                )
+            except KubeError:
+                return None
+            if current is None or _live_version(current) != _live_version(seen):
+                return None
+            live[key] = current
+            health[key] = resource_health(current)
+        owned = tuple(live.get(ResourceKey.of(obj), obj) for obj in comparison.owned_live)
+        return replace(comparison, app=app, live=live, owned_live=owned, health=health)
 
     async def _prepare(self, app: App, obj: Obj) -> Obj:
         api_version = str(obj.get("apiVersion", ""))
@@ -595,11 +639,16 @@ class AppEngine:
         allow_empty: bool = False,
         operation: dict[str, Any] | None = None,
         progress: Progress = lambda _r: None,
+        retry: Retry | None = None,
+        retry_count: int = 0,
     ) -> OperationOutcome:
         """Run one sync operation and record it (operationState, history, status).
 
         ``operation`` is the Argo CD operation being run (recorded verbatim in
         ``operationState.operation``); without it one is described from the arguments.
+        With ``retry``, this is attempt ``retry_count + 1`` of it; a failure with retries
+        left is recorded as a scheduled retry (``OperationOutcome.retry_at``), not as the
+        end of the operation.
         """
         started = now()
         operation = operation or {
@@ -627,6 +676,11 @@ class AppEngine:
             "phase": "Running",
             "message": "sync started",
             "startedAt": started,
+            # A retry starts over: no finish time, no result; the count stays (merge patch
+            # semantics: None removes a field, as Argo CD's omitempty leaves it out).
+            "finishedAt": None,
+            "syncResult": None,
+            "retryCount": retry_count or None,
         }
         if not dry_run:
             await self.kube.merge_patch(
@@ -640,8 +694,10 @@ class AppEngine:
             comparison = await self.compare(app, revision=revision)
         except (ComparisonError, AppSpecError) as exc:
             result = SyncResult("Error", str(exc))
-            await self._finish(app, operation, result, started, "", None, dry_run)
-            return OperationOutcome(result, "", None)
+            retry_at = await self._finish(
+                app, operation, result, started, "", None, dry_run, retry, retry_count
+            )
+            return OperationOutcome(result, "", None, retry_at)
         if prune and not allow_empty and not comparison.desired and comparison.owned_live:
             result = SyncResult(
                 "Failed",
@@ -649,10 +705,18 @@ class AppEngine:
                 "the source rendered no objects. If that is intended, allow it with "
                 "syncPolicy.automated.allowEmpty=true (or `gitsail app sync --allow-empty`)",
             )
-            await self._finish(
-                app, operation, result, started, comparison.artifact.revision, comparison, dry_run
+            retry_at = await self._finish(
+                app,
+                operation,
+                result,
+                started,
+                comparison.artifact.revision,
+                comparison,
+                dry_run,
+                retry,
+                retry_count,
             )
-            return OperationOutcome(result, comparison.artifact.revision, comparison)
+            return OperationOutcome(result, comparison.artifact.revision, comparison, retry_at)
         result = await run_sync(
             self.kube,
             SyncRequest(
@@ -672,8 +736,10 @@ class AppEngine:
             progress,
         )
         revision_done = comparison.artifact.revision
-        await self._finish(app, operation, result, started, revision_done, comparison, dry_run)
-        return OperationOutcome(result, revision_done, comparison)
+        retry_at = await self._finish(
+            app, operation, result, started, revision_done, comparison, dry_run, retry, retry_count
+        )
+        return OperationOutcome(result, revision_done, comparison, retry_at)
 
     async def _finish(
         self,
@@ -684,16 +750,35 @@ class AppEngine:
         revision: str,
         comparison: Comparison | None,
         dry_run: bool,
-    ) -> None:
+        retry: Retry | None = None,
+        retry_count: int = 0,
+    ) -> float | None:
+        """Record the attempt; the epoch time of the scheduled retry, or None when done."""
         if dry_run:
-            return
+            return None
         finished = now()
+        phase, message, retry_at = result.phase, result.message, None
+        if phase in ("Failed", "Error") and retry is not None:
+            if retry.limit < 0 or retry_count < retry.limit:
+                # Argo CD: the operation stays Running, finishedAt marks the failed attempt
+                # and retryCount counts the retries started so far, this one included.
+                delay = retry.delay(retry_count)
+                retry_at = time.time() + delay
+                at = dt.datetime.fromtimestamp(retry_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                phase = "Running"
+                message = (
+                    f"{message.rstrip('.')}. Retrying attempt #{retry_count + 1} in {delay:g}s"
+                    f" (at {at})."
+                )
+            elif retry_count > 0:
+                message = f"{message} (retried {retry_count} times)."
         state = {
             "operation": operation,
-            "phase": result.phase,
-            "message": result.message,
+            "phase": phase,
+            "message": message,
             "startedAt": started,
             "finishedAt": finished,
+            "retryCount": (retry_count + 1 if retry_at is not None else retry_count) or None,
             "syncResult": {
                 "revision": revision,
                 "source": _shown_source(app.source),
@@ -724,9 +809,16 @@ class AppEngine:
         except ComparisonError:
             after = comparison
         await self.write_status(app, after, extra=extra)
+        return retry_at
 
     async def run_requested_operation(
-        self, app: App, progress: Progress = lambda _r: None, *, clear: bool = True
+        self,
+        app: App,
+        progress: Progress = lambda _r: None,
+        *,
+        clear: bool = True,
+        retry: Retry | None = None,
+        retry_count: int = 0,
     ) -> OperationOutcome | None:
         """Run the sync requested in the Application's ``operation`` field.
 
@@ -750,6 +842,8 @@ class AppEngine:
             allow_empty=automated and bool(app.automated and app.automated.allow_empty),
             operation=operation,
             progress=progress,
+            retry=retry,
+            retry_count=retry_count,
         )
         if clear:
             await self.clear_operation(app)

@@ -50,6 +50,7 @@ class AppSpecError(ValueError):
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 _MAX_DURATION = (2**63 - 1) / 1e9  # Go's time.Duration is int64 nanoseconds
+_LONGEST_WAIT = 365 * 24 * 3600.0  # an uncapped backoff still fits a timer
 
 
 def parse_duration(value: object, default: float) -> float:
@@ -104,12 +105,15 @@ class Retry:
     refresh: bool = False
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        """Seconds to wait before retry number ``attempt + 1``: ``duration × factor^attempt``,
+        capped at ``max_duration`` (no cap when it is 0, as in Argo CD)."""
         try:
-            grown = self.duration * self.factor ** max(attempt, 0)
-        except OverflowError:  # a huge factor or attempt: the cap applies
-            grown = math.inf
-        return float(min(grown, self.max_duration))
+            wait = self.duration * float(self.factor) ** max(attempt, 0)
+        except OverflowError:
+            wait = math.inf
+        if self.max_duration > 0:
+            wait = min(wait, self.max_duration)
+        return float(min(wait, _LONGEST_WAIT))
 
     @classmethod
     def parse(cls, spec: Any, *, automated: bool) -> Retry:

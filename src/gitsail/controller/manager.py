@@ -4,10 +4,17 @@ Start-up reads Argo CD's settings (``argocd-cm``: ``timeout.reconciliation`` and
 jitter), then, once this replica leads (a coordination.k8s.io Lease; with one replica it
 leads at once):
 
-- a watch cache of Applications per watched namespace; every change enqueues the app;
+- a watch cache of Applications per watched namespace; every change enqueues the app,
+  except the controller's own status writes (an update that changes only ``status``,
+  ``managedFields``, ``resourceVersion`` and ``generation`` — the CRD has no status
+  subresource — and whose changed ``managedFields`` entries are all ours): an app's own
+  status write must not wake it, or a status that changes on every reconcile loops;
 - a watch cache per kind the apps manage (started when an app first names the kind);
   a change to an object carrying an app's tracking id enqueues that app, which is how
-  drift is seen without polling, and what the comparison reads instead of GETs;
+  drift is seen without polling, and what the comparison reads instead of GETs. A change
+  beyond ``status`` enqueues it as ``changed:``; a status change that moves the object's
+  health enqueues it as ``health:`` (re-assessed without a render); other status
+  updates, which controllers write all the time, are dropped;
 - the work queue (one sequential worker per app, ``concurrency`` apps at a time), whose
   reconciles requeue themselves for the next poll (interval + jitter).
 
@@ -56,13 +63,14 @@ from gitsail.controller.webhook import (
     repo_matches,
 )
 from gitsail.diff import normalize
+from gitsail.health import resource_health
 from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj
 from gitsail.policy import Policy
 from gitsail.source import GitSource, HelmRepoSource
 from gitsail.sync.tracking import TRACKING_ANNOTATION
 
-__all__ = ["Controller", "ControllerOptions", "RefreshNotRecorded"]
+__all__ = ["Controller", "ControllerOptions", "RefreshNotRecorded", "own_status_write"]
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +158,15 @@ class _NamedSource:
 class _LiveCaches:
     """One cluster-wide watch cache per managed kind, started on first use."""
 
-    def __init__(self, kube: Kube, on_event: Callable[[WatchEvent], None]) -> None:
+    def __init__(self, kube: Kube, on_event: Callable[[WatchEvent, str], None]) -> None:
         self.kube = kube
         self.on_event = on_event
         self.caches: dict[tuple[str, str], WatchCache] = {}
         # What each object looked like for a comparison (normalized, without status), so
-        # the status updates controllers write all the time do not trigger reconciles.
+        # the status updates controllers write all the time do not trigger reconciles;
+        # and the health of each tracked object, so a status change that moves it does.
         self._fingerprints: dict[tuple[str, str, str, str], str] = {}
+        self._health: dict[tuple[str, str, str, str], str] = {}
         self._pumps: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._unwatchable: set[tuple[str, str]] = set()
@@ -198,10 +208,12 @@ class _LiveCaches:
     async def _pump(self, queue: asyncio.Queue[WatchEvent]) -> None:
         while True:
             event = await queue.get()
-            if self._relevant(event):
-                self.on_event(event)
+            what = self._relevant(event)
+            if what:
+                self.on_event(event, what)
 
-    def _relevant(self, event: WatchEvent) -> bool:
+    def _relevant(self, event: WatchEvent) -> str:
+        """``changed``/``deleted``, ``health`` (only health moved) or "" (nothing for us)."""
         obj = event.object
         meta = obj.get("metadata") or {}
         key = (
@@ -212,13 +224,24 @@ class _LiveCaches:
         )
         if event.type == "DELETED":
             self._fingerprints.pop(key, None)
-            return True
+            self._health.pop(key, None)
+            return "deleted"
         fingerprint = hashlib.sha256(
             json.dumps(normalize(obj), sort_keys=True, default=str).encode()
         ).hexdigest()
         previous = self._fingerprints.get(key)
         self._fingerprints[key] = fingerprint
-        return previous != fingerprint
+        health, before = "", None
+        if (meta.get("annotations") or {}).get(TRACKING_ANNOTATION):
+            assessed = resource_health(obj)
+            health = f"{assessed.status}|{assessed.message}" if assessed is not None else "-"
+            before = self._health.get(key)
+            self._health[key] = health
+        if previous != fingerprint:
+            return "changed"
+        if health and before != health:
+            return "health"
+        return ""
 
     async def stop(self) -> None:
         for task in self._pumps:
@@ -254,6 +277,7 @@ class Controller:
         )
         self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)
         self.app_caches: dict[str, WatchCache] = {}
+        self._apps_seen: dict[Key, Obj] = {}  # the last version of each app we were told of
         self.reconciler: AppReconciler | None = None
         self.leading = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -333,6 +357,7 @@ class Controller:
             queue = cache.subscribe()
             self._tasks.append(asyncio.create_task(self._pump_apps(queue)))
             for obj in cache.items():
+                self._apps_seen[_key(obj)] = obj
                 self.queue.add(_key(obj), "startup")
         self.queue.start()
         self.leading.set()
@@ -353,6 +378,7 @@ class Controller:
         for cache in self.app_caches.values():
             await cache.stop()
         self.app_caches.clear()
+        self._apps_seen.clear()
         await self.live.stop()
         self.queue = WorkQueue(self._reconcile, concurrency=self.options.concurrency)
 
@@ -363,9 +389,19 @@ class Controller:
             event = await queue.get()
             if event.type == "BOOKMARK":
                 continue
-            self.queue.add(_key(event.object), f"app:{event.type.lower()}")
+            key = _key(event.object)
+            if event.type == "DELETED":
+                self._apps_seen.pop(key, None)
+            else:
+                previous = self._apps_seen.get(key)
+                self._apps_seen[key] = event.object
+                if previous is not None and own_status_write(
+                    previous, event.object, self.engine.field_manager
+                ):
+                    continue
+            self.queue.add(key, f"app:{event.type.lower()}")
 
-    def _on_managed_event(self, event: WatchEvent) -> None:
+    def _on_managed_event(self, event: WatchEvent, what: str) -> None:
         annotations = ((event.object.get("metadata") or {}).get("annotations")) or {}
         tracking = annotations.get(TRACKING_ANNOTATION)
         if not tracking:
@@ -375,8 +411,7 @@ class Controller:
         if key[0] not in self.options.namespaces:
             return
         meta = event.object.get("metadata") or {}
-        prefix = "deleted" if event.type == "DELETED" else "changed"
-        self.queue.add(key, f"{prefix}:{event.object.get('kind')}/{meta.get('name')}")
+        self.queue.add(key, f"{what}:{event.object.get('kind')}/{meta.get('name')}")
 
     async def _get_application(self, namespace: str, name: str, fresh: bool) -> Obj | None:
         cache = self.app_caches.get(namespace)
@@ -501,6 +536,47 @@ class Controller:
                 f"applications ({', '.join(sorted(failed)[:5])}); retry the delivery"
             )
         return [key for (key, _, _), ok in zip(matches, recorded, strict=True) if ok]
+
+
+def own_status_write(old: Obj, new: Obj, manager: str) -> bool:
+    """Whether ``new`` differs from ``old`` only by a status write of ``manager``.
+
+    Only ``status`` and the fields the server moves with any write (``resourceVersion``,
+    ``generation``, ``managedFields``) may differ, and every ``managedFields`` entry that
+    changed must be ``manager``'s: a status written by anyone else (a user, another tool)
+    still wakes the app.
+    """
+    if _without_status(old) != _without_status(new):
+        return False
+    before = _managers(old)
+    return all(m[0] == manager for m, entry in _managers(new).items() if before.get(m) != entry)
+
+
+def _without_status(obj: Obj) -> Obj:
+    meta = {
+        k: v
+        for k, v in (obj.get("metadata") or {}).items()
+        if k not in ("resourceVersion", "generation", "managedFields")
+    }
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+def _managers(obj: Obj) -> dict[tuple[str, str, str, str], str]:
+    """managedFields entries by (manager, operation, subresource, apiVersion)."""
+    entries: dict[tuple[str, str, str, str], str] = {}
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if not isinstance(entry, dict):
+            continue
+        key = (
+            str(entry.get("manager") or ""),
+            str(entry.get("operation") or ""),
+            str(entry.get("subresource") or ""),
+            str(entry.get("apiVersion") or ""),
+        )
+        entries[key] = json.dumps(
+            [entry.get("time"), entry.get("fieldsV1")], sort_keys=True, default=str
+        )
+    return entries
 
 
 def _key(obj: Obj) -> Key:

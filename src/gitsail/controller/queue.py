@@ -6,6 +6,12 @@ wins). A key is never processed by two workers at once: a key added while its re
 runs is processed once more right after, with every reason collected meanwhile. Workers
 across keys run in parallel, at most ``concurrency`` at a time.
 
+A schedule survives ``add``: an event runs the key now and the scheduled run still happens
+at its time, so a stream of events (a managed object whose status changes every few
+seconds) can never postpone a periodic poll forever. A handler that raises is retried
+after ``error_delay``, doubling per consecutive failure up to ``max_error_delay``; one
+success resets it.
+
 This is level-triggered: the handler is told *why* (the reasons) only as a hint; it must
 read current state and converge, so dropping or merging reasons is always safe.
 """
@@ -34,6 +40,7 @@ class _Slot:
     dirty: bool = False
     timer: asyncio.TimerHandle | None = None
     due: float = 0.0
+    failures: int = 0  # consecutive handler exceptions
 
 
 class WorkQueue:
@@ -41,17 +48,23 @@ class WorkQueue:
 
     The handler returns the seconds after which the key should be reconciled again
     (None: only when something new happens). Exceptions are logged and the key is
-    retried after ``error_delay``.
+    retried after ``error_delay``, doubled per consecutive failure up to ``max_error_delay``.
     """
 
     def __init__(
-        self, handler: Handler, *, concurrency: int = 10, error_delay: float = 5.0
+        self,
+        handler: Handler,
+        *,
+        concurrency: int = 10,
+        error_delay: float = 5.0,
+        max_error_delay: float = 300.0,
     ) -> None:
         self._handler = handler
         self._slots: dict[Key, _Slot] = {}
         self._ready: asyncio.Queue[Key] = asyncio.Queue()
         self._concurrency = concurrency
         self._error_delay = error_delay
+        self._max_error_delay = max_error_delay
         self._workers: list[asyncio.Task[None]] = []
         self.processed = 0
 
@@ -81,9 +94,6 @@ class WorkQueue:
         slot = self._slots.setdefault(key, _Slot(set()))
         if reason:
             slot.reasons.add(reason)
-        if slot.timer is not None:
-            slot.timer.cancel()
-            slot.timer = None
         if slot.running:
             slot.dirty = True
             return
@@ -132,11 +142,15 @@ class WorkQueue:
             delay: float | None
             try:
                 delay = await self._handler(key, reasons)
+                slot.failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("reconcile of %s/%s failed; retrying", *key)
-                delay = self._error_delay
+                slot.failures += 1
+                delay = min(
+                    self._error_delay * 2.0 ** min(slot.failures - 1, 32), self._max_error_delay
+                )
+                log.exception("reconcile of %s/%s failed; retrying in %gs", key[0], key[1], delay)
             finally:
                 slot.running = False
                 self.processed += 1

@@ -7,10 +7,20 @@ of these, in order:
    ``…/background``, delete every object the app owns, wait until they are gone, then
    drop the finalizer. Without it the app goes and its objects stay.
 2. **A requested operation** (the ``operation`` field: ``argocd app sync``, a UI button,
-   an automated sync set by us). It runs; on failure it stays and is retried with the
-   app's backoff until ``retry.limit`` is reached, so an operation interrupted by a
-   restart is simply run again.
-3. **Refresh**: fetch, render, dry-run, diff; write status when it changed.
+   an automated sync set by us). It runs; on failure with retries left (the operation's
+   ``retry``: ``limit`` retries after the first attempt, negative for no limit; automated
+   syncs get Argo CD's implicit ``limit: 5``) it stays ``Running`` with ``finishedAt`` and
+   ``retryCount`` + 1, and retry *n* starts no sooner than ``finishedAt`` + ``duration ×
+   factorⁿ⁻¹`` (capped at ``maxDuration``, default 5 s, 2, 3 m). The wait is computed from
+   the Application itself, so a reconcile woken early (an event, a restart) waits on.
+   An operation interrupted by a restart is simply run again.
+3. **Refresh**: fetch, render, dry-run, diff; write status when it changed. A comparison
+   error is written once (its message is stable, so an unchanged error is not rewritten)
+   and backs off: 5 s doubling per consecutive failure up to the resync interval, started
+   over by a new spec, a new revision, a push or a refresh request.
+   When the only news is that managed objects' health changed (a status-only change, e.g.
+   a Deployment becoming Available), the last comparison is re-assessed from the watch
+   cache instead: no fetch, no render, no dry run; status is written if health changed.
 4. **Automated sync**, when the app is OutOfSync: once per revision (a failed revision is
    not retried beyond the retry policy); live drift on an already-synced revision is healed
    only with ``selfHeal``, after Argo CD's self-heal backoff (2 s × 3ⁿ, capped at 5 min),
@@ -25,14 +35,17 @@ a ``DriftDetected`` event and ``status.drift``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
-from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError
+from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, Retry
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.queue import Key
@@ -42,7 +55,15 @@ from gitsail.model import Obj, ResourceKey
 from gitsail.render import RenderError
 from gitsail.source import SourceError, input_files
 
-__all__ = ["REFRESH_ANNOTATION", "AppReconciler", "ReconcileSettings", "app_key_for_instance"]
+__all__ = [
+    "REFRESH_ANNOTATION",
+    "AppReconciler",
+    "ReconcileSettings",
+    "app_key_for_instance",
+    "error_backoff",
+    "operation_retry",
+    "retry_wait",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +72,16 @@ SKIP_RECONCILE = "argocd.argoproj.io/skip-reconcile"
 # Set by a webhook on any replica (as Argo CD's server does); removed once refreshed here.
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 WIPE_OUT_MESSAGE = "auto-sync will wipe out all resources"
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+IMPLICIT_AUTOMATED_RETRY = {"limit": 5}  # Argo CD's retry for automated syncs without one
 
 
 @dataclass(frozen=True)
 class ReconcileSettings:
     resync: float = 120.0  # argocd-cm timeout.reconciliation
     jitter: float = 60.0  # argocd-cm timeout.reconciliation.jitter
-    error_resync: float = 30.0
+    error_backoff: float = 5.0  # first wait after a ComparisonError; doubles up to resync
+    error_resync: float = 30.0  # retry after an unexpected failure (UnknownError)
     self_heal_timeout: float = 2.0
     self_heal_factor: float = 3.0
     self_heal_cap: float = 300.0
@@ -66,6 +90,46 @@ class ReconcileSettings:
 
     def next_refresh(self) -> float:
         return self.resync + random.uniform(0, self.jitter)  # noqa: S311 (jitter, not crypto)
+
+    def error_delay(self, failures: int) -> float:
+        return error_backoff(failures, self.error_backoff, self.resync)
+
+
+def error_backoff(failures: int, base: float, cap: float) -> float:
+    """Seconds to wait after the ``failures``-th consecutive comparison error."""
+    return float(min(base * 2.0 ** min(max(failures - 1, 0), 32), max(cap, base)))
+
+
+def operation_retry(app: App, operation: dict[str, Any]) -> Retry:
+    """The retry strategy of ``operation``, as Argo CD reads it.
+
+    The operation's own ``retry`` counts (``argocd app sync --retry-limit``, or the one an
+    automated sync was started with). An operation written without the field (a
+    ``kubectl patch``) gets the app's ``syncPolicy.retry``, as Argo CD's API server would
+    have copied it; an automated one without any gets the implicit ``limit: 5``.
+    Raises AppSpecError or ValueError when the strategy cannot be read.
+    """
+    automated = bool((operation.get("initiatedBy") or {}).get("automated"))
+    if "retry" not in operation:
+        return app.retry
+    spec = operation.get("retry")
+    if spec is not None and not isinstance(spec, dict):
+        raise AppSpecError(f"operation.retry must be a mapping, not {type(spec).__name__}")
+    return Retry.parse(spec, automated=automated)
+
+
+def retry_wait(state: dict[str, Any], retry: Retry, now: float) -> float:
+    """Seconds until the scheduled retry of a failed attempt may start (0: now).
+
+    ``state`` is the ``operationState`` of an operation still ``Running`` after a failed
+    attempt: ``finishedAt`` is when that attempt failed and ``retryCount`` the number of
+    the retry it scheduled, so retry *n* waits ``retry.delay(n - 1)``: duration × factorⁿ⁻¹.
+    """
+    finished = _parse_time(str(state.get("finishedAt") or ""))
+    if finished is None:
+        return 0.0
+    count = _count(state.get("retryCount"))
+    return max(0.0, finished + retry.delay(max(count - 1, 0)) - now)
 
 
 def app_key_for_instance(instance: str, control_namespace: str) -> Key:
@@ -83,6 +147,14 @@ class _Memory:
     revision: str | None = None  # the commit the last comparison used
     last_status_write: float = 0.0
     drift_reported: set[str] = field(default_factory=set)
+    # The last full comparison while nothing ran since: re-assessed on health-only news.
+    comparison: Comparison | None = None
+    # Consecutive comparison errors and what they happened under (backoff resets).
+    failures: int = 0
+    failed_at: float = 0.0
+    failed_spec: str = ""
+    failed_revision: str = ""
+    failed_refresh: str = ""
 
 
 class AppReconciler:
@@ -94,12 +166,14 @@ class AppReconciler:
         metrics: Metrics,
         events: EventRecorder,
         get_application: Any,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
         self.events = events
         self._get_application = get_application
+        self.clock = clock
         self.memory: dict[Key, _Memory] = {}
 
     # -- entry point ---------------------------------------------------------------------
@@ -166,20 +240,36 @@ class AppReconciler:
             await self._take_refresh_request(app)
         if isinstance(obj.get("operation"), dict):
             return await self._run_operation(app, memory)
+        spec = _digest(obj.get("spec"))
+        refresh = str((meta.get("annotations") or {}).get(REFRESH_ANNOTATION) or "")
+        if memory.failures:
+            if (
+                spec != memory.failed_spec
+                or refresh  # a refresh request (removed above once taken)
+                or "webhook" in reasons
+            ):
+                memory.failures = 0  # a new spec, a refresh request or a push: look now
+            else:
+                wait = memory.failed_at + self.settings.error_delay(memory.failures) - self.clock()
+                if wait > 0:
+                    return wait
+        managed_only = bool(reasons) and all(
+            r.startswith(("changed:", "deleted:", "health:")) for r in reasons
+        )
+        if managed_only and all(r.startswith("health:") for r in reasons):
+            delay = await self._reassess_health(app, spec, memory)
+            if delay is not None:
+                return delay
         # A change to a managed object does not move Git: compare against the commit
         # resolved by the last poll instead of asking the repository again.
-        pinned = (
-            memory.revision
-            if reasons and all(r.startswith(("changed:", "deleted:")) for r in reasons)
-            else None
-        )
+        pinned = memory.revision if managed_only else None
+        memory.comparison = None
         try:
             comparison = await self.engine.compare(app, revision=pinned)
         except ComparisonError as exc:
-            log.warning("comparison of %s/%s failed: %s", namespace, name, exc)
-            await self.engine.write_status(app, None, error=str(exc))
-            self._export(app, "Unknown", "Unknown")
-            return self.settings.error_resync
+            return await self._comparison_failed(app, exc, memory, spec, refresh)
+        memory.failures = 0
+        memory.comparison = comparison
         memory.input_paths = _input_paths(comparison)
         memory.revision = comparison.artifact.revision
         await self._report_drift(app, comparison, memory, reasons)
@@ -206,6 +296,50 @@ class AppReconciler:
                 "cannot remove %s from %s/%s: %s", REFRESH_ANNOTATION, app.namespace, app.name, exc
             )
 
+    async def _comparison_failed(
+        self, app: App, exc: ComparisonError, memory: _Memory, spec: str, refresh: str
+    ) -> float:
+        """Record a comparison error (once while it stays the same) and back off."""
+        if exc.revision and exc.revision != memory.failed_revision:
+            memory.failures = 0  # a new commit fails differently, or not for long
+        memory.failures += 1
+        memory.failed_at = self.clock()
+        memory.failed_spec = spec
+        memory.failed_revision = exc.revision
+        memory.failed_refresh = refresh
+        delay = self.settings.error_delay(memory.failures)
+        log.warning(
+            "comparison of %s/%s failed (%d in a row; next try in %gs): %s",
+            app.namespace,
+            app.name,
+            memory.failures,
+            delay,
+            exc,
+        )
+        self._export(app, "Unknown", "Unknown")
+        message = str(exc)
+        status = app.raw.get("status") or {}
+        unchanged = (status.get("sync") or {}).get("status") == "Unknown" and any(
+            c.get("type") == "ComparisonError" and c.get("message") == message
+            for c in status.get("conditions") or []
+        )
+        if not unchanged or self.clock() - memory.last_status_write >= 300:
+            await self.engine.write_status(app, None, error=message)
+            memory.last_status_write = self.clock()
+        return delay
+
+    async def _reassess_health(self, app: App, spec: str, memory: _Memory) -> float | None:
+        """Health of the last comparison from the watch cache; None: compare in full."""
+        last = memory.comparison
+        if last is None or _digest(last.app.raw.get("spec")) != spec:
+            return None
+        comparison = await self.engine.reassess_health(last, app)
+        if comparison is None:
+            return None
+        memory.comparison = comparison
+        await self._write_status_if_changed(app, comparison, memory)
+        return self.settings.next_refresh()  # the poll already scheduled comes first
+
     # -- status --------------------------------------------------------------------------
 
     def _export(self, app: App, sync: str, health: str) -> None:
@@ -222,7 +356,7 @@ class AppReconciler:
         self._export(app, comparison.sync_status, str(comparison.app_health))
         old = app.raw.get("status") or {}
         unchanged = (
-            not extra
+            _already_said(extra, old)
             and (old.get("sync") or {}).get("status") == comparison.sync_status
             and (old.get("sync") or {}).get("revision") == comparison.artifact.revision
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
@@ -231,24 +365,36 @@ class AppReconciler:
         )
         # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a
         # stale controller is visible, without a write per app per poll.
-        if unchanged and time.monotonic() - memory.last_status_write < 300:
+        if unchanged and self.clock() - memory.last_status_write < 300:
             return
         await self.engine.write_status(app, comparison, extra=extra)
-        memory.last_status_write = time.monotonic()
-
-    # -- operations ----------------------------------------------------------------------
+        memory.last_status_write = self.clock()
 
     async def _run_operation(self, app: App, memory: _Memory) -> float | None:
         operation: dict[str, Any] = app.raw["operation"]
         sync_spec = operation.get("sync") or {}
         state = (app.raw.get("status") or {}).get("operationState") or {}
-        same = state.get("operation") == operation
-        attempt = (
-            int(state.get("retryCount", 0) or 0) + 1
-            if same and state.get("phase") in ("Failed", "Error")
-            else 0
+        # Argo CD: an operation is in progress while its state is not completed; a new one
+        # (or one requested again after it completed) starts counting from zero.
+        in_progress = state.get("operation") == operation and state.get("phase") in (
+            "Running",
+            "Terminating",
         )
+        retry_count = _count(state.get("retryCount")) if in_progress else 0
         automated = bool((operation.get("initiatedBy") or {}).get("automated"))
+        retry: Retry | None
+        try:
+            retry = operation_retry(app, operation)
+        except (AppSpecError, ValueError, TypeError) as exc:
+            log.warning(
+                "operation of %s/%s: retry strategy ignored: %s", app.namespace, app.name, exc
+            )
+            retry = None
+        if in_progress and state.get("finishedAt") and retry is not None:
+            wait = retry_wait(state, retry, time.time())
+            if wait > 0:
+                return wait  # a failed attempt's retry is not due yet
+        memory.comparison = None  # what we compared is about to change
         await self.events.record(
             app.raw,
             reason="OperationStarted",
@@ -256,13 +402,17 @@ class AppReconciler:
             f"{sync_spec.get('revision') or app.target_revision}",
         )
         started = time.monotonic()
-        outcome = await self.engine.run_requested_operation(app, clear=False)
+        outcome = await self.engine.run_requested_operation(
+            app, clear=False, retry=retry, retry_count=retry_count
+        )
         if outcome is None:  # an operation without a sync: nothing we can run
             await self.engine.clear_operation(app)
             return self.settings.next_refresh()
         resources = sync_spec.get("resources")
         phase = outcome.result.phase
         self.metrics.record_sync(app.namespace, app.name, phase, time.monotonic() - started)
+        if outcome.retry_at is not None:
+            return max(0.0, outcome.retry_at - time.time())
         await self.events.record(
             app.raw,
             reason="OperationCompleted",
@@ -270,26 +420,6 @@ class AppReconciler:
             f"{outcome.result.message}",
             type="Normal" if phase == "Succeeded" else "Warning",
         )
-        retry = app.retry
-        retries_left = retry.limit < 0 or attempt < retry.limit
-        if phase != "Succeeded" and retries_left:
-            delay = retry.delay(attempt)
-            await self.engine.kube.merge_patch(
-                API_VERSION,
-                "Application",
-                app.name,
-                {
-                    "status": {
-                        "operationState": {
-                            "retryCount": attempt + 1,
-                            "message": f"{outcome.result.message} (retrying attempt #{attempt + 1}"
-                            f" in {delay:.0f}s)",
-                        }
-                    }
-                },
-                namespace=app.namespace,
-            )
-            return delay
         await self.engine.clear_operation(app)
         if phase == "Succeeded" and resources and automated:
             await self.events.record(
@@ -299,7 +429,7 @@ class AppReconciler:
                 + ", ".join(str(ResourceKey.from_ref(r)) for r in resources),
             )
             self.metrics.count_selfheal(app.namespace)
-        memory.last_status_write = time.monotonic()
+        memory.last_status_write = self.clock()
         return 1.0  # look again soon: the cache catches up with what we just applied
 
     async def _maybe_auto_sync(
@@ -366,7 +496,8 @@ class AppReconciler:
         operation = {
             "sync": sync,
             "initiatedBy": {"automated": True},
-            "retry": app.raw.get("spec", {}).get("syncPolicy", {}).get("retry") or {},
+            "retry": (app.raw.get("spec") or {}).get("syncPolicy", {}).get("retry")
+            or IMPLICIT_AUTOMATED_RETRY,
         }
         updated = await self.engine.kube.merge_patch(
             API_VERSION,
@@ -519,6 +650,28 @@ def _input_paths(comparison: Comparison) -> frozenset[str] | None:
     if files is None:
         return None
     return frozenset(f.relative_to(artifact.root).as_posix() for f in files)
+
+
+def _already_said(extra: dict[str, Any] | None, status: dict[str, Any]) -> bool:
+    """Whether ``extra`` adds nothing to ``status`` but conditions it already has."""
+    if not extra:
+        return True
+    if set(extra) != {"conditions"}:
+        return False
+    have = {(c.get("type"), c.get("message")) for c in status.get("conditions") or []}
+    return all((c.get("type"), c.get("message")) in have for c in extra["conditions"] or [])
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _count(value: Any) -> int:
+    """A non-negative count read from status (0 when it is missing or not a number)."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _parse_time(text: str) -> float | None:

@@ -38,6 +38,19 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+def _scrub_work_dir(text: str, work_dir: Path) -> str:
+    """``text`` with paths in the renderer's private work dir made repository-relative.
+
+    Each render runs in ``<work_dir>/<random>/`` with the copied sources under ``src/``;
+    the random part would make every failure message unique, and a status that changes on
+    every reconcile is written on every reconcile.
+    """
+    for base in dict.fromkeys((str(work_dir), str(work_dir.resolve()))):
+        text = re.sub(re.escape(base) + r"/[^/\s'\"]+/(?:src/)?", "", text)
+        text = text.replace(base, "<work dir>")
+    return text
+
+
 def _tail(text: str) -> str:
     text = text.strip()
     return text if len(text) <= _STDERR_LIMIT else "…" + text[-_STDERR_LIMIT:]
@@ -107,7 +120,8 @@ class ToolRunner:
                 await _kill(proc)
                 raise
         if proc.returncode != 0:
-            message = _tail(redact(stderr.decode("utf-8", "replace"), secrets))
+            text = _scrub_work_dir(stderr.decode("utf-8", "replace"), self.home.parent)
+            message = _tail(redact(text, secrets))
             raise RenderError(
                 f"{what} failed (exit {proc.returncode}): {message or 'no output on stderr'}"
             )

@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 
 from gitsail.controller.queue import Key, WorkQueue
 
@@ -107,3 +108,43 @@ async def test_a_failing_reconcile_is_retried_after_the_error_delay() -> None:
     await calls.wait(2)
     await queue.stop()
     assert calls.reasons[1] == frozenset({"requeue"})
+
+
+async def test_an_event_runs_the_key_now_and_does_not_postpone_its_scheduled_run() -> None:
+    calls = Calls()
+
+    async def handler(key: Key, reasons: frozenset[str]) -> float | None:
+        await calls.record(reasons)
+        return None
+
+    queue = WorkQueue(handler)
+    queue.start()
+    queue.add_after(("ns", "a"), 0.2, "poll")
+    queue.add(("ns", "a"), "event")
+    await calls.wait(2)
+    await queue.stop()
+    assert calls.reasons == [frozenset({"event"}), frozenset({"poll"})]
+
+
+async def test_consecutive_failures_back_off_exponentially_and_a_success_resets() -> None:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    calls = Calls()
+
+    async def handler(key: Key, reasons: frozenset[str]) -> float | None:
+        times.append(loop.time())
+        await calls.record(reasons)
+        if len(times) <= 3:
+            raise RuntimeError("apiserver unavailable")
+        return None
+
+    queue = WorkQueue(handler, error_delay=0.05, max_error_delay=0.15)
+    queue.start()
+    queue.add(("ns", "a"), "first")
+    await calls.wait(4, timeout=3)
+    await queue.stop()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # 0.05, then doubled to 0.1, then capped at 0.15 (timers may fire a tick early).
+    assert 0.04 <= gaps[0] < 0.09
+    assert 0.09 <= gaps[1] < 0.14
+    assert 0.14 <= gaps[2] < 0.25
