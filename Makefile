@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv tools system-deps demo demo-down test lint typecheck unit integration bench clean
+.PHONY: all venv tools system-deps demo demo-down test lint typecheck unit integration faults bench clean
 
 all: test
 
@@ -48,7 +48,12 @@ unit: $(STAMP)
 integration: tools system-deps
 	$(BIN)/pytest -q tests/integration
 
-test: lint typecheck unit integration
+# Faults (apiserver restart, etcd pause, git down/slow, killed renders, killed controller) on
+# a private control plane of their own: they kill and pause its processes.
+faults: tools system-deps
+	$(BIN)/pytest -q tests/faults
+
+test: lint typecheck unit integration faults
 
 bench: tools
 	$(BIN)/python -m benchmarks
