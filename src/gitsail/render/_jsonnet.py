@@ -255,16 +255,18 @@ def _limits(memory_bytes: int, cpu_seconds: int) -> Callable[[], None]:
     return apply
 
 
-async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
-    """Up to ``cap`` bytes of ``stream``; (data, True) when the stream had more."""
+async def _read_capped(proc: asyncio.subprocess.Process, cap: int) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes of stdout; (b"", True) and the process killed when it had more."""
+    assert proc.stdout is not None
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await stream.read(_CHUNK)
+        chunk = await proc.stdout.read(_CHUNK)
         if not chunk:
             return b"".join(chunks), False
         size += len(chunk)
         if size > cap:
+            await _kill(proc)  # also ends stderr, which the other reader is waiting on
             return b"", True
         chunks.append(chunk)
 
@@ -363,16 +365,14 @@ class Jsonnet:
                 )
             except OSError as err:
                 raise RenderError(f"{what}: cannot run jsonnet: {err}") from None
-            assert proc.stdout is not None
             assert proc.stderr is not None
             try:
                 async with asyncio.timeout(policy.render_timeout or None):
                     (stdout, too_big), stderr = await asyncio.gather(
-                        _read_capped(proc.stdout, policy.render_output_bytes or 2**62),
+                        _read_capped(proc, policy.render_output_bytes or 2**62),
                         _read_tail(proc.stderr),
                     )
                     if too_big:
-                        await _kill(proc)
                         raise RenderError(
                             f"{what}: output is larger than {policy.render_output_bytes} bytes "
                             "(GITSAIL_RENDER_OUTPUT_BYTES); refusing it"
