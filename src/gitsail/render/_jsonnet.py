@@ -47,7 +47,7 @@ from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render._errors import RenderError
 from gitsail.render._manifests import _describe, _is_list, _is_object
-from gitsail.render._options import JsonnetOptions, JsonnetVar
+from gitsail.render._options import DirectoryOptions, JsonnetOptions, JsonnetVar
 from gitsail.render._process import ToolRunner, redact
 from gitsail.render._workspace import inside
 from gitsail.source.jsonnet_imports import JsonnetImportError, imports
@@ -57,6 +57,7 @@ __all__ = [
     "Jsonnet",
     "build_environment",
     "check_imports",
+    "code_imports",
     "decode_output",
     "envsubst",
     "substitute",
@@ -120,6 +121,20 @@ def substitute(options: JsonnetOptions, env: Mapping[str, str]) -> JsonnetOption
         return tuple(replace(v, value=envsubst(v.value, env)) for v in items)
 
     return replace(options, ext_vars=each(options.ext_vars), tlas=each(options.tlas))
+
+
+def code_imports(directory: DirectoryOptions | None) -> bool:
+    """Whether a ``code: true`` value imports a file (its content is not in the digest)."""
+    options = directory.jsonnet if directory else JsonnetOptions()
+    for var in (*options.ext_vars, *options.tlas):
+        if not var.code:
+            continue
+        try:
+            if imports(var.value):
+                return True
+        except JsonnetImportError:
+            return True  # the render refuses it; never cache on a guess
+    return False
 
 
 # --- import confinement ------------------------------------------------------------------

@@ -31,7 +31,7 @@ from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render._directory import render_directory_async, uses_jsonnet
 from gitsail.render._errors import RenderError
 from gitsail.render._helm import helm_template
-from gitsail.render._jsonnet import Jsonnet, build_environment, substitute
+from gitsail.render._jsonnet import Jsonnet, build_environment, code_imports, substitute
 from gitsail.render._kustomize import apply_kustomize_options, kustomize_build
 from gitsail.render._options import DirectoryOptions, RenderOptions, detect_tool
 from gitsail.render._process import ToolRunner
@@ -197,6 +197,9 @@ class Renderer:
             ):
                 version = await self.tool_version("jsonnet")
                 options = _with_build_environment(options, artifact)
+                if code_imports(options.directory):
+                    # The digest covers files, not what Jsonnet code in the spec imports.
+                    artifact = dataclasses.replace(artifact, digest="")
         except RenderError as err:
             raise err.for_app(app_path, tool) from None
         apis = sorted(set(api_versions))

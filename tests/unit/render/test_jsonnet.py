@@ -276,3 +276,37 @@ async def test_a_directory_without_jsonnet_files_never_needs_the_binary(
     artifact = Artifact(url="u", revision="r", requested="", root=repo, path="app", digest="")
     rendered = await Renderer(work_dir=repo.parent / "w").render(artifact, RenderOptions())
     assert [m["metadata"]["name"] for m in rendered.manifests] == ["a"]
+
+
+# --- what the digest covers --------------------------------------------------------------
+
+
+def test_the_digest_covers_files_imported_next_to_a_program(repo: Path) -> None:
+    from gitsail.source import input_files
+
+    (repo / "common").mkdir()
+    (repo / "common" / "x.libsonnet").write_text("importstr 'data.txt'")
+    (repo / "common" / "data.txt").write_text("d")
+    (repo / "app" / "main.jsonnet").write_text("import '../common/x.libsonnet'")
+    files = input_files(repo, "app", tool_hint="directory")
+    assert files is not None
+    rels = [f.relative_to(repo.resolve()).as_posix() for f in files]
+    assert rels == ["app/main.jsonnet", "common/data.txt", "common/x.libsonnet"]
+
+
+def test_an_import_through_a_library_directory_makes_the_digest_cover_the_tree(
+    repo: Path,
+) -> None:
+    from gitsail.source import input_files
+
+    (repo / "app" / "main.jsonnet").write_text("import 'k.libsonnet'")
+    assert input_files(repo, "app", tool_hint="directory") is None
+
+
+def test_jsonnet_code_that_imports_turns_the_render_cache_off() -> None:
+    from gitsail.render._jsonnet import code_imports
+
+    plain = _opts({"extVars": [{"name": "a", "value": "import 'x'"}]})
+    code = _opts({"extVars": [{"name": "a", "value": "import 'x'", "code": True}]})
+    assert not code_imports(plain.directory)
+    assert code_imports(code.directory)
