@@ -182,6 +182,15 @@ TOOLS: tuple[Tool, ...] = (
         binaries=("kustomize",),
         ldflags=_kustomize_ldflags,
     ),
+    # What Argo CD's repo server evaluates directory Jsonnet with; the version is a constant
+    # in the library, so no ldflags are needed for `jsonnet --version` to tell the truth.
+    Tool(
+        name="jsonnet",
+        module_dir="jsonnet",
+        version_module="github.com/google/go-jsonnet",
+        packages=("github.com/google/go-jsonnet/cmd/jsonnet",),
+        binaries=("jsonnet",),
+    ),
 )
 
 

@@ -63,6 +63,10 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The condition an app gets when its source renders nothing (see write_status).
+NO_RESOURCES = "NoResourcesWarning"
+
+
 class ComparisonError(Exception):
     """Fetching, rendering or dry-running the app failed; nothing was changed.
 
@@ -532,24 +536,47 @@ class AppEngine:
         extra: dict[str, Any] | None = None,
     ) -> Obj:
         status: dict[str, Any] = {"reconciledAt": now()}
+        old_conditions = (app.raw.get("status") or {}).get("conditions") or []
         conditions = [
             c
-            for c in ((app.raw.get("status") or {}).get("conditions") or [])
+            for c in old_conditions
             if c.get("type")
-            not in ("ComparisonError", "InvalidSpecError", "UnknownError", "SharedResourceWarning")
+            not in (
+                "ComparisonError",
+                "InvalidSpecError",
+                "UnknownError",
+                "SharedResourceWarning",
+                NO_RESOURCES,
+            )
         ]
+        if comparison is not None and not comparison.rendered.manifests:
+            since: dict[str, Any] = next(
+                (c for c in old_conditions if c.get("type") == NO_RESOURCES), {}
+            )
+            # Argo CD shows such an app Synced/Healthy and says nothing; say it (a warning type,
+            # so Argo CD's tools list it as a warning, not an error).
+            path = comparison.artifact.path or "."
+            conditions.append(
+                {
+                    "type": NO_RESOURCES,
+                    "message": f"the source rendered no resources ({comparison.rendered.tool} "
+                    f"at path {path!r}): nothing is deployed or checked; the app is Synced and "
+                    "Healthy only because it manages nothing",
+                    "lastTransitionTime": since.get("lastTransitionTime") or now(),
+                }
+            )
         if comparison is not None:
             # A warning that stays keeps its time, so an unchanged status stays unchanged.
-            since = {
+            shared_since = {
                 c.get("message"): c.get("lastTransitionTime")
-                for c in ((app.raw.get("status") or {}).get("conditions") or [])
+                for c in old_conditions
                 if c.get("type") == "SharedResourceWarning"
             }
             conditions += [
                 {
                     "type": "SharedResourceWarning",
                     "message": m,
-                    "lastTransitionTime": since.get(m) or now(),
+                    "lastTransitionTime": shared_since.get(m) or now(),
                 }
                 for m in comparison.shared
             ]

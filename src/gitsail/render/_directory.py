@@ -1,17 +1,21 @@
 """Plain directories of manifests, read in Python with Argo CD's rules.
 
-Only the app directory's own files are read unless ``recurse`` is set; ``.yaml``, ``.yml``
-and ``.json`` files count. ``include``/``exclude`` are globs matched against the path
-relative to the app directory, as Argo CD matches them (gobwas/glob without separators:
-``*`` also crosses ``/``; ``?``, ``[a-z]``, ``[!x]`` and ``{a,b}`` alternation); exclude wins.
+Only the app directory's own files are read unless ``recurse`` is set; ``.yaml``, ``.yml``,
+``.json`` and ``.jsonnet`` files count (Jsonnet files are evaluated by ``_jsonnet.Jsonnet``;
+``.libsonnet`` files are only imported, never rendered on their own).
+``include``/``exclude`` are globs matched against the path relative to the app directory,
+as Argo CD matches them (gobwas/glob without separators: ``*`` also crosses ``/``; ``?``,
+``[a-z]``, ``[!x]`` and ``{a,b}`` alternation); exclude wins.
 Files are read in lexical path order, the order of Go's ``filepath.Walk``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gitsail.model import Obj
@@ -20,9 +24,17 @@ from gitsail.render._manifests import load_manifests
 from gitsail.render._options import DirectoryOptions
 from gitsail.render._workspace import inside
 
-__all__ = ["glob_match", "manifest_files", "render_directory"]
+__all__ = [
+    "glob_match",
+    "manifest_files",
+    "read_directory",
+    "render_directory",
+    "render_directory_async",
+    "uses_jsonnet",
+]
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", ".jsonnet")
+JSONNET_SUFFIX = ".jsonnet"
 
 
 def _translate(pattern: str) -> str:
@@ -101,16 +113,58 @@ def manifest_files(app_dir: Path, root: Path, options: DirectoryOptions) -> list
     return [path for _, path in sorted(found)]
 
 
-def render_directory(app_dir: Path, root: Path, options: DirectoryOptions | None) -> list[Obj]:
-    """Every object of every manifest file, in file order then document order."""
+def uses_jsonnet(app_dir: Path, root: Path, options: DirectoryOptions | None) -> bool:
+    """Whether a render of ``app_dir`` evaluates any Jsonnet file."""
+    if not app_dir.is_dir():
+        return False
+    files = manifest_files(app_dir, root, options or DirectoryOptions())
+    return any(f.name.endswith(JSONNET_SUFFIX) for f in files)
+
+
+def read_directory(app_dir: Path, root: Path, options: DirectoryOptions | None) -> list[Obj | Path]:
+    """The objects of the YAML/JSON files, with each Jsonnet file's path in its place."""
     if not app_dir.is_dir():
         raise RenderError(f"app directory {app_dir.name or app_dir} does not exist")
-    objs: list[Obj] = []
+    parts: list[Obj | Path] = []
     for path in manifest_files(app_dir, root, options or DirectoryOptions()):
+        if path.name.endswith(JSONNET_SUFFIX):
+            parts.append(path)
+            continue
         rel = path.relative_to(root).as_posix()
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise RenderError(f"{rel}: cannot read: {err}") from None
-        objs.extend(load_manifests(text, source=rel))
+        parts.extend(load_manifests(text, source=rel))
+    return parts
+
+
+def render_directory(app_dir: Path, root: Path, options: DirectoryOptions | None) -> list[Obj]:
+    """Every object of every manifest file, in file order then document order.
+
+    Without a Jsonnet evaluator a Jsonnet file is an error, never an empty render.
+    """
+    objs: list[Obj] = []
+    for part in read_directory(app_dir, root, options):
+        if isinstance(part, Path):
+            rel = part.relative_to(root).as_posix()
+            raise RenderError(f"{rel}: Jsonnet files need the jsonnet binary to render")
+        objs.append(part)
+    return objs
+
+
+async def render_directory_async(
+    app_dir: Path,
+    root: Path,
+    options: DirectoryOptions | None,
+    *,
+    jsonnet: Callable[[Path], Awaitable[list[Obj]]],
+) -> list[Obj]:
+    """``render_directory`` with each Jsonnet file evaluated by ``jsonnet``, in file order."""
+    objs: list[Obj] = []
+    for part in await asyncio.to_thread(read_directory, app_dir, root, options):
+        if isinstance(part, Path):
+            objs.extend(await jsonnet(part))
+        else:
+            objs.append(part)
     return objs

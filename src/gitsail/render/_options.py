@@ -4,7 +4,10 @@
 with Python names. As Argo CD's API server does, a block whose fields are all empty
 (``helm: {}``) is dropped, so it does not force a tool; two non-empty tool blocks are an
 error ("multiple application sources defined"). Options gitsail cannot honour are errors,
-not silent no-ops: ``directory.jsonnet`` and ``plugin``.
+not silent no-ops: ``plugin``. ``directory.jsonnet`` values become argv of the jsonnet
+binary, so names are checked here (an identifier, never ``-…`` or ``name=…``), values may not
+hold NUL bytes or exceed ``JSONNET_VALUE_BYTES``, and library paths may not leave the
+repository (``..``); where they point is checked again on the checkout.
 
 ``detect_tool`` then picks the tool the way Argo CD does: an explicit block wins, then
 ``Chart.yaml`` → helm, a kustomization file → kustomize, otherwise a plain directory.
@@ -13,6 +16,8 @@ not silent no-ops: ``directory.jsonnet`` and ``plugin``.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +27,14 @@ from gitsail.model import Obj
 from gitsail.render._errors import RenderError
 
 __all__ = [
+    "JSONNET_VALUE_BYTES",
     "KUSTOMIZATION_FILES",
     "DirectoryOptions",
     "HelmFileParameter",
     "HelmOptions",
     "HelmParameter",
+    "JsonnetOptions",
+    "JsonnetVar",
     "KustomizeOptions",
     "KustomizeReplica",
     "RenderOptions",
@@ -34,6 +42,27 @@ __all__ = [
 ]
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+# One argv string; Linux refuses longer ones (MAX_ARG_STRLEN is 128 KiB).
+JSONNET_VALUE_BYTES = 64 * 1024
+_JSONNET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,252}")
+
+
+@dataclass(frozen=True)
+class JsonnetVar:
+    """One ``extVars``/``tlas`` entry: a string, or Jsonnet code when ``code`` is set."""
+
+    name: str
+    value: str
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class JsonnetOptions:
+    """``spec.source.directory.jsonnet``; ``libs`` are relative to the repository root."""
+
+    ext_vars: tuple[JsonnetVar, ...] = ()
+    tlas: tuple[JsonnetVar, ...] = ()
+    libs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,7 @@ class DirectoryOptions:
     recurse: bool = False
     include: str = ""
     exclude: str = ""
+    jsonnet: JsonnetOptions = JsonnetOptions()
 
 
 @dataclass(frozen=True)
@@ -250,15 +280,68 @@ def _directory(value: Any) -> DirectoryOptions | None:
     block = _block(value, where)
     if block is None:
         return None
-    if _present(block.get("jsonnet")):
-        raise RenderError(
-            f"{where}.jsonnet: Jsonnet is not supported by gitsail; render the Jsonnet to "
-            "YAML in CI, or remove the jsonnet block"
-        )
     return DirectoryOptions(
         recurse=_bool(block, "recurse", where),
         include=_str(block, "include", where),
         exclude=_str(block, "exclude", where),
+        jsonnet=_jsonnet(block.get("jsonnet"), f"{where}.jsonnet"),
+    )
+
+
+def _jsonnet_vars(block: Mapping[str, Any], key: str, where: str) -> tuple[JsonnetVar, ...]:
+    out = []
+    for i, item in enumerate(_list(block, key, where)):
+        at = f"{where}.{key}[{i}]"
+        if not isinstance(item, Mapping):
+            raise RenderError(f"{at} must be a mapping with name, value and code")
+        name = _str(item, "name", at)
+        if not _JSONNET_NAME.fullmatch(name):
+            raise RenderError(
+                f"{at}.name {name!r} is not a Jsonnet identifier (letters, digits and _, "
+                "not starting with a digit)"
+            )
+        value = _str(item, "value", at)
+        if "\0" in value:
+            raise RenderError(f"{at}.value of {name} holds a NUL byte")
+        if len(value.encode()) > JSONNET_VALUE_BYTES:
+            raise RenderError(
+                f"{at}.value of {name} is longer than {JSONNET_VALUE_BYTES} bytes; "
+                "put large data in a file of the repository and import it"
+            )
+        out.append(JsonnetVar(name=name, value=value, code=_bool(item, "code", at)))
+    return tuple(out)
+
+
+def _jsonnet_lib(raw: str, at: str) -> str:
+    """A library directory relative to the repository root (as in Argo CD, ``/x`` is ``x``)."""
+    path = raw.strip()
+    if not path:
+        raise RenderError(f"{at} is empty; name a directory relative to the repository root")
+    if "\0" in path or "\\" in path:
+        raise RenderError(f"{at} {raw!r} may not hold NUL bytes or backslashes")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    depth = 0
+    for part in parts:
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            raise RenderError(
+                f"{at} {raw!r} leaves the repository; library paths are relative to its root"
+            )
+    return posixpath.normpath("/".join(parts)) if parts else "."
+
+
+def _jsonnet(value: Any, where: str) -> JsonnetOptions:
+    block = _block(value, where)
+    if block is None:
+        return JsonnetOptions()
+    unknown = sorted(set(block) - {"extVars", "tlas", "libs"})
+    if unknown:
+        raise RenderError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    libs = _str_list(block, "libs", where)
+    return JsonnetOptions(
+        ext_vars=_jsonnet_vars(block, "extVars", where),
+        tlas=_jsonnet_vars(block, "tlas", where),
+        libs=tuple(_jsonnet_lib(lib, f"{where}.libs[{i}]") for i, lib in enumerate(libs)),
     )
 
 

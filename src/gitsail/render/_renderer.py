@@ -14,6 +14,7 @@ of one key share one tool run. Failed renders are not cached.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -26,11 +27,13 @@ from pathlib import Path
 
 from gitsail import toolchain
 from gitsail.model import Artifact, Obj
-from gitsail.render._directory import render_directory
+from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.render._directory import render_directory_async, uses_jsonnet
 from gitsail.render._errors import RenderError
 from gitsail.render._helm import helm_template
+from gitsail.render._jsonnet import Jsonnet, build_environment, code_imports, substitute
 from gitsail.render._kustomize import apply_kustomize_options, kustomize_build
-from gitsail.render._options import RenderOptions, detect_tool
+from gitsail.render._options import DirectoryOptions, RenderOptions, detect_tool
 from gitsail.render._process import ToolRunner
 from gitsail.render._workspace import copy_artifact, inside
 from gitsail.source import SourceError, input_files
@@ -112,8 +115,10 @@ class Renderer:
         work_dir: Path | None = None,
         helm: Path | str | None = None,
         kustomize: Path | str | None = None,
+        jsonnet: Path | str | None = None,
         concurrency: int = 2,
         timeout: float = 90.0,
+        policy: Policy = DEFAULT_POLICY,
     ) -> None:
         if work_dir is None:
             work_dir = Path(tempfile.mkdtemp(prefix="gitsail-render-"))
@@ -125,7 +130,8 @@ class Renderer:
             self._cleanup = None
         self.work_dir = work_dir
         self.cache_size = cache_size
-        self._binaries = {"helm": helm, "kustomize": kustomize}
+        self._binaries = {"helm": helm, "kustomize": kustomize, "jsonnet": jsonnet}
+        self.policy = policy
         self._runner = ToolRunner(home=work_dir / "home", concurrency=concurrency, timeout=timeout)
         self._versions: dict[str, str] = {}
         self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -159,11 +165,13 @@ class Renderer:
         cached = self._versions.get(str(binary))
         if cached is not None:
             return cached
-        argv = [str(binary), "version"]
+        argv = [str(binary), "--version" if tool == "jsonnet" else "version"]
         if tool == "helm":
             argv += ["--template", "{{.Version}}"]
         out = await self._runner.run(argv, cwd=self.work_dir, what=f"{tool} version")
         version = out.decode().strip().removeprefix("kustomize/") or str(binary)
+        if tool == "jsonnet":  # "Jsonnet commandline interpreter (Go implementation) v0.21.0"
+            version = "jsonnet/" + version.rpartition(" ")[2]
         self._versions[str(binary)] = version
         return version
 
@@ -184,6 +192,14 @@ class Renderer:
                 raise RenderError(f"path {app_path!r} is not a directory in the repository")
             tool = "helm" if artifact.kind == "helm" else detect_tool(directory, options)
             version = await self.tool_version(tool)
+            if tool == "directory" and await asyncio.to_thread(
+                uses_jsonnet, directory, artifact.root, options.directory
+            ):
+                version = await self.tool_version("jsonnet")
+                options = _with_build_environment(options, artifact)
+                if code_imports(options.directory):
+                    # The digest covers files, not what Jsonnet code in the spec imports.
+                    artifact = dataclasses.replace(artifact, digest="")
         except RenderError as err:
             raise err.for_app(app_path, tool) from None
         apis = sorted(set(api_versions))
@@ -252,8 +268,21 @@ class Renderer:
     ) -> list[Obj]:
         root = artifact.root
         if tool == "directory":
-            return await asyncio.to_thread(
-                render_directory, artifact.directory, root, options.directory
+            directory = options.directory
+
+            async def jsonnet(path: Path) -> list[Obj]:  # the binary only when a file needs it
+                evaluator = Jsonnet(
+                    self._runner,
+                    self.binary("jsonnet"),
+                    root=root,
+                    app_dir=artifact.directory,
+                    options=(directory or DirectoryOptions()).jsonnet,
+                    policy=self.policy,
+                )
+                return await evaluator.evaluate(path)
+
+            return await render_directory_async(
+                artifact.directory, root, directory, jsonnet=jsonnet
             )
         rel = artifact.directory.relative_to(root)
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="render-") as tmp:
@@ -301,6 +330,25 @@ def _kustomize_inputs(root: Path, rel: Path, options: RenderOptions) -> list[Pat
             return None
         files.update(found)
     return sorted(files)
+
+
+def _with_build_environment(options: RenderOptions, artifact: Artifact) -> RenderOptions:
+    """Options with Argo CD's build environment substituted into the Jsonnet values.
+
+    Done before the cache key is computed, so a value naming ``$ARGOCD_APP_REVISION`` gives
+    each revision its own key.
+    """
+    directory = options.directory or DirectoryOptions()
+    env = build_environment(
+        app_name=options.app_name,
+        namespace=options.namespace,
+        revision=artifact.revision,
+        path=artifact.path,
+        repo_url=artifact.url,
+        requested=artifact.requested,
+    )
+    jsonnet = substitute(directory.jsonnet, env)
+    return dataclasses.replace(options, directory=dataclasses.replace(directory, jsonnet=jsonnet))
 
 
 def _copy(rendered: Rendered) -> Rendered:

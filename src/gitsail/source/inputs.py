@@ -10,7 +10,10 @@ must not re-render the others. So the digest covers the files the render tool wi
   ``transformers``/``generators``/``validators`` given as files, ``helmCharts`` charts and
   values), following directories into their own kustomizations, each visited once;
 - a Helm chart: every file of the chart (and of ``file://`` dependencies) plus the value
-  files the app names.
+  files the app names;
+- Jsonnet in a plain directory: also every file its programs import next to themselves
+  (``../common/x.libsonnet``); an import found only through a library directory (``libs``,
+  which only the render knows) is unbounded.
 
 A reference outside the repository root is an error (a render must not read the host's
 files). A reference that cannot be bounded — a remote kustomize base, a Helm dependency that
@@ -30,6 +33,7 @@ from typing import Any
 import yaml
 
 from gitsail.source.errors import InvalidSource, PathNotFound
+from gitsail.source.jsonnet_imports import JsonnetImportError, imports
 
 __all__ = ["KUSTOMIZATION_FILES", "detect_tool", "input_digest", "input_files", "tree_files"]
 
@@ -220,6 +224,27 @@ class _Collector:
             elif not any(v == name or v.startswith(f"{name}-") for v in vendored):
                 raise _Unbounded(name)
 
+    # -- jsonnet -------------------------------------------------------------------------
+
+    def jsonnet_imports(self) -> None:
+        pending = [f for f in self.files if f.suffix in (".jsonnet", ".libsonnet")]
+        while pending:
+            program = pending.pop()
+            try:
+                found = imports(program.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, JsonnetImportError):
+                raise _Unbounded(program.name) from None  # the render reports it
+            for item in found:
+                # go-jsonnet looks next to the importing file first; anything else goes
+                # through the library path, which only the render options know.
+                if not Path(os.path.normpath(program.parent / item.path)).exists():
+                    raise _Unbounded(item.path)
+                target = self.inside(program.parent, item.path, f"jsonnet {item.kind}")
+                if target.is_file() and target not in self.files:
+                    self.files.add(target)
+                    if item.kind == "import":
+                        pending.append(target)
+
     def value_file(self, base: Path, ref: str) -> None:
         if ref.startswith("$") or _REMOTE.match(ref):
             raise _Unbounded(ref)
@@ -262,6 +287,7 @@ def input_files(
             collector.helm_chart(directory)
         elif tool == "directory":
             collector.add_tree(directory)
+            collector.jsonnet_imports()
         else:
             return None
         for ref in value_files:

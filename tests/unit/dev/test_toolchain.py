@@ -76,3 +76,12 @@ def test_the_repository_pins_every_tool() -> None:
     # Guards the real tools/ directory: each wrapper module names its version.
     for tool in toolchain.TOOLS:
         assert tool.version.startswith("v"), tool.name
+
+
+def test_jsonnet_is_the_go_jsonnet_argo_cd_evaluates_with() -> None:
+    tool = next(t for t in toolchain.TOOLS if t.name == "jsonnet")
+    assert tool.packages == ("github.com/google/go-jsonnet/cmd/jsonnet",)
+    assert tool.version_module == "github.com/google/go-jsonnet"
+    assert tool.version.startswith("v0.")
+    assert tool.path.name == f"jsonnet-{tool.version}"
+    assert toolchain._tool_for_binary("jsonnet") is tool

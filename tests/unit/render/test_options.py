@@ -31,11 +31,6 @@ def test_directory_block() -> None:
     assert opts.directory == DirectoryOptions(recurse=True, include="*.yaml", exclude="{a,b}.yaml")
 
 
-def test_directory_jsonnet_is_refused_with_a_clear_error() -> None:
-    with pytest.raises(RenderError, match="Jsonnet is not supported"):
-        _opts({"directory": {"jsonnet": {"tlas": [{"name": "a", "value": "b"}]}}})
-
-
 def test_plugin_is_refused() -> None:
     with pytest.raises(RenderError, match="plugins are not supported"):
         _opts({"plugin": {"name": "cmp"}})
