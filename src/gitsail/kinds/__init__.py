@@ -28,8 +28,6 @@ Usage::
     objects = substitute_objects(rendered, values)   # strict by default
 """
 
-from __future__ import annotations
-
 from gitsail.kinds.errors import SpecError, SubstitutionError, UnsupportedField
 from gitsail.kinds.flux_gitrepository import GitRepository, parse_git_repository
 from gitsail.kinds.flux_kustomization import Kustomization, parse_kustomization
