@@ -11,7 +11,6 @@ from gitsail.kinds import (
     CommonMetadata,
     DeletionPolicy,
     Dependency,
-    HealthCheck as Check,
     ImageOverride,
     Kustomization,
     ObjectRef,
@@ -21,6 +20,9 @@ from gitsail.kinds import (
     SubstituteSource,
     UnsupportedField,
     parse_kustomization,
+)
+from gitsail.kinds import (
+    HealthCheck as Check,
 )
 
 
@@ -217,7 +219,9 @@ SPEC_FIELDS = {
     "sourceRef": ITEM, "wait": JSON, "force": JSON, "suspend": JSON, "deletionPolicy": JSON,
     "targetNamespace": JSON, "namePrefix": JSON, "images": st.lists(ITEM, max_size=2),
     "patches": st.lists(ITEM, max_size=2), "components": JSON, "commonMetadata": JSON,
-    "postBuild": st.fixed_dictionaries({}, optional={"substitute": JSON, "substituteFrom": st.lists(ITEM, max_size=2)}),
+    "postBuild": st.fixed_dictionaries(
+        {}, optional={"substitute": JSON, "substituteFrom": st.lists(ITEM, max_size=2)}
+    ),
     "healthChecks": st.lists(ITEM, max_size=2), "healthCheckExprs": st.lists(ITEM, max_size=2),
     "dependsOn": st.lists(ITEM, max_size=2), "decryption": JSON, "serviceAccountName": JSON,
 }  # fmt: skip
@@ -247,5 +251,6 @@ def test_shaped_specs_parse_or_raise_spec_error(changes: dict[str, Any]) -> None
     assert obj == before
     if parsed is not None:
         hash(parsed)
-        assert parsed.sync.retry_interval >= 0 and parsed.sync.timeout >= 0
+        assert parsed.sync.retry_interval >= 0
+        assert parsed.sync.timeout >= 0
         assert not parsed.render.path.startswith(("/", ".."))
