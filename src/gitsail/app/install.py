@@ -1,9 +1,18 @@
-"""What `gitsail install` applies: the CRDs gitsail serves (Argo CD kinds for now)."""
+"""What `gitsail install` applies: the CRDs gitsail serves, by family, then the controller.
+
+Two families of CRDs: ``argocd`` (``argoproj.io`` Application, ApplicationSet, AppProject,
+in ``gitsail/app/crds``) and ``flux`` (``source.toolkit.fluxcd.io`` GitRepository,
+``kustomize.toolkit.fluxcd.io`` Kustomization, ``notification.toolkit.fluxcd.io`` Receiver,
+in ``gitsail/kinds/crds``). The files are package data read from the ``gitsail`` package,
+so this module imports nothing from the layer above it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Iterable
 from importlib import resources
 
 import yaml
@@ -12,22 +21,42 @@ from gitsail.health import HealthStatus, resource_health
 from gitsail.kube import Kube
 from gitsail.model import Obj, ResourceKey
 
-__all__ = ["crd_manifests", "install_crds"]
+__all__ = [
+    "CRD_FAMILIES",
+    "DEFAULT_IMAGE",
+    "controller_manifests",
+    "crd_manifests",
+    "install_controller",
+    "install_crds",
+]
+
+# family -> folder of CRD files under the gitsail package
+CRD_FAMILIES: dict[str, tuple[str, ...]] = {
+    "argocd": ("app", "crds"),
+    "flux": ("kinds", "crds"),
+}
 
 
-def crd_manifests() -> list[Obj]:
-    folder = resources.files("gitsail.app") / "crds"
+def crd_manifests(families: Iterable[str] = tuple(CRD_FAMILIES)) -> list[Obj]:
+    """The CRDs of the given families (``argocd``, ``flux``), in a stable order."""
     docs = []
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            docs.append(yaml.safe_load(entry.read_text()))
+    for family in families:
+        if family not in CRD_FAMILIES:
+            raise ValueError(f"unknown CRD family {family!r} (use {', '.join(CRD_FAMILIES)})")
+        folder = resources.files("gitsail").joinpath(*CRD_FAMILIES[family])
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".yaml"):
+                # A JSON round trip resolves the files' YAML anchors into plain copies.
+                docs.append(json.loads(json.dumps(yaml.safe_load(entry.read_text()))))
     return docs
 
 
-async def install_crds(kube: Kube, *, wait_seconds: float = 60.0) -> list[str]:
-    """Apply every CRD and wait until each is Established; returns their names."""
+async def install_crds(
+    kube: Kube, *, families: Iterable[str] = tuple(CRD_FAMILIES), wait_seconds: float = 60.0
+) -> list[str]:
+    """Apply the families' CRDs and wait until each is Established; returns their names."""
     names = []
-    for crd in crd_manifests():
+    for crd in crd_manifests(families):
         await kube.apply(crd, field_manager="gitsail-install", force=True)
         names.append(str(crd["metadata"]["name"]))
     deadline = time.monotonic() + wait_seconds

@@ -8,6 +8,7 @@ import typer
 import yaml
 
 from gitsail.app.install import (
+    CRD_FAMILIES,
     DEFAULT_IMAGE,
     controller_manifests,
     crd_manifests,
@@ -20,6 +21,12 @@ from gitsail.kube import Kube, KubeError, load_kubeconfig
 
 def install(
     crds_only: bool = typer.Option(False, "--crds-only", help="apply only the CRDs"),
+    flux: bool = typer.Option(
+        False, "--flux", help="Flux CRDs (GitRepository, Kustomization, Receiver); default: both"
+    ),
+    argocd: bool = typer.Option(
+        False, "--argocd", help="Argo CD CRDs (Application, ApplicationSet, AppProject)"
+    ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
@@ -27,9 +34,12 @@ def install(
     kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
     context: str | None = typer.Option(None, "--context"),
 ) -> None:
-    """Install gitsail: the CRDs it serves (argoproj.io Application, AppProject,
-    ApplicationSet) and, unless --crds-only, the controller (namespace, RBAC, Deployment)."""
-    manifests = crd_manifests()
+    """Install gitsail: the CRDs it serves (Argo CD's Application, AppProject,
+    ApplicationSet; Flux's GitRepository, Kustomization, Receiver; --argocd or --flux for
+    one family) and, unless --crds-only, the controller (namespace, RBAC, Deployment)."""
+    families = [f for f, chosen in (("argocd", argocd), ("flux", flux)) if chosen]
+    families = families or list(CRD_FAMILIES)
+    manifests = crd_manifests(families)
     if not crds_only:
         manifests += controller_manifests(namespace, image=image, replicas=replicas)
     if print_only:
@@ -39,7 +49,10 @@ def install(
     async def main() -> list[str]:
         config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
         async with Kube(config) as kube:
-            done = [f"customresourcedefinition {n} established" for n in await install_crds(kube)]
+            done = [
+                f"customresourcedefinition {n} established"
+                for n in await install_crds(kube, families=families)
+            ]
             if not crds_only:
                 done += await install_controller(kube, namespace, image=image, replicas=replicas)
             return done

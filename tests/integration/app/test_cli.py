@@ -52,6 +52,9 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
         "Application",
         "AppProject",
         "ApplicationSet",
+        "GitRepository",
+        "Kustomization",
+        "Receiver",
     }
 
 

@@ -1,0 +1,87 @@
+"""Kind adapters: one module per API kind parses its spec into kind-neutral records.
+
+The stages below (source, render, sync, health) never read an Argo CD or Flux field name;
+an adapter reads its object once, applies the upstream defaults and precedence, refuses what
+gitsail does not implement (``UnsupportedField``, never a silent no-op) and returns frozen
+records (``gitsail.kinds.records``).
+
+Modules::
+
+    flux_gitrepository   source.toolkit.fluxcd.io GitRepository (v1, v1beta2) -> SourceRef
+    flux_kustomization   kustomize.toolkit.fluxcd.io Kustomization (v1, v1beta2)
+                         -> ObjectRef + RenderSpec + SyncPolicy + HealthCheck + Dependency
+    flux_substitute      postBuild variable substitution (pure)
+    crds/                the Flux CRDs ``gitsail install`` applies (package data)
+
+Errors::
+
+    ValueError
+    ├── SpecError          a field is malformed: "Kustomization ns/name: spec.interval: ..."
+    │   └── UnsupportedField   a Flux field gitsail does not implement yet
+    └── SubstitutionError  undefined variable (strict), bad name or expression, over the limit
+
+Usage::
+
+    repo = parse_git_repository(obj)      # GitRepository(namespace, name, generation, source)
+    ks = parse_kustomization(obj)         # Kustomization(..., source, render, sync, ...)
+    values = variables(ks.render.substitute, [("ConfigMap/vars", variables_from(cm))])
+    objects = substitute_objects(rendered, values)   # strict by default
+"""
+
+from gitsail.kinds.errors import SpecError, SubstitutionError, UnsupportedField
+from gitsail.kinds.flux_gitrepository import GitRepository, parse_git_repository
+from gitsail.kinds.flux_kustomization import Kustomization, parse_kustomization
+from gitsail.kinds.flux_substitute import (
+    expand,
+    substitute_objects,
+    variables,
+    variables_from,
+)
+from gitsail.kinds.records import (
+    CommonMetadata,
+    DeletionPolicy,
+    Dependency,
+    HealthCheck,
+    HealthCheckExpr,
+    ImageOverride,
+    Include,
+    ObjectRef,
+    Patch,
+    PatchTarget,
+    RefKind,
+    RenderSpec,
+    RevisionRef,
+    SourceRef,
+    SubstituteSource,
+    SyncPolicy,
+)
+
+__all__ = [
+    "CommonMetadata",
+    "DeletionPolicy",
+    "Dependency",
+    "GitRepository",
+    "HealthCheck",
+    "HealthCheckExpr",
+    "ImageOverride",
+    "Include",
+    "Kustomization",
+    "ObjectRef",
+    "Patch",
+    "PatchTarget",
+    "RefKind",
+    "RenderSpec",
+    "RevisionRef",
+    "SourceRef",
+    "SpecError",
+    "SubstituteSource",
+    "SubstitutionError",
+    "SyncPolicy",
+    "UnsupportedField",
+    "expand",
+    "parse_git_repository",
+    "parse_kustomization",
+    "substitute_objects",
+    "variables",
+    "variables_from",
+]
