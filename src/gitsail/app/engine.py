@@ -53,8 +53,9 @@ from gitsail.source import (
     redact_url,
 )
 from gitsail.sync.engine import ResourceResult, SyncRequest, SyncResult, run_sync
+from gitsail.sync.inventory import Inventory
+from gitsail.sync.ownership import ArgoTracking, shared_resource_warning
 from gitsail.sync.plan import hook_types
-from gitsail.sync.tracking import is_owned_by, mark, owner_of, shared_resource_message
 
 __all__ = ["AppEngine", "Comparison", "ComparisonError", "OperationOutcome", "now"]
 
@@ -161,14 +162,25 @@ class OperationOutcome:
 Progress = Callable[[ResourceResult], None]
 
 
+def _inventory(app_obj: Obj) -> Inventory:
+    """The app's inventory: the rows of ``status.resources``."""
+    return Inventory.from_argo((app_obj.get("status") or {}).get("resources"))
+
+
 def _inventory_keys(app_obj: Obj) -> list[tuple[str, ResourceKey]]:
-    """(apiVersion, key) of every row of ``status.resources``: the app's inventory."""
-    keys = []
-    for row in ((app_obj.get("status") or {}).get("resources")) or []:
-        group = str(row.get("group") or "")
-        version = str(row.get("version") or "")
-        keys.append((f"{group}/{version}" if group else version, ResourceKey.from_ref(row)))
-    return keys
+    """(apiVersion, key) of every entry of the app's inventory."""
+    return [(e.api_version, e.key) for e in _inventory(app_obj)]
+
+
+def _owner(app: App) -> ArgoTracking:
+    """How the app marks its objects: Argo CD's tracking id under its tracking name."""
+    return ArgoTracking(app.instance, display=f"{app.namespace}/{app.name}")
+
+
+def _is_own(app: App, live: Obj) -> bool:
+    """Carries the app's mark and no other owner's (never prune what another claims)."""
+    owner = _owner(app)
+    return owner.owns(live) and owner.claimant(live) is None
 
 
 def _shown_source(source: dict[str, Any]) -> dict[str, Any]:
@@ -421,17 +433,16 @@ class AppEngine:
                 current = None  # not served (yet): a CRD in this app, or an error the sync names
             if current is not None:
                 live[key] = current
-                owner = owner_of(current)
-                if owner is not None and owner != app.instance:
-                    qualified = f"{app.namespace}/{app.name}"
-                    shared.append(shared_resource_message(current, qualified, owner))
+                warning = shared_resource_warning(current, _owner(app))
+                if warning is not None:
+                    shared.append(warning)
             predicted = await self._dry_run(obj, current)
             diffs.append(diff_resource(predicted, current, rules=rules))
             health[key] = resource_health(current, child_applications=child_health)
         owned: list[Obj] = []
         for api_version, key in _inventory_keys(app.raw):
             if key in desired_keys:
-                if key in live and is_owned_by(live[key], app.instance):
+                if key in live and _is_own(app, live[key]):
                     owned.append(live[key])
                 continue
             try:
@@ -440,7 +451,7 @@ class AppEngine:
                 )
             except KubeError:
                 continue
-            if current is not None and is_owned_by(current, app.instance):
+            if current is not None and _is_own(app, current):
                 owned.append(current)
                 live[key] = current
                 diffs.append(diff_resource(None, current, rules=rules))
@@ -502,7 +513,7 @@ class AppEngine:
             check_names(group, kind, str(name) if name else None, meta.get("namespace") or None)
         except KubeError as exc:
             raise ComparisonError(f"{api_version} {kind} {name or ''}: {exc.message}") from exc
-        return mark(prepared, app.instance)
+        return _owner(app).mark(prepared)
 
     async def _dry_run(self, obj: Obj, current: Obj | None) -> Obj:
         """What the object would look like after apply; the manifest itself if that is unknown."""
@@ -747,7 +758,8 @@ class AppEngine:
         result = await run_sync(
             self.kube,
             SyncRequest(
-                app=app.instance,
+                owner=_owner(app),
+                inventory=_inventory(app.raw),
                 destination_namespace=app.destination_namespace,
                 desired=comparison.desired + comparison.hooks,
                 owned_live=comparison.owned_live,
@@ -889,7 +901,7 @@ class AppEngine:
                 live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
             except KubeError:
                 continue
-            if live is not None and is_owned_by(live, app.instance):
+            if live is not None and _is_own(app, live):
                 owned.append((api_version, live))
         return owned
 

@@ -3,14 +3,16 @@
 One ``run_sync`` call is one operation, in these steps:
 
 1. **Prepare.** Every desired object gets its namespace (namespaced kinds without one get the
-   destination namespace; cluster-scoped kinds lose any namespace) and the app's tracking
-   annotation. A kind the cluster does not serve is an error, unless a CRD in the same
-   desired set defines it. A name or namespace Kubernetes would refuse (``.``, ``..``,
-   ``a/b``: see ``gitsail.kube.check_names``) is an error: nothing is done.
+   destination namespace; cluster-scoped kinds lose any namespace) and the owner's mark
+   (``SyncRequest.owner``: Argo CD's tracking annotation, or Flux's owner labels). A kind
+   the cluster does not serve is an error, unless a CRD in the same desired set defines it.
+   A name or namespace Kubernetes would refuse (``.``, ``..``, ``a/b``: see
+   ``gitsail.kube.check_names``) is an error: nothing is done.
 2. **Validate.** Every object to apply *and every hook* is read live and sent as a *dry
-   run*. An object another app tracks (its tracking annotation names that app) is refused
-   (Argo CD's SharedResourceWarning, failing as with ``FailOnSharedResource``); a named hook
-   whose object exists but is not a hook of this app is refused (a hook never replaces what
+   run*. An object another owner marked (another app's tracking annotation, or a Flux
+   Kustomization's labels, whichever kind this sync is for) is refused (Argo CD's
+   SharedResourceWarning, failing as with ``FailOnSharedResource``); a named hook whose
+   object exists but is not a hook of this owner is refused (a hook never replaces what
    it does not own). A hook that is created anew (``generateName``, or a previous run that
    ``BeforeHookCreation`` deletes) is validated as a create. If anything is refused, the
    operation fails here and nothing is applied, deleted or pruned.
@@ -21,9 +23,12 @@ One ``run_sync`` call is one operation, in these steps:
    applied so far must be healthy; a Degraded object or a failed hook fails the operation,
    and SyncFail hooks run.
 
-Prune deletes only objects the caller found in the app's inventory *and* that still carry
-the app's tracking annotation; it is skipped unless asked for, per object with
-``Prune=false``, and never happens after a failed validation.
+Prune deletes only what the inventory diff names: entries of ``SyncRequest.inventory`` (what
+the last sync applied) that the desired set no longer holds, whose live object (as the
+caller read it, ``owned_live``) still carries the owner's mark and no other owner's. It is
+skipped unless asked for, per object with ``Prune=false``, and never happens after a failed
+validation. ``SyncResult.inventory`` is what the owner holds afterwards: the objects applied,
+plus stale entries that are still its own and were kept.
 
 Every DELETE is conditional (``preconditions``): a prune re-reads the object, checks it is
 still ours and still the object compared (same uid), and deletes only that uid at that
@@ -52,21 +57,17 @@ from gitsail.kube import (
     check_names,
 )
 from gitsail.model import Obj, ResourceKey, split_api_version
+from gitsail.sync.inventory import Inventory, InventoryEntry
+from gitsail.sync.ownership import ArgoTracking, Owner, shared_resource_warning
 from gitsail.sync.plan import (
     HookDeletePolicy,
     Phase,
     SyncOptions,
     SyncTask,
     TaskAction,
+    hook_types,
     plan_tasks,
     waves,
-)
-from gitsail.sync.tracking import (
-    display_app,
-    is_owned_by,
-    mark,
-    owner_of,
-    shared_resource_message,
 )
 
 __all__ = ["ResourceResult", "SyncError", "SyncRequest", "SyncResult", "run_sync"]
@@ -78,10 +79,22 @@ class SyncError(Exception):
 
 @dataclass(frozen=True)
 class SyncRequest:
-    app: str  # tracking name of the app
+    """One sync operation, as data.
+
+    ``owner`` marks what is applied and decides what may be replaced or pruned.
+    ``inventory`` is what the last sync applied; the prune candidates are its entries the
+    desired set no longer holds. ``owned_live`` are the live objects of those entries as
+    the caller read them (an entry without one is taken as gone: nothing to prune). Without
+    an ``inventory``, the entries of ``owned_live`` are the inventory.
+
+    ``app`` is the older spelling of ``owner=ArgoTracking(app)``.
+    """
+
     destination_namespace: str
     desired: tuple[Obj, ...]
-    owned_live: tuple[Obj, ...] = ()  # live objects from the app's inventory
+    owner: Owner | None = None
+    inventory: Inventory | None = None
+    owned_live: tuple[Obj, ...] = ()
     options: SyncOptions = field(default_factory=SyncOptions)
     prune: bool = False
     dry_run: bool = False
@@ -92,6 +105,23 @@ class SyncRequest:
     field_manager: str = "gitsail"
     wave_timeout: float = 300.0
     poll_interval: float = 0.5
+    app: str = ""
+
+    def __post_init__(self) -> None:
+        if self.owner is None:
+            if not self.app:
+                raise ValueError("a SyncRequest needs an owner (or an Argo CD app name)")
+            object.__setattr__(self, "owner", ArgoTracking(self.app))
+
+    @property
+    def marker(self) -> Owner:
+        """``owner``, never None once constructed."""
+        assert self.owner is not None  # set by __post_init__
+        return self.owner
+
+    @property
+    def last_inventory(self) -> Inventory:
+        return self.inventory if self.inventory is not None else Inventory.of(self.owned_live)
 
 
 @dataclass(frozen=True)
@@ -128,6 +158,7 @@ class SyncResult:
     phase: str  # Succeeded | Failed | Error
     message: str
     resources: tuple[ResourceResult, ...] = ()
+    inventory: Inventory | None = None  # what the owner holds now (None: unchanged)
 
 
 Progress = Callable[[ResourceResult], None]
@@ -152,6 +183,7 @@ class _Operation:
     def __init__(self, kube: Kube, request: SyncRequest, progress: Progress) -> None:
         self.kube = kube
         self.req = request
+        self.owner = request.marker
         self.progress = progress
         self.results: dict[tuple[str, ResourceKey], ResourceResult] = {}
         self.applied: list[tuple[str, ResourceKey]] = []  # (apiVersion, key) awaiting health
@@ -196,7 +228,7 @@ class _Operation:
             check_names(group, kind, str(name) if name else None, meta.get("namespace") or None)
         except InvalidName as exc:
             raise SyncError(f"{api_version} {kind} {name or ''}: {exc.message}") from exc
-        return mark(prepared, self.req.app)
+        return self.owner.mark(prepared)
 
     # -- steps -------------------------------------------------------------------------
 
@@ -245,17 +277,16 @@ class _Operation:
         """Why ``task`` may not write over ``live``: "" if it may."""
         if live is None:
             return ""
-        owner = owner_of(live)
-        if owner is not None and owner != self.req.app:
+        shared = shared_resource_warning(live, self.owner)
+        if shared is not None:
             return (
-                f"Shared resource found: {shared_resource_message(live, self.req.app, owner)}; "
-                f"not applied over {display_app(owner)}'s object: remove it from one of the "
-                "two applications"
+                f"Shared resource found: {shared}; not applied over the object of "
+                f"{self.owner.claimant(live)}: remove it from one of the two"
             )
-        if task.action is TaskAction.hook and owner != self.req.app:
+        if task.action is TaskAction.hook and not self.owner.owns(live):
             return (
                 f"a {task.key.kind} named {task.key.name!r} exists and is not a hook of this "
-                "application (it has no tracking mark of it); a hook never replaces an object "
+                f"{self.owner.describe()} (it has no mark of it); a hook never replaces an object "
                 "it does not own: nothing was deleted. Rename the hook, or delete that object "
                 "yourself if it is unused"
             )
@@ -367,10 +398,22 @@ class _Operation:
             await asyncio.sleep(self.req.poll_interval / 5)
         await self.kube.discover(refresh=True)
 
+    def _not_prunable(self, live: Obj) -> str:
+        """Why ``live`` is not this owner's to prune: "" if it is."""
+        if not self.owner.owns(live):
+            return f"no longer carries the mark of {self.owner.describe()}: kept"
+        claimant = self.owner.claimant(live)
+        if claimant is not None:
+            return f"also marked by {claimant}: kept"
+        return ""
+
     async def prune(self, task: SyncTask) -> None:
         live = next((o for o in self.req.owned_live if ResourceKey.of(o) == task.key), None)
-        if live is None or not is_owned_by(live, self.req.app):
-            self.record(self._result(task, "PruneSkipped", "not owned by this app: kept"))
+        if live is None:
+            self.record(self._result(task, "PruneSkipped", "not read as this owner's: kept"))
+            return
+        if problem := self._not_prunable(live):
+            self.record(self._result(task, "PruneSkipped", problem))
             return
         prune_option = task.options.get("Prune", "true").lower()
         if prune_option == "false":
@@ -398,10 +441,8 @@ class _Operation:
                     )
                 )
                 return
-            if not is_owned_by(current, self.req.app):
-                self.record(
-                    self._result(task, "PruneSkipped", "no longer carries this app's mark: kept")
-                )
+            if problem := self._not_prunable(current):
+                self.record(self._result(task, "PruneSkipped", problem))
                 return
             await self.kube.delete(
                 task.api_version,
@@ -574,13 +615,17 @@ async def run_sync(
         await kube.discover()
         desired = [await op.prepare(obj) for obj in request.desired]
     except (SyncError, KubeError) as exc:
-        return SyncResult("Error", str(exc))
-    desired_keys = {ResourceKey.of(o) for o in desired}
+        return SyncResult("Error", str(exc), inventory=request.last_inventory)
+    last = request.last_inventory
+    stale = last.diff(Inventory.of(desired))
+    live_by_key = {ResourceKey.of(o): o for o in request.owned_live}
     prune_candidates = [
-        o
-        for o in request.owned_live
-        if ResourceKey.of(o) not in desired_keys and is_owned_by(o, request.app)
+        live_by_key[e.key]
+        for e in stale
+        if e.key in live_by_key and not op._not_prunable(live_by_key[e.key])
     ]
+    # Stale entries that are gone, or not (only) this owner's, leave the inventory.
+    dropped = {e.key for e in stale} - {ResourceKey.of(o) for o in prune_candidates}
     tasks = [
         t
         for t in plan_tasks(
@@ -591,7 +636,9 @@ async def run_sync(
     try:
         errors = await op.validate(tasks)
     except KubeError as exc:  # e.g. the destination namespace could not be read
-        return SyncResult("Error", f"validation could not run, nothing was applied: {exc}")
+        return SyncResult(
+            "Error", f"validation could not run, nothing was applied: {exc}", inventory=last
+        )
     if errors:
         return SyncResult(
             "Failed",
@@ -600,23 +647,56 @@ async def run_sync(
                 ResourceResult(t.key, split_api_version(t.api_version)[1], "SyncFailed", e)
                 for t, e in _match_errors(tasks, errors)
             ),
+            inventory=last,
         )
     if request.dry_run:
         for task in tasks:
             status = "Pruned" if task.action is TaskAction.prune else "Synced"
             op.record(op._result(task, status, f"{task.action} (dry run)"))
-        return SyncResult("Succeeded", "dry run: nothing was changed", tuple(op.results.values()))
+        return SyncResult(
+            "Succeeded", "dry run: nothing was changed", tuple(op.results.values()), last
+        )
     try:
         await op.ensure_namespace()
         await _run_phases(op, tasks)
     except _Failed as exc:
         await _run_sync_fail_hooks(op, desired)
-        return SyncResult("Failed", str(exc), tuple(op.results.values()))
+        results = tuple(op.results.values())
+        return SyncResult("Failed", str(exc), results, _held(last, desired, op, dropped))
     except KubeError as exc:
-        return SyncResult("Error", str(exc), tuple(op.results.values()))
+        results = tuple(op.results.values())
+        return SyncResult("Error", str(exc), results, _held(last, desired, op, dropped))
     return SyncResult(
-        "Succeeded", "successfully synced (all tasks run)", tuple(op.results.values())
+        "Succeeded",
+        "successfully synced (all tasks run)",
+        tuple(op.results.values()),
+        _held(last, desired, op, dropped),
     )
+
+
+def _held(
+    last: Inventory, desired: Sequence[Obj], op: _Operation, dropped: set[ResourceKey]
+) -> Inventory:
+    """The owner's inventory after the operation: the objects applied (or skipped as in
+    sync), first and at their new version, then what the last inventory still holds: kept
+    stale entries (Prune=false, not asked to prune, failed or changed while pruning) and
+    entries this operation did not select. Pruned entries and those gone or not (only)
+    this owner's are left out."""
+    done = {
+        key
+        for (phase, key), r in op.results.items()
+        if phase == str(Phase.Sync) and r.status == "Synced"
+    }
+    pruned = {key for (_, key), r in op.results.items() if r.status == "Pruned"}
+    applied = Inventory(
+        tuple(
+            InventoryEntry.of(o)
+            for o in desired
+            if not hook_types(o)
+            and (ResourceKey.of(o) in done or ResourceKey.of(o) in op.req.in_sync)
+        )
+    )
+    return applied.merge(last.without(pruned | dropped))
 
 
 def _match_errors(tasks: Sequence[SyncTask], errors: Sequence[str]) -> list[tuple[SyncTask, str]]:
