@@ -11,6 +11,7 @@ Modules::
     flux_kustomization   kustomize.toolkit.fluxcd.io Kustomization (v1, v1beta2)
                          -> ObjectRef + RenderSpec + SyncPolicy + HealthCheck + Dependency
     flux_substitute      postBuild variable substitution (pure)
+    status               conditions as kstatus reads them; Transient / Stalled errors
     crds/                the Flux CRDs ``gitsail install`` applies (package data)
 
 Errors::
@@ -55,9 +56,19 @@ from gitsail.kinds.records import (
     SubstituteSource,
     SyncPolicy,
 )
+from gitsail.kinds.status import (
+    Condition,
+    ReconcileError,
+    Stalled,
+    Transient,
+    failure_conditions,
+    put_condition,
+    ready_conditions,
+)
 
 __all__ = [
     "CommonMetadata",
+    "Condition",
     "DeletionPolicy",
     "Dependency",
     "GitRepository",
@@ -69,18 +80,24 @@ __all__ = [
     "ObjectRef",
     "Patch",
     "PatchTarget",
+    "ReconcileError",
     "RefKind",
     "RenderSpec",
     "RevisionRef",
     "SourceRef",
     "SpecError",
+    "Stalled",
     "SubstituteSource",
     "SubstitutionError",
     "SyncPolicy",
+    "Transient",
     "UnsupportedField",
     "expand",
+    "failure_conditions",
     "parse_git_repository",
     "parse_kustomization",
+    "put_condition",
+    "ready_conditions",
     "substitute_objects",
     "variables",
     "variables_from",

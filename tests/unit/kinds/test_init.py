@@ -30,6 +30,13 @@ EXPECTED = {
     "substitute_objects",
     "variables",
     "variables_from",
+    "Condition",
+    "ReconcileError",
+    "Stalled",
+    "Transient",
+    "failure_conditions",
+    "put_condition",
+    "ready_conditions",
 }
 
 
@@ -42,6 +49,7 @@ def test_public_api_is_exactly_all() -> None:
         "flux_kustomization",
         "flux_substitute",
         "records",
+        "status",
     }
     assert public - submodules == EXPECTED
 
