@@ -23,7 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gitsail.model import Obj
 from gitsail.render._errors import RenderError
-from gitsail.render._manifests import _K8sDumper, _K8sLoader, load_manifests
+from gitsail.render._manifests import _K8sDumper, compose_yaml, load_manifests, read_yaml_file
 from gitsail.render._options import KUSTOMIZATION_FILES, KustomizeOptions
 from gitsail.render._process import ToolRunner
 from gitsail.render._workspace import inside
@@ -216,12 +216,7 @@ def apply_kustomize_options(app_dir: Path, copy_root: Path, options: KustomizeOp
             f"no kustomization file ({', '.join(KUSTOMIZATION_FILES)}) in the app directory"
         )
     where = path.relative_to(copy_root).as_posix()
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=_K8sLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise RenderError(f"{where}{line}: {err.problem or 'invalid YAML'}") from None
+    root = compose_yaml(read_yaml_file(path, source=where), source=where)
     if root is None:
         root = MappingNode(_MAP, [])
     if not isinstance(root, MappingNode):
@@ -270,4 +265,6 @@ async def kustomize_build(
         env={"XDG_CONFIG_HOME": str(runner.home / "config")},
     )
     text = out.decode("utf-8", "replace")
-    return await asyncio.to_thread(load_manifests, text, source=f"kustomize build {display}")
+    return await asyncio.to_thread(
+        load_manifests, text, source=f"kustomize build {display}", policy=runner.policy
+    )

@@ -34,7 +34,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -250,7 +250,7 @@ def compose_yaml(text: str, *, source: str, policy: Policy = DEFAULT_POLICY) -> 
         raise RenderError(f"{_position(err, source)}: {err.problem or 'invalid YAML'}") from None
     except yaml.YAMLError as err:
         raise RenderError(f"{source}: invalid YAML: {err}") from None
-    return cast(Node | None, node)
+    return node
 
 
 def read_yaml_file(path: Path, *, source: str) -> str:

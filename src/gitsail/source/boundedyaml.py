@@ -39,8 +39,7 @@ def decode_text(data: bytes, source: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise YAMLLimitError(
-            f"{source}: not UTF-8 text (invalid byte at offset {err.start}); "
-            "save the file as UTF-8"
+            f"{source}: not UTF-8 text (invalid byte at offset {err.start}); save the file as UTF-8"
         ) from None
 
 
