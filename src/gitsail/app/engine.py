@@ -16,6 +16,7 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -290,7 +291,8 @@ class AppEngine:
         except (SourceError, RenderError) as exc:
             raise ComparisonError(str(exc)) from exc
         try:
-            rules = parse_ignore_differences(list(app.ignore_differences))
+            # Off the event loop: jq expressions are compiled in a worker, with a deadline.
+            rules = await asyncio.to_thread(parse_ignore_differences, list(app.ignore_differences))
         except (DiffError, ValueError) as exc:
             raise ComparisonError(f"ignoreDifferences: {exc}") from exc
         desired: list[Obj] = []
@@ -302,7 +304,7 @@ class AppEngine:
         except (KubeError, ComparisonError) as exc:
             raise ComparisonError(str(exc)) from exc
         live: dict[ResourceKey, Obj] = {}
-        diffs: list[ResourceDiff] = []
+        pairs: list[tuple[Obj | None, Obj | None]] = []
         health: dict[ResourceKey, Health | None] = {}
         desired_keys = set()
         for obj in prepared:
@@ -317,7 +319,7 @@ class AppEngine:
             if current is not None:
                 live[key] = current
             predicted = await self._dry_run(obj, current)
-            diffs.append(diff_resource(predicted, current, rules=rules))
+            pairs.append((predicted, current))
             health[key] = resource_health(current)
         owned: list[Obj] = []
         for api_version, key in _inventory_keys(app.raw):
@@ -334,8 +336,15 @@ class AppEngine:
             if current is not None and is_owned_by(current, app.instance):
                 owned.append(current)
                 live[key] = current
-                diffs.append(diff_resource(None, current, rules=rules))
+                pairs.append((None, current))
                 health[key] = resource_health(current)
+        try:
+            # One hop off the event loop for the app's diffs (jq runs in a worker process).
+            diffs = await asyncio.to_thread(
+                lambda: [diff_resource(d, c, rules=rules) for d, c in pairs]
+            )
+        except DiffError as exc:
+            raise ComparisonError(f"ignoreDifferences: {exc}") from exc
         return Comparison(
             app=app,
             artifact=artifact,
