@@ -167,11 +167,19 @@ async def _communicate_bounded(
     async def read_stdout() -> bytes:
         chunks: list[bytes] = []
         size = 0
+        killed = False
         while chunk := await out.read(1 << 16):
             size += len(chunk)
             if max_stdout and size > max_stdout:
-                raise _OutputTooLarge
+                if not killed:
+                    killed = True
+                    chunks.clear()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                continue  # drain to EOF: asyncio only reaps a child whose pipes closed
             chunks.append(chunk)
+        if max_stdout and size > max_stdout:
+            raise _OutputTooLarge
         return b"".join(chunks)
 
     async def read_stderr() -> bytes:
