@@ -219,7 +219,7 @@ def load_yaml_documents(
             line = node.start_mark.line + 1
             try:
                 data = loader.construct_document(node)
-            except (ValueError, KeyError, TypeError, OverflowError) as err:
+            except (ValueError, LookupError, TypeError, OverflowError) as err:
                 # ``!!int abc``, ``!!bool maybe``: an explicit tag the value does not fit.
                 raise RenderError(
                     f"{source}: document {number} (line {line}): a value does not fit its "

@@ -22,11 +22,23 @@ node once, so checking costs no more than composing. Violations raise ``YAMLLimi
 
 from __future__ import annotations
 
+from typing import Any
+
+import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from gitsail.policy import DEFAULT_POLICY, Policy
 
-__all__ = ["YAMLLimitError", "check_document", "check_stream", "count_document", "decode_text"]
+__all__ = [
+    "YAMLLimitError",
+    "check_document",
+    "check_stream",
+    "count_document",
+    "decode_text",
+    "load_document",
+]
+
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YAMLLimitError(ValueError):
@@ -121,3 +133,27 @@ def check_document(node: Node, source: str, policy: Policy = DEFAULT_POLICY) -> 
         stack.append((current, True))
         for child in reversed(_children(current)):
             stack.append((child, False))
+
+
+def load_document(text: str | bytes, source: str, policy: Policy = DEFAULT_POLICY) -> Any:
+    """One YAML document as plain data (YAML 1.1 safe types), checked before it is built.
+
+    Raises YAMLLimitError over a limit or for bytes that are not UTF-8, and
+    ``yaml.YAMLError`` for anything that is not valid YAML (including a value that does
+    not fit its explicit tag, such as ``!!int abc``).
+    """
+    if isinstance(text, bytes):
+        text = decode_text(text, source)
+    check_stream(text, source, policy)
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_document(node, source, policy)
+        try:
+            return loader.construct_document(node)
+        except (ValueError, LookupError, TypeError, OverflowError) as err:
+            raise yaml.YAMLError(f"a value does not fit its tag ({type(err).__name__})") from None
+    finally:
+        loader.dispose()

@@ -31,6 +31,7 @@ import yaml
 from gitsail.model import Artifact
 from gitsail.source._fs import remove_tree, replace_dir, seal_tree
 from gitsail.source._urls import check_argument, parse_repo_url, redact_url
+from gitsail.source.boundedyaml import YAMLLimitError, load_document
 from gitsail.source.credentials import RepoCredentials, credentials_from_url
 from gitsail.source.errors import (
     AuthError,
@@ -51,7 +52,6 @@ __all__ = ["HelmRepoSource", "HelmStats"]
 MAX_CHART_BYTES = 64 * 1024 * 1024
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -171,7 +171,9 @@ class HelmRepoSource:
         self.stats.index_fetches += 1
         raw = await self._get(client, base + "index.yaml", shown, creds, send_credentials=True)
         try:
-            doc = await asyncio.to_thread(yaml.load, raw, Loader=_Loader)
+            doc = await asyncio.to_thread(load_document, raw, f"{shown}/index.yaml")
+        except YAMLLimitError as exc:
+            raise FetchError(str(exc), url=shown) from None
         except yaml.YAMLError as exc:
             raise FetchError(f"{shown}/index.yaml is not valid YAML: {exc}", url=shown) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
