@@ -220,7 +220,8 @@ async def test_malformed_yaml_is_a_clear_error(article_repo: Repo, renderer: Ren
     ):
         await renderer.render(article_repo.artifact("apps/plain"), RenderOptions())
     with pytest.raises(
-        RenderError, match=r"^apps/overlays/badyaml \(kustomize\): kustomize build failed"
+        RenderError,
+        match=r"^apps/overlays/badyaml \(kustomize\): apps/overlays/badyaml/kustomization\.yaml:2:",
     ):
         await renderer.render(article_repo.artifact("apps/overlays/badyaml"), RenderOptions())
     with pytest.raises(RenderError, match=r"kustomization\.yaml:\d+: "):
