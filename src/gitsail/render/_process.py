@@ -124,6 +124,11 @@ class ToolRunner:
             except asyncio.CancelledError:
                 await _kill(proc)
                 raise
+        if proc.returncode != 0 and stderr.startswith(_OUT_OF_MEMORY):
+            raise RenderError(
+                f"{what} ran out of memory: it may use at most "
+                f"{self.policy.render_memory_bytes} bytes (GITSAIL_RENDER_MEMORY_BYTES)"
+            )
         if proc.returncode != 0:
             message = _tail(redact(stderr.decode("utf-8", "replace"), secrets))
             raise RenderError(
@@ -156,6 +161,9 @@ class _OutputTooLarge(Exception):
     pass
 
 
+_OUT_OF_MEMORY = b"out of memory"
+
+
 async def _communicate_bounded(
     proc: asyncio.subprocess.Process, max_stdout: int
 ) -> tuple[bytes, bytes]:
@@ -184,9 +192,11 @@ async def _communicate_bounded(
 
     async def read_stderr() -> bytes:
         tail = b""
+        out_of_memory = False  # Go's message leads a long trace the tail would lose
         while chunk := await err.read(1 << 16):
+            out_of_memory = out_of_memory or _OUT_OF_MEMORY in tail[-64:] + chunk
             tail = (tail + chunk)[-(_STDERR_LIMIT * 4) :]
-        return tail
+        return (_OUT_OF_MEMORY + b"\n" if out_of_memory else b"") + tail
 
     stdout, stderr = await asyncio.gather(read_stdout(), read_stderr())
     await proc.wait()

@@ -172,3 +172,21 @@ async def test_non_utf8_kustomization_is_a_clear_comparison_error(
     app = await make_app("latin1", {"repoURL": public_url(git_repo), "path": "app"})
     with pytest.raises(ComparisonError, match=r"app/kustomization.yaml: not UTF-8 text"):
         await engine.compare(app)
+
+
+async def test_alias_bomb_expanded_by_kustomize_hits_the_render_memory_limit(
+    engine: AppEngine, make_app: ApplicationFactory, git_repo: Workdir, repo_secret: object
+) -> None:
+    git_repo.commit_and_push(
+        {"app/kustomization.yaml": "resources: [bomb.yaml]\n", "app/bomb.yaml": _alias_bomb()},
+        "kustomize expands the bomb itself",
+    )
+    app = await make_app("kbomb", {"repoURL": public_url(git_repo), "path": "app"})
+    with _LoopLag() as lag:
+        started = time.monotonic()
+        with pytest.raises(ComparisonError, match="kustomize build") as err:
+            await engine.compare(app)
+        elapsed = time.monotonic() - started
+    assert "GITSAIL_RENDER_MEMORY_BYTES" in str(err.value) or "GITSAIL_YAML" in str(err.value)
+    assert elapsed < 60
+    assert lag.worst < 0.5

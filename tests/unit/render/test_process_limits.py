@@ -64,3 +64,14 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
             return
         time.sleep(0.05)
     pytest.fail("the tool's child outlived the timeout")
+
+
+def test_a_go_style_out_of_memory_crash_names_the_limit(tmp_path: Path) -> None:
+    runner = _runner(tmp_path, render_memory_bytes=1 << 30)
+    code = (
+        "import sys\n"
+        "sys.stderr.write('fatal error: runtime: out of memory\\n' + 'goroutine trace\\n' * 5000)\n"
+        "sys.exit(2)\n"
+    )
+    with pytest.raises(RenderError, match=r"ran out of memory: .*GITSAIL_RENDER_MEMORY_BYTES"):
+        _run(runner, code, tmp_path)
