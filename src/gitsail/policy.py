@@ -57,6 +57,9 @@ class Policy:
     yaml_aliases: int = 10_000
     yaml_depth: int = 200
     yaml_documents: int = 20_000
+    # Nodes that alias expansion may add to one document (an alias bomb adds hundreds of
+    # millions from a few hundred bytes).
+    yaml_alias_nodes: int = 1_000_000
     # --- renders (helm, kustomize, jsonnet) ---
     render_timeout: float = 90.0
     render_memory_bytes: int = 2 * GiB

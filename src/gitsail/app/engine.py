@@ -24,6 +24,7 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -401,7 +402,8 @@ class AppEngine:
         except (SourceError, RenderError) as exc:
             raise ComparisonError(str(exc), revision=artifact.revision) from exc
         try:
-            rules = parse_ignore_differences(list(app.ignore_differences))
+            # Off the event loop: jq expressions are compiled in a worker, with a deadline.
+            rules = await asyncio.to_thread(parse_ignore_differences, list(app.ignore_differences))
         except (DiffError, ValueError) as exc:
             raise ComparisonError(f"ignoreDifferences: {exc}", revision=artifact.revision) from exc
         desired: list[Obj] = []
@@ -418,7 +420,7 @@ class AppEngine:
             raise ComparisonError(str(exc), revision=artifact.revision) from exc
         child_health = await self.child_application_health()
         live: dict[ResourceKey, Obj] = {}
-        diffs: list[ResourceDiff] = []
+        pairs: list[tuple[Obj | None, Obj | None]] = []
         health: dict[ResourceKey, Health | None] = {}
         shared: list[str] = []
         desired_keys = set()
@@ -437,7 +439,7 @@ class AppEngine:
                 if warning is not None:
                     shared.append(warning)
             predicted = await self._dry_run(obj, current)
-            diffs.append(diff_resource(predicted, current, rules=rules))
+            pairs.append((predicted, current))
             health[key] = resource_health(current, child_applications=child_health)
         owned: list[Obj] = []
         for api_version, key in _inventory_keys(app.raw):
@@ -454,8 +456,15 @@ class AppEngine:
             if current is not None and _is_own(app, current):
                 owned.append(current)
                 live[key] = current
-                diffs.append(diff_resource(None, current, rules=rules))
+                pairs.append((None, current))
                 health[key] = resource_health(current, child_applications=child_health)
+        try:
+            # One hop off the event loop for the app's diffs (jq runs in a worker process).
+            diffs = await asyncio.to_thread(
+                lambda: [diff_resource(d, c, rules=rules) for d, c in pairs]
+            )
+        except DiffError as exc:
+            raise ComparisonError(f"ignoreDifferences: {exc}") from exc
         return Comparison(
             app=app,
             artifact=artifact,

@@ -23,6 +23,7 @@ from gitsail.cli.output import Format, OutputOption, console, emit, fail
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy, PolicyError
+from gitsail.render import Renderer
 from gitsail.source import GitSource, HelmRepoSource, redact_url
 from gitsail.sync.engine import ResourceResult
 
@@ -57,6 +58,7 @@ async def engine(
             control_namespace=namespace,
             git=GitSource(policy=policy),
             helm_repos=HelmRepoSource(policy=policy),
+            renderer=Renderer(policy=policy),
         )
 
 

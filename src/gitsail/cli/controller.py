@@ -14,6 +14,7 @@ import typer
 from gitsail.cli.output import fail
 from gitsail.controller.manager import Controller, ControllerOptions
 from gitsail.controller.server import make_server
+from gitsail.diff import jqpath
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.policy import Policy, PolicyError
 
@@ -75,6 +76,7 @@ def controller(
         policy = Policy.from_env()
     except PolicyError as exc:
         raise fail(str(exc)) from exc
+    jqpath.configure(policy)  # jq workers with the operator's time and memory limits
     options = ControllerOptions(
         namespaces=tuple(namespace),
         concurrency=concurrency,

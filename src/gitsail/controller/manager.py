@@ -67,6 +67,7 @@ from gitsail.health import resource_health
 from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj
 from gitsail.policy import Policy
+from gitsail.render import Renderer
 from gitsail.source import GitSource, HelmRepoSource
 from gitsail.sync.tracking import TRACKING_ANNOTATION
 
@@ -273,6 +274,7 @@ class Controller:
             live=self.live.get,
             git=GitSource(policy=policy),
             helm_repos=HelmRepoSource(policy=policy),
+            renderer=Renderer(policy=policy),
             observer=_MetricsObserver(self.metrics),
         )
         self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)

@@ -26,7 +26,6 @@ import yaml
 
 from gitsail.diff.errors import DiffError
 from gitsail.diff.ignore import IgnoreRule, apply_ignore_rules
-from gitsail.diff.jqpath import DEFAULT_BUDGET_SECONDS
 from gitsail.diff.normalize import normalize, prune_empty
 from gitsail.diff.pointer import format_pointer
 from gitsail.diff.redact import redact_pair
@@ -113,7 +112,7 @@ def _unified(key: ResourceKey, live: Obj | None, desired: Obj | None) -> str:
 
 
 def _compared(
-    obj: Obj | None, rules: Sequence[IgnoreRule], raw_live: Obj | None, jq_budget: float
+    obj: Obj | None, rules: Sequence[IgnoreRule], raw_live: Obj | None, jq_budget: float | None
 ) -> Obj | None:
     if obj is None:
         return None
@@ -127,7 +126,7 @@ def diff_resource(
     live: Obj | None,
     *,
     rules: Sequence[IgnoreRule] = (),
-    jq_budget: float = DEFAULT_BUDGET_SECONDS,
+    jq_budget: float | None = None,
 ) -> ResourceDiff:
     """Compare the dry-run result ``desired`` with ``live`` (either may be ``None``, not both).
 

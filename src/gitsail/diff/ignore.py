@@ -26,7 +26,7 @@ from typing import Any
 
 from gitsail.diff.errors import DiffError
 from gitsail.diff.fields import managed_fields, remove_owned
-from gitsail.diff.jqpath import DEFAULT_BUDGET_SECONDS, check_expression, delete_paths
+from gitsail.diff.jqpath import check_expression, delete_paths
 from gitsail.diff.pointer import parse_pointer, remove_pointer
 from gitsail.model import Obj, ResourceKey
 
@@ -116,10 +116,12 @@ def apply_ignore_rules(
     rules: Sequence[IgnoreRule],
     *,
     live: Obj | None = None,
-    jq_budget: float = DEFAULT_BUDGET_SECONDS,
+    jq_budget: float | None = None,
 ) -> Obj:
     """A copy of ``obj`` without the fields the matching ``rules`` ignore.
 
+    Expressions run in a jq worker process and block for up to ``jq_budget`` seconds each
+    (default: ``Policy.jq_timeout``); call this off the event loop.
     ``live`` is the object in the cluster whose ``metadata.managedFields`` decide what the
     ``managed_fields_managers`` own; without it, ``obj``'s own managedFields are used.
     Apply the same rules with the same ``live`` to both sides of a comparison.

@@ -50,7 +50,7 @@ from typing import Any
 
 from gitsail.model import Obj
 from gitsail.render._errors import RenderError
-from gitsail.render._manifests import load_manifests, load_yaml_documents
+from gitsail.render._manifests import load_manifests, load_yaml_documents, read_yaml_file
 from gitsail.render._options import HelmOptions, RenderOptions
 from gitsail.render._process import ToolRunner
 from gitsail.render._workspace import copy_artifact, inside, walk_inside
@@ -290,7 +290,8 @@ def _chart_metadata(chart_dir: Path) -> dict[str, Any]:
     chart_yaml = chart_dir / "Chart.yaml"
     if not chart_yaml.is_file():
         raise RenderError("no Chart.yaml in the chart directory")
-    docs = [d for _, d in load_yaml_documents(chart_yaml.read_text("utf-8"), source="Chart.yaml")]
+    text = read_yaml_file(chart_yaml, source="Chart.yaml")
+    docs = [d for _, d in load_yaml_documents(text, source="Chart.yaml")]
     meta = docs[0] if docs else None
     if not isinstance(meta, dict):
         raise RenderError("Chart.yaml must be a mapping")
@@ -492,4 +493,6 @@ async def helm_template(
         secrets=list(_secret_values(helm)),
     )
     text = out.decode("utf-8", "replace")
-    return await asyncio.to_thread(load_manifests, text, source=f"helm template {display}")
+    return await asyncio.to_thread(
+        load_manifests, text, source=f"helm template {display}", policy=runner.policy
+    )

@@ -38,7 +38,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gitsail.model import Obj
 from gitsail.render._errors import RenderError
-from gitsail.render._manifests import _K8sDumper, _K8sLoader, load_manifests
+from gitsail.render._manifests import _K8sDumper, compose_yaml, load_manifests, read_yaml_file
 from gitsail.render._options import KUSTOMIZATION_FILES, KustomizeOptions
 from gitsail.render._process import ToolRunner
 from gitsail.render._workspace import inside
@@ -236,12 +236,7 @@ def apply_kustomize_options(app_dir: Path, copy_root: Path, options: KustomizeOp
             f"no kustomization file ({', '.join(KUSTOMIZATION_FILES)}) in the app directory"
         )
     where = path.relative_to(copy_root).as_posix()
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=_K8sLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise RenderError(f"{where}{line}: {err.problem or 'invalid YAML'}") from None
+    root = compose_yaml(read_yaml_file(path, source=where), source=where)
     if root is None:
         root = MappingNode(_MAP, [])
     if not isinstance(root, MappingNode):
@@ -309,7 +304,9 @@ def _compose_kustomization(path: Path, where: str) -> MappingNode | None:
         if path.stat().st_size > _MAX_KUSTOMIZATION_BYTES:
             raise RenderError(f"{where}: larger than {_MAX_KUSTOMIZATION_BYTES} bytes")
         text = path.read_bytes().decode("utf-8")
-        root = yaml.compose(text, Loader=_K8sLoader)
+        root = compose_yaml(text, source=where)  # bounded; several documents refuse
+    except RenderError as err:
+        raise RenderError(f"{err}; gitsail cannot check it") from None
     except UnicodeDecodeError:
         raise RenderError(f"{where}: not UTF-8 text; gitsail cannot check it") from None
     except yaml.YAMLError as err:
@@ -431,4 +428,6 @@ async def kustomize_build(
         env={"XDG_CONFIG_HOME": str(runner.home / "config"), **_NO_NETWORK},
     )
     text = out.decode("utf-8", "replace")
-    return await asyncio.to_thread(load_manifests, text, source=f"kustomize build {display}")
+    return await asyncio.to_thread(
+        load_manifests, text, source=f"kustomize build {display}", policy=runner.policy
+    )

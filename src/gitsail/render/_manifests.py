@@ -16,6 +16,11 @@ Duplicate mapping keys are an error naming the file and line (``YAMLToJSONStrict
 stricter than kubectl's last-wins). Mapping keys are made strings the way sigs.k8s.io/yaml
 does when it converts to JSON (``80: x`` → ``"80"``), so every object is JSON-clean.
 
+Every document is bounded before it is built (``gitsail.source.boundedyaml``): the text's
+size, the number of documents, each document's size, nesting depth, alias uses and the nodes
+alias expansion adds, with the limits of ``gitsail.policy.Policy``. An alias bomb is refused
+from its node graph, before anything walks it as a tree.
+
 The dumper quotes any string some YAML 1.1 reader could take for another type (``'yes'``,
 ``'0644'``, ``'1e3'``, ``'2024-01-01'``), so dumped manifests read back unchanged, by us
 and by kubectl.
@@ -28,6 +33,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
@@ -35,9 +41,17 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
 from gitsail.model import Obj
+from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render._errors import RenderError
+from gitsail.source.boundedyaml import (
+    YAMLLimitError,
+    check_document,
+    check_stream,
+    count_document,
+    decode_text,
+)
 
-__all__ = ["dump_yaml", "load_manifests", "load_yaml_documents"]
+__all__ = ["compose_yaml", "dump_yaml", "load_manifests", "load_yaml_documents", "read_yaml_file"]
 
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
@@ -113,7 +127,7 @@ def _json_key(key: Any, node: Node) -> str:
     raise ConstructorError(
         None,
         None,
-        f"unsupported mapping key {node.value!r} (a {type(key).__name__})",
+        f"unsupported mapping key (a {type(key).__name__}); keys must be scalars",
         node.start_mark,
     )
 
@@ -168,6 +182,7 @@ class _K8sLoader(_LoaderBase):  # type: ignore[misc]
 
 _K8sLoader.add_constructor("tag:yaml.org,2002:binary", _K8sLoader.construct_yaml_binary)
 _K8sLoader.add_constructor(_TIMESTAMP, _K8sLoader.construct_yaml_str)
+_K8sLoader.add_constructor("tag:yaml.org,2002:set", _K8sLoader.construct_yaml_map)
 
 
 class _K8sDumper(_DumperBase):  # type: ignore[misc]
@@ -179,18 +194,40 @@ def _position(err: yaml.MarkedYAMLError, source: str) -> str:
     return f"{source}:{mark.line + 1}" if mark is not None else source
 
 
-def load_yaml_documents(text: str, *, source: str = "<string>") -> Iterator[tuple[int, Any]]:
+def load_yaml_documents(
+    text: str, *, source: str = "<string>", policy: Policy = DEFAULT_POLICY
+) -> Iterator[tuple[int, Any]]:
     """Yield ``(line, data)`` per YAML document, with the Kubernetes scalar rules.
 
-    Raises RenderError naming ``source`` and the line for syntax errors and duplicate keys.
+    Raises RenderError naming ``source`` and the line for syntax errors, duplicate keys and
+    documents over the ``policy``'s limits (checked before a document is built).
     """
+    try:
+        check_stream(text, source, policy)
+    except YAMLLimitError as err:
+        raise RenderError(str(err)) from None
     loader = _K8sLoader(text)
     try:
+        number = 0
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            yield node.start_mark.line + 1, loader.construct_document(node)
+            number += 1
+            count_document(number, source, policy)
+            check_document(node, source, policy)
+            line = node.start_mark.line + 1
+            try:
+                data = loader.construct_document(node)
+            except (ValueError, LookupError, TypeError, OverflowError) as err:
+                # ``!!int abc``, ``!!bool maybe``: an explicit tag the value does not fit.
+                raise RenderError(
+                    f"{source}: document {number} (line {line}): a value does not fit its "
+                    f"explicit tag (such as !!int or !!bool): {type(err).__name__}"
+                ) from None
+            yield line, data
+    except YAMLLimitError as err:
+        raise RenderError(str(err)) from None
     except yaml.MarkedYAMLError as err:
         problem = err.problem or err.context or "invalid YAML"
         raise RenderError(f"{_position(err, source)}: {problem}") from None
@@ -198,6 +235,32 @@ def load_yaml_documents(text: str, *, source: str = "<string>") -> Iterator[tupl
         raise RenderError(f"{source}: invalid YAML: {err}") from None
     finally:
         loader.dispose()
+
+
+def compose_yaml(text: str, *, source: str, policy: Policy = DEFAULT_POLICY) -> Node | None:
+    """The node tree of a single-document YAML text (None when empty), within the limits."""
+    try:
+        check_stream(text, source, policy)
+        node = yaml.compose(text, Loader=_K8sLoader)
+        if node is not None:
+            check_document(node, source, policy)
+    except YAMLLimitError as err:
+        raise RenderError(str(err)) from None
+    except yaml.MarkedYAMLError as err:
+        raise RenderError(f"{_position(err, source)}: {err.problem or 'invalid YAML'}") from None
+    except yaml.YAMLError as err:
+        raise RenderError(f"{source}: invalid YAML: {err}") from None
+    return node
+
+
+def read_yaml_file(path: Path, *, source: str) -> str:
+    """The text of a YAML file; RenderError naming ``source`` if unreadable or not UTF-8."""
+    try:
+        return decode_text(path.read_bytes(), source)
+    except YAMLLimitError as err:
+        raise RenderError(str(err)) from None
+    except OSError as err:
+        raise RenderError(f"{source}: cannot read: {err.strerror or err}") from None
 
 
 class _JSONDuplicateKeyError(ValueError):
@@ -213,16 +276,44 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _load_json_documents(text: str, source: str) -> list[tuple[int, Any]]:
+def _json_depth(data: Any) -> int:
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest
+
+
+def _load_json_documents(text: str, source: str, policy: Policy) -> list[tuple[int, Any]]:
+    try:
+        check_stream(text, source, policy)
+    except YAMLLimitError as err:
+        raise RenderError(str(err)) from None
+    too_deep = RenderError(
+        f"{source}: JSON nested more than {policy.yaml_depth} levels deep (GITSAIL_YAML_DEPTH)"
+    )
     try:
         data = json.loads(text, object_pairs_hook=_json_pairs) if text.strip() else None
     except _JSONDuplicateKeyError as err:
         # Let the YAML reader (JSON is YAML) find the line; fall back to the key alone.
-        list(load_yaml_documents(text, source=source))
+        list(load_yaml_documents(text, source=source, policy=policy))
         raise RenderError(f"{source}: duplicate key {err.args[0]!r}") from None
     except json.JSONDecodeError as err:
         raise RenderError(f"{source}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except RecursionError:
+        raise too_deep from None
+    if _json_depth(data) > policy.yaml_depth:
+        raise too_deep
     if isinstance(data, list):
+        if len(data) > policy.yaml_documents:
+            raise RenderError(
+                f"{source}: more than {policy.yaml_documents} objects (GITSAIL_YAML_DOCUMENTS)"
+            )
         return [(1, item) for item in data]
     return [(1, data)]
 
@@ -249,7 +340,9 @@ def _is_list(obj: Obj) -> bool:
     return kind == "List" or (kind.endswith("List") and isinstance(obj.get("items"), list))
 
 
-def load_manifests(text: str, *, source: str = "<string>") -> list[Obj]:
+def load_manifests(
+    text: str, *, source: str = "<string>", policy: Policy = DEFAULT_POLICY
+) -> list[Obj]:
     """Parse manifests (multi-document YAML, or JSON when ``source`` ends in ``.json``).
 
     Empty documents are skipped; ``kind: List`` (and ``*List`` kinds with ``items``) are
@@ -257,9 +350,9 @@ def load_manifests(text: str, *, source: str = "<string>") -> list[Obj]:
     a RenderError naming ``source``, the document number (1-based) and its line.
     """
     if source.endswith(".json"):
-        documents: Iterable[tuple[int, Any]] = _load_json_documents(text, source)
+        documents: Iterable[tuple[int, Any]] = _load_json_documents(text, source, policy)
     else:
-        documents = load_yaml_documents(text, source=source)
+        documents = load_yaml_documents(text, source=source, policy=policy)
     objs: list[Obj] = []
     for number, (line, data) in enumerate(documents, start=1):
         if data is None or data == {}:

@@ -1,11 +1,17 @@
 """Running helm and kustomize: argv lists, a scrubbed environment, timeouts, bounded fan-out.
 
 Every call goes through ``ToolRunner.run``. The child gets a new session so a timeout kills
-the whole process group (kustomize may start ``git`` for remote bases). Its environment is
-built from scratch: ``PATH``, a private ``HOME`` and ``TMPDIR``, plus what the caller adds
-(Helm's home directories), so no cloud, cluster or Git credentials of the controller reach a
-chart or a kustomization. Errors carry the tool's stderr with URL credentials and known
-secret values redacted.
+the whole process group (kustomize may start ``git`` for remote bases). Its address space is
+capped (``RLIMIT_AS`` = ``Policy.render_memory_bytes``, set in the child between fork and
+exec, inherited by its children), and its stdout is read in chunks up to
+``Policy.render_output_bytes``: more, and the group is killed and the render refused.
+Its environment is built from scratch: ``PATH``, a private ``HOME`` and ``TMPDIR``, plus
+what the caller adds (Helm's home directories), so no cloud, cluster or Git credentials of
+the controller reach a chart or a kustomization. Errors carry the tool's stderr with URL
+credentials and known secret values redacted.
+
+Go tools reserve about 800 MiB of address space when they start, so a memory limit below
+about 1 GiB makes helm and kustomize fail before they read anything.
 
 Callers build argv so that no tenant value can be read as a flag (``--flag=value`` forms,
 ``--`` before positionals; see ``_helm``); ``run`` itself refuses a NUL character in any
@@ -16,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
+import resource
 import signal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render._errors import RenderError
 
 __all__ = ["ToolRunner", "redact"]
@@ -59,9 +68,17 @@ def _tail(text: str) -> str:
 class ToolRunner:
     """Runs pinned tool binaries with at most ``concurrency`` children at a time."""
 
-    def __init__(self, *, home: Path, concurrency: int = 2, timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        *,
+        home: Path,
+        concurrency: int = 2,
+        timeout: float = 90.0,
+        policy: Policy = DEFAULT_POLICY,
+    ) -> None:
         self.home = home
         self.timeout = timeout
+        self.policy = policy
         self._semaphore = asyncio.Semaphore(concurrency)
         self.calls = 0  # children started, for tests and metrics
 
@@ -108,17 +125,33 @@ class ToolRunner:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     start_new_session=True,
+                    preexec_fn=_memory_limit(self.policy.render_memory_bytes),
                 )
             except OSError as err:
                 raise RenderError(f"{what}: cannot run {Path(argv[0]).name}: {err}") from None
             try:
-                stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
+                stdout, stderr = await asyncio.wait_for(
+                    _communicate_bounded(proc, self.policy.render_output_bytes), limit
+                )
+            except _OutputTooLarge:
+                await _kill(proc)
+                raise RenderError(
+                    f"{what}: output over {self.policy.render_output_bytes} bytes "
+                    "(GITSAIL_RENDER_OUTPUT_BYTES); the render was stopped"
+                ) from None
             except TimeoutError:
                 await _kill(proc)
-                raise RenderError(f"{what}: timed out after {limit:g}s") from None
+                raise RenderError(
+                    f"{what}: timed out after {limit:g}s (GITSAIL_RENDER_TIMEOUT)"
+                ) from None
             except asyncio.CancelledError:
                 await _kill(proc)
                 raise
+        if proc.returncode != 0 and stderr.startswith(_OUT_OF_MEMORY):
+            raise RenderError(
+                f"{what} ran out of memory: it may use at most "
+                f"{self.policy.render_memory_bytes} bytes (GITSAIL_RENDER_MEMORY_BYTES)"
+            )
         if proc.returncode != 0:
             text = _scrub_work_dir(stderr.decode("utf-8", "replace"), self.home.parent)
             message = _tail(redact(text, secrets))
@@ -132,3 +165,63 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     await proc.wait()
+
+
+# --- resource limits of a child (time: ``run``'s deadline; memory and output: here) --------
+
+
+def _memory_limit(max_bytes: int) -> Callable[[], None] | None:
+    """A preexec hook capping the child's address space; None when unlimited (0).
+
+    It only calls ``setrlimit`` (no locks, no allocation), which is what makes a preexec
+    hook safe to run in the child of a multi-threaded parent.
+    """
+    if max_bytes <= 0:
+        return None
+    return functools.partial(resource.setrlimit, resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
+class _OutputTooLarge(Exception):
+    pass
+
+
+_OUT_OF_MEMORY = b"out of memory"
+
+
+async def _communicate_bounded(
+    proc: asyncio.subprocess.Process, max_stdout: int
+) -> tuple[bytes, bytes]:
+    """stdout (at most ``max_stdout`` bytes, else _OutputTooLarge) and the tail of stderr."""
+    if proc.stdout is None or proc.stderr is None:  # pragma: no cover - run() pipes both
+        raise RenderError("internal error: the tool's output is not piped")
+    out, err = proc.stdout, proc.stderr
+
+    async def read_stdout() -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        killed = False
+        while chunk := await out.read(1 << 16):
+            size += len(chunk)
+            if max_stdout and size > max_stdout:
+                if not killed:
+                    killed = True
+                    chunks.clear()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                continue  # drain to EOF: asyncio only reaps a child whose pipes closed
+            chunks.append(chunk)
+        if max_stdout and size > max_stdout:
+            raise _OutputTooLarge
+        return b"".join(chunks)
+
+    async def read_stderr() -> bytes:
+        tail = b""
+        out_of_memory = False  # Go's message leads a long trace the tail would lose
+        while chunk := await err.read(1 << 16):
+            out_of_memory = out_of_memory or _OUT_OF_MEMORY in tail[-64:] + chunk
+            tail = (tail + chunk)[-(_STDERR_LIMIT * 4) :]
+        return (_OUT_OF_MEMORY + b"\n" if out_of_memory else b"") + tail
+
+    stdout, stderr = await asyncio.gather(read_stdout(), read_stderr())
+    await proc.wait()
+    return stdout, stderr

@@ -6,7 +6,8 @@ and, for Helm only, the cluster capabilities (kube version, API versions). A com
 does not touch an app's inputs yields the same digest, so the app is not rendered again.
 An artifact without a digest is never cached (its content is unknown).
 
-Entries live in a bounded in-memory LRU as compact JSON; every caller gets freshly decoded
+Entries live in a bounded in-memory LRU as compact JSON (encoded and decoded in a worker
+thread, so a large render never stalls the event loop); every caller gets freshly decoded
 dicts, so a consumer that edits its manifests cannot corrupt the cache. Concurrent renders
 of one key share one tool run. Failed renders are not cached.
 """
@@ -36,7 +37,7 @@ from gitsail.render._kustomize import apply_kustomize_options, kustomize_build
 from gitsail.render._options import DirectoryOptions, RenderOptions, detect_tool
 from gitsail.render._process import ToolRunner
 from gitsail.render._workspace import copy_artifact, inside
-from gitsail.source import SourceError, input_files
+from gitsail.source import PathNotFound, SourceError, input_files
 
 __all__ = ["RenderStats", "Rendered", "Renderer", "cache_key", "render_local"]
 
@@ -105,7 +106,9 @@ class Renderer:
     ``helm``/``kustomize`` are the binaries (default: ``GITSAIL_BIN_HELM`` /
     ``GITSAIL_BIN_KUSTOMIZE``, then the pinned build cache, then PATH). ``work_dir`` holds
     temporary copies and Helm's private homes; without one a private temporary directory is
-    made and removed on ``close()`` (or when the renderer is garbage-collected).
+    made and removed on ``close()`` (or when the renderer is garbage-collected). ``policy``
+    bounds the tools (time, memory, output) and the YAML read from them; ``timeout``
+    overrides its ``render_timeout``.
     """
 
     def __init__(
@@ -117,7 +120,7 @@ class Renderer:
         kustomize: Path | str | None = None,
         jsonnet: Path | str | None = None,
         concurrency: int = 2,
-        timeout: float = 90.0,
+        timeout: float | None = None,
         policy: Policy = DEFAULT_POLICY,
     ) -> None:
         if work_dir is None:
@@ -132,7 +135,12 @@ class Renderer:
         self.cache_size = cache_size
         self._binaries = {"helm": helm, "kustomize": kustomize, "jsonnet": jsonnet}
         self.policy = policy
-        self._runner = ToolRunner(home=work_dir / "home", concurrency=concurrency, timeout=timeout)
+        self._runner = ToolRunner(
+            home=work_dir / "home",
+            concurrency=concurrency,
+            timeout=policy.render_timeout if timeout is None else timeout,
+            policy=policy,
+        )
         self._versions: dict[str, str] = {}
         self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Rendered]] = {}
@@ -212,13 +220,13 @@ class Renderer:
             api_versions=apis,
         )
         if artifact.digest:
-            cached = self._lookup(key)
+            cached = await self._lookup(key)
             if cached is not None:
                 return cached
             pending = self._inflight.get(key)
             if pending is not None:
                 self._hits += 1
-                return _copy(await asyncio.shield(pending))
+                return await asyncio.to_thread(_copy, await asyncio.shield(pending))
         self._misses += 1
         future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
         if artifact.digest:
@@ -237,23 +245,25 @@ class Renderer:
             self._inflight.pop(key, None)
         result = Rendered(manifests=tuple(manifests), tool=tool, key=key)
         if artifact.digest:
-            self._store(key, tool, manifests)
+            await self._store(key, tool, manifests)
         future.set_result(result)
         return result
 
-    def _lookup(self, key: str) -> Rendered | None:
+    async def _lookup(self, key: str) -> Rendered | None:
         entry = self._cache.get(key)
         if entry is None:
             return None
         self._cache.move_to_end(key)
         self._hits += 1
         tool, text = entry
-        return Rendered(manifests=tuple(json.loads(text)), tool=tool, key=key)
+        manifests = await asyncio.to_thread(json.loads, text)  # off the event loop
+        return Rendered(manifests=tuple(manifests), tool=tool, key=key)
 
-    def _store(self, key: str, tool: str, manifests: list[Obj]) -> None:
+    async def _store(self, key: str, tool: str, manifests: list[Obj]) -> None:
         if self.cache_size <= 0:
             return
-        self._cache[key] = (tool, json.dumps(manifests, separators=(",", ":")))
+        text = await asyncio.to_thread(json.dumps, manifests, separators=(",", ":"))
+        self._cache[key] = (tool, text)
         self._cache.move_to_end(key)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -290,11 +300,13 @@ class Renderer:
             if tool == "kustomize":
                 copy = work / "src"
                 await asyncio.to_thread(
-                    copy_artifact, root, copy, _kustomize_inputs(root, rel, options)
+                    copy_artifact, root, copy, _kustomize_inputs(root, rel, options, self.policy)
                 )
                 app_dir = copy / rel
                 if options.kustomize is not None:
-                    apply_kustomize_options(app_dir, copy, options.kustomize)
+                    await asyncio.to_thread(
+                        apply_kustomize_options, app_dir, copy, options.kustomize
+                    )
                 return await kustomize_build(
                     self._runner,
                     self.binary("kustomize"),
@@ -315,17 +327,26 @@ class Renderer:
             )
 
 
-def _kustomize_inputs(root: Path, rel: Path, options: RenderOptions) -> list[Path] | None:
-    """The files a kustomize render of ``rel`` reads, or None when they cannot be bounded."""
+def _kustomize_inputs(
+    root: Path, rel: Path, options: RenderOptions, policy: Policy
+) -> list[Path] | None:
+    """The files a kustomize render of ``rel`` reads, or None when they cannot be bounded.
+
+    A reference outside the repository, or a kustomization the check cannot read, is a
+    RenderError: the render never runs on inputs the check did not see.
+    """
     paths = [rel.as_posix()]
     if options.kustomize is not None:
         paths += [str((rel / c).as_posix()) for c in options.kustomize.components]
     files: set[Path] = set()
     for path in paths:
         try:
-            found = input_files(root, path, tool_hint="kustomize")
-        except SourceError:
-            return None  # let kustomize itself report what is wrong
+            found = input_files(root, path, tool_hint="kustomize", policy=policy)
+        except PathNotFound:
+            continue  # a missing component: apply_kustomize_options reports or skips it
+        except SourceError as err:
+            # Never render what the check could not read: refuse (fail closed).
+            raise RenderError(err.message) from None
         if found is None:
             return None
         files.update(found)

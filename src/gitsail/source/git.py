@@ -195,7 +195,9 @@ class GitSource:
                 url=shown,
             )
         try:
-            digest = await asyncio.to_thread(input_digest, checkout, rel, **options)
+            digest = await asyncio.to_thread(
+                input_digest, checkout, rel, policy=self.policy, **options
+            )
         except SourceError as exc:
             raise type(exc)(f"{shown} at {resolved.sha}: {exc.message}", url=shown) from exc
         artifact = Artifact(

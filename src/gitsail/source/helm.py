@@ -44,6 +44,7 @@ from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.source._cache import CacheLedger
 from gitsail.source._fs import remove_tree, replace_dir, seal_tree
 from gitsail.source._urls import check_argument, http_guard, parse_repo_url, redact_url
+from gitsail.source.boundedyaml import YAMLLimitError, load_document
 from gitsail.source.credentials import RepoCredentials, credentials_from_url
 from gitsail.source.errors import (
     AuthError,
@@ -65,7 +66,6 @@ MAX_INDEX_BYTES = 64 * 1024 * 1024
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,249}$")
 _TAR_OVERHEAD = 4096  # per member: header, extended headers and padding
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -207,7 +207,9 @@ class HelmRepoSource:
             limit=MAX_INDEX_BYTES,
         )
         try:
-            doc = await asyncio.to_thread(yaml.load, raw, Loader=_Loader)
+            doc = await asyncio.to_thread(load_document, raw, f"{shown}/index.yaml")
+        except YAMLLimitError as exc:
+            raise FetchError(str(exc), url=shown) from None
         except yaml.YAMLError as exc:
             raise FetchError(f"{shown}/index.yaml is not valid YAML: {exc}", url=shown) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):

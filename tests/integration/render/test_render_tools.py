@@ -219,8 +219,9 @@ async def test_malformed_yaml_is_a_clear_error(article_repo: Repo, renderer: Ren
         RenderError, match=r"^apps/plain \(directory\): apps/plain/broken\.yaml:\d+: "
     ):
         await renderer.render(article_repo.artifact("apps/plain"), RenderOptions())
-    with pytest.raises(  # refused by the remote-reference check, which must parse it first
-        RenderError, match=r"^apps/overlays/badyaml \(kustomize\): apps/overlays/badyaml/kus"
+    with pytest.raises(  # refused by the input checks, which must parse it first
+        RenderError,
+        match=r"^apps/overlays/badyaml \(kustomize\): apps/overlays/badyaml/kustomization\.yaml",
     ):
         await renderer.render(article_repo.artifact("apps/overlays/badyaml"), RenderOptions())
     with pytest.raises(RenderError, match=r"kustomization\.yaml:\d+: "):

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+import resource
+import time
+
 import pytest
 
-from gitsail.diff import DiffError, jqpath
-from gitsail.diff.jqpath import check_expression, delete_paths
+from gitsail.diff import DiffError
+from gitsail.diff.jqpath import JqRunner, check_expression, delete_paths
+from gitsail.policy import DEFAULT_POLICY
 
 from .objects import desired_deployment
 
@@ -71,16 +76,53 @@ def test_builtin_names_inside_strings_and_field_names_are_fine() -> None:
     check_expression(".. | .range?")
 
 
-def test_expression_over_budget_raises_and_is_quarantined(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    expr = ".metadata.annotations.slow"
-    monkeypatch.setattr(jqpath, "_quarantined", set())
-    clock = iter([100.0, 102.5])
-    monkeypatch.setattr(jqpath, "_clock", lambda: next(clock))
-    with pytest.raises(DiffError, match="over its 1s budget"):
-        delete_paths({"metadata": {}}, expr)
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_huge_constant_is_refused_by_the_worker_memory_limit_not_built_here() -> None:
+    # Compiling this constant-folds a 2 GB string; it once held the controller for 10 s.
+    expr = '"x" * 2000000000'
+    before = _maxrss_mib()
+    started = time.monotonic()
+    with pytest.raises(DiffError, match="GITSAIL_JQ_MEMORY_BYTES") as err:
+        check_expression(expr)
+    assert expr in str(err.value)
+    assert time.monotonic() - started < 5
+    assert _maxrss_mib() - before < 100
     with pytest.raises(DiffError, match="disabled until gitsail restarts"):
-        delete_paths({"metadata": {}}, expr)
-    monkeypatch.setattr(jqpath, "_clock", iter([5.0, 5.1]).__next__)
-    assert delete_paths({"a": 1}, ".a") == {}
+        delete_paths({"a": 1}, expr)
+
+
+def test_slow_expression_is_stopped_at_its_deadline_then_quarantined() -> None:
+    policy = dataclasses.replace(DEFAULT_POLICY, jq_timeout=0.1, jq_memory_bytes=1 << 30)
+    runner = JqRunner(policy, workers=1)
+    try:
+        expr = '.a | select(("x" * 300000000 | length) > 0)'
+        started = time.monotonic()
+        with pytest.raises(DiffError, match=r"took longer than 0.1s"):
+            runner.delete({"a": 1}, expr)
+        assert time.monotonic() - started < 2
+        calls = runner.calls
+        with pytest.raises(DiffError, match="disabled until gitsail restarts"):
+            runner.delete({"a": 1}, expr)
+        assert runner.calls == calls  # refused without running again
+        # The killed worker was replaced: other expressions still run.
+        assert runner.delete({"a": 1, "b": 2}, ".a") == {"b": 2}
+    finally:
+        runner.close()
+
+
+def test_results_are_cached_per_expression_and_input() -> None:
+    runner = JqRunner(workers=1)
+    try:
+        obj = {"metadata": {"name": "x", "labels": {"a": "1"}}}
+        assert runner.delete(obj, ".metadata.labels") == {"metadata": {"name": "x"}}
+        calls = runner.calls
+        assert runner.delete(obj, ".metadata.labels") == {"metadata": {"name": "x"}}
+        assert runner.calls == calls
+        changed = {"metadata": {"name": "y", "labels": {"a": "1"}}}
+        assert runner.delete(changed, ".metadata.labels") == {"metadata": {"name": "y"}}
+        assert runner.calls == calls + 1
+    finally:
+        runner.close()

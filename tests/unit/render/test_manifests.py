@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gitsail.policy import DEFAULT_POLICY
 from gitsail.render import RenderError, dump_yaml, load_manifests
+from gitsail.render._manifests import load_yaml_documents, read_yaml_file
 
 
 def _value(scalar: str) -> Any:
@@ -156,3 +161,75 @@ def test_dump_keeps_key_order_and_separates_documents() -> None:
     text = dump_yaml(objs)
     assert text == "kind: B\napiVersion: v1\n---\nkind: A\napiVersion: v1\n"
     assert dump_yaml(objs[0]) == "kind: B\napiVersion: v1\n"
+
+
+# --- limits on tenant YAML --------------------------------------------------------------
+
+
+def _bomb(levels: int = 9) -> str:
+    """``levels`` nested anchors of nine aliases each: 9**levels nodes once expanded."""
+    lines = ["  l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n" + "\n".join(lines)
+
+
+def test_alias_bomb_is_refused_before_it_is_expanded() -> None:
+    started = time.monotonic()
+    with pytest.raises(RenderError, match=r"bomb.yaml:1: .*GITSAIL_YAML_ALIAS_NODES"):
+        load_manifests(_bomb(), source="bomb.yaml")
+    assert time.monotonic() - started < 1
+
+
+def test_a_few_aliases_are_fine() -> None:
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, labels: &l {a: b}}\n"
+        "data: {}\nextra: {labels: *l}\n"
+    )
+    assert load_manifests(text)[0]["extra"] == {"labels": {"a": "b"}}
+
+
+@pytest.mark.parametrize(
+    ("policy_change", "text", "message"),
+    [
+        ({"yaml_aliases": 3}, "a: &a x\nb: [*a, *a, *a, *a]\n", "more than 3 YAML alias uses"),
+        ({"yaml_depth": 5}, "a: [[[[[[x]]]]]]\n", "nested more than 5 levels"),
+        ({"yaml_documents": 2}, "a: 1\n---\nb: 2\n---\nc: 3\n", "more than 2 YAML documents"),
+        ({"yaml_document_bytes": 10}, "a: 1\n---\nbb: " + "x" * 20 + "\n", r"f:3: a YAML doc"),
+        ({"render_output_bytes": 10}, "a: " + "x" * 20, "GITSAIL_RENDER_OUTPUT_BYTES"),
+        ({}, "&a [*a]\n", "alias refers to a node that contains it"),
+    ],
+)
+def test_yaml_limits_come_from_the_policy(
+    policy_change: dict[str, int], text: str, message: str
+) -> None:
+    policy = dataclasses.replace(DEFAULT_POLICY, **policy_change)
+    with pytest.raises(RenderError, match=message):
+        list(load_yaml_documents(text, source="f", policy=policy))
+
+
+def test_json_limits_hold_too() -> None:
+    policy = dataclasses.replace(DEFAULT_POLICY, yaml_depth=5)
+    with pytest.raises(RenderError, match="nested more than 5 levels"):
+        load_manifests('{"a": [[[[[[1]]]]]]}', source="x.json", policy=policy)
+    with pytest.raises(RenderError, match="nested more than"):
+        load_manifests("[" * 100_000 + "]" * 100_000, source="x.json")
+
+
+@pytest.mark.parametrize(
+    "text", ["a: !!int abc\n", "a: !!float x\n", "a: !!bool maybe\n", "a: !!binary '#'\n"]
+)
+def test_values_that_do_not_fit_their_tag_are_render_errors(text: str) -> None:
+    with pytest.raises(RenderError, match="f"):
+        load_manifests(text, source="f")
+
+
+def test_a_set_reads_as_a_mapping_like_go_yaml() -> None:
+    text = "apiVersion: v1\nkind: X\nmetadata: {name: x}\ns: !!set {a, b}\n"
+    assert load_manifests(text)[0]["s"] == {"a": None, "b": None}
+
+
+def test_non_utf8_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "Chart.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(RenderError, match=r"Chart.yaml: not UTF-8 text"):
+        read_yaml_file(path, source="Chart.yaml")

@@ -269,3 +269,89 @@ def test_kustomize_helm_charts_use_the_local_chart_home(tmp_path: Path) -> None:
 def test_missing_path_is_path_not_found(tmp_path: Path) -> None:
     with pytest.raises(PathNotFound):
         input_files(tmp_path, "nope")
+
+
+# --- the outside-reference check fails closed -------------------------------------------
+
+
+def _escape_repo(tmp_path: Path, kustomization: bytes | str) -> Path:
+    """A repository whose app's kustomization is ``kustomization``; a secret lies outside."""
+    (tmp_path / "other" / "app").mkdir(parents=True)
+    (tmp_path / "other" / "app" / "kustomization.yaml").write_text("resources: [secret.yaml]\n")
+    (tmp_path / "other" / "app" / "secret.yaml").write_text("kind: Secret\n")
+    app = tmp_path / "repo" / "app"
+    app.mkdir(parents=True)
+    data = kustomization.encode() if isinstance(kustomization, str) else kustomization
+    (app / "kustomization.yaml").write_bytes(data)
+    return tmp_path / "repo"
+
+
+@pytest.mark.parametrize(
+    "kustomization",
+    [
+        "namePrefix: !foo x\nresources: [../../other/app]\n",  # unknown tag elsewhere
+        "resources: [!foo ../../other/app]\n",  # unknown tag on the reference
+        "resources: [!!binary Li4vLi4vb3RoZXIvYXBw]\n",  # base64 of ../../other/app
+        "base: &b {resources: [../../other/app]}\n<<: *b\n",  # merged from an alias
+        "resources: !!seq [../../other/app]\n",
+    ],
+)
+def test_reference_outside_is_refused_whatever_the_tags(tmp_path: Path, kustomization: str) -> None:
+    root = _escape_repo(tmp_path, kustomization)
+    with pytest.raises(InvalidSource, match="points outside the repository"):
+        input_files(root, "app")
+    with pytest.raises(InvalidSource, match="points outside the repository"):
+        input_digest(root, "app")
+
+
+@pytest.mark.parametrize(
+    ("kustomization", "message"),
+    [
+        ("resources: [../../other/app\n", r"app/kustomization.yaml:2: .*cannot check"),
+        (b"resources: [\xff../../other/app]\n", r"app/kustomization.yaml: not UTF-8 text"),
+        ("resources: [{path: ../../other/app}]\n", r"resources must be a list of strings"),
+        ("resources: [a]\nresources: [../../other/app]\n", r":2: duplicate key 'resources'"),
+        ("- resources\n", r"a kustomization must be a mapping"),
+        ("patches: [../../other/app]\n", r"patches must be a list of mappings"),
+        ("a: &a [*a]\n", r"alias refers to a node that contains it"),
+        ("a: !!binary '#'\n", r"invalid base64"),
+    ],
+)
+def test_kustomization_the_check_cannot_read_is_refused_naming_the_file(
+    tmp_path: Path, kustomization: str | bytes, message: str
+) -> None:
+    root = _escape_repo(tmp_path, kustomization)
+    with pytest.raises(InvalidSource, match=message):
+        input_files(root, "app")
+
+
+def test_alias_bomb_in_a_kustomization_is_refused(tmp_path: Path) -> None:
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    root = _escape_repo(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(InvalidSource, match="GITSAIL_YAML_ALIAS_NODES"):
+        input_files(root, "app")
+
+
+def test_non_utf8_chart_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_bytes(b"name: caf\xe9\nversion: 1.0.0\n")
+    with pytest.raises(InvalidSource, match=r"chart/Chart.yaml: not UTF-8 text"):
+        input_files(tmp_path, "chart")
+
+
+def test_kustomization_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> None:
+    root = _escape_repo(tmp_path, "resources: []\n")
+    kfile = root / "app" / "kustomization.yaml"
+    kfile.unlink()
+    kfile.symlink_to(tmp_path / "other" / "app" / "kustomization.yaml")
+    with pytest.raises(InvalidSource, match="points outside the repository"):
+        input_files(root, "app")
+
+
+def test_scalars_of_any_type_are_references_as_text(tmp_path: Path) -> None:
+    root = _escape_repo(tmp_path, "resources: [123]\n")
+    (root / "app" / "123").mkdir()
+    (root / "app" / "123" / "cm.yaml").write_text("kind: ConfigMap\n")
+    assert _rel(root, input_files(root, "app")) == ["app/123/cm.yaml", "app/kustomization.yaml"]
