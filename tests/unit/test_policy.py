@@ -36,3 +36,14 @@ def test_environment_overrides_each_type() -> None:
 def test_unreadable_settings_refuse(name: str, value: str) -> None:
     with pytest.raises(PolicyError, match=name):
         Policy.from_env({name: value})
+
+
+def test_every_setting_is_documented_with_its_variable() -> None:
+    import dataclasses
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    missing = [
+        f.name for f in dataclasses.fields(Policy) if f"`GITSAIL_{f.name.upper()}`" not in doc
+    ]
+    assert missing == []
