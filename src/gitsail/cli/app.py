@@ -389,9 +389,9 @@ def sync(
         view = operation_view(obj, written)
         if view.state is None:
             return
-        progress.state(view.phase, view.message)
         for row in view.resources:
             progress.resource(row)
+        progress.state(view.phase, view.message)
 
     async def main() -> tuple[Obj, OperationView | None]:
         async with client(kubeconfig, context) as kube:
@@ -444,7 +444,7 @@ def sync(
         else:
             emit(written.get("operation") or {}, output)
         return
-    _report_operation(name, view, output, dry_run=dry_run)
+    _report_operation(name, view, output, dry_run=dry_run, shown=live and progress.plain)
 
 
 def _where(app_obj: Obj) -> str:
@@ -456,8 +456,13 @@ def _where(app_obj: Obj) -> str:
     return f" (phase {state.get('phase')}: {state.get('message')})"
 
 
-def _report_operation(name: str, view: OperationView, output: Format, *, dry_run: bool) -> None:
-    """Print the outcome of a finished operation; exit 1 unless it succeeded."""
+def _report_operation(
+    name: str, view: OperationView, output: Format, *, dry_run: bool, shown: bool
+) -> None:
+    """Print the outcome of a finished operation; exit 1 unless it succeeded.
+
+    ``shown``: the progress lines already said the final phase and message.
+    """
     state = view.state
     if state is None:
         # The field was cleared without a state for it: today's controller records nothing
@@ -465,7 +470,7 @@ def _report_operation(name: str, view: OperationView, output: Format, *, dry_run
         if output is not Format.table:
             emit({}, output)
         if dry_run:
-            console.print(
+            (console if output is Format.table else err_console).print(
                 f"{name}: the controller ran the dry run and recorded no result "
                 "(use --in-process to see one)",
                 highlight=False,
@@ -475,14 +480,15 @@ def _report_operation(name: str, view: OperationView, output: Format, *, dry_run
     if output is not Format.table:
         emit(state, output)
     else:
-        color = "green" if view.phase == "Succeeded" else "red"
-        console.print(f"[{color}]{escape(view.phase)}[/]: {escape(view.message)}", highlight=False)
+        if not shown:
+            color = "green" if view.phase == "Succeeded" else "red"
+            console.print(
+                f"[{color}]{escape(view.phase)}[/]: {escape(view.message)}", highlight=False
+            )
         revision = (state.get("syncResult") or {}).get("revision")
         if revision:
             console.print(f"revision {revision}", highlight=False)
     if view.phase != "Succeeded":
-        if output is not Format.table:
-            raise typer.Exit(1)
         raise fail(f"sync of {name} {view.phase.lower()}: {view.message}")
 
 
