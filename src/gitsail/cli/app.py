@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError
-from gitsail.app.model import App, AppSpecError
+from gitsail.app.model import App, AppSpecError, Retry
 from gitsail.cli.operation import (
     API_VERSION,
     ApplicationGone,
@@ -360,6 +360,11 @@ def sync(
     Without a controller, --in-process runs the sync in this process instead.
     """
     resources = [_parse_resource(r) for r in resource] if resource else []
+    if allow_empty and not in_process:
+        raise fail(
+            "--allow-empty applies to --in-process syncs; the controller allows an empty "
+            "render only with syncPolicy.automated.allowEmpty"
+        )
     if in_process:
         if async_:
             raise fail("--async asks the controller; it cannot be combined with --in-process")
@@ -382,6 +387,10 @@ def sync(
         max_duration=retry_backoff_max_duration,
         factor=retry_backoff_factor,
     )
+    try:
+        Retry.parse(retry, automated=False)  # what the controller will read
+    except AppSpecError as exc:
+        raise fail(f"invalid --retry-* options: {exc}") from None
     live = output is Format.table and not async_
     progress = SyncProgress(f"sync {name}")
 
