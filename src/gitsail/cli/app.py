@@ -106,6 +106,11 @@ async def _load(eng: AppEngine, name: str) -> App:
     obj = await eng.get_application(name)
     if obj is None:
         raise fail(f"application {name} not found in namespace {eng.control_namespace}")
+    return _checked(obj)
+
+
+def _checked(obj: Obj) -> App:
+    """The Application read into the engine's terms; a spec it cannot read is an error."""
     try:
         return App.from_application(obj)
     except AppSpecError as exc:
@@ -195,7 +200,12 @@ def get(
                 obj = await kube.get(API_VERSION, "Application", name, namespace)
                 if obj is None:
                     raise ApplicationGone(namespace, name)
+                _checked(obj)
                 return obj
+            current = await kube.get(API_VERSION, "Application", name, namespace)
+            if current is None:
+                raise ApplicationGone(namespace, name)
+            _checked(current)
             written = await request_refresh(kube, namespace, name, hard=hard_refresh)
             return await follow(
                 watch_application(kube, namespace, name, _version(written)),
@@ -407,6 +417,7 @@ def sync(
             current = await kube.get(API_VERSION, "Application", name, namespace)
             if current is None:
                 raise fail(f"application {name} not found in namespace {namespace}")
+            _checked(current)  # a spec the controller cannot read: say so, request nothing
             refusal = check_sync_allowed(current, revision, dry_run)
             if refusal:
                 raise fail(f"{namespace}/{name}: {refusal}")
