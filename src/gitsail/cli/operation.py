@@ -17,7 +17,8 @@ and watches the Application until the controller has answered.
   answered when the annotation is gone.
 - **Waiting**: ``watch_application`` yields every version of one Application after a
   resourceVersion, from a watch (not polling): a stream the server ends is resumed from the
-  last version seen, a 410 (``Gone``) reads the app again and watches from there.
+  last version seen (after a dropped connection too, a few times in a row), a 410
+  (``Gone``) reads the app again and watches from there.
   ``app_conditions`` evaluates what ``gitsail app wait`` waits for, as ``argocd app wait``.
 """
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gitsail.controller.reconciler import REFRESH_ANNOTATION
-from gitsail.kube import Conflict, Gone, NotFound, WatchEvent
+from gitsail.kube import Conflict, Gone, NotFound, ServerError, WatchEvent
 from gitsail.model import Obj, ResourceKey
 
 __all__ = [
@@ -59,6 +60,7 @@ API_VERSION = "argoproj.io/v1alpha1"
 KIND = "Application"
 COMPLETED = frozenset({"Succeeded", "Failed", "Error"})
 _CONFLICT_RETRIES = 10
+_WATCH_RETRIES = 3
 
 
 class ApplicationApi(Protocol):
@@ -344,14 +346,21 @@ def app_conditions(app: Obj) -> AppConditions:
 
 
 async def watch_application(
-    kube: ApplicationApi, namespace: str, name: str, resource_version: str
+    kube: ApplicationApi,
+    namespace: str,
+    name: str,
+    resource_version: str,
+    *,
+    pause: float = 0.5,
 ) -> AsyncIterator[Obj]:
     """Every version of the Application after ``resource_version``, as they are written.
 
-    Raises ApplicationGone when it is deleted.
+    Raises ApplicationGone when it is deleted. After a dropped watch it waits ``pause``
+    seconds, doubling, before watching again.
     """
     version = resource_version
     selector = f"metadata.name={name}"
+    broken = 0  # consecutive watches that failed before sending anything
     while True:
         try:
             async for event in kube.watch(
@@ -362,12 +371,19 @@ async def watch_application(
                 field_selector=selector,
                 timeout_seconds=240,
             ):
+                broken = 0
                 version = event.resource_version or version
                 if event.type == "BOOKMARK":
                     continue
                 if event.type == "DELETED":
                     raise ApplicationGone(namespace, name)
                 yield event.object
+        except ServerError:
+            # A dropped connection or a 5xx: watch again from where we were, a few times.
+            broken += 1
+            if broken > _WATCH_RETRIES:
+                raise
+            await asyncio.sleep(min(pause * 2 ** (broken - 1), 5.0))
         except Gone:
             # Our version is older than the server remembers: read the app and go on.
             app = await kube.get(API_VERSION, KIND, name, namespace)

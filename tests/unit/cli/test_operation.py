@@ -26,7 +26,7 @@ from gitsail.cli.operation import (
     sync_operation,
     watch_application,
 )
-from gitsail.kube import Conflict, Gone, WatchEvent
+from gitsail.kube import Conflict, Gone, ServerError, WatchEvent
 from gitsail.model import Obj, ResourceKey
 
 
@@ -452,3 +452,22 @@ async def test_follow_returns_at_once_when_the_condition_already_holds() -> None
     app = api.write({"status": {"sync": {"status": "Synced"}}})
     assert await follow(api.watch("", ""), app, lambda _obj: True) == app  # type: ignore[arg-type]
     assert api.watched_from == []
+
+
+async def test_watch_survives_a_dropped_connection_but_not_a_dead_server() -> None:
+    api = FakeApi(application())
+    v2 = api.write({"metadata": {"labels": {"a": "1"}}})
+    dropped = ServerError(0, "ConnectionError", "connection reset")
+    api.streams = [
+        [dropped],
+        [WatchEvent("MODIFIED", v2)],
+        [dropped],
+        [dropped],
+        [dropped],
+        [dropped],
+    ]
+    versions = watch_application(api, "argocd", "shop", "1", pause=0)
+    assert await anext(versions) == v2
+    with pytest.raises(ServerError):
+        await anext(versions)
+    assert api.watched_from == ["1", "1", "2", "2", "2", "2"]
