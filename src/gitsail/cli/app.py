@@ -1,25 +1,53 @@
-"""`gitsail app …`: Argo CD Applications from the command line, run in-process.
+"""`gitsail app …`: Argo CD Applications from the command line.
 
-Every command loads the Application from the cluster and runs the same engine the
-controller runs (``gitsail.app.engine``). Read commands take ``-o json|yaml``.
+As Argo CD's CLI, the commands that change an Application's state ask the controller
+through the API and watch for its answer (``gitsail.cli.operation``): ``sync`` writes the
+``operation`` field, ``get --refresh`` the refresh annotation, ``wait`` only watches. The
+CLI never writes status then. ``--in-process`` runs the engine the controller runs
+(``gitsail.app.engine``) here instead, for use without a controller; ``diff``, ``rollback``
+and ``delete`` always run here (``diff`` writes nothing). Read commands take
+``-o json|yaml``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import typer
-from rich.live import Live
-from rich.table import Table
+from rich.markup import escape
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError
-from gitsail.app.model import App, AppSpecError
-from gitsail.cli.output import Format, OutputOption, console, emit, fail
+from gitsail.app.model import App, AppSpecError, Retry
+from gitsail.cli.operation import (
+    API_VERSION,
+    ApplicationGone,
+    OperationInProgress,
+    OperationView,
+    WaitTimedOut,
+    app_conditions,
+    check_sync_allowed,
+    follow,
+    operation_view,
+    refreshed,
+    request_operation,
+    request_refresh,
+    retry_strategy,
+    sync_operation,
+    watch_application,
+)
+from gitsail.cli.output import (
+    Format,
+    OutputOption,
+    SyncProgress,
+    console,
+    emit,
+    err_console,
+    fail,
+)
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy, PolicyError
@@ -34,6 +62,20 @@ ContextOption = typer.Option(None, "--context", help="kubeconfig context")
 AppNamespaceOption = typer.Option(
     "argocd", "--app-namespace", "-N", help="namespace of the Application objects"
 )
+
+InProcessOption = typer.Option(
+    False,
+    "--in-process",
+    help="without a controller: run the engine in this process and write the "
+    "Application's status from here (otherwise the controller is asked through the API)",
+)
+HintAfterOption = typer.Option(
+    30.0,
+    "--hint-after",
+    envvar="GITSAIL_HINT_AFTER",
+    help="seconds without an answer from the controller before hinting that none runs",
+)
+
 
 T = TypeVar("T")
 
@@ -66,6 +108,11 @@ async def _load(eng: AppEngine, name: str) -> App:
     obj = await eng.get_application(name)
     if obj is None:
         raise fail(f"application {name} not found in namespace {eng.control_namespace}")
+    return _checked(obj)
+
+
+def _checked(obj: Obj) -> App:
+    """The Application read into the engine's terms; a spec it cannot read is an error."""
     try:
         return App.from_application(obj)
     except AppSpecError as exc:
@@ -116,15 +163,31 @@ def list_apps(
 @app.command()
 def get(
     name: str,
-    refresh: bool = typer.Option(False, "--refresh", help="compare with Git and the cluster first"),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="ask the controller to compare with Git and the cluster first"
+    ),
+    hard_refresh: bool = typer.Option(
+        False, "--hard-refresh", help="as --refresh, and forget cached manifests and refs"
+    ),
+    timeout: float = typer.Option(
+        300.0, "--timeout", help="seconds to wait for the refresh (0: no limit)"
+    ),
+    in_process: bool = InProcessOption,
+    hint_after: float = HintAfterOption,
     output: Format = OutputOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
     namespace: str = AppNamespaceOption,
 ) -> None:
-    """Show an Application: source, status and its resources."""
+    """Show an Application: source, status and its resources.
 
-    async def main() -> Obj:
+    --refresh sets `argocd.argoproj.io/refresh` and waits until the controller has compared
+    and written status (it removes the annotation then). Without a controller,
+    --refresh --in-process compares in this process and writes the status from here.
+    """
+    refresh = refresh or hard_refresh
+
+    async def in_process_main() -> Obj:
         async with engine(kubeconfig, context, namespace) as eng:
             current = await _load(eng, name)
             if refresh:
@@ -133,7 +196,42 @@ def get(
             assert obj is not None
             return obj
 
-    obj = _guard(lambda: run(main()))
+    async def main() -> Obj:
+        async with client(kubeconfig, context) as kube:
+            if not refresh:
+                obj = await kube.get(API_VERSION, "Application", name, namespace)
+                if obj is None:
+                    raise ApplicationGone(namespace, name)
+                _checked(obj)
+                return obj
+            current = await kube.get(API_VERSION, "Application", name, namespace)
+            if current is None:
+                raise ApplicationGone(namespace, name)
+            _checked(current)
+            written = await request_refresh(kube, namespace, name, hard=hard_refresh)
+            return await follow(
+                watch_application(kube, namespace, name, _version(written)),
+                written,
+                refreshed,
+                picked_up=refreshed,
+                hint_after=hint_after,
+                hint=_no_controller_hint("refresh", hint_after),
+                give_up_after=timeout,
+            )
+
+    try:
+        if in_process:
+            obj = _guard(lambda: run(in_process_main()))
+        elif refresh and output is Format.table:
+            with console.status(f"refreshing {name}"):
+                obj = _guard(lambda: run(main()))
+        else:
+            obj = _guard(lambda: run(main()))
+    except WaitTimedOut:
+        raise fail(
+            f"timed out after {timeout:g}s waiting for the controller to refresh "
+            f"{namespace}/{name}: is it running? (--in-process refreshes without one)"
+        ) from None
     if output is not Format.table:
         emit(obj, output)
         return
@@ -202,31 +300,29 @@ def _parse_resource(spec: str) -> ResourceKey:
     return ResourceKey(group, kind, ns, obj_name)
 
 
-class _ProgressTable:
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, ResourceKey], ResourceResult] = {}
-        self.started = time.monotonic()
+@asynccontextmanager
+async def client(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
+    """A client of the control plane: what the CLI needs to ask the controller."""
+    path = kubeconfig.split(":")[0] if kubeconfig else None
+    async with Kube(await load_kubeconfig(path, context)) as kube:
+        yield kube
 
-    def update(self, result: ResourceResult) -> None:
-        self.rows[(result.sync_phase + result.hook_type, result.key)] = result
 
-    def render(self) -> Table:
-        table = Table(title=f"sync ({time.monotonic() - self.started:.1f}s)", header_style="bold")
-        for col in ("phase", "kind", "namespace", "name", "status", "message"):
-            table.add_column(col.upper())
-        colors = {"Synced": "green", "Pruned": "yellow", "SyncFailed": "red", "PruneSkipped": "dim"}
-        for result in self.rows.values():
-            color = colors.get(result.status, "white")
-            phase = result.sync_phase + (f"/{result.hook_type}" if result.hook_type else "")
-            table.add_row(
-                phase,
-                result.key.kind,
-                result.key.namespace,
-                result.key.name,
-                f"[{color}]{result.status}[/]",
-                result.message[:80],
-            )
-        return table
+def _no_controller_hint(what: str, seconds: float) -> Callable[[], None]:
+    def hint() -> None:
+        err_console.print(
+            f"[yellow]hint:[/] nothing has picked up the {what} after {seconds:g}s: is the "
+            "controller running (`gitsail controller`)? Use --in-process to run it without "
+            "one. Still waiting.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    return hint
+
+
+def _version(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 @app.command()
@@ -235,26 +331,209 @@ def sync(
     prune: bool = typer.Option(False, "--prune", help="delete resources no longer in Git"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and show, change nothing"),
     allow_empty: bool = typer.Option(
-        False, "--allow-empty", help="allow pruning everything when the source renders nothing"
+        False,
+        "--allow-empty",
+        help="with --in-process: allow pruning everything when the source renders nothing",
     ),
     revision: str | None = typer.Option(None, "--revision", help="sync this revision"),
     resource: list[str] = typer.Option(
         None, "--resource", help="only GROUP:KIND:NAME (repeatable); hooks are not run"
     ),
+    retry_limit: int = typer.Option(
+        0, "--retry-limit", help="retry a failed sync this many times (negative: no limit)"
+    ),
+    retry_backoff_duration: str = typer.Option(
+        "5s", "--retry-backoff-duration", help="wait before the first retry"
+    ),
+    retry_backoff_max_duration: str = typer.Option(
+        "3m0s", "--retry-backoff-max-duration", help="longest wait between retries"
+    ),
+    retry_backoff_factor: int = typer.Option(
+        2, "--retry-backoff-factor", help="each wait is this many times the previous one"
+    ),
+    timeout: float = typer.Option(
+        0.0, "--timeout", help="seconds to wait for the result (0: no limit)"
+    ),
+    async_: bool = typer.Option(
+        False, "--async", help="return once the sync is requested; do not wait for it"
+    ),
+    in_process: bool = InProcessOption,
+    hint_after: float = HintAfterOption,
     output: Format = OutputOption,
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
     namespace: str = AppNamespaceOption,
 ) -> None:
-    """Sync an Application now, showing each resource as it goes."""
-    resources = [_parse_resource(r) for r in resource] if resource else None
-    progress = _ProgressTable()
+    """Sync an Application: ask the controller and follow the operation as it runs.
 
-    async def main(live: Live | None) -> Any:
+    The sync is requested in the Application's `operation` field, as `argocd app sync`
+    does; the controller runs it and records `status.operationState`, shown here live.
+    Refused while another operation is in progress. Exits 1 unless it succeeds.
+    Without a controller, --in-process runs the sync in this process instead.
+    """
+    resources = [_parse_resource(r) for r in resource] if resource else []
+    if allow_empty and not in_process:
+        raise fail(
+            "--allow-empty applies to --in-process syncs; the controller allows an empty "
+            "render only with syncPolicy.automated.allowEmpty"
+        )
+    if in_process:
+        if async_:
+            raise fail("--async asks the controller; it cannot be combined with --in-process")
+        _sync_in_process(
+            name,
+            prune=prune,
+            dry_run=dry_run,
+            allow_empty=allow_empty,
+            revision=revision,
+            resources=resources,
+            output=output,
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+        )
+        return
+    retry = retry_strategy(
+        retry_limit,
+        duration=retry_backoff_duration,
+        max_duration=retry_backoff_max_duration,
+        factor=retry_backoff_factor,
+    )
+    try:
+        Retry.parse(retry, automated=False)  # what the controller will read
+    except AppSpecError as exc:
+        raise fail(f"invalid --retry-* options: {exc}") from None
+    live = output is Format.table and not async_
+    progress = SyncProgress(f"sync {name}")
+
+    def show(obj: Obj, written: Obj) -> None:
+        view = operation_view(obj, written)
+        if view.state is None:
+            return
+        for row in view.resources:
+            progress.resource(row)
+        progress.state(view.phase, view.message)
+
+    async def main() -> tuple[Obj, OperationView | None]:
+        async with client(kubeconfig, context) as kube:
+            current = await kube.get(API_VERSION, "Application", name, namespace)
+            if current is None:
+                raise fail(f"application {name} not found in namespace {namespace}")
+            _checked(current)  # a spec the controller cannot read: say so, request nothing
+            refusal = check_sync_allowed(current, revision, dry_run)
+            if refusal:
+                raise fail(f"{namespace}/{name}: {refusal}")
+            operation = sync_operation(
+                current,
+                revision=revision,
+                prune=prune,
+                dry_run=dry_run,
+                resources=resources,
+                retry=retry,
+            )
+            written = await request_operation(kube, namespace, name, operation)
+            if async_:
+                return written, None
+            if live:
+                progress.state("Requested", "waiting for the controller to start the sync")
+            final = await follow(
+                watch_application(kube, namespace, name, _version(written)),
+                written,
+                lambda obj: operation_view(obj, written).done,
+                seen=(lambda obj: show(obj, written)) if live else (lambda _obj: None),
+                picked_up=lambda obj: operation_view(obj, written).picked_up,
+                hint_after=hint_after,
+                hint=_no_controller_hint("sync", hint_after),
+                give_up_after=timeout,
+            )
+            return written, operation_view(final, written)
+
+    try:
+        if live:
+            with progress:
+                written, view = _guard(lambda: run(main()))
+        else:
+            written, view = _guard(lambda: run(main()))
+    except WaitTimedOut as exc:
+        raise fail(
+            f"timed out after {timeout:g}s waiting for the sync of {namespace}/{name}"
+            f"{_where(exc.last)}; it goes on: follow it with `gitsail app wait {name} "
+            f"-N {namespace} --operation`"
+        ) from None
+    if view is None:
+        if output is Format.table:
+            console.print(f"sync of {namespace}/{name} requested", highlight=False)
+        else:
+            emit(written.get("operation") or {}, output)
+        return
+    _report_operation(name, view, output, dry_run=dry_run, shown=live and progress.plain)
+
+
+def _where(app_obj: Obj) -> str:
+    state = (app_obj.get("status") or {}).get("operationState") or {}
+    if not app_obj.get("operation"):
+        return ""
+    if not state:
+        return " (not started: is the controller running?)"
+    return f" (phase {state.get('phase')}: {state.get('message')})"
+
+
+def _report_operation(
+    name: str, view: OperationView, output: Format, *, dry_run: bool, shown: bool
+) -> None:
+    """Print the outcome of a finished operation; exit 1 unless it succeeded.
+
+    ``shown``: the progress lines already said the final phase and message.
+    """
+    state = view.state
+    if state is None:
+        # The field was cleared without a state for it: today's controller records nothing
+        # for a dry run; anything else means someone removed the request.
+        if output is not Format.table:
+            emit({}, output)
+        if dry_run:
+            (console if output is Format.table else err_console).print(
+                f"{name}: the controller ran the dry run and recorded no result "
+                "(use --in-process to see one)",
+                highlight=False,
+            )
+            return
+        raise fail(f"the sync of {name} was withdrawn before the controller recorded a result")
+    if output is not Format.table:
+        emit(state, output)
+    else:
+        if not shown:
+            color = "green" if view.phase == "Succeeded" else "red"
+            console.print(
+                f"[{color}]{escape(view.phase)}[/]: {escape(view.message)}", highlight=False
+            )
+        revision = (state.get("syncResult") or {}).get("revision")
+        if revision:
+            console.print(f"revision {revision}", highlight=False)
+    if view.phase != "Succeeded":
+        raise fail(f"sync of {name} {view.phase.lower()}: {view.message}")
+
+
+def _sync_in_process(
+    name: str,
+    *,
+    prune: bool,
+    dry_run: bool,
+    allow_empty: bool,
+    revision: str | None,
+    resources: list[ResourceKey],
+    output: Format,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str,
+) -> None:
+    """Run the sync here, with the engine the controller runs, and record it in status."""
+    progress = SyncProgress(f"sync {name}")
+
+    async def main() -> Any:
         def on_progress(result: ResourceResult) -> None:
-            progress.update(result)
-            if live is not None:
-                live.update(progress.render())
+            if output is Format.table:
+                progress.resource(result.to_status())
 
         async with engine(kubeconfig, context, namespace) as eng:
             current = await _load(eng, name)
@@ -263,16 +542,16 @@ def sync(
                 revision=revision,
                 prune=prune,
                 dry_run=dry_run,
-                resources=resources,
+                resources=resources or None,
                 allow_empty=allow_empty,
                 progress=on_progress,
             )
 
     if output is Format.table:
-        with Live(progress.render(), console=console, refresh_per_second=8) as live:
-            outcome = _guard(lambda: run(main(live)))
+        with progress:
+            outcome = _guard(lambda: run(main()))
     else:
-        outcome = _guard(lambda: run(main(None)))
+        outcome = _guard(lambda: run(main()))
     result = outcome.result
     if output is not Format.table:
         emit(
@@ -286,7 +565,7 @@ def sync(
         )
     else:
         color = "green" if result.phase == "Succeeded" else "red"
-        console.print(f"[{color}]{result.phase}[/]: {result.message}", highlight=False)
+        console.print(f"[{color}]{result.phase}[/]: {escape(result.message)}", highlight=False)
         if outcome.revision:
             console.print(f"revision {outcome.revision}")
     if result.phase != "Succeeded":
@@ -298,37 +577,45 @@ def wait(
     name: str,
     sync_: bool = typer.Option(False, "--sync", help="wait until Synced"),
     health: bool = typer.Option(False, "--health", help="wait until Healthy"),
-    timeout: float = typer.Option(300.0, "--timeout", help="seconds"),
+    operation: bool = typer.Option(
+        False, "--operation", help="wait until no operation is in progress"
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", help="seconds (0: no limit)"),
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
     namespace: str = AppNamespaceOption,
 ) -> None:
-    """Wait until the Application is synced and/or healthy (both when neither is given)."""
-    want_sync = sync_ or not health
-    want_health = health or not sync_
+    """Watch the Application until it is synced, healthy and/or without an operation.
 
-    async def main() -> tuple[bool, str]:
-        deadline = time.monotonic() + timeout
-        async with engine(kubeconfig, context, namespace) as eng:
-            last = ""
-            while True:
-                current = await _load(eng, name)
-                comparison = await eng.refresh(current)
-                if comparison is not None:
-                    sync_ok = comparison.sync_status == "Synced"
-                    health_ok = str(comparison.app_health) == "Healthy"
-                    last = f"sync {comparison.sync_status}, health {comparison.app_health}"
-                    if (sync_ok or not want_sync) and (health_ok or not want_health):
-                        return True, last
-                if time.monotonic() > deadline:
-                    return False, last or "comparison failed"
-                await asyncio.sleep(1.0)
+    With none of --sync, --health, --operation, waits for all three (as `argocd app wait`).
+    Only watches: the controller keeps the status current.
+    """
+    if not (sync_ or health or operation):
+        sync_ = health = operation = True
 
-    with console.status(f"waiting for {name}"):
-        ok, state = _guard(lambda: run(main()))
-    if not ok:
-        raise fail(f"timed out after {timeout:.0f}s waiting for {name} ({state})")
-    console.print(f"{name}: {state}")
+    def holds(obj: Obj) -> bool:
+        return app_conditions(obj).holds(sync=sync_, health=health, operation=operation)
+
+    async def main() -> Obj:
+        async with client(kubeconfig, context) as kube:
+            current = await kube.get(API_VERSION, "Application", name, namespace)
+            if current is None:
+                raise fail(f"application {name} not found in namespace {namespace}")
+            return await follow(
+                watch_application(kube, namespace, name, _version(current)),
+                current,
+                holds,
+                give_up_after=timeout,
+            )
+
+    try:
+        with console.status(f"waiting for {name}"):
+            final = _guard(lambda: run(main()))
+    except WaitTimedOut as exc:
+        raise fail(
+            f"timed out after {timeout:g}s waiting for {name} ({app_conditions(exc.last)})"
+        ) from None
+    console.print(f"{name}: {app_conditions(final)}", highlight=False)
 
 
 @app.command()
@@ -451,7 +738,14 @@ def _guard(call: Callable[[], T]) -> T:
     """Turn expected failures into one clear line and a non-zero exit."""
     try:
         return call()
-    except (KubeError, ComparisonError, AppSpecError, OSError) as exc:
+    except (
+        KubeError,
+        ComparisonError,
+        AppSpecError,
+        OSError,
+        OperationInProgress,
+        ApplicationGone,
+    ) as exc:
         raise fail(str(exc)) from exc
 
 

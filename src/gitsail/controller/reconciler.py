@@ -236,8 +236,22 @@ class AppReconciler:
             return None
         app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
         memory = self.memory.setdefault(key, _Memory())
-        if REFRESH_ANNOTATION in (meta.get("annotations") or {}):
+        if REFRESH_ANNOTATION not in (meta.get("annotations") or {}):
+            return await self._reconcile_app(app, obj, memory, reasons)
+        # A refresh request (a push, `gitsail app get --refresh`): ask git again, write
+        # status even when unchanged (reconciledAt moves), and remove the annotation once
+        # done, as Argo CD's controller does: the CLI waits for it to go.
+        self.engine.git.forget(app.repo_url)
+        memory.last_status_write = 0.0
+        try:
+            return await self._reconcile_app(app, obj, memory, reasons)
+        finally:
             await self._take_refresh_request(app)
+
+    async def _reconcile_app(
+        self, app: App, obj: Obj, memory: _Memory, reasons: frozenset[str]
+    ) -> float | None:
+        meta = obj.get("metadata") or {}
         if isinstance(obj.get("operation"), dict):
             return await self._run_operation(app, memory)
         spec = _digest(obj.get("spec"))
@@ -280,9 +294,8 @@ class AppReconciler:
         return self.settings.next_refresh()
 
     async def _take_refresh_request(self, app: App) -> None:
-        """A push was recorded on the app: forget the repository's remembered refs (this
-        comparison asks git again) and remove the annotation, as Argo CD's controller does."""
-        self.engine.git.forget(app.repo_url)
+        """Remove the refresh annotation once the app is refreshed, as Argo CD's controller
+        does."""
         try:
             await self.engine.kube.merge_patch(
                 API_VERSION,

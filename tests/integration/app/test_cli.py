@@ -97,11 +97,11 @@ async def test_diff_sync_history_and_json_output(
     assert "ConfigMap" in diff.stdout
     assert "cli" in diff.stdout
 
-    dry = gitsail(cluster, "app", "sync", "cli", "--dry-run", *ns, "-o", "json")
+    dry = gitsail(cluster, "app", "sync", "cli", "--in-process", "--dry-run", *ns, "-o", "json")
     assert json.loads(dry.stdout)["phase"] == "Succeeded"
     assert await kube_client.get("v1", "ConfigMap", "cli", namespace) is None
 
-    synced = gitsail(cluster, "app", "sync", "cli", *ns)
+    synced = gitsail(cluster, "app", "sync", "cli", "--in-process", *ns)
     assert "Succeeded" in synced.stdout
     assert gitsail(cluster, "app", "diff", "cli", *ns).returncode == 0
 
@@ -117,7 +117,7 @@ async def test_diff_sync_history_and_json_output(
     assert [h["id"] for h in history] == [0]
 
     git_repo.commit_and_push({"app/cm.yaml": configmap("cli", v="2")}, "v2")
-    gitsail(cluster, "app", "sync", "cli", *ns)
+    gitsail(cluster, "app", "sync", "cli", "--in-process", *ns)
     live = await kube_client.get("v1", "ConfigMap", "cli", namespace)
     assert live is not None
     assert live["data"]["v"] == "2"
@@ -144,7 +144,7 @@ async def test_rollback_is_refused_while_automated_sync_is_on(
         {"repoURL": public_url(git_repo), "path": "app"},
         syncPolicy={"automated": {"prune": True}},
     )
-    gitsail(cluster, "app", "sync", "auto", "-N", namespace)
+    gitsail(cluster, "app", "sync", "auto", "--in-process", "-N", namespace)
     refused = gitsail(cluster, "app", "rollback", "auto", "0", "-N", namespace, check=False)
     assert refused.returncode == 1
     assert "auto-sync is enabled" in refused.stderr
@@ -160,7 +160,7 @@ async def test_sync_of_a_failing_app_exits_non_zero(
 ) -> None:
     git_repo.commit_and_push({"app/bad.yaml": "kind: [\n"}, "bad")
     await make_app("broken", {"repoURL": public_url(git_repo), "path": "app"})
-    proc = gitsail(cluster, "app", "sync", "broken", "-N", namespace, check=False)
+    proc = gitsail(cluster, "app", "sync", "broken", "--in-process", "-N", namespace, check=False)
     assert proc.returncode == 1
     assert "bad.yaml" in proc.stdout + proc.stderr
 
