@@ -63,6 +63,7 @@ async def controller(api: Kube, namespace: str, tmp_path: Path) -> AsyncIterator
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
+
     async def both() -> None:
         await asyncio.gather(ctl.run(), server.serve())
 
