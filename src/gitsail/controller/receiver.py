@@ -42,8 +42,9 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -75,6 +76,8 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 # Annotations sent at once for one delivery (one PATCH each).
 ANNOTATE_CONCURRENCY = 8
 FIELD_MANAGER = "gitsail-receiver"
+# Seconds between attempts to start the watches after one failed.
+START_RETRY = 10.0
 # Metrics label per receiver type (the webhook metric has a closed set of providers).
 _METRIC_PROVIDER = {
     "github": "github",
@@ -154,7 +157,7 @@ def delivery_keys(
 @dataclass(frozen=True)
 class _Entry:
     receiver: Receiver
-    token: str
+    token: str = field(repr=False)  # never in a log line or an error
 
 
 class ReceiverIndex:
@@ -248,22 +251,20 @@ class ReceiverIndex:
             await self._sync_secret_watches()
 
     async def _sync_secret_watches(self) -> None:
-        """One Secret watch per Secret some Receiver names; stop the others."""
+        """One Secret watch per Secret a valid Receiver names; stop the others."""
         assert self.receivers is not None
         wanted: set[tuple[str, str]] = set()
         for obj in self.receivers.items():
-            meta = obj.get("metadata") or {}
-            ref = ((obj.get("spec") or {}).get("secretRef")) or {}
-            name = ref.get("name") if isinstance(ref, dict) else None
-            if isinstance(name, str) and name and isinstance(meta.get("namespace"), str):
-                wanted.add((meta["namespace"], name))
+            with contextlib.suppress(SpecError):  # names validated before they are watched
+                receiver = parse_receiver(obj)
+                wanted.add((receiver.namespace, receiver.secret_name))
         for key in sorted(set(self.secrets) - wanted):
             await self.secrets.pop(key).stop()
         for namespace, name in sorted(wanted - set(self.secrets)):
             try:
                 cache = WatchCache(_NamedSource(self.kube, name), "v1", "Secret", namespace)
                 await cache.start()
-            except (KubeError, ValueError) as exc:
+            except KubeError as exc:
                 log.warning(
                     "cannot watch Secret %s/%s for a Receiver (%s); its webhook is 404 "
                     "until the next change of a Receiver",
@@ -300,6 +301,7 @@ class FluxReceivers:
         self.gate = gate
         self.clock = clock
         self._index: ReceiverIndex | None = None
+        self._failed_at: float | None = None  # monotonic time the last start failed
 
     @property
     def kube(self) -> Kube:
@@ -318,6 +320,23 @@ class FluxReceivers:
         if self._index is not None:
             await self._index.stop()
 
+    async def _start_once(self) -> None:
+        """Start the index for a request; after a failure, at most once per
+        ``START_RETRY`` seconds (a flood of requests is not a flood of LISTs)."""
+        loading = WebhookError(
+            503, "Receivers are not loaded yet; retry in a few seconds", retry_after=5
+        )
+        now = time.monotonic()
+        if self._failed_at is not None and now - self._failed_at < START_RETRY:
+            raise loading
+        try:
+            await self.index.start()
+        except KubeError as exc:
+            self._failed_at = now
+            log.warning("cannot watch Receivers (is the Receiver CRD installed?): %s", exc)
+            raise loading from None
+        self._failed_at = None
+
     def route(self) -> Route:
         return Route("/hook/{digest}", self._hook, methods=["POST"])
 
@@ -333,13 +352,7 @@ class FluxReceivers:
 
     async def _find(self, digest: str) -> _Entry:
         if not self.index.ready:
-            try:
-                await self.index.start()
-            except KubeError as exc:
-                log.warning("cannot watch Receivers: %s", exc)
-                raise WebhookError(
-                    503, "Receivers are not loaded yet; retry in a few seconds", retry_after=5
-                ) from None
+            await self._start_once()
         entry = self.index.lookup(f"/hook/{digest}") if _DIGEST.fullmatch(digest) else None
         if entry is None:
             raise WebhookError(404, "no ready Receiver has this webhook path")

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import httpx
 import pytest
@@ -46,7 +46,7 @@ class FakeCluster:
         meta = obj["metadata"]
         meta["resourceVersion"] = str(self.rv)
         key = (obj["kind"], meta["namespace"], meta["name"])
-        kind = "MODIFIED" if key in self.objects else "ADDED"
+        kind: Literal["ADDED", "MODIFIED"] = "MODIFIED" if key in self.objects else "ADDED"
         self.objects[key] = obj
         for watched, ns, name, queue in self.watchers:
             if (
@@ -435,3 +435,28 @@ async def test_the_shared_body_limit_applies(cluster: FakeCluster) -> None:
         response = await ep.http.post(path(), content=b"x" * 500)
     assert response.status_code == 413
     assert cluster.patches == []
+
+
+async def test_a_failed_start_is_503_and_not_retried_on_every_request(
+    cluster: FakeCluster, endpoint: Endpoint
+) -> None:
+    calls = 0
+
+    async def refused(*args: Any, **kwargs: Any) -> tuple[list[Obj], str]:
+        nonlocal calls
+        calls += 1
+        raise NotFound(404, "NotFound", "the server could not find the requested resource", {})
+
+    cluster.list_with_version = refused  # type: ignore[method-assign]
+    answers = [(await endpoint.http.post(path())).status_code for _ in range(5)]
+    assert answers == [503] * 5
+    assert calls == 1
+
+
+async def test_the_index_never_shows_a_token(cluster: FakeCluster, endpoint: Endpoint) -> None:
+    cluster.put(receiver_obj(type="generic", events=None))
+    assert (await endpoint.http.post(path())).status_code == 200
+    entry = endpoint.receivers.index.lookup(path())
+    assert entry is not None
+    assert entry.token == TOKEN
+    assert TOKEN not in repr(entry)
