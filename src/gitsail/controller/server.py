@@ -1,20 +1,12 @@
-"""The controller's HTTP endpoints: ``/healthz``, ``/metrics`` and ``POST /api/webhook``.
+"""The controller's HTTP endpoints: ``/healthz``, ``/metrics``, Argo CD's
+``POST /api/webhook`` and Flux's Receiver webhooks ``POST /hook/<digest>`` (``receiver.py``).
 
-The webhook endpoint is reachable by anyone who can reach the controller, so everything a
-request makes the process do before its sender is proven is bounded (``Policy``):
-
-1. ``Content-Length`` over ``webhook_body_bytes`` is refused (413) before a byte of the
-   body is read; a malformed one is refused (400);
-2. at most ``webhook_concurrency`` requests are handled at once; one more is answered 503
-   with ``Retry-After`` at once, without reading its body;
-3. the body is streamed with a cap (413 as soon as it grows past ``webhook_body_bytes``,
-   also without a ``Content-Length``) and a deadline (408 when the whole body has not
-   arrived within ``webhook_body_timeout`` seconds, however slowly it trickles);
-4. the secrets come from a watch of ``argocd-secret`` that every replica keeps
-   (``Controller.webhook_secrets``), never from a GET per request; rotating a secret
-   still needs no restart;
-5. after verification, a delivery that was accepted before is refused (409): see
-   ``ReplayGuard`` in ``webhook.py``.
+The webhook endpoints are reachable by anyone who can reach the controller, so everything
+a request makes the process do before its sender is proven is bounded the same way for
+both (``WebhookGate`` in ``webhook_gate.py``: declared and streamed body size, body
+deadline, concurrent requests, replays). For ``/api/webhook`` the secrets come from a
+watch of ``argocd-secret`` that every replica keeps (``Controller.webhook_secrets``), never
+from a GET per request; rotating a secret still needs no restart.
 
 Every refusal closes the connection (``Connection: close``), so a client cannot go on
 sending a body nobody reads. A push is then recorded as a refresh request on each
@@ -37,19 +29,20 @@ from typing import Any
 import h11
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitsail.controller.manager import Controller, RefreshNotRecorded, describe
+from gitsail.controller.receiver import FluxReceivers
 from gitsail.controller.webhook import (
-    ReplayGuard,
     WebhookError,
     delivery_keys,
     parse_webhook,
     webhook_provider,
 )
+from gitsail.controller.webhook_gate import WebhookGate
 from gitsail.policy import DEFAULT_POLICY, Policy
 
 __all__ = ["make_app", "make_server"]
@@ -67,8 +60,7 @@ CONNECTIONS_PER_WEBHOOK_SLOT = 4
 
 
 def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlette:
-    slots = asyncio.Semaphore(max(1, policy.webhook_concurrency))
-    replays = ReplayGuard(policy.webhook_replay_window)
+    gate = WebhookGate(policy, controller.metrics)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok", **describe(controller)})
@@ -76,36 +68,16 @@ def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlet
     async def metrics(_request: Request) -> Response:
         return Response(controller.metrics.render(), media_type=controller.metrics.content_type)
 
-    def refuse(request: Request, provider: str, exc: WebhookError) -> Response:
-        controller.metrics.count_webhook(provider, "refused")
-        level = logging.DEBUG if exc.status == 503 else logging.WARNING
-        log.log(level, "webhook from %s refused: %s", _client(request), exc.message)
-        headers = {"Connection": "close"}
-        if exc.retry_after is not None:
-            headers["Retry-After"] = str(exc.retry_after)
-        return PlainTextResponse(exc.message, status_code=exc.status, headers=headers)
-
     async def webhook(request: Request) -> Response:
         provider = webhook_provider(request.headers)
         try:
-            _check_declared_length(request, policy.webhook_body_bytes)
-            if slots.locked():
-                raise WebhookError(
-                    503,
-                    f"too many webhook requests at once (limit {policy.webhook_concurrency}); "
-                    "retry later",
-                    retry_after=1,
-                )
-        except WebhookError as exc:
-            return refuse(request, provider, exc)
-        async with slots:
-            try:
+            async with gate.admitted(request):
                 return await handle(request, provider)
-            except WebhookError as exc:
-                return refuse(request, provider, exc)
+        except WebhookError as exc:
+            return gate.refuse(request, provider, exc)
 
     async def handle(request: Request, provider: str) -> Response:
-        body = await _read_body(request, policy.webhook_body_bytes, policy.webhook_body_timeout)
+        body = await gate.body(request)
         secrets = controller.webhook_secrets()
         if secrets is None:
             raise WebhookError(
@@ -117,15 +89,15 @@ def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlet
             controller.metrics.count_webhook(provider, "ignored")
             return JSONResponse({"refreshed": []})
         keys = delivery_keys(provider, headers, body, event)
-        if not replays.claim(keys):
+        if not gate.replays.claim(keys):
             raise WebhookError(409, "this delivery was already accepted; a replay is refused")
         try:
             refreshed = await controller.refresh_for_push(event)
         except RefreshNotRecorded as exc:
-            replays.release(keys)
+            gate.replays.release(keys)
             raise WebhookError(503, str(exc), retry_after=5) from None
         except BaseException:
-            replays.release(keys)
+            gate.replays.release(keys)
             raise
         controller.metrics.count_webhook(provider, "accepted")
         names = [f"{ns}/{name}" for ns, name in refreshed]
@@ -134,13 +106,17 @@ def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlet
         )
         return JSONResponse({"refreshed": names})
 
-    return Starlette(
+    receivers = FluxReceivers(lambda: controller.kube, gate)
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/api/webhook", webhook, methods=["POST"]),
+            receivers.route(),
         ]
     )
+    app.state.receivers = receivers  # started on first use; stop() with the controller
+    return app
 
 
 def make_server(
@@ -195,49 +171,3 @@ class _HeadDeadlineProtocol(H11Protocol):
         # IDLE: the client has not finished a request head since the timer was armed.
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()
-
-
-def _check_declared_length(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is None:
-        return
-    if not declared.strip().isdigit():
-        raise WebhookError(400, "webhook request has a malformed Content-Length header")
-    size = int(declared)
-    if size > limit:
-        raise WebhookError(
-            413,
-            f"webhook payload declares {size} bytes, over the limit of {limit}; "
-            "send smaller payloads or raise GITSAIL_WEBHOOK_BODY_BYTES",
-        )
-
-
-async def _read_body(request: Request, limit: int, seconds: float) -> bytes:
-    """The body, streamed: 413 once it passes ``limit``, 408 if not all there in time."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(seconds):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise WebhookError(
-                        413,
-                        f"webhook payload is over the limit of {limit} bytes; "
-                        "send smaller payloads or raise GITSAIL_WEBHOOK_BODY_BYTES",
-                    )
-                chunks.append(chunk)
-    except TimeoutError:
-        raise WebhookError(
-            408,
-            f"webhook body was not received within {seconds:g} s "
-            f"({size} bytes arrived); send it at once",
-        ) from None
-    except ClientDisconnect:
-        raise WebhookError(400, "webhook client disconnected before sending its body") from None
-    return b"".join(chunks)
-
-
-def _client(request: Request) -> str:
-    client = request.client
-    return f"{client.host}:{client.port}" if client else "unknown client"

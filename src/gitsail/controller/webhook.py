@@ -82,6 +82,8 @@ __all__ = [
     "ReplayGuard",
     "WebhookError",
     "WebhookSecrets",
+    "check_hmac",
+    "delivery_id_keys",
     "delivery_keys",
     "manifest_paths",
     "parse_webhook",
@@ -270,6 +272,14 @@ def delivery_keys(
     ref is sent once, so the same signed bytes again are a replay whatever id they carry.
     Values are hashed, so a long header costs the memory of a digest.
     """
+    keys = delivery_id_keys(provider, headers)
+    if provider in _SIGNED_BODY and event.after:
+        keys += (f"{provider}:body:{hashlib.sha256(body).hexdigest()}",)
+    return keys
+
+
+def delivery_id_keys(provider: str, headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The names of a delivery from the forge's delivery id headers alone (hashed)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     keys: list[str] = []
     for header in _DELIVERY_HEADERS:
@@ -277,8 +287,6 @@ def delivery_keys(
         if value:
             digest = hashlib.sha256(value.encode(errors="replace")).hexdigest()
             keys.append(f"{provider}:{header}:{digest}")
-    if provider in _SIGNED_BODY and event.after:
-        keys.append(f"{provider}:body:{hashlib.sha256(body).hexdigest()}")
     return tuple(keys)
 
 
@@ -423,7 +431,7 @@ def _glob(pattern: str) -> re.Pattern[str] | None:
 
 def _github(headers: dict[str, str], body: bytes, secret: str) -> PushEvent | None:
     _require_secret("GitHub", secret, ARGOCD_KEYS["github"])
-    _check_hmac("GitHub", "X-Hub-Signature-256", headers.get("x-hub-signature-256"), body, secret)
+    check_hmac("GitHub", "X-Hub-Signature-256", headers.get("x-hub-signature-256"), body, secret)
     event = headers.get("x-github-event", "").strip().lower()
     if event != "push":
         return None  # "ping" when the hook is created; other events trigger nothing
@@ -500,7 +508,7 @@ def _gitlab(headers: dict[str, str], body: bytes, secret: str) -> PushEvent | No
 
 def _generic(headers: dict[str, str], body: bytes, secret: str) -> PushEvent:
     _require_secret("generic", secret, ARGOCD_KEYS["generic"])
-    _check_hmac("generic", "X-Gitsail-Signature", headers.get("x-gitsail-signature"), body, secret)
+    check_hmac("generic", "X-Gitsail-Signature", headers.get("x-gitsail-signature"), body, secret)
     payload = _json_object("generic", body)
     repository = payload.get("repository")
     if not isinstance(repository, str) or not repository.strip():
@@ -539,14 +547,24 @@ def _require_secret(provider: str, secret: str, key: str) -> None:
         )
 
 
-def _check_hmac(provider: str, header: str, value: str | None, body: bytes, secret: str) -> None:
-    """Constant-time check of ``sha256=<hex>``; the message never quotes the value."""
+def check_hmac(
+    provider: str,
+    header: str,
+    value: str | None,
+    body: bytes,
+    secret: str,
+    algorithms: tuple[str, ...] = ("sha256",),
+) -> None:
+    """Constant-time check of ``<algorithm>=<hex>`` (401 when it does not match); the
+    message never quotes the value. ``algorithms`` are the hashlib names accepted."""
     if not value:
         raise WebhookError(401, f"{provider} webhook has no {header} header")
     algorithm, _, given = value.strip().partition("=")
-    if algorithm.lower() != "sha256" or not given:
-        raise WebhookError(401, f"{provider} webhook {header} is not of the form sha256=<hex>")
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    algorithm = algorithm.lower()
+    if algorithm not in algorithms or not given:
+        forms = " or ".join(f"{a}=<hex>" for a in algorithms)
+        raise WebhookError(401, f"{provider} webhook {header} is not of the form {forms}")
+    expected = hmac.new(secret.encode(), body, algorithm).hexdigest()
     if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
         raise WebhookError(401, f"{provider} webhook signature ({header}) does not match")
 

@@ -11,6 +11,8 @@ Modules::
     flux_kustomization   kustomize.toolkit.fluxcd.io Kustomization (v1, v1beta2)
                          -> ObjectRef + RenderSpec + SyncPolicy + HealthCheck + Dependency
     flux_substitute      postBuild variable substitution (pure)
+    flux_receiver        notification.toolkit.fluxcd.io Receiver (v1) -> Receiver; its
+                         webhook path and status (ReceiverReconciler)
     status               conditions as kstatus reads them; Transient / Stalled errors
     crds/                the Flux CRDs ``gitsail install`` applies (package data)
 
@@ -32,6 +34,12 @@ Usage::
 from gitsail.kinds.errors import SpecError, SubstitutionError, UnsupportedField
 from gitsail.kinds.flux_gitrepository import GitRepository, parse_git_repository
 from gitsail.kinds.flux_kustomization import Kustomization, parse_kustomization
+from gitsail.kinds.flux_receiver import (
+    Receiver,
+    ReceiverReconciler,
+    parse_receiver,
+    webhook_path,
+)
 from gitsail.kinds.flux_substitute import (
     expand,
     substitute_objects,
@@ -80,6 +88,8 @@ __all__ = [
     "ObjectRef",
     "Patch",
     "PatchTarget",
+    "Receiver",
+    "ReceiverReconciler",
     "ReconcileError",
     "RefKind",
     "RenderSpec",
@@ -96,9 +106,11 @@ __all__ = [
     "failure_conditions",
     "parse_git_repository",
     "parse_kustomization",
+    "parse_receiver",
     "put_condition",
     "ready_conditions",
     "substitute_objects",
     "variables",
     "variables_from",
+    "webhook_path",
 ]

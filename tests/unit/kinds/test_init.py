@@ -37,6 +37,10 @@ EXPECTED = {
     "failure_conditions",
     "put_condition",
     "ready_conditions",
+    "Receiver",
+    "ReceiverReconciler",
+    "parse_receiver",
+    "webhook_path",
 }
 
 
@@ -47,6 +51,7 @@ def test_public_api_is_exactly_all() -> None:
         "errors",
         "flux_gitrepository",
         "flux_kustomization",
+        "flux_receiver",
         "flux_substitute",
         "records",
         "status",

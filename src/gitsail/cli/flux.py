@@ -1,0 +1,462 @@
+"""Flux's verbs over the API: ``get``, ``reconcile``, ``suspend``, ``resume``.
+
+Shaped like the ``flux`` CLI (same nouns, flags and table columns), and like it they never
+run the engine: they read status and write what a controller acts on.
+
+- ``get sources git`` / ``get kustomizations``: NAME, REVISION, SUSPENDED, READY,
+  MESSAGE (NAMESPACE first with ``-A``) from the live objects' status; ``-o json|yaml``
+  prints the objects;
+- ``reconcile source git NAME`` / ``reconcile kustomization NAME [--with-source]``: set
+  ``reconcile.fluxcd.io/requestedAt`` to the time now (RFC 3339), then watch the object
+  until its ``status.lastHandledReconcileAt`` equals it and ``Ready`` is decided; print
+  the revision, or the Ready message and exit 1 when ``Ready=False``;
+- ``suspend`` / ``resume`` ``kustomization`` and ``source git``: patch ``spec.suspend``;
+  ``resume`` also requests a reconcile and waits for it, as ``flux resume`` does.
+
+Not here yet: ``diff kustomization`` and ``tree kustomization`` (they need the
+Kustomization engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gitsail.cli.app import ContextOption, KubeconfigOption, run
+from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
+from gitsail.kinds.flux_receiver import REQUESTED_AT, rfc3339_nano
+from gitsail.kube import Gone, Kube, KubeError, load_kubeconfig
+from gitsail.model import Obj
+
+__all__ = ["get_app", "reconcile_app", "resume_app", "suspend_app"]
+
+DEFAULT_NAMESPACE = "flux-system"
+FIELD_MANAGER = "gitsail-cli"
+
+
+@dataclass(frozen=True)
+class FluxKind:
+    """How the verbs name and read one Flux kind."""
+
+    kind: str
+    api_version: str
+    noun: str  # as messages say it: "source git", "kustomization"
+    done: str  # what a successful reconcile did: "fetched revision", "applied revision"
+
+    def revision(self, obj: Obj) -> str:
+        status = obj.get("status") or {}
+        if self.kind == "GitRepository":
+            return str((status.get("artifact") or {}).get("revision") or "")
+        return str(status.get("lastAppliedRevision") or "")
+
+
+GIT_REPOSITORY = FluxKind(
+    "GitRepository", "source.toolkit.fluxcd.io/v1", "source git", "fetched revision"
+)
+KUSTOMIZATION = FluxKind(
+    "Kustomization", "kustomize.toolkit.fluxcd.io/v1", "kustomization", "applied revision"
+)
+
+get_app = typer.Typer(help="Show Flux sources and Kustomizations with their status.")
+get_sources = typer.Typer(help="Show Flux sources.")
+get_app.add_typer(get_sources, name="sources")
+reconcile_app = typer.Typer(help="Ask the controller to reconcile a Flux object now, and wait.")
+reconcile_source = typer.Typer(help="Reconcile a Flux source.")
+reconcile_app.add_typer(reconcile_source, name="source")
+suspend_app = typer.Typer(help="Suspend the reconciliation of a Flux object.")
+suspend_source = typer.Typer(help="Suspend a Flux source.")
+suspend_app.add_typer(suspend_source, name="source")
+resume_app = typer.Typer(help="Resume a suspended Flux object and wait for its reconcile.")
+resume_source = typer.Typer(help="Resume a Flux source.")
+resume_app.add_typer(resume_source, name="source")
+
+NamespaceOption = typer.Option(
+    DEFAULT_NAMESPACE, "--namespace", "-n", help="namespace of the Flux objects"
+)
+AllNamespacesOption = typer.Option(
+    False, "--all-namespaces", "-A", help="list the objects of every namespace"
+)
+TimeoutOption = typer.Option(300.0, "--timeout", help="seconds to wait for the reconcile")
+
+
+@asynccontextmanager
+async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
+    path = kubeconfig.split(":")[0] if kubeconfig else None
+    async with Kube(await load_kubeconfig(path, context)) as kube:
+        yield kube
+
+
+def _guarded(coro: Any) -> Any:
+    try:
+        return run(coro)
+    except KubeError as exc:
+        raise fail(str(exc)) from None
+
+
+# -- get ------------------------------------------------------------------------------------
+
+
+def _ready(obj: Obj) -> tuple[str, str]:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(condition, dict) and condition.get("type") == "Ready":
+            return str(condition.get("status") or "Unknown"), str(condition.get("message") or "")
+    return "Unknown", ""
+
+
+def _row(flux: FluxKind, obj: Obj) -> dict[str, str]:
+    meta = obj.get("metadata") or {}
+    ready, message = _ready(obj)
+    return {
+        "namespace": str(meta.get("namespace") or ""),
+        "name": str(meta.get("name") or ""),
+        "revision": flux.revision(obj),
+        "suspended": "True" if (obj.get("spec") or {}).get("suspend") is True else "False",
+        "ready": ready,
+        "message": message,
+    }
+
+
+def _print_rows(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
+    """A table like flux's: plain columns; never cut or wrapped when piped."""
+    table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
+    for column in columns:
+        table.add_column(column.upper(), no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(row[c]) for c in columns))  # tenant text: never markup
+    out = console if console.is_terminal else Console(width=100_000, soft_wrap=True)
+    out.print(table)
+
+
+def _get(
+    flux: FluxKind,
+    name: str | None,
+    namespace: str,
+    all_namespaces: bool,
+    output: Format,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    async def main() -> list[Obj]:
+        async with _kube(kubeconfig, context) as kube:
+            if name is not None and not all_namespaces:
+                obj = await kube.get(flux.api_version, flux.kind, name, namespace)
+                if obj is None:
+                    raise fail(f"{flux.kind} {name} not found in namespace {namespace}")
+                return [obj]
+            objs = await kube.list(
+                flux.api_version, flux.kind, None if all_namespaces else namespace
+            )
+            if name is not None:
+                objs = [o for o in objs if (o.get("metadata") or {}).get("name") == name]
+            return sorted(
+                objs,
+                key=lambda o: ((o["metadata"].get("namespace") or ""), o["metadata"]["name"]),
+            )
+
+    objs: list[Obj] = _guarded(main())
+    if output is not Format.table:
+        emit(objs[0] if name is not None and len(objs) == 1 else objs, output)
+        return
+    if not objs:
+        where = "any namespace" if all_namespaces else f"namespace {namespace}"
+        err_console.print(f"no {flux.kind} objects found in {where}", highlight=False)
+        return
+    columns: tuple[str, ...] = ("name", "revision", "suspended", "ready", "message")
+    if all_namespaces:
+        columns = ("namespace", *columns)
+    _print_rows([_row(flux, o) for o in objs], columns)
+
+
+@get_sources.command("git")
+def get_sources_git(
+    name: str | None = typer.Argument(None, help="one GitRepository (default: all)"),
+    namespace: str = NamespaceOption,
+    all_namespaces: bool = AllNamespacesOption,
+    output: Format = OutputOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Show GitRepository sources: revision, suspended, Ready and its message."""
+    _get(GIT_REPOSITORY, name, namespace, all_namespaces, output, kubeconfig, context)
+
+
+@get_app.command("kustomizations")
+def get_kustomizations(
+    name: str | None = typer.Argument(None, help="one Kustomization (default: all)"),
+    namespace: str = NamespaceOption,
+    all_namespaces: bool = AllNamespacesOption,
+    output: Format = OutputOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Show Kustomizations: applied revision, suspended, Ready and its message."""
+    _get(KUSTOMIZATION, name, namespace, all_namespaces, output, kubeconfig, context)
+
+
+get_app.command("kustomization", hidden=True)(get_kustomizations)
+get_app.command("ks", hidden=True)(get_kustomizations)
+
+
+# -- reconcile --------------------------------------------------------------------------------
+
+
+def _say(symbol: str, message: str) -> None:
+    console.print(Text(f"{symbol} {message}"), highlight=False, soft_wrap=True)
+
+
+async def _fetch(kube: Kube, flux: FluxKind, name: str, namespace: str) -> Obj:
+    obj = await kube.get(flux.api_version, flux.kind, name, namespace)
+    if obj is None:
+        raise fail(f"{flux.kind} {name} not found in namespace {namespace}")
+    return obj
+
+
+def _handled(obj: Obj, stamp: str) -> str | None:
+    """``Ready``'s status once the controller has handled request ``stamp``, else None."""
+    if (obj.get("status") or {}).get("lastHandledReconcileAt") != stamp:
+        return None
+    ready, _ = _ready(obj)
+    return ready if ready in ("True", "False") else None
+
+
+async def _wait_handled(
+    kube: Kube, flux: FluxKind, name: str, namespace: str, stamp: str, since: Obj, seconds: float
+) -> Obj:
+    """Watch the object (from ``since``'s resourceVersion) until it handled ``stamp``."""
+    obj = since
+    try:
+        async with asyncio.timeout(seconds):
+            while _handled(obj, stamp) is None:
+                rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+                try:
+                    async for event in kube.watch(
+                        flux.api_version,
+                        flux.kind,
+                        namespace,
+                        resource_version=rv or None,
+                        timeout_seconds=60,
+                        field_selector=f"metadata.name={name}",
+                    ):
+                        if event.type == "DELETED":
+                            raise fail(f"{flux.kind} {namespace}/{name} was deleted")
+                        if event.type != "BOOKMARK":
+                            obj = event.object
+                            if _handled(obj, stamp) is not None:
+                                break
+                except Gone:
+                    obj = await _fetch(kube, flux, name, namespace)
+    except TimeoutError:
+        raise fail(
+            f"{flux.kind} {namespace}/{name} did not handle the reconcile request within "
+            f"{seconds:g}s (is the controller running?)"
+        ) from None
+    return obj
+
+
+async def _request_and_wait(
+    kube: Kube,
+    flux: FluxKind,
+    name: str,
+    namespace: str,
+    seconds: float,
+    *,
+    patch: dict[str, Any] | None = None,
+) -> None:
+    stamp = rfc3339_nano(datetime.now(UTC))
+    body: dict[str, Any] = {"metadata": {"annotations": {REQUESTED_AT: stamp}}, **(patch or {})}
+    patched = await kube.merge_patch(
+        flux.api_version, flux.kind, name, body, namespace, field_manager=FIELD_MANAGER
+    )
+    _say("✔", f"{flux.kind} annotated")
+    _say("◎", f"waiting for {flux.kind} reconciliation")
+    obj = await _wait_handled(kube, flux, name, namespace, stamp, patched, seconds)
+    ready, message = _ready(obj)
+    if ready == "False":
+        raise fail(f"{flux.kind} {namespace}/{name} is not ready: {message}")
+    _say("✔", f"{flux.kind} reconciliation completed")
+    revision = flux.revision(obj)
+    if revision:
+        _say("✔", f"{flux.done} {revision}")
+
+
+async def _reconcile(kube: Kube, flux: FluxKind, name: str, namespace: str, seconds: float) -> None:
+    obj = await _fetch(kube, flux, name, namespace)
+    if (obj.get("spec") or {}).get("suspend") is True:
+        raise fail(
+            f"{flux.kind} {namespace}/{name} is suspended; "
+            f"resume it first: gitsail resume {flux.noun} {name} -n {namespace}"
+        )
+    _say("►", f"annotating {flux.kind} {name} in {namespace} namespace")
+    await _request_and_wait(kube, flux, name, namespace, seconds)
+
+
+@reconcile_source.command("git")
+def reconcile_source_git(
+    name: str = typer.Argument(..., help="the GitRepository"),
+    namespace: str = NamespaceOption,
+    timeout: float = TimeoutOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Fetch a GitRepository now (reconcile.fluxcd.io/requestedAt) and wait for it."""
+
+    async def main() -> None:
+        async with _kube(kubeconfig, context) as kube:
+            await _reconcile(kube, GIT_REPOSITORY, name, namespace, timeout)
+
+    _guarded(main())
+
+
+@reconcile_app.command("kustomization")
+def reconcile_kustomization(
+    name: str = typer.Argument(..., help="the Kustomization"),
+    with_source: bool = typer.Option(
+        False, "--with-source", help="reconcile its source first (a new fetch)"
+    ),
+    namespace: str = NamespaceOption,
+    timeout: float = TimeoutOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Apply a Kustomization now (reconcile.fluxcd.io/requestedAt) and wait for it."""
+
+    async def main() -> None:
+        async with _kube(kubeconfig, context) as kube:
+            if with_source:
+                obj = await _fetch(kube, KUSTOMIZATION, name, namespace)
+                ref = (obj.get("spec") or {}).get("sourceRef") or {}
+                if ref.get("kind") != GIT_REPOSITORY.kind or not ref.get("name"):
+                    raise fail(
+                        f"Kustomization {namespace}/{name}: --with-source needs a "
+                        f"GitRepository sourceRef, not {ref.get('kind') or 'none'}"
+                    )
+                await _reconcile(
+                    kube,
+                    GIT_REPOSITORY,
+                    str(ref["name"]),
+                    str(ref.get("namespace") or namespace),
+                    timeout,
+                )
+            await _reconcile(kube, KUSTOMIZATION, name, namespace, timeout)
+
+    _guarded(main())
+
+
+reconcile_app.command("ks", hidden=True)(reconcile_kustomization)
+
+
+# -- suspend / resume -------------------------------------------------------------------------
+
+
+def _suspend(
+    flux: FluxKind, name: str, namespace: str, kubeconfig: str | None, context: str | None
+) -> None:
+    async def main() -> None:
+        async with _kube(kubeconfig, context) as kube:
+            await _fetch(kube, flux, name, namespace)
+            _say("►", f"suspending {flux.noun} {name} in {namespace} namespace")
+            await kube.merge_patch(
+                flux.api_version,
+                flux.kind,
+                name,
+                {"spec": {"suspend": True}},
+                namespace,
+                field_manager=FIELD_MANAGER,
+            )
+            _say("✔", f"{flux.noun} suspended")
+
+    _guarded(main())
+
+
+def _resume(
+    flux: FluxKind,
+    name: str,
+    namespace: str,
+    wait: bool,
+    timeout: float,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    async def main() -> None:
+        async with _kube(kubeconfig, context) as kube:
+            await _fetch(kube, flux, name, namespace)
+            _say("►", f"resuming {flux.noun} {name} in {namespace} namespace")
+            resume = {"spec": {"suspend": False}}
+            if not wait:
+                await kube.merge_patch(
+                    flux.api_version,
+                    flux.kind,
+                    name,
+                    resume,
+                    namespace,
+                    field_manager=FIELD_MANAGER,
+                )
+                _say("✔", f"{flux.noun} resumed")
+                return
+            await _request_and_wait(kube, flux, name, namespace, timeout, patch=resume)
+
+    _guarded(main())
+
+
+WaitOption = typer.Option(True, "--wait/--no-wait", help="wait for the reconcile that follows")
+
+
+@suspend_app.command("kustomization")
+def suspend_kustomization(
+    name: str = typer.Argument(..., help="the Kustomization"),
+    namespace: str = NamespaceOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Stop reconciling a Kustomization (spec.suspend: true)."""
+    _suspend(KUSTOMIZATION, name, namespace, kubeconfig, context)
+
+
+@suspend_source.command("git")
+def suspend_source_git(
+    name: str = typer.Argument(..., help="the GitRepository"),
+    namespace: str = NamespaceOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Stop fetching a GitRepository (spec.suspend: true)."""
+    _suspend(GIT_REPOSITORY, name, namespace, kubeconfig, context)
+
+
+@resume_app.command("kustomization")
+def resume_kustomization(
+    name: str = typer.Argument(..., help="the Kustomization"),
+    namespace: str = NamespaceOption,
+    wait: bool = WaitOption,
+    timeout: float = TimeoutOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Reconcile a suspended Kustomization again (spec.suspend: false), and wait."""
+    _resume(KUSTOMIZATION, name, namespace, wait, timeout, kubeconfig, context)
+
+
+@resume_source.command("git")
+def resume_source_git(
+    name: str = typer.Argument(..., help="the GitRepository"),
+    namespace: str = NamespaceOption,
+    wait: bool = WaitOption,
+    timeout: float = TimeoutOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Fetch a suspended GitRepository again (spec.suspend: false), and wait."""
+    _resume(GIT_REPOSITORY, name, namespace, wait, timeout, kubeconfig, context)
+
+
+suspend_app.command("ks", hidden=True)(suspend_kustomization)
+resume_app.command("ks", hidden=True)(resume_kustomization)
