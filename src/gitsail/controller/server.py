@@ -1,4 +1,6 @@
-"""The controller's HTTP endpoints: ``/healthz``, ``/metrics`` and ``POST /api/webhook``.
+"""The controller's HTTP endpoints: ``/healthz``, ``/metrics``, ``POST /api/webhook``, and
+the artifacts of Flux sources (``GET /gitrepository/<ns>/<name>/<file>``, see
+``artifacts_http``) when an ``ArtifactStore`` is given.
 
 The webhook endpoint is reachable by anyone who can reach the controller, so everything a
 request makes the process do before its sender is proven is bounded (``Policy``):
@@ -42,6 +44,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gitsail.controller.artifacts_http import artifact_routes
 from gitsail.controller.manager import Controller, RefreshNotRecorded, describe
 from gitsail.controller.webhook import (
     ReplayGuard,
@@ -51,6 +54,7 @@ from gitsail.controller.webhook import (
     webhook_provider,
 )
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.source.artifacts import ArtifactStore
 
 __all__ = ["make_app", "make_server"]
 
@@ -66,7 +70,11 @@ KEEP_ALIVE_SECONDS = 5
 CONNECTIONS_PER_WEBHOOK_SLOT = 4
 
 
-def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlette:
+def make_app(
+    controller: Controller,
+    policy: Policy = DEFAULT_POLICY,
+    artifacts: ArtifactStore | None = None,
+) -> Starlette:
     slots = asyncio.Semaphore(max(1, policy.webhook_concurrency))
     replays = ReplayGuard(policy.webhook_replay_window)
 
@@ -139,6 +147,7 @@ def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlet
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/api/webhook", webhook, methods=["POST"]),
+            *(artifact_routes(artifacts) if artifacts is not None else []),
         ]
     )
 

@@ -163,6 +163,15 @@ class GitSource:
         resolved = await self._resolve(repo, url, revision, creds)
         return resolved.sha
 
+    async def resolve_ref(
+        self, repo_url: str, revision: str, creds: RepoCredentials | None = None
+    ) -> tuple[str, str]:
+        """``(commit SHA, full ref name)`` that ``revision`` names now; the ref name is
+        ``refs/tags/v1.2.3`` for a semver range, ``""`` for a commit SHA."""
+        repo, url, creds = self._prepare(repo_url, creds)
+        resolved = await self._resolve(repo, url, revision, creds)
+        return resolved.sha, resolved.ref
+
     async def fetch(
         self,
         repo_url: str,
@@ -352,7 +361,8 @@ class GitSource:
             creds,
             home=self.cache_dir / "home",
             scratch=self.cache_dir / "tmp",
-            known_hosts=self.known_hosts,
+            # A credential's own known_hosts (a Flux Secret's) replaces the process-wide one.
+            known_hosts=creds.known_hosts if creds and creds.known_hosts else self.known_hosts,
             timeout=self.timeout,
             url=redact_url(url),
             allow_file=self.policy.allow_file_urls,
