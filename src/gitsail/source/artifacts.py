@@ -25,7 +25,8 @@ Excluded files (``IgnoreRules``), as Flux's source-controller documents them:
 3. ``spec.ignore``, last, which may overrule both.
 
 All are ``.gitignore`` patterns and the last matching pattern decides (``pathspec``'s
-gitignore semantics).
+gitignore semantics); as in git and Flux's archiver, a file inside an excluded directory
+cannot be brought back by a pattern about the file.
 
 Bounds (``Policy``): ``artifact_bytes`` (sum of the archived files' sizes) and
 ``artifact_files``; a source over a bound is refused with ``InvalidSource`` naming the
@@ -109,6 +110,7 @@ class IgnoreRules:
     def __init__(self, lines: Sequence[str]) -> None:
         self.lines = tuple(lines)
         self._spec = pathspec.GitIgnoreSpec.from_lines(self.lines)
+        self._dirs: dict[str, bool] = {}
 
     @classmethod
     def load(cls, root: Path, spec_ignore: str | None) -> IgnoreRules:
@@ -136,8 +138,21 @@ class IgnoreRules:
         return cls(lines)
 
     def ignored(self, rel: str) -> bool:
-        """Whether the file at ``rel`` (a POSIX path relative to the root) is left out."""
+        """Whether the file at ``rel`` (a POSIX path relative to the root) is left out.
+
+        As in git, a file in an excluded directory stays out whatever a later pattern
+        says about the file itself."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            if self._dir_ignored("/".join(parts[:depth])):
+                return True
         return bool(self._spec.match_file(rel))
+
+    def _dir_ignored(self, directory: str) -> bool:
+        known = self._dirs.get(directory)
+        if known is None:
+            known = self._dirs[directory] = bool(self._spec.match_file(directory + "/"))
+        return known
 
 
 def _rebase(line: str, base: str) -> str:
