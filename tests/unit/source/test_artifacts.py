@@ -44,7 +44,9 @@ def store(tmp_path: Path, **policy: int) -> ArtifactStore:
 
 def archive(s: ArtifactStore, tree: Path, ignore: str | None = None, name: str = "app"):  # type: ignore[no-untyped-def]
     rules = IgnoreRules.load(tree, ignore)
-    return s.archive("gitrepository", "flux-system", name, tree, revision="main@sha1:x", ignore=rules)
+    return s.archive(
+        "gitrepository", "flux-system", name, tree, revision="main@sha1:x", ignore=rules
+    )
 
 
 FILES = {"deploy/app.yaml": "kind: ConfigMap\n", "README.md": "hello\n", "bin/run.sh": "echo\n"}
