@@ -221,8 +221,12 @@ def compute_status(
     outcome: Outcome,
     *,
     now: str,
+    artifact_present: bool = True,
 ) -> dict[str, Any]:
     """The object's next ``status`` from its current one and this reconcile's outcome.
+
+    ``artifact_present`` says whether the artifact in ``current`` is still in storage; a
+    failure keeps it in status only then (a consumer must not be sent to a 404).
 
     Pure: the same inputs give the same dict, so an unchanged world writes nothing."""
     status = dict(current)
@@ -263,6 +267,9 @@ def compute_status(
         error = outcome.error
         assert error is not None
         conditions = [c for c in conditions if c.get("type") not in NEGATIVE]
+        if not artifact_present:
+            status.pop("artifact", None)
+            conditions = [c for c in conditions if c.get("type") != ARTIFACT_IN_STORAGE]
         conditions = failure_conditions(conditions, error, generation=generation, now=now)
         if outcome.failed_condition:
             conditions = put_condition(
@@ -375,7 +382,10 @@ class GitRepositoryReconciler:
         key = (repo.namespace, repo.name)
         await self._ensure_finalizer(obj)
         outcome = await self._produce(repo, current)
-        status = compute_status(current, repo, outcome, now=rfc3339(self.clock()))
+        present = self.store.exists(str((current.get("artifact") or {}).get("path") or ""))
+        status = compute_status(
+            current, repo, outcome, now=rfc3339(self.clock()), artifact_present=present
+        )
         await self._write_status(obj, current, status)
         if outcome.error is None:
             self._failures.pop(key, None)

@@ -62,6 +62,7 @@ __all__ = [
     "IgnoreRules",
     "Include",
     "StoredArtifact",
+    "service_base_url",
 ]
 
 IGNORE_FILE = ".sourceignore"
@@ -102,6 +103,12 @@ _IGNORE_FILE_BYTES = 1024 * 1024
 # lower-case kind; archive files are "<64 hex>.tar.gz".
 _SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _FILE = re.compile(r"^[0-9a-f]{64}\.tar\.gz$")
+
+
+def service_base_url(namespace: str, service: str = "gitsail-controller") -> str:
+    """The in-cluster address of the controller's Service, where artifacts are served
+    (Flux advertises ``http://source-controller.<ns>.svc.cluster.local.`` the same way)."""
+    return f"http://{service}.{namespace}.svc.cluster.local."
 
 
 class IgnoreRules:
@@ -348,7 +355,9 @@ def _tree_entries(tree: Path, ignore: IgnoreRules) -> Iterable[_Entry]:
                 continue
             info = path.lstat()
             if stat.S_ISLNK(info.st_mode):
-                yield _Entry(rel, 0, source=path, link=str(path.readlink()))
+                link = _link(tree, path)
+                if link is not None:
+                    yield _Entry(rel, 0, source=path, link=link)
             elif stat.S_ISREG(info.st_mode):
                 yield _Entry(rel, _mode(info.st_mode), source=path)
         # a symlink to a directory shows up in ``dirs``: keep it as a link, do not follow
@@ -357,8 +366,23 @@ def _tree_entries(tree: Path, ignore: IgnoreRules) -> Iterable[_Entry]:
             if path.is_symlink():
                 dirs.remove(dirname)
                 rel = path.relative_to(tree).as_posix()
-                if not ignore.ignored(rel):
-                    yield _Entry(rel, 0, source=path, link=str(path.readlink()))
+                link = _link(tree, path)
+                if link is not None and not ignore.ignored(rel):
+                    yield _Entry(rel, 0, source=path, link=link)
+
+
+def _link(tree: Path, path: Path) -> str | None:
+    """A symlink's target as stored: relative, so it never names the controller's disk;
+    None for a link that leaves the tree (left out: a second line behind the checkout's
+    own refusal)."""
+    target = path.readlink()
+    lexical = Path(os.path.normpath(path.parent.absolute() / target))
+    roots = {Path(os.path.normpath(tree.absolute())), tree.resolve()}
+    if not any(lexical == root or root in lexical.parents for root in roots):
+        return None
+    if target.is_absolute():
+        return os.path.relpath(lexical, path.parent.absolute())
+    return str(target)
 
 
 def _included_entries(include: Include) -> Iterable[_Entry]:

@@ -518,3 +518,16 @@ async def test_a_missing_artifact_file_is_rebuilt(world: World) -> None:
     path.unlink()
     await world.reconcile()
     assert path.is_file()
+
+
+async def test_a_failure_after_the_artifact_vanished_drops_it_from_status(world: World) -> None:
+    world.add(git_repository())
+    await world.reconcile()
+    (world.store.root / world.status()["artifact"]["path"]).unlink()
+    world.git.error = FetchError("cannot reach git.example.com")
+    await world.reconcile()
+    assert "artifact" not in world.status()
+    assert world.condition("ArtifactInStorage") is None
+    ready = world.condition("Ready")
+    assert ready is not None
+    assert ready["status"] == "False"

@@ -283,3 +283,17 @@ def test_archive_is_readable_by_tarfile_extract(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         tar.extractall(tmp_path / "out", filter="data")
     assert (tmp_path / "out/deploy/app.yaml").read_text() == "kind: ConfigMap\n"
+
+
+def test_absolute_links_become_relative_and_links_leaving_the_tree_are_left_out(
+    tmp_path: Path,
+) -> None:
+    tree = make_tree(tmp_path / "t", FILES)
+    (tree / "abs.yaml").symlink_to(tree / "deploy/app.yaml")
+    (tree / "escape").symlink_to(tmp_path)
+    (tree / "deploy/up.yaml").symlink_to("../../outside.yaml")
+    s = store(tmp_path)
+    entries = members(s.root / archive(s, tree).path)
+    assert entries["abs.yaml"].linkname == "deploy/app.yaml"
+    assert "escape" not in entries
+    assert "deploy/up.yaml" not in entries
