@@ -28,6 +28,9 @@ All are ``.gitignore`` patterns and the last matching pattern decides (``pathspe
 gitignore semantics); as in git and Flux's archiver, a file inside an excluded directory
 cannot be brought back by a pattern about the file.
 
+A consumer in the same process unpacks an archive with ``extract`` (tarfile's "data"
+filter, the same bounds); one elsewhere downloads ``StoredArtifact.url``.
+
 Bounds (``Policy``): ``artifact_bytes`` (sum of the archived files' sizes) and
 ``artifact_files``; a source over a bound is refused with ``InvalidSource`` naming the
 bound. ``artifacts_kept`` archives are kept per object (the newest by modification time;
@@ -246,6 +249,27 @@ class ArtifactStore:
         """Whether ``path`` (as in ``StoredArtifact.path``) is in the store."""
         parts = path.split("/")
         return len(parts) == 4 and self.file(*parts) is not None
+
+    def extract(self, path: str, target: Path) -> Path:
+        """Unpack the archive at ``path`` (as in ``StoredArtifact.path``) into the new
+        directory ``target``, for a consumer in this process (a Kustomization renders from
+        it). Blocking; refuses links or paths that leave ``target`` (tarfile's "data"
+        filter) and archives over ``artifact_bytes``."""
+        parts = path.split("/")
+        archive = self.file(*parts) if len(parts) == 4 else None
+        if archive is None:
+            raise InvalidSource(f"artifact {path!r} is not in the store")
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            total = sum(m.size for m in members)
+            if total > self.policy.artifact_bytes or len(members) > self.policy.artifact_files:
+                raise InvalidSource(
+                    f"artifact {path!r} unpacks to {total} bytes in {len(members)} entries, "
+                    "over GITSAIL_ARTIFACT_BYTES / GITSAIL_ARTIFACT_FILES"
+                )
+            target.mkdir(parents=True)
+            tar.extractall(target, members=members, filter="data")
+        return target
 
     # -- writing -------------------------------------------------------------------------
 

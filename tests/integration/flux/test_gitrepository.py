@@ -343,3 +343,40 @@ async def test_deleting_removes_the_artifact_and_then_the_object(
     while await harness.get() is not None:
         assert asyncio.get_running_loop().time() < deadline, "the object was not deleted"
         await asyncio.sleep(0.2)
+
+
+async def test_ignore_rules_and_includes_shape_the_artifact(
+    harness: Harness, public_repo: tuple[str, Workdir], public_git_server: GitServer
+) -> None:
+    url, work = public_repo
+    work.commit_and_push(
+        {**MANIFESTS, ".sourceignore": "docs/\n", "overlays/staging/x.yaml": "kind: X\n"},
+        "manifests",
+    )
+    public_git_server.create_repo("shared-bases")
+    shared = Workdir(public_git_server.url("shared-bases"))
+    try:
+        shared.commit_and_push({"deploy/base/app.yaml": "kind: Base\n"}, "base")
+        base = article(public_git_server.url("shared-bases"))
+        base["metadata"]["name"] = "shared-bases"
+        await harness.apply(base)
+        await harness.reconcile("shared-bases")
+    finally:
+        shared.close()
+    repo = article(url)
+    repo["spec"]["ignore"] = "/overlays/staging/\n"  # replaces the defaults: .github/ is kept
+    repo["spec"]["include"] = [
+        {"repository": {"name": "shared-bases"}, "fromPath": "deploy", "toPath": "vendor"}
+    ]
+    await harness.apply(repo)
+    _, obj = await harness.reconcile()
+    assert condition(obj, "Ready")["status"] == "True", obj["status"]
+    names = names_in(await download(obj["status"]["artifact"]["url"]))
+    assert names == {
+        *PUBLISHED,
+        ".github/workflows/ci.yml",  # kept: spec.ignore replaced the default exclusions
+        ".sourceignore",
+        "vendor/base/app.yaml",
+    }
+    assert obj["status"]["observedIgnore"] == "/overlays/staging/\n"
+    assert obj["status"]["observedInclude"][0]["toPath"] == "vendor"

@@ -297,3 +297,18 @@ def test_absolute_links_become_relative_and_links_leaving_the_tree_are_left_out(
     assert entries["abs.yaml"].linkname == "deploy/app.yaml"
     assert "escape" not in entries
     assert "deploy/up.yaml" not in entries
+
+
+def test_extract_unpacks_an_artifact_for_a_consumer_in_this_process(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "t", FILES)
+    (tree / "link.yaml").symlink_to("deploy/app.yaml")
+    s = store(tmp_path)
+    stored = archive(s, tree)
+    out = s.extract(stored.path, tmp_path / "out")
+    assert (out / "deploy/app.yaml").read_text() == "kind: ConfigMap\n"
+    assert (out / "link.yaml").read_text() == "kind: ConfigMap\n"
+    with pytest.raises(InvalidSource, match="not in the store"):
+        s.extract("gitrepository/flux-system/app/" + "0" * 64 + ".tar.gz", tmp_path / "x")
+    small = ArtifactStore(s.root, base_url=BASE, policy=Policy(artifact_bytes=3))
+    with pytest.raises(InvalidSource, match="GITSAIL_ARTIFACT_BYTES"):
+        small.extract(stored.path, tmp_path / "y")
