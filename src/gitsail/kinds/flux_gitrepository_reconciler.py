@@ -30,9 +30,9 @@ or the tag a semver range chose, ``refs/pull/1/head@sha1:<sha>`` for a ref name,
 ``sha1:<sha>`` for a bare commit (``<branch>@sha1:<sha>`` with a branch). A failure keeps
 the last artifact: consumers go on using it.
 
-Not done yet (refused or documented): the branch given with ``commit`` is not checked to
-contain the commit; ``ca.crt``/``caFile`` and passphrase-protected SSH keys in the Secret
-are refused with AuthenticationFailed.
+A ``commit`` given with a ``branch`` must be in that branch's history (GitOperationFailed
+otherwise), as Flux requires. Not implemented, refused with AuthenticationFailed:
+``ca.crt``/``caFile`` and passphrase-protected SSH keys in the Secret.
 """
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ class GitFetcher(Protocol):
         path: str,
         creds: RepoCredentials | None = None,
     ) -> Artifact: ...
+
+    async def branch_contains(
+        self, repo_url: str, branch: str, sha: str, creds: RepoCredentials | None = None
+    ) -> bool: ...
 
 
 # -- pure pieces ----------------------------------------------------------------------------
@@ -509,6 +513,19 @@ class GitRepositoryReconciler:
         if source.ref.kind is RefKind.SEMVER:
             _, resolved_ref = await self.git.resolve_ref(source.url, wanted, creds)
             wanted = resolved_ref
+        branch = source.ref.branch
+        # Checked first: fetching the branch brings the commit, if it is in it, into the
+        # mirror, so the fetch below needs no round trip for it.
+        if (
+            source.ref.kind is RefKind.COMMIT
+            and branch is not None
+            and not await self.git.branch_contains(source.url, branch, source.ref.value, creds)
+        ):
+            raise Transient(
+                GIT_OPERATION_FAILED,
+                f"commit {source.ref.value} (spec.ref.commit) is not in branch {branch} "
+                f"(spec.ref.branch) of {source.url}",
+            )
         fetched = await self.git.fetch(source.url, wanted, ".", creds)
         return fetched.root, artifact_revision(source.ref, resolved_ref, fetched.revision)
 

@@ -172,6 +172,24 @@ class GitSource:
         resolved = await self._resolve(repo, url, revision, creds)
         return resolved.sha, resolved.ref
 
+    async def branch_contains(
+        self, repo_url: str, branch: str, sha: str, creds: RepoCredentials | None = None
+    ) -> bool:
+        """Whether commit ``sha`` is in the history of ``branch`` as the server has it now
+        (Flux's ``ref.commit`` with ``ref.branch``); fetches the branch once, like ``fetch``."""
+        repo, url, creds = self._prepare(repo_url, creds)
+        if not _SHA.match(sha):
+            raise InvalidSource(f"{sha!r} is not a full commit SHA", url=redact_url(url))
+        head = await self._resolve(repo, url, f"refs/heads/{branch}", creds)
+        await self._check_access(repo, url, creds)
+        bare = await self._ensure_commit(repo, url, creds, head)
+        if not await self._has_commit(bare, sha):
+            return False
+        _, failure = await self._local().run(
+            ["--git-dir", str(bare), "merge-base", "--is-ancestor", sha, head.sha], check=False
+        )
+        return failure is None
+
     async def fetch(
         self,
         repo_url: str,

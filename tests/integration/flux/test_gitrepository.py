@@ -380,3 +380,29 @@ async def test_ignore_rules_and_includes_shape_the_artifact(
     }
     assert obj["status"]["observedIgnore"] == "/overlays/staging/\n"
     assert obj["status"]["observedInclude"][0]["toPath"] == "vendor"
+
+
+async def test_a_commit_with_its_branch_and_one_outside_it(
+    harness: Harness, public_repo: tuple[str, Workdir]
+) -> None:
+    url, work = public_repo
+    first = work.commit_and_push(MANIFESTS, "first")
+    work.commit_and_push({"README.md": "second\n"}, "second")
+    side = Workdir(url, branch="side")
+    try:
+        outside = side.commit_and_push({"side.yaml": "kind: Side\n"}, "on another branch")
+    finally:
+        side.close()
+    pinned = article(url)
+    pinned["spec"]["ref"] = {"branch": "main", "commit": first}
+    await harness.apply(pinned)
+    _, obj = await harness.reconcile()
+    assert obj["status"]["artifact"]["revision"] == f"main@sha1:{first}"
+    await harness.patch_spec({"ref": {"commit": outside}})
+    _, refused = await harness.reconcile()
+    ready = condition(refused, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "GitOperationFailed")
+    assert f"commit {outside} (spec.ref.commit) is not in branch main" in ready["message"]
+    await harness.patch_spec({"ref": {"branch": None}})
+    _, bare = await harness.reconcile()
+    assert bare["status"]["artifact"]["revision"] == f"sha1:{outside}"

@@ -95,11 +95,18 @@ class FakeGit:
         self.error: SourceError | None = None
         self.hang = False
         self.calls: list[tuple[str, str, RepoCredentials | None]] = []
+        self.history: dict[str, set[str]] = {}  # branch -> commits in its history
 
     def commit(self, sha: str, files: dict[str, str], *refs: str) -> None:
         self.trees[sha] = files
         for ref in refs:
             self.refs[ref] = sha
+            self.history.setdefault(ref.removeprefix("refs/heads/"), set()).add(sha)
+
+    async def branch_contains(
+        self, repo_url: str, branch: str, sha: str, creds: RepoCredentials | None = None
+    ) -> bool:
+        return sha in self.history.get(branch, set())
 
     async def resolve_ref(
         self, repo_url: str, revision: str, creds: RepoCredentials | None = None
@@ -531,3 +538,15 @@ async def test_a_failure_after_the_artifact_vanished_drops_it_from_status(world:
     ready = world.condition("Ready")
     assert ready is not None
     assert ready["status"] == "False"
+
+
+async def test_a_commit_outside_its_branch_is_a_git_operation_failure(world: World) -> None:
+    world.git.commit(SHA2, {"a.yaml": "a"}, "refs/heads/other")
+    world.add(git_repository(ref={"branch": "main", "commit": SHA2}))
+    assert await world.reconcile() == 1.0
+    ready = world.condition("Ready")
+    assert ready is not None
+    assert ready["reason"] == "GitOperationFailed"
+    assert "is not in branch main" in ready["message"]
+    world.add(git_repository(ref={"branch": "other", "commit": SHA2}))
+    assert await world.reconcile() == 60.0
