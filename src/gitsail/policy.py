@@ -48,6 +48,10 @@ class Policy:
     # An app is served a cached commit only after an ls-remote with its own credentials
     # succeeded; the success is remembered per (repository, credentials) this long (seconds).
     repo_access_ttl: float = 60.0
+    # --- artifacts the controller stores and serves (Flux GitRepository) ---
+    artifact_bytes: int = 512 * MiB  # sum of the archived files' sizes, per artifact
+    artifact_files: int = 100_000
+    artifacts_kept: int = 2  # per object, the one in use included (Flux keeps 2)
     # --- Helm chart archives ---
     chart_archive_bytes: int = 20 * MiB
     chart_unpacked_bytes: int = 200 * MiB

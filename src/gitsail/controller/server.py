@@ -1,5 +1,7 @@
 """The controller's HTTP endpoints: ``/healthz``, ``/metrics``, Argo CD's
-``POST /api/webhook`` and Flux's Receiver webhooks ``POST /hook/<digest>`` (``receiver.py``).
+``POST /api/webhook``, Flux's Receiver webhooks ``POST /hook/<digest>`` (``receiver.py``),
+and the artifacts of Flux sources (``GET /gitrepository/<ns>/<name>/<file>``, see
+``artifacts_http``) when an ``ArtifactStore`` is given.
 
 The webhook endpoints are reachable by anyone who can reach the controller, so everything
 a request makes the process do before its sender is proven is bounded the same way for
@@ -34,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gitsail.controller.artifacts_http import artifact_routes
 from gitsail.controller.manager import Controller, RefreshNotRecorded, describe
 from gitsail.controller.receiver import FluxReceivers
 from gitsail.controller.webhook import (
@@ -44,6 +47,7 @@ from gitsail.controller.webhook import (
 )
 from gitsail.controller.webhook_gate import WebhookGate
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.source.artifacts import ArtifactStore
 
 __all__ = ["make_app", "make_server"]
 
@@ -59,7 +63,11 @@ KEEP_ALIVE_SECONDS = 5
 CONNECTIONS_PER_WEBHOOK_SLOT = 4
 
 
-def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlette:
+def make_app(
+    controller: Controller,
+    policy: Policy = DEFAULT_POLICY,
+    artifacts: ArtifactStore | None = None,
+) -> Starlette:
     gate = WebhookGate(policy, controller.metrics)
 
     async def healthz(_request: Request) -> Response:
@@ -113,6 +121,7 @@ def make_app(controller: Controller, policy: Policy = DEFAULT_POLICY) -> Starlet
             Route("/metrics", metrics),
             Route("/api/webhook", webhook, methods=["POST"]),
             receivers.route(),
+            *(artifact_routes(artifacts) if artifacts is not None else []),
         ]
     )
     app.state.receivers = receivers  # started on first use; stop() with the controller

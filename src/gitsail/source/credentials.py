@@ -54,6 +54,9 @@ class RepoCredentials:
     name: str = ""
     project: str = ""
     bearer_token: str = field(default="", repr=False)
+    # SSH host keys trusted for this repository only (a Flux Secret's ``known_hosts``);
+    # "" uses the process-wide known hosts.
+    known_hosts: str = ""
 
     def __repr__(self) -> str:
         secrets = [
@@ -110,6 +113,8 @@ def credential_identity(creds: RepoCredentials | None) -> str:
         encoded = part.encode()
         digest.update(len(encoded).to_bytes(8, "big") + encoded)
     digest.update(b"insecure" if creds.insecure else b"verify")
+    if creds.known_hosts:  # trusting other host keys is another identity
+        digest.update(b"known_hosts" + creds.known_hosts.encode())
     return digest.hexdigest()
 
 

@@ -163,6 +163,33 @@ class GitSource:
         resolved = await self._resolve(repo, url, revision, creds)
         return resolved.sha
 
+    async def resolve_ref(
+        self, repo_url: str, revision: str, creds: RepoCredentials | None = None
+    ) -> tuple[str, str]:
+        """``(commit SHA, full ref name)`` that ``revision`` names now; the ref name is
+        ``refs/tags/v1.2.3`` for a semver range, ``""`` for a commit SHA."""
+        repo, url, creds = self._prepare(repo_url, creds)
+        resolved = await self._resolve(repo, url, revision, creds)
+        return resolved.sha, resolved.ref
+
+    async def branch_contains(
+        self, repo_url: str, branch: str, sha: str, creds: RepoCredentials | None = None
+    ) -> bool:
+        """Whether commit ``sha`` is in the history of ``branch`` as the server has it now
+        (Flux's ``ref.commit`` with ``ref.branch``); fetches the branch once, like ``fetch``."""
+        repo, url, creds = self._prepare(repo_url, creds)
+        if not _SHA.match(sha):
+            raise InvalidSource(f"{sha!r} is not a full commit SHA", url=redact_url(url))
+        head = await self._resolve(repo, url, f"refs/heads/{branch}", creds)
+        await self._check_access(repo, url, creds)
+        bare = await self._ensure_commit(repo, url, creds, head)
+        if not await self._has_commit(bare, sha):
+            return False
+        _, failure = await self._local().run(
+            ["--git-dir", str(bare), "merge-base", "--is-ancestor", sha, head.sha], check=False
+        )
+        return failure is None
+
     async def fetch(
         self,
         repo_url: str,
@@ -354,7 +381,8 @@ class GitSource:
             creds,
             home=self.cache_dir / "home",
             scratch=self.cache_dir / "tmp",
-            known_hosts=self.known_hosts,
+            # A credential's own known_hosts (a Flux Secret's) replaces the process-wide one.
+            known_hosts=creds.known_hosts if creds and creds.known_hosts else self.known_hosts,
             timeout=self.timeout,
             url=redact_url(url),
             allow_file=self.policy.allow_file_urls,
