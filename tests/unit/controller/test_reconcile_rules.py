@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from gitsail.app.engine import AppEngine, Comparison, ComparisonError
+from gitsail.app.engine import Comparison, ComparisonError
 from gitsail.app.model import App, AppSpecError, Retry
 from gitsail.controller.manager import _generate_paths_match, own_status_write
 from gitsail.controller.metrics import Metrics
@@ -138,23 +138,38 @@ def test_comparison_errors_back_off_from_5s_doubling_up_to_the_resync_interval()
     assert error_backoff(10_000, 5, 120) == 120
 
 
+class _PatchRecorder:
+    """A kube that records merge patches (and returns the patched object)."""
+
+    def __init__(self) -> None:
+        self.patches: list[Obj] = []
+
+    async def merge_patch(self, *args: Any, **kwargs: Any) -> Obj:
+        self.patches.append(args[3])
+        return {"metadata": {"name": args[2]}, **args[3]}
+
+
 class _FakeEngine:
     field_manager = "gitsail"
 
     def __init__(self, message: str) -> None:
         self.message = message
         self.compares = 0
-        self.status_writes: list[str] = []
+        self.kube = _PatchRecorder()
 
     async def compare(self, app: App, *, revision: str | None = None) -> Comparison:
         self.compares += 1
         raise ComparisonError(self.message, revision="c0ffee")
 
-    async def write_status(self, app: App, comparison: object, *, error: str = "") -> Obj:
-        self.status_writes.append(error)
-        return app.raw
-
-    set_condition = AppEngine.set_condition  # the real one, over the test's fake kube
+    @property
+    def status_writes(self) -> list[str]:
+        """The ComparisonError messages written (one per status patch)."""
+        return [
+            c["message"]
+            for p in self.kube.patches
+            for c in p["status"].get("conditions") or []
+            if c["type"] == "ComparisonError"
+        ]
 
 
 class _FakeClock:
@@ -277,15 +292,8 @@ async def test_tool_errors_name_repository_paths_not_the_private_work_dir(tmp_pa
 
 
 async def test_an_invalid_spec_condition_is_written_once() -> None:
-    patches: list[dict[str, Any]] = []
-
-    class _Kube:
-        async def merge_patch(self, *args: Any, **kwargs: Any) -> Obj:
-            patches.append(args[3])
-            return {}
-
     engine = _FakeEngine("")
-    engine.kube = _Kube()  # type: ignore[attr-defined]
+    patches = engine.kube.patches
     app: dict[str, Any] = {"metadata": {"name": "a", "namespace": "argocd"}, "spec": {}}
     reconciler = _failing_reconciler(engine, app, _FakeClock())
     assert await reconciler.reconcile(("argocd", "a"), frozenset({"startup"})) is None
