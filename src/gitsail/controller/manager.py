@@ -127,10 +127,10 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
 TRANSIENT_BACKOFF = (5.0, 300.0)
 
 
-def flux_kinds(table: Sequence[tuple[str, str]] = FLUX_KINDS) -> list[KindFactory]:
-    """The factories of the Flux kinds whose modules are installed (in ``table`` order)."""
+def flux_kinds(table: Sequence[tuple[str, str]] | None = None) -> list[KindFactory]:
+    """The factories of the Flux kinds whose modules are installed (``FLUX_KINDS`` order)."""
     factories: list[KindFactory] = []
-    for module, attribute in table:
+    for module, attribute in FLUX_KINDS if table is None else table:
         try:
             found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:
