@@ -12,7 +12,7 @@ import pytest
 
 from gitsail.controller import manager
 from gitsail.controller.manager import Controller, ControllerOptions, flux_kinds
-from gitsail.controller.reconciler import AppReconciler
+from gitsail.controller.reconciler import AppReconciler, ReconcileSettings
 from gitsail.controller.registry import (
     DependencyIndex,
     KindAPI,
@@ -383,3 +383,20 @@ async def test_the_flux_option_registers_the_flux_kinds_after_the_others(
         assert off.registry.kinds == ("Application",)
     finally:
         await off._step_down()
+
+
+def test_the_argo_kind_owns_tracked_objects_and_is_ready_when_synced_and_healthy() -> None:
+    ctl = controller(FakeCluster())
+    argo = AppReconciler(
+        ctl.engine,
+        settings=ReconcileSettings(control_namespace="gitops"),
+        metrics=ctl.metrics,
+        events=ctl.events,
+        get_application=None,
+    )
+    tracked = FluxLabels("apps", "flux-system").mark(ArgoTracking("web").mark(configmap()))
+    assert argo.keys_for_managed(tracked) == [ObjectKey("Application", "gitops", "web")]
+    app: Obj = {"status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}}}
+    assert argo.ready(app)
+    assert not argo.ready({"status": {**app["status"], "health": {"status": "Progressing"}}})
+    assert not argo.ready({"status": {**app["status"], "sync": {"status": "OutOfSync"}}})
