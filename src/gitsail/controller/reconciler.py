@@ -320,8 +320,9 @@ class AppReconciler(KindDefaults):
             patch.put_condition(error.reason, error.message, at=now())
         if isinstance(error, Stalled):
             return None
-        assert isinstance(error, Transient)
-        return error.retry_after
+        if isinstance(error, Transient) and error.retry_after is not None:
+            return error.retry_after
+        return self.settings.error_resync
 
     async def _reconcile(self, key: AppName, reasons: frozenset[str]) -> float | None:
         namespace, name = key

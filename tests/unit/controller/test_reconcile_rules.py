@@ -14,10 +14,12 @@ from gitsail.controller.reconciler import (
     ReconcileSettings,
     _already_said,
     app_key_for_instance,
+    classify,
     error_backoff,
     operation_retry,
     retry_wait,
 )
+from gitsail.kinds.status import Stalled, Transient
 from gitsail.model import Obj
 from gitsail.render import RenderError
 from gitsail.render._process import ToolRunner
@@ -310,3 +312,17 @@ def test_a_condition_already_in_status_is_not_news() -> None:
     assert _already_said(again, status)
     assert not _already_said({"conditions": [{"type": "SyncError", "message": "x"}]}, status)
     assert not _already_said({**again, "history": []}, status)
+
+
+def test_failures_are_typed_by_what_happens_next() -> None:
+    spec = classify(AppSpecError("spec.project: expected string"), retry_after=30)
+    assert isinstance(spec, Stalled)
+    assert spec.reason == "InvalidSpecError"
+    render = classify(RenderError("kustomize build failed"), retry_after=30)
+    assert isinstance(render, Transient)
+    assert (render.reason, render.retry_after) == ("ComparisonError", 30)
+    crash = classify(KeyError("name"), retry_after=30)
+    assert isinstance(crash, Transient)
+    assert (crash.reason, crash.message) == ("UnknownError", "KeyError: 'name'")
+    waiting = Transient("DependencyNotReady", "waiting for a", retry_after=7)
+    assert classify(waiting, retry_after=30) is waiting
