@@ -57,14 +57,7 @@ from gitsail.sync.inventory import Inventory
 from gitsail.sync.ownership import ArgoTracking, shared_resource_warning
 from gitsail.sync.plan import hook_types
 
-__all__ = [
-    "AppEngine",
-    "Comparison",
-    "ComparisonError",
-    "OperationOutcome",
-    "application_status",
-    "now",
-]
+__all__ = ["AppEngine", "Comparison", "ComparisonError", "OperationOutcome", "now"]
 
 
 def now() -> str:
@@ -240,97 +233,6 @@ def _with_sync_error(app_obj: Obj, result: SyncResult, revision: str) -> Obj:
 
 
 LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
-
-
-def application_status(
-    app: App,
-    comparison: Comparison | None,
-    *,
-    error: str = "",
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """What Argo CD writes under ``status`` for ``comparison`` (or for a comparison that
-    failed with ``error``), as a merge-patch fragment; ``extra`` is merged in last.
-
-    Pure: the controller collects it into its one status patch per reconcile
-    (``gitsail.controller.status_patch``); ``AppEngine.write_status`` sends it at once.
-    """
-    status: dict[str, Any] = {"reconciledAt": now()}
-    old_conditions = (app.raw.get("status") or {}).get("conditions") or []
-    conditions = [
-        c
-        for c in old_conditions
-        if c.get("type")
-        not in (
-            "ComparisonError",
-            "InvalidSpecError",
-            "UnknownError",
-            "SharedResourceWarning",
-            NO_RESOURCES,
-        )
-    ]
-    if comparison is not None and not comparison.rendered.manifests:
-        since: dict[str, Any] = next(
-            (c for c in old_conditions if c.get("type") == NO_RESOURCES), {}
-        )
-        # Argo CD shows such an app Synced/Healthy and says nothing; say it (a warning type,
-        # so Argo CD's tools list it as a warning, not an error).
-        path = comparison.artifact.path or "."
-        conditions.append(
-            {
-                "type": NO_RESOURCES,
-                "message": f"the source rendered no resources ({comparison.rendered.tool} "
-                f"at path {path!r}): nothing is deployed or checked; the app is Synced and "
-                "Healthy only because it manages nothing",
-                "lastTransitionTime": since.get("lastTransitionTime") or now(),
-            }
-        )
-    if comparison is not None:
-        # A warning that stays keeps its time, so an unchanged status stays unchanged.
-        shared_since = {
-            c.get("message"): c.get("lastTransitionTime")
-            for c in old_conditions
-            if c.get("type") == "SharedResourceWarning"
-        }
-        conditions += [
-            {
-                "type": "SharedResourceWarning",
-                "message": m,
-                "lastTransitionTime": shared_since.get(m) or now(),
-            }
-            for m in comparison.shared
-        ]
-        status["sync"] = {
-            "status": comparison.sync_status,
-            "revision": comparison.artifact.revision,
-            "comparedTo": {
-                "source": _shown_source(app.source),
-                "destination": {
-                    "server": app.destination_server,
-                    "namespace": app.destination_namespace,
-                },
-            },
-        }
-        status["health"] = {"status": str(comparison.app_health)}
-        status["resources"] = comparison.resources_status()
-        status["summary"] = {"images": comparison.images()}
-        status["sourceType"] = {
-            "directory": "Directory",
-            "kustomize": "Kustomize",
-            "helm": "Helm",
-        }.get(comparison.rendered.tool, "Directory")
-    if error:
-        conditions.append(
-            {"type": "ComparisonError", "message": error, "lastTransitionTime": now()}
-        )
-        status["sync"] = {
-            **((app.raw.get("status") or {}).get("sync") or {}),
-            "status": "Unknown",
-        }
-    status["conditions"] = conditions or None
-    if extra:
-        status.update(extra)
-    return status
 
 
 def _live_version(live: Obj | None) -> str:
@@ -644,10 +546,101 @@ class AppEngine:
         error: str = "",
         extra: dict[str, Any] | None = None,
     ) -> Obj:
-        status = application_status(app, comparison, error=error, extra=extra)
+        status = self.application_status(app, comparison, error=error, extra=extra)
         return await self.kube.merge_patch(
             API_VERSION, "Application", app.name, {"status": status}, namespace=app.namespace
         )
+
+    @staticmethod
+    def application_status(
+        app: App,
+        comparison: Comparison | None,
+        *,
+        error: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What Argo CD writes under ``status`` for ``comparison`` (or for a comparison
+        that failed with ``error``), as a merge-patch fragment; ``extra`` is merged last.
+
+        Pure: the controller collects it into its one status patch per reconcile
+        (``gitsail.controller.status_patch``); ``write_status`` sends it at once.
+        """
+        status: dict[str, Any] = {"reconciledAt": now()}
+        old_conditions = (app.raw.get("status") or {}).get("conditions") or []
+        conditions = [
+            c
+            for c in old_conditions
+            if c.get("type")
+            not in (
+                "ComparisonError",
+                "InvalidSpecError",
+                "UnknownError",
+                "SharedResourceWarning",
+                NO_RESOURCES,
+            )
+        ]
+        if comparison is not None and not comparison.rendered.manifests:
+            since: dict[str, Any] = next(
+                (c for c in old_conditions if c.get("type") == NO_RESOURCES), {}
+            )
+            # Argo CD shows such an app Synced/Healthy and says nothing; say it (a warning type,
+            # so Argo CD's tools list it as a warning, not an error).
+            path = comparison.artifact.path or "."
+            conditions.append(
+                {
+                    "type": NO_RESOURCES,
+                    "message": f"the source rendered no resources ({comparison.rendered.tool} "
+                    f"at path {path!r}): nothing is deployed or checked; the app is Synced and "
+                    "Healthy only because it manages nothing",
+                    "lastTransitionTime": since.get("lastTransitionTime") or now(),
+                }
+            )
+        if comparison is not None:
+            # A warning that stays keeps its time, so an unchanged status stays unchanged.
+            shared_since = {
+                c.get("message"): c.get("lastTransitionTime")
+                for c in old_conditions
+                if c.get("type") == "SharedResourceWarning"
+            }
+            conditions += [
+                {
+                    "type": "SharedResourceWarning",
+                    "message": m,
+                    "lastTransitionTime": shared_since.get(m) or now(),
+                }
+                for m in comparison.shared
+            ]
+            status["sync"] = {
+                "status": comparison.sync_status,
+                "revision": comparison.artifact.revision,
+                "comparedTo": {
+                    "source": _shown_source(app.source),
+                    "destination": {
+                        "server": app.destination_server,
+                        "namespace": app.destination_namespace,
+                    },
+                },
+            }
+            status["health"] = {"status": str(comparison.app_health)}
+            status["resources"] = comparison.resources_status()
+            status["summary"] = {"images": comparison.images()}
+            status["sourceType"] = {
+                "directory": "Directory",
+                "kustomize": "Kustomize",
+                "helm": "Helm",
+            }.get(comparison.rendered.tool, "Directory")
+        if error:
+            conditions.append(
+                {"type": "ComparisonError", "message": error, "lastTransitionTime": now()}
+            )
+            status["sync"] = {
+                **((app.raw.get("status") or {}).get("sync") or {}),
+                "status": "Unknown",
+            }
+        status["conditions"] = conditions or None
+        if extra:
+            status.update(extra)
+        return status
 
     async def set_condition(self, obj: Obj, ctype: str, message: str) -> bool:
         """Put one condition on an Application, replacing any of the same type.

@@ -62,7 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitsail.app.engine import AppEngine, Comparison, ComparisonError, application_status, now
+from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
 from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, Retry
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
@@ -435,7 +435,7 @@ class AppReconciler(KindDefaults):
             for c in status.get("conditions") or []
         )
         if not unchanged or self.clock() - memory.last_status_write >= 300:
-            patch.update(application_status(app, None, error=message))
+            patch.update(AppEngine.application_status(app, None, error=message))
         return delay
 
     async def _reassess_health(
@@ -481,7 +481,7 @@ class AppReconciler(KindDefaults):
         # stale controller is visible, without a write per app per poll.
         if unchanged and self.clock() - memory.last_status_write < 300:
             return
-        patch.update(application_status(app, comparison, extra=extra))
+        patch.update(AppEngine.application_status(app, comparison, extra=extra))
 
     async def _run_operation(self, app: App, memory: _Memory) -> float | None:
         """Run the requested operation; it records its own state as it goes (see the
