@@ -555,6 +555,25 @@ class AppEngine:
         error: str = "",
         extra: dict[str, Any] | None = None,
     ) -> Obj:
+        status = self.application_status(app, comparison, error=error, extra=extra)
+        return await self.kube.merge_patch(
+            API_VERSION, "Application", app.name, {"status": status}, namespace=app.namespace
+        )
+
+    @staticmethod
+    def application_status(
+        app: App,
+        comparison: Comparison | None,
+        *,
+        error: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What Argo CD writes under ``status`` for ``comparison`` (or for a comparison
+        that failed with ``error``), as a merge-patch fragment; ``extra`` is merged last.
+
+        Pure: the controller collects it into its one status patch per reconcile
+        (``gitsail.controller.status_patch``); ``write_status`` sends it at once.
+        """
         status: dict[str, Any] = {"reconciledAt": now()}
         old_conditions = (app.raw.get("status") or {}).get("conditions") or []
         conditions = [
@@ -630,9 +649,7 @@ class AppEngine:
         status["conditions"] = conditions or None
         if extra:
             status.update(extra)
-        return await self.kube.merge_patch(
-            API_VERSION, "Application", app.name, {"status": status}, namespace=app.namespace
-        )
+        return status
 
     async def set_condition(self, obj: Obj, ctype: str, message: str) -> bool:
         """Put one condition on an Application, replacing any of the same type.

@@ -1,22 +1,29 @@
-"""The controller process: watches, a work queue, the reconciler, leader election.
+"""The controller process: a registry of kinds, watches, one work queue, leader election.
 
 Start-up reads Argo CD's settings (``argocd-cm``: ``timeout.reconciliation`` and its
 jitter), then, once this replica leads (a coordination.k8s.io Lease; with one replica it
-leads at once):
+leads at once), builds one reconciler per registered kind (``gitsail.controller.registry``:
+the Argo CD ``Application`` first, then the kinds passed as ``kinds=[...]``, then the Flux
+kinds when ``ControllerOptions.flux`` is on and their modules exist) and runs:
 
-- a watch cache of Applications per watched namespace; every change enqueues the app,
-  except the controller's own status writes (an update that changes only ``status``,
-  ``managedFields``, ``resourceVersion`` and ``generation`` — the CRD has no status
-  subresource — and whose changed ``managedFields`` entries are all ours): an app's own
-  status write must not wake it, or a status that changes on every reconcile loops;
-- a watch cache per kind the apps manage (started when an app first names the kind);
-  a change to an object carrying an app's tracking id enqueues that app, which is how
-  drift is seen without polling, and what the comparison reads instead of GETs. A change
-  beyond ``status`` enqueues it as ``changed:``; a status change that moves the object's
-  health enqueues it as ``health:`` (re-assessed without a render); other status
+- a watch cache per registered kind and watched namespace; every change enqueues the
+  object as ``ObjectKey(kind, namespace, name)``, except what the kind says is no news
+  (``wakes``: its own status writes, an update that changes only ``status``,
+  ``managedFields``, ``resourceVersion`` and ``generation`` and whose changed
+  ``managedFields`` entries are all ours): an object's own status write must not wake it,
+  or a status that changes on every reconcile loops. An object that becomes Ready wakes
+  the objects that declared they depend on it (``KindRegistry.depends_on``);
+- a watch cache per kind the objects manage (started when a comparison first names the
+  kind), shared by every kind: a change to an object carrying an owner's mark (Argo CD's
+  tracking id, Flux's owner labels) enqueues its owners (``keys_for_managed``), which is
+  how drift is seen without polling, and what the comparison reads instead of GETs. A
+  change beyond ``status`` enqueues it as ``changed:``; a status change that moves the
+  object's health enqueues it as ``health:`` (re-assessed without a render); other status
   updates, which controllers write all the time, are dropped;
-- the work queue (one sequential worker per app, ``concurrency`` apps at a time), whose
-  reconciles requeue themselves for the next poll (interval + jitter).
+- the work queue (one sequential worker per object, ``concurrency`` at a time), whose
+  reconciles requeue themselves for the next poll (interval + jitter). A reconcile that
+  raises ``Transient`` is retried after its ``retry_after`` or with backoff; one that
+  raises ``Stalled`` waits for a change of its object.
 
 Webhooks work on every replica, leading or not: each keeps a watch of the
 ``argocd-secret`` Secret (the webhook secrets) and of the Applications, and records a push
@@ -35,11 +42,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
+import importlib.util
 import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +57,21 @@ from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError,
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.lease import LeaderElector
 from gitsail.controller.metrics import RENDER_TOOLS, Metrics
-from gitsail.controller.queue import Key, WorkQueue
+from gitsail.controller.queue import WorkQueue
 from gitsail.controller.reconciler import (
     REFRESH_ANNOTATION,
+    AppName,
     AppReconciler,
     ReconcileSettings,
-    app_key_for_instance,
+    error_backoff,
+)
+from gitsail.controller.registry import (
+    KindContext,
+    KindFactory,
+    KindReconciler,
+    KindRegistry,
+    ObjectKey,
+    own_status_write,
 )
 from gitsail.controller.webhook import (
     GENERATE_PATHS_ANNOTATION,
@@ -64,14 +82,22 @@ from gitsail.controller.webhook import (
 )
 from gitsail.diff import normalize
 from gitsail.health import resource_health
+from gitsail.kinds.status import Stalled, Transient
 from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj
 from gitsail.policy import Policy
 from gitsail.render import Renderer
 from gitsail.source import GitSource, HelmRepoSource
-from gitsail.sync.tracking import TRACKING_ANNOTATION
+from gitsail.sync.ownership import owners_of
 
-__all__ = ["Controller", "ControllerOptions", "RefreshNotRecorded", "own_status_write"]
+__all__ = [
+    "FLUX_KINDS",
+    "Controller",
+    "ControllerOptions",
+    "RefreshNotRecorded",
+    "flux_kinds",
+    "own_status_write",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +114,50 @@ class ControllerOptions:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    # Reconcile Flux's GitRepository and Kustomization too (when their modules exist).
+    flux: bool = True
+
+
+# The Flux kinds' reconcilers: (module, attribute), the attribute a ``KindFactory`` (a
+# callable taking a ``KindContext``). A module that does not exist is skipped.
+FLUX_KINDS: tuple[tuple[str, str], ...] = (
+    ("gitsail.controller.flux_gitrepository", "GitRepositoryReconciler"),
+    ("gitsail.controller.flux_kustomization", "KustomizationReconciler"),
+)
+# Retry of a Transient failure without a retry_after: 5 s doubling, at most 5 minutes.
+TRANSIENT_BACKOFF = (5.0, 300.0)
+
+
+def flux_kinds(table: Sequence[tuple[str, str]] | None = None) -> list[KindFactory]:
+    """The factories of the Flux kinds whose modules are installed (``FLUX_KINDS`` order)."""
+    factories: list[KindFactory] = []
+    for module, attribute in FLUX_KINDS if table is None else table:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            log.debug("%s is not there: its kind is not reconciled", module)
+            continue
+        factory = getattr(importlib.import_module(module), attribute, None)
+        if not callable(factory):
+            log.warning("%s has no %s: its kind is not reconciled", module, attribute)
+            continue
+        factories.append(factory)
+    return factories
+
+
+def _argo_application(ctx: KindContext) -> KindReconciler:
+    async def get_application(namespace: str, name: str, fresh: bool) -> Obj | None:
+        return await ctx.read(ObjectKey("Application", namespace, name), fresh)
+
+    return AppReconciler(
+        ctx.engine,
+        settings=ctx.settings,
+        metrics=ctx.metrics,
+        events=ctx.events,
+        get_application=get_application,
+    )
 
 
 ARGOCD_SECRET = "argocd-secret"  # noqa: S105 (the Secret's name)
@@ -233,7 +303,7 @@ class _LiveCaches:
         previous = self._fingerprints.get(key)
         self._fingerprints[key] = fingerprint
         health, before = "", None
-        if (meta.get("annotations") or {}).get(TRACKING_ANNOTATION):
+        if owners_of(obj):
             assessed = resource_health(obj)
             health = f"{assessed.status}|{assessed.message}" if assessed is not None else "-"
             before = self._health.get(key)
@@ -257,10 +327,20 @@ class _LiveCaches:
 
 
 class Controller:
-    """Reconciles Applications continuously. ``run()`` until cancelled."""
+    """Reconciles the registered kinds continuously. ``run()`` until cancelled.
+
+    ``kinds`` are factories of more reconcilers (built when this replica starts leading,
+    after the Argo CD Application's and before the Flux kinds'); a kind registered twice is
+    refused.
+    """
 
     def __init__(
-        self, kube: Kube, options: ControllerOptions, *, metrics: Metrics | None = None
+        self,
+        kube: Kube,
+        options: ControllerOptions,
+        *,
+        metrics: Metrics | None = None,
+        kinds: Sequence[KindFactory] = (),
     ) -> None:
         self.kube = kube
         self.options = options
@@ -278,8 +358,16 @@ class Controller:
             observer=_MetricsObserver(self.metrics),
         )
         self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)
-        self.app_caches: dict[str, WatchCache] = {}
-        self._apps_seen: dict[Key, Obj] = {}  # the last version of each app we were told of
+        self._factories: list[KindFactory] = [
+            _argo_application,
+            *kinds,
+            *(flux_kinds() if options.flux else ()),
+        ]
+        self.registry = KindRegistry()
+        # One watch cache per (kind, namespace) of the registered kinds.
+        self.kind_caches: dict[tuple[str, str], WatchCache] = {}
+        self._seen: dict[ObjectKey, Obj] = {}  # the last version of each object we were told of
+        self._failures: dict[ObjectKey, int] = {}  # consecutive Transient failures
         self.reconciler: AppReconciler | None = None
         self.leading = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -345,24 +433,63 @@ class Controller:
         # at most 5 s): one ls-remote answers many polls; a webhook forgets them at once.
         self.engine.git.refs_ttl = min(5.0, settings.resync / 10)
         self.engine.git.on_request = self.metrics.observe_git_request
-        self.reconciler = AppReconciler(
-            self.engine,
+        self.registry = KindRegistry()
+        context = KindContext(
+            kube=self.kube,
+            engine=self.engine,
             settings=settings,
             metrics=self.metrics,
             events=self.events,
-            get_application=self._get_application,
+            registry=self.registry,
+            live=self.live.get,
+            read=self._read,
         )
-        for namespace in self.options.namespaces:
-            cache = WatchCache(self.kube, API_VERSION, "Application", namespace)
-            await cache.start()
-            self.app_caches[namespace] = cache
-            queue = cache.subscribe()
-            self._tasks.append(asyncio.create_task(self._pump_apps(queue)))
-            for obj in cache.items():
-                self._apps_seen[_key(obj)] = obj
-                self.queue.add(_key(obj), "startup")
+        for factory in self._factories:
+            reconciler = factory(context)
+            self.registry.register(reconciler)
+            if isinstance(reconciler, AppReconciler):
+                self.reconciler = reconciler
+        for reconciler in self.registry:
+            await self._watch_kind(reconciler, required=reconciler is self.reconciler)
         self.queue.start()
         self.leading.set()
+
+    async def _watch_kind(self, reconciler: KindReconciler, *, required: bool) -> None:
+        """Watch the kind in every watched namespace and enqueue what is there.
+
+        A kind that is not served (its CRDs are not installed) is logged and skipped, unless
+        it is ``required`` (the Application: without it there is nothing to do)."""
+        api = reconciler.api
+        for namespace in self.options.namespaces:
+            cache = WatchCache(self.kube, api.api_version, api.kind, namespace)
+            try:
+                await cache.start()
+            except KubeError as exc:
+                if required:
+                    raise
+                log.warning(
+                    "cannot watch %s %s in %s (%s); its objects are not reconciled. Install "
+                    "its CRDs (gitsail install --crds-only) and restart the controller",
+                    api.api_version,
+                    api.kind,
+                    namespace,
+                    exc,
+                )
+                return
+            self.kind_caches[(api.kind, namespace)] = cache
+            queue = cache.subscribe()
+            self._tasks.append(
+                asyncio.create_task(self._pump_kind(reconciler, queue), name=f"pump-{api.kind}")
+            )
+            for obj in cache.items():
+                key = ObjectKey(api.kind, *_app_name(obj))
+                self._seen[key] = obj
+                self.queue.add(key, "startup")
+
+    @property
+    def app_caches(self) -> dict[str, WatchCache]:
+        """The Application watch caches by namespace."""
+        return {ns: c for (kind, ns), c in self.kind_caches.items() if kind == "Application"}
 
     async def _step_down(self) -> None:
         if not self.leading.is_set() and not self._tasks:
@@ -377,54 +504,84 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for cache in self.app_caches.values():
+        for cache in self.kind_caches.values():
             await cache.stop()
-        self.app_caches.clear()
-        self._apps_seen.clear()
+        self.kind_caches.clear()
+        self._seen.clear()
+        self._failures.clear()
         await self.live.stop()
         self.queue = WorkQueue(self._reconcile, concurrency=self.options.concurrency)
 
     # -- events ----------------------------------------------------------------------------
 
-    async def _pump_apps(self, queue: asyncio.Queue[WatchEvent]) -> None:
+    async def _pump_kind(
+        self, reconciler: KindReconciler, queue: asyncio.Queue[WatchEvent]
+    ) -> None:
         while True:
             event = await queue.get()
-            if event.type == "BOOKMARK":
-                continue
-            key = _key(event.object)
-            if event.type == "DELETED":
-                self._apps_seen.pop(key, None)
-            else:
-                previous = self._apps_seen.get(key)
-                self._apps_seen[key] = event.object
-                if previous is not None and own_status_write(
-                    previous, event.object, self.engine.field_manager
-                ):
-                    continue
-            self.queue.add(key, f"app:{event.type.lower()}")
+            self._on_kind_event(reconciler, event)
+
+    def _on_kind_event(self, reconciler: KindReconciler, event: WatchEvent) -> None:
+        if event.type == "BOOKMARK":
+            return
+        key = ObjectKey(reconciler.api.kind, *_app_name(event.object))
+        if event.type == "DELETED":
+            self._seen.pop(key, None)
+        else:
+            previous = self._seen.get(key)
+            self._seen[key] = event.object
+            # Readiness is news for dependents even when it is the object's own status write.
+            for dependent in self.registry.became_ready(key, previous, event.object):
+                self.queue.add(dependent, f"ready:{key}")
+            if previous is not None and not reconciler.wakes(previous, event.object):
+                return
+        self.queue.add(key, f"{_reason_prefix(key)}:{event.type.lower()}")
 
     def _on_managed_event(self, event: WatchEvent, what: str) -> None:
-        annotations = ((event.object.get("metadata") or {}).get("annotations")) or {}
-        tracking = annotations.get(TRACKING_ANNOTATION)
-        if not tracking:
-            return
-        instance = tracking.split(":", 1)[0]
-        key = app_key_for_instance(instance, self.options.namespaces[0])
-        if key[0] not in self.options.namespaces:
-            return
         meta = event.object.get("metadata") or {}
-        self.queue.add(key, f"{what}:{event.object.get('kind')}/{meta.get('name')}")
+        for key in self.registry.keys_for_managed(event.object):
+            if key.namespace in self.options.namespaces and key.kind in self.registry:
+                self.queue.add(key, f"{what}:{event.object.get('kind')}/{meta.get('name')}")
 
-    async def _get_application(self, namespace: str, name: str, fresh: bool) -> Obj | None:
-        cache = self.app_caches.get(namespace)
+    async def _read(self, key: ObjectKey, fresh: bool) -> Obj | None:
+        """An object of a registered kind: from its watch cache, or the server when
+        ``fresh`` (or not watched)."""
+        cache = self.kind_caches.get((key.kind, key.namespace))
         if cache is None or fresh:
-            return await self.kube.get(API_VERSION, "Application", name, namespace)
-        return cache.get(namespace, name)
+            api = self.registry[key.kind].api
+            return await self.kube.get(api.api_version, api.kind, key.name, key.namespace)
+        return cache.get(key.namespace, key.name)
 
-    async def _reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
-        assert self.reconciler is not None
+    async def _reconcile(self, key: ObjectKey, reasons: frozenset[str]) -> float | None:
+        """Run the key's kind on it: reconcile, finalize (being deleted) or forget (gone)."""
         self.metrics.set_workqueue_depth(self.queue.depth)
-        return await self.reconciler.reconcile(key, reasons)
+        reconciler = self.registry[key.kind]
+        # Anything but a poll reads the server when the cache does not have it (yet).
+        obj = await self._read(key, False) or (
+            await self._read(key, True) if reasons != frozenset({"requeue"}) else None
+        )
+        if obj is None:
+            self.registry.forget(key)
+            self._failures.pop(key, None)
+            return None
+        try:
+            if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                delay = await reconciler.finalize(obj)
+            else:
+                delay = await reconciler.reconcile(obj, reasons)
+        except Stalled as exc:
+            self._failures.pop(key, None)
+            log.warning("%s is stalled (%s): %s; waiting for a change", key, exc.reason, exc)
+            return None
+        except Transient as exc:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = exc.retry_after
+            if delay is None:
+                delay = error_backoff(failures, *TRANSIENT_BACKOFF)
+            log.info("%s failed (%s): %s; retrying in %gs", key, exc.reason, exc, delay)
+            return delay
+        self._failures.pop(key, None)
+        return delay
 
     # -- webhooks --------------------------------------------------------------------------
 
@@ -475,13 +632,13 @@ class Controller:
             cache.get(self.options.namespaces[0], ARGOCD_SECRET)
         )
 
-    def apps_for_push(self, event: PushEvent) -> list[Key]:
+    def apps_for_push(self, event: PushEvent) -> list[AppName]:
         """The apps a push touches: same repo, tracked revision, and (for apps with
         ``manifest-generate-paths``, when the push lists its files) one of their paths."""
         return [key for key, _, _ in self._push_matches(event)]
 
-    def _push_matches(self, event: PushEvent) -> list[tuple[Key, str, Obj]]:
-        matches: list[tuple[Key, str, Obj]] = []
+    def _push_matches(self, event: PushEvent) -> list[tuple[AppName, str, Obj]]:
+        matches: list[tuple[AppName, str, Obj]] = []
         for cache in self.webhook_app_caches.values():
             for obj in cache.items():
                 try:
@@ -497,10 +654,10 @@ class Controller:
                     continue
                 if not push_touches_app(obj, event.changed_files):
                     continue
-                matches.append((_key(obj), app.repo_url, obj))
+                matches.append((_app_name(obj), app.repo_url, obj))
         return matches
 
-    async def refresh_for_push(self, event: PushEvent) -> list[Key]:
+    async def refresh_for_push(self, event: PushEvent) -> list[AppName]:
         """Record a refresh request on every app the push touches; the leader acts on it.
 
         Raises ``RefreshNotRecorded`` when some could not be recorded (the others are)."""
@@ -510,7 +667,7 @@ class Controller:
         slots = asyncio.Semaphore(REFRESH_PATCHES)
         failed: list[str] = []
 
-        async def record(key: Key, obj: Obj) -> bool:
+        async def record(key: AppName, obj: Obj) -> bool:
             annotations = (obj.get("metadata") or {}).get("annotations") or {}
             if annotations.get(REFRESH_ANNOTATION) == "hard":
                 return True  # a hard refresh is already asked for; do not weaken it
@@ -540,50 +697,15 @@ class Controller:
         return [key for (key, _, _), ok in zip(matches, recorded, strict=True) if ok]
 
 
-def own_status_write(old: Obj, new: Obj, manager: str) -> bool:
-    """Whether ``new`` differs from ``old`` only by a status write of ``manager``.
-
-    Only ``status`` and the fields the server moves with any write (``resourceVersion``,
-    ``generation``, ``managedFields``) may differ, and every ``managedFields`` entry that
-    changed must be ``manager``'s: a status written by anyone else (a user, another tool)
-    still wakes the app.
-    """
-    if _without_status(old) != _without_status(new):
-        return False
-    before = _managers(old)
-    return all(m[0] == manager for m, entry in _managers(new).items() if before.get(m) != entry)
-
-
-def _without_status(obj: Obj) -> Obj:
-    meta = {
-        k: v
-        for k, v in (obj.get("metadata") or {}).items()
-        if k not in ("resourceVersion", "generation", "managedFields")
-    }
-    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
-
-
-def _managers(obj: Obj) -> dict[tuple[str, str, str, str], str]:
-    """managedFields entries by (manager, operation, subresource, apiVersion)."""
-    entries: dict[tuple[str, str, str, str], str] = {}
-    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
-        if not isinstance(entry, dict):
-            continue
-        key = (
-            str(entry.get("manager") or ""),
-            str(entry.get("operation") or ""),
-            str(entry.get("subresource") or ""),
-            str(entry.get("apiVersion") or ""),
-        )
-        entries[key] = json.dumps(
-            [entry.get("time"), entry.get("fieldsV1")], sort_keys=True, default=str
-        )
-    return entries
-
-
-def _key(obj: Obj) -> Key:
+def _app_name(obj: Obj) -> AppName:
+    """(namespace, name) of an object."""
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _reason_prefix(key: ObjectKey) -> str:
+    """``app`` for Applications (the reason the Argo reconciler knows), else the kind."""
+    return "app" if key.kind == "Application" else key.kind.lower()
 
 
 def _generate_paths_match(obj: Obj, changed: tuple[str, ...]) -> bool:
@@ -601,6 +723,7 @@ def describe(controller: Controller) -> dict[str, Any]:
         "identity": controller.options.identity,
         "leading": controller.leading.is_set(),
         "apps": sum(len(c.items()) for c in controller.app_caches.values()),
+        "kinds": list(controller.registry.kinds),
         "watched_kinds": sorted(f"{g}/{k}" for g, k in controller.live.caches),
         "queue_depth": controller.queue.depth,
         "webhooks_ready": controller.webhook_secrets() is not None,

@@ -1,6 +1,7 @@
 """A work queue with one sequential worker per key, parallel across keys.
 
-Keys are ``(namespace, name)`` of the objects being reconciled. ``add(key, reason)``
+Keys are ``ObjectKey(kind, namespace, name)`` of the objects being reconciled (one queue
+serves every registered kind: ``gitsail.controller.registry``). ``add(key, reason)``
 marks a key dirty; ``add_after(key, delay, reason)`` schedules it (the earliest schedule
 wins). A key is never processed by two workers at once: a key added while its reconcile
 runs is processed once more right after, with every reason collected meanwhile. Workers
@@ -25,11 +26,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from gitsail.controller.registry import ObjectKey
+
 __all__ = ["Key", "WorkQueue"]
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
+Key = ObjectKey
 Handler = Callable[[Key, frozenset[str]], Awaitable[float | None]]
 
 
@@ -150,7 +153,7 @@ class WorkQueue:
                 delay = min(
                     self._error_delay * 2.0 ** min(slot.failures - 1, 32), self._max_error_delay
                 )
-                log.exception("reconcile of %s/%s failed; retrying in %gs", key[0], key[1], delay)
+                log.exception("reconcile of %s failed; retrying in %gs", key, delay)
             finally:
                 slot.running = False
                 self.processed += 1

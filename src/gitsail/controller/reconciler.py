@@ -31,6 +31,24 @@ of these, in order:
 
 Drift is attributed from ``managedFields``: who changed which field, and when, goes into
 a ``DriftDetected`` event and ``status.drift``.
+
+**Status is written once per reconcile.** The steps above put what they want into a
+``StatusPatch`` (``gitsail.controller.status_patch``): the comparison's status, a
+comparison error, the drift report, a failure's condition. It is sent at the end, as one
+merge patch on the Application (its CRD has no ``/status`` subresource; Argo CD patches
+the object too), and not at all when it would change nothing. Two writes stay separate:
+
+- the operation flow (step 2) records ``operationState``, history and the status after the
+  sync as it runs (``AppEngine.sync``): a status written once at the end would hide a
+  ``Running`` operation from ``argocd app wait`` and from a restarted controller, which is
+  Argo CD's semantics; the collector sends what it holds before the operation starts;
+- removing the refresh annotation is a metadata write made before the comparison, so a push
+  recorded while the comparison runs is not removed with it.
+
+**Failures are typed** (``gitsail.kinds.status``): ``classify`` maps an exception to
+``Stalled`` (``InvalidSpecError``: nothing happens until the spec changes) or ``Transient``
+(``ComparisonError``, ``UnknownError``: retried after ``error_resync``), whose reason is
+the condition type Argo CD writes.
 """
 
 from __future__ import annotations
@@ -48,18 +66,22 @@ from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
 from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, Retry
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
-from gitsail.controller.queue import Key
+from gitsail.controller.registry import KindAPI, KindDefaults, ObjectKey
+from gitsail.controller.status_patch import StatusPatch
 from gitsail.diff import DiffError, attribute_drift
+from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
 from gitsail.render import RenderError
 from gitsail.source import SourceError, input_files
 
 __all__ = [
+    "APPLICATION_API",
     "REFRESH_ANNOTATION",
     "AppReconciler",
     "ReconcileSettings",
     "app_key_for_instance",
+    "classify",
     "error_backoff",
     "operation_retry",
     "retry_wait",
@@ -72,8 +94,13 @@ SKIP_RECONCILE = "argocd.argoproj.io/skip-reconcile"
 # Set by a webhook on any replica (as Argo CD's server does); removed once refreshed here.
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 WIPE_OUT_MESSAGE = "auto-sync will wipe out all resources"
-REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
 IMPLICIT_AUTOMATED_RETRY = {"limit": 5}  # Argo CD's retry for automated syncs without one
+APPLICATION_API = KindAPI(API_VERSION, "Application")
+# The conditions a failed reconcile leaves; a good comparison clears them all.
+FAILURE_CONDITIONS = ("ComparisonError", "InvalidSpecError", "UnknownError")
+
+# An Application by namespace and name (what memory and the metrics are keyed by).
+AppName = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -132,7 +159,23 @@ def retry_wait(state: dict[str, Any], retry: Retry, now: float) -> float:
     return max(0.0, finished + retry.delay(max(count - 1, 0)) - now)
 
 
-def app_key_for_instance(instance: str, control_namespace: str) -> Key:
+def classify(exc: Exception, *, retry_after: float) -> ReconcileError:
+    """What a failed reconcile means: its condition type (the reason) and what happens next.
+
+    A spec that cannot be read is ``Stalled`` (``InvalidSpecError``: only an edit helps);
+    a source, render or diff failure is ``Transient`` (``ComparisonError``: a new commit or
+    a repaired server may fix it); anything else is ``Transient`` (``UnknownError``).
+    """
+    if isinstance(exc, ReconcileError):
+        return exc
+    if isinstance(exc, AppSpecError):
+        return Stalled("InvalidSpecError", str(exc)[:2000])
+    if isinstance(exc, ComparisonError | SourceError | RenderError | DiffError):
+        return Transient("ComparisonError", str(exc)[:2000], retry_after=retry_after)
+    return Transient("UnknownError", f"{type(exc).__name__}: {exc}"[:2000], retry_after=retry_after)
+
+
+def app_key_for_instance(instance: str, control_namespace: str) -> AppName:
     """The Application behind a tracking-id's app name (``ns_name`` outside argocd)."""
     namespace, sep, name = instance.partition("_")
     return (namespace, name) if sep else (control_namespace, instance)
@@ -157,7 +200,11 @@ class _Memory:
     failed_refresh: str = ""
 
 
-class AppReconciler:
+class AppReconciler(KindDefaults):
+    """The Argo CD ``Application`` kind: the first reconciler of the registry of kinds."""
+
+    api = APPLICATION_API
+
     def __init__(
         self,
         engine: AppEngine,
@@ -174,66 +221,124 @@ class AppReconciler:
         self.events = events
         self._get_application = get_application
         self.clock = clock
-        self.memory: dict[Key, _Memory] = {}
+        self.field_manager = engine.field_manager
+        self.control_namespace = settings.control_namespace
+        self.memory: dict[AppName, _Memory] = {}
+        # The status patch of the reconcile running for each app (one at a time per app).
+        self._patches: dict[AppName, StatusPatch] = {}
+
+    # -- the registry's view (KindReconciler) --------------------------------------------
+
+    def forget(self, key: ObjectKey) -> None:
+        self.memory.pop((key.namespace, key.name), None)
+        self.metrics.forget_app(key.namespace, key.name)
+
+    async def finalize(self, obj: Obj) -> float | None:
+        return await self.reconcile(obj, frozenset({"deleting"}))
+
+    def ready(self, obj: Obj) -> bool:
+        """Synced and Healthy, as ``argocd app wait --sync --health`` reads an app."""
+        status = obj.get("status") or {}
+        return (status.get("sync") or {}).get("status") == "Synced" and (
+            status.get("health") or {}
+        ).get("status") == "Healthy"
 
     # -- entry point ---------------------------------------------------------------------
 
-    async def reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
-        namespace = key[0]
+    async def reconcile(self, obj: Obj | AppName, reasons: frozenset[str]) -> float | None:
+        """Converge one Application: ``obj`` as the watch cache has it, or its
+        ``(namespace, name)``; it is read again from the server unless this is a poll."""
+        if isinstance(obj, tuple):
+            key: AppName = obj
+        else:
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         started = time.monotonic()
+        delay: float | None
         try:
-            return await self._reconcile(key, reasons)
+            delay = await self._reconcile(key, reasons)
         except Exception as exc:  # every failure becomes a condition on the app
-            return await self._report_failure(key, exc)
+            delay = await self._report_failure(key, exc)
+        try:
+            return await self._send_status(key, delay)
         finally:
-            self.metrics.observe_reconcile(namespace, time.monotonic() - started)
+            self.metrics.observe_reconcile(key[0], time.monotonic() - started)
 
-    async def _report_failure(self, key: Key, exc: Exception) -> float | None:
+    async def _send_status(self, key: AppName, delay: float | None) -> float | None:
+        """Send the reconcile's one status patch (nothing when it changes nothing)."""
+        patch = self._patches.pop(key, None)
+        if patch is None:
+            return delay
+        try:
+            written = await patch.send(self.engine.kube)
+        except KubeError as exc:
+            log.warning("cannot write the status of %s/%s: %s", *key, exc)
+            memory = self.memory.get(key)
+            if memory is not None:
+                memory.last_status_write = 0.0  # the next reconcile writes it again
+            retry = self.settings.error_resync
+            return retry if delay is None else min(delay, retry)
+        if written is not None and key in self.memory:
+            self.memory[key].last_status_write = self.clock()
+        return delay
+
+    async def _flush_status(self, key: AppName) -> None:
+        """Send what was collected now: a flow with its own status writes follows."""
+        patch = self._patches.get(key)
+        written = await patch.send(self.engine.kube) if patch is not None else None
+        if written is not None and key in self.memory:
+            self.memory[key].last_status_write = self.clock()
+
+    async def _report_failure(self, key: AppName, exc: Exception) -> float | None:
         """Turn a failed reconcile into a condition on the app, as Argo CD does.
 
-        ``InvalidSpecError`` for a spec that cannot be read (not retried: a spec change wakes
-        the app), ``ComparisonError`` for a source, render or diff failure, ``UnknownError``
-        for anything else (retried after ``error_resync``). The condition is written only when
-        it differs from the one already there, so a repeating failure leaves the status as it
-        is and cannot wake the app again.
+        ``classify`` says which (the condition type) and what happens next: ``Stalled`` is
+        not retried (a spec change wakes the app), ``Transient`` is retried after
+        ``error_resync``. The condition joins the reconcile's status patch, which changes
+        nothing when the same condition is already there, so a repeating failure leaves the
+        status as it is and cannot wake the app again.
         """
-        spec_error = isinstance(exc, AppSpecError)
-        if spec_error:
-            ctype, message = "InvalidSpecError", str(exc)
-        elif isinstance(exc, ComparisonError | SourceError | RenderError | DiffError):
-            ctype, message = "ComparisonError", str(exc)
-        else:
-            ctype, message = "UnknownError", f"{type(exc).__name__}: {exc}"
+        error = classify(exc, retry_after=self.settings.error_resync)
+        if error.reason == "UnknownError":
             log.error("reconcile of %s/%s failed", *key, exc_info=exc)
-        message = message[:2000]
-        if ctype != "UnknownError":
-            log.warning("reconcile of %s/%s failed (%s): %s", *key, ctype, message)
+        else:
+            log.warning("reconcile of %s/%s failed (%s): %s", *key, error.reason, error.message)
         memory = self.memory.get(key)
         if memory is not None:
             memory.last_status_write = 0.0  # the next good reconcile rewrites status
         try:
             obj = await self._get_application(key[0], key[1], True)
-            if obj is not None:
-                await self.engine.set_condition(obj, ctype, message)
-        except KubeError as write_error:
-            log.warning("could not record %s on %s/%s: %s", ctype, *key, write_error)
-        return None if spec_error else self.settings.error_resync
+        except KubeError as read_error:
+            log.warning("could not record %s on %s/%s: %s", error.reason, *key, read_error)
+            obj = None
+        if obj is not None and (obj.get("metadata") or {}).get("name"):
+            patch = self._patches.get(key)
+            if patch is None:
+                patch = self._patches[key] = StatusPatch(obj, self.api)
+            else:
+                patch.rebase(obj)  # the failure may come after writes of this reconcile
+            patch.put_condition(error.reason, error.message, at=now())
+        if isinstance(error, Stalled):
+            return None
+        if isinstance(error, Transient) and error.retry_after is not None:
+            return error.retry_after
+        return self.settings.error_resync
 
-    async def _reconcile(self, key: Key, reasons: frozenset[str]) -> float | None:
+    async def _reconcile(self, key: AppName, reasons: frozenset[str]) -> float | None:
         namespace, name = key
         # A periodic poll may read the watch cache; anything else reads the apiserver, so a
         # just-written operation or status is never acted on twice.
         fresh = reasons != frozenset({"requeue"})
         obj: Obj | None = await self._get_application(namespace, name, fresh)
         if obj is None:
-            self.memory.pop(key, None)
-            self.metrics.forget_app(namespace, name)
+            self.forget(ObjectKey(self.api.kind, namespace, name))
             return None
         meta = obj.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return await self._finalize(obj)
         if (meta.get("annotations") or {}).get(SKIP_RECONCILE) == "true":
             return None
+        patch = self._patches[key] = StatusPatch(obj, self.api)
         app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
         memory = self.memory.setdefault(key, _Memory())
         if REFRESH_ANNOTATION not in (meta.get("annotations") or {}):
@@ -271,7 +376,7 @@ class AppReconciler:
             r.startswith(("changed:", "deleted:", "health:")) for r in reasons
         )
         if managed_only and all(r.startswith("health:") for r in reasons):
-            delay = await self._reassess_health(app, spec, memory)
+            delay = await self._reassess_health(app, spec, memory, patch)
             if delay is not None:
                 return delay
         # A change to a managed object does not move Git: compare against the commit
@@ -281,16 +386,16 @@ class AppReconciler:
         try:
             comparison = await self.engine.compare(app, revision=pinned)
         except ComparisonError as exc:
-            return await self._comparison_failed(app, exc, memory, spec, refresh)
+            return self._comparison_failed(app, exc, memory, patch, spec, refresh)
         memory.failures = 0
         memory.comparison = comparison
         memory.input_paths = _input_paths(comparison)
         memory.revision = comparison.artifact.revision
-        await self._report_drift(app, comparison, memory, reasons)
-        delay = await self._maybe_auto_sync(app, comparison, memory)
+        await self._report_drift(app, comparison, memory, patch, reasons)
+        delay = await self._maybe_auto_sync(app, comparison, memory, patch)
         if delay is not None:
             return delay
-        await self._write_status_if_changed(app, comparison, memory)
+        self._write_status_if_changed(app, comparison, memory, patch)
         return self.settings.next_refresh()
 
     async def _take_refresh_request(self, app: App) -> None:
@@ -309,8 +414,14 @@ class AppReconciler:
                 "cannot remove %s from %s/%s: %s", REFRESH_ANNOTATION, app.namespace, app.name, exc
             )
 
-    async def _comparison_failed(
-        self, app: App, exc: ComparisonError, memory: _Memory, spec: str, refresh: str
+    def _comparison_failed(
+        self,
+        app: App,
+        exc: ComparisonError,
+        memory: _Memory,
+        patch: StatusPatch,
+        spec: str,
+        refresh: str,
     ) -> float:
         """Record a comparison error (once while it stays the same) and back off."""
         if exc.revision and exc.revision != memory.failed_revision:
@@ -337,11 +448,12 @@ class AppReconciler:
             for c in status.get("conditions") or []
         )
         if not unchanged or self.clock() - memory.last_status_write >= 300:
-            await self.engine.write_status(app, None, error=message)
-            memory.last_status_write = self.clock()
+            patch.update(AppEngine.application_status(app, None, error=message))
         return delay
 
-    async def _reassess_health(self, app: App, spec: str, memory: _Memory) -> float | None:
+    async def _reassess_health(
+        self, app: App, spec: str, memory: _Memory, patch: StatusPatch
+    ) -> float | None:
         """Health of the last comparison from the watch cache; None: compare in full."""
         last = memory.comparison
         if last is None or _digest(last.app.raw.get("spec")) != spec:
@@ -350,7 +462,7 @@ class AppReconciler:
         if comparison is None:
             return None
         memory.comparison = comparison
-        await self._write_status_if_changed(app, comparison, memory)
+        self._write_status_if_changed(app, comparison, memory, patch)
         return self.settings.next_refresh()  # the poll already scheduled comes first
 
     # -- status --------------------------------------------------------------------------
@@ -358,14 +470,16 @@ class AppReconciler:
     def _export(self, app: App, sync: str, health: str) -> None:
         self.metrics.set_app(app.namespace, app.name, app.project, sync, health, app.repo_url)
 
-    async def _write_status_if_changed(
+    def _write_status_if_changed(
         self,
         app: App,
         comparison: Comparison,
         memory: _Memory,
+        patch: StatusPatch,
         *,
         extra: dict[str, Any] | None = None,
     ) -> None:
+        """Put the comparison's status into the reconcile's patch when it is news."""
         self._export(app, comparison.sync_status, str(comparison.app_health))
         old = app.raw.get("status") or {}
         unchanged = (
@@ -374,16 +488,18 @@ class AppReconciler:
             and (old.get("sync") or {}).get("revision") == comparison.artifact.revision
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
             and old.get("resources") == comparison.resources_status()
-            and not [c for c in old.get("conditions") or [] if c.get("type") == "ComparisonError"]
+            and not [c for c in old.get("conditions") or [] if c.get("type") in FAILURE_CONDITIONS]
         )
         # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a
         # stale controller is visible, without a write per app per poll.
         if unchanged and self.clock() - memory.last_status_write < 300:
             return
-        await self.engine.write_status(app, comparison, extra=extra)
-        memory.last_status_write = self.clock()
+        patch.update(AppEngine.application_status(app, comparison, extra=extra))
 
     async def _run_operation(self, app: App, memory: _Memory) -> float | None:
+        """Run the requested operation; it records its own state as it goes (see the
+        module docstring), so what this reconcile collected is sent first."""
+        await self._flush_status((app.namespace, app.name))
         operation: dict[str, Any] = app.raw["operation"]
         sync_spec = operation.get("sync") or {}
         state = (app.raw.get("status") or {}).get("operationState") or {}
@@ -446,7 +562,7 @@ class AppReconciler:
         return 1.0  # look again soon: the cache catches up with what we just applied
 
     async def _maybe_auto_sync(
-        self, app: App, comparison: Comparison, memory: _Memory
+        self, app: App, comparison: Comparison, memory: _Memory, patch: StatusPatch
     ) -> float | None:
         """Start an automated sync when Argo CD would; None when there is nothing to start."""
         automated = app.automated
@@ -457,10 +573,11 @@ class AppReconciler:
             return None  # "need to prune extra resources only but automated prune is disabled"
         wipes_out = not comparison.desired and bool(comparison.owned_live)
         if automated.prune and not automated.allow_empty and wipes_out:
-            await self._write_status_if_changed(
+            self._write_status_if_changed(
                 app,
                 comparison,
                 memory,
+                patch,
                 extra={
                     "conditions": [
                         {
@@ -489,7 +606,7 @@ class AppReconciler:
             wait = self._self_heal_wait(state, heal_attempts)
             if wait > 0:
                 # Show the drift while the backoff runs.
-                await self._write_status_if_changed(app, comparison, memory)
+                self._write_status_if_changed(app, comparison, memory, patch)
                 return wait
             heal_attempts += 1
             resources = [
@@ -548,7 +665,12 @@ class AppReconciler:
     # -- drift ---------------------------------------------------------------------------
 
     async def _report_drift(
-        self, app: App, comparison: Comparison, memory: _Memory, reasons: frozenset[str]
+        self,
+        app: App,
+        comparison: Comparison,
+        memory: _Memory,
+        patch: StatusPatch,
+        reasons: frozenset[str],
     ) -> None:
         """Name who changed a managed object behind our back (from managedFields)."""
         reports: list[dict[str, Any]] = []
@@ -604,13 +726,7 @@ class AppReconciler:
         await self.events.record(
             app.raw, reason="DriftDetected", message="; ".join(lines), type="Warning"
         )
-        await self.engine.kube.merge_patch(
-            API_VERSION,
-            "Application",
-            app.name,
-            {"status": {"drift": reports}},
-            namespace=app.namespace,
-        )
+        patch.update({"drift": reports})
 
     # -- deletion ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@ import asyncio
 import itertools
 
 from gitsail.controller.queue import Key, WorkQueue
+from gitsail.controller.registry import ObjectKey
 
 
 class Calls:
@@ -39,10 +40,10 @@ async def test_one_key_is_never_processed_twice_at_once_and_reasons_coalesce() -
 
     queue = WorkQueue(handler, concurrency=4)
     queue.start()
-    queue.add(("ns", "a"), "first")
+    queue.add(ObjectKey("Application", "ns", "a"), "first")
     await calls.wait(1)
-    queue.add(("ns", "a"), "second")
-    queue.add(("ns", "a"), "third")
+    queue.add(ObjectKey("Application", "ns", "a"), "second")
+    queue.add(ObjectKey("Application", "ns", "a"), "third")
     gate.set()
     await calls.wait(2)
     await queue.stop()
@@ -68,7 +69,7 @@ async def test_keys_run_in_parallel_up_to_the_concurrency() -> None:
     queue = WorkQueue(handler, concurrency=3)
     queue.start()
     for i in range(9):
-        queue.add(("ns", f"app{i}"))
+        queue.add(ObjectKey("Application", "ns", f"app{i}"))
     await calls.wait(3)
     assert active == 3
     release.set()
@@ -86,8 +87,8 @@ async def test_requeue_after_a_delay_and_the_earliest_schedule_wins() -> None:
 
     queue = WorkQueue(handler)
     queue.start()
-    queue.add_after(("ns", "a"), 10.0, "late")
-    queue.add_after(("ns", "a"), 0.05, "soon")
+    queue.add_after(ObjectKey("Application", "ns", "a"), 10.0, "late")
+    queue.add_after(ObjectKey("Application", "ns", "a"), 0.05, "soon")
     await calls.wait(1)
     await queue.stop()
     assert calls.reasons == [frozenset({"soon"})]
@@ -104,7 +105,7 @@ async def test_a_failing_reconcile_is_retried_after_the_error_delay() -> None:
 
     queue = WorkQueue(handler, error_delay=0.05)
     queue.start()
-    queue.add(("ns", "a"), "first")
+    queue.add(ObjectKey("Application", "ns", "a"), "first")
     await calls.wait(2)
     await queue.stop()
     assert calls.reasons[1] == frozenset({"requeue"})
@@ -119,8 +120,8 @@ async def test_an_event_runs_the_key_now_and_does_not_postpone_its_scheduled_run
 
     queue = WorkQueue(handler)
     queue.start()
-    queue.add_after(("ns", "a"), 0.2, "poll")
-    queue.add(("ns", "a"), "event")
+    queue.add_after(ObjectKey("Application", "ns", "a"), 0.2, "poll")
+    queue.add(ObjectKey("Application", "ns", "a"), "event")
     await calls.wait(2)
     await queue.stop()
     assert calls.reasons == [frozenset({"event"}), frozenset({"poll"})]
@@ -140,7 +141,7 @@ async def test_consecutive_failures_back_off_exponentially_and_a_success_resets(
 
     queue = WorkQueue(handler, error_delay=0.05, max_error_delay=0.15)
     queue.start()
-    queue.add(("ns", "a"), "first")
+    queue.add(ObjectKey("Application", "ns", "a"), "first")
     await calls.wait(4, timeout=3)
     await queue.stop()
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -148,3 +149,27 @@ async def test_consecutive_failures_back_off_exponentially_and_a_success_resets(
     assert 0.04 <= gaps[0] < 0.09
     assert 0.09 <= gaps[1] < 0.14
     assert 0.14 <= gaps[2] < 0.25
+
+
+async def test_objects_of_two_kinds_with_one_name_are_two_keys() -> None:
+    seen: list[Key] = []
+    calls = Calls()
+    gate = asyncio.Event()
+
+    async def handler(key: Key, reasons: frozenset[str]) -> float | None:
+        seen.append(key)
+        await calls.record(reasons)
+        await gate.wait()
+        return None
+
+    queue = WorkQueue(handler, concurrency=2)
+    queue.start()
+    queue.add(ObjectKey("GitRepository", "ns", "podinfo"), "a")
+    queue.add(ObjectKey("Kustomization", "ns", "podinfo"), "b")
+    await calls.wait(2)  # both run at once: not one key's sequential worker
+    gate.set()
+    await queue.stop()
+    assert sorted(seen) == [
+        ObjectKey("GitRepository", "ns", "podinfo"),
+        ObjectKey("Kustomization", "ns", "podinfo"),
+    ]

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from gitsail.app.engine import AppEngine, Comparison, ComparisonError
+from gitsail.app.engine import Comparison, ComparisonError
 from gitsail.app.model import App, AppSpecError, Retry
 from gitsail.controller.manager import _generate_paths_match, own_status_write
 from gitsail.controller.metrics import Metrics
@@ -14,10 +14,12 @@ from gitsail.controller.reconciler import (
     ReconcileSettings,
     _already_said,
     app_key_for_instance,
+    classify,
     error_backoff,
     operation_retry,
     retry_wait,
 )
+from gitsail.kinds.status import Stalled, Transient
 from gitsail.model import Obj
 from gitsail.render import RenderError
 from gitsail.render._process import ToolRunner
@@ -138,23 +140,38 @@ def test_comparison_errors_back_off_from_5s_doubling_up_to_the_resync_interval()
     assert error_backoff(10_000, 5, 120) == 120
 
 
+class _PatchRecorder:
+    """A kube that records merge patches (and returns the patched object)."""
+
+    def __init__(self) -> None:
+        self.patches: list[Obj] = []
+
+    async def merge_patch(self, *args: Any, **kwargs: Any) -> Obj:
+        self.patches.append(args[3])
+        return {"metadata": {"name": args[2]}, **args[3]}
+
+
 class _FakeEngine:
     field_manager = "gitsail"
 
     def __init__(self, message: str) -> None:
         self.message = message
         self.compares = 0
-        self.status_writes: list[str] = []
+        self.kube = _PatchRecorder()
 
     async def compare(self, app: App, *, revision: str | None = None) -> Comparison:
         self.compares += 1
         raise ComparisonError(self.message, revision="c0ffee")
 
-    async def write_status(self, app: App, comparison: object, *, error: str = "") -> Obj:
-        self.status_writes.append(error)
-        return app.raw
-
-    set_condition = AppEngine.set_condition  # the real one, over the test's fake kube
+    @property
+    def status_writes(self) -> list[str]:
+        """The ComparisonError messages written (one per status patch)."""
+        return [
+            c["message"]
+            for p in self.kube.patches
+            for c in p["status"].get("conditions") or []
+            if c["type"] == "ComparisonError"
+        ]
 
 
 class _FakeClock:
@@ -277,15 +294,8 @@ async def test_tool_errors_name_repository_paths_not_the_private_work_dir(tmp_pa
 
 
 async def test_an_invalid_spec_condition_is_written_once() -> None:
-    patches: list[dict[str, Any]] = []
-
-    class _Kube:
-        async def merge_patch(self, *args: Any, **kwargs: Any) -> Obj:
-            patches.append(args[3])
-            return {}
-
     engine = _FakeEngine("")
-    engine.kube = _Kube()  # type: ignore[attr-defined]
+    patches = engine.kube.patches
     app: dict[str, Any] = {"metadata": {"name": "a", "namespace": "argocd"}, "spec": {}}
     reconciler = _failing_reconciler(engine, app, _FakeClock())
     assert await reconciler.reconcile(("argocd", "a"), frozenset({"startup"})) is None
@@ -302,3 +312,17 @@ def test_a_condition_already_in_status_is_not_news() -> None:
     assert _already_said(again, status)
     assert not _already_said({"conditions": [{"type": "SyncError", "message": "x"}]}, status)
     assert not _already_said({**again, "history": []}, status)
+
+
+def test_failures_are_typed_by_what_happens_next() -> None:
+    spec = classify(AppSpecError("spec.project: expected string"), retry_after=30)
+    assert isinstance(spec, Stalled)
+    assert spec.reason == "InvalidSpecError"
+    render = classify(RenderError("kustomize build failed"), retry_after=30)
+    assert isinstance(render, Transient)
+    assert (render.reason, render.retry_after) == ("ComparisonError", 30)
+    crash = classify(KeyError("name"), retry_after=30)
+    assert isinstance(crash, Transient)
+    assert (crash.reason, crash.message) == ("UnknownError", "KeyError: 'name'")
+    waiting = Transient("DependencyNotReady", "waiting for a", retry_after=7)
+    assert classify(waiting, retry_after=30) is waiting
