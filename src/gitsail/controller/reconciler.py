@@ -226,6 +226,7 @@ class AppReconciler(KindDefaults):
         self.memory: dict[AppName, _Memory] = {}
         # The status patch of the reconcile running for each app (one at a time per app).
         self._patches: dict[AppName, StatusPatch] = {}
+        self._refreshing: set[AppName] = set()  # refresh requests taken by this reconcile
 
     # -- the registry's view (KindReconciler) --------------------------------------------
 
@@ -262,6 +263,9 @@ class AppReconciler(KindDefaults):
         try:
             return await self._send_status(key, delay)
         finally:
+            if key in self._refreshing:  # after the status is written: the CLI waits for it
+                self._refreshing.discard(key)
+                await self._take_refresh_request(key)
             self.metrics.observe_reconcile(key[0], time.monotonic() - started)
 
     async def _send_status(self, key: AppName, delay: float | None) -> float | None:
@@ -341,20 +345,18 @@ class AppReconciler(KindDefaults):
         patch = self._patches[key] = StatusPatch(obj, self.api)
         app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
         memory = self.memory.setdefault(key, _Memory())
-        if REFRESH_ANNOTATION not in (meta.get("annotations") or {}):
-            return await self._reconcile_app(app, obj, memory, reasons)
-        # A refresh request (a push, `gitsail app get --refresh`): ask git again, write
-        # status even when unchanged (reconciledAt moves), and remove the annotation once
-        # done, as Argo CD's controller does: the CLI waits for it to go.
-        self.engine.git.forget(app.repo_url)
-        memory.last_status_write = 0.0
-        try:
-            return await self._reconcile_app(app, obj, memory, reasons)
-        finally:
-            await self._take_refresh_request(app)
+        if REFRESH_ANNOTATION in (meta.get("annotations") or {}):
+            # A refresh request (a push, `gitsail app get --refresh`): ask git again, write
+            # status even when unchanged (reconciledAt moves), and remove the annotation once
+            # the status is written (``reconcile``), as Argo CD's controller does: the CLI
+            # waits for it to go.
+            self.engine.git.forget(app.repo_url)
+            memory.last_status_write = 0.0
+            self._refreshing.add(key)
+        return await self._reconcile_app(app, obj, memory, reasons, patch)
 
     async def _reconcile_app(
-        self, app: App, obj: Obj, memory: _Memory, reasons: frozenset[str]
+        self, app: App, obj: Obj, memory: _Memory, reasons: frozenset[str], patch: StatusPatch
     ) -> float | None:
         meta = obj.get("metadata") or {}
         if isinstance(obj.get("operation"), dict):
@@ -398,21 +400,20 @@ class AppReconciler(KindDefaults):
         self._write_status_if_changed(app, comparison, memory, patch)
         return self.settings.next_refresh()
 
-    async def _take_refresh_request(self, app: App) -> None:
+    async def _take_refresh_request(self, key: AppName) -> None:
         """Remove the refresh annotation once the app is refreshed, as Argo CD's controller
         does."""
+        namespace, name = key
         try:
             await self.engine.kube.merge_patch(
                 API_VERSION,
                 "Application",
-                app.name,
+                name,
                 {"metadata": {"annotations": {REFRESH_ANNOTATION: None}}},
-                namespace=app.namespace,
+                namespace=namespace,
             )
         except KubeError as exc:
-            log.warning(
-                "cannot remove %s from %s/%s: %s", REFRESH_ANNOTATION, app.namespace, app.name, exc
-            )
+            log.warning("cannot remove %s from %s/%s: %s", REFRESH_ANNOTATION, *key, exc)
 
     def _comparison_failed(
         self,

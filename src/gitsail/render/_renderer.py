@@ -233,6 +233,11 @@ class Renderer:
             self._inflight[key] = future
         try:
             manifests = await self._run(tool, artifact, options, kube_version, apis)
+            result = Rendered(manifests=tuple(manifests), tool=tool, key=key)
+            if artifact.digest:
+                # Stored before the render stops being in flight: a caller arriving in
+                # between finds one or the other, never neither (and renders again).
+                await self._store(key, tool, manifests)
         except RenderError as err:
             future.set_exception(err.for_app(app_path, tool))
             future.exception()  # retrieved: waiters see it, nobody logs "never retrieved"
@@ -243,9 +248,6 @@ class Renderer:
             raise
         finally:
             self._inflight.pop(key, None)
-        result = Rendered(manifests=tuple(manifests), tool=tool, key=key)
-        if artifact.digest:
-            await self._store(key, tool, manifests)
         future.set_result(result)
         return result
 
