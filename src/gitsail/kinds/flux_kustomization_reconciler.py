@@ -78,7 +78,7 @@ from gitsail.model import Obj, ResourceKey
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render import Renderer
 from gitsail.source import GitSource
-from gitsail.sync import FluxLabels, Inventory, SyncRequest, SyncResult, run_sync
+from gitsail.sync import FluxLabels, Inventory, SyncOptions, SyncRequest, SyncResult, run_sync
 
 __all__ = [
     "API_VERSION",
@@ -106,6 +106,8 @@ RECONCILE_KEY = _PREFIX + "reconcile"
 SSA_KEY = _PREFIX + "ssa"
 PRUNE_KEY = _PREFIX + "prune"
 FORCE_KEY = _PREFIX + "force"
+# kustomize-controller garbage-collects with background propagation.
+_FLUX_SYNC = SyncOptions({"PrunePropagationPolicy": "background"})
 
 
 def _now() -> str:
@@ -363,6 +365,7 @@ class KustomizationReconciler:
             inventory=inventory,
             owned_live=tuple(owned_live),
             prune=ks.sync.prune,
+            options=_FLUX_SYNC,
             hooks=False,
             field_manager=FIELD_MANAGER,
             wave_timeout=ks.sync.timeout,
@@ -526,6 +529,7 @@ class KustomizationReconciler:
                 inventory=inventory,
                 owned_live=tuple(owned),
                 prune=True,
+                options=_FLUX_SYNC,
                 hooks=False,
                 field_manager=FIELD_MANAGER,
             ),
