@@ -638,3 +638,96 @@ async def test_deletion_prunes_the_inventory_and_drops_the_finalizer(
 
     assert await flux.configmap("a") is None
     assert await flux.kube.get(KS, "Kustomization", "apps", flux.ns) is None
+
+
+# -- per-object apply policy, force, wait ------------------------------------------------------
+
+
+def annotated(text: str, **annotations: str) -> str:
+    pairs = ", ".join(f"{k}: {v}" for k, v in annotations.items())
+    return text.replace("metadata:\n", f"metadata:\n  annotations: {{{pairs}}}\n", 1)
+
+
+async def test_ssa_if_not_present_ignore_and_reconcile_disabled(
+    flux: Flux, git_repo: Workdir
+) -> None:
+    key = "kustomize.toolkit.fluxcd.io"
+    first = git_repo.commit_and_push(
+        {
+            "apps/once.yaml": annotated(cm("once", v="git"), **{f"{key}/ssa": "IfNotPresent"}),
+            "apps/ignored.yaml": annotated(cm("ignored", v="git"), **{f"{key}/ssa": "Ignore"}),
+            "apps/frozen.yaml": cm("frozen", v="git"),
+        },
+        "policies",
+    )
+    await flux.git_repository("repo", first)
+    await flux.kustomization("apps", path="./apps", targetNamespace=flux.ns)
+    _, obj = await flux.reconcile("apps")
+    assert ready(obj)["status"] == "True", obj["status"]
+    assert await flux.configmap("once") is not None  # created: it did not exist
+    assert await flux.configmap("ignored") is None  # Ignore: never applied
+
+    # Someone edits the objects in the cluster and freezes one of them.
+    for name in ("once", "frozen"):
+        await flux.kube.merge_patch("v1", "ConfigMap", name, {"data": {"v": "edited"}}, flux.ns)
+    await flux.kube.merge_patch(
+        "v1",
+        "ConfigMap",
+        "frozen",
+        {"metadata": {"annotations": {f"{key}/reconcile": "disabled"}}},
+        flux.ns,
+    )
+    _, obj = await flux.reconcile("apps")
+
+    assert ready(obj)["status"] == "True", obj["status"]
+    for name in ("once", "frozen"):
+        live = await flux.configmap(name)
+        assert live is not None
+        assert live["data"] == {"v": "edited"}, name
+    ids = {e["id"] for e in obj["status"]["inventory"]["entries"]}
+    assert {f"{flux.ns}_once__ConfigMap", f"{flux.ns}_frozen__ConfigMap"} <= ids
+
+
+IMMUTABLE = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fixed\nimmutable: true\ndata:\n"
+
+
+async def test_force_recreates_an_object_whose_immutable_field_changed(
+    flux: Flux, git_repo: Workdir
+) -> None:
+    first = git_repo.commit_and_push({"apps/fixed.yaml": IMMUTABLE + "  v: one\n"}, "one")
+    await flux.git_repository("repo", first)
+    await flux.kustomization("apps", path="./apps", targetNamespace=flux.ns)
+    _, obj = await flux.reconcile("apps")
+    assert ready(obj)["status"] == "True", obj["status"]
+    before = await flux.configmap("fixed")
+    assert before is not None
+
+    second = git_repo.commit_and_push({"apps/fixed.yaml": IMMUTABLE + "  v: two\n"}, "two")
+    await flux.publish("repo", second)
+    _, obj = await flux.reconcile("apps")
+    assert (ready(obj)["status"], ready(obj)["reason"]) == ("False", "ReconciliationFailed")
+    assert "immutable" in ready(obj)["message"]
+
+    await flux.kustomization("apps", path="./apps", targetNamespace=flux.ns, force=True)
+    _, obj = await flux.reconcile("apps")
+
+    assert ready(obj)["status"] == "True", obj["status"]
+    after = await flux.configmap("fixed")
+    assert after is not None
+    assert after["data"] == {"v": "two"}
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+
+
+async def test_wait_checks_every_applied_object(flux: Flux, git_repo: Workdir) -> None:
+    sha = git_repo.commit_and_push(
+        {"apps/web.yaml": deployment("web", flux.ns), "apps/a.yaml": cm("a")}, "wait"
+    )
+    await flux.git_repository("repo", sha)
+    await flux.kustomization("apps", path="./apps", targetNamespace=flux.ns, wait=True)
+
+    _, obj = await flux.reconcile("apps")
+
+    assert ready(obj)["status"] == "True", obj["status"]
+    web = await flux.kube.get("apps/v1", "Deployment", "web", flux.ns)
+    assert web is not None
+    assert web["status"].get("availableReplicas") == 1
