@@ -24,9 +24,11 @@ One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's orde
    ``kustomize.toolkit.fluxcd.io/reconcile: disabled`` and ``…/ssa: Ignore`` skip the object
    (an existing one stays in the inventory, so it is not pruned either); ``…/ssa:
    IfNotPresent`` creates it only when it does not exist; a live object with ``…/prune:
-   disabled`` is never pruned (it leaves the inventory). With ``spec.force`` (or
-   ``…/force: enabled`` on the object), an object whose dry run fails on an immutable field
-   is deleted and created again.
+   disabled`` (or ``…/reconcile: disabled``) is never pruned (it leaves the inventory).
+   ``…/ssa: Merge`` and the default ``Override`` both apply with forced conflicts; fields
+   that other managers own are kept (Flux's Override also strips ``kubectl`` edits).
+   With ``spec.force`` (or ``…/force: enabled`` on the object), an object whose dry run
+   fails on an immutable field is deleted and created again.
 8. **Health.** With ``wait: true`` every applied object, else the ``healthChecks`` list, must
    be healthy (``gitsail.health``: kstatus and the built-in workload checks) within
    ``spec.timeout``; a failed object or the timeout is ``HealthCheckFailed`` naming them.
@@ -34,8 +36,9 @@ One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's orde
    end (none when nothing changed): ``conditions`` (``Ready``, ``Reconciling``/``Stalled``
    as kstatus expects, ``Healthy`` when health checks run), ``inventory``,
    ``lastAttemptedRevision``, ``lastAppliedRevision`` (after health passed),
-   ``observedGeneration`` (on success, or when stalled), ``lastHandledReconcileAt``.
-   ``history`` is not written (see ``docs/flux.md``).
+   ``observedGeneration`` (on success, or when stalled), ``lastHandledReconcileAt`` and
+   ``history`` (Flux's last 5 outcomes by digest of the built objects; a pass that changes
+   nothing does not touch it, so it writes nothing).
 
 The return value is the seconds until the next pass: ``spec.interval`` after success,
 ``spec.retryInterval`` after a failure, ``None`` when suspended or the spec is unreadable.
@@ -48,6 +51,8 @@ server-side apply, and neither controller fights the other over conflicts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -73,7 +78,7 @@ from gitsail.kinds.status import (
     put_condition,
     ready_conditions,
 )
-from gitsail.kube import Kube, KubeError, NotFoundKind, PreconditionFailed
+from gitsail.kube import Conflict, Kube, KubeError, NotFoundKind, PreconditionFailed
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render import Renderer
@@ -93,6 +98,7 @@ __all__ = [
 
 API_VERSION = API_VERSIONS[0]
 FINALIZER = "finalizers.fluxcd.io"
+HISTORY_LIMIT = 5
 FIELD_MANAGER = "kustomize-controller"
 APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
 
@@ -130,8 +136,25 @@ def _skipped(obj: Obj | None) -> bool:
     )
 
 
+def _prune_disabled(live: Obj) -> bool:
+    """``…/prune: disabled``, or ``…/reconcile: disabled`` (neither applied nor pruned)."""
+    return (
+        _metadata_value(live, PRUNE_KEY) == "disabled"
+        or _metadata_value(live, RECONCILE_KEY) == "disabled"
+    )
+
+
 def _shown(key: ResourceKey) -> str:
     return f"{key.kind}/{key.namespace}/{key.name}" if key.namespace else f"{key.kind}/{key.name}"
+
+
+@dataclass
+class _Pass:
+    """What one pass learnt that its status needs: when it started, what it built."""
+
+    started: float
+    digest: str | None = None  # sha256 of the built objects, once built
+    revision: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,11 +216,14 @@ class KustomizationReconciler:
         if ks.sync.suspend:
             return None
         status = self._base_status(obj, ks)
+        run = _Pass(started=self._monotonic())
         try:
-            await self._run(ks, obj, status)
+            await self._run(ks, obj, status, run)
         except ReconcileError as error:
-            await self._write_status(obj, self._failed(obj, ks, error, status))
+            failed = self._failed(obj, ks, error, status)
+            await self._write_status(obj, self._with_history(obj, failed, run, error.reason))
             return ks.sync.retry_interval
+        status = self._with_history(obj, status, run, RECONCILIATION_SUCCEEDED)
         await self._write_status(obj, status)
         return ks.sync.interval
 
@@ -217,12 +243,13 @@ class KustomizationReconciler:
 
     # -- the pass ------------------------------------------------------------------------
 
-    async def _run(self, ks: Kustomization, obj: Obj, status: dict[str, Any]) -> None:
+    async def _run(self, ks: Kustomization, obj: Obj, status: dict[str, Any], run: _Pass) -> None:
         self._refuse_unimplemented(ks)
         _, revision = await read_source(self.kube, ks)
         status["lastAttemptedRevision"] = revision
         await self._check_dependencies(ks)
         built = await build(self.kube, ks, git=self.git, renderer=self.renderer, policy=self.policy)
+        run.digest, run.revision = _digest(built.objects), built.revision
         inventory = _inventory_of(obj)
         result, applied = await self._apply(ks, built, inventory)
         if result.inventory is not None:
@@ -337,7 +364,7 @@ class KustomizationReconciler:
                 live = await self._read_live(entry.api_version, entry.key)
                 if live is not None:
                     live_by_key[entry.key] = live
-                    if _metadata_value(live, PRUNE_KEY) != "disabled":
+                    if not _prune_disabled(live):
                         owned_live.append(live)
             desired: list[Obj] = []
             kept: list[Obj] = []  # skipped by annotation, but existing: stay in the inventory
@@ -518,7 +545,7 @@ class KustomizationReconciler:
         owned: list[Obj] = []
         for entry in inventory:
             live = await self._read_live(entry.api_version, entry.key)
-            if live is not None and _metadata_value(live, PRUNE_KEY) != "disabled":
+            if live is not None and not _prune_disabled(live):
                 owned.append(live)
         result = await run_sync(
             self.target,
@@ -563,21 +590,38 @@ class KustomizationReconciler:
         )
 
     async def _remove_finalizer(self, obj: Obj) -> None:
-        meta = obj.get("metadata") or {}
-        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        await self.kube.merge_patch(
-            str(obj.get("apiVersion") or API_VERSION),
-            self.kind,
-            str(meta.get("name")),
-            {
+        """Drop our finalizer, at the resourceVersion read (re-read on a conflict: another
+        writer may have changed the object, and its finalizers must be kept)."""
+        api_version = str(obj.get("apiVersion") or API_VERSION)
+        for _ in range(5):
+            meta = obj.get("metadata") or {}
+            if FINALIZER not in (meta.get("finalizers") or []):
+                return
+            finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+            patch = {
                 "metadata": {
                     "finalizers": finalizers,
                     "resourceVersion": meta.get("resourceVersion"),
                 }
-            },
-            str(meta.get("namespace")),
-            field_manager=FIELD_MANAGER,
-        )
+            }
+            try:
+                await self.kube.merge_patch(
+                    api_version,
+                    self.kind,
+                    str(meta.get("name")),
+                    patch,
+                    str(meta.get("namespace")),
+                    field_manager=FIELD_MANAGER,
+                )
+                return
+            except Conflict:
+                fresh = await self.kube.get(
+                    api_version, self.kind, str(meta.get("name")), str(meta.get("namespace"))
+                )
+                if fresh is None:
+                    return
+                obj = fresh
+        raise Transient(RECONCILIATION_FAILED, "the finalizer could not be removed: conflicts")
 
     def _base_status(self, obj: Obj, ks: Kustomization) -> dict[str, Any]:
         status = dict(obj.get("status") or {})
@@ -604,6 +648,48 @@ class KustomizationReconciler:
         if isinstance(error, Stalled) and generation is not None:
             status["observedGeneration"] = generation
         return status
+
+    def _with_history(
+        self, obj: Obj, status: dict[str, Any], run: _Pass, reason: str
+    ) -> dict[str, Any]:
+        """``status`` with this pass in ``history`` (Flux's last 5, newest first, one entry
+        per digest and outcome). A pass that built nothing has no entry; a pass that
+        changed nothing (same status, same digest and outcome as the newest entry) leaves
+        history alone, so it writes nothing: ``lastReconciled`` and
+        ``totalReconciliations`` count the passes that changed the status."""
+        if run.digest is None:
+            return status
+        current = dict(obj.get("status") or {})
+        history = [dict(e) for e in status.get("history") or [] if isinstance(e, Mapping)]
+        head = history[0] if history else {}
+        same = (head.get("digest"), head.get("lastReconciledStatus")) == (run.digest, reason)
+        rest_same = {k: v for k, v in status.items() if k != "history"} == {
+            k: v for k, v in current.items() if k != "history"
+        }
+        if same and rest_same:
+            return status
+        now = self._now()
+        found = next(
+            (
+                e
+                for e in history
+                if (e.get("digest"), e.get("lastReconciledStatus")) == (run.digest, reason)
+            ),
+            None,
+        )
+        if found is not None:
+            history.remove(found)
+        total = int(found.get("totalReconciliations") or 0) if found else 0
+        entry = {
+            "digest": run.digest,
+            "firstReconciled": (found or {}).get("firstReconciled") or now,
+            "lastReconciled": now,
+            "lastReconciledDuration": _go_duration(self._monotonic() - run.started),
+            "lastReconciledStatus": reason,
+            "totalReconciliations": total + 1,
+            "metadata": {"revision": run.revision},
+        }
+        return {**status, "history": [entry, *history][:HISTORY_LIMIT]}
 
     async def _write_status(self, obj: Obj, status: dict[str, Any]) -> None:
         """One merge patch of ``/status``; nothing when it did not change."""
@@ -641,6 +727,24 @@ def _inventory_of(obj: Obj) -> Inventory:
         return Inventory.from_flux((obj.get("status") or {}).get("inventory"))
     except ValueError as exc:
         raise Stalled(BUILD_FAILED, f"status.inventory is unreadable: {exc}") from exc
+
+
+def _digest(objects: Sequence[Obj]) -> str:
+    text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _go_duration(seconds: float) -> str:
+    """Seconds as Go's ``time.Duration`` prints them: ``2.818583s``, ``1m2.5s``."""
+    micros = max(0, round(seconds * 1_000_000))
+    minutes, micros = divmod(micros, 60_000_000)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{micros / 1_000_000:.6f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
 
 
 def _listed(items: Sequence[tuple[_Target, str]]) -> str:

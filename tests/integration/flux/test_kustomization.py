@@ -223,6 +223,10 @@ async def test_article_kustomization_with_health_checks_becomes_ready(
     assert status["inventory"] == {"entries": [{"id": f"{ns}_myapp_apps_Deployment", "v": "v1"}]}
     healthy = next(c for c in status["conditions"] if c["type"] == "Healthy")
     assert healthy["status"] == "True"
+    [entry] = status["history"]
+    assert entry["lastReconciledStatus"] == "ReconciliationSucceeded"
+    assert entry["metadata"] == {"revision": f"main@sha1:{sha}"}
+    assert entry["digest"].startswith("sha256:")
     assert FINALIZER in obj["metadata"]["finalizers"]
     live = await flux.kube.get("apps/v1", "Deployment", "myapp", ns)
     assert live is not None
@@ -631,7 +635,7 @@ async def test_deletion_prunes_the_inventory_and_drops_the_finalizer(
     _, obj = await flux.reconcile("apps")
     assert ready(obj)["status"] == "True", obj["status"]
 
-    await flux.kube.delete(KS, "Kustomization", "apps", flux.ns)
+    await flux.kube.delete(KS, "Kustomization", "apps", flux.ns, propagation="Background")
     deleting = await flux.get("apps")
     assert deleting["metadata"]["deletionTimestamp"]
     await flux.reconciler.reconcile(deleting, ())

@@ -324,3 +324,63 @@ async def test_health_wait_returns_once_everything_is_current(
 )
 def test_deletion_policy_decides_whether_deleting_prunes(spec: Obj, deletes: bool) -> None:
     assert _deletes(parse_kustomization(kustomization(**spec))) is deletes
+
+
+# -- history ---------------------------------------------------------------------------------------
+
+
+def test_history_adds_an_entry_per_digest_and_outcome_newest_first(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from gitsail.kinds.flux_kustomization_reconciler import _Pass
+
+    r = reconciler(FakeKube(), clock, tmp_path)
+    obj = kustomization()
+    run = _Pass(started=0.0, digest="sha256:aa", revision="main@sha1:1")
+    clock.t = 2.5
+    first = r._with_history(obj, {"lastAppliedRevision": "x"}, run, "ReconciliationSucceeded")
+    assert first["history"] == [
+        {
+            "digest": "sha256:aa",
+            "firstReconciled": "2026-01-01T00:00:00Z",
+            "lastReconciled": "2026-01-01T00:00:00Z",
+            "lastReconciledDuration": "2.5s",
+            "lastReconciledStatus": "ReconciliationSucceeded",
+            "totalReconciliations": 1,
+            "metadata": {"revision": "main@sha1:1"},
+        }
+    ]
+    obj["status"] = first
+    # Same digest and outcome, nothing else changed: untouched (no write).
+    assert r._with_history(obj, dict(first), run, "ReconciliationSucceeded") == first
+    # A failure with the same digest is another entry, first in the list.
+    failed = r._with_history(obj, {**first, "x": 1}, run, "HealthCheckFailed")
+    assert [e["lastReconciledStatus"] for e in failed["history"]] == [
+        "HealthCheckFailed",
+        "ReconciliationSucceeded",
+    ]
+    obj["status"] = failed
+    again = r._with_history(obj, {**failed, "x": 2}, run, "ReconciliationSucceeded")
+    assert again["history"][0]["totalReconciliations"] == 2
+    assert len(again["history"]) == 2
+
+
+def test_history_keeps_five_entries(tmp_path: Path, clock: FakeClock) -> None:
+    from gitsail.kinds.flux_kustomization_reconciler import _Pass
+
+    r = reconciler(FakeKube(), clock, tmp_path)
+    obj = kustomization()
+    status: dict[str, Any] = {}
+    for i in range(7):
+        status = r._with_history(obj, {**status, "n": i}, _Pass(0.0, f"sha256:{i}"), "X")
+        obj["status"] = status
+    assert [e["digest"] for e in status["history"]] == [f"sha256:{i}" for i in (6, 5, 4, 3, 2)]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (2.818583, "2.818583s"), (62.5, "1m2.5s"), (3600, "1h0m0s")]
+)
+def test_durations_print_as_go_prints_them(seconds: float, text: str) -> None:
+    from gitsail.kinds.flux_kustomization_reconciler import _go_duration
+
+    assert _go_duration(seconds) == text
