@@ -3,10 +3,10 @@
 One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's order:
 
 1. **Deletion.** An object being deleted is finalized (``finalize``) and not reconciled.
-2. **Spec.** ``parse_kustomization``; a malformed or unsupported spec is ``Stalled``. Fields
-   gitsail parses but cannot honour yet (``serviceAccountName`` impersonation,
-   ``healthCheckExprs`` and ``dependsOn[].readyExpr``, which need CEL) are refused the same
-   way: never silently ignored.
+2. **Spec.** ``parse_kustomization``; a malformed or unsupported spec is ``Stalled``. A
+   field gitsail parses but cannot honour yet (``serviceAccountName`` impersonation) is
+   refused the same way: never silently ignored. CEL expressions (``healthCheckExprs``,
+   ``dependsOn[].readyExpr``: ``flux_cel``) are compiled; one that does not compile stalls.
 3. **Finalizer.** ``finalizers.fluxcd.io`` is added (a metadata patch), so deleting the
    object later prunes what it applied.
 4. **Suspend.** ``spec.suspend`` stops here: nothing is read or written; ``None`` is returned.
@@ -59,8 +59,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import cel
+
 from gitsail.health import HealthStatus, resource_health
 from gitsail.kinds.errors import SpecError
+from gitsail.kinds.flux_cel import HealthExpressions, compile_expression, ready_by_expression
 from gitsail.kinds.flux_kustomization import API_VERSIONS, Kustomization, parse_kustomization
 from gitsail.kinds.flux_kustomization_build import (
     BUILD_FAILED,
@@ -245,9 +248,10 @@ class KustomizationReconciler:
 
     async def _run(self, ks: Kustomization, obj: Obj, status: dict[str, Any], run: _Pass) -> None:
         self._refuse_unimplemented(ks)
+        exprs = HealthExpressions(ks.health_check_exprs)
         _, revision = await read_source(self.kube, ks)
         status["lastAttemptedRevision"] = revision
-        await self._check_dependencies(ks)
+        await self._check_dependencies(ks, obj)
         built = await build(self.kube, ks, git=self.git, renderer=self.renderer, policy=self.policy)
         run.digest, run.revision = _digest(built.objects), built.revision
         inventory = _inventory_of(obj)
@@ -259,7 +263,7 @@ class KustomizationReconciler:
         checks = self._health_targets(ks, applied)
         conditions = list(status.get("conditions") or [])
         if checks is not None:
-            await self._wait_healthy(ks, checks)
+            await self._wait_healthy(ks, checks, exprs)
             conditions = put_condition(
                 conditions,
                 Condition("Healthy", "True", "Succeeded", "Health check passed", ks.generation),
@@ -284,22 +288,17 @@ class KustomizationReconciler:
                 "spec.serviceAccountName: impersonation is not implemented by gitsail yet; "
                 "remove it to apply with the controller's own identity",
             )
-        if ks.health_check_exprs:
-            raise Stalled(
-                RECONCILIATION_FAILED,
-                "spec.healthCheckExprs: CEL health checks are not implemented by gitsail yet",
-            )
-        if any(d.ready_expr for d in ks.dependencies):
-            raise Stalled(
-                RECONCILIATION_FAILED,
-                "spec.dependsOn[].readyExpr: CEL expressions are not implemented by gitsail yet",
-            )
 
     # -- dependencies ---------------------------------------------------------------------
 
-    async def _check_dependencies(self, ks: Kustomization) -> None:
-        for dep in ks.dependencies:
-            problem = await self._dependency_problem(ks, dep)
+    async def _check_dependencies(self, ks: Kustomization, obj: Obj) -> None:
+        for i, dep in enumerate(ks.dependencies):
+            expr = (
+                compile_expression(dep.ready_expr, f"spec.dependsOn[{i}].readyExpr")
+                if dep.ready_expr
+                else None
+            )
+            problem = await self._dependency_problem(ks, dep, obj, expr)
             if problem:
                 raise Transient(
                     DEPENDENCY_NOT_READY,
@@ -307,7 +306,9 @@ class KustomizationReconciler:
                     retry_after=ks.sync.retry_interval,
                 )
 
-    async def _dependency_problem(self, ks: Kustomization, dep: Dependency) -> str:
+    async def _dependency_problem(
+        self, ks: Kustomization, dep: Dependency, obj: Obj, expr: cel.Program | None
+    ) -> str:
         shown = f"'{dep.namespace}/{dep.name}'"
         api_version = API_VERSION if dep.kind == "Kustomization" else APPLICATION_API_VERSION
         try:
@@ -318,6 +319,10 @@ class KustomizationReconciler:
             return f"unable to get {dep.kind} {shown}: {exc}"
         if live is None:
             return f"dependency {dep.kind} {shown} not found"
+        if expr is not None:  # replaces the built-in check, as in Flux
+            if ready_by_expression(expr, live, obj):
+                return ""
+            return f"dependency {shown} is not ready according to readyExpr"
         status = live.get("status") or {}
         if dep.kind == "Application":
             health = str((status.get("health") or {}).get("status") or "")
@@ -486,7 +491,12 @@ class KustomizationReconciler:
             found = []
         return found[0].api_version if found else ""
 
-    async def _wait_healthy(self, ks: Kustomization, targets: list[_Target]) -> None:
+    async def _wait_healthy(
+        self,
+        ks: Kustomization,
+        targets: list[_Target],
+        exprs: HealthExpressions | None = None,
+    ) -> None:
         started = self._monotonic()
         deadline = started + ks.sync.timeout
         pending = list(targets)
@@ -494,7 +504,7 @@ class KustomizationReconciler:
             waiting: list[tuple[_Target, str]] = []
             failed: list[tuple[_Target, str]] = []
             for target in pending:
-                status = await self._health_of(target)
+                status = await self._health_of(target, exprs)
                 if status == "Current":
                     continue
                 (failed if status == "Failed" else waiting).append((target, status))
@@ -516,8 +526,8 @@ class KustomizationReconciler:
             pending = [t for t, _ in waiting]
             await self._sleep(self.poll_interval)
 
-    async def _health_of(self, target: _Target) -> str:
-        """kstatus's words: Current, InProgress, Failed, NotFound."""
+    async def _health_of(self, target: _Target, exprs: HealthExpressions | None) -> str:
+        """kstatus's words: Current, InProgress, Failed, NotFound (CEL first, if any)."""
         if not target.api_version:
             return "NotFound"
         try:
@@ -526,6 +536,9 @@ class KustomizationReconciler:
             return "Unknown"
         if live is None:
             return "NotFound"
+        by_expression = exprs.status(live) if exprs else None
+        if by_expression is not None:
+            return by_expression
         health = resource_health(live, honour_ignore_annotation=False)
         if health is None or health.status in (HealthStatus.Healthy, HealthStatus.Suspended):
             return "Current"

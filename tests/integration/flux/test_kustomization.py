@@ -735,3 +735,32 @@ async def test_wait_checks_every_applied_object(flux: Flux, git_repo: Workdir) -
     web = await flux.kube.get("apps/v1", "Deployment", "web", flux.ns)
     assert web is not None
     assert web["status"].get("availableReplicas") == 1
+
+
+async def test_health_check_expressions_decide_a_kinds_health(
+    flux: Flux, git_repo: Workdir
+) -> None:
+    sha = git_repo.commit_and_push({"apps/a.yaml": cm("a", ready="no")}, "cel")
+    await flux.git_repository("repo", sha)
+    exprs = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "current": "data.ready == 'yes'",
+            "failed": "data.ready == 'no'",
+        }
+    ]
+    await flux.kustomization(
+        "apps", path="./apps", targetNamespace=flux.ns, wait=True, healthCheckExprs=exprs
+    )
+
+    _, obj = await flux.reconcile("apps")
+
+    condition = ready(obj)
+    assert (condition["status"], condition["reason"]) == ("False", "HealthCheckFailed")
+    assert f"ConfigMap/{flux.ns}/a status: 'Failed'" in condition["message"]
+
+    fixed = git_repo.commit_and_push({"apps/a.yaml": cm("a", ready="yes")}, "ready")
+    await flux.publish("repo", fixed)
+    _, obj = await flux.reconcile("apps")
+    assert ready(obj)["status"] == "True", obj["status"]

@@ -244,16 +244,35 @@ async def test_a_source_without_artifact_fails_with_artifact_failed(
     )
 
 
-async def test_cel_fields_are_refused_not_ignored(tmp_path: Path, clock: FakeClock) -> None:
+async def test_a_cel_expression_that_does_not_compile_stalls(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     apps = kustomization(
-        healthCheckExprs=[{"apiVersion": "x.io/v1", "kind": "X", "current": "true"}]
+        healthCheckExprs=[{"apiVersion": "x.io/v1", "kind": "X", "current": "status.(("}]
     )
     kube = FakeKube(apps, git_repository())
     await reconciler(kube, clock, tmp_path).reconcile(copy.deepcopy(apps))
     stored = await kube.get(KS, "Kustomization", "apps", "flux")
     assert stored is not None
-    assert "healthCheckExprs" in ready(stored)["message"]
+    assert "spec.healthCheckExprs[0].current: invalid CEL expression" in ready(stored)["message"]
     assert any(c["type"] == "Stalled" for c in stored["status"]["conditions"])
+
+
+async def test_ready_expr_replaces_the_built_in_dependency_check(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    infra = kustomization("infra", status={"conditions": []})
+    infra["metadata"]["labels"] = {"version": "v2"}
+    expr = "dep.metadata.labels['version'] == self.metadata.labels['version']"
+    apps = kustomization(dependsOn=[{"name": "infra", "readyExpr": expr}])
+    apps["metadata"]["labels"] = {"version": "v1"}
+    kube = FakeKube(apps, infra, git_repository())
+    r = reconciler(kube, clock, tmp_path)
+    ks = parse_kustomization(apps)
+    with pytest.raises(Transient, match="not ready according to readyExpr"):
+        await r._check_dependencies(ks, apps)
+    apps["metadata"]["labels"] = {"version": "v2"}  # not Ready by conditions, ready by expr
+    await r._check_dependencies(parse_kustomization(apps), apps)
 
 
 # -- health waits on the fake clock ---------------------------------------------------------------
