@@ -10,7 +10,8 @@ The steps, as kustomize-controller takes them (``docs/spec/v1/kustomizations.md`
    GitRepository's ``url`` with its ``secretRef`` credentials (``username``/``password``,
    ``bearerToken``, SSH ``identity``), and the GitRepository's ignore rules
    (``flux_sourceignore``) are applied to the checkout, so the build sees what Flux's
-   artifact would hold.
+   artifact would hold. ``spec.include`` repositories are copied in the same way, each at
+   the revision of its own artifact.
 2. **Workspace.** The included files are copied into a private directory (symbolic links
    that leave the checkout are dropped, as everywhere in render). ``spec.path`` must be a
    directory there, else ``ArtifactFailed`` ("kustomization path not found").
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ from gitsail.kinds.flux_gitrepository import GitRepository, parse_git_repository
 from gitsail.kinds.flux_kustomization import Kustomization
 from gitsail.kinds.flux_sourceignore import included_files
 from gitsail.kinds.flux_substitute import substitute_objects, variables, variables_from
-from gitsail.kinds.records import CommonMetadata, RenderSpec
+from gitsail.kinds.records import CommonMetadata, Include, ObjectRef, RenderSpec
 from gitsail.kinds.status import Stalled, Transient
 from gitsail.kube import Kube, KubeError, NotFoundKind
 from gitsail.model import Artifact, Obj
@@ -102,7 +104,13 @@ def commit_of(revision: str) -> str | None:
 async def read_source(kube: Kube, ks: Kustomization) -> tuple[GitRepository, str]:
     """The Kustomization's GitRepository (parsed) and its artifact revision."""
     ref = ks.source
-    namespace = ref.namespace or ks.namespace
+    return await _read_git_repository(
+        kube, ObjectRef(ref.kind, ref.name, ref.namespace or ks.namespace)
+    )
+
+
+async def _read_git_repository(kube: Kube, ref: ObjectRef) -> tuple[GitRepository, str]:
+    namespace = ref.namespace or ""
     shown = f"{ref.kind}/{namespace}/{ref.name}"
     try:
         obj = await kube.get(SOURCE_API_VERSION, ref.kind, ref.name, namespace)
@@ -247,6 +255,37 @@ async def _substitute(
         raise Stalled(BUILD_FAILED, f"post build substitutions failed: {exc}") from exc
 
 
+async def _include(
+    kube: Kube, git: GitSource, repo: GitRepository, include: Include, root: Path, work: Path
+) -> None:
+    """Copy another GitRepository's artifact (``spec.include``) into the workspace, as
+    source-controller does: its ``fromPath`` (default: the root) to ``toPath`` (default:
+    its name), with its own ignore rules, at the revision of its own artifact."""
+    ref = ObjectRef("GitRepository", include.repository, repo.namespace)
+    included, revision = await _read_git_repository(kube, ref)
+    sha = commit_of(revision)
+    if sha is None:
+        raise Transient(ARTIFACT_FAILED, f"included source revision {revision!r} names no commit")
+    creds = await git_credentials(kube, included)
+    try:
+        checkout = await git.fetch(included.source.url, sha, include.from_path, creds)
+    except SourceError as exc:
+        raise Transient(
+            ARTIFACT_FAILED, f"failed to fetch included {include.repository} {revision}: {exc}"
+        ) from exc
+    source = checkout.directory
+    files = await asyncio.to_thread(included_files, source, included.source.ignore)
+    staging = work / include.repository
+    shutil.rmtree(staging, ignore_errors=True)
+    await asyncio.to_thread(copy_artifact, source, staging, files)
+    target = root / include.to_path
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise Stalled(
+            ARTIFACT_FAILED, f"include {include.repository}: toPath {include.to_path!r} is a file"
+        )
+    await asyncio.to_thread(shutil.copytree, staging, target, symlinks=True, dirs_exist_ok=True)
+
+
 async def build(
     kube: Kube,
     ks: Kustomization,
@@ -271,6 +310,8 @@ async def build(
         root = Path(tmp) / "src"
         files = await asyncio.to_thread(included_files, checkout.root, repo.source.ignore)
         await asyncio.to_thread(copy_artifact, checkout.root, root, files)
+        for include in repo.source.include:
+            await _include(kube, git, repo, include, root, Path(tmp) / "include")
         path = ks.render.path
         directory = root / path if path else root
         if not directory.is_dir() or directory.is_symlink():

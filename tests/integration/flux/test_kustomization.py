@@ -74,7 +74,9 @@ class Flux:
             field_manager="test",
         )
 
-    async def git_repository(self, name: str, sha: str | None, **spec: Any) -> None:
+    async def git_repository(
+        self, name: str, sha: str | None, *, url: str = "", **spec: Any
+    ) -> None:
         await self.kube.apply(
             {
                 "apiVersion": GR,
@@ -82,7 +84,7 @@ class Flux:
                 "metadata": {"name": name, "namespace": self.ns},
                 "spec": {
                     "interval": "1m",
-                    "url": self.repo_url,
+                    "url": url or self.repo_url,
                     "ref": {"branch": "main"},
                     "secretRef": {"name": "git-auth"},
                     **spec,
@@ -764,3 +766,30 @@ async def test_health_check_expressions_decide_a_kinds_health(
     await flux.publish("repo", fixed)
     _, obj = await flux.reconcile("apps")
     assert ready(obj)["status"] == "True", obj["status"]
+
+
+async def test_include_copies_another_repositorys_artifact(
+    flux: Flux, git_repo: Workdir, git_server: GitServer
+) -> None:
+    lib_name = f"lib-{flux.ns}"[:60]
+    git_server.create_repo(lib_name)
+    lib = Workdir(git_server.url(lib_name, with_credentials=True))
+    try:
+        lib_sha = lib.commit_and_push({"shared/b.yaml": cm("b"), "other/c.yaml": cm("c")}, "lib")
+    finally:
+        lib.close()
+    await flux.git_repository("lib", lib_sha, url=git_server.url(lib_name))
+    sha = git_repo.commit_and_push({"apps/a.yaml": cm("a")}, "main")
+    await flux.git_repository(
+        "repo",
+        sha,
+        include=[{"repository": {"name": "lib"}, "fromPath": "shared", "toPath": "apps/lib"}],
+    )
+    await flux.kustomization("apps", path="./apps", targetNamespace=flux.ns)
+
+    _, obj = await flux.reconcile("apps")
+
+    assert ready(obj)["status"] == "True", obj["status"]
+    assert await flux.configmap("a") is not None
+    assert await flux.configmap("b") is not None  # from the included repository
+    assert await flux.configmap("c") is None  # outside its fromPath
