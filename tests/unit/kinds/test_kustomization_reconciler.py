@@ -403,3 +403,13 @@ def test_durations_print_as_go_prints_them(seconds: float, text: str) -> None:
     from gitsail.kinds.flux_kustomization_reconciler import _go_duration
 
     assert _go_duration(seconds) == text
+
+
+async def test_a_handled_reconcile_request_is_recorded(tmp_path: Path, clock: FakeClock) -> None:
+    apps = kustomization()
+    apps["metadata"]["annotations"] = {"reconcile.fluxcd.io/requestedAt": "2026-01-01T10:00:00"}
+    kube = FakeKube(apps, git_repository(revision=None))
+    await reconciler(kube, clock, tmp_path).reconcile(copy.deepcopy(apps))
+    stored = await kube.get(KS, "Kustomization", "apps", "flux")
+    assert stored is not None
+    assert stored["status"]["lastHandledReconcileAt"] == "2026-01-01T10:00:00"
