@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 from gitsail.render._errors import RenderError
+from gitsail.render._generate import generate_kustomization
 from gitsail.render._manifests import dump_yaml, load_manifests
 from gitsail.render._options import (
     DirectoryOptions,
@@ -33,6 +34,7 @@ from gitsail.render._options import (
     detect_tool,
 )
 from gitsail.render._renderer import Rendered, Renderer, RenderStats, cache_key, render_local
+from gitsail.render._workspace import copy_artifact
 
 __all__ = [
     "DirectoryOptions",
@@ -47,8 +49,10 @@ __all__ = [
     "Rendered",
     "Renderer",
     "cache_key",
+    "copy_artifact",
     "detect_tool",
     "dump_yaml",
+    "generate_kustomization",
     "load_manifests",
     "render_local",
 ]
