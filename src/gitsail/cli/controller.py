@@ -50,8 +50,22 @@ def controller(
         ["argocd"],
         "--namespace",
         "-n",
-        help="namespaces whose Applications to reconcile "
+        help="namespaces whose Applications (and Flux objects) to reconcile "
         "(the first is the control namespace: settings, secrets, lease)",
+    ),
+    flux: bool = typer.Option(
+        True,
+        "--flux/--no-flux",
+        help="also reconcile Flux GitRepositories, Kustomizations and Receivers",
+    ),
+    artifacts_dir: str | None = typer.Option(
+        None, "--artifacts-dir", help="where Flux source artifacts are stored"
+    ),
+    artifacts_url: str | None = typer.Option(
+        None,
+        "--artifacts-url",
+        help="base URL of this controller's artifacts, as written in GitRepository status "
+        "(default: http://gitsail-controller.<namespace>.svc.cluster.local.)",
     ),
     listen: str = typer.Option(
         "127.0.0.1:8080", "--listen", help="HOST:PORT for /healthz, /metrics and /api/webhook"
@@ -69,7 +83,7 @@ def controller(
     log_format: str = typer.Option("text", "--log-format", help="text or json"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
-    """Reconcile Applications continuously: poll and webhooks, automated sync, self-heal."""
+    """Reconcile Applications and Flux objects continuously: poll, webhooks, sync, self-heal."""
     _setup_logging(log_format, log_level)
     host, _, port = listen.rpartition(":")
     try:
@@ -83,6 +97,9 @@ def controller(
         leader_elect=leader_elect,
         resync=resync,
         jitter=jitter,
+        flux=flux,
+        artifacts_dir=artifacts_dir,
+        artifacts_url=artifacts_url,
     )
 
     async def main() -> None:

@@ -50,6 +50,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gitsail.app.engine import AppEngine, PipelineObserver
@@ -88,6 +89,7 @@ from gitsail.model import Obj
 from gitsail.policy import Policy
 from gitsail.render import Renderer
 from gitsail.source import GitSource, HelmRepoSource
+from gitsail.source.artifacts import ArtifactStore, service_base_url
 from gitsail.sync.ownership import owners_of
 
 __all__ = [
@@ -114,15 +116,20 @@ class ControllerOptions:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
-    # Reconcile Flux's GitRepository and Kustomization too (when their modules exist).
+    # Reconcile Flux's GitRepository, Kustomization and Receiver too.
     flux: bool = True
+    # Where Flux source artifacts are stored (default: next to the source cache) and the
+    # base URL they are advertised at in status (default: the controller's Service).
+    artifacts_dir: str | None = None
+    artifacts_url: str | None = None
 
 
 # The Flux kinds' reconcilers: (module, attribute), the attribute a ``KindFactory`` (a
 # callable taking a ``KindContext``). A module that does not exist is skipped.
 FLUX_KINDS: tuple[tuple[str, str], ...] = (
-    ("gitsail.controller.flux_gitrepository", "GitRepositoryReconciler"),
-    ("gitsail.controller.flux_kustomization", "KustomizationReconciler"),
+    ("gitsail.controller.flux", "gitrepository"),
+    ("gitsail.controller.flux", "kustomization"),
+    ("gitsail.controller.flux", "receiver"),
 )
 # Retry of a Transient failure without a retry_after: 5 s doubling, at most 5 minutes.
 TRANSIENT_BACKOFF = (5.0, 300.0)
@@ -357,6 +364,11 @@ class Controller:
             renderer=Renderer(policy=policy),
             observer=_MetricsObserver(self.metrics),
         )
+        self.artifacts = ArtifactStore(
+            Path(options.artifacts_dir or self.engine.git.cache_dir.parent / "artifacts"),
+            base_url=options.artifacts_url or service_base_url(options.namespaces[0]),
+            policy=policy,
+        )
         self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)
         self._factories: list[KindFactory] = [
             _argo_application,
@@ -443,6 +455,7 @@ class Controller:
             registry=self.registry,
             live=self.live.get,
             read=self._read,
+            artifacts=self.artifacts,
         )
         for factory in self._factories:
             reconciler = factory(context)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from gitsail.controller.metrics import Metrics
     from gitsail.controller.reconciler import ReconcileSettings
     from gitsail.kube import Kube
+    from gitsail.source.artifacts import ArtifactStore
 
 __all__ = [
     "DependencyIndex",
@@ -310,13 +311,21 @@ class KindRegistry:
             reconciler.forget(key)
 
     def became_ready(self, key: ObjectKey, old: Obj | None, new: Obj) -> frozenset[ObjectKey]:
-        """The dependents to wake because ``key`` went from not Ready to Ready."""
+        """The dependents to wake because ``key`` went from not Ready to Ready, or, Ready,
+        published a new artifact (a source's consumers build the new revision at once)."""
         reconciler = self._by_kind.get(key.kind)
         if reconciler is None or not reconciler.ready(new):
             return frozenset()
-        if old is not None and reconciler.ready(old):
+        if old is not None and reconciler.ready(old) and _artifact(old) == _artifact(new):
             return frozenset()
         return self.dependencies.waiting_for(key)
+
+
+def _artifact(obj: Obj) -> object:
+    artifact = (obj.get("status") or {}).get("artifact")
+    return (
+        artifact.get("digest") or artifact.get("revision") if isinstance(artifact, dict) else None
+    )
 
 
 @dataclass(frozen=True)
@@ -331,6 +340,7 @@ class KindContext:
     registry: KindRegistry  # ``depends_on`` for dependencies between objects
     live: LiveGet  # the shared watch caches of managed objects (GET when not watchable)
     read: ReadObject  # an object of a registered kind: watch cache, or the server when fresh
+    artifacts: ArtifactStore  # where Flux sources store their artifacts (served over HTTP)
 
 
 LiveGet = Callable[[str, str, str, "str | None"], Awaitable["Obj | None"]]

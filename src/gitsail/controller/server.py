@@ -1,7 +1,7 @@
 """The controller's HTTP endpoints: ``/healthz``, ``/metrics``, Argo CD's
 ``POST /api/webhook``, Flux's Receiver webhooks ``POST /hook/<digest>`` (``receiver.py``),
 and the artifacts of Flux sources (``GET /gitrepository/<ns>/<name>/<file>``, see
-``artifacts_http``) when an ``ArtifactStore`` is given.
+``artifacts_http``) from the controller's ``ArtifactStore`` (or the one given).
 
 The webhook endpoints are reachable by anyone who can reach the controller, so everything
 a request makes the process do before its sender is proven is bounded the same way for
@@ -121,7 +121,7 @@ def make_app(
             Route("/metrics", metrics),
             Route("/api/webhook", webhook, methods=["POST"]),
             receivers.route(),
-            *(artifact_routes(artifacts) if artifacts is not None else []),
+            *artifact_routes(artifacts if artifacts is not None else controller.artifacts),
         ]
     )
     app.state.receivers = receivers  # started on first use; stop() with the controller

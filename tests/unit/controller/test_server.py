@@ -7,7 +7,9 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import cast
 
 import httpx
@@ -17,6 +19,7 @@ from gitsail.controller.metrics import Metrics
 from gitsail.controller.server import make_app
 from gitsail.controller.webhook import PushEvent, WebhookSecrets
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.source.artifacts import ArtifactStore
 
 SECRET = "gh-shared-s3cret"
 SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
@@ -33,6 +36,9 @@ class FakeController:
         self.hold: asyncio.Event | None = None
         self.secret_reads = 0
         self.entered: asyncio.Queue[PushEvent] = asyncio.Queue()
+        self.artifacts = ArtifactStore(
+            Path(tempfile.mkdtemp(prefix="gitsail-artifacts-")), base_url="http://t"
+        )
 
     def webhook_secrets(self) -> WebhookSecrets | None:
         self.secret_reads += 1
