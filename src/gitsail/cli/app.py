@@ -18,8 +18,8 @@ from rich.live import Live
 from rich.table import Table
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError
-from gitsail.app.model import App, AppSpecError
 from gitsail.cli.output import Format, OutputOption, console, emit, fail
+from gitsail.kinds.argo_application import App, AppSpecError
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy, PolicyError
@@ -395,7 +395,7 @@ def rollback(
                 revision=str(entry["revision"]),
                 prune=prune,
                 source={
-                    **(entry.get("source") or current.source),
+                    **(entry.get("source") or current.spec_source),
                     "targetRevision": entry["revision"],
                 },
                 initiated_by={"username": "gitsail-cli"},

@@ -45,11 +45,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
-from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, Retry
+from gitsail.app.model import Retry
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.queue import Key
 from gitsail.diff import DiffError, attribute_drift
+from gitsail.kinds.argo_application import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    App,
+    AppSpecError,
+    parse_retry,
+)
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
 from gitsail.render import RenderError
@@ -115,7 +122,7 @@ def operation_retry(app: App, operation: dict[str, Any]) -> Retry:
     spec = operation.get("retry")
     if spec is not None and not isinstance(spec, dict):
         raise AppSpecError(f"operation.retry must be a mapping, not {type(spec).__name__}")
-    return Retry.parse(spec, automated=automated)
+    return parse_retry(spec, automated=automated)
 
 
 def retry_wait(state: dict[str, Any], retry: Retry, now: float) -> float:
@@ -331,7 +338,7 @@ class AppReconciler:
     async def _reassess_health(self, app: App, spec: str, memory: _Memory) -> float | None:
         """Health of the last comparison from the watch cache; None: compare in full."""
         last = memory.comparison
-        if last is None or _digest(last.app.raw.get("spec")) != spec:
+        if last is None or _digest(last.app.origin.get("spec")) != spec:
             return None
         comparison = await self.engine.reassess_health(last, app)
         if comparison is None:

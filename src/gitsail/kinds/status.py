@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gitsail.errors import ReconcileError, Stalled, Transient
+
 __all__ = [
     "Condition",
     "ReconcileError",
@@ -38,27 +40,6 @@ __all__ = [
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
-
-
-class ReconcileError(Exception):
-    """A reconcile that could not finish; ``reason`` is the condition reason users read."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-class Transient(ReconcileError):
-    """Retry with backoff: the cause may go away without anyone changing anything."""
-
-    def __init__(self, reason: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(reason, message)
-        self.retry_after = retry_after
-
-
-class Stalled(ReconcileError):
-    """Do not retry: wait for a change of the object's spec or of its source."""
 
 
 @dataclass(frozen=True)

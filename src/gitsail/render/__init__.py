@@ -1,4 +1,4 @@
-"""Render: an Artifact plus an Argo CD ``spec.source``'s options → manifests (plain dicts).
+"""Render: an Artifact plus kind-neutral ``RenderOptions`` → manifests (plain dicts).
 
 Three tools, picked by ``detect_tool`` as Argo CD picks them: plain directories are read in
 Python (``load_manifests``: YAML 1.1 the way Kubernetes reads it, LibYAML-backed); Kustomize
@@ -13,7 +13,8 @@ Errors::
 Usage::
 
     renderer = Renderer()
-    options = RenderOptions.from_source(app["spec"]["source"], app_name=name, namespace=ns)
+    options = RenderOptions(app_name=name, namespace=ns, helm=HelmOptions(values="x: 1"))
+    # (a kind adapter builds them from its spec: gitsail.kinds.argo_application)
     rendered = await renderer.render(artifact, options, kube_version="v1.36.3")
     rendered.manifests  # tuple of dicts, in the order the tool emitted them
 """
@@ -27,10 +28,14 @@ from gitsail.render._options import (
     HelmFileParameter,
     HelmOptions,
     HelmParameter,
+    JsonnetOptions,
+    JsonnetVar,
     KustomizeOptions,
     KustomizeReplica,
     RenderOptions,
     detect_tool,
+    jsonnet_lib,
+    jsonnet_var,
 )
 from gitsail.render._renderer import Rendered, Renderer, RenderStats, cache_key, render_local
 
@@ -39,6 +44,8 @@ __all__ = [
     "HelmFileParameter",
     "HelmOptions",
     "HelmParameter",
+    "JsonnetOptions",
+    "JsonnetVar",
     "KustomizeOptions",
     "KustomizeReplica",
     "RenderError",
@@ -49,6 +56,8 @@ __all__ = [
     "cache_key",
     "detect_tool",
     "dump_yaml",
+    "jsonnet_lib",
+    "jsonnet_var",
     "load_manifests",
     "render_local",
 ]

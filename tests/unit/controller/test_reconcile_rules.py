@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError
-from gitsail.app.model import App, AppSpecError, Retry
 from gitsail.controller.manager import _generate_paths_match, own_status_write
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import (
@@ -18,6 +17,7 @@ from gitsail.controller.reconciler import (
     operation_retry,
     retry_wait,
 )
+from gitsail.kinds.argo_application import App, AppSpecError, Retry
 from gitsail.model import Obj
 from gitsail.render import RenderError
 from gitsail.render._process import ToolRunner

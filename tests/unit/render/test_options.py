@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gitsail.kinds.argo_application import render_options
 from gitsail.render import (
     DirectoryOptions,
     HelmFileParameter,
@@ -18,7 +19,7 @@ from gitsail.render import (
 
 
 def _opts(source: dict[str, object]) -> RenderOptions:
-    return RenderOptions.from_source(source, app_name="guestbook", namespace="prod")
+    return render_options(source, app_name="guestbook", namespace="prod")
 
 
 def test_plain_source_has_no_tool_blocks() -> None:
