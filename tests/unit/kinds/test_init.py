@@ -44,6 +44,7 @@ def test_public_api_is_exactly_all() -> None:
     assert set(gitsail.kinds.__all__) == EXPECTED
     public = {n for n in dir(gitsail.kinds) if not n.startswith("_")}
     submodules = {
+        "argo_application",
         "errors",
         "flux_gitrepository",
         "flux_kustomization",
