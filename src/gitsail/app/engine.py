@@ -55,9 +55,14 @@ from gitsail.kube import Kube, KubeError, NotFoundKind, PreconditionFailed, chec
 from gitsail.model import Artifact, Obj, ResourceKey
 from gitsail.render import Rendered, Renderer, RenderError
 from gitsail.source import (
+    AuthError,
     GitSource,
     HelmRepoSource,
+    InvalidSource,
+    PathNotFound,
+    RevisionNotFound,
     SourceError,
+    UnknownHostKey,
     known_hosts_from,
     match_credentials,
 )
@@ -204,6 +209,23 @@ Progress = Callable[[ResourceResult], None]
 def _inventory_keys(inventory: Inventory) -> list[tuple[str, ResourceKey]]:
     """(apiVersion, key) of every entry of an inventory."""
     return [(e.api_version, e.key) for e in inventory]
+
+
+def _fetch_failure(exc: SourceError) -> tuple[bool, str]:
+    """Whether a failed fetch may succeed without a change of the spec or the source (the
+    server answers again, a Secret or known_hosts is fixed, the branch is pushed), and the
+    reason a condition shows."""
+    if isinstance(exc, PathNotFound):
+        return False, "PathNotFound"
+    if isinstance(exc, InvalidSource):
+        return False, "InvalidSource"
+    if isinstance(exc, AuthError):
+        return True, "AuthenticationFailed"
+    if isinstance(exc, RevisionNotFound):
+        return True, "RevisionNotFound"
+    if isinstance(exc, UnknownHostKey):
+        return True, "UnknownHostKey"
+    return True, "FetchFailed"
 
 
 def _is_own(app: Delivery, live: Obj) -> bool:
@@ -443,7 +465,8 @@ class AppEngine:
         try:
             artifact = await self.fetch(app, revision)
         except SourceError as exc:
-            raise ComparisonError(str(exc), transient=True, reason="FetchFailed") from exc
+            transient, reason = _fetch_failure(exc)
+            raise ComparisonError(str(exc), transient=transient, reason=reason) from exc
         try:
             rendered = await self.render(app, artifact)
         except (SourceError, RenderError) as exc:
