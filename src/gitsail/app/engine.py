@@ -143,56 +143,17 @@ class Comparison:
 
     @property
     def app_health(self) -> HealthStatus:
+        """The health of the desired objects, except those the delivery's health settings
+        leave out (``HealthSettings.ignore_annotation`` set to ``"true"``)."""
+        annotation = self.app.health.ignore_annotation
         ignored = {
             k
             for k, obj in self.live.items()
-            if ((obj.get("metadata") or {}).get("annotations") or {}).get(
-                "argocd.argoproj.io/ignore-healthcheck"
-            )
-            == "true"
+            if annotation
+            and ((obj.get("metadata") or {}).get("annotations") or {}).get(annotation) == "true"
         }
         desired = {ResourceKey.of(o) for o in self.desired}
         return aggregate(h for k, h in self.health.items() if k in desired and k not in ignored)
-
-    def resources_status(self) -> list[dict[str, Any]]:
-        """``status.resources``: every desired object plus owned leftovers (the inventory)."""
-        rows = []
-        versions = {ResourceKey.of(o): str(o.get("apiVersion", "")) for o in self.desired}
-        versions.update({ResourceKey.of(o): str(o.get("apiVersion", "")) for o in self.owned_live})
-        for d in sorted(self.diffs, key=lambda d: d.key):
-            version = versions.get(d.key, "").rpartition("/")[2]
-            row: dict[str, Any] = {
-                "group": d.key.group,
-                "version": version,
-                "kind": d.key.kind,
-                "namespace": d.key.namespace,
-                "name": d.key.name,
-                "status": d.status,
-            }
-            health = self.health.get(d.key)
-            if health is not None:
-                row["health"] = {"status": str(health.status)}
-                if health.message:
-                    row["health"]["message"] = health.message
-            if d.requires_pruning:
-                row["requiresPruning"] = True
-            rows.append(row)
-        return rows
-
-    def images(self) -> list[str]:
-        found: set[str] = set()
-        for obj in self.desired:
-            spec = obj.get("spec") or {}
-            pod = (spec.get("template") or {}).get("spec") or spec
-            if obj.get("kind") == "CronJob":
-                pod = (
-                    ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
-                ).get("spec") or {}
-            for group in ("containers", "initContainers"):
-                for container in pod.get(group) or []:
-                    if isinstance(container, dict) and container.get("image"):
-                        found.add(str(container["image"]))
-        return sorted(found)
 
 
 @dataclass(frozen=True)

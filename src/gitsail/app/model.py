@@ -13,7 +13,8 @@ the engine a ``Delivery``::
     │                 managed namespace metadata
     ├── owner         sync.ownership.Owner: how the objects are marked (Argo's tracking id)
     ├── inventory     sync.inventory.Inventory: what was applied last (prune candidates)
-    └── ignore_differences   diff rules, in the diff layer's own (Argo-compatible) form
+    ├── ignore_differences   diff rules, in the diff layer's own (Argo-compatible) form
+    └── health        HealthSettings: which objects the aggregate health leaves out
 
 The engine never reads the adapter's field names; ``origin`` (the object as read) is carried
 only so the adapter's status writer can diff against it (see ``KindStatus`` in the engine).
@@ -41,6 +42,7 @@ __all__ = [
     "IN_CLUSTER",
     "Automated",
     "Delivery",
+    "HealthSettings",
     "KindAdapter",
     "Retry",
     "SourceRef",
@@ -114,6 +116,14 @@ class SyncPolicy:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """How the delivery's health is aggregated: objects annotated ``ignore_annotation:
+    "true"`` do not count (Argo CD: ``argocd.argoproj.io/ignore-healthcheck``)."""
+
+    ignore_annotation: str = ""
+
+
+@dataclass(frozen=True)
 class Delivery:
     """One object of some kind, read into the engine's terms (see the module docstring)."""
 
@@ -130,6 +140,7 @@ class Delivery:
     owner: Owner
     inventory: Inventory
     ignore_differences: tuple[dict[str, Any], ...] = ()
+    health: HealthSettings = HealthSettings()
     history_limit: int = 10
     render_problem: str = ""  # set when ``render`` is None: why the options are unusable
     origin: Obj = field(default_factory=dict, repr=False, compare=False)

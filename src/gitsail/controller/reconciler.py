@@ -56,6 +56,7 @@ from gitsail.kinds.argo_application import (
     App,
     AppSpecError,
     parse_retry,
+    resources_status,
 )
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
@@ -367,7 +368,7 @@ class AppReconciler:
             and (old.get("sync") or {}).get("status") == comparison.sync_status
             and (old.get("sync") or {}).get("revision") == comparison.artifact.revision
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
-            and old.get("resources") == comparison.resources_status()
+            and old.get("resources") == resources_status(comparison)
             and not [c for c in old.get("conditions") or [] if c.get("type") == "ComparisonError"]
         )
         # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a

@@ -34,13 +34,14 @@ from gitsail.app.model import (
     IN_CLUSTER,
     Automated,
     Delivery,
+    HealthSettings,
     Retry,
     SourceRef,
     SyncPolicy,
 )
 from gitsail.kinds._argo_source import render_options
 from gitsail.kinds._argo_spec import APPLICATION, MAX_PROBLEMS, SYNC_RETRY, check, shown
-from gitsail.model import Obj
+from gitsail.model import Obj, ResourceKey
 from gitsail.render import RenderError, RenderOptions
 from gitsail.source import redact_url
 from gitsail.sync.inventory import Inventory
@@ -51,6 +52,7 @@ __all__ = [
     "API_VERSION",
     "ARGO",
     "DEFAULT_NAMESPACE",
+    "IGNORE_HEALTHCHECK",
     "IN_CLUSTER",
     "KIND",
     "NO_RESOURCES",
@@ -60,14 +62,18 @@ __all__ = [
     "Automated",
     "Retry",
     "check_application",
+    "images",
     "parse_duration",
     "parse_retry",
     "render_options",
+    "resources_status",
 ]
 
 API_VERSION = "argoproj.io/v1alpha1"
 KIND = "Application"
 DEFAULT_NAMESPACE = "argocd"
+# Objects annotated with it ("true") do not count towards the app's health.
+IGNORE_HEALTHCHECK = "argocd.argoproj.io/ignore-healthcheck"
 # The condition an app gets when its source renders nothing (see status_patch).
 NO_RESOURCES = "NoResourcesWarning"
 
@@ -285,6 +291,7 @@ class App(Delivery):
             owner=ArgoTracking(tracking_name(namespace, name), display=f"{namespace}/{name}"),
             inventory=Inventory.from_argo((raw.get("status") or {}).get("resources")),
             ignore_differences=tuple(spec.get("ignoreDifferences") or ()),
+            health=HealthSettings(ignore_annotation=IGNORE_HEALTHCHECK),
             history_limit=10 if history_limit is None else int(history_limit),
             origin=raw,
             adapter=ARGO,
@@ -298,6 +305,51 @@ def _shown_source(source: Mapping[str, Any]) -> dict[str, Any]:
     """``spec.source`` as copied into status, history and results: no URL credentials."""
     url = source.get("repoURL")
     return {**source, "repoURL": redact_url(url)} if isinstance(url, str) else dict(source)
+
+
+def resources_status(comparison: Comparison) -> list[dict[str, Any]]:
+    """``status.resources``: every desired object plus owned leftovers (the inventory)."""
+    rows = []
+    versions = {ResourceKey.of(o): str(o.get("apiVersion", "")) for o in comparison.desired}
+    versions.update(
+        {ResourceKey.of(o): str(o.get("apiVersion", "")) for o in comparison.owned_live}
+    )
+    for d in sorted(comparison.diffs, key=lambda d: d.key):
+        version = versions.get(d.key, "").rpartition("/")[2]
+        row: dict[str, Any] = {
+            "group": d.key.group,
+            "version": version,
+            "kind": d.key.kind,
+            "namespace": d.key.namespace,
+            "name": d.key.name,
+            "status": d.status,
+        }
+        health = comparison.health.get(d.key)
+        if health is not None:
+            row["health"] = {"status": str(health.status)}
+            if health.message:
+                row["health"]["message"] = health.message
+        if d.requires_pruning:
+            row["requiresPruning"] = True
+        rows.append(row)
+    return rows
+
+
+def images(comparison: Comparison) -> list[str]:
+    """``status.summary.images``: the container images of the desired objects."""
+    found: set[str] = set()
+    for obj in comparison.desired:
+        spec = obj.get("spec") or {}
+        pod = (spec.get("template") or {}).get("spec") or spec
+        if obj.get("kind") == "CronJob":
+            pod = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get(
+                "spec"
+            ) or {}
+        for group in ("containers", "initContainers"):
+            for container in pod.get(group) or []:
+                if isinstance(container, dict) and container.get("image"):
+                    found.add(str(container["image"]))
+    return sorted(found)
 
 
 def _argo(delivery: Delivery) -> App:
@@ -395,8 +447,8 @@ class ArgoApplications:
                 },
             }
             status["health"] = {"status": str(comparison.app_health)}
-            status["resources"] = comparison.resources_status()
-            status["summary"] = {"images": comparison.images()}
+            status["resources"] = resources_status(comparison)
+            status["summary"] = {"images": images(comparison)}
             status["sourceType"] = {
                 "directory": "Directory",
                 "kustomize": "Kustomize",
