@@ -14,7 +14,9 @@ same client unless a caller says otherwise.
 - ``sync(app, …)`` runs one sync operation on a fresh comparison and records the
   operation state and a history entry.
 - ``write_status(app, comparison)`` writes the kind's ``status``, as computed by the kind's
-  adapter (``Delivery.adapter.status_patch``): the engine never builds an Argo CD status.
+  adapter (``Delivery.adapter.status_patch``). Still Argo-shaped here, until operations
+  become resumable records: the operation record a sync writes (``operationState``,
+  ``history``, the ``SyncError`` condition) and the ``operation`` field a client sets.
 
 A failed fetch or render never reaches the sync stage, so it can never prune; the error
 lands in ``status.conditions`` (``ComparisonError``) and the operation message. A

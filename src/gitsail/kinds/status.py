@@ -15,8 +15,10 @@ Errors say what happens next:
     └── Stalled     only a change of the spec or of the source can help (a bad path, a
                     render that fails, an undefined variable): wait for one, do not retry
 
-Both map to ``Ready=False`` with their ``reason``; ``Stalled`` also sets ``Stalled=True`` as
-kstatus expects, ``Transient`` keeps ``Reconciling=True``.
+The tree is defined in ``gitsail.errors`` (the bottom layer, so the delivery driver can raise
+it too) and re-exported here. Both map to ``Ready=False`` with their ``reason``;
+``Stalled`` also sets ``Stalled=True`` as kstatus expects, ``Transient`` keeps
+``Reconciling=True``.
 """
 
 from __future__ import annotations
