@@ -13,8 +13,7 @@ Errors::
 Usage::
 
     renderer = Renderer()
-    options = RenderOptions(app_name=name, namespace=ns, helm=HelmOptions(values="x: 1"))
-    # (a kind adapter builds them from its spec: gitsail.kinds.argo_application)
+    options = RenderOptions(app_name=name, namespace=ns)  # a kind adapter builds these
     rendered = await renderer.render(artifact, options, kube_version="v1.36.3")
     rendered.manifests  # tuple of dicts, in the order the tool emitted them
 """
