@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitsail.app.model import AppSpecError
 from gitsail.cli import render as cli_render
 from gitsail.cli.output import Format, emit, fail
+from gitsail.kinds.argo_application import AppSpecError
 
 
 def test_json_and_yaml_output_carry_the_same_data(capsys: pytest.CaptureFixture[str]) -> None:

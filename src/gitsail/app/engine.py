@@ -1,17 +1,28 @@
-"""The pipeline for one Application: source → render → diff → sync → health → status.
+"""The delivery driver: source → render → diff → sync → health → status, for one
+``Delivery`` (a kind-neutral record a kind adapter in ``gitsail.kinds`` reads from its
+object: today the Argo CD ``Application``).
 
 ``AppEngine`` is what the CLI runs in-process and what the controller runs continuously;
-both go through the same methods:
+both go through the same methods. It holds two clients: ``control`` (the control plane:
+the kind's objects, settings, repository Secrets, status writes) and ``target`` (the cluster
+the objects are delivered to: discovery, dry runs, live objects, apply, prune). They are the
+same client unless a caller says otherwise.
 
 - ``compare(app)`` fetches the source, renders it, dry-runs every object with server-side
   apply and diffs the result against the live objects (plus the inventory's leftovers), and
   computes sync status and health. It changes nothing in the cluster.
 - ``sync(app, …)`` runs one sync operation on a fresh comparison and records the
   operation state and a history entry.
-- ``write_status(app, comparison)`` writes what Argo CD writes under ``status``.
+- ``write_status(app, comparison)`` writes the kind's ``status``, as computed by the kind's
+  adapter (``Delivery.adapter.status_patch``). Still Argo-shaped here, until operations
+  become resumable records: the operation record a sync writes (``operationState``,
+  ``history``, the ``SyncError`` condition) and the ``operation`` field a client sets.
 
 A failed fetch or render never reaches the sync stage, so it can never prune; the error
-lands in ``status.conditions`` (``ComparisonError``) and the operation message.
+lands in ``status.conditions`` (``ComparisonError``) and the operation message. A
+``ComparisonError`` is a ``gitsail.errors`` ``ReconcileError`` that says what happens next:
+``transient`` (the fetch failed, the API server did not answer: retry with backoff) or not
+(a render, a spec or a manifest error: wait for a change of the spec or the source).
 
 - ``reassess_health(comparison)`` re-reads only the live objects of an earlier comparison
   and recomputes health: a status-only change of a managed object (a Deployment becoming
@@ -33,8 +44,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gitsail.app.model import API_VERSION, IN_CLUSTER, App, AppSpecError, Retry
+from gitsail.app.model import IN_CLUSTER, Delivery, KindAdapter, Retry
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
+from gitsail.errors import ReconcileError, Stalled, Transient
 from gitsail.health import (
     Health,
     HealthStatus,
@@ -44,46 +56,80 @@ from gitsail.health import (
 )
 from gitsail.kube import Kube, KubeError, NotFoundKind, PreconditionFailed, check_names
 from gitsail.model import Artifact, Obj, ResourceKey
-from gitsail.render import Rendered, Renderer, RenderError, RenderOptions
+from gitsail.render import Rendered, Renderer, RenderError
 from gitsail.source import (
+    AuthError,
     GitSource,
     HelmRepoSource,
+    InvalidSource,
+    PathNotFound,
+    RevisionNotFound,
     SourceError,
+    UnknownHostKey,
     known_hosts_from,
     match_credentials,
-    redact_url,
 )
 from gitsail.sync.engine import ResourceResult, SyncRequest, SyncResult, run_sync
 from gitsail.sync.inventory import Inventory
-from gitsail.sync.ownership import ArgoTracking, shared_resource_warning
+from gitsail.sync.ownership import shared_resource_warning
 from gitsail.sync.plan import hook_types
 
-__all__ = ["AppEngine", "Comparison", "ComparisonError", "OperationOutcome", "now"]
+__all__ = [
+    "AppEngine",
+    "Comparison",
+    "ComparisonError",
+    "OperationOutcome",
+    "PipelineObserver",
+    "now",
+]
+
+# Argo CD's Application: what ``get_application``/``list_applications`` read until the
+# controller's registry of kinds reads objects itself (issue 8, C1b).
+_ARGO_API_VERSION = "argoproj.io/v1alpha1"
+_ARGO_KIND = "Application"
 
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# The condition an app gets when its source renders nothing (see write_status).
-NO_RESOURCES = "NoResourcesWarning"
-
-
-class ComparisonError(Exception):
+class ComparisonError(ReconcileError):
     """Fetching, rendering or dry-running the app failed; nothing was changed.
 
     ``revision`` is the commit the failure happened at when the source was fetched ("" when
     the fetch itself failed), so a caller can tell a new revision from the same failure.
+    ``transient`` says what happens next: True when the world may change on its own (the
+    fetch failed, the API server did not answer): retry with backoff; False when only a
+    change of the spec or the source helps (a render error, a bad manifest, a bad rule).
+    ``reason`` is the CamelCase word for a condition (``FetchFailed``, ``RenderFailed``...).
     """
 
-    def __init__(self, message: str, *, revision: str = "") -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        revision: str = "",
+        transient: bool = False,
+        reason: str = "",
+    ) -> None:
+        super().__init__(reason or "ComparisonFailed", message)
         self.revision = revision
+        self._transient = transient
+
+    @property
+    def transient(self) -> bool:
+        return self._transient
+
+    def typed(self) -> Transient | Stalled:
+        """The same failure as the error tree's ``Transient`` or ``Stalled``."""
+        if self._transient:
+            return Transient(self.reason, self.message)
+        return Stalled(self.reason, self.message)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    app: App
+    app: Delivery
     artifact: Artifact
     rendered: Rendered
     desired: tuple[Obj, ...]  # prepared (namespace, tracking) — hooks excluded
@@ -100,56 +146,17 @@ class Comparison:
 
     @property
     def app_health(self) -> HealthStatus:
+        """The health of the desired objects, except those the delivery's health settings
+        leave out (``HealthSettings.ignore_annotation`` set to ``"true"``)."""
+        annotation = self.app.health.ignore_annotation
         ignored = {
             k
             for k, obj in self.live.items()
-            if ((obj.get("metadata") or {}).get("annotations") or {}).get(
-                "argocd.argoproj.io/ignore-healthcheck"
-            )
-            == "true"
+            if annotation
+            and ((obj.get("metadata") or {}).get("annotations") or {}).get(annotation) == "true"
         }
         desired = {ResourceKey.of(o) for o in self.desired}
         return aggregate(h for k, h in self.health.items() if k in desired and k not in ignored)
-
-    def resources_status(self) -> list[dict[str, Any]]:
-        """``status.resources``: every desired object plus owned leftovers (the inventory)."""
-        rows = []
-        versions = {ResourceKey.of(o): str(o.get("apiVersion", "")) for o in self.desired}
-        versions.update({ResourceKey.of(o): str(o.get("apiVersion", "")) for o in self.owned_live})
-        for d in sorted(self.diffs, key=lambda d: d.key):
-            version = versions.get(d.key, "").rpartition("/")[2]
-            row: dict[str, Any] = {
-                "group": d.key.group,
-                "version": version,
-                "kind": d.key.kind,
-                "namespace": d.key.namespace,
-                "name": d.key.name,
-                "status": d.status,
-            }
-            health = self.health.get(d.key)
-            if health is not None:
-                row["health"] = {"status": str(health.status)}
-                if health.message:
-                    row["health"]["message"] = health.message
-            if d.requires_pruning:
-                row["requiresPruning"] = True
-            rows.append(row)
-        return rows
-
-    def images(self) -> list[str]:
-        found: set[str] = set()
-        for obj in self.desired:
-            spec = obj.get("spec") or {}
-            pod = (spec.get("template") or {}).get("spec") or spec
-            if obj.get("kind") == "CronJob":
-                pod = (
-                    ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
-                ).get("spec") or {}
-            for group in ("containers", "initContainers"):
-                for container in pod.get(group) or []:
-                    if isinstance(container, dict) and container.get("image"):
-                        found.add(str(container["image"]))
-        return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -163,31 +170,38 @@ class OperationOutcome:
 Progress = Callable[[ResourceResult], None]
 
 
-def _inventory(app_obj: Obj) -> Inventory:
-    """The app's inventory: the rows of ``status.resources``."""
-    return Inventory.from_argo((app_obj.get("status") or {}).get("resources"))
+def _inventory_keys(inventory: Inventory) -> list[tuple[str, ResourceKey]]:
+    """(apiVersion, key) of every entry of an inventory."""
+    return [(e.api_version, e.key) for e in inventory]
 
 
-def _inventory_keys(app_obj: Obj) -> list[tuple[str, ResourceKey]]:
-    """(apiVersion, key) of every entry of the app's inventory."""
-    return [(e.api_version, e.key) for e in _inventory(app_obj)]
+def _fetch_failure(exc: SourceError) -> tuple[bool, str]:
+    """Whether a failed fetch may succeed without a change of the spec or the source (the
+    server answers again, a Secret or known_hosts is fixed, the branch is pushed), and the
+    reason a condition shows."""
+    if isinstance(exc, PathNotFound):
+        return False, "PathNotFound"
+    if isinstance(exc, InvalidSource):
+        return False, "InvalidSource"
+    if isinstance(exc, AuthError):
+        return True, "AuthenticationFailed"
+    if isinstance(exc, RevisionNotFound):
+        return True, "RevisionNotFound"
+    if isinstance(exc, UnknownHostKey):
+        return True, "UnknownHostKey"
+    return True, "FetchFailed"
 
 
-def _owner(app: App) -> ArgoTracking:
-    """How the app marks its objects: Argo CD's tracking id under its tracking name."""
-    return ArgoTracking(app.instance, display=f"{app.namespace}/{app.name}")
-
-
-def _is_own(app: App, live: Obj) -> bool:
+def _is_own(app: Delivery, live: Obj) -> bool:
     """Carries the app's mark and no other owner's (never prune what another claims)."""
-    owner = _owner(app)
-    return owner.owns(live) and owner.claimant(live) is None
+    return app.owner.owns(live) and app.owner.claimant(live) is None
 
 
-def _shown_source(source: dict[str, Any]) -> dict[str, Any]:
-    """``spec.source`` as copied into status, history and results: no URL credentials."""
-    url = source.get("repoURL")
-    return {**source, "repoURL": redact_url(url)} if isinstance(url, str) else dict(source)
+def _adapter(app: Delivery) -> KindAdapter:
+    """The kind adapter of ``app``; every record the engine writes status for has one."""
+    if app.adapter is None:
+        raise TypeError(f"{app.kind} {app.display}: no kind adapter to write its status")
+    return app.adapter
 
 
 def _require_name(obj: Obj, number: int, *, generate_name_ok: bool) -> None:
@@ -207,7 +221,8 @@ def _require_name(obj: Obj, number: int, *, generate_name_ok: bool) -> None:
     )
     raise ComparisonError(
         f"resource {number} of the rendered manifests ({what}) {problem}; every resource needs "
-        "a name (only hooks may use metadata.generateName)"
+        "a name (only hooks may use metadata.generateName)",
+        reason="InvalidManifest",
     )
 
 
@@ -264,15 +279,19 @@ class PipelineObserver:
 
 @dataclass
 class AppEngine:
-    """The pipeline for Applications, over one cluster connection.
+    """The delivery pipeline, over a control-plane client and a target-cluster client.
 
-    ``live`` looks up live objects (default: a GET per object; the controller passes its
+    ``control`` reads the kind's objects and settings (ConfigMaps, repository Secrets in
+    ``control_namespace``) and writes their status; ``target`` (default: ``control``) is the
+    cluster delivered to: discovery, dry runs, live objects, apply and prune. ``live`` looks
+    up live objects in the target (default: a GET per object; the controller passes its
     watch caches, so a steady-state comparison costs no API request). Dry-run predictions
     are memoized by (desired object, live resourceVersion): while neither changes, the
     server would answer the same, so it is not asked again.
     """
 
-    kube: Kube
+    control: Kube
+    target: Kube | None = None
     control_namespace: str = "argocd"
     git: GitSource = field(default_factory=GitSource)
     helm_repos: HelmRepoSource = field(default_factory=HelmRepoSource)
@@ -284,22 +303,34 @@ class AppEngine:
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
+    @property
+    def kube(self) -> Kube:
+        """The control-plane client (the name callers used before the split)."""
+        return self.control
+
+    @property
+    def cluster(self) -> Kube:
+        """The target-cluster client: ``target``, or ``control`` when none was given."""
+        return self.target if self.target is not None else self.control
+
     async def get_live(
         self, api_version: str, kind: str, name: str, namespace: str | None
     ) -> Obj | None:
         if self.live is not None:
             return await self.live(api_version, kind, name, namespace)
-        return await self.kube.get(api_version, kind, name, namespace)
+        return await self.cluster.get(api_version, kind, name, namespace)
 
     # -- reading ----------------------------------------------------------------------
 
     async def get_application(self, name: str, namespace: str | None = None) -> Obj | None:
-        return await self.kube.get(
-            API_VERSION, "Application", name, namespace or self.control_namespace
+        return await self.control.get(
+            _ARGO_API_VERSION, _ARGO_KIND, name, namespace or self.control_namespace
         )
 
     async def list_applications(self, namespace: str | None = None) -> list[Obj]:
-        return await self.kube.list(API_VERSION, "Application", namespace or self.control_namespace)
+        return await self.control.list(
+            _ARGO_API_VERSION, _ARGO_KIND, namespace or self.control_namespace
+        )
 
     async def _settings(self, what: str, load: Callable[[], Awaitable[Any]]) -> Any:
         """Cluster settings read at most every ``settings_ttl`` seconds (not once per app)."""
@@ -321,7 +352,7 @@ class AppEngine:
 
         async def load() -> bool:
             try:
-                cm = await self.kube.get("v1", "ConfigMap", "argocd-cm", self.control_namespace)
+                cm = await self.control.get("v1", "ConfigMap", "argocd-cm", self.control_namespace)
             except KubeError:
                 return False
             return application_health_configured((cm or {}).get("data") or {})
@@ -331,7 +362,7 @@ class AppEngine:
     async def _credentials_for(self, repo_url: str) -> Any:
         secrets = await self._settings(
             "repo-secrets",
-            lambda: self.kube.list(
+            lambda: self.control.list(
                 "v1",
                 "Secret",
                 self.control_namespace,
@@ -340,39 +371,40 @@ class AppEngine:
         )
         return match_credentials(repo_url, secrets)
 
-    async def fetch(self, app: App, revision: str | None = None) -> Artifact:
-        creds = await self._credentials_for(app.repo_url)
-        wanted = revision or app.target_revision
-        if app.is_helm_repo:
+    async def fetch(self, app: Delivery, revision: str | None = None) -> Artifact:
+        source = app.source
+        creds = await self._credentials_for(source.url)
+        wanted = revision or source.revision
+        if source.is_helm_repo:
             return await self.helm_repos.fetch_chart(
-                app.repo_url, str(app.source["chart"]), "" if wanted == "HEAD" else wanted, creds
+                source.url, source.chart, "" if wanted == "HEAD" else wanted, creds
             )
-        if app.repo_url.startswith("ssh://") or "@" in app.repo_url.split("://")[-1].split("/")[0]:
+        if source.url.startswith("ssh://") or "@" in source.url.split("://")[-1].split("/")[0]:
             cm = await self._settings(
                 "known-hosts",
-                lambda: self.kube.get(
+                lambda: self.control.get(
                     "v1", "ConfigMap", "argocd-ssh-known-hosts-cm", self.control_namespace
                 ),
             )
             self.git.known_hosts = known_hosts_from(cm)
-        helm = app.source.get("helm") or {}
         started = time.monotonic()
         artifact = await self.git.fetch(
-            app.repo_url,
+            source.url,
             wanted,
-            str(app.source.get("path") or "."),
+            source.path,
             creds,
-            inputs_options={"value_files": list(helm.get("valueFiles") or [])},
+            inputs_options={"value_files": list(source.value_files)},
         )
         self.observer.fetched(time.monotonic() - started)
         return artifact
 
-    async def render(self, app: App, artifact: Artifact) -> Rendered:
-        options = RenderOptions.from_source(
-            app.source, app_name=app.name, namespace=app.destination_namespace
-        )
-        version = await self._settings("version", self.kube.server_version)
-        mapper = await self.kube.discover()
+    async def render(self, app: Delivery, artifact: Artifact) -> Rendered:
+        """Render ``artifact`` with the app's options; RenderError when they are unusable."""
+        options = app.render
+        if options is None:
+            raise RenderError(app.render_problem or f"{app.display}: no render options")
+        version = await self._settings("version", self.cluster.server_version)
+        mapper = await self.cluster.discover()
         hits = self.renderer.stats.hits
         started = time.monotonic()
         rendered = await self.renderer.render(
@@ -386,26 +418,32 @@ class AppEngine:
         )
         return rendered
 
-    async def compare(self, app: App, *, revision: str | None = None) -> Comparison:
+    async def compare(self, app: Delivery, *, revision: str | None = None) -> Comparison:
         """Fetch, render, dry-run and diff; raises ComparisonError, changes nothing."""
         if app.destination_server not in (IN_CLUSTER, ""):
             raise ComparisonError(
                 f"destination server {app.destination_server} is not registered; only "
-                f"{IN_CLUSTER} (the cluster gitsail runs against) is supported yet"
+                f"{IN_CLUSTER} (the cluster gitsail runs against) is supported yet",
+                reason="DestinationUnknown",
             )
         try:
             artifact = await self.fetch(app, revision)
         except SourceError as exc:
-            raise ComparisonError(str(exc)) from exc
+            transient, reason = _fetch_failure(exc)
+            raise ComparisonError(str(exc), transient=transient, reason=reason) from exc
         try:
             rendered = await self.render(app, artifact)
         except (SourceError, RenderError) as exc:
-            raise ComparisonError(str(exc), revision=artifact.revision) from exc
+            raise ComparisonError(
+                str(exc), revision=artifact.revision, reason="RenderFailed"
+            ) from exc
         try:
             # Off the event loop: jq expressions are compiled in a worker, with a deadline.
             rules = await asyncio.to_thread(parse_ignore_differences, list(app.ignore_differences))
         except (DiffError, ValueError) as exc:
-            raise ComparisonError(f"ignoreDifferences: {exc}", revision=artifact.revision) from exc
+            raise ComparisonError(
+                f"ignoreDifferences: {exc}", revision=artifact.revision, reason="InvalidSpec"
+            ) from exc
         desired: list[Obj] = []
         hooks: list[Obj] = []
         for number, obj in enumerate(rendered.manifests, start=1):
@@ -416,8 +454,12 @@ class AppEngine:
             prepared = [await self._prepare(app, obj) for obj in desired]
             for hook in hooks:  # not compared, but a bad name is an error all the same
                 await self._prepare(app, hook)
-        except (KubeError, ComparisonError) as exc:
-            raise ComparisonError(str(exc), revision=artifact.revision) from exc
+        except ComparisonError as exc:
+            raise ComparisonError(str(exc), revision=artifact.revision, reason=exc.reason) from exc
+        except KubeError as exc:  # discovery failed: the API server may answer next time
+            raise ComparisonError(
+                str(exc), revision=artifact.revision, transient=True, reason="DiscoveryFailed"
+            ) from exc
         child_health = await self.child_application_health()
         live: dict[ResourceKey, Obj] = {}
         pairs: list[tuple[Obj | None, Obj | None]] = []
@@ -435,14 +477,14 @@ class AppEngine:
                 current = None  # not served (yet): a CRD in this app, or an error the sync names
             if current is not None:
                 live[key] = current
-                warning = shared_resource_warning(current, _owner(app))
+                warning = shared_resource_warning(current, app.owner)
                 if warning is not None:
                     shared.append(warning)
             predicted = await self._dry_run(obj, current)
             pairs.append((predicted, current))
             health[key] = resource_health(current, child_applications=child_health)
         owned: list[Obj] = []
-        for api_version, key in _inventory_keys(app.raw):
+        for api_version, key in _inventory_keys(app.inventory):
             if key in desired_keys:
                 if key in live and _is_own(app, live[key]):
                     owned.append(live[key])
@@ -478,7 +520,7 @@ class AppEngine:
             shared=tuple(shared),
         )
 
-    async def reassess_health(self, comparison: Comparison, app: App) -> Comparison | None:
+    async def reassess_health(self, comparison: Comparison, app: Delivery) -> Comparison | None:
         """``comparison`` with its live objects read again and their health recomputed.
 
         The desired objects, diffs and revision stay those of ``comparison``: diffs ignore
@@ -502,13 +544,13 @@ class AppEngine:
         owned = tuple(live.get(ResourceKey.of(obj), obj) for obj in comparison.owned_live)
         return replace(comparison, app=app, live=live, owned_live=owned, health=health)
 
-    async def _prepare(self, app: App, obj: Obj) -> Obj:
+    async def _prepare(self, app: Delivery, obj: Obj) -> Obj:
         api_version = str(obj.get("apiVersion", ""))
         kind = str(obj.get("kind", ""))
         prepared = {**obj, "metadata": dict(obj.get("metadata") or {})}
         meta = prepared["metadata"]
         try:
-            info = await self.kube.resource_for(api_version, kind)
+            info = await self.cluster.resource_for(api_version, kind)
         except NotFoundKind:
             # Served only once a CRD in this app is applied; compared as "missing".
             info = None
@@ -521,8 +563,10 @@ class AppEngine:
             group = info.group if info else api_version.rpartition("/")[0]
             check_names(group, kind, str(name) if name else None, meta.get("namespace") or None)
         except KubeError as exc:
-            raise ComparisonError(f"{api_version} {kind} {name or ''}: {exc.message}") from exc
-        return _owner(app).mark(prepared)
+            raise ComparisonError(
+                f"{api_version} {kind} {name or ''}: {exc.message}", reason="InvalidManifest"
+            ) from exc
+        return app.owner.mark(prepared)
 
     async def _dry_run(self, obj: Obj, current: Obj | None) -> Obj:
         """What the object would look like after apply; the manifest itself if that is unknown."""
@@ -532,7 +576,7 @@ class AppEngine:
         if live_version and memo_key in self._predictions:
             return self._predictions[memo_key]
         try:
-            predicted = await self.kube.apply(
+            predicted = await self.cluster.apply(
                 obj, field_manager=self.field_manager, force=True, dry_run=True
             )
         except KubeError:
@@ -549,107 +593,31 @@ class AppEngine:
 
     async def write_status(
         self,
-        app: App,
+        app: Delivery,
         comparison: Comparison | None,
         *,
         error: str = "",
         extra: dict[str, Any] | None = None,
     ) -> Obj:
+        """Write the kind's status after a comparison (``error``: why there is none), as its
+        adapter computes it, in one merge patch on the control plane."""
         status = self.application_status(app, comparison, error=error, extra=extra)
-        return await self.kube.merge_patch(
-            API_VERSION, "Application", app.name, {"status": status}, namespace=app.namespace
+        return await self.control.merge_patch(
+            app.api_version, app.kind, app.name, {"status": status}, namespace=app.namespace
         )
 
     @staticmethod
     def application_status(
-        app: App,
+        app: Delivery,
         comparison: Comparison | None,
         *,
         error: str = "",
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """What Argo CD writes under ``status`` for ``comparison`` (or for a comparison
-        that failed with ``error``), as a merge-patch fragment; ``extra`` is merged last.
-
-        Pure: the controller collects it into its one status patch per reconcile
-        (``gitsail.controller.status_patch``); ``write_status`` sends it at once.
-        """
-        status: dict[str, Any] = {"reconciledAt": now()}
-        old_conditions = (app.raw.get("status") or {}).get("conditions") or []
-        conditions = [
-            c
-            for c in old_conditions
-            if c.get("type")
-            not in (
-                "ComparisonError",
-                "InvalidSpecError",
-                "UnknownError",
-                "SharedResourceWarning",
-                NO_RESOURCES,
-            )
-        ]
-        if comparison is not None and not comparison.rendered.manifests:
-            since: dict[str, Any] = next(
-                (c for c in old_conditions if c.get("type") == NO_RESOURCES), {}
-            )
-            # Argo CD shows such an app Synced/Healthy and says nothing; say it (a warning type,
-            # so Argo CD's tools list it as a warning, not an error).
-            path = comparison.artifact.path or "."
-            conditions.append(
-                {
-                    "type": NO_RESOURCES,
-                    "message": f"the source rendered no resources ({comparison.rendered.tool} "
-                    f"at path {path!r}): nothing is deployed or checked; the app is Synced and "
-                    "Healthy only because it manages nothing",
-                    "lastTransitionTime": since.get("lastTransitionTime") or now(),
-                }
-            )
-        if comparison is not None:
-            # A warning that stays keeps its time, so an unchanged status stays unchanged.
-            shared_since = {
-                c.get("message"): c.get("lastTransitionTime")
-                for c in old_conditions
-                if c.get("type") == "SharedResourceWarning"
-            }
-            conditions += [
-                {
-                    "type": "SharedResourceWarning",
-                    "message": m,
-                    "lastTransitionTime": shared_since.get(m) or now(),
-                }
-                for m in comparison.shared
-            ]
-            status["sync"] = {
-                "status": comparison.sync_status,
-                "revision": comparison.artifact.revision,
-                "comparedTo": {
-                    "source": _shown_source(app.source),
-                    "destination": {
-                        "server": app.destination_server,
-                        "namespace": app.destination_namespace,
-                    },
-                },
-            }
-            status["health"] = {"status": str(comparison.app_health)}
-            status["resources"] = comparison.resources_status()
-            status["summary"] = {"images": comparison.images()}
-            status["sourceType"] = {
-                "directory": "Directory",
-                "kustomize": "Kustomize",
-                "helm": "Helm",
-            }.get(comparison.rendered.tool, "Directory")
-        if error:
-            conditions.append(
-                {"type": "ComparisonError", "message": error, "lastTransitionTime": now()}
-            )
-            status["sync"] = {
-                **((app.raw.get("status") or {}).get("sync") or {}),
-                "status": "Unknown",
-            }
-        status["conditions"] = conditions or None
-        if extra:
-            status.update(extra)
-        return status
+        """The kind's ``status`` for ``comparison`` (or for one that failed with ``error``) as
+        a merge-patch fragment, from its adapter; ``extra`` is merged last. Pure: the
+        controller collects it into its one status patch per reconcile."""
+        return _adapter(app).status_patch(app, comparison, error=error, extra=extra)
 
     async def set_condition(self, obj: Obj, ctype: str, message: str) -> bool:
         """Put one condition on an Application, replacing any of the same type.
@@ -669,16 +637,16 @@ class AppEngine:
             return False
         conditions = [c for c in current if c.get("type") != ctype]
         conditions.append({"type": ctype, "message": message, "lastTransitionTime": now()})
-        await self.kube.merge_patch(
-            API_VERSION,
-            "Application",
+        await self.kube.merge_patch(  # the control plane (``kube`` is ``control``)
+            str(obj.get("apiVersion") or _ARGO_API_VERSION),
+            str(obj.get("kind") or _ARGO_KIND),
             name,
             {"status": {"conditions": conditions}},
             namespace=meta.get("namespace"),
         )
         return True
 
-    async def refresh(self, app: App) -> Comparison | None:
+    async def refresh(self, app: Delivery) -> Comparison | None:
         """Compare and write status; a comparison error is written as a condition."""
         try:
             comparison = await self.compare(app)
@@ -692,7 +660,7 @@ class AppEngine:
 
     async def sync(
         self,
-        app: App,
+        app: Delivery,
         *,
         revision: str | None = None,
         prune: bool = False,
@@ -717,7 +685,7 @@ class AppEngine:
         started = now()
         operation = operation or {
             "sync": {
-                "revision": revision or app.target_revision,
+                "revision": revision or app.source.revision,
                 "prune": prune,
                 "dryRun": dry_run,
             },
@@ -729,12 +697,8 @@ class AppEngine:
                 for k in resources
             ]
         if source is not None:
-            if redact_url(str(source.get("repoURL", ""))) == redact_url(app.repo_url):
-                # A history entry's URL is redacted: keep the credentials the spec's URL has.
-                source = {**source, "repoURL": app.repo_url}
-            app = App.from_application(
-                {**app.raw, "spec": {**(app.raw.get("spec") or {}), "source": source}}
-            )
+            # In the kind's own terms (Argo CD: a history entry's ``source``).
+            app = _adapter(app).with_source(app, source)
         running = {
             "operation": operation,
             "phase": "Running",
@@ -747,16 +711,16 @@ class AppEngine:
             "retryCount": retry_count or None,
         }
         if not dry_run:
-            await self.kube.merge_patch(
-                API_VERSION,
-                "Application",
+            await self.control.merge_patch(
+                app.api_version,
+                app.kind,
                 app.name,
                 {"status": {"operationState": running}},
                 namespace=app.namespace,
             )
         try:
             comparison = await self.compare(app, revision=revision)
-        except (ComparisonError, AppSpecError) as exc:
+        except ComparisonError as exc:
             result = SyncResult("Error", str(exc))
             retry_at = await self._finish(
                 app, operation, result, started, "", None, dry_run, retry, retry_count
@@ -782,20 +746,20 @@ class AppEngine:
             )
             return OperationOutcome(result, comparison.artifact.revision, comparison, retry_at)
         result = await run_sync(
-            self.kube,
+            self.cluster,
             SyncRequest(
-                owner=_owner(app),
-                inventory=_inventory(app.raw),
+                owner=app.owner,
+                inventory=app.inventory,
                 destination_namespace=app.destination_namespace,
                 desired=comparison.desired + comparison.hooks,
                 owned_live=comparison.owned_live,
-                options=app.sync_options,
+                options=app.policy.options,
                 prune=prune,
                 dry_run=dry_run,
                 resources=frozenset(resources) if resources else None,
                 in_sync=frozenset(d.key for d in comparison.diffs if d.status == "Synced"),
                 hooks=not resources,
-                managed_namespace_metadata=app.managed_namespace_metadata,
+                managed_namespace_metadata=app.policy.managed_namespace_metadata,
                 field_manager=self.field_manager,
             ),
             progress,
@@ -808,7 +772,7 @@ class AppEngine:
 
     async def _finish(
         self,
-        app: App,
+        app: Delivery,
         operation: dict[str, Any],
         result: SyncResult,
         started: str,
@@ -846,12 +810,14 @@ class AppEngine:
             "retryCount": (retry_count + 1 if retry_at is not None else retry_count) or None,
             "syncResult": {
                 "revision": revision,
-                "source": _shown_source(app.source),
+                "source": _adapter(app).source_status(app),
                 "resources": [r.to_status() for r in result.resources],
             },
         }
         extra: dict[str, Any] = {"operationState": state}
-        fresh = await self.get_application(app.name, app.namespace) or app.raw
+        fresh = (
+            await self.control.get(app.api_version, app.kind, app.name, app.namespace) or app.origin
+        )
         if result.phase == "Succeeded":
             history = list((fresh.get("status") or {}).get("history") or [])
             next_id = max((int(h.get("id", 0)) for h in history), default=-1) + 1
@@ -861,14 +827,14 @@ class AppEngine:
                     "revision": revision,
                     "deployedAt": finished,
                     "deployStartedAt": started,
-                    "source": _shown_source(app.source),
+                    "source": _adapter(app).source_status(app),
                     "initiatedBy": operation.get("initiatedBy", {}),
                 }
             )
-            limit = app.revision_history_limit
+            limit = app.history_limit
             extra["history"] = history[len(history) - limit :] if limit else None
         fresh = _with_sync_error(fresh, result, revision)
-        app = App.from_application(fresh)
+        app = _adapter(app).read(fresh)
         try:
             after = await self.compare(app) if comparison is not None else None
         except ComparisonError:
@@ -878,7 +844,7 @@ class AppEngine:
 
     async def run_requested_operation(
         self,
-        app: App,
+        app: Delivery,
         progress: Progress = lambda _r: None,
         *,
         clear: bool = True,
@@ -891,7 +857,7 @@ class AppEngine:
         sync. With ``clear`` the field is removed afterwards (the controller clears it
         itself, once retries are over). Returns None when no operation is requested.
         """
-        operation = app.raw.get("operation")
+        operation = app.origin.get("operation")
         if not isinstance(operation, dict) or not isinstance(operation.get("sync"), dict):
             return None
         spec = operation["sync"]
@@ -904,7 +870,8 @@ class AppEngine:
             dry_run=bool(spec.get("dryRun", False)),
             resources=resources or None,
             initiated_by=operation.get("initiatedBy") or {"username": "unknown"},
-            allow_empty=automated and bool(app.automated and app.automated.allow_empty),
+            allow_empty=automated
+            and bool(app.policy.automated and app.policy.automated.allow_empty),
             operation=operation,
             progress=progress,
             retry=retry,
@@ -914,17 +881,19 @@ class AppEngine:
             await self.clear_operation(app)
         return outcome
 
-    async def clear_operation(self, app: App) -> None:
-        await self.kube.merge_patch(
-            API_VERSION, "Application", app.name, {"operation": None}, namespace=app.namespace
+    async def clear_operation(self, app: Delivery) -> None:
+        await self.control.merge_patch(
+            app.api_version, app.kind, app.name, {"operation": None}, namespace=app.namespace
         )
 
-    async def owned_objects(self, app: App) -> list[tuple[str, Obj]]:
+    async def owned_objects(self, app: Delivery) -> list[tuple[str, Obj]]:
         """(apiVersion, live object) of the inventory rows that still carry the app's mark."""
         owned = []
-        for api_version, key in _inventory_keys(app.raw):
+        for api_version, key in _inventory_keys(app.inventory):
             try:
-                live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
+                live = await self.cluster.get(
+                    api_version, key.kind, key.name, key.namespace or None
+                )
             except KubeError:
                 continue
             if live is not None and _is_own(app, live):
@@ -932,7 +901,7 @@ class AppEngine:
         return owned
 
     async def delete_resources(
-        self, app: App, *, propagation: str = "Foreground"
+        self, app: Delivery, *, propagation: str = "Foreground"
     ) -> list[ResourceKey]:
         """Delete every object in the app's inventory that still carries its tracking mark."""
         deleted = []
@@ -946,7 +915,7 @@ class AppEngine:
                 "resourceVersion": str(meta.get("resourceVersion") or ""),
             }
             try:
-                if await self.kube.delete(
+                if await self.cluster.delete(
                     api_version,
                     key.kind,
                     key.name,

@@ -21,7 +21,6 @@ import typer
 from rich.markup import escape
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError
-from gitsail.app.model import App, AppSpecError, Retry
 from gitsail.cli.operation import (
     API_VERSION,
     ApplicationGone,
@@ -48,6 +47,7 @@ from gitsail.cli.output import (
     err_console,
     fail,
 )
+from gitsail.kinds.argo_application import App, AppSpecError, parse_retry
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy, PolicyError
@@ -400,7 +400,7 @@ def sync(
         factor=retry_backoff_factor,
     )
     try:
-        Retry.parse(retry, automated=False)  # what the controller will read
+        parse_retry(retry, automated=False)  # what the controller will read
     except AppSpecError as exc:
         raise fail(f"invalid --retry-* options: {exc}") from None
     live = output is Format.table and not async_
@@ -684,7 +684,7 @@ def rollback(
                 revision=str(entry["revision"]),
                 prune=prune,
                 source={
-                    **(entry.get("source") or current.source),
+                    **(entry.get("source") or current.spec_source),
                     "targetRevision": entry["revision"],
                 },
                 initiated_by={"username": "gitsail-cli"},

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from gitsail.app.model import AppSpecError, check_application
 from gitsail.cli.output import Format, fail
+from gitsail.kinds.argo_application import AppSpecError, check_application, render_options
 from gitsail.render import RenderError, RenderOptions, dump_yaml, render_local
 
 
@@ -58,7 +58,7 @@ def _options_of(application: Path, root: Path) -> tuple[RenderOptions, Path]:
     source = spec.get("source")
     if not source:
         raise fail(f"{application}: not an Application manifest with spec.source")
-    options = RenderOptions.from_source(
+    options = render_options(
         source,
         app_name=manifest["metadata"]["name"],
         namespace=(spec.get("destination") or {}).get("namespace") or "",

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 from gitsail.app.engine import AppEngine, PipelineObserver
-from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, parse_duration
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.lease import LeaderElector
 from gitsail.controller.metrics import RENDER_TOOLS, Metrics
@@ -83,6 +82,13 @@ from gitsail.controller.webhook import (
 )
 from gitsail.diff import normalize
 from gitsail.health import resource_health
+from gitsail.kinds.argo_application import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    App,
+    AppSpecError,
+    parse_duration,
+)
 from gitsail.kinds.status import Stalled, Transient
 from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj

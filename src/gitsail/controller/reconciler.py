@@ -63,12 +63,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
-from gitsail.app.model import API_VERSION, DEFAULT_NAMESPACE, App, AppSpecError, Retry
+from gitsail.app.model import Retry
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.registry import KindAPI, KindDefaults, ObjectKey
 from gitsail.controller.status_patch import StatusPatch
 from gitsail.diff import DiffError, attribute_drift
+from gitsail.kinds.argo_application import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    App,
+    AppSpecError,
+    parse_retry,
+    resources_status,
+)
 from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
@@ -142,7 +150,7 @@ def operation_retry(app: App, operation: dict[str, Any]) -> Retry:
     spec = operation.get("retry")
     if spec is not None and not isinstance(spec, dict):
         raise AppSpecError(f"operation.retry must be a mapping, not {type(spec).__name__}")
-    return Retry.parse(spec, automated=automated)
+    return parse_retry(spec, automated=automated)
 
 
 def retry_wait(state: dict[str, Any], retry: Retry, now: float) -> float:
@@ -166,12 +174,14 @@ def classify(exc: Exception, *, retry_after: float) -> ReconcileError:
     a source, render or diff failure is ``Transient`` (``ComparisonError``: a new commit or
     a repaired server may fix it); anything else is ``Transient`` (``UnknownError``).
     """
-    if isinstance(exc, ReconcileError):
-        return exc
     if isinstance(exc, AppSpecError):
         return Stalled("InvalidSpecError", str(exc)[:2000])
     if isinstance(exc, ComparisonError | SourceError | RenderError | DiffError):
+        # Argo CD's condition type; retried even when the cause is in Git (a stalled
+        # ComparisonError): only polling notices the commit that fixes it.
         return Transient("ComparisonError", str(exc)[:2000], retry_after=retry_after)
+    if isinstance(exc, ReconcileError):
+        return exc
     return Transient("UnknownError", f"{type(exc).__name__}: {exc}"[:2000], retry_after=retry_after)
 
 
@@ -457,7 +467,7 @@ class AppReconciler(KindDefaults):
     ) -> float | None:
         """Health of the last comparison from the watch cache; None: compare in full."""
         last = memory.comparison
-        if last is None or _digest(last.app.raw.get("spec")) != spec:
+        if last is None or _digest(last.app.origin.get("spec")) != spec:
             return None
         comparison = await self.engine.reassess_health(last, app)
         if comparison is None:
@@ -488,7 +498,7 @@ class AppReconciler(KindDefaults):
             and (old.get("sync") or {}).get("status") == comparison.sync_status
             and (old.get("sync") or {}).get("revision") == comparison.artifact.revision
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
-            and old.get("resources") == comparison.resources_status()
+            and old.get("resources") == resources_status(comparison)
             and not [c for c in old.get("conditions") or [] if c.get("type") in FAILURE_CONDITIONS]
         )
         # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a

@@ -7,6 +7,8 @@ records (``gitsail.kinds.records``).
 
 Modules::
 
+    argo_application     argoproj.io Application (v1alpha1) -> app.model.Delivery (App);
+                         its status written through the engine's KindAdapter seam
     flux_gitrepository   source.toolkit.fluxcd.io GitRepository (v1, v1beta2) -> SourceRef
     flux_kustomization   kustomize.toolkit.fluxcd.io Kustomization (v1, v1beta2)
                          -> ObjectRef + RenderSpec + SyncPolicy + HealthCheck + Dependency

@@ -15,8 +15,10 @@ Errors say what happens next:
     └── Stalled     only a change of the spec or of the source can help (a bad path, a
                     render that fails, an undefined variable): wait for one, do not retry
 
-Both map to ``Ready=False`` with their ``reason``; ``Stalled`` also sets ``Stalled=True`` as
-kstatus expects, ``Transient`` keeps ``Reconciling=True``.
+The tree is defined in ``gitsail.errors`` (the bottom layer, so the delivery driver can raise
+it too) and re-exported here. Both map to ``Ready=False`` with their ``reason``;
+``Stalled`` also sets ``Stalled=True`` as kstatus expects, ``Transient`` keeps
+``Reconciling=True``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from gitsail.errors import ReconcileError, Stalled, Transient
 
 __all__ = [
     "Condition",
@@ -38,27 +42,6 @@ __all__ = [
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
-
-
-class ReconcileError(Exception):
-    """A reconcile that could not finish; ``reason`` is the condition reason users read."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-class Transient(ReconcileError):
-    """Retry with backoff: the cause may go away without anyone changing anything."""
-
-    def __init__(self, reason: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(reason, message)
-        self.retry_after = retry_after
-
-
-class Stalled(ReconcileError):
-    """Do not retry: wait for a change of the object's spec or of its source."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Render: an Artifact plus an Argo CD ``spec.source``'s options → manifests (plain dicts).
+"""Render: an Artifact plus kind-neutral ``RenderOptions`` → manifests (plain dicts).
 
 Three tools, picked by ``detect_tool`` as Argo CD picks them: plain directories are read in
 Python (``load_manifests``: YAML 1.1 the way Kubernetes reads it, LibYAML-backed); Kustomize
@@ -13,7 +13,7 @@ Errors::
 Usage::
 
     renderer = Renderer()
-    options = RenderOptions.from_source(app["spec"]["source"], app_name=name, namespace=ns)
+    options = RenderOptions(app_name=name, namespace=ns)  # a kind adapter builds these
     rendered = await renderer.render(artifact, options, kube_version="v1.36.3")
     rendered.manifests  # tuple of dicts, in the order the tool emitted them
 """
@@ -28,10 +28,14 @@ from gitsail.render._options import (
     HelmFileParameter,
     HelmOptions,
     HelmParameter,
+    JsonnetOptions,
+    JsonnetVar,
     KustomizeOptions,
     KustomizeReplica,
     RenderOptions,
     detect_tool,
+    jsonnet_lib,
+    jsonnet_var,
 )
 from gitsail.render._renderer import Rendered, Renderer, RenderStats, cache_key, render_local
 from gitsail.render._workspace import copy_artifact
@@ -41,6 +45,8 @@ __all__ = [
     "HelmFileParameter",
     "HelmOptions",
     "HelmParameter",
+    "JsonnetOptions",
+    "JsonnetVar",
     "KustomizeOptions",
     "KustomizeReplica",
     "RenderError",
@@ -53,6 +59,8 @@ __all__ = [
     "detect_tool",
     "dump_yaml",
     "generate_kustomization",
+    "jsonnet_lib",
+    "jsonnet_var",
     "load_manifests",
     "render_local",
 ]

@@ -12,9 +12,9 @@ import pytest
 
 from gitsail.app.engine import AppEngine
 from gitsail.app.install import install_crds
-from gitsail.app.model import App
 from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import GitServer, Workdir
+from gitsail.kinds.argo_application import App
 from gitsail.kube import Kube, load_kubeconfig
 from gitsail.model import Obj
 from tests.integration.conftest import GIT_USER

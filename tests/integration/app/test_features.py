@@ -72,7 +72,7 @@ async def test_manual_scale_is_drift_attributed_to_its_manager_unless_ignored(
         {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}
     ]
     updated = await kube_client.replace(obj)
-    from gitsail.app.model import App
+    from gitsail.kinds.argo_application import App
 
     comparison = await engine.compare(App.from_application(updated))
     assert comparison.sync_status == "Synced"

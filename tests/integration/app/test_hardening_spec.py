@@ -20,13 +20,13 @@ import pytest
 import yaml
 
 from gitsail.app.engine import AppEngine, ComparisonError
-from gitsail.app.model import API_VERSION
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import AppReconciler, ReconcileSettings
 from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir
 from gitsail.health import APPLICATION_HEALTH_KEY, HealthStatus
+from gitsail.kinds.argo_application import API_VERSION
 from gitsail.kube import Kube
 from gitsail.model import Obj
 from tests.integration.app.conftest import ApplicationFactory, configmap, public_url, reload

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from gitsail.app.engine import NO_RESOURCES, AppEngine, ComparisonError
+from gitsail.app.engine import AppEngine, ComparisonError
 from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir
+from gitsail.kinds.argo_application import NO_RESOURCES
 from gitsail.kube import Kube
 from tests.integration.app.conftest import ApplicationFactory, public_url, reload
 from tests.integration.app.test_cli import gitsail

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gitsail.kinds.argo_application import render_options
 from gitsail.model import Artifact, Obj
 from gitsail.policy import DEFAULT_POLICY
 from gitsail.render import Renderer, RenderError, RenderOptions
@@ -62,7 +63,7 @@ def renderer(tmp_path: Path) -> Iterator[Renderer]:
 
 def _opts(directory: dict[str, Any] | None = None) -> RenderOptions:
     source = {"directory": directory} if directory else {}
-    return RenderOptions.from_source(source, app_name="guestbook", namespace="prod")
+    return render_options(source, app_name="guestbook", namespace="prod")
 
 
 def _names(objs: tuple[Obj, ...]) -> list[str]:

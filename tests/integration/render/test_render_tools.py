@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gitsail.kinds.argo_application import render_options
 from gitsail.model import Artifact, Obj
 from gitsail.render import Renderer, RenderError, RenderOptions, render_local
 from gitsail.toolchain import find_binary
@@ -105,7 +106,7 @@ def _container(deploy: Obj) -> dict[str, Any]:
 
 
 def _opts(source: dict[str, Any], name: str = "myapp", namespace: str = "default") -> RenderOptions:
-    return RenderOptions.from_source(source, app_name=name, namespace=namespace)
+    return render_options(source, app_name=name, namespace=namespace)
 
 
 # --- kustomize ----------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from typing import Any, cast
 import pytest
 
 from gitsail.app.engine import AppEngine, ComparisonError, _require_name, _with_sync_error
-from gitsail.app.model import AppSpecError
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import AppReconciler, ReconcileSettings
+from gitsail.kinds.argo_application import AppSpecError
 from gitsail.kube import Kube
 from gitsail.model import Obj
 from gitsail.render import RenderError

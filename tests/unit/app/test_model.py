@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from gitsail.app.model import App, AppSpecError, Retry, parse_duration
+from gitsail.kinds.argo_application import App, AppSpecError, Retry, parse_duration, parse_retry
 
 
 def application(**spec: Any) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def test_automated_enabled_false_keeps_settings_but_disables_auto_sync() -> None
 
 
 def test_retry_backoff_follows_duration_factor_and_cap() -> None:
-    retry = Retry.parse(
+    retry = parse_retry(
         {"limit": 5, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}},
         automated=False,
     )
@@ -178,7 +178,7 @@ def test_revision_history_limit_zero_keeps_no_history_instead_of_the_default() -
 
 
 def test_retry_delay_is_capped_even_when_the_growth_overflows() -> None:
-    retry = Retry.parse(
+    retry = parse_retry(
         {"limit": -1, "backoff": {"duration": "1s", "factor": 2**62, "maxDuration": "10m"}},
         automated=True,
     )

@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitsail.app._spec import APPLICATION, AnyObject, Fields, ListOf, MapOf, Scalar, Schema
-from gitsail.app.model import App, AppSpecError
-from gitsail.render import RenderError, RenderOptions
+from gitsail.kinds._argo_spec import APPLICATION, AnyObject, Fields, ListOf, MapOf, Scalar, Schema
+from gitsail.kinds.argo_application import App, AppSpecError, render_options
+from gitsail.render import RenderError
 
 JSON_SCALARS = (
     st.none()
@@ -75,9 +75,7 @@ def _reads_or_refuses(obj: Any) -> None:
     for attempt in (0, 1, 70, 5_000):
         assert 0 <= app.retry.delay(attempt) <= max(app.retry.max_duration, app.retry.duration)
     with contextlib.suppress(RenderError):
-        RenderOptions.from_source(
-            app.source, app_name=app.name, namespace=app.destination_namespace
-        )
+        render_options(app.spec_source, app_name=app.name, namespace=app.destination_namespace)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 
 from gitsail.app.engine import Comparison, ComparisonError
-from gitsail.app.model import App, AppSpecError, Retry
 from gitsail.controller.manager import _generate_paths_match, own_status_write
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import (
@@ -19,6 +18,7 @@ from gitsail.controller.reconciler import (
     operation_retry,
     retry_wait,
 )
+from gitsail.kinds.argo_application import App, AppSpecError, Retry
 from gitsail.kinds.status import Stalled, Transient
 from gitsail.model import Obj
 from gitsail.render import RenderError

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from gitsail.app.engine import Comparison
-from gitsail.app.model import App
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import AppReconciler, ReconcileSettings
 from gitsail.controller.registry import KindAPI
 from gitsail.controller.status_patch import StatusPatch, apply_merge_patch, compose_merge_patches
 from gitsail.diff import ResourceDiff
+from gitsail.kinds.argo_application import App
 from gitsail.model import Artifact, Obj, ResourceKey
 from gitsail.render import Rendered
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gitsail.render import RenderError, RenderOptions
+from gitsail.kinds.argo_application import render_options
+from gitsail.render import RenderError
 from gitsail.render._helm import (
     check_api_version,
     check_kube_version,
@@ -61,7 +62,7 @@ async def _argv(chart: Path, source: dict[str, object], **kw: object) -> list[st
     runner = RecordingRunner(chart.parent.parent / "home")
     work = chart.parent.parent / "work"
     work.mkdir(exist_ok=True)
-    options = RenderOptions.from_source(
+    options = render_options(
         source,
         app_name=str(kw.get("app_name", "myapp")),
         namespace=str(kw.get("namespace", "default")),

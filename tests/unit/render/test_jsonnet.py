@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gitsail.kinds.argo_application import render_options
 from gitsail.model import Artifact
 from gitsail.render import DirectoryOptions, Renderer, RenderError, RenderOptions, cache_key
 from gitsail.render._jsonnet import (
@@ -22,7 +23,7 @@ from gitsail.render._process import ToolRunner
 
 def _opts(jsonnet: object) -> RenderOptions:
     source = {"directory": {"jsonnet": jsonnet}}
-    return RenderOptions.from_source(source, app_name="guestbook", namespace="prod")
+    return render_options(source, app_name="guestbook", namespace="prod")
 
 
 # --- options -----------------------------------------------------------------------------

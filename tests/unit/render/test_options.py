@@ -1,4 +1,5 @@
-"""Argo CD `spec.source` dicts become RenderOptions; detect_tool picks the tool like Argo CD."""
+"""Argo CD `spec.source` dicts become RenderOptions (read by the Argo adapter, never by
+render); detect_tool picks the tool like Argo CD."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from gitsail.kinds.argo_application import render_options
 from gitsail.render import (
     DirectoryOptions,
     HelmFileParameter,
+    HelmOptions,
     HelmParameter,
     KustomizeReplica,
     RenderError,
@@ -18,7 +21,7 @@ from gitsail.render import (
 
 
 def _opts(source: dict[str, object]) -> RenderOptions:
-    return RenderOptions.from_source(source, app_name="guestbook", namespace="prod")
+    return render_options(source, app_name="guestbook", namespace="prod")
 
 
 def test_plain_source_has_no_tool_blocks() -> None:
@@ -168,3 +171,8 @@ def test_explicit_block_wins_over_files(app: Path) -> None:
     assert detect_tool(app, _opts({"directory": {"recurse": True}})) == "directory"
     assert detect_tool(app, _opts({"kustomize": {"namePrefix": "x-"}})) == "kustomize"
     assert detect_tool(app, _opts({"chart": "redis"})) == "helm"
+
+
+def test_render_options_are_built_by_the_kind_adapter_not_read_from_an_argo_spec() -> None:
+    assert not hasattr(RenderOptions, "from_source")
+    assert _opts({"helm": {"releaseName": "r"}}).helm == HelmOptions(release_name="r")

@@ -1,0 +1,214 @@
+"""The delivery driver over in-memory fakes: the control plane and the target cluster are
+separate clients, and a failed comparison says whether retrying can help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from gitsail.app.engine import AppEngine, ComparisonError
+from gitsail.app.model import Delivery, SourceRef, SyncPolicy
+from gitsail.errors import Stalled, Transient
+from gitsail.kinds.argo_application import App
+from gitsail.kube import Kube
+from gitsail.model import Artifact, Obj, ResourceKey
+from gitsail.source import FetchError, GitSource, PathNotFound
+from gitsail.sync.inventory import Inventory, InventoryEntry
+from gitsail.sync.ownership import ArgoTracking
+
+
+class FakeKube:
+    """A cluster of plain dicts keyed by (kind, namespace, name); every call is recorded."""
+
+    def __init__(self, name: str, objects: list[Obj] = ()) -> None:  # type: ignore[assignment]
+        self.name = name
+        self.calls: list[tuple[str, str]] = []  # (verb, kind)
+        self.objects = {
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+            for o in objects
+        }
+
+    async def get(self, _api: str, kind: str, name: str, namespace: str | None) -> Obj | None:
+        self.calls.append(("get", kind))
+        return self.objects.get((kind, namespace or "", name))
+
+    async def list(self, _api: str, kind: str, _ns: str | None, **_kw: Any) -> list[Obj]:
+        self.calls.append(("list", kind))
+        return [o for (k, _, _), o in self.objects.items() if k == kind]
+
+    async def merge_patch(
+        self, _api: str, kind: str, name: str, patch: Obj, namespace: str | None = None
+    ) -> Obj:
+        self.calls.append(("patch", kind))
+        current = self.objects.get((kind, namespace or "", name), {})
+        merged = {**current, **{k: v for k, v in patch.items() if k != "status"}}
+        merged["status"] = {**(current.get("status") or {}), **(patch.get("status") or {})}
+        self.objects[(kind, namespace or "", name)] = merged
+        return merged
+
+    async def delete(
+        self,
+        _api: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        **_kw: Any,
+    ) -> bool:
+        self.calls.append(("delete", kind))
+        return self.objects.pop((kind, namespace or "", name), None) is not None
+
+
+def _application() -> Obj:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "web", "namespace": "argocd", "generation": 1},
+        "spec": {
+            "source": {"repoURL": "https://git.example/r.git", "path": "web"},
+            "destination": {"namespace": "prod"},
+        },
+        "status": {
+            "resources": [
+                {
+                    "group": "",
+                    "version": "v1",
+                    "kind": "ConfigMap",
+                    "namespace": "prod",
+                    "name": "cfg",
+                },
+            ]
+        },
+    }
+
+
+def _live_config_map(owner: ArgoTracking) -> Obj:
+    return owner.mark(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": "prod", "uid": "u1", "resourceVersion": "7"},
+        }
+    )
+
+
+def _engine(control: FakeKube, target: FakeKube | None = None, **kw: Any) -> AppEngine:
+    return AppEngine(cast(Kube, control), cast(Kube, target) if target else None, **kw)
+
+
+async def test_status_goes_to_the_control_plane_and_objects_to_the_target() -> None:
+    app_obj = _application()
+    control = FakeKube("control", [app_obj])
+    app = App.from_application(app_obj)
+    target = FakeKube("target", [_live_config_map(ArgoTracking("web"))])
+    engine = _engine(control, target)
+
+    owned = await engine.owned_objects(app)
+    assert [o["metadata"]["name"] for _, o in owned] == ["cfg"]
+    assert await engine.delete_resources(app) == [ResourceKey("", "ConfigMap", "prod", "cfg")]
+    await engine.write_status(app, None, error="fetch failed")
+    await engine.clear_operation(app)
+
+    assert {kind for _, kind in target.calls} == {"ConfigMap"}
+    assert {kind for _, kind in control.calls} == {"Application"}
+    assert control.objects[("Application", "argocd", "web")]["status"]["sync"] == {
+        "status": "Unknown"
+    }
+
+
+async def test_without_a_target_the_control_plane_is_the_target() -> None:
+    control = FakeKube("control", [_live_config_map(ArgoTracking("web"))])
+    engine = _engine(control)
+    assert engine.cluster is engine.control
+    owned = await engine.owned_objects(App.from_application(_application()))
+    assert len(owned) == 1
+
+
+async def test_an_object_that_lost_the_mark_is_neither_listed_nor_deleted() -> None:
+    unmarked = _live_config_map(ArgoTracking("other-app"))
+    target = FakeKube("target", [unmarked])
+    engine = _engine(FakeKube("control"), target)
+    app = App.from_application(_application())
+    assert await engine.owned_objects(app) == []
+    assert await engine.delete_resources(app) == []
+    assert ("ConfigMap", "prod", "cfg") in target.objects
+
+
+class FailingGit:
+    async def fetch(self, url: str, *_a: Any, **_kw: Any) -> Artifact:
+        raise FetchError(f"fetch of {url} failed: connection refused", url=url)
+
+
+class FixedGit:
+    async def fetch(self, url: str, revision: str, path: str, *_a: Any, **_kw: Any) -> Artifact:
+        return Artifact(url, "c0ffee", revision, Path("/nonexistent"), path, "sha256:0")
+
+
+def _delivery(**changes: Any) -> Delivery:
+    fields: dict[str, Any] = {
+        "api_version": "example.dev/v1",
+        "kind": "Delivery",
+        "namespace": "team",
+        "name": "web",
+        "generation": 1,
+        "source": SourceRef(url="https://git.example/r.git"),
+        "render": None,
+        "render_problem": "spec.source.plugin: config management plugins are not supported",
+        "destination_server": "",
+        "destination_namespace": "prod",
+        "policy": SyncPolicy(),
+        "owner": ArgoTracking("team_web"),
+        "inventory": Inventory(
+            (InventoryEntry(ResourceKey("", "ConfigMap", "prod", "cfg"), "v1"),)
+        ),
+    }
+    return Delivery(**{**fields, **changes})
+
+
+async def test_a_failed_fetch_is_transient() -> None:
+    engine = _engine(FakeKube("control"), git=cast(GitSource, FailingGit()))
+    with pytest.raises(ComparisonError) as caught:
+        await engine.compare(_delivery())
+    error = caught.value
+    assert error.transient
+    assert (error.reason, error.revision) == ("FetchFailed", "")
+    assert isinstance(error.typed(), Transient)
+
+
+class MissingPathGit:
+    async def fetch(self, url: str, *_a: Any, **_kw: Any) -> Artifact:
+        raise PathNotFound(f"path web does not exist in {url} at c0ffee", url=url)
+
+
+async def test_a_path_missing_from_the_source_is_stalled() -> None:
+    engine = _engine(FakeKube("control"), git=cast(GitSource, MissingPathGit()))
+    with pytest.raises(ComparisonError) as caught:
+        await engine.compare(_delivery())
+    assert not caught.value.transient
+    assert caught.value.reason == "PathNotFound"
+    assert isinstance(caught.value.typed(), Stalled)
+
+
+async def test_unusable_render_options_are_stalled_at_the_fetched_revision() -> None:
+    engine = _engine(FakeKube("control"), git=cast(GitSource, FixedGit()))
+    with pytest.raises(ComparisonError) as caught:
+        await engine.compare(_delivery())
+    error = caught.value
+    assert not error.transient
+    assert (error.reason, error.revision) == ("RenderFailed", "c0ffee")
+    assert "plugins are not supported" in str(error)
+    assert isinstance(error.typed(), Stalled)
+
+
+async def test_another_destination_cluster_is_refused_before_any_fetch() -> None:
+    engine = _engine(FakeKube("control"), git=cast(GitSource, FailingGit()))
+    with pytest.raises(ComparisonError, match="is not registered") as caught:
+        await engine.compare(_delivery(destination_server="https://prod-eu.example:6443"))
+    assert not caught.value.transient
+
+
+async def test_a_record_without_a_kind_adapter_cannot_have_its_status_written() -> None:
+    engine = _engine(FakeKube("control"))
+    with pytest.raises(TypeError, match="no kind adapter"):
+        await engine.write_status(_delivery(), None, error="x")
