@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,12 +53,22 @@ from gitsail.source import (
     match_credentials,
     redact_url,
 )
-from gitsail.sync.engine import ResourceResult, SyncRequest, SyncResult, run_sync
+from gitsail.sync.engine import (
+    Changes,
+    Checkpoint,
+    OperationProgress,
+    ResourceResult,
+    SyncRequest,
+    SyncResult,
+    run_sync,
+)
 from gitsail.sync.inventory import Inventory
 from gitsail.sync.ownership import ArgoTracking, shared_resource_warning
 from gitsail.sync.plan import hook_types
 
 __all__ = ["AppEngine", "Comparison", "ComparisonError", "OperationOutcome", "now"]
+
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -213,6 +224,34 @@ def _require_name(obj: Obj, number: int, *, generate_name_ok: bool) -> None:
 SYNC_ERROR = "SyncError"
 
 
+@dataclass(frozen=True)
+class _Resume:
+    """Where an interrupted run of the requested operation stopped (see ``_resume_point``)."""
+
+    progress: OperationProgress
+    started: str
+    revision: str
+
+
+def _resume_point(app_obj: Obj, operation: dict[str, Any] | None) -> _Resume | None:
+    """The progress a run of ``operation`` recorded before it was interrupted (a controller
+    restart): its state is still ``Running`` for this very operation, with no ``finishedAt``
+    (that would be a failed attempt waiting for its retry, which starts over) and a step
+    recorded. None: start from the beginning."""
+    if operation is None:
+        return None
+    state = (app_obj.get("status") or {}).get("operationState")
+    if not isinstance(state, dict) or state.get("operation") != operation:
+        return None
+    if state.get("phase") != "Running" or state.get("finishedAt"):
+        return None
+    progress = OperationProgress.from_state(state)
+    if progress is None:
+        return None
+    revision = str((state.get("syncResult") or {}).get("revision") or "")
+    return _Resume(progress, str(state.get("startedAt") or now()), revision)
+
+
 def _with_sync_error(app_obj: Obj, result: SyncResult, revision: str) -> Obj:
     """``app_obj`` with Argo CD's ``SyncError`` condition set by a failed sync (kept, with its
     time, while the same failure repeats) and cleared by a successful one."""
@@ -278,6 +317,7 @@ class AppEngine:
     renderer: Renderer = field(default_factory=Renderer)
     field_manager: str = "gitsail"
     live: LiveLookup | None = None
+    changes: Changes | None = None  # wakes health waits on watch events (with ``live``)
     observer: PipelineObserver = field(default_factory=lambda: PipelineObserver())
     settings_ttl: float = 30.0
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
@@ -688,7 +728,10 @@ class AppEngine:
         left is recorded as a scheduled retry (``OperationOutcome.retry_at``), not as the
         end of the operation.
         """
-        started = now()
+        resume = _resume_point(app.raw, operation) if not dry_run else None
+        started = resume.started if resume is not None else now()
+        if resume is not None and resume.revision:
+            revision = resume.revision  # the revision the interrupted run was syncing
         operation = operation or {
             "sync": {
                 "revision": revision or app.target_revision,
@@ -719,8 +762,9 @@ class AppEngine:
             "finishedAt": None,
             "syncResult": None,
             "retryCount": retry_count or None,
+            "progress": None,
         }
-        if not dry_run:
+        if not dry_run and resume is None:  # a resumed run keeps what it recorded
             await self.kube.merge_patch(
                 API_VERSION,
                 "Application",
@@ -771,14 +815,38 @@ class AppEngine:
                 hooks=not resources,
                 managed_namespace_metadata=app.managed_namespace_metadata,
                 field_manager=self.field_manager,
+                resume=resume.progress if resume is not None else None,
             ),
             progress,
+            lookup=self.live,
+            changes=self.changes,
+            checkpoint=self._checkpoint(app, comparison.artifact.revision),
         )
         revision_done = comparison.artifact.revision
         retry_at = await self._finish(
             app, operation, result, started, revision_done, comparison, dry_run, retry, retry_count
         )
         return OperationOutcome(result, revision_done, comparison, retry_at)
+
+    def _checkpoint(self, app: App, revision: str) -> Checkpoint:
+        """Writes the progress of the running sync into ``operationState`` (Argo CD's
+        ``phase: Running``, ``message``, ``syncResult``), for a restarted controller."""
+
+        async def write(progress: OperationProgress) -> None:
+            state = progress.to_state()
+            state["syncResult"].update(revision=revision, source=_shown_source(app.source))
+            try:
+                await self.kube.merge_patch(
+                    API_VERSION,
+                    "Application",
+                    app.name,
+                    {"status": {"operationState": state}},
+                    namespace=app.namespace,
+                )
+            except KubeError as exc:  # the sync goes on; a restart would start it over
+                log.warning("progress of %s/%s not recorded: %s", app.namespace, app.name, exc)
+
+        return write
 
     async def _finish(
         self,
@@ -818,6 +886,7 @@ class AppEngine:
             "startedAt": started,
             "finishedAt": finished,
             "retryCount": (retry_count + 1 if retry_at is not None else retry_count) or None,
+            "progress": None,  # only a running attempt has one
             "syncResult": {
                 "revision": revision,
                 "source": _shown_source(app.source),

@@ -531,7 +531,7 @@ class _Operation:
             health = resource_health(live)
             if health is not None and health.status is HealthStatus.Healthy:  # Established
                 break
-            if self.clock() > deadline:
+            if self.clock() >= deadline:
                 raise _Failed(f"{task.key} was not Established in {self.req.wave_timeout:.0f}s")
             await self.pause(0, deadline, interval=self.req.poll_interval / 5)
         await self.kube.discover(refresh=True)
@@ -689,7 +689,7 @@ class _Operation:
                 return "Succeeded", (health.message if health else "") or "hook succeeded"
             if health.status is HealthStatus.Degraded:
                 return "Failed", health.message or "hook failed"
-            if self.clock() > deadline:
+            if self.clock() >= deadline:
                 return "Failed", f"timed out after {self.req.wave_timeout:.0f}s"
             await self.pause(token, deadline)
 
@@ -728,7 +728,7 @@ class _Operation:
                     self.record(self._result(task, "SyncFailed", problem, hook_phase="Failed"))
                     raise _Failed(f"{task.hook_type} hook {task.key}: {problem}")
                 return
-            if self.clock() > deadline:
+            if self.clock() >= deadline:
                 raise _Failed(f"{task.key}: the previous hook object is still being deleted")
             await self.pause(token, deadline)
 
@@ -754,7 +754,7 @@ class _Operation:
             pending = still
             if not pending:
                 break
-            if self.clock() > deadline:
+            if self.clock() >= deadline:
                 names = ", ".join(str(k) for _, k, _ in pending)
                 raise _Failed(f"timed out waiting for healthy state of {names}")
             if not told:  # once per wait: the first object still waited for
