@@ -730,8 +730,17 @@ class AppEngine:
         """
         resume = _resume_point(app.raw, operation) if not dry_run else None
         started = resume.started if resume is not None else now()
-        if resume is not None and resume.revision:
-            revision = resume.revision  # the revision the interrupted run was syncing
+        if resume is not None:
+            log.info(
+                "resuming the sync of %s/%s at %s wave %d, where it stopped (%s)",
+                app.namespace,
+                app.name,
+                resume.progress.phase,
+                resume.progress.wave,
+                resume.progress.message,
+            )
+            # The revision the interrupted run was syncing, not a newer one.
+            revision = resume.revision or revision
         operation = operation or {
             "sync": {
                 "revision": revision or app.target_revision,
