@@ -20,6 +20,11 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message.
   stays ``Running`` with ``finishedAt`` set and ``retryCount`` one higher, and retry number
   *n* may start ``duration × factorⁿ⁻¹`` (capped at ``maxDuration``) after that time
   (``Retry.delay``). The caller (the controller) waits; the engine only records.
+- A running sync records its progress in ``operationState`` (the step reached, the results
+  so far, Argo CD's "waiting for …" message; see ``gitsail.sync.progress``). Run again while
+  that state is still ``Running`` for the same operation with no ``finishedAt`` (the
+  controller was restarted), it resumes at the recorded revision and step instead of
+  starting over: a hook that succeeded is not run twice.
 """
 
 from __future__ import annotations
