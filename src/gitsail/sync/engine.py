@@ -720,6 +720,11 @@ class _Operation:
         while True:
             token = self.token()
             current = await self.read(task.api_version, task.key)
+            if current is None and self.seams.lookup is not None:
+                # "Gone" from a cache that may never have seen it: the server decides.
+                current = await self.kube.get(
+                    task.api_version, task.key.kind, task.key.name, task.key.namespace or None
+                )
             if current is None:
                 return
             if str((current.get("metadata") or {}).get("uid") or "") != uid:

@@ -467,3 +467,29 @@ def test_progress_round_trips_through_operation_state() -> None:
 )
 def test_no_progress_is_read_from_a_state_without_a_valid_step(state: dict[str, Any]) -> None:
     assert OperationProgress.from_state(state) is None
+
+
+async def test_a_named_hook_waits_for_its_previous_run_to_leave_the_cache() -> None:
+    cluster = Cluster()
+    world = World(cluster)
+    world.gate_open = True
+    desired = (hook("PreSync", name="seed"), configmap("config", 0))
+    req = SyncRequest(destination_namespace="shop", desired=desired, owner=OWNER)
+    assert (await world.sync(req)).phase == "Succeeded"
+    seed = ResourceKey("batch", "Job", "shop", "seed")
+    first_uid = cluster.objects[seed]["metadata"]["uid"]
+    cached_at_apply: list[Obj | None] = []
+    apply = cluster.apply
+
+    async def watched_apply(obj: Obj, **kw: Any) -> Obj:
+        if obj["kind"] == "Job" and not kw.get("dry_run"):
+            cached_at_apply.append(world.cache.get(seed))
+        return await apply(obj, **kw)
+
+    cluster.apply = watched_apply  # type: ignore[method-assign]
+    result = await world.sync(req)  # BeforeHookCreation: the first run goes first
+
+    assert result.phase == "Succeeded", result.message
+    assert seed in cluster.deleted
+    assert cluster.objects[seed]["metadata"]["uid"] != first_uid
+    assert cached_at_apply == [None]  # created once the cache, too, saw the deletion
