@@ -610,6 +610,8 @@ class _Operation:
         if prior is not None and prior.completed:
             self.record(prior)
             return
+        if task.phase is not Phase.SyncFail:  # (that step was entered with its reason)
+            await self.enter(task.phase, task.wave)
         running = await self._still_running(task, prior) if prior is not None else None
         created = running if running is not None else await self._start_hook(task)
         name = str(created["metadata"]["name"])
@@ -924,7 +926,6 @@ async def _run_phases(op: _Operation, tasks: Sequence[SyncTask]) -> None:
         for position, (wave, wave_tasks) in enumerate(grouped):
             for task in wave_tasks:
                 if task.action is TaskAction.hook:
-                    await op.enter(phase, wave)
                     await op.run_hook(task)
                 elif not op.carry_over(task):
                     await op.enter(phase, wave)

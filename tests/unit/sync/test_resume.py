@@ -228,10 +228,13 @@ async def test_a_presync_hook_that_succeeded_is_not_run_again_after_a_restart() 
     assert cluster.runs_of("Job") == 1
 
     world.gate_open = True
+    world.saved.clear()
     result = await world.sync(request(progress))
 
     assert result.phase == "Succeeded", result.message
     assert cluster.runs_of("Job") == 1  # the hook ran exactly once
+    # The recorded step only moves forward: nothing of PreSync is recorded again.
+    assert [(str(p.phase), p.wave) for p in world.saved] == [("Sync", 1), ("Sync", 2)]
     (row,) = hook_rows(result)
     assert (row.hook_type, row.hook_phase, row.status) == ("PreSync", "Succeeded", "Synced")
     assert row.uid == cluster.objects[row.key]["metadata"]["uid"]
