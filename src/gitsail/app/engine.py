@@ -31,6 +31,11 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message. 
   stays ``Running`` with ``finishedAt`` set and ``retryCount`` one higher, and retry number
   *n* may start ``duration × factorⁿ⁻¹`` (capped at ``maxDuration``) after that time
   (``Retry.delay``). The caller (the controller) waits; the engine only records.
+- A running sync records its progress in ``operationState`` (the step reached, the results
+  so far, Argo CD's "waiting for …" message; see ``gitsail.sync.progress``). Run again while
+  that state is still ``Running`` for the same operation with no ``finishedAt`` (the
+  controller was restarted), it resumes at the recorded revision and step instead of
+  starting over: a hook that succeeded is not run twice.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -69,7 +75,15 @@ from gitsail.source import (
     known_hosts_from,
     match_credentials,
 )
-from gitsail.sync.engine import ResourceResult, SyncRequest, SyncResult, run_sync
+from gitsail.sync.engine import (
+    Changes,
+    Checkpoint,
+    OperationProgress,
+    ResourceResult,
+    SyncRequest,
+    SyncResult,
+    run_sync,
+)
 from gitsail.sync.inventory import Inventory
 from gitsail.sync.ownership import shared_resource_warning
 from gitsail.sync.plan import hook_types
@@ -87,6 +101,8 @@ __all__ = [
 # controller's registry of kinds reads objects itself (issue 8, C1b).
 _ARGO_API_VERSION = "argoproj.io/v1alpha1"
 _ARGO_KIND = "Application"
+
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -229,6 +245,34 @@ def _require_name(obj: Obj, number: int, *, generate_name_ok: bool) -> None:
 SYNC_ERROR = "SyncError"
 
 
+@dataclass(frozen=True)
+class _Resume:
+    """Where an interrupted run of the requested operation stopped (see ``_resume_point``)."""
+
+    progress: OperationProgress
+    started: str
+    revision: str
+
+
+def _resume_point(app_obj: Obj, operation: dict[str, Any] | None) -> _Resume | None:
+    """The progress a run of ``operation`` recorded before it was interrupted (a controller
+    restart): its state is still ``Running`` for this very operation, with no ``finishedAt``
+    (that would be a failed attempt waiting for its retry, which starts over) and a step
+    recorded. None: start from the beginning."""
+    if operation is None:
+        return None
+    state = (app_obj.get("status") or {}).get("operationState")
+    if not isinstance(state, dict) or state.get("operation") != operation:
+        return None
+    if state.get("phase") != "Running" or state.get("finishedAt"):
+        return None
+    progress = OperationProgress.from_state(state)
+    if progress is None:
+        return None
+    revision = str((state.get("syncResult") or {}).get("revision") or "")
+    return _Resume(progress, str(state.get("startedAt") or now()), revision)
+
+
 def _with_sync_error(app_obj: Obj, result: SyncResult, revision: str) -> Obj:
     """``app_obj`` with Argo CD's ``SyncError`` condition set by a failed sync (kept, with its
     time, while the same failure repeats) and cleared by a successful one."""
@@ -298,6 +342,7 @@ class AppEngine:
     renderer: Renderer = field(default_factory=Renderer)
     field_manager: str = "gitsail"
     live: LiveLookup | None = None
+    changes: Changes | None = None  # wakes health waits on watch events (with ``live``)
     observer: PipelineObserver = field(default_factory=lambda: PipelineObserver())
     settings_ttl: float = 30.0
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
@@ -682,7 +727,19 @@ class AppEngine:
         left is recorded as a scheduled retry (``OperationOutcome.retry_at``), not as the
         end of the operation.
         """
-        started = now()
+        resume = _resume_point(app.origin, operation) if not dry_run else None
+        started = resume.started if resume is not None else now()
+        if resume is not None:
+            log.info(
+                "resuming the sync of %s/%s at %s wave %d, where it stopped (%s)",
+                app.namespace,
+                app.name,
+                resume.progress.phase,
+                resume.progress.wave,
+                resume.progress.message,
+            )
+            # The revision the interrupted run was syncing, not a newer one.
+            revision = resume.revision or revision
         operation = operation or {
             "sync": {
                 "revision": revision or app.source.revision,
@@ -709,8 +766,9 @@ class AppEngine:
             "finishedAt": None,
             "syncResult": None,
             "retryCount": retry_count or None,
+            "progress": None,
         }
-        if not dry_run:
+        if not dry_run and resume is None:  # a resumed run keeps what it recorded
             await self.control.merge_patch(
                 app.api_version,
                 app.kind,
@@ -761,14 +819,38 @@ class AppEngine:
                 hooks=not resources,
                 managed_namespace_metadata=app.policy.managed_namespace_metadata,
                 field_manager=self.field_manager,
+                resume=resume.progress if resume is not None else None,
             ),
             progress,
+            lookup=self.live,
+            changes=self.changes,
+            checkpoint=self._checkpoint(app, comparison.artifact.revision),
         )
         revision_done = comparison.artifact.revision
         retry_at = await self._finish(
             app, operation, result, started, revision_done, comparison, dry_run, retry, retry_count
         )
         return OperationOutcome(result, revision_done, comparison, retry_at)
+
+    def _checkpoint(self, app: Delivery, revision: str) -> Checkpoint:
+        """Writes the progress of the running sync into ``operationState`` (Argo CD's
+        ``phase: Running``, ``message``, ``syncResult``), for a restarted controller."""
+
+        async def write(progress: OperationProgress) -> None:
+            state = progress.to_state()
+            state["syncResult"].update(revision=revision, source=_adapter(app).source_status(app))
+            try:
+                await self.control.merge_patch(
+                    app.api_version,
+                    app.kind,
+                    app.name,
+                    {"status": {"operationState": state}},
+                    namespace=app.namespace,
+                )
+            except KubeError as exc:  # the sync goes on; a restart would start it over
+                log.warning("progress of %s/%s not recorded: %s", app.namespace, app.name, exc)
+
+        return write
 
     async def _finish(
         self,
@@ -808,6 +890,7 @@ class AppEngine:
             "startedAt": started,
             "finishedAt": finished,
             "retryCount": (retry_count + 1 if retry_at is not None else retry_count) or None,
+            "progress": None,  # only a running attempt has one
             "syncResult": {
                 "revision": revision,
                 "source": _adapter(app).source_status(app),

@@ -239,6 +239,27 @@ class _NamedSource:
         )
 
 
+class _Changes:
+    """A count of watch events and a wake-up for whoever waits on the next one: what a sync
+    waiting for health listens to (``gitsail.sync.engine.Changes``) instead of polling."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._count += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def seen(self) -> int:
+        return self._count
+
+    async def after(self, token: int) -> None:
+        while self._count <= token:
+            await self._event.wait()
+
+
 class _LiveCaches:
     """One cluster-wide watch cache per managed kind, started on first use."""
 
@@ -254,6 +275,7 @@ class _LiveCaches:
         self._pumps: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._unwatchable: set[tuple[str, str]] = set()
+        self.changes = _Changes()  # told of every event of every cache
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None
@@ -292,6 +314,7 @@ class _LiveCaches:
     async def _pump(self, queue: asyncio.Queue[WatchEvent]) -> None:
         while True:
             event = await queue.get()
+            self.changes.notify()
             what = self._relevant(event)
             if what:
                 self.on_event(event, what)
@@ -365,6 +388,7 @@ class Controller:
             kube,
             control_namespace=options.namespaces[0],
             live=self.live.get,
+            changes=self.live.changes,
             git=GitSource(policy=policy),
             helm_repos=HelmRepoSource(policy=policy),
             renderer=Renderer(policy=policy),

@@ -30,6 +30,20 @@ skipped unless asked for, per object with ``Prune=false``, and never happens aft
 validation. ``SyncResult.inventory`` is what the owner holds afterwards: the objects applied,
 plus stale entries that are still its own and were kept.
 
+**Waiting** (health between waves, hooks to complete, a hook's previous run to go) reads
+live objects through ``lookup`` and sleeps until ``changes`` says a watched object changed:
+in the controller both are its shared watch caches, so a wait costs no API request; a cached
+view older than what the operation itself wrote (another uid, an older generation) is
+checked with one GET, since the cache may lag its own writes. Without them (the CLI) each
+wait reads with a GET every ``poll_interval``.
+
+**Resuming.** ``checkpoint`` is given an ``OperationProgress`` (``gitsail.sync.progress``)
+when a step (phase, wave) starts, when a hook starts and ends, and when a health wait
+begins; the caller records it in ``operationState``. A caller restarted in the middle
+passes it back as ``SyncRequest.resume``: completed tasks of earlier steps are carried
+over, not run again; a succeeded hook never runs twice, a running one is waited on; the
+recorded step is applied again and waited on.
+
 Every DELETE is conditional (``preconditions``): a prune re-reads the object, checks it is
 still ours and still the object compared (same uid), and deletes only that uid at that
 resourceVersion; a hook's previous run is deleted at the uid and resourceVersion read when
@@ -40,11 +54,12 @@ the object changed in between, the server deletes nothing and the task says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from gitsail.health import HealthStatus, resource_health
 from gitsail.kube import (
@@ -60,6 +75,7 @@ from gitsail.model import Obj, ResourceKey, split_api_version
 from gitsail.sync.inventory import Inventory, InventoryEntry
 from gitsail.sync.ownership import ArgoTracking, Owner, shared_resource_warning
 from gitsail.sync.plan import (
+    PRUNE_LAST_WAVE,
     HookDeletePolicy,
     Phase,
     SyncOptions,
@@ -69,8 +85,19 @@ from gitsail.sync.plan import (
     plan_tasks,
     waves,
 )
+from gitsail.sync.progress import OperationProgress, ResourceResult, object_ref
 
-__all__ = ["ResourceResult", "SyncError", "SyncRequest", "SyncResult", "run_sync"]
+__all__ = [
+    "Changes",
+    "Checkpoint",
+    "LiveLookup",
+    "OperationProgress",
+    "ResourceResult",
+    "SyncError",
+    "SyncRequest",
+    "SyncResult",
+    "run_sync",
+]
 
 
 class SyncError(Exception):
@@ -104,7 +131,9 @@ class SyncRequest:
     managed_namespace_metadata: dict[str, Any] | None = None
     field_manager: str = "gitsail"
     wave_timeout: float = 300.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.5  # without watch events: how often live objects are read
+    recheck_interval: float = 10.0  # with watch events: read again at least this often
+    resume: OperationProgress | None = None  # what an interrupted run of it recorded
     app: str = ""
 
     def __post_init__(self) -> None:
@@ -125,35 +154,6 @@ class SyncRequest:
 
 
 @dataclass(frozen=True)
-class ResourceResult:
-    """One line of ``operationState.syncResult.resources`` (Argo CD's shape)."""
-
-    key: ResourceKey
-    version: str
-    status: str  # Synced | SyncFailed | Pruned | PruneSkipped
-    message: str = ""
-    sync_phase: str = "Sync"
-    hook_type: str = ""
-    hook_phase: str = ""  # Running | Succeeded | Failed for hooks
-
-    def to_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "group": self.key.group,
-            "version": self.version,
-            "kind": self.key.kind,
-            "namespace": self.key.namespace,
-            "name": self.key.name,
-            "status": self.status,
-            "message": self.message,
-            "syncPhase": self.sync_phase,
-        }
-        if self.hook_type:
-            out["hookType"] = self.hook_type
-            out["hookPhase"] = self.hook_phase
-        return out
-
-
-@dataclass(frozen=True)
 class SyncResult:
     phase: str  # Succeeded | Failed | Error
     message: str
@@ -162,10 +162,39 @@ class SyncResult:
 
 
 Progress = Callable[[ResourceResult], None]
+LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
+Checkpoint = Callable[[OperationProgress], Awaitable[None]]
+
+
+class Changes(Protocol):
+    """Tells a waiting operation that watched objects changed (the controller's watch caches).
+
+    ``seen()`` is a token for "now", taken *before* reading; ``after(token)`` returns once
+    anything changed since then. Taking the token first means a change that lands while the
+    operation reads is never missed.
+    """
+
+    def seen(self) -> int: ...
+
+    async def after(self, token: int) -> None: ...
 
 
 class _Failed(Exception):
     pass
+
+
+def _behind(live: Obj | None, written: Obj) -> bool:
+    """Whether a cached ``live`` is older than what this operation ``written``: another
+    object (uid), none yet, or an older generation. Such a view is not trusted for health."""
+    if live is None:
+        return True
+    meta, mine = live.get("metadata") or {}, written.get("metadata") or {}
+    if mine.get("uid") and meta.get("uid") != mine.get("uid"):
+        return True
+    try:
+        return int(meta.get("generation") or 0) < int(mine.get("generation") or 0)
+    except (TypeError, ValueError):
+        return False
 
 
 def _namespaced_crd_kinds(desired: Sequence[Obj]) -> dict[tuple[str, str], bool]:
@@ -179,20 +208,129 @@ def _namespaced_crd_kinds(desired: Sequence[Obj]) -> dict[tuple[str, str], bool]
     return kinds
 
 
+@dataclass(frozen=True)
+class _Seams:
+    lookup: LiveLookup | None
+    changes: Changes | None
+    checkpoint: Checkpoint | None
+    clock: Callable[[], float]
+
+
 class _Operation:
-    def __init__(self, kube: Kube, request: SyncRequest, progress: Progress) -> None:
+    def __init__(self, kube: Kube, request: SyncRequest, progress: Progress, seams: _Seams) -> None:
         self.kube = kube
         self.req = request
         self.owner = request.marker
         self.progress = progress
+        self.seams = seams
+        self.clock = seams.clock
         self.results: dict[tuple[str, ResourceKey], ResourceResult] = {}
-        self.applied: list[tuple[str, ResourceKey]] = []  # (apiVersion, key) awaiting health
+        # (apiVersion, key, object as written) applied and awaiting health
+        self.applied: list[tuple[str, ResourceKey, Obj]] = []
         self.crd_kinds = _namespaced_crd_kinds(request.desired)
         self.pending_crd: set[tuple[str, str]] = set()
+        # Resuming: the results an interrupted run recorded, not yet carried over.
+        self.prior: list[ResourceResult] = list(request.resume.results) if request.resume else []
+        self.step: tuple[Phase, int] | None = (
+            (request.resume.phase, request.resume.wave) if request.resume else None
+        )
 
     def record(self, result: ResourceResult) -> None:
         self.results[(result.sync_phase + result.hook_type, result.key)] = result
         self.progress(result)
+
+    # -- reading live objects and waiting for them to change ------------------------------
+
+    async def read(
+        self, api_version: str, key: ResourceKey, written: Obj | None = None
+    ) -> Obj | None:
+        """The live object, from the watch cache when there is one. A cached view older
+        than what this operation ``written`` is checked with a GET (the cache lags)."""
+        ns = key.namespace or None
+        if self.seams.lookup is None:
+            return await self.kube.get(api_version, key.kind, key.name, ns)
+        live = await self.seams.lookup(api_version, key.kind, key.name, ns)
+        if written is not None and _behind(live, written):
+            live = await self.kube.get(api_version, key.kind, key.name, ns)
+        return live
+
+    def token(self) -> int:
+        return self.seams.changes.seen() if self.seams.changes is not None else 0
+
+    async def pause(self, token: int, deadline: float, interval: float | None = None) -> None:
+        """Until something changed since ``token`` (at most ``recheck_interval``), or the
+        poll interval without watch events; never past ``deadline``."""
+        remaining = max(0.0, deadline - self.clock())
+        changes = self.seams.changes
+        if changes is None or interval is not None:
+            await asyncio.sleep(min(interval or self.req.poll_interval, remaining))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                changes.after(token), timeout=min(self.req.recheck_interval, remaining)
+            )
+
+    # -- progress, for a restarted controller ---------------------------------------------
+
+    async def save(self, message: str) -> None:
+        """Record the step reached and the results so far (a bounded number of writes:
+        when a step starts, a hook starts or ends, a health wait begins)."""
+        if self.seams.checkpoint is None or self.req.dry_run or self.step is None:
+            return
+        phase, wave = self.step
+        await self.seams.checkpoint(
+            OperationProgress(phase, wave, message, tuple(self.results.values()))
+        )
+
+    async def enter(self, phase: Phase, wave: int, message: str = "") -> None:
+        """Step (``phase``, ``wave``) starts; saved when it is a new step."""
+        if self.step == (phase, wave):
+            return
+        self.step = (phase, wave)
+        await self.save(message or "one or more tasks are running")
+
+    def earlier(self, phase: Phase, wave: int) -> bool:
+        """A step an interrupted run of this operation had finished."""
+        resume = self.req.resume
+        return resume is not None and resume.before(phase, wave)
+
+    def carry_over(self, task: SyncTask) -> bool:
+        """Record the completed result an interrupted run left for ``task`` (of a finished
+        step); False (to run it) when there is none."""
+        if not self.earlier(
+            task.phase, task.wave if task.action is not TaskAction.prune else PRUNE_LAST_WAVE + 1
+        ):
+            return False
+        for result in self.prior:
+            if (
+                result.key == task.key
+                and not result.hook_type
+                and result.sync_phase == str(task.phase)
+                and result.completed
+            ):
+                self.prior.remove(result)
+                self.record(result)
+                return True
+        return False
+
+    def prior_hook(self, task: SyncTask) -> ResourceResult | None:
+        """The result an interrupted run recorded for hook ``task`` (its object's name, or
+        a name generated from its ``generateName``), taken so it matches once."""
+        generate = str((task.obj or {}).get("metadata", {}).get("generateName") or "")
+        for result in self.prior:
+            if (
+                result.hook_type != task.hook_type
+                or result.sync_phase != str(task.phase)
+                or (result.key.group, result.key.kind, result.key.namespace)
+                != (task.key.group, task.key.kind, task.key.namespace)
+            ):
+                continue
+            if (task.key.name and result.key.name == task.key.name) or (
+                not task.key.name and generate and result.key.name.startswith(generate)
+            ):
+                self.prior.remove(result)
+                return result
+        return None
 
     # -- preparation -------------------------------------------------------------------
 
@@ -376,26 +514,26 @@ class _Operation:
 
     async def apply(self, task: SyncTask) -> None:
         try:
-            await self._apply(task, dry_run=False)
+            written = await self._apply(task, dry_run=False)
         except KubeError as exc:
             self.record(self._result(task, "SyncFailed", exc.message))
             raise _Failed(f"{task.key}: {exc.message}") from exc
         if task.key.kind == "CustomResourceDefinition":
             await self._wait_established(task)
-        self.applied.append((task.api_version, task.key))
+        self.applied.append((task.api_version, task.key, written))
         self.record(self._result(task, "Synced", "applied (server-side)"))
 
     async def _wait_established(self, task: SyncTask) -> None:
         """Custom resources of a CRD applied in this sync can be applied once it is served."""
-        deadline = time.monotonic() + self.req.wave_timeout
+        deadline = self.clock() + self.req.wave_timeout
         while True:
             live = await self.kube.get(task.api_version, task.key.kind, task.key.name)
             health = resource_health(live)
             if health is not None and health.status is HealthStatus.Healthy:  # Established
                 break
-            if time.monotonic() > deadline:
+            if self.clock() >= deadline:
                 raise _Failed(f"{task.key} was not Established in {self.req.wave_timeout:.0f}s")
-            await asyncio.sleep(self.req.poll_interval / 5)
+            await self.pause(0, deadline, interval=self.req.poll_interval / 5)
         await self.kube.discover(refresh=True)
 
     def _not_prunable(self, live: Obj) -> str:
@@ -465,9 +603,66 @@ class _Operation:
         self.record(self._result(task, "Pruned", "pruned"))
 
     async def run_hook(self, task: SyncTask) -> None:
+        """Run one hook and wait for it. Resuming, a hook that succeeded is not run again and
+        one still running (its object has the recorded uid) is waited on, not recreated."""
         assert task.obj is not None
-        kube = self.kube
-        ns = task.key.namespace or None
+        prior = self.prior_hook(task) if self.req.resume is not None else None
+        if prior is not None and prior.completed:
+            self.record(prior)
+            return
+        if task.phase is not Phase.SyncFail:  # (that step was entered with its reason)
+            await self.enter(task.phase, task.wave)
+        running = await self._still_running(task, prior) if prior is not None else None
+        created = running if running is not None else await self._start_hook(task)
+        name = str(created["metadata"]["name"])
+        uid = str(created["metadata"].get("uid") or "")
+        key = replace(task.key, name=name)
+        hook_task = replace(task, key=key)
+        ref = object_ref(key.group, key.kind, name)
+        self.record(
+            self._result(hook_task, "Synced", "hook started", hook_phase="Running", uid=uid)
+        )
+        await self.save(f"waiting for completion of hook {ref}")
+        status, message = await self._wait_hook(task.api_version, key, created)
+        succeeded = status == "Succeeded"
+        result = self._result(
+            hook_task, "Synced" if succeeded else "SyncFailed", message, hook_phase=status, uid=uid
+        )
+        # Saved before the cleanup: a restart in between leaves the object, never runs the
+        # hook twice.
+        self.record(result)
+        await self.save(f"{task.hook_type} hook {ref} {status.lower()}")
+        policy = HookDeletePolicy.HookSucceeded if succeeded else HookDeletePolicy.HookFailed
+        if policy in task.delete_policies:
+            # Only the object this hook created (its uid); its status changes as it runs.
+            try:
+                await self.kube.delete(
+                    task.api_version,
+                    key.kind,
+                    key.name,
+                    key.namespace or None,
+                    propagation="Background",
+                    preconditions={"uid": uid},
+                )
+            except PreconditionFailed as exc:
+                self.record(replace(result, message=f"{message}; not cleaned up: {exc.message}"))
+        if not succeeded:
+            raise _Failed(f"{task.hook_type} hook {key} failed: {message}")
+
+    async def _still_running(self, task: SyncTask, prior: ResourceResult) -> Obj | None:
+        """The object of a hook an interrupted run started, if it is still that object."""
+        if prior.hook_phase != "Running" or not prior.uid:
+            return None
+        live = await self.kube.get(
+            task.api_version, prior.key.kind, prior.key.name, prior.key.namespace or None
+        )
+        if live is None or str((live.get("metadata") or {}).get("uid") or "") != prior.uid:
+            return None
+        return live
+
+    async def _start_hook(self, task: SyncTask) -> Obj:
+        """Create the hook's object (after deleting its previous run, if asked to)."""
+        assert task.obj is not None
         generated = not task.key.name and bool((task.obj.get("metadata") or {}).get("generateName"))
         if not generated:
             # Checked again here: a PostSync hook runs long after validation.
@@ -480,55 +675,25 @@ class _Operation:
                 await self._delete_and_wait(task, live)
         try:
             if generated:
-                created = await kube.create(task.obj, field_manager=self.req.field_manager)
-            else:
-                created = await kube.apply(
-                    task.obj, field_manager=self.req.field_manager, force=True
-                )
+                return await self.kube.create(task.obj, field_manager=self.req.field_manager)
+            return await self.kube.apply(task.obj, field_manager=self.req.field_manager, force=True)
         except KubeError as exc:
             self.record(self._result(task, "SyncFailed", exc.message, hook_phase="Failed"))
             raise _Failed(f"{task.hook_type} hook {task.key}: {exc.message}") from exc
-        name = str(created["metadata"]["name"])
-        uid = str(created["metadata"].get("uid") or "")
-        key = replace(task.key, name=name)
-        hook_task = replace(task, key=key)
-        self.record(self._result(hook_task, "Synced", "hook started", hook_phase="Running"))
-        status, message = await self._wait_hook(task.api_version, key)
-        succeeded = status == "Succeeded"
-        policy = HookDeletePolicy.HookSucceeded if succeeded else HookDeletePolicy.HookFailed
-        if policy in task.delete_policies:
-            # Only the object this hook created (its uid); its status changes as it runs.
-            try:
-                await kube.delete(
-                    task.api_version,
-                    key.kind,
-                    key.name,
-                    ns,
-                    propagation="Background",
-                    preconditions={"uid": uid},
-                )
-            except PreconditionFailed as exc:
-                message = f"{message}; not cleaned up: {exc.message}"
-        self.record(
-            self._result(
-                hook_task, "Synced" if succeeded else "SyncFailed", message, hook_phase=status
-            )
-        )
-        if not succeeded:
-            raise _Failed(f"{task.hook_type} hook {key} failed: {message}")
 
-    async def _wait_hook(self, api_version: str, key: ResourceKey) -> tuple[str, str]:
-        deadline = time.monotonic() + self.req.wave_timeout
+    async def _wait_hook(self, api_version: str, key: ResourceKey, created: Obj) -> tuple[str, str]:
+        deadline = self.clock() + self.req.wave_timeout
         while True:
-            live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
+            token = self.token()
+            live = await self.read(api_version, key, written=created)
             health = resource_health(live)
             if health is None or health.status is HealthStatus.Healthy:
                 return "Succeeded", (health.message if health else "") or "hook succeeded"
             if health.status is HealthStatus.Degraded:
                 return "Failed", health.message or "hook failed"
-            if time.monotonic() > deadline:
+            if self.clock() >= deadline:
                 return "Failed", f"timed out after {self.req.wave_timeout:.0f}s"
-            await asyncio.sleep(self.req.poll_interval)
+            await self.pause(token, deadline)
 
     async def _delete_and_wait(self, task: SyncTask, live: Obj) -> None:
         """Delete the previous run of a hook (``live``, checked to be this app's) and wait
@@ -553,26 +718,37 @@ class _Operation:
             raise _Failed(f"{task.hook_type} hook {task.key}: {message}") from exc
         if not deleted:
             return
-        deadline = time.monotonic() + self.req.wave_timeout
-        while (current := await self._live(task)) is not None:
+        deadline = self.clock() + self.req.wave_timeout
+        while True:
+            token = self.token()
+            current = await self.read(task.api_version, task.key)
+            if current is None and self.seams.lookup is not None:
+                # "Gone" from a cache that may never have seen it: the server decides.
+                current = await self.kube.get(
+                    task.api_version, task.key.kind, task.key.name, task.key.namespace or None
+                )
+            if current is None:
+                return
             if str((current.get("metadata") or {}).get("uid") or "") != uid:
                 problem = self._ownership_problem(task, current)
                 if problem:
                     self.record(self._result(task, "SyncFailed", problem, hook_phase="Failed"))
                     raise _Failed(f"{task.hook_type} hook {task.key}: {problem}")
                 return
-            if time.monotonic() > deadline:
+            if self.clock() >= deadline:
                 raise _Failed(f"{task.key}: the previous hook object is still being deleted")
-            await asyncio.sleep(self.req.poll_interval)
+            await self.pause(token, deadline)
 
     async def wait_healthy(self) -> None:
         """Wait until everything applied so far is healthy; Degraded fails the operation."""
-        deadline = time.monotonic() + self.req.wave_timeout
+        deadline = self.clock() + self.req.wave_timeout
         pending = list(self.applied)
+        told = False
         while pending:
-            still: list[tuple[str, ResourceKey]] = []
-            for api_version, key in pending:
-                live = await self.kube.get(api_version, key.kind, key.name, key.namespace or None)
+            token = self.token()
+            still: list[tuple[str, ResourceKey, Obj]] = []
+            for api_version, key, written in pending:
+                live = await self.read(api_version, key, written=written)
                 health = resource_health(live)
                 if health is None or health.status in (
                     HealthStatus.Healthy,
@@ -581,18 +757,25 @@ class _Operation:
                     continue
                 if health.status is HealthStatus.Degraded:
                     raise _Failed(f"{key} is Degraded: {health.message}")
-                still.append((api_version, key))
+                still.append((api_version, key, written))
             pending = still
             if not pending:
                 break
-            if time.monotonic() > deadline:
-                names = ", ".join(str(k) for _, k in pending)
+            if self.clock() >= deadline:
+                names = ", ".join(str(k) for _, k, _ in pending)
                 raise _Failed(f"timed out waiting for healthy state of {names}")
-            await asyncio.sleep(self.req.poll_interval)
+            if not told:  # once per wait: the first object still waited for
+                _, first, _ = pending[0]
+                await self.save(
+                    "waiting for healthy state of "
+                    + object_ref(first.group, first.kind, first.name)
+                )
+                told = True
+            await self.pause(token, deadline)
         self.applied.clear()
 
     def _result(
-        self, task: SyncTask, status: str, message: str, *, hook_phase: str = ""
+        self, task: SyncTask, status: str, message: str, *, hook_phase: str = "", uid: str = ""
     ) -> ResourceResult:
         _, version = split_api_version(task.api_version)
         return ResourceResult(
@@ -603,14 +786,29 @@ class _Operation:
             sync_phase=str(task.phase),
             hook_type=task.hook_type,
             hook_phase=hook_phase,
+            uid=uid,
         )
 
 
 async def run_sync(
-    kube: Kube, request: SyncRequest, progress: Progress = lambda _r: None
+    kube: Kube,
+    request: SyncRequest,
+    progress: Progress = lambda _r: None,
+    *,
+    lookup: LiveLookup | None = None,
+    changes: Changes | None = None,
+    checkpoint: Checkpoint | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SyncResult:
-    """Run one sync operation; never raises for cluster errors (they become the result)."""
-    op = _Operation(kube, request, progress)
+    """Run one sync operation; never raises for cluster errors (they become the result).
+
+    ``lookup`` reads live objects while waiting for health (the controller's watch caches;
+    default a GET each time) and ``changes`` wakes the waits when watched objects change
+    (default: read again every ``poll_interval``). ``checkpoint`` is told the progress when
+    a step starts, a hook starts or ends and a health wait begins, so that a restarted
+    caller can pass it back as ``SyncRequest.resume``. ``clock`` measures the timeouts.
+    """
+    op = _Operation(kube, request, progress, _Seams(lookup, changes, checkpoint, clock))
     try:
         await kube.discover()
         desired = [await op.prepare(obj) for obj in request.desired]
@@ -657,10 +855,17 @@ async def run_sync(
             "Succeeded", "dry run: nothing was changed", tuple(op.results.values()), last
         )
     try:
+        resume = request.resume
+        if resume is not None and resume.phase is Phase.SyncFail:
+            # It had failed already: carry its results over, finish its SyncFail hooks.
+            for result in [r for r in op.prior if r.sync_phase != str(Phase.SyncFail)]:
+                op.prior.remove(result)
+                op.record(result)
+            raise _Failed(resume.message)
         await op.ensure_namespace()
         await _run_phases(op, tasks)
     except _Failed as exc:
-        await _run_sync_fail_hooks(op, desired)
+        await _run_sync_fail_hooks(op, desired, str(exc))
         results = tuple(op.results.values())
         return SyncResult("Failed", str(exc), results, _held(last, desired, op, dropped))
     except KubeError as exc:
@@ -718,30 +923,36 @@ async def _run_phases(op: _Operation, tasks: Sequence[SyncTask]) -> None:
             t.phase in phases[index + 1 :] and t.action is not TaskAction.prune for t in tasks
         )
         grouped = waves(applies, phase)
-        for position, (_wave, wave_tasks) in enumerate(grouped):
+        for position, (wave, wave_tasks) in enumerate(grouped):
             for task in wave_tasks:
                 if task.action is TaskAction.hook:
                     await op.run_hook(task)
-                else:
+                elif not op.carry_over(task):
+                    await op.enter(phase, wave)
                     await op.apply(task)
             # Health gates only what comes after: a later wave, phase or PruneLast prunes.
             if position + 1 < len(grouped) or later_work or prune_last:
                 await op.wait_healthy()
         for task in prunes:
-            if not task.options.flag("PruneLast"):
+            if not task.options.flag("PruneLast") and not op.carry_over(task):
                 await op.prune(task)
         if prune_last:
             await op.wait_healthy()
             for task in prune_last:
-                await op.prune(task)
+                if not op.carry_over(task):
+                    await op.prune(task)
 
 
-async def _run_sync_fail_hooks(op: _Operation, desired: Sequence[Obj]) -> None:
+async def _run_sync_fail_hooks(op: _Operation, desired: Sequence[Obj], reason: str) -> None:
     fail_hooks = [
         t
         for t in plan_tasks(desired, (), app_options=op.req.options, hooks=op.req.hooks)
         if t.phase is Phase.SyncFail
     ]
+    if not fail_hooks:
+        return
+    with contextlib.suppress(KubeError):
+        await op.enter(Phase.SyncFail, 0, reason)  # a restart finishes the failure
     for task in fail_hooks:
         try:
             await op.run_hook(task)
