@@ -198,6 +198,10 @@ async def test_path_builds_the_local_directory_with_the_spec_and_writes_nothing(
     assert code == 2, (out, err)
     assert "not a directory" in err
 
+    code, out, err = await gitsail(cluster, "diff", "kustomization", "nope", "-n", ns)
+    assert code == 2, (out, err)
+    assert "not found" in err
+
 
 async def test_deleted_is_only_reported_when_prune_is_on(
     cluster: Cluster, flux: Flux, git_repo: Workdir, tmp_path: Path

@@ -687,7 +687,9 @@ def render_changes(changes: Sequence[ObjectChange]) -> str:
 
 
 async def _load_kustomization(kube: Kube, name: str, namespace: str) -> tuple[Obj, Kustomization]:
-    obj = await _fetch(kube, KUSTOMIZATION, name, namespace)
+    obj = await kube.get(KUSTOMIZATION.api_version, KUSTOMIZATION.kind, name, namespace)
+    if obj is None:  # exit 2: 1 means "differences" to diff's callers
+        raise fail(f"Kustomization {name} not found in namespace {namespace}", code=2)
     try:
         return obj, parse_kustomization(obj)
     except SpecError as exc:
