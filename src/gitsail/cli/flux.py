@@ -13,31 +13,63 @@ run the engine: they read status and write what a controller acts on.
 - ``suspend`` / ``resume`` ``kustomization`` and ``source git``: patch ``spec.suspend``;
   ``resume`` also requests a reconcile and waits for it, as ``flux resume`` does.
 
-Not here yet: ``diff kustomization`` and ``tree kustomization`` (they need the
-Kustomization engine).
+- ``diff kustomization NAME [--path DIR]``: build the Kustomization exactly as the reconciler
+  does (``flux_kustomization_build``: from the source's artifact revision, or from a local
+  directory), server-side dry-run every object as ``kustomize-controller`` (``dryRun=All``:
+  nothing is written), compare with the live objects (``gitsail.diff``: normalized, Secrets
+  masked) and print ``► Kind/ns/name created|drifted|deleted`` with the changed fields;
+  ``deleted`` are the inventory entries the build lost, when ``spec.prune`` is on. Exit
+  status as ``flux diff``: 0 no differences, 1 differences, 2 the diff failed;
+- ``tree kustomization NAME``: the inventory as a tree, nested Kustomizations expanded by
+  their inventories and (beyond Flux) Argo CD Applications by their ``status.resources``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import copy
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from gitsail.cli.app import ContextOption, KubeconfigOption, run
 from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
+from gitsail.diff import ResourceDiff, diff_resource
+from gitsail.diff.pointer import parse_pointer
+from gitsail.kinds.errors import SpecError
+from gitsail.kinds.flux_kustomization import Kustomization, parse_kustomization
+from gitsail.kinds.flux_kustomization_build import build, build_local
+from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER as RECONCILER_FIELD_MANAGER
+from gitsail.kinds.flux_kustomization_reconciler import if_not_present, prune_disabled, skipped
 from gitsail.kinds.flux_receiver import REQUESTED_AT, rfc3339_nano
-from gitsail.kube import Gone, Kube, KubeError, load_kubeconfig
-from gitsail.model import Obj
+from gitsail.kinds.status import ReconcileError
+from gitsail.kube import Gone, Kube, KubeError, NotFoundKind, load_kubeconfig
+from gitsail.model import Obj, ResourceKey
+from gitsail.policy import Policy, PolicyError
+from gitsail.render import Renderer
+from gitsail.source import GitSource
+from gitsail.sync import FluxLabels, Inventory
 
-__all__ = ["get_app", "reconcile_app", "resume_app", "suspend_app"]
+__all__ = [
+    "diff_app",
+    "get_app",
+    "reconcile_app",
+    "resume_app",
+    "suspend_app",
+    "tree_app",
+]
 
 DEFAULT_NAMESPACE = "flux-system"
 FIELD_MANAGER = "gitsail-cli"
@@ -460,3 +492,386 @@ def resume_source_git(
 
 suspend_app.command("ks", hidden=True)(suspend_kustomization)
 resume_app.command("ks", hidden=True)(resume_kustomization)
+
+
+# -- diff -------------------------------------------------------------------------------------
+
+diff_app = typer.Typer(help="Show what applying a Flux object would change, without applying.")
+tree_app = typer.Typer(help="Show the objects a Flux object manages, as a tree.")
+
+CREATED, DRIFTED, DELETED, FAILED = "created", "drifted", "deleted", "failed"
+_ABSENT: Any = object()  # a field on one side only
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One differing field: its path (``data.key``, ``spec.containers[0].image``) and the
+    live and desired values (``_ABSENT`` on the side that lacks it; Secrets are masked)."""
+
+    path: str
+    live: Any
+    desired: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path}
+        if self.live is not _ABSENT:
+            out["live"] = self.live
+        if self.desired is not _ABSENT:
+            out["desired"] = self.desired
+        return out
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    """What applying the build would do to one object: ``created``, ``drifted`` (with the
+    fields), ``deleted`` (pruned from the inventory) or ``failed`` (its dry run failed)."""
+
+    object: str  # Kind/namespace/name, as flux prints it
+    action: str
+    fields: tuple[FieldChange, ...] = ()
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"object": self.object, "action": self.action}
+        if self.fields:
+            out["fields"] = [f.to_dict() for f in self.fields]
+        if self.message:
+            out["message"] = self.message
+        return out
+
+
+def _ref(key: ResourceKey) -> str:
+    return f"{key.kind}/{key.namespace}/{key.name}" if key.namespace else f"{key.kind}/{key.name}"
+
+
+def _at(doc: Any, tokens: tuple[str, ...]) -> Any:
+    for token in tokens:
+        if isinstance(doc, dict) and token in doc:
+            doc = doc[token]
+        elif isinstance(doc, list) and token.isdigit() and int(token) < len(doc):
+            doc = doc[int(token)]
+        else:
+            return _ABSENT
+    return doc
+
+
+def _dotted(tokens: tuple[str, ...]) -> str:
+    out = ""
+    for token in tokens:
+        if token.isdigit():
+            out += f"[{token}]"
+        else:
+            out += ("." if out else "") + token
+    return out
+
+
+def field_changes(diff: ResourceDiff) -> tuple[FieldChange, ...]:
+    """The changed fields of a compared (normalized, redacted) object pair."""
+    out = []
+    for pointer in diff.changed_paths:
+        tokens = parse_pointer(pointer)
+        out.append(FieldChange(_dotted(tokens), _at(diff.live, tokens), _at(diff.desired, tokens)))
+    return tuple(out)
+
+
+async def _prepared(kube: Kube, obj: Obj, namespace: str, owner: FluxLabels) -> Obj:
+    """The object as the sync stage applies it: namespaced kinds in the target namespace
+    unless they name one, cluster-scoped ones without, and the owner's labels."""
+    prepared = copy.deepcopy(obj)
+    meta = prepared.setdefault("metadata", {})
+    try:
+        info = await kube.resource_for(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        namespaced: bool | None = info.namespaced
+    except NotFoundKind:
+        namespaced = None  # a kind the same build defines: as the manifest says
+    if namespaced:
+        meta["namespace"] = meta.get("namespace") or namespace
+    elif namespaced is False:
+        meta.pop("namespace", None)
+    return owner.mark(prepared)
+
+
+async def _read(kube: Kube, api_version: str, key: ResourceKey) -> Obj | None:
+    try:
+        return await kube.get(api_version, key.kind, key.name, key.namespace or None)
+    except NotFoundKind:
+        return None
+
+
+async def compare_build(
+    kube: Kube,
+    ks: Kustomization,
+    inventory: Inventory,
+    objects: Sequence[Obj],
+    *,
+    advance: Callable[[], None] = lambda: None,
+) -> list[ObjectChange]:
+    """What applying ``objects`` (a build of ``ks``) would change, found by server-side
+    dry runs (``dryRun=All``: nothing is written) as kustomize-controller's field manager.
+
+    Objects the reconciler skips (``…/reconcile: disabled``, ``…/ssa: Ignore``, an existing
+    ``…/ssa: IfNotPresent``) are not compared; inventory entries the build no longer has
+    are ``deleted`` when ``spec.prune`` is on, they exist and are not ``…/prune: disabled``.
+    ``advance`` is called once per object (a progress bar)."""
+    owner = FluxLabels(ks.name, ks.namespace)
+    target_namespace = ks.render.target_namespace or ""
+    changes: list[ObjectChange] = []
+    built: set[ResourceKey] = set()
+    for obj in objects:
+        prepared = await _prepared(kube, obj, target_namespace, owner)
+        key = ResourceKey.of(prepared)
+        built.add(key)
+        api_version = str(prepared.get("apiVersion", ""))
+        live = await _read(kube, api_version, key)
+        advance()
+        if skipped(prepared) or skipped(live) or (live is not None and if_not_present(prepared)):
+            continue
+        try:
+            predicted = await kube.apply(
+                prepared, field_manager=RECONCILER_FIELD_MANAGER, force=True, dry_run=True
+            )
+        except KubeError as exc:
+            if live is None:  # e.g. its namespace or CRD comes with the same apply
+                changes.append(ObjectChange(_ref(key), CREATED))
+            else:
+                changes.append(ObjectChange(_ref(key), FAILED, message=exc.message))
+            continue
+        if live is None:
+            changes.append(ObjectChange(_ref(key), CREATED))
+            continue
+        compared = diff_resource(predicted, live)
+        if not compared.synced:
+            changes.append(ObjectChange(_ref(key), DRIFTED, field_changes(compared)))
+    if ks.sync.prune:
+        for entry in inventory:
+            if entry.key in built:
+                continue
+            live = await _read(kube, entry.api_version, entry.key)
+            if live is not None and not prune_disabled(live):
+                changes.append(ObjectChange(_ref(entry.key), DELETED))
+    return changes
+
+
+def _yaml_value(value: Any) -> list[str]:
+    text: str = yaml.safe_dump(value, default_flow_style=False, sort_keys=True)
+    lines = text.rstrip("\n").splitlines()
+    if lines and lines[-1] == "...":
+        lines.pop()
+    return lines
+
+
+def render_changes(changes: Sequence[ObjectChange]) -> str:
+    """Flux's human form: ``► Kind/ns/name drifted`` and each field as dyff shows it."""
+    out: list[str] = []
+    for change in changes:
+        if change.action == FAILED:
+            out.append(f"✗ {change.object} dry-run failed: {change.message}")
+            continue
+        out.append(f"► {change.object} {change.action}")
+        for field in change.fields:
+            out.append("")
+            out.append(field.path)
+            if field.live is _ABSENT:
+                out.append("  + one entry added:")
+                out.extend(f"    {line}" for line in _yaml_value(field.desired))
+            elif field.desired is _ABSENT:
+                out.append("  - one entry removed:")
+                out.extend(f"    {line}" for line in _yaml_value(field.live))
+            else:
+                out.append("  ± value change")
+                out.extend(f"    - {line}" for line in _yaml_value(field.live))
+                out.extend(f"    + {line}" for line in _yaml_value(field.desired))
+        if change.fields:
+            out.append("")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+async def _load_kustomization(kube: Kube, name: str, namespace: str) -> tuple[Obj, Kustomization]:
+    obj = await kube.get(KUSTOMIZATION.api_version, KUSTOMIZATION.kind, name, namespace)
+    if obj is None:  # exit 2: 1 means "differences" to diff's callers
+        raise fail(f"Kustomization {name} not found in namespace {namespace}", code=2)
+    try:
+        return obj, parse_kustomization(obj)
+    except SpecError as exc:
+        raise fail(f"Kustomization {namespace}/{name}: {exc}", code=2) from None
+
+
+def _inventory(obj: Obj) -> Inventory:
+    meta = obj.get("metadata") or {}
+    try:
+        return Inventory.from_flux((obj.get("status") or {}).get("inventory"))
+    except ValueError as exc:
+        raise fail(
+            f"Kustomization {meta.get('namespace')}/{meta.get('name')}: status.inventory is "
+            f"unreadable: {exc}",
+            code=2,
+        ) from None
+
+
+@diff_app.command("kustomization")
+def diff_kustomization(
+    name: str = typer.Argument(..., help="the Kustomization"),
+    path: Path | None = typer.Option(
+        None,
+        "--path",
+        help="a local directory to build instead of the source's artifact: what "
+        "spec.path names, with your changes",
+    ),
+    progress_bar: bool = typer.Option(
+        True, "--progress-bar/--no-progress-bar", help="show progress while dry-running"
+    ),
+    namespace: str = NamespaceOption,
+    output: Format = OutputOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Build a Kustomization as the controller would, dry-run it on the cluster, and show
+    what would change. Exit status: 0 no differences, 1 differences, 2 the diff failed."""
+    try:
+        policy = Policy.from_env()  # GITSAIL_ALLOW_FILE_URLS=true for local repositories
+    except PolicyError as exc:
+        raise fail(str(exc), code=2) from exc
+
+    async def main() -> list[ObjectChange]:
+        async with _kube(kubeconfig, context) as kube:
+            obj, ks = await _load_kustomization(kube, name, namespace)
+            inventory = _inventory(obj)
+            with tempfile.TemporaryDirectory(prefix="gitsail-diff-") as work:
+                renderer = Renderer(work_dir=Path(work), policy=policy)
+                if path is not None:
+                    built = await build_local(kube, ks, path, renderer=renderer, policy=policy)
+                else:
+                    git = GitSource(policy=policy)
+                    built = await build(kube, ks, git=git, renderer=renderer, policy=policy)
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err_console,
+                transient=True,
+                disable=not progress_bar or not err_console.is_terminal,
+            ) as progress:
+                task = progress.add_task("dry-run", total=len(built.objects))
+                return await compare_build(
+                    kube,
+                    ks,
+                    inventory,
+                    built.objects,
+                    advance=lambda: progress.advance(task),
+                )
+
+    try:
+        changes = run(main())
+    except ReconcileError as exc:
+        raise fail(f"Kustomization {namespace}/{name}: {exc.message}", code=2) from None
+    except KubeError as exc:
+        raise fail(str(exc), code=2) from None
+    if output is not Format.table:
+        emit([c.to_dict() for c in changes], output)
+    else:
+        sys.stdout.write(render_changes(changes))
+    if any(c.action == FAILED for c in changes):
+        raise typer.Exit(2)
+    if changes:
+        raise typer.Exit(1)
+
+
+diff_app.command("ks", hidden=True)(diff_kustomization)
+
+
+# -- tree -------------------------------------------------------------------------------------
+
+_FLUX_KS_GROUP = "kustomize.toolkit.fluxcd.io"
+_ARGO_GROUP = "argoproj.io"
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    """An object and what it manages: a Kustomization's inventory, an Application's
+    ``status.resources``; leaves have no children."""
+
+    key: ResourceKey
+    children: tuple[TreeNode, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flux's ``tree -o json`` shape (``ObjMetadata``: Namespace, Name, GroupKind)."""
+        out: dict[str, Any] = {
+            "resource": {
+                "Namespace": self.key.namespace,
+                "Name": self.key.name,
+                "GroupKind": {"Group": self.key.group, "Kind": self.key.kind},
+            }
+        }
+        if self.children:
+            out["resources"] = [c.to_dict() for c in self.children]
+        return out
+
+    def lines(self) -> list[str]:
+        """The tree as flux prints it: ``├── `` / ``└── `` under the root's line."""
+        out = [_ref(self.key)]
+        for i, child in enumerate(self.children):
+            last = i == len(self.children) - 1
+            head, rest = ("└── ", "    ") if last else ("├── ", "│   ")
+            sub = child.lines()
+            out.append(head + sub[0])
+            out.extend(rest + line for line in sub[1:])
+        return out
+
+
+async def managed_tree(
+    kube: Kube, key: ResourceKey, seen: frozenset[ResourceKey] = frozenset()
+) -> TreeNode:
+    """``key`` with what it manages, recursively: Kustomizations by their ``status.inventory``,
+    Argo CD Applications by their ``status.resources`` (beyond Flux). An object already on the
+    path (a cycle), one that is gone, or one whose list is unreadable is a leaf."""
+    if key in seen:
+        return TreeNode(key)
+    if (key.group, key.kind) == (_FLUX_KS_GROUP, "Kustomization"):
+        api_version = KUSTOMIZATION.api_version
+    elif (key.group, key.kind) == (_ARGO_GROUP, "Application"):
+        api_version = "argoproj.io/v1alpha1"
+    else:
+        return TreeNode(key)
+    obj = await _read(kube, api_version, key)
+    if obj is None:
+        return TreeNode(key)
+    status = obj.get("status") or {}
+    keys: list[ResourceKey]
+    try:
+        if key.kind == "Kustomization":
+            keys = [e.key for e in Inventory.from_flux(status.get("inventory"))]
+        else:
+            keys = [e.key for e in Inventory.from_argo(status.get("resources") or [])]
+    except ValueError:
+        return TreeNode(key)
+    inner = seen | {key}
+    children = [await managed_tree(kube, k, inner) for k in keys]
+    return TreeNode(key, tuple(children))
+
+
+@tree_app.command("kustomization")
+def tree_kustomization(
+    name: str = typer.Argument(..., help="the Kustomization"),
+    namespace: str = NamespaceOption,
+    output: Format = OutputOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Show the objects a Kustomization applied (its inventory), nested Kustomizations and
+    Argo CD Applications expanded."""
+
+    async def main() -> TreeNode:
+        async with _kube(kubeconfig, context) as kube:
+            await _fetch(kube, KUSTOMIZATION, name, namespace)
+            return await managed_tree(
+                kube, ResourceKey(_FLUX_KS_GROUP, "Kustomization", namespace, name)
+            )
+
+    tree: TreeNode = _guarded(main())
+    if output is not Format.table:
+        emit(tree.to_dict(), output)
+        return
+    sys.stdout.write("\n".join(tree.lines()) + "\n")
+
+
+tree_app.command("ks", hidden=True)(tree_kustomization)

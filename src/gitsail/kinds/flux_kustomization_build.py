@@ -29,6 +29,9 @@ The steps, as kustomize-controller takes them (``docs/spec/v1/kustomizations.md`
 Every failure is a ``ReconcileError`` (``Transient`` when the world may change on its own: a
 source without an artifact, a server that does not answer, a missing ConfigMap; ``Stalled``
 when only a change of the spec or of the source helps). Nothing here writes to the cluster.
+
+``build_local`` runs steps 2-4 on a local directory instead of the source (``gitsail diff
+kustomization --path``).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ __all__ = [
     "SOURCE_API_VERSION",
     "Build",
     "build",
+    "build_local",
     "commit_of",
     "git_credentials",
     "kustomize_options",
@@ -313,17 +317,7 @@ async def build(
         for include in repo.source.include:
             await _include(kube, git, repo, include, root, Path(tmp) / "include")
         path = ks.render.path
-        directory = root / path if path else root
-        if not directory.is_dir() or directory.is_symlink():
-            raise Stalled(
-                ARTIFACT_FAILED,
-                f"kustomization path not found: {('./' + path) if path else './'} is not a "
-                f"directory in {repo.source.url} at {revision}",
-            )
-        try:
-            await asyncio.to_thread(generate_kustomization, directory)
-        except RenderError as exc:
-            raise Stalled(BUILD_FAILED, f"kustomization build failed: {exc}") from exc
+        where = f"{('./' + path) if path else './'} is not a directory in {repo.source.url} at "
         artifact = Artifact(
             url=checkout.url,
             revision=sha,
@@ -332,15 +326,72 @@ async def build(
             path=path,
             digest="",  # the edited copy is private: never cached
         )
-        options = RenderOptions(
-            app_name=ks.name,
-            namespace=ks.render.target_namespace or "",
-            kustomize=kustomize_options(ks.render),
+        rendered = await _kustomize(ks, artifact, renderer, where + revision)
+    return await _post_build(kube, ks, rendered, revision, policy)
+
+
+async def build_local(
+    kube: Kube,
+    ks: Kustomization,
+    directory: Path,
+    *,
+    renderer: Renderer,
+    policy: Policy = DEFAULT_POLICY,
+) -> Build:
+    """Build ``directory`` (a local copy of what ``spec.path`` names) as ``build`` builds the
+    source: the same generated kustomization, kustomize edits, substitutions and
+    ``commonMetadata``; the default ignore rules apply. Bases outside ``directory`` are not
+    reachable (as with ``flux build --path``, it is the kustomization's root). The
+    revision is the directory's ``file://`` URL. Nothing is fetched; ``directory`` is
+    only read (the edits are made on a private copy)."""
+    source = await asyncio.to_thread(directory.resolve)
+    if not source.is_dir():
+        raise Stalled(
+            ARTIFACT_FAILED, f"kustomization path not found: {directory} is not a directory"
         )
-        try:
-            rendered = await renderer.render(artifact, options)
-        except RenderError as exc:
-            raise Stalled(BUILD_FAILED, f"kustomize build failed: {exc}") from exc
-    objects = await _substitute(kube, ks, list(rendered.manifests), policy)
+    with tempfile.TemporaryDirectory(dir=renderer.work_dir, prefix="flux-local-") as tmp:
+        root = Path(tmp) / "src"
+        files = await asyncio.to_thread(included_files, source, None)
+        await asyncio.to_thread(copy_artifact, source, root, files)
+        artifact = Artifact(
+            url=source.as_uri(),
+            revision="local",
+            requested=source.as_uri(),
+            root=root,
+            path="",
+            digest="",
+        )
+        rendered = await _kustomize(ks, artifact, renderer, f"{directory} is not a directory")
+    return await _post_build(kube, ks, rendered, source.as_uri(), policy)
+
+
+async def _kustomize(
+    ks: Kustomization, artifact: Artifact, renderer: Renderer, missing: str
+) -> list[Obj]:
+    """Kustomize ``artifact.path`` of the workspace ``artifact.root`` with Flux's edits."""
+    path = artifact.path
+    directory = artifact.root / path if path else artifact.root
+    if not directory.is_dir() or directory.is_symlink():
+        raise Stalled(ARTIFACT_FAILED, f"kustomization path not found: {missing}")
+    try:
+        await asyncio.to_thread(generate_kustomization, directory)
+    except RenderError as exc:
+        raise Stalled(BUILD_FAILED, f"kustomization build failed: {exc}") from exc
+    options = RenderOptions(
+        app_name=ks.name,
+        namespace=ks.render.target_namespace or "",
+        kustomize=kustomize_options(ks.render),
+    )
+    try:
+        rendered = await renderer.render(artifact, options)
+    except RenderError as exc:
+        raise Stalled(BUILD_FAILED, f"kustomize build failed: {exc}") from exc
+    return list(rendered.manifests)
+
+
+async def _post_build(
+    kube: Kube, ks: Kustomization, objects: list[Obj], revision: str, policy: Policy
+) -> Build:
+    objects = await _substitute(kube, ks, objects, policy)
     objects = set_common_metadata(objects, ks.render.common_metadata)
     return Build(revision=revision, objects=tuple(objects))

@@ -97,6 +97,9 @@ __all__ = [
     "RECONCILIATION_FAILED",
     "RECONCILIATION_SUCCEEDED",
     "KustomizationReconciler",
+    "if_not_present",
+    "prune_disabled",
+    "skipped",
 ]
 
 API_VERSION = API_VERSIONS[0]
@@ -133,13 +136,19 @@ def _metadata_value(obj: Obj | None, key: str) -> str:
     return ""
 
 
-def _skipped(obj: Obj | None) -> bool:
+def skipped(obj: Obj | None) -> bool:
+    """``…/reconcile: disabled`` or ``…/ssa: Ignore``: never applied."""
     return _metadata_value(obj, RECONCILE_KEY) == "disabled" or (
         _metadata_value(obj, SSA_KEY) == "ignore"
     )
 
 
-def _prune_disabled(live: Obj) -> bool:
+def if_not_present(obj: Obj) -> bool:
+    """``…/ssa: IfNotPresent``: created when absent, never updated."""
+    return _metadata_value(obj, SSA_KEY) == "ifnotpresent"
+
+
+def prune_disabled(live: Obj) -> bool:
     """``…/prune: disabled``, or ``…/reconcile: disabled`` (neither applied nor pruned)."""
     return (
         _metadata_value(live, PRUNE_KEY) == "disabled"
@@ -369,7 +378,7 @@ class KustomizationReconciler:
                 live = await self._read_live(entry.api_version, entry.key)
                 if live is not None:
                     live_by_key[entry.key] = live
-                    if not _prune_disabled(live):
+                    if not prune_disabled(live):
                         owned_live.append(live)
             desired: list[Obj] = []
             kept: list[Obj] = []  # skipped by annotation, but existing: stay in the inventory
@@ -377,7 +386,7 @@ class KustomizationReconciler:
                 key = ResourceKey.of(obj)
                 live = live_by_key.get(key)
                 policy = _metadata_value(obj, SSA_KEY)
-                if _skipped(obj) or _skipped(live) or policy == "ifnotpresent":
+                if skipped(obj) or skipped(live) or policy == "ifnotpresent":
                     if live is None and key not in live_by_key:
                         live = await self._read_live(str(obj.get("apiVersion", "")), key)
                     if live is not None:
@@ -558,7 +567,7 @@ class KustomizationReconciler:
         owned: list[Obj] = []
         for entry in inventory:
             live = await self._read_live(entry.api_version, entry.key)
-            if live is not None and not _prune_disabled(live):
+            if live is not None and not prune_disabled(live):
                 owned.append(live)
         result = await run_sync(
             self.target,
