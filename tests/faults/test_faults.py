@@ -161,7 +161,9 @@ async def test_etcd_paused_for_ten_seconds(
 ) -> None:
     ns = control_ns
     await bystander(api, ns)
-    git_repo.commit_and_push({"app/a.yaml": configmap("a", v="1"), "app/b.yaml": configmap("b")})
+    git_repo.commit_and_push(
+        {"app/a.yaml": configmap("a", v="1"), "app/b.yaml": configmap("b")}, "v1"
+    )
     controller = controller_process()
     await create_app(api, ns, "steady", public_url(git_repo), syncPolicy=AUTOMATED)
 
@@ -170,7 +172,9 @@ async def test_etcd_paused_for_ten_seconds(
         return cm is not None and cm["data"]["v"] == value
 
     await eventually(lambda: a_is("1"), what="initial sync")
-    git_repo.commit_and_push({"app/a.yaml": configmap("a", v="2"), "app/c.yaml": configmap("c")})
+    git_repo.commit_and_push(
+        {"app/a.yaml": configmap("a", v="2"), "app/c.yaml": configmap("c")}, "v2"
+    )
 
     loop = asyncio.get_running_loop()
     with paused(cluster, "etcd"):
@@ -232,7 +236,7 @@ async def test_git_server_down_and_slow(
     await bystander(api, ns)
     private_git.create_repo("down")
     work = Workdir(private_git.url("down"))
-    work.commit_and_push({"app/a.yaml": configmap("a", v="1"), "app/b.yaml": configmap("b")})
+    work.commit_and_push({"app/a.yaml": configmap("a", v="1"), "app/b.yaml": configmap("b")}, "v1")
     stalling = _StallingServer()
     monkeypatch.setenv("GITSAIL_GIT_TIMEOUT", "5")
     controller = controller_process()
@@ -271,7 +275,7 @@ async def test_git_server_down_and_slow(
 
         back = GitServer(private_git.root, port=port).start()
         try:
-            work.commit_and_push({"app/a.yaml": configmap("a", v="2")})
+            work.commit_and_push({"app/a.yaml": configmap("a", v="2")}, "v2")
             await eventually(lambda: a_is("2"), timeout=120, what="sync after git returned")
             await assert_present(api, ns, "bystander", "a", "b")
         finally:
