@@ -164,7 +164,7 @@ class FluxEnv:
     async def configmap(self, name: str) -> Obj | None:
         return await self.get("v1", "ConfigMap", name)
 
-    async def ready(self, kind: str, name: str, *, revision: str = "") -> Obj:
+    async def ready(self, kind: str, name: str, *, revision: str = "", within: float = 60) -> Obj:
         """The object once it is Ready=True (at ``revision``, when given)."""
         api_version = GR if kind == "GitRepository" else KS
 
@@ -180,7 +180,7 @@ class FluxEnv:
             )
             return obj if not revision or seen == revision else None
 
-        return await eventually(probe, timeout=60, what=f"{kind} {name} Ready {revision}")
+        return await eventually(probe, timeout=within, what=f"{kind} {name} Ready {revision}")
 
     async def failed(self, name: str, reason: str, message: str = "") -> dict[str, Any]:
         """The Kustomization's Ready condition once it is False for ``reason`` (with a
@@ -288,7 +288,9 @@ async def test_article_source_and_kustomization_apply_then_follow_new_commits(
 
     # A new commit: extra.yaml removed, another ConfigMap added; the source is asked to
     # reconcile as `flux reconcile source git` asks, and its new artifact wakes the
-    # Kustomization.
+    # Kustomization. Polls may answer from refs remembered for a few seconds; make that
+    # certain here: a request must ask the git server all the same.
+    flux.running.controller.engine.git.refs_ttl = 300
     second = flux.repo.commit_and_push(
         {
             "overlays/production/extra.yaml": None,
@@ -298,8 +300,9 @@ async def test_article_source_and_kustomization_apply_then_follow_new_commits(
         "swap extra for newer",
     )
     await flux.request_reconcile("GitRepository", "myapp")
-    await flux.ready("GitRepository", "myapp", revision=f"main@sha1:{second}")
-    ks = await flux.ready("Kustomization", "myapp", revision=f"main@sha1:{second}")
+    # Well within the 1m interval: the request, not a poll, brought the new commit.
+    await flux.ready("GitRepository", "myapp", revision=f"main@sha1:{second}", within=20)
+    ks = await flux.ready("Kustomization", "myapp", revision=f"main@sha1:{second}", within=20)
     assert await flux.configmap("extra") is None
     newer = await flux.configmap("newer")
     assert newer is not None
