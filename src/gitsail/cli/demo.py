@@ -30,12 +30,18 @@ def up(nodes: int = typer.Option(2, "--nodes", help="fake nodes in the demo clus
   controller  {demo.controller_url}  (/healthz, /metrics, POST /api/webhook)
   apps        myapp-development, myapp-staging, myapp-production in namespace argocd:
               automated sync with prune and self-heal, polled every 15 s
+  flux        GitRepository gitops and Kustomizations myapp-<env> in flux-system: the same
+              overlays into flux-development, flux-staging, flux-production, dependsOn
+              development -> staging -> production (see docs/flux.md)
 
 Try it:
   export KUBECONFIG={c.kubeconfig}
   alias kubectl={kubectl}
   gitsail app list                              # the three apps, Synced and Healthy
   kubectl -n production get deploy myapp        # 5 replicas, from apps/overlays/production
+  gitsail get kustomizations -A                 # the Flux Kustomizations, Ready
+  gitsail get sources git -A                    # the GitRepository and its artifact revision
+  kubectl -n flux-production get deploy myapp   # the same overlay, applied as Flux would
 
   # change a replica count in Git and watch it sync (within ~20 s; or send a webhook)
   git clone {demo.git_url} /tmp/gitops && cd /tmp/gitops

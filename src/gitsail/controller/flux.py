@@ -6,6 +6,13 @@ Argo CD path, so a repository both kinds use is mirrored and fetched once; the c
 ``ArtifactStore``, which its HTTP server also serves) and adds what the registry asks of a
 kind (``KindDefaults``): Kustomizations declare their ``dependsOn`` to the registry, so a
 dependency turning Ready wakes them at once instead of at their next retry.
+
+Drift: the Kustomization reconciler reads and writes the cluster directly, never through
+the controller's managed-object watch caches (its health checks must see the server, not a
+lagging cache). After each pass, the kinds in its ``status.inventory`` are handed to that
+watch (``KindContext.live``, which starts a cluster-wide cache of a kind on first use), so
+an applied object edited by hand wakes its Kustomization within seconds (``FluxLabels`` name
+it) instead of at its next ``interval``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from gitsail.kinds import SpecError, parse_kustomization
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
 from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, KustomizationReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
+from gitsail.kube import KubeError
 from gitsail.model import Obj
+from gitsail.sync import Inventory
 
 __all__ = ["gitrepository", "kustomization", "receiver"]
 
@@ -49,6 +58,9 @@ class _Kustomizations(_FluxKind):
     def __init__(self, inner: KustomizationReconciler, ctx: KindContext) -> None:
         super().__init__(inner, ctx, field_manager=FIELD_MANAGER)  # its own status writes
         self.registry = ctx.registry
+        self.read = ctx.read
+        self.live = ctx.live
+        self.watched: set[tuple[str, str]] = set()  # kinds handed to the managed-object watch
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
         try:
@@ -66,7 +78,30 @@ class _Kustomizations(_FluxKind):
                     *(ObjectKey(d.kind, d.namespace, d.name) for d in spec.dependencies),
                 ],
             )
-        return await super().reconcile(obj, reasons)
+        delay = await super().reconcile(obj, reasons)
+        await self._watch_inventory(ObjectKey.of(obj))
+        return delay
+
+    async def _watch_inventory(self, key: ObjectKey) -> None:
+        """Have the managed-object watch cover every kind this Kustomization applied (see
+        the module docstring); one GET of the Kustomization per pass."""
+        fresh = await self.read(key, True)
+        try:
+            inventory = Inventory.from_flux(((fresh or {}).get("status") or {}).get("inventory"))
+        except ValueError:
+            return  # the reconciler reports an unreadable inventory
+        for entry in inventory:
+            gvk = (entry.api_version, entry.key.kind)
+            if gvk in self.watched:
+                continue
+            try:
+                await self.live(
+                    entry.api_version, entry.key.kind, entry.key.name, entry.key.namespace or None
+                )
+            except KubeError as exc:
+                log.warning("cannot watch %s %s for drift: %s", *gvk, exc)
+                continue
+            self.watched.add(gvk)
 
 
 def gitrepository(ctx: KindContext) -> _FluxKind:

@@ -6,9 +6,19 @@ cluster's state, so ``gitsail demo down`` stops them all):
 - a git server serving ``gitops.git``, seeded from ``examples/gitops-repo``: the article's
   layout (``apps/base/myapp``, ``apps/overlays/<env>``) and one Argo CD Application per
   environment under ``clusters/<env>``, automated with prune and self-heal;
-- the CRDs, the ``argocd`` namespace with ``argocd-cm`` (a 15 s poll so changes show up
-  quickly) and ``argocd-secret`` (a webhook secret), and the three Applications;
-- ``gitsail controller`` reconciling them.
+- beside them, the article's Flux layout under ``clusters/flux``: the namespaces, a
+  ``GitRepository`` (polled every 15 s) and one ``Kustomization`` per environment in
+  ``flux-system``, each applying the same overlay into its own namespace
+  (``flux-<env>``, never an Application's), with ``dependsOn`` development → staging →
+  production and the article's health check;
+- the CRDs (Argo CD's and Flux's), the ``argocd`` namespace with ``argocd-cm`` (a 15 s poll
+  so changes show up quickly) and ``argocd-secret`` (a webhook secret), and the three
+  Applications;
+- ``gitsail controller -n argocd -n flux-system`` reconciling both, its Flux artifacts
+  advertised at its own address (``--artifacts-url``).
+
+``demo_up`` returns once the Applications are Synced and Healthy and the Kustomizations
+Ready.
 
 Running it again reuses what is alive; a demo whose processes died is rebuilt.
 """
@@ -32,11 +42,21 @@ from gitsail.dev import cluster as devcluster
 from gitsail.dev.gitserver import Workdir, init_bare
 from gitsail.kube import Kube, load_kubeconfig
 
-__all__ = ["DEMO_NAME", "ENVIRONMENTS", "Demo", "demo_down", "demo_up", "example_repo"]
+__all__ = [
+    "DEMO_NAME",
+    "ENVIRONMENTS",
+    "FLUX_NAMESPACE",
+    "Demo",
+    "demo_down",
+    "demo_up",
+    "example_repo",
+]
 
 DEMO_NAME = "demo"
 REPO = "gitops.git"
 ENVIRONMENTS = ("development", "staging", "production")
+FLUX_NAMESPACE = "flux-system"
+KUSTOMIZATION_API = "kustomize.toolkit.fluxcd.io/v1"
 
 
 def example_repo() -> Path:
@@ -94,25 +114,56 @@ async def _configure(cluster: devcluster.Cluster, git_url: str, webhook_secret: 
         for env in ENVIRONMENTS:
             text = (example_repo() / "clusters" / env / "myapp.yaml").read_text()
             manifests.append(yaml.safe_load(text.replace("REPO_URL", git_url)))
+        manifests += _flux_layout(git_url)
         for obj in manifests:
             await kube.apply(obj, field_manager="gitsail-demo", force=True)
 
 
-async def _app_states(cluster: devcluster.Cluster) -> dict[str, str]:
+def _flux_layout(git_url: str) -> list[dict[str, Any]]:
+    """``clusters/flux/*.yaml`` (namespaces first), pointed at the demo's git server."""
+    objects: list[dict[str, Any]] = []
+    for path in sorted((example_repo() / "clusters" / "flux").glob("*.yaml")):
+        text = path.read_text().replace("REPO_URL", git_url)
+        objects += [obj for obj in yaml.safe_load_all(text) if obj]
+    return sorted(objects, key=lambda obj: obj["kind"] != "Namespace")
+
+
+async def _states(cluster: devcluster.Cluster) -> dict[str, str]:
+    """``sync/health`` of each Application, ``Ready``'s status of each Kustomization."""
     async with Kube(await load_kubeconfig(cluster.kubeconfig)) as kube:
         apps = await kube.list("argoproj.io/v1alpha1", "Application", "argocd")
+        kustomizations = await kube.list(KUSTOMIZATION_API, "Kustomization", FLUX_NAMESPACE)
     states = {}
     for app in apps:
         status = app.get("status") or {}
         sync = (status.get("sync") or {}).get("status", "Unknown")
         health = (status.get("health") or {}).get("status", "Unknown")
         states[app["metadata"]["name"]] = f"{sync}/{health}"
+    for ks in kustomizations:
+        conditions = (ks.get("status") or {}).get("conditions") or []
+        ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+        states[f"{FLUX_NAMESPACE}/{ks['metadata']['name']}"] = (
+            "Ready" if ready.get("status") == "True" else str(ready.get("reason") or "Unknown")
+        )
     return states
 
 
-def demo_up(*, nodes: int = 2, progress: devcluster.Progress = lambda _m: None) -> Demo:
-    """Start (or reuse) the demo and wait until its apps are Synced and Healthy."""
-    cluster = devcluster.up(DEMO_NAME, nodes=nodes, progress=progress)
+def _all_ready(states: dict[str, str]) -> bool:
+    wanted = {f"myapp-{env}" for env in ENVIRONMENTS} | {
+        f"{FLUX_NAMESPACE}/myapp-{env}" for env in ENVIRONMENTS
+    }
+    return wanted <= set(states) and all(v in ("Synced/Healthy", "Ready") for v in states.values())
+
+
+def demo_up(
+    *,
+    nodes: int = 2,
+    progress: devcluster.Progress = lambda _m: None,
+    name: str = DEMO_NAME,
+) -> Demo:
+    """Start (or reuse) the demo and wait until its apps are Synced and Healthy and its
+    Kustomizations Ready. ``name``: the dev cluster's (tests run their own)."""
+    cluster = devcluster.up(name, nodes=nodes, progress=progress)
     state_file = _state_file(cluster)
     roles = {p.role for p in cluster.processes}
     if state_file.is_file() and {"git-server", "controller"} <= roles:
@@ -160,8 +211,12 @@ def demo_up(*, nodes: int = 2, progress: devcluster.Progress = lambda _m: None) 
             str(cluster.kubeconfig),
             "--namespace",
             "argocd",
+            "--namespace",
+            FLUX_NAMESPACE,
             "--listen",
             f"127.0.0.1:{controller_port}",
+            "--artifacts-url",
+            f"http://127.0.0.1:{controller_port}",
         ],
     )
     controller_url = f"http://127.0.0.1:{controller_port}"
@@ -173,20 +228,21 @@ def demo_up(*, nodes: int = 2, progress: devcluster.Progress = lambda _m: None) 
     )
     deadline = time.monotonic() + 180
     while True:
-        states = asyncio.run(_app_states(cluster))
+        states = asyncio.run(_states(cluster))
         progress("syncing: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
-        if len(states) == len(ENVIRONMENTS) and all(v == "Synced/Healthy" for v in states.values()):
+        if _all_ready(states):
             break
         if not controller.alive():
             raise devcluster.ClusterError(f"the controller exited; see {controller.log}")
         if time.monotonic() > deadline:
             raise devcluster.ClusterError(
-                f"apps not Synced/Healthy after 180s ({states}); see {controller.log}"
+                f"apps not Synced/Healthy or Kustomizations not Ready after 180s ({states}); "
+                f"see {controller.log}"
             )
         time.sleep(1)
     return Demo(cluster, git_url, controller_url, webhook_secret)
 
 
-def demo_down() -> bool:
+def demo_down(name: str = DEMO_NAME) -> bool:
     """Stop the demo cluster, its git server and its controller."""
-    return devcluster.down(DEMO_NAME)
+    return devcluster.down(name)

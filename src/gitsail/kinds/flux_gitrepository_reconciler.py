@@ -142,6 +142,9 @@ class GitFetcher(Protocol):
         self, repo_url: str, branch: str, sha: str, creds: RepoCredentials | None = None
     ) -> bool: ...
 
+    def forget(self, repo_url: str) -> None:
+        """Drop the refs remembered for ``repo_url`` (the next fetch asks the server)."""
+
 
 # -- pure pieces ----------------------------------------------------------------------------
 
@@ -385,6 +388,10 @@ class GitRepositoryReconciler:
             return None
         key = (repo.namespace, repo.name)
         await self._ensure_finalizer(obj)
+        if repo.requested_at and repo.requested_at != current.get("lastHandledReconcileAt"):
+            # A new `flux reconcile` / Receiver request: the push that prompted it may be
+            # newer than the refs GitSource remembers for a few seconds, so ask the server.
+            self.git.forget(repo.source.url)
         outcome = await self._produce(repo, current)
         present = self.store.exists(str((current.get("artifact") or {}).get("path") or ""))
         status = compute_status(

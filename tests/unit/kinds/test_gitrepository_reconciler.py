@@ -96,6 +96,7 @@ class FakeGit:
         self.hang = False
         self.calls: list[tuple[str, str, RepoCredentials | None]] = []
         self.history: dict[str, set[str]] = {}  # branch -> commits in its history
+        self.forgotten: list[str] = []  # URLs whose remembered refs were dropped
 
     def commit(self, sha: str, files: dict[str, str], *refs: str) -> None:
         self.trees[sha] = files
@@ -107,6 +108,9 @@ class FakeGit:
         self, repo_url: str, branch: str, sha: str, creds: RepoCredentials | None = None
     ) -> bool:
         return sha in self.history.get(branch, set())
+
+    def forget(self, repo_url: str) -> None:
+        self.forgotten.append(repo_url)
 
     async def resolve_ref(
         self, repo_url: str, revision: str, creds: RepoCredentials | None = None
@@ -406,6 +410,19 @@ async def test_requested_at_is_mirrored_in_last_handled_reconcile_at(world: Worl
     obj["metadata"]["annotations"] = {"reconcile.fluxcd.io/requestedAt": "2026-01-01T00:00:09Z"}
     await world.reconcile()
     assert world.status()["lastHandledReconcileAt"] == "2026-01-01T00:00:09Z"
+
+
+async def test_a_new_reconcile_request_asks_the_git_server_not_the_remembered_refs(
+    world: World,
+) -> None:
+    obj = world.add(git_repository())
+    await world.reconcile()  # a poll: remembered refs may answer
+    assert world.git.forgotten == []
+    obj["metadata"]["annotations"] = {"reconcile.fluxcd.io/requestedAt": "2026-01-01T00:00:09Z"}
+    await world.reconcile()
+    assert world.git.forgotten == [URL]
+    await world.reconcile()  # the same request, already handled: a poll again
+    assert world.git.forgotten == [URL]
 
 
 async def test_spec_timeout_bounds_the_fetch(world: World) -> None:
