@@ -425,19 +425,34 @@ class GitRepositoryReconciler:
         with contextlib.suppress(InvalidSource):  # a name the store could never have written
             await asyncio.to_thread(self.store.remove, ARTIFACT_KIND, namespace, name)
         self._failures.pop((namespace, name), None)
-        finalizers = list(meta.get("finalizers") or [])
-        if FINALIZER not in finalizers:
-            return
-        remaining = [f for f in finalizers if f != FINALIZER]
-        with contextlib.suppress(NotFound):
-            await self.control_plane.merge_patch(
-                str(obj.get("apiVersion") or API_VERSION),
-                KIND,
-                name,
-                _metadata_patch(meta, remaining or None),
-                namespace=namespace,
-                field_manager=self.field_manager,
-            )
+        api_version = str(obj.get("apiVersion") or API_VERSION)
+        # The patch carries the resourceVersion it read; the garbage collector edits a
+        # deleting object too (foreground deletion), so a Conflict reads it again.
+        for _attempt in range(5):
+            finalizers = list(meta.get("finalizers") or [])
+            if FINALIZER not in finalizers:
+                return
+            remaining = [f for f in finalizers if f != FINALIZER]
+            try:
+                await self.control_plane.merge_patch(
+                    api_version,
+                    KIND,
+                    name,
+                    _metadata_patch(meta, remaining or None),
+                    namespace=namespace,
+                    field_manager=self.field_manager,
+                )
+                return
+            except NotFound:
+                return
+            except Conflict:
+                latest = await self.control_plane.get(api_version, KIND, name, namespace)
+                if latest is None:
+                    return
+                meta = latest.get("metadata") or {}
+        raise Transient(
+            "FinalizerNotRemoved", f"GitRepository {namespace}/{name} keeps changing; retrying"
+        )
 
     # -- steps -----------------------------------------------------------------------------
 
