@@ -55,12 +55,20 @@ from gitsail.dev.cluster import free_ports
 from gitsail.dev.gitserver import GitServer, Workdir
 from gitsail.kube import Kube, KubeError, WatchCache, WatchEvent, load_kubeconfig
 from gitsail.model import Obj
+from gitsail.toolchain import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLUSTER = "bench"
 CONTROL_NS = "argocd"
 APP_API = "argoproj.io/v1alpha1"
+FLUX_NS = "flux-system"
+# The Flux kinds the benchmark creates (and removes when it cleans up), in deletion order.
+FLUX_KINDS = (
+    ("notification.toolkit.fluxcd.io/v1", "Receiver"),
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+    ("source.toolkit.fluxcd.io/v1", "GitRepository"),
+)
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"  # noqa: S105 (a loopback test secret)
 NS_PREFIX = "bench-"
 AUTOMATED = {
@@ -193,6 +201,16 @@ def controller_counters(text: str) -> dict[str, float]:
 # -- the controller process ------------------------------------------------------------
 
 
+def _tool_binaries() -> dict[str, str]:
+    """``GITSAIL_BIN_<NAME>`` for the renderers built in the user's cache: the controller
+    runs on a private ``GITSAIL_CACHE_DIR`` (empty caches), where no tool is built."""
+    env = {}
+    for binary in ("kustomize", "helm"):
+        with contextlib.suppress(FileNotFoundError):
+            env["GITSAIL_BIN_" + binary.upper()] = str(find_binary(binary))
+    return env
+
+
 @dataclass
 class ControllerProcess:
     """``python -m gitsail controller`` as a child process, on its own cache directory."""
@@ -204,6 +222,7 @@ class ControllerProcess:
     jitter: float = 60
     concurrency: int = 10
     profile: bool = False
+    namespaces: tuple[str, ...] = (CONTROL_NS,)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     profiler: subprocess.Popen[bytes] | None = None
@@ -227,8 +246,7 @@ class ControllerProcess:
             "controller",
             "--kubeconfig",
             str(self.kubeconfig),
-            "-n",
-            CONTROL_NS,
+            *(arg for ns in self.namespaces for arg in ("-n", ns)),
             "--no-leader-elect",
             "--listen",
             f"127.0.0.1:{self.port}",
@@ -244,7 +262,7 @@ class ControllerProcess:
         (self.port,) = free_ports(1)
         cache = self.work / f"cache-{self.label}"
         shutil.rmtree(cache, ignore_errors=True)
-        env = {**os.environ, "GITSAIL_CACHE_DIR": str(cache)}
+        env = {**os.environ, **_tool_binaries(), "GITSAIL_CACHE_DIR": str(cache)}
         with (self.work / f"controller-{self.label}.log").open("ab") as logfile:
             return subprocess.Popen(
                 self.argv(), cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT
@@ -470,11 +488,12 @@ class Bench:
             await ctl.stop()
 
     async def prepare_cluster(self) -> None:
-        await install_crds(self.kube)
-        if await self.kube.get("v1", "Namespace", CONTROL_NS) is None:
-            await self.kube.create(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROL_NS}}
-            )
+        await install_crds(self.kube)  # Argo CD's and Flux's
+        for ns in (CONTROL_NS, FLUX_NS):
+            if await self.kube.get("v1", "Namespace", ns) is None:
+                await self.kube.create(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+                )
         secret: Obj = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -485,31 +504,40 @@ class Bench:
         await self.clean()
 
     async def clean(self) -> None:
-        """Remove every Application and every ``bench-*`` namespace; wait until gone."""
-        apps = await self.kube.list(APP_API, "Application", CONTROL_NS)
+        """Remove every Application, every Flux object in ``flux-system`` and every
+        ``bench-*`` namespace; wait until gone. Finalizers are dropped first: the
+        namespaces go anyway, and no controller may be running."""
         sem = asyncio.Semaphore(32)
 
-        async def delete(kind: str, name: str, namespace: str | None) -> None:
+        async def delete(api_version: str, kind: str, name: str, namespace: str | None) -> None:
             async with sem:
-                api_version = APP_API if kind == "Application" else "v1"
                 with contextlib.suppress(KubeError):
-                    if kind == "Application":
+                    if kind != "Namespace":
                         await self.kube.merge_patch(
                             api_version, kind, name, {"metadata": {"finalizers": None}}, namespace
                         )
                     await self.kube.delete(api_version, kind, name, namespace, "Background")
 
-        names = [a["metadata"]["name"] for a in apps]
-        await asyncio.gather(*(delete("Application", n, CONTROL_NS) for n in names))
+        owners = [(APP_API, "Application", CONTROL_NS), *((a, k, FLUX_NS) for a, k in FLUX_KINDS)]
+        names: list[str] = []
+        for api_version, kind, namespace in owners:
+            found = [
+                o["metadata"]["name"] for o in await self.kube.list(api_version, kind, namespace)
+            ]
+            await asyncio.gather(*(delete(api_version, kind, n, namespace) for n in found))
+            names += found
         namespaces = [
             n["metadata"]["name"]
             for n in await self.kube.list("v1", "Namespace")
             if n["metadata"]["name"].startswith(NS_PREFIX)
         ]
-        await asyncio.gather(*(delete("Namespace", n, None) for n in namespaces))
+        await asyncio.gather(*(delete("v1", "Namespace", n, None) for n in namespaces))
         if not names and not namespaces:
             return
-        log(f"cleaning: deleted {len(names)} Applications and {len(namespaces)} namespaces")
+        log(
+            f"cleaning: deleted {len(names)} Applications or Flux objects and "
+            f"{len(namespaces)} namespaces"
+        )
 
         async def gone() -> bool:
             left = [
@@ -517,7 +545,12 @@ class Bench:
                 for n in await self.kube.list("v1", "Namespace")
                 if n["metadata"]["name"].startswith(NS_PREFIX)
             ]
-            return not left and not await self.kube.list(APP_API, "Application", CONTROL_NS)
+            if left:
+                return False
+            for api_version, kind, namespace in owners:
+                if await self.kube.list(api_version, kind, namespace):
+                    return False
+            return True
 
         took = await wait_for(gone, limit=600, interval=1, what="cleanup")
         log(f"cleaning took {took:.1f}s")
@@ -798,9 +831,45 @@ async def convergence_phase(
     )
     if total is None:
         result["note"] = f"not converged within the {limit:.0f}s limit"
-    # 5. idle: first let the cluster finish what the convergence started (at 1000 apps
-    # kube-controller-manager, at its default 20 QPS, is still rolling Deployment status and
-    # ReplicaSets for minutes; each change is a watch event the controller reacts to).
+    # 5. idle, with those apps in place.
+    result["idle"] = await idle_phase(
+        bench,
+        ctl,
+        count=count,
+        idle_s=idle_s,
+        baseline_s=baseline_s,
+        poll_period=ctl.resync + ctl.jitter / 2,
+        period_source=f"--resync {ctl.resync:g} + --jitter {ctl.jitter:g} / 2",
+    )
+    # Requests per app during convergence, net of the background rate.
+    base_rate = result["idle"]["apiserver_rps_baseline"]
+    result["apiserver_requests_per_app"] = round(
+        (result["apiserver_requests"] - base_rate * elapsed) / max(len(converged), 1), 1
+    )
+    return result
+
+
+async def idle_phase(
+    bench: Bench,
+    ctl: ControllerProcess,
+    *,
+    count: int,
+    idle_s: float,
+    baseline_s: float,
+    poll_period: float,
+    period_source: str,
+    passes: float | None = None,
+) -> dict[str, Any]:
+    """Controller CPU/RSS and the apiserver requests it causes while nothing changes.
+
+    First lets the cluster finish what the convergence started (at 1000 apps
+    kube-controller-manager, at its default 20 QPS, is still rolling Deployment status
+    and ReplicaSets for minutes; each change is a watch event the controller reacts to),
+    then measures ``idle_s`` seconds with the controller and ``baseline_s`` seconds
+    without it (the controller is stopped at the end). ``passes`` is the number of
+    reconcile passes the window holds when the controller's own counters do not say it
+    (the Flux kinds); ``poll_period`` the mean time between two passes of one object.
+    """
     settle_s, settle_rps = await settle(bench.cluster, limit=300)
     log(f"settled after {settle_s:.0f}s ({settle_rps:.1f} non-watch req/s)")
     m_a = await ctl.metrics()
@@ -831,13 +900,13 @@ async def convergence_phase(
         for k in set(idle_req) | set(base_req)
     }
     ctl_counts = {k: m_b.get(k, 0.0) - m_a.get(k, 0.0) for k in m_b}
-    polls = ctl_counts.get("reconciles", 0.0)
-    # The window is shorter than one poll cycle (resync 120 s + up to 60 s jitter), so
-    # it holds only some of the polls; scale what a poll costs to every app polled once
-    # per cycle on average.
+    polls = ctl_counts.get("reconciles", 0.0) if passes is None else passes
+    # The window may be shorter than one poll cycle (Argo: resync 120 s + up to 60 s
+    # jitter), so it holds only some of the polls; scale what a poll costs to every app
+    # polled once per cycle on average.
     per_poll = (idle_nw - base_nw) * window / polls if polls else None
-    steady = per_poll * count / (ctl.resync + ctl.jitter / 2) if per_poll is not None else None
-    result["idle"] = {
+    steady = per_poll * count / poll_period if per_poll is not None else None
+    idle = {
         "window_s": round(window, 1),
         "settle_s": round(settle_s, 1),
         "settle_until": f"< {QUIET_RPS:g} non-watch apiserver req/s over {SETTLE_STEP:g} s "
@@ -854,21 +923,19 @@ async def convergence_phase(
         "apiserver_rps_controller_without_watch": round(idle_nw - base_nw, 2),
         "apiserver_rps_controller_by_request": {k: v for k, v in _top(by_kind) if abs(v) >= 0.01},
         "controller_counters": {k: round(v, 2) for k, v in ctl_counts.items()},
+        "passes_in_window": round(polls, 1),
+        "passes_from": "controller counter" if passes is None else "expected from intervals",
         "apiserver_requests_per_poll": round(per_poll, 2) if per_poll is not None else None,
         "apiserver_rps_steady_estimate": round(steady, 2) if steady is not None else None,
         "steady_estimate_method": "requests per poll (non-watch, net of baseline) x apps / "
-        f"{ctl.resync + ctl.jitter / 2:g} s (mean poll period)",
+        f"{poll_period:g} s (mean poll period: {period_source})",
         "controller_cpu_s_per_poll": round((b.cpu_s - a.cpu_s) / polls, 4) if polls else None,
     }
     log(
-        f"idle {count}: CPU {result['idle']['controller_cpu_pct']}%, RSS {b.rss_mib:.0f} MiB, "
+        f"idle {count}: CPU {idle['controller_cpu_pct']}%, RSS {b.rss_mib:.0f} MiB, "
         f"apiserver {idle_rate - base_rate:.2f} req/s (baseline {base_rate:.2f})"
     )
-    # Requests per app during convergence, net of the background rate.
-    result["apiserver_requests_per_app"] = round(
-        (result["apiserver_requests"] - base_rate * elapsed) / max(len(converged), 1), 1
-    )
-    return result
+    return idle
 
 
 QUIET_RPS = 3.0
@@ -1023,6 +1090,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the controllers")
     parser.add_argument("--keep-cluster", action="store_true", help="leave cluster and apps")
     parser.add_argument("--keep-logs", action="store_true", help="keep controller logs")
+    parser.add_argument("--out", default=None, help="results file (default by --quick)")
     args = parser.parse_args()
     counts = [int(x) for x in (args.apps or ("100" if args.quick else "100,1000")).split(",")]
     reps = args.reps or (5 if args.quick else 12)
@@ -1036,7 +1104,11 @@ def main() -> None:
     revision = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    out = RESULTS_DIR / ("controller-quick.json" if args.quick else "controller.json")
+    out = (
+        Path(args.out)
+        if args.out
+        else RESULTS_DIR / ("controller-quick.json" if args.quick else "controller.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(

@@ -1,0 +1,33 @@
+"""``python -m benchmarks [render|controller|flux ...]``: run benchmarks one after another.
+
+With no name, all three run (``make bench``), each with its defaults; options after the
+names are passed to every benchmark, e.g. ``python -m benchmarks controller flux --quick``.
+Each writes its own results file under ``benchmarks/results/`` (see README.md).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = {
+    "render": "benchmarks.render_bench",
+    "controller": "benchmarks.controller_bench",
+    "flux": "benchmarks.flux_bench",
+}
+
+
+def main(argv: list[str]) -> int:
+    names = [a for a in argv if a in BENCHMARKS] or list(BENCHMARKS)
+    options = [a for a in argv if a not in BENCHMARKS]
+    for name in names:
+        print(f"== {name}", flush=True)
+        # One process per benchmark: each owns its event loop, cluster and results file.
+        code = subprocess.call([sys.executable, "-m", BENCHMARKS[name], *options])
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
