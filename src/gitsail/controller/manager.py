@@ -66,6 +66,7 @@ from gitsail.controller.reconciler import (
     error_backoff,
 )
 from gitsail.controller.registry import (
+    APPLICATION,
     KindContext,
     KindFactory,
     KindReconciler,
@@ -701,12 +702,18 @@ class Controller:
         return matches
 
     async def refresh_for_push(self, event: PushEvent) -> list[AppName]:
-        """Record a refresh request on every app the push touches; the leader acts on it.
+        """Refresh every app the push touches: the leader queues them at once; a standby
+        records a refresh request on each (the annotation), which the leader acts on.
 
         Raises ``RefreshNotRecorded`` when some could not be recorded (the others are)."""
         matches = self._push_matches(event)
         for _, repo_url, _ in matches:
             self.engine.git.forget(repo_url)  # the refs this replica remembers are stale now
+        if self.leading.is_set() and self.reconciler is not None:
+            # The leader acts on the push itself, at once: no write, no watch round trip.
+            for key, _, _ in matches:
+                self.queue.add(ObjectKey(APPLICATION, *key), "webhook")
+            return [key for key, _, _ in matches]
         slots = asyncio.Semaphore(REFRESH_PATCHES)
         failed: list[str] = []
 
