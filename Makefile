@@ -35,12 +35,13 @@ demo-down: $(STAMP)
 	$(BIN)/gitsail demo down
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy benchmarks
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
