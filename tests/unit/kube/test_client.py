@@ -358,7 +358,8 @@ async def test_impersonating_view_sends_the_headers_on_every_request() -> None:
         assert request.headers.get_list("Impersonate-User") == [SA_USER]
         assert request.headers.get_list("Impersonate-Group") == ["ops", "devs"]
     assert "Impersonate-User" not in own.headers
-    assert view.impersonated_user == SA_USER and kube.impersonated_user is None
+    assert view.impersonated_user == SA_USER
+    assert kube.impersonated_user is None
     assert "system:serviceaccount:shop:deployer" in repr(view)
 
 
