@@ -4,8 +4,8 @@ One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's orde
 
 1. **Deletion.** An object being deleted is finalized (``finalize``) and not reconciled.
 2. **Spec.** ``parse_kustomization``; a malformed or unsupported spec is ``Stalled``.
-   CEL expressions (``healthCheckExprs``,
-   ``dependsOn[].readyExpr``: ``flux_cel``) are compiled; one that does not compile stalls.
+   CEL expressions (``healthCheckExprs``, ``dependsOn[].readyExpr``: ``flux_cel``) are
+   compiled; one that does not compile stalls.
 3. **Finalizer.** ``finalizers.fluxcd.io`` is added (a metadata patch), so deleting the
    object later prunes what it applied.
 4. **Suspend.** ``spec.suspend`` stops here: nothing is read or written; ``None`` is returned.
