@@ -3,10 +3,9 @@
 One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's order:
 
 1. **Deletion.** An object being deleted is finalized (``finalize``) and not reconciled.
-2. **Spec.** ``parse_kustomization``; a malformed or unsupported spec is ``Stalled``. A
-   field gitsail parses but cannot honour yet (``serviceAccountName`` impersonation) is
-   refused the same way: never silently ignored. CEL expressions (``healthCheckExprs``,
-   ``dependsOn[].readyExpr``: ``flux_cel``) are compiled; one that does not compile stalls.
+2. **Spec.** ``parse_kustomization``; a malformed or unsupported spec is ``Stalled``.
+   CEL expressions (``healthCheckExprs``, ``dependsOn[].readyExpr``: ``flux_cel``) are
+   compiled; one that does not compile stalls.
 3. **Finalizer.** ``finalizers.fluxcd.io`` is added (a metadata patch), so deleting the
    object later prunes what it applied.
 4. **Suspend.** ``spec.suspend`` stops here: nothing is read or written; ``None`` is returned.
@@ -29,6 +28,12 @@ One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's orde
    that other managers own are kept (Flux's Override also strips ``kubectl`` edits).
    With ``spec.force`` (or ``…/force: enabled`` on the object), an object whose dry run
    fails on an immutable field is deleted and created again.
+   With ``spec.serviceAccountName`` everything done on the target cluster (inventory reads,
+   dry run, apply, prune, health checks, and the prune on deletion) impersonates
+   ``system:serviceaccount:<Kustomization namespace>:<name>`` (``Kube.impersonating``), as
+   kustomize-controller does; reading the source and dependencies and writing the status stay
+   on the controller's own identity. What the ServiceAccount may not do (``Forbidden``) is
+   ``ReconciliationFailed`` naming it; the dry run fails first, so nothing is applied.
 8. **Health.** With ``wait: true`` every applied object, else the ``healthChecks`` list, must
    be healthy (``gitsail.health``: kstatus and the built-in workload checks) within
    ``spec.timeout``; a failed object or the timeout is ``HealthCheckFailed`` naming them.
@@ -81,7 +86,15 @@ from gitsail.kinds.status import (
     put_condition,
     ready_conditions,
 )
-from gitsail.kube import Conflict, Kube, KubeError, NotFoundKind, PreconditionFailed
+from gitsail.kube import (
+    Conflict,
+    Forbidden,
+    Kube,
+    KubeError,
+    NotFoundKind,
+    PreconditionFailed,
+    service_account_user,
+)
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render import Renderer
@@ -256,7 +269,6 @@ class KustomizationReconciler:
     # -- the pass ------------------------------------------------------------------------
 
     async def _run(self, ks: Kustomization, obj: Obj, status: dict[str, Any], run: _Pass) -> None:
-        self._refuse_unimplemented(ks)
         exprs = HealthExpressions(ks.health_check_exprs)
         _, revision = await read_source(self.kube, ks)
         status["lastAttemptedRevision"] = revision
@@ -264,15 +276,22 @@ class KustomizationReconciler:
         built = await build(self.kube, ks, git=self.git, renderer=self.renderer, policy=self.policy)
         run.digest, run.revision = _digest(built.objects), built.revision
         inventory = _inventory_of(obj)
-        result, applied = await self._apply(ks, built, inventory)
-        if result.inventory is not None:
-            status["inventory"] = result.inventory.to_flux()
-        if result.phase != "Succeeded":
-            raise Transient(RECONCILIATION_FAILED, result.message)
-        checks = self._health_targets(ks, applied)
+        target = self._target_for(ks)
+        try:
+            result, applied = await self._apply(ks, target, built, inventory)
+            if result.inventory is not None:
+                status["inventory"] = result.inventory.to_flux()
+            if result.phase != "Succeeded":
+                _raise_if_denied(ks, target, result.message)
+                raise Transient(RECONCILIATION_FAILED, result.message)
+            checks = self._health_targets(ks, applied)
+            if checks is not None:
+                await self._wait_healthy(ks, checks, exprs, kube=target)
+        except Forbidden as exc:
+            _raise_if_denied(ks, target, str(exc))
+            raise Transient(RECONCILIATION_FAILED, str(exc)) from exc
         conditions = list(status.get("conditions") or [])
         if checks is not None:
-            await self._wait_healthy(ks, checks, exprs)
             conditions = put_condition(
                 conditions,
                 Condition("Healthy", "True", "Succeeded", "Health check passed", ks.generation),
@@ -290,13 +309,13 @@ class KustomizationReconciler:
         status["lastAppliedRevision"] = built.revision
         status["observedGeneration"] = ks.generation
 
-    def _refuse_unimplemented(self, ks: Kustomization) -> None:
-        if ks.sync.service_account_name:
-            raise Stalled(
-                RECONCILIATION_FAILED,
-                "spec.serviceAccountName: impersonation is not implemented by gitsail yet; "
-                "remove it to apply with the controller's own identity",
-            )
+    def _target_for(self, ks: Kustomization) -> Kube:
+        """The target cluster as ``spec.serviceAccountName`` (the Kustomization's namespace),
+        or with the controller's own identity when none is named."""
+        account = ks.sync.service_account_name
+        if not account:
+            return self.target
+        return self.target.impersonating(service_account_user(ks.namespace, account))
 
     # -- dependencies ---------------------------------------------------------------------
 
@@ -361,21 +380,21 @@ class KustomizationReconciler:
 
     # -- apply ------------------------------------------------------------------------------
 
-    async def _read_live(self, api_version: str, key: ResourceKey) -> Obj | None:
+    async def _read_live(self, target: Kube, api_version: str, key: ResourceKey) -> Obj | None:
         try:
-            return await self.target.get(api_version, key.kind, key.name, key.namespace or None)
+            return await target.get(api_version, key.kind, key.name, key.namespace or None)
         except NotFoundKind:
             return None
 
     async def _apply(
-        self, ks: Kustomization, built: Build, inventory: Inventory
+        self, ks: Kustomization, target: Kube, built: Build, inventory: Inventory
     ) -> tuple[SyncResult, list[_Target]]:
         owner = FluxLabels(ks.name, ks.namespace)
         owned_live: list[Obj] = []
         live_by_key: dict[ResourceKey, Obj] = {}
         try:
             for entry in inventory:
-                live = await self._read_live(entry.api_version, entry.key)
+                live = await self._read_live(target, entry.api_version, entry.key)
                 if live is not None:
                     live_by_key[entry.key] = live
                     if not prune_disabled(live):
@@ -388,7 +407,7 @@ class KustomizationReconciler:
                 policy = _metadata_value(obj, SSA_KEY)
                 if skipped(obj) or skipped(live) or policy == "ifnotpresent":
                     if live is None and key not in live_by_key:
-                        live = await self._read_live(str(obj.get("apiVersion", "")), key)
+                        live = await self._read_live(target, str(obj.get("apiVersion", "")), key)
                     if live is not None:
                         kept.append(live)
                         continue
@@ -396,6 +415,8 @@ class KustomizationReconciler:
                         continue  # Ignore / reconcile disabled, and absent: not created
                 desired.append(obj)
         except KubeError as exc:
+            if isinstance(exc, Forbidden):
+                _raise_if_denied(ks, target, str(exc))
             raise Transient(RECONCILIATION_FAILED, f"reading the inventory failed: {exc}") from exc
         kept_keys = {ResourceKey.of(o) for o in kept}
         owned_live = [o for o in owned_live if ResourceKey.of(o) not in kept_keys]
@@ -411,9 +432,9 @@ class KustomizationReconciler:
             field_manager=FIELD_MANAGER,
             wave_timeout=ks.sync.timeout,
         )
-        result = await run_sync(self.target, request)
-        if result.phase == "Failed" and await self._recreate_immutable(ks, result, desired):
-            result = await run_sync(self.target, request)
+        result = await run_sync(target, request)
+        if result.phase == "Failed" and await self._recreate_immutable(ks, target, result, desired):
+            result = await run_sync(target, request)
         if result.inventory is not None and kept:
             held = Inventory.of(kept)
             result = SyncResult(
@@ -427,7 +448,7 @@ class KustomizationReconciler:
         return result, applied
 
     async def _recreate_immutable(
-        self, ks: Kustomization, result: SyncResult, desired: Sequence[Obj]
+        self, ks: Kustomization, target: Kube, result: SyncResult, desired: Sequence[Obj]
     ) -> bool:
         """With force, delete the objects whose dry run failed on an immutable field;
         whether any was deleted (then the sync runs again and creates them)."""
@@ -441,7 +462,7 @@ class KustomizationReconciler:
             if r.status != "SyncFailed" or "immutable" not in r.message or r.key not in forced:
                 continue
             api_version = f"{r.key.group}/{r.version}" if r.key.group else r.version
-            live = await self._read_live(api_version, r.key)
+            live = await self._read_live(target, api_version, r.key)
             if live is None:
                 continue
             owner = FluxLabels(ks.name, ks.namespace)
@@ -449,7 +470,7 @@ class KustomizationReconciler:
                 continue  # another delivery's object: never deleted, the dry run says why
             meta = live.get("metadata") or {}
             try:
-                await self.target.delete(
+                await target.delete(
                     api_version,
                     r.key.kind,
                     r.key.name,
@@ -459,13 +480,15 @@ class KustomizationReconciler:
                 )
             except PreconditionFailed:
                 continue
-            await self._wait_gone(api_version, r.key, ks.sync.timeout)
+            await self._wait_gone(target, api_version, r.key, ks.sync.timeout)
             deleted = True
         return deleted
 
-    async def _wait_gone(self, api_version: str, key: ResourceKey, within: float) -> bool:
+    async def _wait_gone(
+        self, target: Kube, api_version: str, key: ResourceKey, within: float
+    ) -> bool:
         deadline = self._monotonic() + within
-        while await self._read_live(api_version, key) is not None:
+        while await self._read_live(target, api_version, key) is not None:
             if self._monotonic() > deadline:
                 return False
             await self._sleep(self.poll_interval)
@@ -505,7 +528,12 @@ class KustomizationReconciler:
         ks: Kustomization,
         targets: list[_Target],
         exprs: HealthExpressions | None = None,
+        *,
+        kube: Kube | None = None,
     ) -> None:
+        """Wait until every target is healthy, reading them through ``kube`` (default: the
+        target cluster with the controller's identity)."""
+        kube = kube if kube is not None else self.target
         started = self._monotonic()
         deadline = started + ks.sync.timeout
         pending = list(targets)
@@ -513,7 +541,7 @@ class KustomizationReconciler:
             waiting: list[tuple[_Target, str]] = []
             failed: list[tuple[_Target, str]] = []
             for target in pending:
-                status = await self._health_of(target, exprs)
+                status = await self._health_of(kube, target, exprs)
                 if status == "Current":
                     continue
                 (failed if status == "Failed" else waiting).append((target, status))
@@ -535,12 +563,15 @@ class KustomizationReconciler:
             pending = [t for t, _ in waiting]
             await self._sleep(self.poll_interval)
 
-    async def _health_of(self, target: _Target, exprs: HealthExpressions | None) -> str:
-        """kstatus's words: Current, InProgress, Failed, NotFound (CEL first, if any)."""
+    async def _health_of(self, kube: Kube, target: _Target, exprs: HealthExpressions | None) -> str:
+        """kstatus's words: Current, InProgress, Failed, NotFound (CEL first, if any).
+        ``Forbidden`` is raised (waiting would not make it allowed)."""
         if not target.api_version:
             return "NotFound"
         try:
-            live = await self._read_live(target.api_version, target.key)
+            live = await self._read_live(kube, target.api_version, target.key)
+        except Forbidden:
+            raise
         except KubeError:
             return "Unknown"
         if live is None:
@@ -564,13 +595,18 @@ class KustomizationReconciler:
             return  # unreadable: nothing is known to be this Kustomization's
         if not inventory:
             return
+        target = self._target_for(ks)
         owned: list[Obj] = []
-        for entry in inventory:
-            live = await self._read_live(entry.api_version, entry.key)
-            if live is not None and not prune_disabled(live):
-                owned.append(live)
+        try:
+            for entry in inventory:
+                live = await self._read_live(target, entry.api_version, entry.key)
+                if live is not None and not prune_disabled(live):
+                    owned.append(live)
+        except Forbidden as exc:
+            _raise_if_denied(ks, target, str(exc), doing="prune the inventory")
+            raise
         result = await run_sync(
-            self.target,
+            target,
             SyncRequest(
                 destination_namespace="",
                 desired=(),
@@ -584,10 +620,11 @@ class KustomizationReconciler:
             ),
         )
         if result.phase != "Succeeded":
+            _raise_if_denied(ks, target, result.message, doing="prune the inventory")
             raise Transient("PruneFailed", f"deleting the inventory failed: {result.message}")
         if ks.sync.deletion_policy is DeletionPolicy.WAIT_FOR_TERMINATION:
             for entry in inventory:
-                if not await self._wait_gone(entry.api_version, entry.key, ks.sync.timeout):
+                if not await self._wait_gone(target, entry.api_version, entry.key, ks.sync.timeout):
                     raise Transient(
                         "PruneFailed", f"{_shown(entry.key)} is still terminating, retrying"
                     )
@@ -732,6 +769,21 @@ class KustomizationReconciler:
             subresource="status",
             field_manager=FIELD_MANAGER,
         )
+
+
+def _raise_if_denied(
+    ks: Kustomization, target: Kube, message: str, *, doing: str = "apply"
+) -> None:
+    """``ReconciliationFailed`` naming the ServiceAccount when the API server refused
+    (``Forbidden``) what the impersonated ServiceAccount asked: its RBAC does not allow it."""
+    user = target.impersonated_user
+    if user is None or f'User "{user}" cannot' not in message:
+        return
+    raise Transient(
+        RECONCILIATION_FAILED,
+        f"ServiceAccount '{ks.namespace}/{ks.sync.service_account_name}' "
+        f"(spec.serviceAccountName) is not allowed to {doing}: {message}",
+    )
 
 
 def _deletes(ks: Kustomization) -> bool:

@@ -5,7 +5,7 @@ explains its mechanism. The public API is exactly ``__all__``.
 """
 
 from gitsail.kube.cache import WatchCache
-from gitsail.kube.client import Kube
+from gitsail.kube.client import Kube, service_account_user
 from gitsail.kube.config import ExecConfig, KubeConfig, load_kubeconfig
 from gitsail.kube.discovery import ResourceInfo, RESTMapper, check_names
 from gitsail.kube.errors import (
@@ -49,4 +49,5 @@ __all__ = [
     "WatchEvent",
     "check_names",
     "load_kubeconfig",
+    "service_account_user",
 ]

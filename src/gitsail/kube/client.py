@@ -26,7 +26,8 @@ import builtins
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -36,6 +37,7 @@ from gitsail.kube.auth import KubeAuth, ssl_context
 from gitsail.kube.config import KubeConfig
 from gitsail.kube.discovery import ResourceInfo, RESTMapper, check_names, fetch_mapper
 from gitsail.kube.errors import (
+    ConfigError,
     Conflict,
     Invalid,
     KubeError,
@@ -49,7 +51,7 @@ from gitsail.kube.retry import RetryPolicy
 from gitsail.kube.watch import WatchEvent, parse_event
 from gitsail.model import Obj
 
-__all__ = ["Kube"]
+__all__ = ["Kube", "service_account_user"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,37 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 LIST_PAGE_SIZE = 500
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+
+
+def service_account_user(namespace: str, name: str) -> str:
+    """``system:serviceaccount:<namespace>:<name>``, the user a ServiceAccount authenticates
+    as; ``InvalidName`` unless ``namespace`` is a DNS label and ``name`` a DNS subdomain."""
+    check_names("", "ServiceAccount", name, namespace)
+    return f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
+
+
+def _check_identity(what: str, value: str) -> str:
+    """A user or group name fit for an ``Impersonate-*`` header: non-empty, printable ASCII
+    (no CR/LF or other control characters, which could split or forge headers)."""
+    if not value or not all(" " <= c <= "~" for c in value) or value != value.strip():
+        raise ConfigError(
+            f"impersonation: {what} {value!r} must be non-empty printable ASCII "
+            "without control characters or surrounding spaces"
+        )
+    if value.startswith(SERVICE_ACCOUNT_PREFIX) and what == "user":
+        namespace, _, name = value[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
+        service_account_user(namespace, name)  # the ServiceAccount form must be exact
+    return value
+
+
+@dataclass
+class _Discovery:
+    """Discovery state, shared by a ``Kube`` and its impersonating views."""
+
+    mapper: RESTMapper | None = None
+    discovered_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def describe(
@@ -95,12 +128,37 @@ class Kube:
         self._extensions = (
             {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}
         )
-        self._mapper: RESTMapper | None = None
-        self._discovered_at = float("-inf")
-        self._discovery_lock = asyncio.Lock()
+        self._discovery = _Discovery()
+        self._impersonation: tuple[tuple[str, str], ...] = ()
+        self._owns_client = True
 
     def __repr__(self) -> str:
-        return f"Kube({self.config.server}, context={self.config.context!r})"
+        who = "".join(f", {k}={v!r}" for k, v in self._impersonation)
+        return f"Kube({self.config.server}, context={self.config.context!r}{who})"
+
+    def impersonating(self, user: str, groups: Sequence[str] = ()) -> Kube:
+        """A view of this cluster that acts as ``user`` (and ``groups``): every request
+        carries ``Impersonate-User`` / ``Impersonate-Group``, so the API server authorizes
+        it as that identity (the credentials here must be allowed to ``impersonate``).
+
+        The view shares the connection pool, retry policy and discovery with this ``Kube``;
+        closing it closes nothing (close the original). ``user`` is validated: printable
+        ASCII without CR/LF; one that starts with ``system:serviceaccount:`` must be
+        ``service_account_user(namespace, name)`` exactly. Without ``groups`` the API
+        server adds a ServiceAccount's own groups itself.
+        """
+        headers = [("Impersonate-User", _check_identity("user", user))]
+        headers += [("Impersonate-Group", _check_identity("group", g)) for g in groups]
+        view = object.__new__(Kube)
+        view.__dict__.update(self.__dict__)
+        view._impersonation = tuple(headers)
+        view._owns_client = False
+        return view
+
+    @property
+    def impersonated_user(self) -> str | None:
+        """The user this view impersonates, or None for the credentials' own identity."""
+        return next((v for k, v in self._impersonation if k == "Impersonate-User"), None)
 
     async def __aenter__(self) -> Kube:
         return self
@@ -114,7 +172,8 @@ class Kube:
         await self.close()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
     @property
     def namespace(self) -> str:
@@ -136,11 +195,11 @@ class Kube:
         accept: str | None = None,
     ) -> httpx.Response:
         """One request with retries; a non-2xx response raises its ``KubeError``."""
-        headers = {}
+        headers = list(self._impersonation)
         if content_type:
-            headers["Content-Type"] = content_type
+            headers.append(("Content-Type", content_type))
         if accept:
-            headers["Accept"] = accept
+            headers.append(("Accept", accept))
         attempt = 0
         while True:
             try:
@@ -185,12 +244,13 @@ class Kube:
 
     async def discover(self, refresh: bool = False) -> RESTMapper:
         """The RESTMapper, loaded on first call and reloaded when ``refresh`` is true."""
-        if self._mapper is not None and not refresh:
-            return self._mapper
-        async with self._discovery_lock:
+        state = self._discovery
+        if state.mapper is not None and not refresh:
+            return state.mapper
+        async with state.lock:
             started = time.monotonic()
-            if self._mapper is not None and (not refresh or self._discovered_at > started):
-                return self._mapper
+            if state.mapper is not None and (not refresh or state.discovered_at > started):
+                return state.mapper
             return await self._load_mapper()
 
     async def _load_mapper(self) -> RESTMapper:
@@ -200,21 +260,22 @@ class Kube:
             )
             return response.json()
 
-        self._mapper = await fetch_mapper(get_json)
-        self._discovered_at = time.monotonic()
-        if self._mapper.unavailable:
+        state = self._discovery
+        mapper = await fetch_mapper(get_json)
+        state.mapper, state.discovered_at = mapper, time.monotonic()
+        if mapper.unavailable:
             log.warning(
                 "discovery: unavailable group versions: %s",
-                ", ".join(sorted(self._mapper.unavailable)),
+                ", ".join(sorted(mapper.unavailable)),
             )
-        return self._mapper
+        return mapper
 
     @property
     def mapper(self) -> RESTMapper:
         """The RESTMapper from the last discovery; ``await kube.discover()`` first."""
-        if self._mapper is None:
+        if self._discovery.mapper is None:
             raise RuntimeError("discovery has not run yet: await kube.discover() first")
-        return self._mapper
+        return self._discovery.mapper
 
     async def resource_for(self, api_version: str, kind: str) -> ResourceInfo:
         """Like ``mapper.resource_for``, but on a miss refreshes discovery once (rate-limited
@@ -224,9 +285,10 @@ class Kube:
             return mapper.resource_for(api_version, kind)
         except NotFoundKind:
             pass
-        async with self._discovery_lock:
-            if self._mapper is mapper:
-                if time.monotonic() - self._discovered_at >= self.rediscover_interval:
+        state = self._discovery
+        async with state.lock:
+            if state.mapper is mapper:
+                if time.monotonic() - state.discovered_at >= self.rediscover_interval:
                     mapper = await self._load_mapper()
             else:
                 mapper = self.mapper  # someone else refreshed while we waited
@@ -537,6 +599,7 @@ class Kube:
             "GET",
             info.path(namespace=namespace),
             params=params,
+            headers=list(self._impersonation),
             timeout=timeout,
             extensions=self._extensions,
         )

@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gitsail.kube.client import Kube
+from gitsail.kube.client import Kube, service_account_user
 from gitsail.kube.config import KubeConfig
 from gitsail.kube.errors import (
+    ConfigError,
     Conflict,
     Gone,
     Invalid,
@@ -337,3 +338,86 @@ async def test_apply_rejected_for_its_schema_is_not_retried() -> None:
         with pytest.raises(Invalid):
             await kube.apply(DEPLOY)
     assert len(server.requests) == 1
+
+
+# -- impersonation ---------------------------------------------------------------------------
+
+SA_USER = "system:serviceaccount:shop:deployer"
+
+
+async def test_impersonating_view_sends_the_headers_on_every_request() -> None:
+    kube, server = make_kube(ok({"metadata": {"name": "web"}}))
+    view = kube.impersonating(SA_USER, groups=["ops", "devs"])
+    async with kube:
+        await view.apply(DEPLOY, dry_run=True)
+        await view.get("v1", "ConfigMap", "c", "shop")
+        await view.delete("v1", "ConfigMap", "c", "shop")
+        await kube.get("v1", "ConfigMap", "c", "shop")  # the original is unchanged
+    *as_view, own = server.requests
+    for request in as_view:
+        assert request.headers.get_list("Impersonate-User") == [SA_USER]
+        assert request.headers.get_list("Impersonate-Group") == ["ops", "devs"]
+    assert "Impersonate-User" not in own.headers
+    assert view.impersonated_user == SA_USER
+    assert kube.impersonated_user is None
+    assert "system:serviceaccount:shop:deployer" in repr(view)
+
+
+async def test_impersonating_view_sends_the_header_on_watch() -> None:
+    kube, server = make_kube(lambda _r: httpx.Response(200, text=""))
+    async with kube:
+        async for _ in kube.impersonating(SA_USER).watch("v1", "ConfigMap", "shop"):
+            pass
+    assert server.requests[0].headers["Impersonate-User"] == SA_USER
+    assert "Impersonate-Group" not in server.requests[0].headers
+
+
+async def test_impersonating_view_shares_discovery_and_the_connection() -> None:
+    kube, server = make_kube(ok({}))
+    view = kube.impersonating(SA_USER)
+    async with kube:
+        await view.get("v1", "ConfigMap", "c", "shop")
+        await kube.get("v1", "ConfigMap", "c", "shop")
+        assert kube.mapper is view.mapper
+        await view.close()  # a view closes nothing: the original still works
+        await kube.get("v1", "ConfigMap", "c", "shop")
+    assert server.discoveries == 2  # /api and /apis, once, for both
+    assert len(server.requests) == 3
+
+
+def test_service_account_user_is_built_from_validated_names() -> None:
+    assert service_account_user("shop", "deployer") == SA_USER
+    for namespace, name in [("shop", "a:b"), ("Shop", "deployer"), ("shop", ""), ("", "x")]:
+        with pytest.raises(InvalidName):
+            service_account_user(namespace, name)
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        "",
+        "alice\r\nImpersonate-Group: system:masters",
+        "alice\n",
+        " alice",
+        "al\x00ice",
+        "älice",
+    ],
+)
+def test_impersonating_refuses_user_names_that_could_forge_headers(user: str) -> None:
+    kube, _ = make_kube(ok())
+    with pytest.raises(ConfigError, match="impersonation: user"):
+        kube.impersonating(user)
+
+
+def test_impersonating_refuses_bad_groups_and_malformed_service_accounts() -> None:
+    kube, _ = make_kube(ok())
+    with pytest.raises(ConfigError, match="impersonation: group"):
+        kube.impersonating(SA_USER, groups=["ops\r\nX: y"])
+    for user in [
+        "system:serviceaccount:shop",
+        "system:serviceaccount:shop:a:b",
+        "system:serviceaccount:Shop:x",
+        "system:serviceaccount::x",
+    ]:
+        with pytest.raises(InvalidName):
+            kube.impersonating(user)

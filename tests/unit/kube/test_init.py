@@ -26,6 +26,7 @@ EXPECTED = {
     "WatchEvent",
     "check_names",
     "load_kubeconfig",
+    "service_account_user",
 }
 
 
