@@ -81,7 +81,7 @@ def paused(cluster: Cluster, role: str) -> Iterator[None]:
         os.kill(pid, signal.SIGCONT)
 
 
-def wait_api_ready(cluster: Cluster, timeout: float = 60) -> None:
+def wait_api_ready(cluster: Cluster, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     with cluster.http(timeout=2) as client:
         while time.monotonic() < deadline:
@@ -89,7 +89,12 @@ def wait_api_ready(cluster: Cluster, timeout: float = 60) -> None:
                 if client.get("/readyz").status_code == 200:
                     return
             time.sleep(0.2)
-    raise AssertionError(f"kube-apiserver not ready after {timeout}s")
+    record = _record(cluster, "kube-apiserver")
+    log = Path(record.log).read_text(errors="replace").splitlines()[-20:]
+    raise AssertionError(
+        f"kube-apiserver not ready after {timeout}s (alive: {record.alive()}):\n"
+        + "\n".join(log)
+    )
 
 
 async def probe_seconds(url: str) -> float:
