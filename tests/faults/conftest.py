@@ -92,8 +92,7 @@ def wait_api_ready(cluster: Cluster, timeout: float = 180) -> None:
     record = _record(cluster, "kube-apiserver")
     log = Path(record.log).read_text(errors="replace").splitlines()[-20:]
     raise AssertionError(
-        f"kube-apiserver not ready after {timeout}s (alive: {record.alive()}):\n"
-        + "\n".join(log)
+        f"kube-apiserver not ready after {timeout}s (alive: {record.alive()}):\n" + "\n".join(log)
     )
 
 
