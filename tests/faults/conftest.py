@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,13 +19,14 @@ import httpx
 import pytest
 
 from gitsail.dev import cluster as devcluster
-from gitsail.dev.cluster import Cluster, free_ports
+from gitsail.dev.cluster import Cluster
 from gitsail.kube import Kube, load_kubeconfig
 
 # The integration suite's fixtures (namespace, git server, repos, CRDs, control namespace),
 # re-exported so pytest finds them here; ``cluster`` below replaces theirs.
 from tests.integration.conftest import git_repo, git_server, kube, namespace
 from tests.integration.controller.conftest import api, control_ns, crds_installed
+from tests.integration.controller_process import ControllerProcess
 
 __all__ = [
     "api",
@@ -67,7 +66,15 @@ def restart(cluster: Cluster, role: str, *, sig: int = signal.SIGKILL) -> None:
             raise AssertionError(f"{role} (pid {record.pid}) did not exit")
         time.sleep(0.05)
     cluster.processes.remove(record)
-    devcluster.spawn(cluster, role, [a.decode() for a in argv])
+    _argv[(cluster.name, role)] = [a.decode() for a in argv]
+    devcluster.spawn(cluster, role, _argv[(cluster.name, role)])
+
+
+# The argv each restarted process was started with, to start it again if it dies at once:
+# while nothing listens on its port, a client reconnecting to it can take that very port as
+# its own source port (a TCP self-connect), and the new process fails with "address already
+# in use". A kubelet restarts a crashed static pod the same way.
+_argv: dict[tuple[str, str], list[str]] = {}
 
 
 @contextlib.contextmanager
@@ -88,6 +95,11 @@ def wait_api_ready(cluster: Cluster, timeout: float = 180) -> None:
             with contextlib.suppress(httpx.HTTPError):
                 if client.get("/readyz").status_code == 200:
                     return
+            record = _record(cluster, "kube-apiserver")
+            argv = _argv.get((cluster.name, "kube-apiserver"))
+            if argv is not None and not record.alive():
+                cluster.processes.remove(record)
+                devcluster.spawn(cluster, "kube-apiserver", argv)
             time.sleep(0.2)
     record = _record(cluster, "kube-apiserver")
     log = Path(record.log).read_text(errors="replace").splitlines()[-20:]
@@ -112,57 +124,6 @@ async def fresh_api(cluster: Cluster) -> AsyncIterator[Kube]:
         yield client
 
 
-class ControllerProcess:
-    """``gitsail controller`` as a real process, so it can be SIGKILLed."""
-
-    def __init__(self, cluster: Cluster, namespace: str, log: Path) -> None:
-        (port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-        env = {**os.environ, "GITSAIL_ALLOW_FILE_URLS": "true"}
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gitsail",
-                    "controller",
-                    "-n",
-                    namespace,
-                    "--kubeconfig",
-                    str(cluster.kubeconfig),
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--no-leader-elect",
-                    "--resync",
-                    "20",
-                    "--jitter",
-                    "0",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-
-    def wait_up(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"controller exited: {self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"controller not up after {timeout}s: {self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture
 def controller_process(
     cluster: Cluster, control_ns: str, tmp_path: Path, crds_installed: None
@@ -170,7 +131,12 @@ def controller_process(
     started: list[ControllerProcess] = []
 
     def start() -> ControllerProcess:
-        proc = ControllerProcess(cluster, control_ns, tmp_path / f"controller-{len(started)}.log")
+        proc = ControllerProcess(
+            cluster,
+            control_ns,
+            tmp_path / f"controller-{len(started)}.log",
+            env={"GITSAIL_ALLOW_FILE_URLS": "true"},
+        )
         started.append(proc)
         proc.wait_up()
         return proc

@@ -26,7 +26,6 @@ from gitsail.kube import Kube
 from gitsail.toolchain import find_binary
 from tests.faults.conftest import (
     PROBE_BUDGET,
-    ControllerProcess,
     paused,
     probe_seconds,
     restart,
@@ -39,6 +38,7 @@ from tests.integration.controller.conftest import (
     create_app,
     eventually,
 )
+from tests.integration.controller_process import ControllerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -14,23 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
-from gitsail.dev.cluster import Cluster, free_ports
+from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir
 from gitsail.kube import Kube
 from gitsail.model import Obj
 from tests.integration.app.conftest import public_url
+from tests.integration.controller_process import ControllerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -87,60 +83,6 @@ spec:
 """
 
 
-class ControllerProcess:
-    """``gitsail controller`` as a real process on the test's namespace (SIGKILL-able)."""
-
-    def __init__(self, cluster: Cluster, namespace: str, log: Path) -> None:
-        (port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gitsail",
-                    "controller",
-                    "-n",
-                    namespace,
-                    "--kubeconfig",
-                    str(cluster.kubeconfig),
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--no-leader-elect",
-                    "--resync",
-                    "20",
-                    "--jitter",
-                    "0",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(os.environ),
-                start_new_session=True,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    async def wait_up(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=1) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"controller exited: {self.output()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.url}/healthz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        raise AssertionError(f"controller not up after {timeout}s: {self.output()}")
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture
 def controllers(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Any]:
     started: list[ControllerProcess] = []
@@ -148,7 +90,7 @@ def controllers(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[An
     async def start() -> ControllerProcess:
         proc = ControllerProcess(cluster, namespace, tmp_path / f"controller-{len(started)}.log")
         started.append(proc)
-        await proc.wait_up()
+        await proc.wait_up_async()
         return proc
 
     yield start
