@@ -30,7 +30,6 @@ return None, and the digest then covers the whole tree: correct, only less cache
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import re
@@ -78,7 +77,7 @@ class _TextLoader(_LoaderBase):  # type: ignore[misc]
             if node.tag == "tag:yaml.org,2002:binary":
                 try:
                     raw = base64.b64decode("".join(str(node.value).split()), validate=True)
-                except binascii.Error:
+                except ValueError:  # binascii.Error, or a character outside ASCII
                     raise ConstructorError(
                         None, None, "invalid base64 in a !!binary value", node.start_mark
                     ) from None

@@ -355,3 +355,11 @@ def test_scalars_of_any_type_are_references_as_text(tmp_path: Path) -> None:
     (root / "app" / "123").mkdir()
     (root / "app" / "123" / "cm.yaml").write_text("kind: ConfigMap\n")
     assert _rel(root, input_files(root, "app")) == ["app/123/cm.yaml", "app/kustomization.yaml"]
+
+
+def test_a_binary_value_that_is_not_ascii_is_refused_naming_the_file(tmp_path: Path) -> None:
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text("name: !!binary \u00ff\nversion: 1.0.0\n")
+    with pytest.raises(InvalidSource, match=r"Chart\.yaml"):
+        input_files(tmp_path, "chart", tool_hint="helm")
