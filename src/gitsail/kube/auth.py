@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import ssl
@@ -38,6 +37,7 @@ import httpx
 
 from gitsail.kube.config import ExecConfig, KubeConfig
 from gitsail.kube.errors import ConfigError
+from gitsail.process import kill_group
 
 __all__ = ["ExecCredential", "KubeAuth", "run_exec_plugin", "ssl_context"]
 
@@ -138,9 +138,7 @@ async def run_exec_plugin(
     try:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), EXEC_TIMEOUT)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+        await kill_group(proc, group=False)
         raise ConfigError(f"{what} did not finish within {EXEC_TIMEOUT:.0f}s") from None
     if proc.returncode != 0:
         # stderr is the plugin's own diagnostics, meant for people; stdout may hold secrets.

@@ -32,7 +32,6 @@ the repository, never the checkout's location on disk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -45,6 +44,7 @@ from typing import Any
 
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.process import kill_group
 from gitsail.render._errors import RenderError
 from gitsail.render._manifests import _describe, _is_list, _is_object
 from gitsail.render._options import DirectoryOptions, JsonnetOptions, JsonnetVar
@@ -281,7 +281,8 @@ async def _read_capped(proc: asyncio.subprocess.Process, cap: int) -> tuple[byte
             return b"".join(chunks), False
         size += len(chunk)
         if size > cap:
-            await _kill(proc)  # also ends stderr, which the other reader is waiting on
+            # Killing the group also ends stderr, which the other reader is waiting on.
+            await kill_group(proc, drain=[proc.stdout])
             return b"", True
         chunks.append(chunk)
 
@@ -291,12 +292,6 @@ async def _read_tail(stream: asyncio.StreamReader) -> bytes:
     while chunk := await stream.read(_CHUNK):
         tail = (tail + chunk)[-_STDERR_KEEP:]
     return tail
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
 
 
 class Jsonnet:
@@ -394,12 +389,12 @@ class Jsonnet:
                         )
                     await proc.wait()
             except TimeoutError:
-                await _kill(proc)
+                await kill_group(proc)
                 raise RenderError(
                     f"{what}: timed out after {policy.render_timeout:g}s (GITSAIL_RENDER_TIMEOUT)"
                 ) from None
             except BaseException:
-                await _kill(proc)
+                await kill_group(proc)
                 raise
         if proc.returncode != 0:
             raise RenderError(f"{what} failed: {self._message(stderr, proc.returncode)}")

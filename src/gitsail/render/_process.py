@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.process import kill_group
 from gitsail.render._errors import RenderError
 
 __all__ = ["ToolRunner", "redact"]
@@ -134,18 +135,18 @@ class ToolRunner:
                     _communicate_bounded(proc, self.policy.render_output_bytes), limit
                 )
             except _OutputTooLarge:
-                await _kill(proc)
+                await kill_group(proc)
                 raise RenderError(
                     f"{what}: output over {self.policy.render_output_bytes} bytes "
                     "(GITSAIL_RENDER_OUTPUT_BYTES); the render was stopped"
                 ) from None
             except TimeoutError:
-                await _kill(proc)
+                await kill_group(proc)
                 raise RenderError(
                     f"{what}: timed out after {limit:g}s (GITSAIL_RENDER_TIMEOUT)"
                 ) from None
             except asyncio.CancelledError:
-                await _kill(proc)
+                await kill_group(proc)
                 raise
         if proc.returncode != 0 and stderr.startswith(_OUT_OF_MEMORY):
             raise RenderError(
@@ -159,12 +160,6 @@ class ToolRunner:
                 f"{what} failed (exit {proc.returncode}): {message or 'no output on stderr'}"
             )
         return stdout
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
 
 
 # --- resource limits of a child (time: ``run``'s deadline; memory and output: here) --------

@@ -26,12 +26,12 @@ import contextlib
 import os
 import shlex
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitsail.process import kill_group
 from gitsail.source._urls import RepoURL, redact_text
 from gitsail.source.credentials import RepoCredentials
 from gitsail.source.errors import (
@@ -149,14 +149,14 @@ class GitCommand:
         try:
             stdout, stderr = await asyncio.wait_for(proc.communicate(), self.timeout)
         except TimeoutError:
-            await _kill_group(proc)
+            await kill_group(proc)
             raise FetchError(
                 f"git {action or args[0]} of {self.url} timed out after {self.timeout:g}s; "
                 "the server is slow or unreachable, the next reconcile retries",
                 url=self.url,
             ) from None
         except BaseException:
-            await _kill_group(proc)
+            await kill_group(proc)
             raise
         if proc.returncode == 0:
             return stdout, None
@@ -166,13 +166,6 @@ class GitCommand:
         if check:
             raise classify(failure, self.url, action or args[0])
         return stdout, failure
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await proc.wait()
 
 
 _UNKNOWN_HOST = (
