@@ -3,8 +3,9 @@
 Consumers (a Kustomization reconciler elsewhere, ``curl`` in a debugging session, Flux's own
 controllers) download an archive by the URL a source wrote in its status, as they do from
 Flux's source-controller. Only files the ``ArtifactStore`` names are served: every segment
-is validated (Kubernetes names, the lower-case kind, ``<sha256 hex>.tar.gz``) before a path
-is built, anything else is 404, and the file is streamed in chunks, never read whole.
+is validated (Kubernetes names, the lower-case kind, ``<sha256 hex>`` + ``.tar.gz``,
+``.tgz`` or ``.yaml``) before a path is built, anything else is 404, and the file is
+streamed in chunks, never read whole.
 ``HEAD`` answers the size without the body.
 
 The archives are the content of the sources, served to whoever can reach the controller's
@@ -22,7 +23,7 @@ from gitsail.source.artifacts import ArtifactStore
 __all__ = ["KINDS", "artifact_routes"]
 
 # The store's directories that are served (one per source kind).
-KINDS = ("gitrepository",)
+KINDS = ("gitrepository", "helmrepository", "helmchart", "ocirepository")
 
 
 def artifact_routes(store: ArtifactStore) -> list[Route]:
@@ -42,7 +43,7 @@ def artifact_routes(store: ArtifactStore) -> list[Route]:
             return PlainTextResponse("artifact not found", status_code=404)
         return FileResponse(
             path,
-            media_type="application/gzip",
+            media_type="application/x-yaml" if filename.endswith(".yaml") else "application/gzip",
             headers={"Cache-Control": "public, max-age=31536000, immutable"},
         )
 

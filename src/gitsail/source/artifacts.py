@@ -105,7 +105,7 @@ _IGNORE_FILE_BYTES = 1024 * 1024
 # Names a path segment of the store may have: Kubernetes names (DNS subdomains) and the
 # lower-case kind; archive files are "<64 hex>.tar.gz".
 _SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_FILE = re.compile(r"^[0-9a-f]{64}\.tar\.gz$")
+_FILE = re.compile(r"^[0-9a-f]{64}\.(?:tar\.gz|tgz|yaml)$")
 
 
 def service_base_url(namespace: str, service: str = "gitsail-controller") -> str:
@@ -245,6 +245,12 @@ class ArtifactStore:
             return None
         return path if path.is_file() and not path.is_symlink() else None
 
+    def local_path(self, path: str) -> Path | None:
+        """The file of ``path`` (as in ``StoredArtifact.path``), or None when it is not in
+        the store; for consumers in this process (a HelmRelease reads its chart's ``.tgz``)."""
+        parts = path.split("/")
+        return self.file(*parts) if len(parts) == 4 else None
+
     def exists(self, path: str) -> bool:
         """Whether ``path`` (as in ``StoredArtifact.path``) is in the store."""
         parts = path.split("/")
@@ -321,6 +327,48 @@ class ArtifactStore:
             revision=revision,
             digest=f"sha256:{hexdigest}",
             size=target.stat().st_size,
+        )
+
+    def put_file(
+        self, kind: str, namespace: str, name: str, data: bytes, *, revision: str, suffix: str
+    ) -> StoredArtifact:
+        """Store ``data`` as-is (a chart's ``.tgz``, a repository's ``index.yaml``) under
+        ``<sha256 hex><suffix>`` (``suffix`` is ``.tgz``, ``.tar.gz`` or ``.yaml``).
+
+        Blocking (file I/O): call it in a thread. Bounded by ``artifact_bytes``; keeps the
+        newest ``artifacts_kept`` files of the object, as ``archive`` does.
+        """
+        hexdigest = hashlib.sha256(data).hexdigest()
+        filename = f"{hexdigest}{suffix}"
+        if not _FILE.match(filename):
+            raise InvalidSource(f"{suffix!r} is not an artifact file suffix")
+        if len(data) > self.policy.artifact_bytes:
+            raise InvalidSource(
+                f"{kind} {namespace}/{name}: artifact of {len(data)} bytes is over "
+                f"{self.policy.artifact_bytes} (GITSAIL_ARTIFACT_BYTES)"
+            )
+        directory = self.object_dir(kind, namespace, name)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        target = directory / filename
+        if target.is_file():
+            os.utime(target)  # the newest again, for retention
+        else:
+            partial = directory / f".{uuid.uuid4().hex}.partial"
+            try:
+                partial.write_bytes(data)
+                partial.chmod(0o644)
+                partial.rename(target)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        rel = f"{kind}/{namespace}/{name}/{filename}"
+        self._collect(directory, keep=target)
+        return StoredArtifact(
+            path=rel,
+            url=f"{self.base_url}/{rel}",
+            revision=revision,
+            digest=f"sha256:{hexdigest}",
+            size=len(data),
         )
 
     def remove(self, kind: str, namespace: str, name: str) -> None:

@@ -312,3 +312,32 @@ def test_extract_unpacks_an_artifact_for_a_consumer_in_this_process(tmp_path: Pa
     small = ArtifactStore(s.root, base_url=BASE, policy=Policy(artifact_bytes=3))
     with pytest.raises(InvalidSource, match="GITSAIL_ARTIFACT_BYTES"):
         small.extract(stored.path, tmp_path / "y")
+
+
+def test_put_file_stores_bytes_as_is_under_their_digest(tmp_path: Path) -> None:
+    s = store(tmp_path, artifacts_kept=2)
+    data = b"\x1f\x8b chart bytes"
+    stored = s.put_file("helmchart", "ns", "redis", data, revision="17.3.2", suffix=".tgz")
+    hexdigest = hashlib.sha256(data).hexdigest()
+    assert stored.path == f"helmchart/ns/redis/{hexdigest}.tgz"
+    assert stored.url == f"{BASE}/{stored.path}"
+    assert stored.digest == f"sha256:{hexdigest}"
+    assert (stored.revision, stored.size) == ("17.3.2", len(data))
+    local = s.local_path(stored.path)
+    assert local is not None
+    assert local.read_bytes() == data
+    assert s.put_file("helmchart", "ns", "redis", data, revision="17.3.2", suffix=".tgz") == stored
+    os.utime(local, (1, 1))  # the oldest
+    for i in range(2):
+        s.put_file("helmchart", "ns", "redis", b"v%d" % i, revision=f"v{i}", suffix=".tgz")
+    assert s.local_path(stored.path) is None  # only the newest two are kept
+
+
+def test_put_file_refuses_a_strange_suffix_or_too_many_bytes(tmp_path: Path) -> None:
+    with pytest.raises(InvalidSource, match="suffix"):
+        store(tmp_path).put_file("helmchart", "ns", "a", b"x", revision="1", suffix="/../x")
+    with pytest.raises(InvalidSource, match="GITSAIL_ARTIFACT_BYTES"):
+        store(tmp_path, artifact_bytes=3).put_file(
+            "helmchart", "ns", "a", b"four", revision="1", suffix=".tgz"
+        )
+    assert store(tmp_path).local_path("helmchart/ns/a") is None
