@@ -111,6 +111,36 @@ class _Resolved:
     ref: str  # the ref to fetch; "" when the revision was a commit SHA
 
 
+def parse_ls_remote(out: bytes, url: str) -> _Refs:
+    """The refs in ``git ls-remote --symref`` output; FetchError for anything else.
+
+    ``url`` (already redacted) names the repository in the error.
+    """
+    commits: dict[str, str] = {}
+    peeled: dict[str, str] = {}
+    head_target = ""
+    for line in out.decode(errors="replace").splitlines():
+        value, _, name = line.partition("\t")
+        if value.startswith("ref: "):
+            if name == "HEAD":
+                head_target = value.removeprefix("ref: ").strip()
+            continue
+        if not _SHA.match(value) or not name or any(ord(c) < 0x20 for c in name):
+            # Every commit later reaches git's argv and a checkout path: an answer that
+            # is not a list of "<sha>\t<ref>" lines is refused whole, never half-used.
+            raise FetchError(
+                f"git ls-remote of {url}: the server's answer is not a list of "
+                f"commits and refs (line {line[:80]!r}); refusing it",
+                url=url,
+            )
+        if name.endswith("^{}"):
+            peeled[name.removesuffix("^{}")] = value
+        else:
+            commits[name] = value
+    commits.update(peeled)
+    return _Refs(commits, head_target)
+
+
 class GitSource:
     """Git repositories (HTTPS, SSH, file) materialized as Artifacts; owns the clone cache."""
 
@@ -355,21 +385,7 @@ class GitSource:
         self.stats.ls_remotes += 1
         with self._session(repo, url, creds) as git, self._timed("ls-remote"):
             out, _ = await git.run(["ls-remote", "--symref", "--", url], action="ls-remote")
-        commits: dict[str, str] = {}
-        peeled: dict[str, str] = {}
-        head_target = ""
-        for line in out.decode(errors="replace").splitlines():
-            value, _, name = line.partition("\t")
-            if value.startswith("ref: "):
-                if name == "HEAD":
-                    head_target = value.removeprefix("ref: ").strip()
-                continue
-            if name.endswith("^{}"):
-                peeled[name.removesuffix("^{}")] = value
-            else:
-                commits[name] = value
-        commits.update(peeled)
-        return _Refs(commits, head_target)
+        return parse_ls_remote(out, redact_url(url))
 
     # -- fetch and checkout --------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from gitsail.source import (
 )
 from gitsail.source._gitcli import HARDENING, GitFailure, classify, git_session
 from gitsail.source._urls import parse_repo_url, redact_text
+from gitsail.source.git import parse_ls_remote
 
 URL = "https://git.example.com/org/app.git"
 
@@ -75,3 +76,31 @@ def test_git_never_follows_redirects_and_reads_file_urls_only_when_allowed() -> 
         allow_file=True,
     ) as allowed:
         assert "protocol.file.allow=never" not in allowed.config
+
+
+def test_ls_remote_answers_are_parsed_with_peeled_tags_and_head() -> None:
+    a, b, c = "a" * 40, "b" * 40, "c" * 64
+    out = (
+        f"ref: refs/heads/main\tHEAD\n{a}\tHEAD\n{a}\trefs/heads/main\n"
+        f"{b}\trefs/tags/v1\n{c}\trefs/tags/v1^{{}}\n"
+    ).encode()
+    refs = parse_ls_remote(out, URL)
+    assert refs.head_target == "refs/heads/main"
+    assert refs.commits == {"HEAD": a, "refs/heads/main": a, "refs/tags/v1": c}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--upload-pack=sh\trefs/heads/main",  # not a SHA: would reach git's argv
+        "A" * 40 + "\trefs/heads/main",  # upper case is not what git prints
+        "a" * 39 + "\trefs/heads/main",
+        "a" * 40 + "\t",  # no ref name
+        "a" * 40 + "\trefs/heads/x\x1b[2J",  # a control character in the name
+        "garbage",
+    ],
+)
+def test_an_ls_remote_answer_that_is_not_commits_and_refs_is_refused(line: str) -> None:
+    out = f"{'a' * 40}\trefs/heads/ok\n{line}\n".encode()
+    with pytest.raises(FetchError, match="not a list of commits and refs"):
+        parse_ls_remote(out, URL)
