@@ -13,16 +13,18 @@ import pytest
 from gitsail.cli.flux import (
     GIT_REPOSITORY,
     KUSTOMIZATION,
-    ObjectChange,
     _handled,
     _print_rows,
     _row,
+)
+from gitsail.diff import diff_resource
+from gitsail.kinds.flux_inspect import (
+    ObjectChange,
     compare_build,
     field_changes,
     managed_tree,
     render_changes,
 )
-from gitsail.diff import diff_resource
 from gitsail.kinds.flux_kustomization import Kustomization, parse_kustomization
 from gitsail.kube import KubeError, NotFoundKind
 from gitsail.kube.discovery import ResourceInfo
