@@ -11,8 +11,15 @@ from typing import Any
 import pytest
 
 from gitsail.cli.flux import (
+    APPLIERS,
     GIT_REPOSITORY,
+    HELM_CHART,
+    HELM_RELEASE,
+    HELM_REPOSITORY,
     KUSTOMIZATION,
+    OCI_REPOSITORY,
+    SOURCES,
+    FluxKind,
     _handled,
     _print_rows,
     _row,
@@ -393,3 +400,30 @@ async def test_tree_expands_nested_kustomizations_and_argo_applications_and_stop
     assert "resources" not in data["resources"][0]
     assert data["resources"][1]["resources"][1]["resource"]["Name"] == "root"
     assert "resources" not in data["resources"][1]["resources"][1]
+
+
+@pytest.mark.parametrize(
+    ("flux", "status", "revision"),
+    [
+        (HELM_REPOSITORY, {"artifact": {"revision": "sha256:abc"}}, "sha256:abc"),
+        (HELM_CHART, {"artifact": {"revision": "17.3.2"}}, "17.3.2"),
+        (OCI_REPOSITORY, {"artifact": {"revision": "v1@sha256:def"}}, "v1@sha256:def"),
+        (HELM_RELEASE, {"history": [{"chartVersion": "17.3.2"}, {"chartVersion": "17.0.0"}],
+                        "lastAttemptedRevision": "17.4.0"}, "17.3.2"),
+        (HELM_RELEASE, {"lastAttemptedRevision": "17.4.0"}, "17.4.0"),
+        (HELM_RELEASE, {"history": "broken"}, ""),
+        (HELM_CHART, {"artifact": "broken"}, ""),
+        (KUSTOMIZATION, {"lastAppliedRevision": "main@sha1:1"}, "main@sha1:1"),
+    ],
+)  # fmt: skip
+def test_the_revision_column_of_each_kind(flux: FluxKind, status: Obj, revision: str) -> None:
+    obj = {"metadata": {"name": "x", "namespace": "ns"}, "status": status}
+    assert _row(flux, obj)["revision"] == revision
+
+
+def test_every_kind_has_its_flux_nouns() -> None:
+    assert [s.word for s in SOURCES] == ["git", "helm", "chart", "oci"]
+    assert [(a.plural, a.aliases) for a in APPLIERS] == [
+        ("kustomizations", ("kustomization", "ks")),
+        ("helmreleases", ("helmrelease", "hr")),
+    ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,24 +85,63 @@ class FluxKind:
     api_version: str
     noun: str  # as messages say it: "source git", "kustomization"
     done: str  # what a successful reconcile did: "fetched revision", "applied revision"
+    plural: str = ""  # the ``get`` noun: "kustomizations"; a source's is its ``noun`` word
+    aliases: tuple[str, ...] = ()  # hidden short nouns: "ks", "hr"
 
     @property
     def group(self) -> str:
         return self.api_version.rpartition("/")[0]
 
+    @property
+    def is_source(self) -> bool:
+        return self.noun.startswith("source ")
+
+    @property
+    def word(self) -> str:
+        """The noun after ``source`` for sources ("git", "helm"), else the noun itself."""
+        return self.noun.removeprefix("source ")
+
     def revision(self, obj: Obj) -> str:
+        """What ``get`` shows as REVISION: a source's artifact revision, a Kustomization's
+        last applied revision, a HelmRelease's deployed chart version (its newest history
+        snapshot, else the last attempted revision)."""
         status = obj.get("status") or {}
-        if self.kind == "GitRepository":
-            return str((status.get("artifact") or {}).get("revision") or "")
+        if self.is_source:
+            artifact = status.get("artifact")
+            return str(artifact.get("revision") or "") if isinstance(artifact, dict) else ""
+        if self.kind == "HelmRelease":
+            history = status.get("history")
+            if isinstance(history, list) and history and isinstance(history[0], dict):
+                version = history[0].get("chartVersion")
+                if version:
+                    return str(version)
+            return str(status.get("lastAttemptedRevision") or "")
         return str(status.get("lastAppliedRevision") or "")
 
 
-GIT_REPOSITORY = FluxKind(
-    "GitRepository", "source.toolkit.fluxcd.io/v1", "source git", "fetched revision"
-)
+_SOURCE = "source.toolkit.fluxcd.io/v1"
+GIT_REPOSITORY = FluxKind("GitRepository", _SOURCE, "source git", "fetched revision")
+HELM_REPOSITORY = FluxKind("HelmRepository", _SOURCE, "source helm", "fetched revision")
+HELM_CHART = FluxKind("HelmChart", _SOURCE, "source chart", "fetched revision")
+OCI_REPOSITORY = FluxKind("OCIRepository", _SOURCE, "source oci", "fetched revision")
 KUSTOMIZATION = FluxKind(
-    "Kustomization", "kustomize.toolkit.fluxcd.io/v1", "kustomization", "applied revision"
+    "Kustomization",
+    "kustomize.toolkit.fluxcd.io/v1",
+    "kustomization",
+    "applied revision",
+    plural="kustomizations",
+    aliases=("kustomization", "ks"),
 )
+HELM_RELEASE = FluxKind(
+    "HelmRelease",
+    "helm.toolkit.fluxcd.io/v2",
+    "helmrelease",
+    "applied revision",
+    plural="helmreleases",
+    aliases=("helmrelease", "hr"),
+)
+SOURCES = (GIT_REPOSITORY, HELM_REPOSITORY, HELM_CHART, OCI_REPOSITORY)
+APPLIERS = (KUSTOMIZATION, HELM_RELEASE)
 
 get_app = typer.Typer(help="Show Flux sources and Kustomizations with their status.")
 get_sources = typer.Typer(help="Show Flux sources.")
@@ -214,34 +253,27 @@ def _get(
     _print_rows([_row(flux, o) for o in objs], columns)
 
 
-@get_sources.command("git")
-def get_sources_git(
-    name: str | None = typer.Argument(None, help="one GitRepository (default: all)"),
-    namespace: str = NamespaceOption,
-    all_namespaces: bool = AllNamespacesOption,
-    output: Format = OutputOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Show GitRepository sources: revision, suspended, Ready and its message."""
-    _get(GIT_REPOSITORY, name, namespace, all_namespaces, output, kubeconfig, context)
+def _get_command(flux: FluxKind) -> Callable[..., None]:
+    def command(
+        name: str | None = typer.Argument(None, help=f"one {flux.kind} (default: all)"),
+        namespace: str = NamespaceOption,
+        all_namespaces: bool = AllNamespacesOption,
+        output: Format = OutputOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+    ) -> None:
+        _get(flux, name, namespace, all_namespaces, output, kubeconfig, context)
+
+    command.__doc__ = f"Show {flux.kind} objects: revision, suspended, Ready and its message."
+    return command
 
 
-@get_app.command("kustomizations")
-def get_kustomizations(
-    name: str | None = typer.Argument(None, help="one Kustomization (default: all)"),
-    namespace: str = NamespaceOption,
-    all_namespaces: bool = AllNamespacesOption,
-    output: Format = OutputOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Show Kustomizations: applied revision, suspended, Ready and its message."""
-    _get(KUSTOMIZATION, name, namespace, all_namespaces, output, kubeconfig, context)
-
-
-get_app.command("kustomization", hidden=True)(get_kustomizations)
-get_app.command("ks", hidden=True)(get_kustomizations)
+for _flux in SOURCES:
+    get_sources.command(_flux.word)(_get_command(_flux))
+for _flux in APPLIERS:
+    get_app.command(_flux.plural)(_get_command(_flux))
+    for _alias in _flux.aliases:
+        get_app.command(_alias, hidden=True)(_get_command(_flux))
 
 
 # -- reconcile --------------------------------------------------------------------------------
@@ -337,59 +369,86 @@ async def _reconcile(kube: Kube, flux: FluxKind, name: str, namespace: str, seco
     await _request_and_wait(kube, flux, name, namespace, seconds)
 
 
-@reconcile_source.command("git")
-def reconcile_source_git(
-    name: str = typer.Argument(..., help="the GitRepository"),
-    namespace: str = NamespaceOption,
-    timeout: float = TimeoutOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Fetch a GitRepository now (reconcile.fluxcd.io/requestedAt) and wait for it."""
-
-    async def main() -> None:
-        async with _kube(kubeconfig, context) as kube:
-            await _reconcile(kube, GIT_REPOSITORY, name, namespace, timeout)
-
-    _guarded(main())
-
-
-@reconcile_app.command("kustomization")
-def reconcile_kustomization(
-    name: str = typer.Argument(..., help="the Kustomization"),
-    with_source: bool = typer.Option(
-        False, "--with-source", help="reconcile its source first (a new fetch)"
-    ),
-    namespace: str = NamespaceOption,
-    timeout: float = TimeoutOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Apply a Kustomization now (reconcile.fluxcd.io/requestedAt) and wait for it."""
-
-    async def main() -> None:
-        async with _kube(kubeconfig, context) as kube:
-            if with_source:
-                obj = await _fetch(kube, KUSTOMIZATION, name, namespace)
-                ref = (obj.get("spec") or {}).get("sourceRef") or {}
-                if ref.get("kind") != GIT_REPOSITORY.kind or not ref.get("name"):
-                    raise fail(
-                        f"Kustomization {namespace}/{name}: --with-source needs a "
-                        f"GitRepository sourceRef, not {ref.get('kind') or 'none'}"
-                    )
-                await _reconcile(
-                    kube,
-                    GIT_REPOSITORY,
-                    str(ref["name"]),
-                    str(ref.get("namespace") or namespace),
-                    timeout,
+async def _source_of(
+    kube: Kube, flux: FluxKind, name: str, namespace: str
+) -> tuple[FluxKind, str, str]:
+    """The source a Kustomization or a HelmRelease reads: its ``sourceRef``; a HelmRelease's
+    generated HelmChart (``status.helmChart``) or its ``chartRef``."""
+    obj = await _fetch(kube, flux, name, namespace)
+    spec = obj.get("spec") or {}
+    by_kind = {s.kind: s for s in SOURCES}
+    if flux is HELM_RELEASE:
+        ref = spec.get("chartRef") or {}
+        if not ref:
+            chart = str((obj.get("status") or {}).get("helmChart") or "")
+            chart_ns, _, chart_name = chart.partition("/")
+            if not chart_name:
+                raise fail(
+                    f"HelmRelease {namespace}/{name} has no HelmChart yet "
+                    "(status.helmChart is empty); reconcile it without --with-source first"
                 )
-            await _reconcile(kube, KUSTOMIZATION, name, namespace, timeout)
+            return HELM_CHART, chart_name, chart_ns
+    else:
+        ref = spec.get("sourceRef") or {}
+    source = by_kind.get(str(ref.get("kind") or ""))
+    if source is None or not ref.get("name"):
+        raise fail(
+            f"{flux.kind} {namespace}/{name}: --with-source needs a source reference of "
+            f"kind {', '.join(by_kind)}, not {ref.get('kind') or 'none'}"
+        )
+    return source, str(ref["name"]), str(ref.get("namespace") or namespace)
 
-    _guarded(main())
+
+def _reconcile_command(flux: FluxKind) -> Callable[..., None]:
+    if flux.is_source:
+
+        def source_command(
+            name: str = typer.Argument(..., help=f"the {flux.kind}"),
+            namespace: str = NamespaceOption,
+            timeout: float = TimeoutOption,
+            kubeconfig: str | None = KubeconfigOption,
+            context: str | None = ContextOption,
+        ) -> None:
+            async def main() -> None:
+                async with _kube(kubeconfig, context) as kube:
+                    await _reconcile(kube, flux, name, namespace, timeout)
+
+            _guarded(main())
+
+        source_command.__doc__ = (
+            f"Fetch a {flux.kind} now (reconcile.fluxcd.io/requestedAt) and wait for it."
+        )
+        return source_command
+
+    def command(
+        name: str = typer.Argument(..., help=f"the {flux.kind}"),
+        with_source: bool = typer.Option(
+            False, "--with-source", help="reconcile its source first (a new fetch)"
+        ),
+        namespace: str = NamespaceOption,
+        timeout: float = TimeoutOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+    ) -> None:
+        async def main() -> None:
+            async with _kube(kubeconfig, context) as kube:
+                if with_source:
+                    source, source_name, source_ns = await _source_of(kube, flux, name, namespace)
+                    await _reconcile(kube, source, source_name, source_ns, timeout)
+                await _reconcile(kube, flux, name, namespace, timeout)
+
+        _guarded(main())
+
+    command.__doc__ = f"Apply a {flux.kind} now (reconcile.fluxcd.io/requestedAt) and wait for it."
+    return command
 
 
-reconcile_app.command("ks", hidden=True)(reconcile_kustomization)
+for _flux in SOURCES:
+    reconcile_source.command(_flux.word)(_reconcile_command(_flux))
+for _flux in APPLIERS:
+    reconcile_app.command(_flux.noun)(_reconcile_command(_flux))
+    for _alias in _flux.aliases[1:]:
+        reconcile_app.command(_alias, hidden=True)(_reconcile_command(_flux))
 
 
 # -- suspend / resume -------------------------------------------------------------------------
@@ -448,56 +507,43 @@ def _resume(
 WaitOption = typer.Option(True, "--wait/--no-wait", help="wait for the reconcile that follows")
 
 
-@suspend_app.command("kustomization")
-def suspend_kustomization(
-    name: str = typer.Argument(..., help="the Kustomization"),
-    namespace: str = NamespaceOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Stop reconciling a Kustomization (spec.suspend: true)."""
-    _suspend(KUSTOMIZATION, name, namespace, kubeconfig, context)
+def _suspend_command(flux: FluxKind) -> Callable[..., None]:
+    def command(
+        name: str = typer.Argument(..., help=f"the {flux.kind}"),
+        namespace: str = NamespaceOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+    ) -> None:
+        _suspend(flux, name, namespace, kubeconfig, context)
+
+    command.__doc__ = f"Stop reconciling a {flux.kind} (spec.suspend: true)."
+    return command
 
 
-@suspend_source.command("git")
-def suspend_source_git(
-    name: str = typer.Argument(..., help="the GitRepository"),
-    namespace: str = NamespaceOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Stop fetching a GitRepository (spec.suspend: true)."""
-    _suspend(GIT_REPOSITORY, name, namespace, kubeconfig, context)
+def _resume_command(flux: FluxKind) -> Callable[..., None]:
+    def command(
+        name: str = typer.Argument(..., help=f"the {flux.kind}"),
+        namespace: str = NamespaceOption,
+        wait: bool = WaitOption,
+        timeout: float = TimeoutOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+    ) -> None:
+        _resume(flux, name, namespace, wait, timeout, kubeconfig, context)
+
+    command.__doc__ = f"Reconcile a suspended {flux.kind} again (spec.suspend: false), and wait."
+    return command
 
 
-@resume_app.command("kustomization")
-def resume_kustomization(
-    name: str = typer.Argument(..., help="the Kustomization"),
-    namespace: str = NamespaceOption,
-    wait: bool = WaitOption,
-    timeout: float = TimeoutOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Reconcile a suspended Kustomization again (spec.suspend: false), and wait."""
-    _resume(KUSTOMIZATION, name, namespace, wait, timeout, kubeconfig, context)
-
-
-@resume_source.command("git")
-def resume_source_git(
-    name: str = typer.Argument(..., help="the GitRepository"),
-    namespace: str = NamespaceOption,
-    wait: bool = WaitOption,
-    timeout: float = TimeoutOption,
-    kubeconfig: str | None = KubeconfigOption,
-    context: str | None = ContextOption,
-) -> None:
-    """Fetch a suspended GitRepository again (spec.suspend: false), and wait."""
-    _resume(GIT_REPOSITORY, name, namespace, wait, timeout, kubeconfig, context)
-
-
-suspend_app.command("ks", hidden=True)(suspend_kustomization)
-resume_app.command("ks", hidden=True)(resume_kustomization)
+for _flux in SOURCES:
+    suspend_source.command(_flux.word)(_suspend_command(_flux))
+    resume_source.command(_flux.word)(_resume_command(_flux))
+for _flux in APPLIERS:
+    suspend_app.command(_flux.noun)(_suspend_command(_flux))
+    resume_app.command(_flux.noun)(_resume_command(_flux))
+    for _alias in _flux.aliases[1:]:
+        suspend_app.command(_alias, hidden=True)(_suspend_command(_flux))
+        resume_app.command(_alias, hidden=True)(_resume_command(_flux))
 
 
 # -- diff -------------------------------------------------------------------------------------
