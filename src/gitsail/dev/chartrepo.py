@@ -104,7 +104,9 @@ def _helm(args: list[str], home: Path) -> None:
         raise RuntimeError(f"helm {' '.join(args)} failed: {proc.stderr.strip()}")
 
 
-def package_chart(chart_dir: Path, version: str | None = None, *, cache: Path | None = None) -> bytes:
+def package_chart(
+    chart_dir: Path, version: str | None = None, *, cache: Path | None = None
+) -> bytes:
     """The ``.tgz`` of ``chart_dir`` at ``version`` (its Chart.yaml's by default), packaged by
     the pinned helm once and then read from the cache."""
     chart_dir = Path(chart_dir)
