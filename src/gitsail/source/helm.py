@@ -84,7 +84,9 @@ __all__ = [
     "HelmStats",
     "IndexCache",
     "TLSConfig",
+    "pack_chart",
     "pick_chart_version",
+    "unpack_chart",
 ]
 
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,249}$")
@@ -655,3 +657,38 @@ def _artifact(
         kind="helm",
         chart=chart,
     )
+
+
+def unpack_chart(
+    data: bytes, destination: Path, what: str, policy: Policy = DEFAULT_POLICY
+) -> None:
+    """Unpack the chart package ``data`` into the new directory ``destination``, bounded as
+    ``fetch_chart`` bounds it (see the module docstring). Blocking: call it in a thread."""
+    _extract(data, destination, what, policy)
+
+
+def pack_chart(directory: Path, name: str, *, limit: int) -> bytes:
+    """A deterministic chart package of ``directory`` (files under ``<name>/``, sorted, no
+    times or owners), as ``helm`` loads it. Symbolic links are refused (Helm refuses those
+    leaving the chart; we refuse all, as for downloaded packages). Blocking."""
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as raw,
+        tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        total = 0
+        for path in sorted(directory.rglob("*")):
+            rel = path.relative_to(directory).as_posix()
+            if path.is_symlink():
+                raise InvalidSource(f"chart {name}: {rel} is a symbolic link; refusing it")
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            total += len(data)
+            if total > limit:
+                raise InvalidSource(f"chart {name} is larger than {limit} bytes; refusing it")
+            info = tarfile.TarInfo(f"{name}/{rel}")
+            info.size = len(data)
+            info.mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
