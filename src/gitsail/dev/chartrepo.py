@@ -5,7 +5,8 @@ several independent repositories, one per directory under its root, at
 ``http://127.0.0.1:<port>/<repository>/`` — each with its own ``index.yaml`` and ``.tgz``
 packages, so tests sharing one server never see each other's publications. With
 ``credentials`` every request needs HTTP basic auth (401 otherwise), as a private
-repository does.
+repository does; with ``tls`` (a certificate and key file) it serves HTTPS, and with
+``client_ca`` it also requires a client certificate signed by that CA.
 
 `ChartRepo` is one repository: ``publish`` packages a chart directory (or one of the
 example charts under ``examples/charts``) at a version with the real pinned ``helm
@@ -24,6 +25,7 @@ import hashlib
 import hmac
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -296,8 +298,15 @@ class ChartServer:
     docstring). Use as a context manager, or ``start()`` / ``stop()``."""
 
     def __init__(
-        self, root: Path | None = None, *, credentials: tuple[str, str] | None = None
+        self,
+        root: Path | None = None,
+        *,
+        credentials: tuple[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+        client_ca: Path | None = None,
     ) -> None:
+        self.tls = tls
+        self.client_ca = client_ca
         self._own_root = root is None
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="charts-"))
         self.credentials = credentials
@@ -309,7 +318,8 @@ class ChartServer:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the chart server is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def repository(self, name: str, *, examples: bool = True) -> ChartRepo:
         """A new repository ``name`` (letters, digits, ``-``), seeded with the example charts
@@ -326,6 +336,13 @@ class ChartServer:
     def start(self) -> ChartServer:
         server = _HTTPServer(("127.0.0.1", 0), _Handler)
         server.owner = self
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            if self.client_ca is not None:
+                context.load_verify_locations(cafile=self.client_ca)
+                context.verify_mode = ssl.CERT_REQUIRED
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
         self._thread.start()

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gitsail.dev.chartrepo import ChartRepo, examples_dir
+from gitsail.dev.chartrepo import ChartRepo, ChartServer, examples_dir
 from gitsail.dev.gitserver import Workdir
+from gitsail.dev.pki import make_pki
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
 from gitsail.kinds.flux_helmchart_reconciler import HelmChartReconciler
 from gitsail.kinds.flux_helmrepository_reconciler import FINALIZER, HelmRepositoryReconciler
@@ -269,6 +270,41 @@ async def test_basic_auth_from_a_secret_and_a_wrong_password_is_a_clear_ready_fa
     assert failed["status"]["artifact"] == ready["status"]["artifact"]  # the last one is kept
     assert delay is not None
     assert delay < 30 * 60.0
+
+
+async def test_tls_from_cert_secret_ref_with_a_ca_and_a_client_certificate(
+    harness: Harness, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path / "pki", cluster_name="charts")
+    ca = pki.ca_cert.read_text()
+    client = {"tls.crt": pki.admin_cert.read_text(), "tls.key": pki.admin_key.read_text()}
+    with ChartServer(tls=(pki.serving_cert, pki.serving_key), client_ca=pki.ca_cert) as server:
+        chart_repo = server.repository("tls")
+        assert chart_repo.url.startswith("https://127.0.0.1:")
+        await harness.secret("repo-tls", {"ca.crt": ca, **client})
+        repo = article(chart_repo.url)
+        repo["spec"]["certSecretRef"] = {"name": "repo-tls"}
+        await harness.apply(repo)
+        _, ready = await harness.reconcile("HelmRepository", "bitnami")
+        assert condition(ready, "Ready")["status"] == "True", ready["status"]
+        await harness.apply(helm_chart("16.x"))
+        _, chart = await harness.reconcile("HelmChart", "redis")
+        assert chart["status"]["artifact"]["revision"] == "16.13.2"
+
+        # Without the client certificate the server refuses the handshake.
+        await harness.secret("ca-only", {"ca.crt": ca})
+        await harness.kube.merge_patch(
+            SOURCE,
+            "HelmRepository",
+            "bitnami",
+            {"spec": {"certSecretRef": {"name": "ca-only"}}},
+            harness.namespace,
+        )
+        _, refused = await harness.reconcile("HelmRepository", "bitnami")
+        failed = condition(refused, "Ready")
+        assert (failed["status"], failed["reason"]) == ("False", "IndexationFailed")
+        assert "cannot reach the Helm repository" in failed["message"]
+        assert refused["status"]["artifact"] == ready["status"]["artifact"]
 
 
 # -- HelmChart from a GitRepository ----------------------------------------------------------
