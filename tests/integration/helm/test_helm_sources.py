@@ -445,3 +445,17 @@ async def test_unsupported_fields_are_refused_with_a_message(
     await harness.apply(repo)
     _, refused = await harness.reconcile("HelmRepository", "cloud")
     assert "spec.provider" in condition(refused, "Ready")["message"]
+
+
+async def test_argo_cd_chart_fetches_parse_an_unchanged_index_once(
+    chart_repo: ChartRepo, tmp_path: Path
+) -> None:
+    helm = HelmRepoSource(tmp_path / "cache")
+    redis = await helm.fetch_chart(chart_repo.url, "redis", "17.x")
+    podinfo = await helm.fetch_chart(chart_repo.url, "podinfo", "")
+    assert (redis.revision, podinfo.revision) == ("17.3.2", "6.6.0")
+    assert helm.stats.index_fetches == 2  # each fetch asks the repository for news
+    assert helm.stats.index_parses == 1  # the same bytes are not parsed again
+    chart_repo.publish("17.5.0")
+    assert (await helm.fetch_chart(chart_repo.url, "redis", "17.x")).revision == "17.5.0"
+    assert helm.stats.index_parses == 2
