@@ -283,7 +283,8 @@ class HelmChartReconciler(SourceReconciler):
         version = str(entry.get("version"))
         kept = self._kept(chart, current, version)
         if kept is not None:
-            return _Built(chart.chart, version, revision, True, chart.values_files, kept=kept)
+            used = _observed_values_files(current)
+            return _Built(chart.chart, version, revision, True, used, kept=kept)
         creds, tls = await self._access(repo)
         try:
             package = await asyncio.wait_for(
@@ -425,7 +426,8 @@ class HelmChartReconciler(SourceReconciler):
             version = f"{version}+{revision.rsplit(':', 1)[-1][:12]}"
         kept = self._kept(chart, current, version)
         if kept is not None:
-            return _Built(name, version, revision, False, chart.values_files, kept=kept)
+            used = _observed_values_files(current)
+            return _Built(name, version, revision, False, used, kept=kept)
         _check_dependencies(meta, directory, chart.chart)
         if version != meta.get("version"):
             meta["version"] = version
@@ -554,6 +556,11 @@ class HelmChartReconciler(SourceReconciler):
                 Transient(STORAGE_OPERATION_FAILED, f"cannot store the artifact: {exc}"),
                 STORAGE_OPERATION_FAILED,
             ) from None
+
+
+def _observed_values_files(current: Mapping[str, Any]) -> tuple[str, ...]:
+    """The values files the kept package was built with (as its status says)."""
+    return tuple(str(f) for f in current.get("observedValuesFiles") or ())
 
 
 def _repository(source: Obj, chart: HelmChart) -> HelmRepository:

@@ -351,6 +351,8 @@ async def test_a_chart_directory_in_a_gitrepository_is_packaged_with_its_values_
     assert values["architecture"] == "standalone"
     assert values["auth"] == {"enabled": False, "password": "change-me"}  # merged, not replaced
     assert "redis/templates/master.yaml" in files
+    _, again = await harness.reconcile("HelmChart", "redis")  # nothing changed: no write
+    assert again["metadata"]["resourceVersion"] == chart["metadata"]["resourceVersion"]
 
     # Revision strategy: every source revision is a new chart version.
     await harness.kube.merge_patch(
