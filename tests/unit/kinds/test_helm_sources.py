@@ -406,3 +406,25 @@ def test_the_index_cache_drops_the_least_recently_used_beyond_its_byte_limit() -
     assert cache.get("b") is not None
     cache.put(HelmIndex("huge", 1000, {}))
     assert len(cache) == 1  # the one just added stays
+
+
+def test_a_chart_directory_packs_the_same_bytes_every_time_and_refuses_links(
+    tmp_path: Path,
+) -> None:
+    from gitsail.source.errors import InvalidSource
+    from gitsail.source.helm import pack_chart
+
+    chart_dir = tmp_path / "redis"
+    (chart_dir / "templates").mkdir(parents=True)
+    (chart_dir / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 1.0.0\n")
+    (chart_dir / "templates" / "cm.yaml").write_text("kind: ConfigMap\n")
+    first = pack_chart(chart_dir, "redis", limit=10_000)
+    (chart_dir / "templates" / "cm.yaml").touch()  # a new mtime changes nothing
+    assert pack_chart(chart_dir, "redis", limit=10_000) == first
+    with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
+        assert tar.getnames() == ["redis/Chart.yaml", "redis/templates/cm.yaml"]
+    with pytest.raises(InvalidSource, match="larger than 10 bytes"):
+        pack_chart(chart_dir, "redis", limit=10)
+    (chart_dir / "link.yaml").symlink_to("/etc/passwd")
+    with pytest.raises(InvalidSource, match="symbolic link"):
+        pack_chart(chart_dir, "redis", limit=10_000)
