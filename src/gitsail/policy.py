@@ -56,6 +56,10 @@ class Policy:
     chart_archive_bytes: int = 20 * MiB
     chart_unpacked_bytes: int = 200 * MiB
     chart_entries: int = 10_000
+    # --- Helm repository indexes (index.yaml) ---
+    helm_index_bytes: int = 64 * MiB  # one index download
+    # Parsed indexes kept in memory, shared by every chart of a repository (their raw size).
+    helm_index_cache_bytes: int = 256 * MiB
     # --- YAML read from a repository, a chart's output or a tool's output ---
     yaml_document_bytes: int = 32 * MiB
     yaml_aliases: int = 10_000

@@ -1,4 +1,5 @@
-"""The Flux kinds on the controller's registry: GitRepository, Kustomization, Receiver.
+"""The Flux kinds on the controller's registry: GitRepository, Kustomization, Receiver,
+HelmRepository, HelmChart.
 
 Each kind's reconciler lives with its adapter in ``gitsail.kinds`` and knows nothing of the
 controller; this module builds them from a ``KindContext`` (the same ``GitSource`` as the
@@ -13,6 +14,10 @@ lagging cache). After each pass, the kinds in its ``status.inventory`` are hande
 watch (``KindContext.live``, which starts a cluster-wide cache of a kind on first use), so
 an applied object edited by hand wakes its Kustomization within seconds (``FluxLabels`` name
 it) instead of at its next ``interval``.
+
+Helm sources share the engine's ``HelmRepoSource`` (one chart cache and one parsed-index
+cache with the Argo CD path). A HelmChart declares its sourceRef to the registry, so a new
+index or Git artifact wakes it at once, as a Kustomization is woken by its GitRepository.
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ from typing import Any
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, ObjectKey
 from gitsail.kinds import SpecError, parse_kustomization
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
+from gitsail.kinds.flux_helmchart import parse_helm_chart
+from gitsail.kinds.flux_helmchart_reconciler import HelmChartReconciler, OCICharts
+from gitsail.kinds.flux_helmrepository_reconciler import HelmRepositoryReconciler
 from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, KustomizationReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
 from gitsail.kube import KubeError
 from gitsail.model import Obj
 from gitsail.sync import Inventory
 
-__all__ = ["gitrepository", "kustomization", "receiver"]
+__all__ = ["gitrepository", "helmchart", "helmrepository", "kustomization", "receiver"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +112,24 @@ class _Kustomizations(_FluxKind):
             self.watched.add(gvk)
 
 
+class _HelmCharts(_FluxKind):
+    def __init__(self, inner: HelmChartReconciler, ctx: KindContext) -> None:
+        super().__init__(inner, ctx)
+        self.registry = ctx.registry
+
+    async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
+        try:
+            spec = parse_helm_chart(obj)
+        except SpecError:
+            pass  # the reconciler reports it (Stalled) below
+        else:  # a new artifact of its source wakes it
+            self.registry.depends_on(
+                ObjectKey(self.api.kind, spec.namespace, spec.name),
+                [ObjectKey(spec.source_kind, spec.namespace, spec.source_name)],
+            )
+        return await super().reconcile(obj, reasons)
+
+
 def gitrepository(ctx: KindContext) -> _FluxKind:
     inner = GitRepositoryReconciler(ctx.kube, ctx.engine.git, ctx.artifacts)
     return _FluxKind(inner, ctx)
@@ -124,3 +150,16 @@ def receiver(ctx: KindContext) -> _FluxKind:
         return await ctx.kube.get("v1", "Secret", name, namespace)
 
     return _FluxKind(ReceiverReconciler(ctx.kube, secret), ctx)
+
+
+def helmrepository(ctx: KindContext) -> _FluxKind:
+    inner = HelmRepositoryReconciler(ctx.kube, ctx.engine.helm_repos, ctx.artifacts)
+    return _FluxKind(inner, ctx)
+
+
+def helmchart(ctx: KindContext) -> _FluxKind:
+    # OCI HelmRepositories: the engine's OCI chart client when it has one (else a HelmChart
+    # of an OCI repository is Stalled with a message).
+    oci: OCICharts | None = getattr(ctx.engine, "oci_charts", None)
+    inner = HelmChartReconciler(ctx.kube, ctx.engine.helm_repos, ctx.artifacts, oci=oci)
+    return _HelmCharts(inner, ctx)

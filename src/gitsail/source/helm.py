@@ -18,6 +18,18 @@ files are unpacked (Helm's own loader reads nothing else; a link, a device or a 
 refuses the package), every name must be relative and stay inside the package, and files are
 written by us, byte-counted, never by ``tarfile``'s extraction. Unpacked charts are
 cache entries under ``chart_cache_bytes`` (see ``_cache``): least recently used ones go.
+
+Indexes: a repository's ``index.yaml`` (at most ``helm_index_bytes``) is parsed once per
+digest (the sha256 of its bytes as served) into a ``HelmIndex`` kept in an ``IndexCache``
+(least recently used dropped beyond ``helm_index_cache_bytes`` of raw index), shared by
+every chart fetched from it — Argo CD's ``fetch_chart`` and Flux's HelmCharts alike. A large
+index is parsed again only when its bytes change. Flux's HelmRepository stores the raw
+index as its artifact (``fetch_index``) and its HelmCharts read the parsed one
+(``parse_index``), pick a version and download the package (``download_chart``).
+
+TLS (Flux's ``certSecretRef``): a ``TLSConfig`` gives a CA to trust and/or a client
+certificate; the private key is written to a private temporary file only while the SSL
+context loads it.
 """
 
 from __future__ import annotations
@@ -26,12 +38,17 @@ import asyncio
 import gzip
 import hashlib
 import io
+import os
 import re
+import ssl
 import stat
 import tarfile
+import tempfile
 import uuid
 import zlib
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -60,9 +77,18 @@ from gitsail.source.semver import (
     resolve_semver,
 )
 
-__all__ = ["HelmRepoSource", "HelmStats"]
+__all__ = [
+    "ChartPackage",
+    "HelmIndex",
+    "HelmRepoSource",
+    "HelmStats",
+    "IndexCache",
+    "TLSConfig",
+    "pack_chart",
+    "pick_chart_version",
+    "unpack_chart",
+]
 
-MAX_INDEX_BYTES = 64 * 1024 * 1024
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,249}$")
 _TAR_OVERHEAD = 4096  # per member: header, extended headers and padding
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -71,7 +97,82 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 @dataclass
 class HelmStats:
     index_fetches: int = 0
+    index_parses: int = 0
     downloads: int = 0
+
+
+@dataclass(frozen=True)
+class HelmIndex:
+    """A parsed ``index.yaml``: the digest of its bytes and, per chart name, its entries."""
+
+    digest: str  # sha256:<hex> of the index as served
+    size: int  # bytes of the raw index
+    entries: Mapping[str, list[dict[str, Any]]] = field(repr=False)
+
+
+class IndexCache:
+    """Parsed indexes by digest; least recently used ones go once the raw sizes of those
+    kept pass ``limit`` bytes (the one just added always stays)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, HelmIndex] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, digest: str) -> HelmIndex | None:
+        index = self._items.get(digest)
+        if index is not None:
+            self._items.move_to_end(digest)
+        return index
+
+    def put(self, index: HelmIndex) -> None:
+        if index.digest in self._items:
+            self._items.move_to_end(index.digest)
+            return
+        self._items[index.digest] = index
+        self._bytes += index.size
+        while self._bytes > self.limit and len(self._items) > 1:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= dropped.size
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS for a Helm repository: a CA bundle to trust, a client certificate and key (PEM)."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = field(default="", repr=False)
+
+    def context(self, *, insecure: bool = False) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if self.ca:
+            ctx.load_verify_locations(cadata=self.ca)
+        if insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert or self.key:
+            with tempfile.TemporaryDirectory(prefix="gitsail-tls-") as tmp:
+                cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+                for path, text in ((cert, self.cert), (key, self.key)):
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w") as out:
+                        out.write(text)
+                ctx.load_cert_chain(cert, key)
+        return ctx
+
+
+@dataclass(frozen=True)
+class ChartPackage:
+    """A chart package downloaded from a repository, its digest checked against the index."""
+
+    name: str
+    version: str
+    digest: str  # sha256:<hex> of ``data``
+    data: bytes = field(repr=False)
 
 
 class HelmRepoSource:
@@ -85,7 +186,9 @@ class HelmRepoSource:
         self.policy = policy if policy is not None else DEFAULT_POLICY
         self.stats = HelmStats()
         self.cache = CacheLedger([self.cache_dir / "charts"], limit=self.policy.chart_cache_bytes)
+        self.indexes = IndexCache(self.policy.helm_index_cache_bytes)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._parsing: dict[str, asyncio.Future[HelmIndex]] = {}
 
     async def fetch_chart(
         self, repo_url: str, chart: str, version: str, creds: RepoCredentials | None = None
@@ -108,7 +211,7 @@ class HelmRepoSource:
             event_hooks=http_guard(self.policy, resolve_timeout=min(self.timeout, 30.0)),
         ) as client:
             index = await self._index(client, base, shown, creds)
-            entry = _pick_version(index, chart, requested, shown)
+            entry = pick_chart_version(index, chart, requested, shown)
             chosen = str(entry.get("version"))
             urls = entry.get("urls") or []
             if not urls or not isinstance(urls[0], str):
@@ -196,25 +299,121 @@ class HelmRepoSource:
 
     async def _index(
         self, client: httpx.AsyncClient, base: str, shown: str, creds: RepoCredentials | None
-    ) -> dict[str, Any]:
+    ) -> HelmIndex:
+        raw = await self._index_bytes(client, base, shown, creds)
+        return await self.parse_index(raw, shown)
+
+    async def _index_bytes(
+        self, client: httpx.AsyncClient, base: str, shown: str, creds: RepoCredentials | None
+    ) -> bytes:
         self.stats.index_fetches += 1
-        raw = await self._get(
+        return await self._get(
             client,
             base + "index.yaml",
             shown,
             creds,
             send_credentials=True,
-            limit=MAX_INDEX_BYTES,
+            limit=self.policy.helm_index_bytes,
         )
+
+    async def fetch_index(
+        self,
+        repo_url: str,
+        creds: RepoCredentials | None = None,
+        *,
+        tls: TLSConfig | None = None,
+    ) -> bytes:
+        """The raw ``index.yaml`` of an HTTP(S) repository (at most ``helm_index_bytes``)."""
+        clean, from_url = _split_credentials(repo_url)
+        creds = creds if creds is not None else from_url
+        async with self._client(creds, tls) as client:
+            return await self._index_bytes(
+                client, clean.rstrip("/") + "/", redact_url(clean), creds
+            )
+
+    async def parse_index(self, raw: bytes, shown: str) -> HelmIndex:
+        """``raw`` parsed, from the cache when an index with the same digest was parsed
+        before; concurrent callers with the same index share one parse."""
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        cached = self.indexes.get(digest)
+        if cached is not None:
+            return cached
+        pending = self._parsing.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[HelmIndex] = asyncio.get_running_loop().create_future()
+        self._parsing[digest] = future
         try:
-            doc = await asyncio.to_thread(load_document, raw, f"{shown}/index.yaml")
-        except YAMLLimitError as exc:
-            raise FetchError(str(exc), url=shown) from None
-        except yaml.YAMLError as exc:
-            raise FetchError(f"{shown}/index.yaml is not valid YAML: {exc}", url=shown) from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
-            raise FetchError(f"{shown}/index.yaml has no entries; is it a Helm repository?")
-        return doc
+            index = await asyncio.to_thread(_parse_index, raw, digest, shown, self.policy)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
+            self.stats.index_parses += 1
+            self.indexes.put(index)
+            future.set_result(index)
+            return index
+        finally:
+            self._parsing.pop(digest, None)
+
+    async def download_chart(
+        self,
+        repo_url: str,
+        index: HelmIndex,
+        chart: str,
+        version: str,
+        creds: RepoCredentials | None = None,
+        *,
+        tls: TLSConfig | None = None,
+        pass_credentials: bool = False,
+    ) -> ChartPackage:
+        """The package of ``chart`` at ``version`` (exact, range, ``""``/``*``) listed in
+        ``index``, its digest checked. Credentials go to the repository's origin only,
+        unless ``pass_credentials`` (Flux's ``passCredentials``)."""
+        clean, from_url = _split_credentials(repo_url)
+        creds = creds if creds is not None else from_url
+        shown = redact_url(clean)
+        if not _CHART_NAME.match(chart):
+            raise InvalidSource(f"chart name {chart!r} for {shown} is not a valid chart name")
+        requested = version.strip()
+        if requested:
+            check_argument(requested, "chart version", url=shown)
+        entry = pick_chart_version(index, chart, requested, shown)
+        chosen = str(entry.get("version"))
+        base = clean.rstrip("/") + "/"
+        tgz_url = _download_url(entry, base, chart, chosen, shown)
+        expected = _expected_digest(entry)
+        async with self._client(creds, tls) as client:
+            self.stats.downloads += 1
+            data = await self._get(
+                client,
+                tgz_url,
+                shown,
+                creds,
+                send_credentials=pass_credentials or _origin(tgz_url) == _origin(base),
+                limit=self.policy.chart_archive_bytes,
+            )
+        sha = hashlib.sha256(data).hexdigest()
+        if expected and sha != expected:
+            raise FetchError(
+                f"{shown}: chart {chart} {chosen} does not match the digest in index.yaml "
+                f"(expected sha256:{expected}, got sha256:{sha}); the repository is "
+                "inconsistent or the download was altered"
+            )
+        return ChartPackage(chart, chosen, f"sha256:{sha}", data)
+
+    def _client(self, creds: RepoCredentials | None, tls: TLSConfig | None) -> httpx.AsyncClient:
+        insecure = creds is not None and creds.insecure
+        verify: ssl.SSLContext | bool = (
+            tls.context(insecure=insecure) if tls is not None else not insecure
+        )
+        return httpx.AsyncClient(
+            timeout=self.timeout,
+            verify=verify,
+            follow_redirects=True,
+            event_hooks=http_guard(self.policy, resolve_timeout=min(self.timeout, 30.0)),
+        )
 
     async def _download(
         self,
@@ -277,14 +476,54 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def _pick_version(index: dict[str, Any], chart: str, requested: str, shown: str) -> dict[str, Any]:
-    entries = [e for e in index["entries"].get(chart) or [] if isinstance(e, dict)]
+def _parse_index(raw: bytes, digest: str, shown: str, policy: Policy) -> HelmIndex:
+    try:
+        doc = load_document(raw, f"{shown}/index.yaml", policy)
+    except YAMLLimitError as exc:
+        raise FetchError(str(exc), url=shown) from None
+    except yaml.YAMLError as exc:
+        raise FetchError(f"{shown}/index.yaml is not valid YAML: {exc}", url=shown) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
+        raise FetchError(f"{shown}/index.yaml has no entries; is it a Helm repository?")
+    entries = {
+        str(name): [e for e in versions if isinstance(e, dict)]
+        for name, versions in doc["entries"].items()
+        if isinstance(versions, list)
+    }
+    return HelmIndex(digest=digest, size=len(raw), entries=entries)
+
+
+def _download_url(entry: dict[str, Any], base: str, chart: str, version: str, shown: str) -> str:
+    urls = entry.get("urls") or []
+    if not urls or not isinstance(urls[0], str):
+        raise FetchError(f"{shown}: chart {chart} {version} has no download URL in the index")
+    tgz_url = urljoin(base, urls[0])
+    if urlsplit(tgz_url).scheme not in ("http", "https"):
+        raise InvalidSource(
+            f"{shown}: chart {chart} {version} is hosted at a non-HTTP URL "
+            f"{redact_url(tgz_url)}; only http(s) downloads are supported"
+        )
+    return tgz_url
+
+
+def _expected_digest(entry: dict[str, Any]) -> str:
+    expected = str(entry.get("digest") or "").lower().removeprefix("sha256:")
+    return expected if _HEX64.match(expected) else ""
+
+
+def pick_chart_version(index: HelmIndex, chart: str, requested: str, shown: str) -> dict[str, Any]:
+    """The index entry of ``chart`` matching ``requested``: an exact version, a semver
+    range (pre-releases only for a range that names one), or ``""``/``*`` for the latest
+    stable release. Raises ``RevisionNotFound`` naming what is available."""
+    entries: list[dict[str, Any]] = list(index.entries.get(chart) or [])
     if not entries:
         raise RevisionNotFound(
-            f"chart {chart!r} is not in the Helm repository {shown}; check spec.source.chart",
+            f"chart {chart!r} is not in the Helm repository {shown}; check the chart name",
             url=shown,
         )
-    by_version = {str(e.get("version")): e for e in reversed(entries) if e.get("version")}
+    by_version: dict[str, dict[str, Any]] = {
+        str(e.get("version")): e for e in reversed(entries) if e.get("version")
+    }
     if requested in ("", "*") or is_semver_constraint(requested):
         best = resolve_semver(requested or "*", by_version)
         if best is not None:
@@ -301,7 +540,7 @@ def _pick_version(index: dict[str, Any], chart: str, requested: str, shown: str)
     listed = ", ".join(known[-8:])
     raise RevisionNotFound(
         f"no version of chart {chart!r} in {shown} matches {requested or 'latest stable'!r} "
-        f"(available: {listed}); change targetRevision",
+        f"(available: {listed}); change the requested version",
         url=shown,
     )
 
@@ -418,3 +657,38 @@ def _artifact(
         kind="helm",
         chart=chart,
     )
+
+
+def unpack_chart(
+    data: bytes, destination: Path, what: str, policy: Policy = DEFAULT_POLICY
+) -> None:
+    """Unpack the chart package ``data`` into the new directory ``destination``, bounded as
+    ``fetch_chart`` bounds it (see the module docstring). Blocking: call it in a thread."""
+    _extract(data, destination, what, policy)
+
+
+def pack_chart(directory: Path, name: str, *, limit: int) -> bytes:
+    """A deterministic chart package of ``directory`` (files under ``<name>/``, sorted, no
+    times or owners), as ``helm`` loads it. Symbolic links are refused (Helm refuses those
+    leaving the chart; we refuse all, as for downloaded packages). Blocking."""
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as raw,
+        tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        total = 0
+        for path in sorted(directory.rglob("*")):
+            rel = path.relative_to(directory).as_posix()
+            if path.is_symlink():
+                raise InvalidSource(f"chart {name}: {rel} is a symbolic link; refusing it")
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            total += len(data)
+            if total > limit:
+                raise InvalidSource(f"chart {name} is larger than {limit} bytes; refusing it")
+            info = tarfile.TarInfo(f"{name}/{rel}")
+            info.size = len(data)
+            info.mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -53,6 +53,8 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
         "AppProject",
         "ApplicationSet",
         "GitRepository",
+        "HelmChart",
+        "HelmRepository",
         "Kustomization",
         "Receiver",
     }
