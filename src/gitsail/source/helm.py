@@ -290,7 +290,9 @@ class HelmRepoSource:
                         )
                     chunks.append(chunk)
                 return b"".join(chunks)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ssl.SSLError) as exc:
+            # ssl.SSLError: a TLS 1.3 server refuses a missing client certificate after the
+            # handshake, on the first read, which httpcore does not wrap.
             raise FetchError(
                 f"cannot reach the Helm repository {shown} ({type(exc).__name__}: "
                 f"{redact_url(str(exc))}); the next reconcile retries",
