@@ -56,6 +56,10 @@ class Policy:
     chart_archive_bytes: int = 20 * MiB
     chart_unpacked_bytes: int = 200 * MiB
     chart_entries: int = 10_000
+    # --- OCI registries (charts and Flux OCIRepository artifacts) ---
+    oci_manifest_bytes: int = 4 * MiB  # a manifest, a page of tags, a chart's config blob
+    oci_tags: int = 10_000  # tags listed to resolve a version range or "latest"
+    oci_layer_bytes: int = 256 * MiB  # one layer pulled for an OCIRepository (in memory)
     # --- YAML read from a repository, a chart's output or a tool's output ---
     yaml_document_bytes: int = 32 * MiB
     yaml_aliases: int = 10_000
