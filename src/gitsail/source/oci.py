@@ -233,9 +233,16 @@ def _registry_key(key: str) -> str:
 class OCIClient:
     """Pulls charts and artifacts from OCI registries (see the module docstring)."""
 
-    def __init__(self, *, policy: Policy = DEFAULT_POLICY, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        policy: Policy = DEFAULT_POLICY,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.policy = policy
         self.timeout = timeout
+        self.transport = transport  # a seam for tests; None: the network
 
     async def pull_chart(
         self,
@@ -416,6 +423,7 @@ class _Session:
             timeout=client.timeout,
             verify=not (creds is not None and creds.insecure),
             follow_redirects=False,  # redirects are followed below, by hand
+            transport=client.transport,
             event_hooks={"request": guard["request"]},
         )
         self.authorization = ""
