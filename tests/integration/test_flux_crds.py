@@ -63,6 +63,7 @@ spec:
 FLUX_CRDS = {
     "gitrepositories.source.toolkit.fluxcd.io",
     "kustomizations.kustomize.toolkit.fluxcd.io",
+    "ocirepositories.source.toolkit.fluxcd.io",
     "receivers.notification.toolkit.fluxcd.io",
 }
 

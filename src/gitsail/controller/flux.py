@@ -1,4 +1,5 @@
-"""The Flux kinds on the controller's registry: GitRepository, Kustomization, Receiver.
+"""The Flux kinds on the controller's registry: GitRepository, OCIRepository, Kustomization,
+Receiver.
 
 Each kind's reconciler lives with its adapter in ``gitsail.kinds`` and knows nothing of the
 controller; this module builds them from a ``KindContext`` (the same ``GitSource`` as the
@@ -24,12 +25,13 @@ from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, Obje
 from gitsail.kinds import SpecError, parse_kustomization
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
 from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, KustomizationReconciler
+from gitsail.kinds.flux_ocirepository_reconciler import OCIRepositoryReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
 from gitsail.kube import KubeError
 from gitsail.model import Obj
 from gitsail.sync import Inventory
 
-__all__ = ["gitrepository", "kustomization", "receiver"]
+__all__ = ["gitrepository", "kustomization", "ocirepository", "receiver"]
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +117,15 @@ def kustomization(ctx: KindContext) -> _FluxKind:
         git=ctx.engine.git,
         renderer=ctx.engine.renderer,
         policy=ctx.engine.git.policy,
+        artifacts=ctx.artifacts,  # OCIRepository sources are read from the store
     )
     return _Kustomizations(inner, ctx)
+
+
+def ocirepository(ctx: KindContext) -> _FluxKind:
+    # The Argo CD path's OCI client: one policy, one place that talks to registries.
+    inner = OCIRepositoryReconciler(ctx.kube, ctx.engine.helm_repos.oci, ctx.artifacts)
+    return _FluxKind(inner, ctx)
 
 
 def receiver(ctx: KindContext) -> _FluxKind:

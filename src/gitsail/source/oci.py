@@ -38,12 +38,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
+import io
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+import tarfile
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -64,6 +69,7 @@ __all__ = [
     "PulledArtifact",
     "PulledChart",
     "credentials_from_docker_config",
+    "extract_layer",
     "parse_oci_reference",
 ]
 
@@ -116,11 +122,15 @@ class OCIReference:
 
 @dataclass(frozen=True)
 class PulledChart:
-    """A Helm chart from a registry: its version, manifest digest and ``.tgz`` bytes."""
+    """A Helm chart from a registry: its version, manifest digest and ``.tgz`` bytes.
+
+    ``layer_digest`` is the chart layer's (the sha256 of ``data``); ``data`` is empty only
+    when the caller's ``skip_blob`` said it has that layer already."""
 
     version: str
     digest: str
     data: bytes = field(repr=False)
+    layer_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,9 +261,13 @@ class OCIClient:
         creds: RepoCredentials | None,
         *,
         plain_http: bool = False,
+        skip_blob: Callable[[str], bool] | None = None,
     ) -> PulledChart:
         """The chart at ``ref`` (``oci://host/path/chart``): ``version`` exact, a semver
-        range (``17.x``), a digest (``sha256:..``) or ``""`` for the latest stable one."""
+        range (``17.x``), a digest (``sha256:..``) or ``""`` for the latest stable one.
+
+        ``skip_blob(hex)`` is asked with the chart layer's sha256 before the download; when
+        it answers True the layer is not downloaded and ``data`` is empty."""
         target = parse_oci_reference(ref)
         requested = version.strip()
         if requested:
@@ -279,8 +293,14 @@ class OCIClient:
             if not chosen:
                 meta = await session.blob_json(config)
                 chosen = str(meta.get("version") or "")
-            data = await session.blob(layer, self.policy.chart_archive_bytes)
-        return PulledChart(version=chosen or reference, digest=digest, data=data)
+            layer_digest = _hex_digest(layer, target)
+            if skip_blob is not None and skip_blob(layer_digest.removeprefix("sha256:")):
+                data = b""
+            else:
+                data = await session.blob(layer, self.policy.chart_archive_bytes)
+        return PulledChart(
+            version=chosen or reference, digest=digest, data=data, layer_digest=layer_digest
+        )
 
     async def pull_artifact(
         self,
@@ -344,6 +364,61 @@ class OCIClient:
         target = parse_oci_reference(ref)
         async with _Session(self, target, creds, plain_http=plain_http) as session:
             return await session.tags()
+
+
+# -- unpacking a layer ----------------------------------------------------------------------
+
+_TAR_OVERHEAD = 4096  # per member: header, extended headers and padding
+
+
+class _CountingReader(io.RawIOBase):
+    """A read-only stream that fails once more than ``limit`` bytes were read from it, so
+    a small layer that decompresses to gigabytes is stopped at the limit."""
+
+    def __init__(self, inner: Any, limit: int, what: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self._left = limit
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        chunk = self._inner.read(min(len(view), self._left + 1))
+        if len(chunk) > self._left:
+            raise InvalidSource(f"{self._what} decompresses past the artifact limits")
+        self._left -= len(chunk)
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def extract_layer(data: bytes, target: Path, *, what: str, policy: Policy = DEFAULT_POLICY) -> None:
+    """Unpack the ``tar+gzip`` layer ``data`` into the new directory ``target``. Blocking.
+
+    Bounded like an artifact: ``artifact_bytes`` of file content, ``artifact_files``
+    entries; tarfile's "data" filter refuses absolute paths, ``..``, links that leave
+    ``target``, devices. InvalidSource names the layer (``what``) and the problem."""
+    stream_limit = policy.artifact_bytes + policy.artifact_files * _TAR_OVERHEAD
+    target.mkdir(parents=True)
+    entries = size = 0
+    try:
+        raw = gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb")
+        stream = io.BufferedReader(_CountingReader(raw, stream_limit, what))
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                entries += 1
+                size += max(member.size, 0)
+                if entries > policy.artifact_files or size > policy.artifact_bytes:
+                    raise InvalidSource(
+                        f"{what} unpacks to more than {policy.artifact_files} entries or "
+                        f"{policy.artifact_bytes} bytes (GITSAIL_ARTIFACT_FILES / "
+                        "GITSAIL_ARTIFACT_BYTES)"
+                    )
+                archive.extract(member, target, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise InvalidSource(f"{what} is not a tar+gzip layer that unpacks safely: {exc}") from None
 
 
 def _check_tag(tag: str, target: OCIReference) -> None:
