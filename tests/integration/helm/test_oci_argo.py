@@ -129,7 +129,8 @@ async def test_oci_url_form_with_credentials_syncs_an_exact_version(
     outcome = await engine.sync(app)
     assert outcome.result.phase == "Succeeded", outcome.result.message
     settings = await kube_client.get("v1", "ConfigMap", "web-auth-settings", namespace)
-    assert settings is not None and settings["data"]["chart"] == "3.0.0"
+    assert settings is not None
+    assert settings["data"]["chart"] == "3.0.0"
     await engine.refresh(app)
     status = (await reload(engine, app)).raw["status"]
     assert (status["sync"]["status"], status["health"]["status"]) == ("Synced", "Healthy")
