@@ -276,3 +276,33 @@ async def test_a_missing_tag_is_a_pull_failure_and_a_spec_flux_cannot_do_is_refu
     )
     assert "spec.verify" in condition(signed)["message"]
     assert condition(signed, "Stalled")["status"] == "True"
+
+
+async def test_a_v1beta2_object_with_every_honoured_field_is_stored_and_parsed(
+    api: Kube, namespace: str, crds_installed: None
+) -> None:
+    from gitsail.kinds.flux_ocirepository import LayerSelector, OCIRef, parse_oci_repository
+
+    created = await api.create(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1beta2",
+            "kind": "OCIRepository",
+            "metadata": {"name": "podinfo", "namespace": namespace},
+            "spec": {
+                "interval": "5m0s",
+                "timeout": "30s",
+                "url": "oci://ghcr.io/stefanprodan/manifests/podinfo",
+                "ref": {"tag": "latest", "semver": "6.x"},
+                "layerSelector": {"mediaType": FLUX_CONTENT, "operation": "copy"},
+                "secretRef": {"name": "regcred"},
+                "insecure": False,
+                "ignore": "*.md\n",
+                "suspend": True,
+            },
+        }
+    )
+    repo = parse_oci_repository(created)
+    assert repo.ref == OCIRef(semver="6.x")
+    assert repo.layer_selector == LayerSelector(FLUX_CONTENT, "copy")
+    assert (repo.interval, repo.timeout, repo.secret_ref) == (300.0, 30.0, "regcred")
+    assert created["spec"]["provider"] == "generic"  # the CRD's default, which gitsail accepts
