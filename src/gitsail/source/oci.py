@@ -89,6 +89,7 @@ _REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _PAGE = 1000  # tags asked per page
+_PAGES = 200  # pages of tags read at most (a registry may answer fewer per page than asked)
 _REDIRECTS = 5
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
@@ -533,7 +534,15 @@ class _Session:
     async def tags(self) -> list[str]:
         found: list[str] = []
         url: str | None = f"{self.base}/tags/list?{urlencode({'n': _PAGE})}"
+        pages = 0
         while url is not None:
+            pages += 1
+            if pages > _PAGES:
+                raise InvalidSource(
+                    f"{self.target.url}: the tag list goes on for more than {_PAGES} pages; "
+                    "refusing to read further",
+                    url=self.target.url,
+                )
             response, body = await self._get(url, self.policy.oci_manifest_bytes, "tags")
             try:
                 page = json.loads(body)
