@@ -470,6 +470,15 @@ async def test_a_repository_with_too_many_tags_is_refused(reg: FakeRegistry) -> 
         await client(reg, oci_tags=3).tags(f"oci://{HOST}/charts/redis")
 
 
+async def test_a_tag_list_that_goes_on_page_after_page_is_cut_off(
+    reg: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gitsail.source.oci._PAGES", 3)
+    reg.page = 1  # one tag per page, whatever was asked
+    with pytest.raises(InvalidSource, match="more than 3 pages"):
+        await client(reg).tags(f"oci://{HOST}/charts/redis")
+
+
 async def test_tags_of_a_missing_repository_is_not_found(reg: FakeRegistry) -> None:
     with pytest.raises(RevisionNotFound, match="NAME_UNKNOWN"):
         await client(reg).tags(f"oci://{HOST}/charts/nope")
