@@ -124,7 +124,7 @@ def kustomization(ctx: KindContext) -> _FluxKind:
 
 def ocirepository(ctx: KindContext) -> _FluxKind:
     # The Argo CD path's OCI client: one policy, one place that talks to registries.
-    inner = OCIRepositoryReconciler(ctx.kube, ctx.engine.helm_repos.oci, ctx.artifacts)
+    inner = OCIRepositoryReconciler(ctx.kube, ctx.engine.oci_charts, ctx.artifacts)
     return _FluxKind(inner, ctx)
 
 

@@ -164,7 +164,7 @@ class HelmRepoSource:
         pulled = await self.oci.pull_chart(
             ref, version, creds, skip_blob=lambda sha: (charts / sha / chart).is_dir()
         )
-        sha = pulled.layer_digest.removeprefix("sha256:")
+        sha = pulled.digest.removeprefix("sha256:")
         if pulled.data:
             self.stats.downloads += 1
             sha = hashlib.sha256(pulled.data).hexdigest()

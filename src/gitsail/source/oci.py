@@ -22,7 +22,9 @@ Tokens live for one pull. Credentials come from a username/password (Argo CD rep
 Secrets) or a ``kubernetes.io/dockerconfigjson`` Secret (``credentials_from_docker_config``).
 
 Transport: HTTPS, except for loopback hosts and when the caller asks for plain HTTP
-(Flux's ``spec.insecure``); ``RepoCredentials.insecure`` skips TLS verification. Every
+(Flux's ``spec.insecure``). ``RepoCredentials.insecure`` makes an "insecure registry" as
+Docker has them: HTTPS without verification, and plain HTTP when the registry does not
+speak TLS at all (the connection fails). Every
 request (redirects and token realms included) is checked against the operator's denied
 networks (``_urls.http_guard``), and a response body is never read past its bound:
 manifests and tag pages by ``oci_manifest_bytes``, chart layers by ``chart_archive_bytes``,
@@ -123,15 +125,16 @@ class OCIReference:
 
 @dataclass(frozen=True)
 class PulledChart:
-    """A Helm chart from a registry: its version, manifest digest and ``.tgz`` bytes.
+    """A Helm chart from a registry: its version and ``.tgz`` bytes.
 
-    ``layer_digest`` is the chart layer's (the sha256 of ``data``); ``data`` is empty only
-    when the caller's ``skip_blob`` said it has that layer already."""
+    ``digest`` is the chart layer's, i.e. ``sha256:`` of ``data`` (checked), as a chart's
+    digest is everywhere else; ``manifest_digest`` is the OCI manifest's. ``data`` is empty
+    only when the caller's ``skip_blob`` said it has that layer already."""
 
     version: str
     digest: str
     data: bytes = field(repr=False)
-    layer_digest: str = ""
+    manifest_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -300,7 +303,7 @@ class OCIClient:
             else:
                 data = await session.blob(layer, self.policy.chart_archive_bytes)
         return PulledChart(
-            version=chosen or reference, digest=digest, data=data, layer_digest=layer_digest
+            version=chosen or reference, digest=layer_digest, data=data, manifest_digest=digest
         )
 
     async def pull_artifact(
@@ -478,6 +481,10 @@ def _auth_params(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+class _NoTLS(Exception):
+    """An insecure registry refused the TLS handshake: speak plain HTTP to it instead."""
+
+
 class _Session:
     """One pull: one HTTP client, the authorization it earned, the limits of the client."""
 
@@ -494,6 +501,9 @@ class _Session:
         self.creds = creds
         self.scheme = "http" if plain_http or target.loopback else "https"
         self.base = f"{self.scheme}://{target.host}/v2/{target.repository}"
+        # An "insecure" registry, as Docker treats one: HTTPS without verification, then
+        # plain HTTP when it does not speak TLS at all.
+        self.may_downgrade = self.scheme == "https" and creds is not None and creds.insecure
         guard = http_guard(self.policy, resolve_timeout=min(client.timeout, 30.0))
         self.http = httpx.AsyncClient(
             timeout=client.timeout,
@@ -654,7 +664,14 @@ class _Session:
             headers = {"Accept": accept} if accept else {}
             if own_host and self.authorization:
                 headers["Authorization"] = self.authorization
-            response, body = await self._fetch(current, headers, limit, what)
+            try:
+                response, body = await self._fetch(current, headers, limit, what)
+            except _NoTLS:
+                self.may_downgrade = False
+                self.scheme = "http"
+                self.base = f"http://{self.target.host}/v2/{self.target.repository}"
+                current = str(httpx.URL(current).copy_with(scheme="http"))
+                continue
             if response.status_code == 401 and own_host and not authenticated:
                 authenticated = True
                 await self._authenticate(response.headers.get("www-authenticate", ""))
@@ -707,12 +724,19 @@ class _Session:
                         url=self.target.url,
                     )
                 return response, body
+        except httpx.ConnectError as exc:
+            if self.may_downgrade and httpx.URL(url).host == httpx.URL(self.base).host:
+                raise _NoTLS from None
+            raise self._unreachable(exc) from None
         except httpx.HTTPError as exc:
-            raise FetchError(
-                f"cannot reach the OCI registry {self.target.host} for {self.target.url} "
-                f"({type(exc).__name__}: {exc}); the next reconcile retries",
-                url=self.target.url,
-            ) from None
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: httpx.HTTPError) -> FetchError:
+        return FetchError(
+            f"cannot reach the OCI registry {self.target.host} for {self.target.url} "
+            f"({type(exc).__name__}: {exc}); the next reconcile retries",
+            url=self.target.url,
+        )
 
     def _raise_for_status(self, response: httpx.Response, what: str, body: bytes | None) -> None:
         code = response.status_code

@@ -293,7 +293,8 @@ async def test_chart_range_picks_the_highest_release_that_is_not_a_prerelease(
 ) -> None:
     chart = await client(reg).pull_chart(f"oci://{HOST}/charts/redis", "17.x", None)
     assert chart.version == "17.3.1"
-    assert chart.digest == reg.tags["charts/redis"]["17.3.1"]
+    assert chart.manifest_digest == reg.tags["charts/redis"]["17.3.1"]
+    assert chart.digest == sha(chart.data)  # the package's digest, as for HTTP charts
     assert unpack(chart.data) == {"redis/Chart.yaml": "version: 17.3.1"}
     assert all(r.url.scheme == "https" for r in reg.requests)  # not a loopback host
 
@@ -314,7 +315,7 @@ async def test_chart_exact_version_with_build_metadata_is_the_underscore_tag(
 async def test_chart_by_digest_reads_its_version_from_the_config(reg: FakeRegistry) -> None:
     digest = reg.tags["charts/redis"]["16.13.2"]
     chart = await client(reg).pull_chart(f"oci://{HOST}/charts/redis", digest, None)
-    assert (chart.version, chart.digest) == ("16.13.2", digest)
+    assert (chart.version, chart.manifest_digest) == ("16.13.2", digest)
 
 
 async def test_chart_version_not_there_lists_what_is(reg: FakeRegistry) -> None:
@@ -453,6 +454,29 @@ async def test_loopback_registries_and_plain_http_requests_speak_http(reg: FakeR
     assert pulled.data == b"data"
     pulled = await oci.pull_artifact(f"oci://{HOST}/apps/web", tag="v1", plain_http=True)
     assert pulled.data == b"data"
+
+
+def tls_refused(registry: FakeRegistry) -> httpx.MockTransport:
+    """A registry that speaks plain HTTP only: an HTTPS connection fails."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER]", request=request)
+        return registry.handle(request)
+
+    return httpx.MockTransport(handler)
+
+
+async def test_an_insecure_registry_without_tls_is_spoken_to_over_plain_http(
+    reg: FakeRegistry,
+) -> None:
+    oci = OCIClient(policy=OPEN, transport=tls_refused(reg))
+    insecure = RepoCredentials(url=f"oci://{HOST}", insecure=True)
+    chart = await oci.pull_chart(f"oci://{HOST}/charts/redis", "17.x", insecure)
+    assert chart.version == "17.3.1"
+    assert [r.url.scheme for r in reg.requests] == ["http"] * len(reg.requests)
+    with pytest.raises(FetchError, match="cannot reach the OCI registry"):
+        await oci.pull_chart(f"oci://{HOST}/charts/redis", "17.x", None)  # not insecure
 
 
 # -- tags ------------------------------------------------------------------------------------
