@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -420,17 +419,14 @@ class OCIRepositoryReconciler:
             what = f"the layer {pulled.layer_digest} of {pulled.url}"
             extract_layer(pulled.data, tree, what=what, policy=self.store.policy)
             rules = IgnoreRules.load(tree, repo.ignore)
-            try:
-                return self.store.archive(
-                    ARTIFACT_KIND,
-                    repo.namespace,
-                    repo.name,
-                    tree,
-                    revision=pulled.revision,
-                    ignore=rules,
-                )
-            finally:
-                shutil.rmtree(tree, ignore_errors=True)
+            return self.store.archive(
+                ARTIFACT_KIND,
+                repo.namespace,
+                repo.name,
+                tree,
+                revision=pulled.revision,
+                ignore=rules,
+            )
 
     async def _write_status(
         self, obj: Obj, current: Mapping[str, Any], status: Mapping[str, Any]

@@ -87,6 +87,13 @@ async def extract_source_artifact(
 ) -> None:
     """Unpack ``source``'s archive into the new directory ``target``."""
     shown = f"{source.kind}/{source.namespace}/{source.name}"
+    own = f"{source.kind.lower()}/{source.namespace}/{source.name}/"
+    if not source.path.startswith(own) or source.path.count("/") != 3:
+        # status is written by the controller; a path elsewhere is not this source's archive
+        raise Transient(
+            ARTIFACT_FAILED,
+            f"the artifact path {source.path!r} of '{shown}' is not one of its archives",
+        )
     try:
         if store is not None and store.local_path(source.path) is not None:
             await asyncio.to_thread(store.extract, source.path, target)
@@ -94,10 +101,9 @@ async def extract_source_artifact(
         data = await _download(source, policy)
         with tempfile.TemporaryDirectory(prefix="gitsail-artifact-") as tmp:
             scratch = ArtifactStore(Path(tmp), base_url="http://unused.invalid", policy=policy)
-            kind = source.path.split("/", 1)[0] or source.kind.lower()
             stored = await asyncio.to_thread(
                 scratch.put_file,
-                kind,
+                source.kind.lower(),
                 source.namespace,
                 source.name,
                 data,

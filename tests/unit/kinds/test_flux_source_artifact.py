@@ -144,3 +144,15 @@ async def test_without_a_local_store_the_artifact_is_downloaded_and_checked(
         await extract_source_artifact(
             remote, tmp_path / "small", store=None, policy=Policy(artifact_bytes=10)
         )
+
+
+async def test_an_artifact_path_of_another_object_is_refused(
+    stored: tuple[ArtifactStore, SourceArtifact], tmp_path: Path
+) -> None:
+    store, artifact = stored
+    other = SourceArtifact(
+        **{**artifact.__dict__, "name": "other", "kind": "OCIRepository"}
+    )  # status naming app's archive from another object
+    with pytest.raises(Transient, match="is not one of its archives"):
+        await extract_source_artifact(other, tmp_path / "out", store=store)
+    assert not (tmp_path / "out").exists()
