@@ -60,6 +60,10 @@ class Policy:
     helm_index_bytes: int = 64 * MiB  # one index download
     # Parsed indexes kept in memory, shared by every chart of a repository (their raw size).
     helm_index_cache_bytes: int = 256 * MiB
+    # --- OCI registries (charts and Flux OCIRepository artifacts) ---
+    oci_manifest_bytes: int = 4 * MiB  # a manifest, a page of tags, a chart's config blob
+    oci_tags: int = 10_000  # tags listed to resolve a version range or "latest"
+    oci_layer_bytes: int = 256 * MiB  # one layer pulled for an OCIRepository (in memory)
     # --- YAML read from a repository, a chart's output or a tool's output ---
     yaml_document_bytes: int = 32 * MiB
     yaml_aliases: int = 10_000

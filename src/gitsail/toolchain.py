@@ -86,6 +86,10 @@ def _kustomize_ldflags(version: str) -> list[str]:
     return [f"-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/{version}"]
 
 
+def _distribution_ldflags(version: str) -> list[str]:
+    return [f"-X github.com/distribution/distribution/v3/version.version={version}"]
+
+
 def _kwok_ldflags(version: str) -> list[str]:
     return [f"-X sigs.k8s.io/kwok/pkg/consts.Version={version.lstrip('v')}"]
 
@@ -190,6 +194,15 @@ TOOLS: tuple[Tool, ...] = (
         version_module="github.com/google/go-jsonnet",
         packages=("github.com/google/go-jsonnet/cmd/jsonnet",),
         binaries=("jsonnet",),
+    ),
+    # The CNCF OCI registry: what the OCI tests push charts and manifests to (dev/registry.py).
+    Tool(
+        name="distribution",
+        module_dir="registry",
+        version_module="github.com/distribution/distribution/v3",
+        packages=("github.com/distribution/distribution/v3/cmd/registry",),
+        binaries=("registry",),
+        ldflags=_distribution_ldflags,
     ),
 )
 

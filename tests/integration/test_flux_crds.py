@@ -65,6 +65,7 @@ FLUX_CRDS = {
     "helmcharts.source.toolkit.fluxcd.io",
     "helmrepositories.source.toolkit.fluxcd.io",
     "kustomizations.kustomize.toolkit.fluxcd.io",
+    "ocirepositories.source.toolkit.fluxcd.io",
     "receivers.notification.toolkit.fluxcd.io",
 }
 

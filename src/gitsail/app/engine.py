@@ -75,6 +75,7 @@ from gitsail.source import (
     known_hosts_from,
     match_credentials,
 )
+from gitsail.source.oci import OCIClient
 from gitsail.sync.engine import (
     Changes,
     Checkpoint,
@@ -352,6 +353,12 @@ class AppEngine:
     def kube(self) -> Kube:
         """The control-plane client (the name callers used before the split)."""
         return self.control
+
+    @property
+    def oci_charts(self) -> OCIClient:
+        """The OCI registry client of ``helm_repos`` (Flux's HelmCharts of OCI repositories
+        pull through it too: one client, one policy)."""
+        return self.helm_repos.oci
 
     @property
     def cluster(self) -> Kube:

@@ -1,5 +1,5 @@
-"""The Flux kinds on the controller's registry: GitRepository, Kustomization, Receiver,
-HelmRepository, HelmChart.
+"""The Flux kinds on the controller's registry: GitRepository, OCIRepository, HelmRepository,
+HelmChart, Kustomization, Receiver.
 
 Each kind's reconciler lives with its adapter in ``gitsail.kinds`` and knows nothing of the
 controller; this module builds them from a ``KindContext`` (the same ``GitSource`` as the
@@ -32,12 +32,20 @@ from gitsail.kinds.flux_helmchart import parse_helm_chart
 from gitsail.kinds.flux_helmchart_reconciler import HelmChartReconciler, OCICharts
 from gitsail.kinds.flux_helmrepository_reconciler import HelmRepositoryReconciler
 from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, KustomizationReconciler
+from gitsail.kinds.flux_ocirepository_reconciler import OCIRepositoryReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
 from gitsail.kube import KubeError
 from gitsail.model import Obj
 from gitsail.sync import Inventory
 
-__all__ = ["gitrepository", "helmchart", "helmrepository", "kustomization", "receiver"]
+__all__ = [
+    "gitrepository",
+    "helmchart",
+    "helmrepository",
+    "kustomization",
+    "ocirepository",
+    "receiver",
+]
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +149,15 @@ def kustomization(ctx: KindContext) -> _FluxKind:
         git=ctx.engine.git,
         renderer=ctx.engine.renderer,
         policy=ctx.engine.git.policy,
+        artifacts=ctx.artifacts,  # OCIRepository sources are read from the store
     )
     return _Kustomizations(inner, ctx)
+
+
+def ocirepository(ctx: KindContext) -> _FluxKind:
+    # The Argo CD path's OCI client: one policy, one place that talks to registries.
+    inner = OCIRepositoryReconciler(ctx.kube, ctx.engine.oci_charts, ctx.artifacts)
+    return _FluxKind(inner, ctx)
 
 
 def receiver(ctx: KindContext) -> _FluxKind:

@@ -135,6 +135,7 @@ class ControllerOptions:
 # callable taking a ``KindContext``). A module that does not exist is skipped.
 FLUX_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.flux", "gitrepository"),
+    ("gitsail.controller.flux", "ocirepository"),
     ("gitsail.controller.flux", "kustomization"),
     ("gitsail.controller.flux", "receiver"),
     ("gitsail.controller.flux", "helmrepository"),

@@ -10,6 +10,9 @@ Modules::
     argo_application     argoproj.io Application (v1alpha1) -> app.model.Delivery (App);
                          its status written through the engine's KindAdapter seam
     flux_gitrepository   source.toolkit.fluxcd.io GitRepository (v1, v1beta2) -> SourceRef
+    flux_ocirepository   source.toolkit.fluxcd.io OCIRepository (v1, v1beta2) -> OCIRepository;
+                         its reconciler pulls a layer into the ArtifactStore
+    flux_source_artifact a Kustomization's non-Git source, unpacked from its artifact
     flux_kustomization   kustomize.toolkit.fluxcd.io Kustomization (v1, v1beta2)
                          -> ObjectRef + RenderSpec + SyncPolicy + HealthCheck + Dependency
     flux_substitute      postBuild variable substitution (pure)

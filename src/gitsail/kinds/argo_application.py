@@ -262,6 +262,10 @@ class App(Delivery):
         except RenderError as exc:
             render_problem = str(exc)
         chart = source.get("chart")
+        repo_url = str(source.get("repoURL", ""))
+        if not chart and repo_url.lower().startswith("oci://"):
+            # Argo CD's OCI source: the repository names the chart (its last segment).
+            chart = repo_url.rstrip("/").rsplit("/", 1)[-1]
         helm = source.get("helm") if isinstance(source.get("helm"), Mapping) else {}
         history_limit = spec.get("revisionHistoryLimit")
         raw = obj if isinstance(obj, dict) else dict(obj)
@@ -272,7 +276,7 @@ class App(Delivery):
             name=name,
             generation=int(meta.get("generation") or 0),
             source=SourceRef(
-                url=str(source.get("repoURL", "")),
+                url=repo_url,
                 revision=str(source.get("targetRevision") or "HEAD"),
                 path=str(source.get("path") or "."),
                 chart=str(chart) if chart else "",

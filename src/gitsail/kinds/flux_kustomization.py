@@ -18,9 +18,10 @@ Flux's rules, as its documentation states them (kustomize-controller
   later source over an earlier one (``gitsail.kinds.flux_substitute``).
 
 Refused with a message (not implemented yet): ``decryption`` (SOPS), ``kubeConfig`` (other
-clusters), a ``sourceRef`` other than a ``GitRepository``, and ``v1beta2``'s
-``patchesStrategicMerge`` / ``patchesJson6902`` (removed in ``v1``: move them to
-``spec.patches``). ``v1beta2``'s ``validation`` is accepted and has no effect, as in Flux
+clusters), a ``sourceRef`` other than a ``GitRepository`` or an ``OCIRepository`` (read from
+its artifact, ``flux_source_artifact``), and ``v1beta2``'s ``patchesStrategicMerge`` /
+``patchesJson6902`` (removed in ``v1``: move them to ``spec.patches``). ``v1beta2``'s
+``validation`` is accepted and has no effect, as in Flux
 since it became deprecated (server-side apply validates).
 """
 
@@ -136,9 +137,11 @@ def _source_ref(ref: Fields, namespace: str, *, required: bool) -> ObjectRef:
     kind = ref.need_string("kind")
     if kind not in _SOURCE_KINDS:
         raise SpecError(ref.at("kind"), f"{shown(kind)} is not one of {', '.join(_SOURCE_KINDS)}")
-    if kind != "GitRepository":
+    if kind not in ("GitRepository", "OCIRepository"):
         raise UnsupportedField(
-            ref.at("kind"), f"{kind} sources are not implemented by gitsail yet (use GitRepository)"
+            ref.at("kind"),
+            f"{kind} sources are not implemented by gitsail yet (use GitRepository or "
+            "OCIRepository)",
         )
     name = ref.need_string("name", pattern=_DNS_SUBDOMAIN)
     source_ns = ref.string("namespace", pattern=_DNS_LABEL) or namespace

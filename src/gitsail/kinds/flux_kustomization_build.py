@@ -48,6 +48,7 @@ from pathlib import Path
 from gitsail.kinds.errors import SpecError, SubstitutionError
 from gitsail.kinds.flux_gitrepository import GitRepository, parse_git_repository
 from gitsail.kinds.flux_kustomization import Kustomization
+from gitsail.kinds.flux_source_artifact import extract_source_artifact, read_source_artifact
 from gitsail.kinds.flux_sourceignore import included_files
 from gitsail.kinds.flux_substitute import substitute_objects, variables, variables_from
 from gitsail.kinds.records import CommonMetadata, Include, ObjectRef, RenderSpec
@@ -64,6 +65,7 @@ from gitsail.render import (
     generate_kustomization,
 )
 from gitsail.source import GitSource, RepoCredentials, SourceError
+from gitsail.source.artifacts import ArtifactStore
 from gitsail.source.credentials import secret_values
 
 __all__ = [
@@ -105,9 +107,13 @@ def commit_of(revision: str) -> str | None:
     return match.group("a") or match.group("b")
 
 
-async def read_source(kube: Kube, ks: Kustomization) -> tuple[GitRepository, str]:
-    """The Kustomization's GitRepository (parsed) and its artifact revision."""
+async def read_source(kube: Kube, ks: Kustomization) -> tuple[GitRepository | None, str]:
+    """The Kustomization's GitRepository (parsed; None for other kinds) and its artifact
+    revision."""
     ref = ks.source
+    if ref.kind != "GitRepository":  # read from its artifact (flux_source_artifact)
+        source = ObjectRef(ref.kind, ref.name, ref.namespace or ks.namespace)
+        return None, (await read_source_artifact(kube, source)).revision
     return await _read_git_repository(
         kube, ObjectRef(ref.kind, ref.name, ref.namespace or ks.namespace)
     )
@@ -297,9 +303,13 @@ async def build(
     git: GitSource,
     renderer: Renderer,
     policy: Policy = DEFAULT_POLICY,
+    artifacts: ArtifactStore | None = None,
 ) -> Build:
     """Fetch, render and substitute; raises ``Transient`` / ``Stalled`` with Flux's reasons."""
+    if ks.source.kind != "GitRepository":
+        return await _build_from_artifact(kube, ks, renderer, policy, artifacts)
     repo, revision = await read_source(kube, ks)
+    assert repo is not None
     sha = commit_of(revision)
     if sha is None:
         raise Transient(
@@ -328,6 +338,34 @@ async def build(
         )
         rendered = await _kustomize(ks, artifact, renderer, where + revision)
     return await _post_build(kube, ks, rendered, revision, policy)
+
+
+async def _build_from_artifact(
+    kube: Kube,
+    ks: Kustomization,
+    renderer: Renderer,
+    policy: Policy,
+    artifacts: ArtifactStore | None,
+) -> Build:
+    """Steps 2-4 on the unpacked artifact of a non-Git source (``flux_source_artifact``)."""
+    ref = ks.source
+    source = await read_source_artifact(
+        kube, ObjectRef(ref.kind, ref.name, ref.namespace or ks.namespace)
+    )
+    with tempfile.TemporaryDirectory(dir=renderer.work_dir, prefix="flux-") as tmp:
+        root = Path(tmp) / "src"
+        await extract_source_artifact(source, root, store=artifacts, policy=policy)
+        artifact = Artifact(
+            url=source.url,
+            revision=source.revision,
+            requested=source.revision,
+            root=root,
+            path=ks.render.path,
+            digest="",
+        )
+        where = f"./{ks.render.path} is not a directory in {ref.kind} {ref.name} at "
+        rendered = await _kustomize(ks, artifact, renderer, where + source.revision)
+    return await _post_build(kube, ks, rendered, source.revision, policy)
 
 
 async def build_local(

@@ -99,6 +99,7 @@ from gitsail.model import Obj, ResourceKey
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render import Renderer
 from gitsail.source import GitSource
+from gitsail.source.artifacts import ArtifactStore
 from gitsail.sync import FluxLabels, Inventory, SyncOptions, SyncRequest, SyncResult, run_sync
 
 __all__ = [
@@ -206,6 +207,7 @@ class KustomizationReconciler:
         git: GitSource,
         renderer: Renderer,
         policy: Policy = DEFAULT_POLICY,
+        artifacts: ArtifactStore | None = None,
         target: Kube | None = None,
         poll_interval: float = 1.0,
         now: Callable[[], str] = _now,
@@ -217,6 +219,7 @@ class KustomizationReconciler:
         self.git = git
         self.renderer = renderer
         self.policy = policy
+        self.artifacts = artifacts  # where OCIRepository sources' archives are
         self.poll_interval = poll_interval
         self._now = now
         self._monotonic = monotonic
@@ -273,7 +276,14 @@ class KustomizationReconciler:
         _, revision = await read_source(self.kube, ks)
         status["lastAttemptedRevision"] = revision
         await self._check_dependencies(ks, obj)
-        built = await build(self.kube, ks, git=self.git, renderer=self.renderer, policy=self.policy)
+        built = await build(
+            self.kube,
+            ks,
+            git=self.git,
+            renderer=self.renderer,
+            policy=self.policy,
+            artifacts=self.artifacts,
+        )
         run.digest, run.revision = _digest(built.objects), built.revision
         inventory = _inventory_of(obj)
         target = self._target_for(ks)

@@ -7,6 +7,11 @@ syntax as git tags, or the latest stable release for ``""``/``*`` — downloads 
 checks the digest, and unpacks it once into ``charts/<sha256 of the tgz>/``. When the index
 gives a digest and that directory already exists, nothing is downloaded.
 
+Charts in OCI registries (an ``oci://`` URL, or Argo CD's ``repoURL`` without a scheme and a
+repository Secret with ``enableOCI: "true"``) are pulled with ``OCIClient.pull_chart`` and
+unpacked the same way; the chart layer's digest is the package's sha256, so a chart already
+unpacked is not downloaded again (the manifest is read each time, as the index is).
+
 Credentials (basic auth or a bearer token) are sent to the repository's own origin only,
 as Helm does unless ``--pass-credentials`` is given: a chart hosted elsewhere is fetched
 without them.
@@ -70,6 +75,7 @@ from gitsail.source.errors import (
     RevisionNotFound,
 )
 from gitsail.source.git import default_cache_dir
+from gitsail.source.oci import OCIClient
 from gitsail.source.semver import (
     Version,
     is_semver_constraint,
@@ -84,6 +90,8 @@ __all__ = [
     "HelmStats",
     "IndexCache",
     "TLSConfig",
+    "is_oci_repository",
+    "oci_chart_ref",
     "pack_chart",
     "pick_chart_version",
     "unpack_chart",
@@ -189,11 +197,14 @@ class HelmRepoSource:
         self.indexes = IndexCache(self.policy.helm_index_cache_bytes)
         self._locks: dict[str, asyncio.Lock] = {}
         self._parsing: dict[str, asyncio.Future[HelmIndex]] = {}
+        self.oci = OCIClient(policy=self.policy, timeout=timeout)
 
     async def fetch_chart(
         self, repo_url: str, chart: str, version: str, creds: RepoCredentials | None = None
     ) -> Artifact:
         """The chart ``chart`` at ``version`` (exact, semver range, or ``""``/``*`` = latest)."""
+        if is_oci_repository(repo_url, creds):
+            return await self._fetch_oci_chart(repo_url, chart, version, creds)
         clean, from_url = _split_credentials(repo_url)
         creds = creds if creds is not None else from_url
         shown = redact_url(clean)
@@ -242,6 +253,30 @@ class HelmRepoSource:
             )
         root = await self._unpack(data, sha, chart, f"{shown} chart {chart} {chosen}")
         artifact = _artifact(shown, chart, chosen, requested, root, sha)
+        self.cache.lease(root, artifact)
+        return artifact
+
+    async def _fetch_oci_chart(
+        self, repo_url: str, chart: str, version: str, creds: RepoCredentials | None
+    ) -> Artifact:
+        """The chart from an OCI registry (``OCIClient``), unpacked like an HTTP one; the
+        layer's digest is the package's sha256, so a chart already unpacked is not pulled."""
+        ref = oci_chart_ref(repo_url, chart)
+        if not _CHART_NAME.match(chart):
+            raise InvalidSource(f"chart name {chart!r} for {ref} is not a valid chart name")
+        charts = self.cache_dir / "charts"
+        self.stats.index_fetches += 1
+        pulled = await self.oci.pull_chart(
+            ref, version, creds, skip_blob=lambda sha: (charts / sha / chart).is_dir()
+        )
+        sha = pulled.digest.removeprefix("sha256:")
+        if pulled.data:
+            self.stats.downloads += 1
+            sha = hashlib.sha256(pulled.data).hexdigest()
+            root = await self._unpack(pulled.data, sha, chart, f"{ref} {pulled.version}")
+        else:
+            root = charts / sha
+        artifact = _artifact(ref, chart, pulled.version, version.strip(), root, sha)
         self.cache.lease(root, artifact)
         return artifact
 
@@ -457,6 +492,25 @@ class HelmRepoSource:
                 raise
             await self.cache.record(target)
             return target
+
+
+def is_oci_repository(repo_url: str, creds: RepoCredentials | None) -> bool:
+    """An ``oci://`` URL, or (Argo CD) a URL without a scheme whose repository Secret says
+    ``enableOCI: "true"``."""
+    url = repo_url.strip()
+    return url.lower().startswith("oci://") or (
+        creds is not None and creds.enable_oci and "://" not in url
+    )
+
+
+def oci_chart_ref(repo_url: str, chart: str) -> str:
+    """``oci://host/path/chart`` for a chart of the OCI repository ``repo_url``. Argo CD's
+    ``repoURL: host/path`` + ``chart`` appends the chart; ``repoURL: oci://host/path/chart``
+    already names it (its last path segment is the chart)."""
+    url = repo_url.strip().rstrip("/")
+    if url.lower().startswith("oci://"):
+        return url if url.rsplit("/", 1)[-1] == chart else f"{url}/{chart}"
+    return f"oci://{url}/{chart}"
 
 
 def _split_credentials(repo_url: str) -> tuple[str, RepoCredentials | None]:

@@ -85,3 +85,15 @@ def test_jsonnet_is_the_go_jsonnet_argo_cd_evaluates_with() -> None:
     assert tool.version.startswith("v0.")
     assert tool.path.name == f"jsonnet-{tool.version}"
     assert toolchain._tool_for_binary("jsonnet") is tool
+
+
+def test_the_oci_registry_is_pinned_like_the_other_tools() -> None:
+    registry = next(t for t in toolchain.TOOLS if t.name == "distribution")
+    assert registry.binaries == ("registry",)
+    assert registry.packages == ("github.com/distribution/distribution/v3/cmd/registry",)
+    version = registry.version  # read from tools/registry/go.mod, the pin's one home
+    assert version.startswith("v3.")
+    assert registry.path.name == f"distribution-{version}"
+    assert f"-X github.com/distribution/distribution/v3/version.version={version}" in (
+        registry.ldflags(version)
+    )

@@ -118,6 +118,21 @@ def test_a_helm_repository_chart_is_a_source_with_a_chart_and_value_files() -> N
     assert app.render.helm == HelmOptions(release_name="cache", value_files=("values-prod.yaml",))
 
 
+def test_an_oci_repo_url_names_its_chart_in_its_last_segment() -> None:
+    app = App.from_application(
+        application(
+            source={
+                "repoURL": "oci://registry-1.docker.io/bitnamicharts/nginx",
+                "path": ".",
+                "targetRevision": "15.9.0",
+            }
+        )
+    )
+    assert app.source.url == "oci://registry-1.docker.io/bitnamicharts/nginx"
+    assert app.source.chart == "nginx"
+    assert app.source.is_helm_repo
+
+
 def test_the_inventory_is_read_from_status_resources() -> None:
     obj = application()
     obj["status"] = {

@@ -160,7 +160,7 @@ def test_malformed_fields_are_refused_with_their_path(spec: dict[str, Any], mess
     [
         ({"decryption": {"provider": "sops"}}, "spec.decryption"),
         ({"kubeConfig": {"secretRef": {"name": "k"}}}, "spec.kubeConfig"),
-        ({"sourceRef": {"kind": "OCIRepository", "name": "x"}}, "spec.sourceRef.kind"),
+        ({"sourceRef": {"kind": "Bucket", "name": "x"}}, "spec.sourceRef.kind"),
         ({"patchesStrategicMerge": [{"kind": "X"}]}, "spec.patchesStrategicMerge"),
         ({"patchesJson6902": [{"patch": []}]}, "spec.patchesJson6902"),
     ],
