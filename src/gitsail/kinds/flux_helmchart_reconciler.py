@@ -75,6 +75,7 @@ from gitsail.source.helm import (
     pick_chart_version,
     unpack_chart,
 )
+from gitsail.source.oci import PulledChart
 
 __all__ = ["HelmChartReconciler", "OCICharts", "PulledChart", "merge_values"]
 
@@ -91,15 +92,6 @@ CHART_PULL_ERROR = "ChartPullError"
 CHART_PACKAGE_ERROR = "ChartPackageError"
 SOURCE_UNAVAILABLE = "SourceUnavailable"
 BUILD_FAILED = "BuildFailed"
-
-
-@dataclass(frozen=True)
-class PulledChart:
-    """A chart pulled from an OCI registry: its version, the digest of ``data`` (the .tgz)."""
-
-    version: str
-    digest: str
-    data: bytes
 
 
 class OCICharts(Protocol):

@@ -56,6 +56,7 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
         "HelmChart",
         "HelmRepository",
         "Kustomization",
+        "OCIRepository",
         "Receiver",
     }
 
