@@ -1,0 +1,97 @@
+"""The Argo CD kinds beside the Application on the controller's registry: ApplicationSet.
+
+Built from a ``KindContext`` like the Flux kinds (``controller/flux.py``): the reconciler
+lives in ``gitsail.kinds.argo_applicationset_reconciler`` and knows nothing of the
+controller. This module adds what the controller owns:
+
+- a watch of the cluster Secrets (``argocd.argoproj.io/secret-type=cluster``) of the
+  control namespace, started on the first pass: the clusters generator reads it instead of
+  listing Secrets on every pass, and any change to a cluster Secret queues every
+  ApplicationSet this replica has seen (``KindContext.enqueue``);
+- a resync when the set asks for none (no git generator): an Application deleted by hand
+  is made again within ``timeout.reconciliation``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, ObjectKey
+from gitsail.kinds.argo_applicationset import API_VERSION, KIND
+from gitsail.kinds.argo_applicationset_reconciler import (
+    CLUSTER_SECRETS,
+    FIELD_MANAGER,
+    ApplicationSetReconciler,
+    ClusterSources,
+)
+from gitsail.kube import KubeError
+from gitsail.kube.cache import WatchCache
+from gitsail.model import Obj
+
+__all__ = ["applicationset"]
+
+log = logging.getLogger(__name__)
+
+
+class _ApplicationSets(KindDefaults):
+    field_manager = FIELD_MANAGER
+
+    def __init__(self, ctx: KindContext) -> None:
+        self.api = KindAPI(API_VERSION, KIND)
+        self.ctx = ctx
+        self.control_namespace = ctx.settings.control_namespace
+        self.resync = ctx.settings.resync
+        self.secrets: WatchCache | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self.seen: set[ObjectKey] = set()
+        sources = ClusterSources(
+            ctx.kube, ctx.engine.git, self.control_namespace, cluster_secrets=self._secrets
+        )
+        self.inner = ApplicationSetReconciler(
+            ctx.kube, sources, policy=ctx.engine.git.policy, field_manager=FIELD_MANAGER
+        )
+
+    async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
+        self.seen.add(ObjectKey.of(obj))
+        delay = await self.inner.reconcile(obj, reasons)
+        return self.resync if delay is None else delay
+
+    def forget(self, key: ObjectKey) -> None:
+        self.seen.discard(key)
+
+    async def _secrets(self) -> list[Obj]:
+        if self.secrets is None:
+            cache = WatchCache(
+                self.ctx.kube, "v1", "Secret", self.control_namespace, CLUSTER_SECRETS
+            )
+            try:
+                await cache.start()
+            except KubeError as exc:
+                log.warning("cannot watch cluster Secrets (%s); listing them each pass", exc)
+                return await self.ctx.kube.list(
+                    "v1", "Secret", self.control_namespace, label_selector=CLUSTER_SECRETS
+                )
+            self.secrets = cache
+            self._pump = asyncio.create_task(self._wake_on_change(cache), name="pump-clusters")
+        return self.secrets.items()
+
+    async def _wake_on_change(self, cache: WatchCache) -> None:
+        queue = cache.subscribe()
+        try:
+            while True:
+                event = await queue.get()
+                if event.type == "BOOKMARK" or self.ctx.enqueue is None:
+                    continue
+                name = (event.object.get("metadata") or {}).get("name")
+                for key in sorted(self.seen):
+                    self.ctx.enqueue(key, f"cluster-secret:{name}")
+        finally:
+            cache.unsubscribe(queue)
+            with contextlib.suppress(Exception):
+                await cache.stop()
+
+
+def applicationset(ctx: KindContext) -> _ApplicationSets:
+    return _ApplicationSets(ctx)
