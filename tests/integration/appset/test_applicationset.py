@@ -394,3 +394,43 @@ async def test_a_large_deletion_is_withheld_until_a_good_result_returns(
     assert found["ResourcesUpToDate"]["reason"] == "DeletionWithheld"
     await r.reconcile(await apply_set(api, list_set(namespace, ("a", "b", "c"), **spec)))
     assert await app_names(api, namespace) == ["app-a", "app-b", "app-c"]
+
+
+async def test_a_new_cluster_secret_wakes_a_clusters_set_in_the_controller(
+    api: Kube, release_apps: str, tmp_path: Path, crds_installed: None
+) -> None:
+    namespace = release_apps
+    obj = list_set(namespace, ())
+    obj["spec"]["generators"] = [{"clusters": {"selector": {"matchLabels": {"tier": "edge"}}}}]
+    obj["spec"]["template"]["metadata"]["name"] = "edge-{{name}}"
+    running = await start_controller(api, namespace, tmp_path)
+    try:
+        await api.create(obj)
+
+        async def generated_none() -> bool:
+            found = await conditions(api, namespace, "envs")
+            return found.get("ParametersGenerated", {}).get("status") == "True"
+
+        await eventually(generated_none, what="a first pass")
+        assert await app_names(api, namespace) == []
+        await api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": "edge-1",
+                    "namespace": namespace,
+                    "labels": {"argocd.argoproj.io/secret-type": "cluster", "tier": "edge"},
+                },
+                "stringData": {"name": "edge1", "server": "https://edge1.example:6443"},
+            }
+        )
+
+        async def made() -> list[str] | None:
+            names = await app_names(api, namespace)
+            return names or None
+
+        # Well before the controller's resync (30 s): the Secret watch woke the set.
+        assert await eventually(made, timeout=15, what="edge-edge1") == ["edge-edge1"]
+    finally:
+        await stop_controller(running)
