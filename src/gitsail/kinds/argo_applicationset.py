@@ -50,6 +50,7 @@ __all__ = [
     "MatrixGenerator",
     "MergeGenerator",
     "RenderError",
+    "RolloutStep",
     "flatten",
     "parse_applicationset",
     "parse_generator",
@@ -143,6 +144,24 @@ class MergeGenerator:
     children: tuple[Obj, ...]
 
 
+@dataclass(frozen=True)
+class RolloutStep:
+    """One step of ``strategy.rollingSync.steps``: the Applications whose labels match,
+    at most ``max_update`` of them syncing at once (an int, or a percentage of the step)."""
+
+    selector: LabelSelector
+    max_update: int | str | None = None
+
+    def limit(self, apps: int) -> int:
+        value = self.max_update
+        if value is None:
+            return apps
+        if isinstance(value, str):
+            share = float(value.rstrip("%")) / 100
+            return max(1, int(apps * share)) if share > 0 else 0
+        return value
+
+
 GeneratorSpec = ListGenerator | ClustersGenerator | GitGenerator | MatrixGenerator | MergeGenerator
 
 
@@ -178,6 +197,7 @@ class AppSet:
     template_patch: str
     applications_sync: str  # one of APPLICATIONS_SYNC
     preserve_resources: bool
+    rolling: tuple[RolloutStep, ...] | None = None  # strategy RollingSync: its steps
 
     @property
     def subject(self) -> str:
@@ -249,11 +269,7 @@ def _parse(obj: Obj, meta: Mapping[str, Any]) -> AppSet:
     preserve = policy.get("preserveResourcesOnDeletion", False)
     if not isinstance(preserve, bool):
         raise SpecError("spec.syncPolicy.preserveResourcesOnDeletion", "must be true or false")
-    strategy = spec.get("strategy")
-    if isinstance(strategy, dict) and strategy.get("type") not in (None, "", "AllAtOnce"):
-        raise UnsupportedField(
-            "spec.strategy.type", f"{strategy.get('type')!r}: progressive syncs are not built yet"
-        )
+    rolling = _strategy(spec.get("strategy"))
     if spec.get("ignoreApplicationDifferences"):
         raise UnsupportedField("spec.ignoreApplicationDifferences", "not implemented yet")
     generation = meta.get("generation")
@@ -269,6 +285,7 @@ def _parse(obj: Obj, meta: Mapping[str, Any]) -> AppSet:
         template_patch=patch,
         applications_sync=applications_sync,
         preserve_resources=preserve,
+        rolling=rolling,
     )
 
 
@@ -322,6 +339,38 @@ def parse_generator(raw: Any, where: str) -> Generator:
     if not isinstance(template, dict):
         raise SpecError(f"{here}.template", "must be an object")
     return Generator(spec, template, _selector(raw.get("selector"), f"{where}.selector"))
+
+
+def _strategy(raw: Any) -> tuple[RolloutStep, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError("spec.strategy", "must be an object")
+    kind = raw.get("type") or "AllAtOnce"
+    if kind == "AllAtOnce":
+        return None
+    if kind != "RollingSync":
+        raise UnsupportedField("spec.strategy.type", f"{kind!r}: use AllAtOnce or RollingSync")
+    body = raw.get("rollingSync") or {}
+    if not isinstance(body, dict):
+        raise SpecError("spec.strategy.rollingSync", "must be an object")
+    steps = []
+    for i, step in enumerate(_list(body, "steps", "spec.strategy.rollingSync")):
+        where = f"spec.strategy.rollingSync.steps[{i}]"
+        if not isinstance(step, dict):
+            raise SpecError(where, "must be an object")
+        selector = _selector({"matchExpressions": step.get("matchExpressions") or []}, where)
+        max_update = step.get("maxUpdate")
+        if isinstance(max_update, bool) or not (
+            max_update is None
+            or (isinstance(max_update, int) and max_update >= 0)
+            or (isinstance(max_update, str) and re.fullmatch(r"\d+(\.\d+)?%", max_update))
+        ):
+            raise SpecError(f"{where}.maxUpdate", "must be a count or a percentage ('25%')")
+        steps.append(RolloutStep(selector, max_update))
+    if not steps:
+        raise SpecError("spec.strategy.rollingSync.steps", "RollingSync needs at least one step")
+    return tuple(steps)
 
 
 def _git(body: Mapping[str, Any], here: str) -> GitGenerator:

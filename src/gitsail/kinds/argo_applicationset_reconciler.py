@@ -53,6 +53,11 @@ from gitsail.kinds.argo_applicationset_generators import (
     cluster_from_secret,
     generate,
 )
+from gitsail.kinds.argo_applicationset_rollout import (
+    plan,
+    sync_operation,
+    without_automated_sync,
+)
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.status import Condition, put_condition
 from gitsail.kube import KubeError, NotFound
@@ -87,6 +92,8 @@ VALIDATION_ERROR = "ApplicationValidationError"
 APPLY_ERROR = "ApplicationApplyError"
 DELETE_ERROR = "DeleteApplicationError"
 DELETION_WITHHELD = "DeletionWithheld"  # gitsail's: over Policy.appset_delete_share
+ROLLOUT_PROGRESSING = "RolloutProgressing"
+ROLLOUT_RETRY = 10.0  # a RollingSync in progress looks at its Applications this often
 
 
 class ControlPlane(Protocol):
@@ -258,6 +265,8 @@ class ApplicationSetReconciler:
             if name in owned and not appset.may_update:
                 current[name] = owned[name]
                 continue
+            if appset.rolling is not None:
+                app = without_automated_sync(app)  # the set syncs them, step by step
             try:
                 current[name] = await self.kube.apply(app, self.field_manager, force=True)
             except KubeError as exc:
@@ -286,11 +295,40 @@ class ApplicationSetReconciler:
             current.update({n: owned[n] for n in gone})  # kept by the policy: still the set's
         conditions = self._conditions(conditions, appset, errors, withheld, len(owned), now)
         new = {**status, "conditions": conditions, "resources": _resources(current.values())}
+        requeue = generated.requeue_after
+        if appset.rolling is not None:
+            by_name = {a["metadata"]["name"]: a for a in desired}
+            apps = [current[n] for n in by_name if n in current]
+            rollout = plan(appset.rolling, apps, status.get("applicationStatus") or [], now)
+            for name in rollout.sync:
+                try:
+                    await self.kube.merge_patch(
+                        API_VERSION,
+                        APPLICATION,
+                        name,
+                        sync_operation(by_name[name]),
+                        appset.namespace,
+                        field_manager=self.field_manager,
+                    )
+                except KubeError as exc:
+                    log.warning("%s: cannot sync %s: %s", appset.subject, name, exc)
+            new["applicationStatus"] = list(rollout.statuses)
+            progressing = Condition(
+                ROLLOUT_PROGRESSING,
+                "False" if rollout.done else "True",
+                "ApplicationSetRolloutComplete" if rollout.done else "ApplicationSetModified",
+                "Complete" if rollout.done else f"syncing step by step ({len(rollout.sync)} now)",
+            )
+            new["conditions"] = put_condition(new["conditions"], progressing, now)
+            if not rollout.done:
+                requeue = ROLLOUT_RETRY if requeue is None else min(requeue, ROLLOUT_RETRY)
+        else:
+            new.pop("applicationStatus", None)
         await self._write(obj, status, new)
         self.last[key] = PassResult(
             tuple(applied), tuple(deleted), tuple(withheld), "; ".join(errors)
         )
-        return generated.requeue_after
+        return requeue
 
     async def finalize(self, obj: Obj) -> float | None:
         # The apps go with the set by their owner references (garbage collection).

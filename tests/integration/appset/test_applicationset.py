@@ -434,3 +434,54 @@ async def test_a_new_cluster_secret_wakes_a_clusters_set_in_the_controller(
         assert await eventually(made, timeout=15, what="edge-edge1") == ["edge-edge1"]
     finally:
         await stop_controller(running)
+
+
+async def test_rolling_sync_delivers_step_by_step_through_the_controller(
+    api: Kube, release_apps: str, git_repo: Workdir, tmp_path: Path, crds_installed: None
+) -> None:
+    namespace = release_apps
+    git_repo.commit_and_push(overlays(("development", "production")), "overlays")
+    obj = article(_plain_url(git_repo.remote), namespace)
+    obj["spec"]["generators"][0]["list"]["elements"] = [
+        {"cluster": "development", "url": "https://kubernetes.default.svc"},
+        {"cluster": "production", "url": "https://kubernetes.default.svc"},
+    ]
+    obj["spec"]["template"]["metadata"]["labels"] = {"env": "{{cluster}}"}
+    obj["spec"]["template"]["spec"]["syncPolicy"] = {"automated": {"prune": True}}
+    obj["spec"]["strategy"] = {
+        "type": "RollingSync",
+        "rollingSync": {
+            "steps": [
+                {"matchExpressions": [{"key": "env", "operator": "In", "values": ["development"]}]},
+                {"matchExpressions": [{"key": "env", "operator": "In", "values": ["production"]}]},
+            ]
+        },
+    }
+    running = await start_controller(api, namespace, tmp_path)
+    try:
+        await api.create(obj)
+
+        async def complete() -> Obj | None:
+            found = await conditions(api, namespace, "myapp")
+            done = found.get("RolloutProgressing", {}).get("status") == "False"
+            return await api.get(V1A1, "ApplicationSet", "myapp", namespace) if done else None
+
+        final = await eventually(complete, timeout=90, what="the rollout to complete")
+        assert [
+            (s["application"], s["status"], s["step"]) for s in final["status"]["applicationStatus"]
+        ] == [
+            ("myapp-development", "Healthy", "1"),
+            ("myapp-production", "Healthy", "2"),
+        ]
+        dev = await api.get(V1A1, "Application", "myapp-development", namespace)
+        prod = await api.get(V1A1, "Application", "myapp-production", namespace)
+        # Generated without automated sync; production synced only after development finished.
+        assert "automated" not in (prod["spec"].get("syncPolicy") or {})
+        assert (
+            prod["status"]["operationState"]["startedAt"]
+            >= dev["status"]["operationState"]["finishedAt"]
+        )
+        for env in ("development", "production"):
+            assert await api.get("v1", "ConfigMap", f"myapp-{env}", namespace) is not None
+    finally:
+        await stop_controller(running)

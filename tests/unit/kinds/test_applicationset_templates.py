@@ -206,7 +206,12 @@ def test_an_application_in_another_namespace_is_refused() -> None:
     [
         ({"generators": []}, SpecError),
         ({"syncPolicy": {"applicationsSync": "delete-all"}}, SpecError),
-        ({"strategy": {"type": "RollingSync"}}, UnsupportedField),
+        ({"strategy": {"type": "Canary"}}, UnsupportedField),
+        ({"strategy": {"type": "RollingSync"}}, SpecError),  # no steps
+        (
+            {"strategy": {"type": "RollingSync", "rollingSync": {"steps": [{"maxUpdate": "x"}]}}},
+            SpecError,
+        ),
         ({"generators": [{"pullRequest": {}}]}, UnsupportedField),
         ({"templatePatch": "spec: {}"}, SpecError),  # without goTemplate
         ({"goTemplateOptions": ["missingkey=maybe"]}, SpecError),
