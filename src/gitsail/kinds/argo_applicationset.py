@@ -346,6 +346,8 @@ def _strategy(raw: Any) -> tuple[RolloutStep, ...] | None:
         return None
     if not isinstance(raw, dict):
         raise SpecError("spec.strategy", "must be an object")
+    if raw.get("deletionOrder"):
+        raise UnsupportedField("spec.strategy.deletionOrder", "not implemented")
     kind = raw.get("type") or "AllAtOnce"
     if kind == "AllAtOnce":
         return None

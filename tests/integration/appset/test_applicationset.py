@@ -9,12 +9,17 @@ generator and each safety rule: the reconciler's pass is then one call, not a wa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from gitsail.cli.main import app as cli
 from gitsail.dev.gitserver import GitServer, Workdir
 from gitsail.kinds.argo_applicationset_reconciler import (
     ApplicationSetReconciler,
@@ -80,8 +85,6 @@ def overlays(envs: tuple[str, ...] = ENVS) -> dict[str, str]:
 
 
 def article(repo: str, namespace: str) -> Obj:
-    import yaml
-
     obj: Obj = yaml.safe_load(ARTICLE.replace("REPO", repo))
     obj["metadata"]["namespace"] = namespace
     obj["spec"]["template"]["spec"]["destination"]["namespace"] = namespace
@@ -485,3 +488,29 @@ async def test_rolling_sync_delivers_step_by_step_through_the_controller(
             assert await api.get("v1", "ConfigMap", f"myapp-{env}", namespace) is not None
     finally:
         await stop_controller(running)
+
+
+async def test_appset_list_and_get_show_the_set_and_its_applications(
+    api: Kube, release_apps: str, tmp_path: Path, crds_installed: None, cluster: Any
+) -> None:
+    namespace = release_apps
+    await reconciler(api, namespace, tmp_path).reconcile(
+        await apply_set(api, list_set(namespace, ("a", "b")))
+    )
+    where = ["--kubeconfig", str(cluster.kubeconfig), "-N", namespace]
+    runner = CliRunner()
+    # The CLI runs its own event loop: run it off this test's loop.
+    got = await asyncio.to_thread(
+        runner.invoke, cli, ["appset", "get", "envs", *where, "-o", "json"]
+    )
+    assert got.exit_code == 0, got.output
+    assert [r["name"] for r in json.loads(got.stdout)["status"]["resources"]] == ["app-a", "app-b"]
+    listed = await asyncio.to_thread(
+        runner.invoke, cli, ["appset", "list", *where], env={"COLUMNS": "200"}
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "envs" in listed.stdout
+    assert "list" in listed.stdout
+    missing = await asyncio.to_thread(runner.invoke, cli, ["appset", "get", "nope", *where])
+    assert missing.exit_code == 1
+    assert "not found" in missing.output
