@@ -8,6 +8,7 @@ controller. This module adds what the controller owns:
   control namespace, started on the first pass: the clusters generator reads it instead of
   listing Secrets on every pass, and any change to a cluster Secret queues every
   ApplicationSet this replica has seen (``KindContext.enqueue``);
+- ``stop()`` (called by the controller when this replica stops leading) ends that watch;
 - a resync when the set asks for none (no git generator): an Application deleted by hand
   is made again within ``timeout.reconciliation``.
 """
@@ -26,8 +27,7 @@ from gitsail.kinds.argo_applicationset_reconciler import (
     ApplicationSetReconciler,
     ClusterSources,
 )
-from gitsail.kube import KubeError
-from gitsail.kube.cache import WatchCache
+from gitsail.kube import KubeError, WatchCache, WatchEvent
 from gitsail.model import Obj
 
 __all__ = ["applicationset"]
@@ -61,6 +61,17 @@ class _ApplicationSets(KindDefaults):
     def forget(self, key: ObjectKey) -> None:
         self.seen.discard(key)
 
+    async def stop(self) -> None:
+        """This replica stops leading: the cluster Secret watch ends with it."""
+        task, self._pump = self._pump, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        elif self.secrets is not None:
+            await self.secrets.stop()
+        self.secrets = None
+
     async def _secrets(self) -> list[Obj]:
         if self.secrets is None:
             cache = WatchCache(
@@ -74,11 +85,13 @@ class _ApplicationSets(KindDefaults):
                     "v1", "Secret", self.control_namespace, label_selector=CLUSTER_SECRETS
                 )
             self.secrets = cache
-            self._pump = asyncio.create_task(self._wake_on_change(cache), name="pump-clusters")
+            queue = cache.subscribe()  # before the first event can pass
+            self._pump = asyncio.create_task(
+                self._wake_on_change(cache, queue), name="pump-clusters"
+            )
         return self.secrets.items()
 
-    async def _wake_on_change(self, cache: WatchCache) -> None:
-        queue = cache.subscribe()
+    async def _wake_on_change(self, cache: WatchCache, queue: asyncio.Queue[WatchEvent]) -> None:
         try:
             while True:
                 event = await queue.get()

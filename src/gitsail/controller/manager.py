@@ -549,6 +549,10 @@ class Controller:
         self.leading.clear()
         self.metrics.set_leader(False)
         await self.queue.stop()
+        for reconciler in self.registry:  # a kind's own watches (ApplicationSet: clusters)
+            stop = getattr(reconciler, "stop", None)
+            if stop is not None:
+                await stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
