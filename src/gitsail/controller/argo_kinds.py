@@ -8,6 +8,9 @@ controller. This module adds what the controller owns:
   control namespace, started on the first pass: the clusters generator reads it instead of
   listing Secrets on every pass, and any change to a cluster Secret queues every
   ApplicationSet this replica has seen (``KindContext.enqueue``);
+- each generated Application turning Ready (Synced and Healthy) wakes its set at once
+  (declared to the registry's dependencies), so a RollingSync step follows the one before
+  without waiting for the next poll;
 - ``stop()`` (called by the controller when this replica stops leading) ends that watch;
 - a resync when the set asks for none (no git generator): an Application deleted by hand
   is made again within ``timeout.reconciliation``.
@@ -54,8 +57,14 @@ class _ApplicationSets(KindDefaults):
         )
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
-        self.seen.add(ObjectKey.of(obj))
+        key = ObjectKey.of(obj)
+        self.seen.add(key)
         delay = await self.inner.reconcile(obj, reasons)
+        done = self.inner.last.get((key.namespace, key.name))
+        if done is not None:  # an Application of the set turning Ready wakes it (RollingSync)
+            self.ctx.registry.depends_on(
+                key, [ObjectKey("Application", key.namespace, n) for n in done.applications]
+            )
         return self.resync if delay is None else delay
 
     def forget(self, key: ObjectKey) -> None:

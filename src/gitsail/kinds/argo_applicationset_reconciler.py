@@ -204,6 +204,7 @@ class PassResult:
     deleted: tuple[str, ...] = ()
     withheld: tuple[str, ...] = ()  # would have been deleted, over the share
     error: str = ""
+    applications: tuple[str, ...] = ()  # the set's Applications after the pass
 
 
 class ApplicationSetReconciler:
@@ -326,7 +327,11 @@ class ApplicationSetReconciler:
             new.pop("applicationStatus", None)
         await self._write(obj, status, new)
         self.last[key] = PassResult(
-            tuple(applied), tuple(deleted), tuple(withheld), "; ".join(errors)
+            tuple(applied),
+            tuple(deleted),
+            tuple(withheld),
+            "; ".join(errors),
+            tuple(sorted(current)),
         )
         return requeue
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from gitsail.controller.argo_kinds import applicationset
-from gitsail.controller.registry import KindContext, ObjectKey
+from gitsail.controller.registry import KindContext, KindRegistry, ObjectKey
 from gitsail.kube import WatchEvent
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY
@@ -67,6 +67,7 @@ def context(kube: FakeKube, woken: list[tuple[ObjectKey, str]]) -> KindContext:
         engine=SimpleNamespace(git=SimpleNamespace(policy=DEFAULT_POLICY)),
         settings=SimpleNamespace(control_namespace="argocd", resync=120.0),
         enqueue=lambda key, reason: woken.append((key, reason)),
+        registry=KindRegistry(),
     )
     return cast(KindContext, ctx)
 
@@ -90,6 +91,13 @@ async def test_cluster_secrets_feed_the_set_and_a_change_wakes_it_until_stopped(
     assert delay == 120.0  # no git generator: the controller's resync
     assert [a["metadata"]["name"] for a in kube.applied] == ["web-in-cluster", "web-east"]
     assert kube.selectors == ["argocd.argoproj.io/secret-type=cluster"]
+    # Its Applications turning Ready wake it.
+    registry = cast(KindRegistry, kind.ctx.registry)
+    fleet = ObjectKey("ApplicationSet", "argocd", "fleet")
+    assert registry.dependencies.dependencies(fleet) == {
+        ObjectKey("Application", "argocd", "web-east"),
+        ObjectKey("Application", "argocd", "web-in-cluster"),
+    }
     kube.events.put_nowait(WatchEvent("ADDED", secret("west", "https://west:6443")))
     for _ in range(100):
         if woken:
