@@ -84,6 +84,11 @@ class Policy:
     webhook_body_timeout: float = 10.0
     webhook_concurrency: int = 32
     webhook_replay_window: int = 10_000
+    # --- ApplicationSets ---
+    appset_parameter_sets: int = 10_000  # parameter sets (Applications) one set may make
+    appset_file_bytes: int = 1 * MiB  # one file a git files generator reads
+    # A pass that would delete more than this share of a set's Applications deletes none.
+    appset_delete_share: float = 0.5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Policy:

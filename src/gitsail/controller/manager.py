@@ -100,6 +100,7 @@ from gitsail.source.artifacts import ArtifactStore, service_base_url
 from gitsail.sync.ownership import owners_of
 
 __all__ = [
+    "ARGO_KINDS",
     "FLUX_KINDS",
     "Controller",
     "ControllerOptions",
@@ -141,6 +142,8 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.flux", "helmrepository"),
     ("gitsail.controller.flux", "helmchart"),
 )
+# The Argo CD kinds beside the Application, reconciled like the Flux ones (same shape).
+ARGO_KINDS: tuple[tuple[str, str], ...] = (("gitsail.controller.argo_kinds", "applicationset"),)
 # Retry of a Transient failure without a retry_after: 5 s doubling, at most 5 minutes.
 TRANSIENT_BACKOFF = (5.0, 300.0)
 
@@ -407,6 +410,7 @@ class Controller:
         self._factories: list[KindFactory] = [
             _argo_application,
             *kinds,
+            *flux_kinds(ARGO_KINDS),
             *(flux_kinds() if options.flux else ()),
         ]
         self.registry = KindRegistry()
@@ -490,6 +494,7 @@ class Controller:
             live=self.live.get,
             read=self._read,
             artifacts=self.artifacts,
+            enqueue=lambda key, reason: self.queue.add(key, reason),
         )
         for factory in self._factories:
             reconciler = factory(context)
@@ -545,6 +550,10 @@ class Controller:
         self.leading.clear()
         self.metrics.set_leader(False)
         await self.queue.stop()
+        for reconciler in self.registry:  # a kind's own watches (ApplicationSet: clusters)
+            stop = getattr(reconciler, "stop", None)
+            if stop is not None:
+                await stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

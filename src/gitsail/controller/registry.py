@@ -341,6 +341,8 @@ class KindContext:
     live: LiveGet  # the shared watch caches of managed objects (GET when not watchable)
     read: ReadObject  # an object of a registered kind: watch cache, or the server when fresh
     artifacts: ArtifactStore  # where Flux sources store their artifacts (served over HTTP)
+    # Queue an object now (a kind that watches something of its own, e.g. cluster Secrets).
+    enqueue: Callable[[ObjectKey, str], None] | None = None
 
 
 LiveGet = Callable[[str, str, str, "str | None"], Awaitable["Obj | None"]]
