@@ -1,0 +1,196 @@
+"""Helpers of the HelmRelease tests: charts packaged with the pinned ``helm``, published as a
+HelmChart's artifact, and the real ``helm`` CLI to look at what gitsail released.
+
+``ChartPublisher.publish`` plays source-controller for one HelmChart: it stores the package
+in the controller's ``ArtifactStore`` (``put_file``) and writes the HelmChart's
+``status.artifact`` as the HelmChart reconciler would. Once that reconciler is merged, the
+tests can let it do this instead (the one place to change is ``ChartPublisher``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitsail.kube import Kube
+from gitsail.source.artifacts import ArtifactStore
+from gitsail.toolchain import find_binary
+
+HELMCHART_API = "source.toolkit.fluxcd.io/v1"
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  architecture: {{ .Values.architecture | quote }}
+  auth: {{ .Values.auth.enabled | quote }}
+  chart: {{ .Chart.Version | quote }}
+  extra: {{ .Values.extra | default "" | quote }}
+"""
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-app
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      containers:
+        - name: app
+          image: redis:7
+"""
+
+# A post-upgrade hook Job that never runs (no node matches) and fails at its deadline.
+FAILING_HOOK = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-post-upgrade
+  annotations:
+    helm.sh/hook: post-upgrade
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  activeDeadlineSeconds: 2
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector: {gitsail.test/no-such-node: "true"}
+      containers:
+        - name: hook
+          image: busybox
+"""
+
+TEST_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-test
+  annotations:
+    helm.sh/hook: test
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: test
+          image: busybox
+"""
+
+VALUES = """\
+architecture: replication
+auth:
+  enabled: false
+extra: ""
+"""
+
+
+def package_chart(
+    name: str,
+    version: str,
+    *,
+    templates: dict[str, str] | None = None,
+    values: str = VALUES,
+    app_version: str = "7.0.0",
+) -> bytes:
+    """A chart package (``.tgz``) made by the pinned ``helm package``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / name
+        (root / "templates").mkdir(parents=True)
+        (root / "Chart.yaml").write_text(
+            yaml.safe_dump(
+                {"apiVersion": "v2", "name": name, "version": version, "appVersion": app_version}
+            )
+        )
+        (root / "values.yaml").write_text(values)
+        files = (
+            templates
+            if templates is not None
+            else {
+                "configmap.yaml": CONFIGMAP,
+                "deployment.yaml": DEPLOYMENT,
+            }
+        )
+        for filename, text in files.items():
+            (root / "templates" / filename).write_text(textwrap.dedent(text))
+        out = Path(tmp) / "out"
+        subprocess.run(
+            [str(find_binary("helm")), "package", str(root), f"--destination={out}"],
+            check=True,
+            capture_output=True,
+            env=_helm_env(Path(tmp)),
+        )
+        return (out / f"{name}-{version}.tgz").read_bytes()
+
+
+def _helm_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+
+class ChartPublisher:
+    """Publishes chart packages as a HelmChart's artifact (see the module docstring)."""
+
+    def __init__(self, kube: Kube, store: ArtifactStore) -> None:
+        self.kube = kube
+        self.store = store
+
+    async def publish(self, namespace: str, name: str, package: bytes, version: str) -> None:
+        chart = await self.kube.get(HELMCHART_API, "HelmChart", name, namespace)
+        assert chart is not None, f"HelmChart {namespace}/{name} was not made"
+        stored = self.store.put_file(
+            "helmchart", namespace, name, package, revision=version, suffix=".tgz"
+        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        generation = chart["metadata"].get("generation", 1)
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "observedChartName": name,
+            "artifact": stored.to_status(now),
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "ChartPullSucceeded",
+                    "message": f"pulled '{name}' chart with version '{version}'",
+                    "lastTransitionTime": now,
+                    "observedGeneration": generation,
+                }
+            ],
+        }
+        await self.kube.merge_patch(
+            HELMCHART_API, "HelmChart", name, {"status": status}, namespace, subresource="status"
+        )
+
+
+def helm_cli(kubeconfig: str | Path, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """The real ``helm`` with the test cluster's kubeconfig."""
+    return subprocess.run(
+        [str(find_binary("helm")), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        env=_helm_env(home),
+        timeout=120,
+    )

@@ -1,0 +1,329 @@
+"""HelmReleases as real Helm releases, on the shared cluster with the pinned ``helm``.
+
+The reconciler is driven one pass at a time, as the controller's registry drives it; the
+HelmChart it makes gets its artifact from ``ChartPublisher`` (source-controller's part).
+Every object lives in the test's namespace (the article's ``flux-system`` and ``redis``
+namespaces become it). What gitsail released is checked with the real ``helm`` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitsail.app.install import install_crds
+from gitsail.dev.cluster import Cluster
+from gitsail.kinds.flux_helmrelease_reconciler import FINALIZER, HelmReleaseReconciler
+from gitsail.kinds.helm_actions import HelmActions
+from gitsail.kube import Kube, load_kubeconfig
+from gitsail.model import Obj
+from gitsail.source.artifacts import ArtifactStore
+from tests.integration.helm.releases import (
+    CONFIGMAP,
+    DEPLOYMENT,
+    FAILING_HOOK,
+    TEST_JOB,
+    ChartPublisher,
+    helm_cli,
+    package_chart,
+)
+
+pytestmark = pytest.mark.integration
+
+HR_V2BETA1 = "helm.toolkit.fluxcd.io/v2beta1"
+HR = "helm.toolkit.fluxcd.io/v2"
+
+ARTICLE = """\
+apiVersion: helm.toolkit.fluxcd.io/v2beta1
+kind: HelmRelease
+metadata:
+  name: redis
+  namespace: redis
+spec:
+  interval: 1h
+  chart:
+    spec:
+      chart: redis
+      version: "17.x"
+      sourceRef:
+        kind: HelmRepository
+        name: bitnami
+        namespace: flux-system
+  values:
+    architecture: standalone
+    auth:
+      enabled: true
+"""
+
+
+@pytest.fixture
+async def hr_kube(cluster: Cluster) -> AsyncIterator[Kube]:
+    config = await load_kubeconfig(cluster.kubeconfig)
+    async with Kube(config) as kube:
+        await install_crds(kube, families=["flux"])
+        yield kube
+
+
+class Env:
+    """One test's HelmReleases: write them, publish charts, run passes, ask helm."""
+
+    def __init__(self, kube: Kube, ns: str, tmp: Path, kubeconfig: Path) -> None:
+        self.kube = kube
+        self.ns = ns
+        self.tmp = tmp
+        self.kubeconfig = kubeconfig
+        self.store = ArtifactStore(tmp / "artifacts", base_url="http://gitsail.invalid")
+        self.actions = HelmActions(kube.config, work_dir=tmp / "helm")
+        self.events: list[tuple[str, str, str]] = []
+
+        async def record(obj: Obj, type_: str, reason: str, message: str) -> None:
+            self.events.append((type_, reason, message))
+
+        self.reconciler = HelmReleaseReconciler(
+            kube, actions=self.actions, artifacts=self.store, record=record
+        )
+        self.publisher = ChartPublisher(kube, self.store)
+
+    async def apply(self, text_or_obj: str | Obj, **spec: Any) -> Obj:
+        obj = yaml.safe_load(text_or_obj) if isinstance(text_or_obj, str) else text_or_obj
+        obj["metadata"]["namespace"] = self.ns
+        if obj["spec"].get("chart"):
+            obj["spec"]["chart"]["spec"]["sourceRef"]["namespace"] = self.ns
+        obj["spec"].update(spec)
+        return await self.kube.apply(obj, field_manager="test", force=True)
+
+    def release(self, name: str, chart: str = "redis", **spec: Any) -> Obj:
+        return {
+            "apiVersion": HR,
+            "kind": "HelmRelease",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "interval": "1h",
+                "timeout": "60s",
+                "chart": {
+                    "spec": {
+                        "chart": chart,
+                        "version": "*",
+                        "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+                    }
+                },
+                **spec,
+            },
+        }
+
+    async def get(self, name: str, api: str = HR) -> Obj:
+        obj = await self.kube.get(api, "HelmRelease", name, self.ns)
+        assert obj is not None
+        return obj
+
+    async def reconcile(self, name: str) -> tuple[float | None, Obj]:
+        obj = await self.get(name)
+        delay = await self.reconciler.reconcile(obj, ())
+        return delay, await self.get(name)
+
+    async def publish(self, hr_name: str, package: bytes, version: str) -> None:
+        await self.publisher.publish(self.ns, f"{self.ns}-{hr_name}", package, version)
+
+    async def installed(self, name: str, package: bytes, version: str) -> Obj:
+        """First pass (makes the HelmChart, waits for it), publish, second pass."""
+        _, obj = await self.reconcile(name)
+        assert ready(obj)["reason"] == "ArtifactFailed", ready(obj)
+        await self.publish(name, package, version)
+        _, obj = await self.reconcile(name)
+        return obj
+
+    def helm(self, *args: str) -> str:
+        done = helm_cli(self.kubeconfig, *args, home=self.tmp / "cli")
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def helm_json(self, *args: str) -> Any:
+        return json.loads(self.helm(*args, "-o", "json"))
+
+    async def configmap(self, name: str) -> Obj | None:
+        return await self.kube.get("v1", "ConfigMap", name, self.ns)
+
+
+@pytest.fixture
+async def env(hr_kube: Kube, namespace: str, tmp_path: Path, cluster: Cluster) -> Env:
+    return Env(hr_kube, namespace, tmp_path, Path(cluster.kubeconfig))
+
+
+def condition(obj: Obj, type_: str) -> dict[str, Any]:
+    return next((c for c in obj["status"].get("conditions", []) if c["type"] == type_), {})
+
+
+def ready(obj: Obj) -> dict[str, Any]:
+    return condition(obj, "Ready")
+
+
+REDIS_17_0 = package_chart("redis", "17.0.0")
+REDIS_17_1 = package_chart("redis", "17.1.0")
+
+
+async def test_article_helmrelease_installs_a_real_helm_release(env: Env) -> None:
+    obj = await env.apply(ARTICLE)
+    assert obj["apiVersion"] == HR_V2BETA1
+    obj = await env.installed("redis", REDIS_17_0, "17.0.0")
+
+    assert ready(obj)["status"] == "True", ready(obj)
+    assert ready(obj)["reason"] == "InstallSucceeded"
+    assert condition(obj, "Released")["status"] == "True"
+    status = obj["status"]
+    assert FINALIZER in obj["metadata"]["finalizers"]
+    assert status["helmChart"] == f"{env.ns}/{env.ns}-redis"
+    assert status["lastAttemptedRevision"] == "17.0.0"
+    assert status["lastAttemptedConfigDigest"].startswith("sha256:")
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["storageNamespace"] == env.ns
+    head = status["history"][0]
+    assert head["name"] == "redis" and head["version"] == 1 and head["status"] == "deployed"
+    assert (head["chartName"], head["chartVersion"], head["appVersion"]) == (
+        "redis",
+        "17.0.0",
+        "7.0.0",
+    )
+    # The HelmChart made from the template, as helm-controller makes it.
+    chart = await env.kube.get(
+        "source.toolkit.fluxcd.io/v1", "HelmChart", f"{env.ns}-redis", env.ns
+    )
+    assert chart is not None
+    assert chart["spec"]["chart"] == "redis" and chart["spec"]["version"] == "17.x"
+    assert chart["spec"]["sourceRef"] == {"kind": "HelmRepository", "name": "bitnami"}
+
+    # The real helm sees the release, its revision and its values.
+    listed = env.helm_json("list", "-n", env.ns)
+    assert [(r["name"], r["revision"], r["status"], r["chart"]) for r in listed] == [
+        ("redis", "1", "deployed", "redis-17.0.0")
+    ]
+    assert env.helm_json("get", "values", "redis", "-n", env.ns) == {
+        "architecture": "standalone",
+        "auth": {"enabled": True},
+    }
+    cm = await env.configmap("redis-config")
+    assert cm is not None and cm["data"]["architecture"] == "standalone"
+    # A Warning Event for the deprecated API is not expected: v2beta1 fields used are current.
+    assert ("Normal", "InstallSucceeded") in [(t, r) for t, r, _ in env.events]
+
+
+async def test_idle_pass_spawns_no_helm_and_writes_nothing(env: Env) -> None:
+    await env.apply(env.release("idle"))
+    obj = await env.installed("idle", REDIS_17_0, "17.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+    calls = env.actions.runner.calls
+    version = obj["metadata"]["resourceVersion"]
+    delay, again = await env.reconcile("idle")
+    assert delay == 3600
+    assert env.actions.runner.calls == calls  # no helm process
+    assert again["metadata"]["resourceVersion"] == version  # no status write
+
+
+async def test_new_chart_version_upgrades_and_hand_rollback_is_corrected(env: Env) -> None:
+    await env.apply(env.release("web", values={"architecture": "standalone"}))
+    obj = await env.installed("web", REDIS_17_0, "17.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+
+    await env.publish("web", REDIS_17_1, "17.1.0")
+    _, obj = await env.reconcile("web")
+    assert ready(obj)["reason"] == "UpgradeSucceeded", ready(obj)
+    assert obj["status"]["history"][0]["version"] == 2
+    assert obj["status"]["history"][0]["chartVersion"] == "17.1.0"
+    assert obj["status"]["history"][1]["status"] == "superseded"
+    history = env.helm_json("history", "web", "-n", env.ns)
+    assert [(h["revision"], h["status"], h["chart"]) for h in history] == [
+        (1, "superseded", "redis-17.0.0"),
+        (2, "deployed", "redis-17.1.0"),
+    ]
+
+    # Someone rolls back by hand: the release is not the one gitsail made any more.
+    env.helm("rollback", "web", "1", "-n", env.ns)
+    assert (await env.configmap("web-config"))["data"]["chart"] == "17.0.0"  # type: ignore[index]
+    _, obj = await env.reconcile("web")
+    assert ready(obj)["status"] == "True", ready(obj)
+    assert obj["status"]["history"][0]["version"] == 4
+    assert obj["status"]["history"][0]["chartVersion"] == "17.1.0"
+    assert (await env.configmap("web-config"))["data"]["chart"] == "17.1.0"  # type: ignore[index]
+    assert env.helm_json("list", "-n", env.ns)[0]["revision"] == "4"
+
+
+async def test_failing_post_upgrade_hook_is_rolled_back_after_the_retries(env: Env) -> None:
+    spec = {
+        "timeout": "30s",
+        "upgrade": {"remediation": {"retries": 1}},
+        "values": {"extra": "one"},
+    }
+    await env.apply(env.release("hooked", **spec))
+    obj = await env.installed("hooked", REDIS_17_0, "17.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+    broken = package_chart(
+        "redis",
+        "17.2.0",
+        templates={
+            "configmap.yaml": CONFIGMAP,
+            "deployment.yaml": DEPLOYMENT,
+            "hook.yaml": FAILING_HOOK,
+        },
+    )
+    await env.publish("hooked", broken, "17.2.0")
+
+    # First attempt fails, is rolled back at once, and will be tried again.
+    delay, obj = await env.reconcile("hooked")
+    assert ready(obj)["status"] == "False"
+    assert ready(obj)["reason"] == "UpgradeFailed", ready(obj)
+    assert "post-upgrade" in ready(obj)["message"] or "job" in ready(obj)["message"].lower()
+    assert condition(obj, "Remediated")["reason"] == "RollbackSucceeded"
+    assert obj["status"]["upgradeFailures"] == 1
+    assert delay is not None and delay <= 10
+    # Second attempt: retries used up, rolled back (remediateLastFailure), Stalled.
+    _, obj = await env.reconcile("hooked")
+    assert ready(obj)["status"] == "False"
+    assert ready(obj)["reason"] == "UpgradeFailed"
+    assert condition(obj, "Stalled")["reason"] == "RetriesExceeded"
+    assert condition(obj, "Stalled")["message"] == "Failed to upgrade after 2 attempt(s)"
+    assert obj["status"]["upgradeFailures"] == 2
+    history = env.helm_json("history", "hooked", "-n", env.ns)
+    assert [(h["status"], h["chart"]) for h in history][-1] == ("deployed", "redis-17.0.0")
+    # Nothing more is attempted until the chart or values change.
+    calls = env.actions.runner.calls
+    _, obj = await env.reconcile("hooked")
+    assert env.actions.runner.calls == calls
+    assert condition(obj, "Stalled")["reason"] == "RetriesExceeded"
+
+
+async def test_helm_tests_run_and_are_recorded(env: Env) -> None:
+    tested = package_chart(
+        "redis", "17.0.0", templates={"configmap.yaml": CONFIGMAP, "test.yaml": TEST_JOB}
+    )
+    await env.apply(env.release("tested", test={"enable": True}))
+    obj = await env.installed("tested", tested, "17.0.0")
+    assert ready(obj)["reason"] == "TestSucceeded", ready(obj)
+    assert condition(obj, "TestSuccess")["status"] == "True"
+    hooks = obj["status"]["history"][0]["testHooks"]
+    assert list(hooks) == ["tested-test"] and hooks["tested-test"]["phase"] == "Succeeded"
+
+
+async def test_deletion_uninstalls_and_keep_history_keeps_the_secrets(env: Env) -> None:
+    await env.apply(env.release("kept", uninstall={"keepHistory": True}))
+    await env.installed("kept", REDIS_17_0, "17.0.0")
+    await env.apply(env.release("gone"))
+    await env.installed("gone", REDIS_17_0, "17.0.0")
+    for name in ("kept", "gone"):
+        await env.kube.delete(HR, "HelmRelease", name, env.ns)
+        obj = await env.get(name)
+        assert obj["metadata"].get("deletionTimestamp")
+        await env.reconciler.reconcile(obj, ())
+        assert await env.kube.get(HR, "HelmRelease", name, env.ns) is None
+        chart = await env.kube.get(
+            "source.toolkit.fluxcd.io/v1", "HelmChart", f"{env.ns}-{name}", env.ns
+        )
+        assert chart is None or chart["metadata"].get("deletionTimestamp")
+    secrets = await env.kube.list("v1", "Secret", env.ns, label_selector="owner=helm")
+    names = {s["metadata"]["labels"]["name"]: s["metadata"]["labels"]["status"] for s in secrets}
+    assert names == {"kept": "uninstalled"}
+    assert await env.configmap("kept-config") is None
+    assert await env.configmap("gone-config") is None
