@@ -182,7 +182,9 @@ async def test_article_helmrelease_installs_a_real_helm_release(env: Env) -> Non
     assert status["observedGeneration"] == obj["metadata"]["generation"]
     assert status["storageNamespace"] == env.ns
     head = status["history"][0]
-    assert head["name"] == "redis" and head["version"] == 1 and head["status"] == "deployed"
+    assert head["name"] == "redis"
+    assert head["version"] == 1
+    assert head["status"] == "deployed"
     assert (head["chartName"], head["chartVersion"], head["appVersion"]) == (
         "redis",
         "17.0.0",
@@ -193,7 +195,8 @@ async def test_article_helmrelease_installs_a_real_helm_release(env: Env) -> Non
         "source.toolkit.fluxcd.io/v1", "HelmChart", f"{env.ns}-redis", env.ns
     )
     assert chart is not None
-    assert chart["spec"]["chart"] == "redis" and chart["spec"]["version"] == "17.x"
+    assert chart["spec"]["chart"] == "redis"
+    assert chart["spec"]["version"] == "17.x"
     assert chart["spec"]["sourceRef"] == {"kind": "HelmRepository", "name": "bitnami"}
 
     # The real helm sees the release, its revision and its values.
@@ -206,7 +209,8 @@ async def test_article_helmrelease_installs_a_real_helm_release(env: Env) -> Non
         "auth": {"enabled": True},
     }
     cm = await env.configmap("redis-config")
-    assert cm is not None and cm["data"]["architecture"] == "standalone"
+    assert cm is not None
+    assert cm["data"]["architecture"] == "standalone"
     # A Warning Event for the deprecated API is not expected: v2beta1 fields used are current.
     assert ("Normal", "InstallSucceeded") in [(t, r) for t, r, _ in env.events]
 
@@ -278,7 +282,8 @@ async def test_failing_post_upgrade_hook_is_rolled_back_after_the_retries(env: E
     assert "post-upgrade" in ready(obj)["message"] or "job" in ready(obj)["message"].lower()
     assert condition(obj, "Remediated")["reason"] == "RollbackSucceeded"
     assert obj["status"]["upgradeFailures"] == 1
-    assert delay is not None and delay <= 10
+    assert delay is not None
+    assert delay <= 10
     # Second attempt: retries used up, rolled back (remediateLastFailure), Stalled.
     _, obj = await env.reconcile("hooked")
     assert ready(obj)["status"] == "False"
@@ -304,7 +309,8 @@ async def test_helm_tests_run_and_are_recorded(env: Env) -> None:
     assert ready(obj)["reason"] == "TestSucceeded", ready(obj)
     assert condition(obj, "TestSuccess")["status"] == "True"
     hooks = obj["status"]["history"][0]["testHooks"]
-    assert list(hooks) == ["tested-test"] and hooks["tested-test"]["phase"] == "Succeeded"
+    assert list(hooks) == ["tested-test"]
+    assert hooks["tested-test"]["phase"] == "Succeeded"
 
 
 async def test_deletion_uninstalls_and_keep_history_keeps_the_secrets(env: Env) -> None:
