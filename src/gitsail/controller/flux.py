@@ -1,4 +1,5 @@
-"""The Flux kinds on the controller's registry: GitRepository, Kustomization, Receiver.
+"""The Flux kinds on the controller's registry: GitRepository, Kustomization, Receiver,
+HelmRelease.
 
 Each kind's reconciler lives with its adapter in ``gitsail.kinds`` and knows nothing of the
 controller; this module builds them from a ``KindContext`` (the same ``GitSource`` as the
@@ -13,6 +14,12 @@ lagging cache). After each pass, the kinds in its ``status.inventory`` are hande
 watch (``KindContext.live``, which starts a cluster-wide cache of a kind on first use), so
 an applied object edited by hand wakes its Kustomization within seconds (``FluxLabels`` name
 it) instead of at its next ``interval``.
+
+HelmReleases declare their chart source (the HelmChart they make, or ``chartRef``) and their
+``dependsOn`` to the registry, so a chart artifact or a dependency turning Ready wakes them.
+The objects of a release carry helm-controller's labels ``helm.toolkit.fluxcd.io/name`` and
+``…/namespace`` (``keys_for_managed`` reads them); helm runs through ``HelmActions`` with the
+controller's own kubeconfig, in a private directory beside the render work directory.
 """
 
 from __future__ import annotations
@@ -23,13 +30,18 @@ from typing import Any
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, ObjectKey
 from gitsail.kinds import SpecError, parse_kustomization
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
+from gitsail.kinds.flux_helmrelease import parse_helmrelease
+from gitsail.kinds.flux_helmrelease_chart import FIELD_MANAGER as HELM_FIELD_MANAGER
+from gitsail.kinds.flux_helmrelease_chart import OWNER_NAME, OWNER_NAMESPACE
+from gitsail.kinds.flux_helmrelease_reconciler import HelmReleaseReconciler
 from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, KustomizationReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
+from gitsail.kinds.helm_actions import HelmActions
 from gitsail.kube import KubeError
 from gitsail.model import Obj
 from gitsail.sync import Inventory
 
-__all__ = ["gitrepository", "kustomization", "receiver"]
+__all__ = ["gitrepository", "helmrelease", "kustomization", "receiver"]
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +136,46 @@ def receiver(ctx: KindContext) -> _FluxKind:
         return await ctx.kube.get("v1", "Secret", name, namespace)
 
     return _FluxKind(ReceiverReconciler(ctx.kube, secret), ctx)
+
+
+class _HelmReleases(_FluxKind):
+    def __init__(self, inner: HelmReleaseReconciler, ctx: KindContext) -> None:
+        super().__init__(inner, ctx, field_manager=HELM_FIELD_MANAGER)  # its own status writes
+        self.registry = ctx.registry
+
+    async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
+        try:
+            spec = parse_helmrelease(obj)
+        except SpecError:
+            pass  # the reconciler reports it (Stalled)
+        else:
+            source = spec.chart_object
+            self.registry.depends_on(
+                ObjectKey(self.api.kind, spec.namespace, spec.name),
+                [
+                    ObjectKey(source.kind, source.namespace or spec.namespace, source.name),
+                    *(ObjectKey(d.kind, d.namespace, d.name) for d in spec.dependencies),
+                ],
+            )
+        return await super().reconcile(obj, reasons)
+
+    def keys_for_managed(self, obj: Obj) -> list[ObjectKey]:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        name, namespace = labels.get(OWNER_NAME), labels.get(OWNER_NAMESPACE)
+        if isinstance(name, str) and isinstance(namespace, str) and name and namespace:
+            return [ObjectKey(self.api.kind, namespace, name)]
+        return []
+
+
+def helmrelease(ctx: KindContext) -> _FluxKind:
+    async def record(obj: Obj, type_: str, reason: str, message: str) -> None:
+        await ctx.events.record(obj, reason=reason, message=message, type=type_)
+
+    policy = ctx.engine.git.policy
+    actions = HelmActions(
+        ctx.kube.config, work_dir=ctx.engine.renderer.work_dir / "helm-releases", policy=policy
+    )
+    inner = HelmReleaseReconciler(
+        ctx.kube, actions=actions, artifacts=ctx.artifacts, policy=policy, record=record
+    )
+    return _HelmReleases(inner, ctx)

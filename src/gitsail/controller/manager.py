@@ -137,6 +137,7 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.flux", "gitrepository"),
     ("gitsail.controller.flux", "kustomization"),
     ("gitsail.controller.flux", "receiver"),
+    ("gitsail.controller.flux", "helmrelease"),
 )
 # Retry of a Transient failure without a retry_after: 5 s doubling, at most 5 minutes.
 TRANSIENT_BACKOFF = (5.0, 300.0)
