@@ -62,6 +62,7 @@ spec:
 
 FLUX_CRDS = {
     "gitrepositories.source.toolkit.fluxcd.io",
+    "helmreleases.helm.toolkit.fluxcd.io",
     "kustomizations.kustomize.toolkit.fluxcd.io",
     "receivers.notification.toolkit.fluxcd.io",
 }
