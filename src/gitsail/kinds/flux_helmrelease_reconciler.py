@@ -311,8 +311,7 @@ class HelmReleaseReconciler:
             key = self._failure_key(run)
             raise Stalled(
                 RETRIES_EXCEEDED,
-                f"Failed to {key.removesuffix('Failures')} after {run.count(key)} attempt(s): "
-                f"Helm test failed for release {self._shown(latest)}",
+                f"Failed to {key.removesuffix('Failures')} after {run.count(key)} attempt(s)",
             )
         conditions = _without(run.status, RECONCILING, STALLED)
         message = self._ready_message(run, latest)

@@ -9,21 +9,30 @@ tests can let it do this instead (the one place to change is ``ChartPublisher``)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
 import textwrap
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from gitsail.kube import Kube
+from gitsail.app.install import install_crds
+from gitsail.dev.cluster import Cluster
+from gitsail.kinds.flux_helmrelease_reconciler import HelmReleaseReconciler
+from gitsail.kinds.helm_actions import HelmActions
+from gitsail.kube import Kube, load_kubeconfig
+from gitsail.model import Obj
 from gitsail.source.artifacts import ArtifactStore
 from gitsail.toolchain import find_binary
 
 HELMCHART_API = "source.toolkit.fluxcd.io/v1"
+HR = "helm.toolkit.fluxcd.io/v2"
 
 CONFIGMAP = """\
 apiVersion: v1
@@ -89,6 +98,26 @@ spec:
   template:
     spec:
       restartPolicy: Never
+      containers:
+        - name: test
+          image: busybox
+"""
+
+# A test hook Job that fails at its deadline (no node matches).
+FAILING_TEST = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-fault-test
+  annotations:
+    helm.sh/hook: test
+spec:
+  activeDeadlineSeconds: 2
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector: {gitsail.test/no-such-node: "true"}
       containers:
         - name: test
           image: busybox
@@ -194,3 +223,104 @@ def helm_cli(kubeconfig: str | Path, *args: str, home: Path) -> subprocess.Compl
         env=_helm_env(home),
         timeout=120,
     )
+
+
+@pytest.fixture
+async def hr_kube(cluster: Cluster) -> AsyncIterator[Kube]:
+    config = await load_kubeconfig(cluster.kubeconfig)
+    async with Kube(config) as kube:
+        await install_crds(kube, families=["flux"])
+        yield kube
+
+
+class Env:
+    """One test's HelmReleases: write them, publish charts, run passes, ask helm."""
+
+    def __init__(self, kube: Kube, ns: str, tmp: Path, kubeconfig: Path) -> None:
+        self.kube = kube
+        self.ns = ns
+        self.tmp = tmp
+        self.kubeconfig = kubeconfig
+        self.store = ArtifactStore(tmp / "artifacts", base_url="http://gitsail.invalid")
+        self.actions = HelmActions(kube.config, work_dir=tmp / "helm")
+        self.events: list[tuple[str, str, str]] = []
+
+        async def record(obj: Obj, type_: str, reason: str, message: str) -> None:
+            self.events.append((type_, reason, message))
+
+        self.reconciler = HelmReleaseReconciler(
+            kube, actions=self.actions, artifacts=self.store, record=record
+        )
+        self.publisher = ChartPublisher(kube, self.store)
+
+    async def apply(self, text_or_obj: str | Obj, **spec: Any) -> Obj:
+        obj = yaml.safe_load(text_or_obj) if isinstance(text_or_obj, str) else text_or_obj
+        obj["metadata"]["namespace"] = self.ns
+        if obj["spec"].get("chart"):
+            obj["spec"]["chart"]["spec"]["sourceRef"]["namespace"] = self.ns
+        obj["spec"].update(spec)
+        return await self.kube.apply(obj, field_manager="test", force=True)
+
+    def release(self, name: str, chart: str = "redis", **spec: Any) -> Obj:
+        return {
+            "apiVersion": HR,
+            "kind": "HelmRelease",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "interval": "1h",
+                "timeout": "60s",
+                "chart": {
+                    "spec": {
+                        "chart": chart,
+                        "version": "*",
+                        "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+                    }
+                },
+                **spec,
+            },
+        }
+
+    async def get(self, name: str, api: str = HR) -> Obj:
+        obj = await self.kube.get(api, "HelmRelease", name, self.ns)
+        assert obj is not None
+        return obj
+
+    async def reconcile(self, name: str) -> tuple[float | None, Obj]:
+        obj = await self.get(name)
+        delay = await self.reconciler.reconcile(obj, ())
+        return delay, await self.get(name)
+
+    async def publish(self, hr_name: str, package: bytes, version: str) -> None:
+        await self.publisher.publish(self.ns, f"{self.ns}-{hr_name}", package, version)
+
+    async def installed(self, name: str, package: bytes, version: str) -> Obj:
+        """First pass (makes the HelmChart, waits for it), publish, second pass."""
+        _, obj = await self.reconcile(name)
+        assert ready(obj)["reason"] == "ArtifactFailed", ready(obj)
+        await self.publish(name, package, version)
+        _, obj = await self.reconcile(name)
+        return obj
+
+    def helm(self, *args: str) -> str:
+        done = helm_cli(self.kubeconfig, *args, home=self.tmp / "cli")
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def helm_json(self, *args: str) -> Any:
+        return json.loads(self.helm(*args, "-o", "json"))
+
+    async def configmap(self, name: str) -> Obj | None:
+        return await self.kube.get("v1", "ConfigMap", name, self.ns)
+
+
+@pytest.fixture
+async def env(hr_kube: Kube, namespace: str, tmp_path: Path, cluster: Cluster) -> Env:
+    return Env(hr_kube, namespace, tmp_path, Path(cluster.kubeconfig))
+
+
+def condition(obj: Obj, type_: str) -> dict[str, Any]:
+    return next((c for c in obj["status"].get("conditions", []) if c["type"] == type_), {})
+
+
+def ready(obj: Obj) -> dict[str, Any]:
+    return condition(obj, "Ready")

@@ -8,35 +8,29 @@ namespaces become it). What gitsail released is checked with the real ``helm`` C
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
-
 import pytest
-import yaml
 
-from gitsail.app.install import install_crds
-from gitsail.dev.cluster import Cluster
-from gitsail.kinds.flux_helmrelease_reconciler import FINALIZER, HelmReleaseReconciler
-from gitsail.kinds.helm_actions import HelmActions
-from gitsail.kube import Kube, load_kubeconfig
-from gitsail.model import Obj
-from gitsail.source.artifacts import ArtifactStore
+from gitsail.kinds.flux_helmrelease_reconciler import FINALIZER
 from tests.integration.helm.releases import (
     CONFIGMAP,
     DEPLOYMENT,
     FAILING_HOOK,
+    FAILING_TEST,
+    HR,
     TEST_JOB,
-    ChartPublisher,
-    helm_cli,
+    Env,
+    condition,
+    env,
+    hr_kube,
     package_chart,
+    ready,
 )
+
+__all__ = ["env", "hr_kube"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
 HR_V2BETA1 = "helm.toolkit.fluxcd.io/v2beta1"
-HR = "helm.toolkit.fluxcd.io/v2"
 
 ARTICLE = """\
 apiVersion: helm.toolkit.fluxcd.io/v2beta1
@@ -59,107 +53,6 @@ spec:
     auth:
       enabled: true
 """
-
-
-@pytest.fixture
-async def hr_kube(cluster: Cluster) -> AsyncIterator[Kube]:
-    config = await load_kubeconfig(cluster.kubeconfig)
-    async with Kube(config) as kube:
-        await install_crds(kube, families=["flux"])
-        yield kube
-
-
-class Env:
-    """One test's HelmReleases: write them, publish charts, run passes, ask helm."""
-
-    def __init__(self, kube: Kube, ns: str, tmp: Path, kubeconfig: Path) -> None:
-        self.kube = kube
-        self.ns = ns
-        self.tmp = tmp
-        self.kubeconfig = kubeconfig
-        self.store = ArtifactStore(tmp / "artifacts", base_url="http://gitsail.invalid")
-        self.actions = HelmActions(kube.config, work_dir=tmp / "helm")
-        self.events: list[tuple[str, str, str]] = []
-
-        async def record(obj: Obj, type_: str, reason: str, message: str) -> None:
-            self.events.append((type_, reason, message))
-
-        self.reconciler = HelmReleaseReconciler(
-            kube, actions=self.actions, artifacts=self.store, record=record
-        )
-        self.publisher = ChartPublisher(kube, self.store)
-
-    async def apply(self, text_or_obj: str | Obj, **spec: Any) -> Obj:
-        obj = yaml.safe_load(text_or_obj) if isinstance(text_or_obj, str) else text_or_obj
-        obj["metadata"]["namespace"] = self.ns
-        if obj["spec"].get("chart"):
-            obj["spec"]["chart"]["spec"]["sourceRef"]["namespace"] = self.ns
-        obj["spec"].update(spec)
-        return await self.kube.apply(obj, field_manager="test", force=True)
-
-    def release(self, name: str, chart: str = "redis", **spec: Any) -> Obj:
-        return {
-            "apiVersion": HR,
-            "kind": "HelmRelease",
-            "metadata": {"name": name, "namespace": self.ns},
-            "spec": {
-                "interval": "1h",
-                "timeout": "60s",
-                "chart": {
-                    "spec": {
-                        "chart": chart,
-                        "version": "*",
-                        "sourceRef": {"kind": "HelmRepository", "name": "charts"},
-                    }
-                },
-                **spec,
-            },
-        }
-
-    async def get(self, name: str, api: str = HR) -> Obj:
-        obj = await self.kube.get(api, "HelmRelease", name, self.ns)
-        assert obj is not None
-        return obj
-
-    async def reconcile(self, name: str) -> tuple[float | None, Obj]:
-        obj = await self.get(name)
-        delay = await self.reconciler.reconcile(obj, ())
-        return delay, await self.get(name)
-
-    async def publish(self, hr_name: str, package: bytes, version: str) -> None:
-        await self.publisher.publish(self.ns, f"{self.ns}-{hr_name}", package, version)
-
-    async def installed(self, name: str, package: bytes, version: str) -> Obj:
-        """First pass (makes the HelmChart, waits for it), publish, second pass."""
-        _, obj = await self.reconcile(name)
-        assert ready(obj)["reason"] == "ArtifactFailed", ready(obj)
-        await self.publish(name, package, version)
-        _, obj = await self.reconcile(name)
-        return obj
-
-    def helm(self, *args: str) -> str:
-        done = helm_cli(self.kubeconfig, *args, home=self.tmp / "cli")
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    def helm_json(self, *args: str) -> Any:
-        return json.loads(self.helm(*args, "-o", "json"))
-
-    async def configmap(self, name: str) -> Obj | None:
-        return await self.kube.get("v1", "ConfigMap", name, self.ns)
-
-
-@pytest.fixture
-async def env(hr_kube: Kube, namespace: str, tmp_path: Path, cluster: Cluster) -> Env:
-    return Env(hr_kube, namespace, tmp_path, Path(cluster.kubeconfig))
-
-
-def condition(obj: Obj, type_: str) -> dict[str, Any]:
-    return next((c for c in obj["status"].get("conditions", []) if c["type"] == type_), {})
-
-
-def ready(obj: Obj) -> dict[str, Any]:
-    return condition(obj, "Ready")
 
 
 REDIS_17_0 = package_chart("redis", "17.0.0")
@@ -311,6 +204,39 @@ async def test_helm_tests_run_and_are_recorded(env: Env) -> None:
     hooks = obj["status"]["history"][0]["testHooks"]
     assert list(hooks) == ["tested-test"]
     assert hooks["tested-test"]["phase"] == "Succeeded"
+
+
+async def test_failed_helm_tests_are_reported_and_fail_the_release_unless_ignored(
+    env: Env,
+) -> None:
+    faulty = package_chart(
+        "redis", "17.0.0", templates={"configmap.yaml": CONFIGMAP, "test.yaml": FAILING_TEST}
+    )
+    await env.apply(
+        env.release("ignored", timeout="30s", test={"enable": True, "ignoreFailures": True})
+    )
+    obj = await env.installed("ignored", faulty, "17.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+    assert condition(obj, "TestSuccess")["status"] == "False"
+    assert condition(obj, "TestSuccess")["reason"] == "TestFailed"
+    hooks = obj["status"]["history"][0]["testHooks"]
+    assert hooks["ignored-fault-test"]["phase"] == "Failed"
+
+    await env.apply(env.release("failing", timeout="30s", test={"enable": True}))
+    obj = await env.installed("failing", faulty, "17.0.0")
+    assert ready(obj)["status"] == "False"
+    assert ready(obj)["reason"] == "TestFailed"
+    assert ready(obj)["message"].startswith(
+        f"Helm test failed for release {env.ns}/failing.v1 with chart redis@17.0.0: "
+    )
+    assert condition(obj, "Stalled")["message"] == "Failed to install after 1 attempt(s)"
+    assert obj["status"]["installFailures"] == 1
+    # Not remediated (install.remediation.remediateLastFailure is false): the release stays.
+    assert env.helm_json("list", "-n", env.ns, "--filter", "^failing$")[0]["status"] == "deployed"
+    calls, version = env.actions.runner.calls, obj["metadata"]["resourceVersion"]
+    _, obj = await env.reconcile("failing")
+    assert env.actions.runner.calls == calls
+    assert obj["metadata"]["resourceVersion"] == version
 
 
 async def test_deletion_uninstalls_and_keep_history_keeps_the_secrets(env: Env) -> None:
