@@ -142,6 +142,8 @@ class _HelmReleases(_FluxKind):
     def __init__(self, inner: HelmReleaseReconciler, ctx: KindContext) -> None:
         super().__init__(inner, ctx, field_manager=HELM_FIELD_MANAGER)  # its own status writes
         self.registry = ctx.registry
+        self.live = ctx.live
+        self.watched: set[tuple[str, str]] = set()  # kinds handed to the managed-object watch
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
         try:
@@ -157,7 +159,22 @@ class _HelmReleases(_FluxKind):
                     *(ObjectKey(d.kind, d.namespace, d.name) for d in spec.dependencies),
                 ],
             )
-        return await super().reconcile(obj, reasons)
+        delay = await super().reconcile(obj, reasons)
+        key = ObjectKey.of(obj)
+        # With drift detection, the kinds of the release's objects join the managed-object
+        # watch: an edited object wakes its release (owner labels) within seconds.
+        for api_version, kind, name, namespace in self.inner.release_objects(
+            key.namespace, key.name
+        ):
+            if (api_version, kind) in self.watched:
+                continue
+            try:
+                await self.live(api_version, kind, name, namespace)
+            except KubeError as exc:
+                log.warning("cannot watch %s %s for drift: %s", api_version, kind, exc)
+                continue
+            self.watched.add((api_version, kind))
+        return delay
 
     def keys_for_managed(self, obj: Obj) -> list[ObjectKey]:
         labels = (obj.get("metadata") or {}).get("labels") or {}

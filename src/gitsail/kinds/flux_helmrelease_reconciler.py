@@ -62,6 +62,7 @@ from typing import Any, NoReturn
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.flux_helmrelease import API_VERSIONS, HelmRelease, parse_helmrelease
 from gitsail.kinds.flux_helmrelease_chart import FIELD_MANAGER, ChartPackage, ChartSource
+from gitsail.kinds.flux_helmrelease_drift import detect_drift
 from gitsail.kinds.flux_helmrelease_values import ValuesError, compose_values
 from gitsail.kinds.helm_actions import HelmActionError, HelmActions, InstallRequest
 from gitsail.kinds.helm_storage import (
@@ -84,6 +85,7 @@ from gitsail.kinds.status import (
 from gitsail.kube import Conflict, Forbidden, Kube, KubeError, NotFoundKind, service_account_user
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.render import RenderError, load_manifests
 from gitsail.source.artifacts import ArtifactStore
 
 __all__ = [
@@ -104,7 +106,8 @@ RETRY_AFTER_FAILURE = 10.0
 DEPENDENCY_RETRY = 30.0
 
 READY, RELEASED, TEST_SUCCESS, REMEDIATED = "Ready", "Released", "TestSuccess", "Remediated"
-RECONCILING, STALLED = "Reconciling", "Stalled"
+RECONCILING, STALLED, DRIFTED = "Reconciling", "Stalled", "Drifted"
+DRIFT_DETECTED, NO_DRIFT = "DriftDetected", "NoDriftDetected"
 INSTALL_SUCCEEDED, INSTALL_FAILED = "InstallSucceeded", "InstallFailed"
 UPGRADE_SUCCEEDED, UPGRADE_FAILED = "UpgradeSucceeded", "UpgradeFailed"
 TEST_SUCCEEDED, TEST_FAILED = "TestSucceeded", "TestFailed"
@@ -175,6 +178,8 @@ class HelmReleaseReconciler:
         self.policy = policy
         self.record = record
         self._now = now
+        self._manifests: dict[str, list[Obj]] = {}  # release digest -> manifest objects
+        self._objects: dict[tuple[str, str], tuple[tuple[str, str, str, str | None], ...]] = {}
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -276,7 +281,7 @@ class HelmReleaseReconciler:
         head = history[0] if history else {}
         action = self._action(run, latest, head)
         if action is None:
-            return self._up_to_date(run, latest)
+            return await self._up_to_date(run, latest, target)
         if action == "test":
             await self._test(run, target)
             return hr.interval
@@ -303,7 +308,7 @@ class HelmReleaseReconciler:
             return "test"
         return None
 
-    def _up_to_date(self, run: _Pass, latest: Release | None) -> float:
+    async def _up_to_date(self, run: _Pass, latest: Release | None, target: Kube) -> float:
         hr = run.hr
         assert latest is not None
         failed = latest.tests_failed
@@ -343,7 +348,75 @@ class HelmReleaseReconciler:
             conditions = [c for c in conditions if c.get("type") != TEST_SUCCESS]
         run.status["conditions"] = conditions
         run.status["observedGeneration"] = hr.generation
+        await self._drift(run, latest, target)
         return hr.interval
+
+    async def _drift(self, run: _Pass, latest: Release, target: Kube) -> None:
+        """Drift detection (``driftDetection.mode``): compare, correct or report; the
+        ``Drifted`` condition says what the last comparison found."""
+        hr = run.hr
+        key = (hr.namespace, hr.name)
+        if hr.drift.mode == "disabled":
+            self._objects.pop(key, None)
+            run.status["conditions"] = _without(run.status, DRIFTED)
+            return
+        objects = self._manifest(latest)
+        correct = hr.drift.mode == "enabled"
+        drift = await detect_drift(
+            target,
+            objects,
+            hr.target_namespace,
+            hr.drift.ignore,
+            correct=correct,
+            field_manager=FIELD_MANAGER,
+        )
+        self._objects[key] = drift.objects
+        shown = self._shown(latest)
+        if drift.failed:
+            message = f"Drift detection of release {shown} failed: {'; '.join(drift.failed)}"
+            condition = Condition(DRIFTED, "True", "DriftDetectionFailed", message, hr.generation)
+            run.events.append(("Warning", "DriftDetectionFailed", message))
+        elif drift.drifted and correct:
+            # Corrected: an Event says what was healed; the object is no longer drifted.
+            message = f"Cluster state of release {shown} has been corrected: {drift.summary()}"
+            run.events.append(("Normal", "DriftCorrected", message))
+            condition = Condition(DRIFTED, "False", NO_DRIFT, "No drift detected", hr.generation)
+        elif drift.drifted:
+            message = (
+                f"Cluster state of release {shown} has drifted from the desired state: "
+                f"{drift.summary()}"
+            )
+            run.events.append(("Warning", DRIFT_DETECTED, message))
+            condition = Condition(DRIFTED, "True", DRIFT_DETECTED, message, hr.generation)
+        else:
+            condition = Condition(DRIFTED, "False", NO_DRIFT, "No drift detected", hr.generation)
+        run.status["conditions"] = put_condition(
+            list(run.status.get("conditions") or []), condition, self._now()
+        )
+
+    def _manifest(self, release: Release) -> list[Obj]:
+        """The objects of a release's manifest (cached by the release's digest)."""
+        cached = self._manifests.get(release.digest)
+        if cached is None:
+            try:
+                cached = load_manifests(
+                    release.manifest, source="release manifest", policy=self.policy
+                )
+            except RenderError as exc:
+                raise Stalled(
+                    "DriftDetectionFailed", f"the release manifest is unreadable: {exc}"
+                ) from exc
+            self._manifests[release.digest] = cached
+            while len(self._manifests) > 64:
+                self._manifests.pop(next(iter(self._manifests)))
+        return cached
+
+    def release_objects(
+        self, namespace: str, name: str
+    ) -> tuple[tuple[str, str, str, str | None], ...]:
+        """(apiVersion, kind, name, namespace) of the objects of a HelmRelease's release, as
+        its last drift check saw them (empty without drift detection)."""
+        return self._objects.get((namespace, name), ())
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -579,6 +652,7 @@ class HelmReleaseReconciler:
             force=hr.upgrade.force if action == "upgrade" else False,
             cleanup_on_fail=hr.upgrade.cleanup_on_fail if action == "upgrade" else False,
             redact=tuple(sorted(secrets)),
+            owner=(hr.name, hr.namespace),
         )
 
     # -- storage and history -------------------------------------------------------------

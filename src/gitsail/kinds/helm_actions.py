@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gitsail.kinds import helm_postrender
 from gitsail.kube import KubeConfig
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render import RenderError, ToolRunner, check_namespace, check_release_name
@@ -42,6 +44,8 @@ from gitsail.toolchain import find_binary
 
 __all__ = ["HelmActionError", "HelmActions", "InstallRequest", "kubeconfig_document"]
 
+_LABEL_VALUE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?")
+_PATH_SPECIAL = re.compile(r'[,"\x00-\x1f\x7f]')
 _MARGIN = 30.0  # seconds beyond helm's --timeout before its process group is killed
 _IDENTITY = re.compile(
     r"system:serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
@@ -73,6 +77,7 @@ class InstallRequest:
     cleanup_on_fail: bool = False  # upgrade only
     description: str = ""
     redact: tuple[str, ...] = ()  # values from Secrets: never shown in an error
+    owner: tuple[str, str] | None = None  # (name, namespace) of the HelmRelease: labels
 
 
 def _duration(seconds: float) -> str:
@@ -286,7 +291,23 @@ class HelmActions:
                 flags.append(flag)
         if request.description:
             flags.append(f"--description={request.description}")
+        if request.owner is not None:
+            flags += self._post_renderer(*request.owner)
         return flags
+
+    def _post_renderer(self, name: str, namespace: str) -> list[str]:
+        """``helm_postrender`` as helm's post-renderer: the owner labels on every object."""
+        if not _LABEL_VALUE.fullmatch(name) or not _LABEL_VALUE.fullmatch(namespace):
+            raise HelmActionError(
+                f"HelmRelease {namespace}/{name}: its name must be a valid label value "
+                "(at most 63 characters) to label the objects of its release"
+            )
+        script = str(Path(helm_postrender.__file__).resolve())
+        for path in (sys.executable, script):
+            if _PATH_SPECIAL.search(path):
+                raise HelmActionError(f"cannot give helm the path {path!r} (comma or quote)")
+        args = ["-I", script, name, namespace, str(self.policy.render_output_bytes)]
+        return [f"--post-renderer={sys.executable}"] + [f"--post-renderer-args={a}" for a in args]
 
     @staticmethod
     def _name(name: str) -> str:
