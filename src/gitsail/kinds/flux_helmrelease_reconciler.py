@@ -284,6 +284,8 @@ class HelmReleaseReconciler:
             return await self._up_to_date(run, latest, target)
         if action == "test":
             await self._test(run, target)
+            assert latest is not None
+            await self._drift(run, latest, target)
             return hr.interval
         return await self._release(run, target, latest, action)
 
@@ -484,8 +486,9 @@ class HelmReleaseReconciler:
         run.events.append(("Normal", reason, message))
         if hr.test.enable:
             await self._test(run, target)
-            return hr.interval
-        self._ready(run, reason, message)
+        else:
+            self._ready(run, reason, message)
+        await self._drift(run, released, target)  # and its objects join the watch
         return hr.interval
 
     async def _test(self, run: _Pass, target: Kube) -> None:
