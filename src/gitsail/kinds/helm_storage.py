@@ -52,6 +52,10 @@ class StorageError(ValueError):
 
 @dataclass(frozen=True)
 class TestHook:
+    """A ``helm test`` hook of a release and its last run."""
+
+    __test__ = False  # not a pytest class
+
     name: str
     phase: str  # "" when it never ran; Succeeded, Failed, Running, Unknown
     last_started: str = ""
