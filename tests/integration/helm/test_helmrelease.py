@@ -148,6 +148,17 @@ async def test_new_chart_version_upgrades_and_hand_rollback_is_corrected(env: En
     assert env.helm_json("list", "-n", env.ns)[0]["revision"] == "4"
 
 
+async def test_a_release_installed_by_hand_is_adopted(env: Env) -> None:
+    package = env.tmp / "redis-17.0.0.tgz"
+    package.write_bytes(REDIS_17_0)
+    env.helm("install", "adopted", str(package), "-n", env.ns, "--set", "extra=by-hand")
+    await env.apply(env.release("adopted", values={"extra": "declared"}))
+    obj = await env.installed("adopted", REDIS_17_1, "17.1.0")
+    assert ready(obj)["reason"] == "UpgradeSucceeded", ready(obj)
+    assert obj["status"]["history"][0]["version"] == 2
+    assert env.helm_json("get", "values", "adopted", "-n", env.ns) == {"extra": "declared"}
+
+
 async def test_failing_post_upgrade_hook_is_rolled_back_after_the_retries(env: Env) -> None:
     spec = {
         "timeout": "30s",
