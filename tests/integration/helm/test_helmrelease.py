@@ -204,6 +204,29 @@ async def test_failing_post_upgrade_hook_is_rolled_back_after_the_retries(env: E
     assert condition(obj, "Stalled")["reason"] == "RetriesExceeded"
 
 
+async def test_failing_install_is_uninstalled_between_attempts(env: Env) -> None:
+    broken = package_chart(
+        "redis",
+        "17.0.0",
+        templates={
+            "configmap.yaml": CONFIGMAP,
+            "hook.yaml": FAILING_HOOK.replace("post-upgrade", "post-install"),
+        },
+    )
+    spec = {"timeout": "30s", "install": {"remediation": {"retries": 1}}}
+    await env.apply(env.release("fresh", **spec))
+    obj = await env.installed("fresh", broken, "17.0.0")
+    assert ready(obj)["reason"] == "InstallFailed", ready(obj)
+    assert condition(obj, "Remediated")["reason"] == "UninstallSucceeded"
+    assert obj["status"]["installFailures"] == 1
+    assert env.helm_json("list", "-n", env.ns, "--all") == []
+    _, obj = await env.reconcile("fresh")
+    assert ready(obj)["reason"] == "InstallFailed", ready(obj)
+    assert condition(obj, "Stalled")["message"] == "Failed to install after 2 attempt(s)"
+    # The last failure is left for inspection (remediateLastFailure defaults to false).
+    assert env.helm_json("list", "-n", env.ns, "--all")[0]["status"] == "failed"
+
+
 async def test_helm_tests_run_and_are_recorded(env: Env) -> None:
     tested = package_chart(
         "redis", "17.0.0", templates={"configmap.yaml": CONFIGMAP, "test.yaml": TEST_JOB}
