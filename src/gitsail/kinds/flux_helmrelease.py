@@ -154,6 +154,7 @@ class UpgradeOptions:
     timeout: float
     remediation: Remediation = Remediation()
     crds: str = "Create"
+    reinstall_on_chart_name_change: bool = True  # chartNameChangeStrategy: Reinstall
     force: bool = False
     cleanup_on_fail: bool = False
     disable_wait: bool = False
@@ -541,12 +542,15 @@ def _upgrade(fields: Fields, timeout: float, deprecations: list[str]) -> Upgrade
         raise UnsupportedField(
             fields.at("preserveValues"), "non-declarative values are not implemented by gitsail"
         )
-    fields.string("chartNameChangeStrategy")  # Reinstall is what gitsail does
+    name_change = fields.choice(
+        "chartNameChangeStrategy", ("Reinstall", "InPlaceUpdate"), "Reinstall"
+    )
     fields.string("serverSideApply")
     options = UpgradeOptions(
         timeout=fields.duration("timeout") or timeout,
         remediation=_remediation(fields.obj("remediation"), upgrade=True),
         crds=_crds(fields, deprecations, "upgrade"),
+        reinstall_on_chart_name_change=name_change == "Reinstall",
         force=fields.boolean("force"),
         cleanup_on_fail=fields.boolean("cleanupOnFail"),
         disable_wait=fields.boolean("disableWait"),

@@ -279,6 +279,8 @@ class HelmReleaseReconciler:
             latest = await self._latest(hr, target)
         history = [h for h in run.status.get("history") or [] if isinstance(h, Mapping)]
         head = history[0] if history else {}
+        if await self._moved(run, head, latest):
+            latest, head = await self._latest(hr, target), {}
         action = self._action(run, latest, head)
         if action is None:
             return await self._up_to_date(run, latest, target)
@@ -288,6 +290,53 @@ class HelmReleaseReconciler:
             await self._drift(run, latest, target)
             return hr.interval
         return await self._release(run, target, latest, action)
+
+    async def _moved(self, run: _Pass, head: Mapping[str, Any], latest: Release | None) -> bool:
+        """Flux's reinstall: a release gitsail made under another name or namespace
+        (``releaseName``, ``targetNamespace`` changed), or of a chart with another name
+        (``upgrade.chartNameChangeStrategy: Reinstall``), is uninstalled first; the new one
+        is then installed. Returns whether something was uninstalled."""
+        hr, chart = run.hr, run.chart
+        assert chart is not None
+        name, namespace = head.get("name"), head.get("namespace")
+        if not head or not isinstance(name, str) or not isinstance(namespace, str):
+            return False
+        renamed = (name, namespace) != (hr.release_name, hr.storage_namespace)
+        rechart = (
+            not renamed
+            and latest is not None
+            and latest.status != "uninstalled"
+            and latest.chart_name != chart.name
+            and hr.upgrade.reinstall_on_chart_name_change
+        )
+        if not renamed and not rechart:
+            return False
+        try:
+            await self.actions.uninstall(
+                name,
+                namespace,
+                helm_timeout=hr.uninstall.timeout,
+                keep_history=hr.uninstall.keep_history,
+                disable_hooks=hr.uninstall.disable_hooks,
+                wait=not hr.uninstall.disable_wait,
+                propagation=hr.uninstall.deletion_propagation,
+                user=self._user(hr),
+            )
+        except HelmActionError as exc:
+            if "not found" not in str(exc):
+                raise Transient(
+                    UNINSTALL_FAILED, f"Helm uninstall of {namespace}/{name} failed: {exc}"
+                ) from exc
+        why = "its chart changed name" if rechart else "it was renamed or moved"
+        run.events.append(
+            (
+                "Normal",
+                UNINSTALL_SUCCEEDED,
+                f"Helm uninstall succeeded for release {namespace}/{name}: {why}",
+            )
+        )
+        run.status.pop("history", None)
+        return True
 
     def _action(self, run: _Pass, latest: Release | None, head: Mapping[str, Any]) -> str | None:
         """install, upgrade, test, or None (up to date)."""

@@ -159,6 +159,25 @@ async def test_a_release_installed_by_hand_is_adopted(env: Env) -> None:
     assert env.helm_json("get", "values", "adopted", "-n", env.ns) == {"extra": "declared"}
 
 
+async def test_a_renamed_release_or_chart_is_reinstalled(env: Env) -> None:
+    await env.apply(env.release("moving"))
+    obj = await env.installed("moving", REDIS_17_0, "17.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+    await env.apply(env.release("moving", releaseName="moved"))
+    _, obj = await env.reconcile("moving")
+    assert ready(obj)["reason"] == "InstallSucceeded", ready(obj)
+    assert [(r["name"], r["revision"]) for r in env.helm_json("list", "-n", env.ns)] == [
+        ("moved", "1")
+    ]
+    assert await env.configmap("moving-config") is None
+    # Another chart name: Flux's default (chartNameChangeStrategy: Reinstall).
+    await env.publish("moving", package_chart("valkey", "8.0.0"), "8.0.0")
+    _, obj = await env.reconcile("moving")
+    assert ready(obj)["reason"] == "InstallSucceeded", ready(obj)
+    assert env.helm_json("list", "-n", env.ns)[0]["chart"] == "valkey-8.0.0"
+    assert obj["status"]["history"][0]["version"] == 1
+
+
 async def test_failing_post_upgrade_hook_is_rolled_back_after_the_retries(env: Env) -> None:
     spec = {
         "timeout": "30s",
