@@ -12,8 +12,8 @@ The chart is the source's ``status.artifact``: it must exist and be for the sour
 generation (``ArtifactFailed`` otherwise, retried: the source turning Ready wakes the
 release). Its file is read from the controller's ``ArtifactStore`` (``local_path``), checked
 against ``artifact.digest``, and its ``Chart.yaml`` read from the package (bounded: members,
-sizes, YAML limits). Metadata is cached by digest, so an idle pass hashes the package and
-reads nothing else.
+sizes, YAML limits). Metadata is cached by digest and an unchanged package file is hashed
+once, so an idle pass reads no file.
 """
 
 from __future__ import annotations
@@ -133,6 +133,8 @@ class ChartSource:
         self.artifacts = artifacts
         self.policy = policy
         self._meta: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        # package file -> ((size, mtime), digest): an unchanged file is not hashed again
+        self._files: dict[str, tuple[tuple[int, int], str]] = {}
 
     async def ensure_template(self, hr: HelmRelease) -> Obj:
         """The release's HelmChart as it is now, applied first when it differs from the
@@ -219,7 +221,13 @@ class ChartSource:
         )
 
     def _read_meta(self, path: Path, digest: str, shown: str) -> tuple[str, str, str, str]:
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
+        seen = self._files.get(str(path))
+        if seen is not None and seen[0] == (size, stat.st_mtime_ns) and seen[1] == digest:
+            cached_meta = self._meta.get(digest)
+            if cached_meta is not None:
+                return (*cached_meta, digest)  # this very file was hashed and read before
         if size > self.policy.chart_archive_bytes:
             raise Transient(
                 ARTIFACT_FAILED,
@@ -230,6 +238,9 @@ class ChartSource:
         actual = "sha256:" + hashlib.sha256(data).hexdigest()
         if digest and digest != actual:
             raise Transient(ARTIFACT_FAILED, f"{shown}: the artifact does not match its digest")
+        self._files[str(path)] = ((size, stat.st_mtime_ns), actual)
+        while len(self._files) > _CACHE:
+            self._files.pop(next(iter(self._files)))
         cached = self._meta.get(actual)
         if cached is None:
             cached = self._chart_yaml(data, shown)

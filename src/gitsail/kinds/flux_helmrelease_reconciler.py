@@ -66,6 +66,7 @@ from gitsail.kinds.flux_helmrelease_drift import detect_drift
 from gitsail.kinds.flux_helmrelease_values import ValuesError, compose_values
 from gitsail.kinds.helm_actions import HelmActionError, HelmActions, InstallRequest
 from gitsail.kinds.helm_storage import (
+    DecodedReleases,
     Release,
     StorageError,
     config_digest,
@@ -178,6 +179,7 @@ class HelmReleaseReconciler:
         self.policy = policy
         self.record = record
         self._now = now
+        self._decoded = DecodedReleases()
         self._manifests: dict[str, list[Obj]] = {}  # release digest -> manifest objects
         self._objects: dict[tuple[str, str], tuple[tuple[str, str, str, str | None], ...]] = {}
 
@@ -721,7 +723,9 @@ class HelmReleaseReconciler:
 
     async def _latest(self, hr: HelmRelease, target: Kube) -> Release | None:
         try:
-            return await latest_release(target, hr.storage_namespace, hr.release_name, self.policy)
+            return await latest_release(
+                target, hr.storage_namespace, hr.release_name, self.policy, self._decoded
+            )
         except StorageError as exc:
             raise Stalled(
                 "GetLastReleaseFailed", f"the release storage is unreadable: {exc}"

@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import zlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
 
 __all__ = [
+    "DecodedReleases",
     "Release",
     "StorageError",
     "TestHook",
@@ -235,12 +237,44 @@ async def _secrets(kube: Kube, namespace: str, name: str) -> list[Obj]:
     )
 
 
+class DecodedReleases:
+    """Releases already decoded, by Secret uid and resourceVersion (an LRU): an idle pass
+    lists the storage but decodes nothing."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], Release] = OrderedDict()
+
+    def decode(self, secret: Obj, policy: Policy) -> Release:
+        meta = secret.get("metadata") or {}
+        key = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+        if not all(key):
+            return decode_release(secret, policy)
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = decode_release(secret, policy)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        self._entries.move_to_end(key)
+        return found
+
+
 async def latest_release(
-    kube: Kube, namespace: str, name: str, policy: Policy = DEFAULT_POLICY
+    kube: Kube,
+    namespace: str,
+    name: str,
+    policy: Policy = DEFAULT_POLICY,
+    cache: DecodedReleases | None = None,
 ) -> Release | None:
-    """The newest revision of release ``name`` (one LIST, one decode), or None."""
+    """The newest revision of release ``name`` (one LIST, at most one decode), or None."""
     secrets = await _secrets(kube, namespace, name)
-    return decode_release(secrets[0], policy) if secrets else None
+    if not secrets:
+        return None
+    return (
+        cache.decode(secrets[0], policy)
+        if cache is not None
+        else decode_release(secrets[0], policy)
+    )
 
 
 async def release_history(

@@ -237,3 +237,24 @@ async def test_a_failing_helm_is_an_error_without_the_private_path(
     with pytest.raises(HelmActionError, match="helm rollback failed") as caught:
         await actions.rollback("redis", "redis", 1, helm_timeout=5, max_history=5)
     assert "helm-" not in str(caught.value)
+
+
+def test_a_release_is_decoded_once_per_resource_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitsail.kinds import helm_storage
+
+    decoded: list[str] = []
+    real = helm_storage.decode_release
+
+    def counting(secret: dict[str, Any], policy: Policy) -> Any:
+        decoded.append(secret["metadata"]["resourceVersion"])
+        return real(secret, policy)
+
+    monkeypatch.setattr(helm_storage, "decode_release", counting)
+    cache = helm_storage.DecodedReleases(size=1)
+    secret = storage_secret(RELEASE)
+    secret["metadata"].update(uid="u1", resourceVersion="1")
+    first = cache.decode(secret, Policy())
+    assert cache.decode(secret, Policy()) is first
+    secret["metadata"]["resourceVersion"] = "2"
+    cache.decode(secret, Policy())
+    assert decoded == ["1", "2"]
