@@ -29,10 +29,13 @@ sent as a Warning Event by the reconciler): ``chart.spec.valuesFile`` → ``valu
 ``install.skipCRDs`` / ``upgrade`` ``skipCRDs`` → ``crds: Skip`` (``Create`` when false),
 ``spec.valuesFile`` (never honoured by Flux either) is refused.
 
-Refused with a message (not implemented yet): ``kubeConfig``, ``postRenderers``,
-``commonMetadata``, ``chart.spec.verify``, ``healthCheckExprs``, ``test.filters``,
-``dependsOn[].readyExpr``, ``install``/``upgrade`` ``strategy``, a ``chart.spec.sourceRef``
-other than ``HelmRepository`` or ``GitRepository``, ``chartRef`` of kind ``ExternalArtifact``,
+``postRenderers`` (kustomize ``patches`` and ``images``, in order) and ``commonMetadata``
+are applied by gitsail's post-renderer (``helm_postrender``) before the owner labels.
+
+Refused with a message (not implemented yet): ``kubeConfig``, ``chart.spec.verify``,
+``healthCheckExprs``, ``test.filters``, ``dependsOn[].readyExpr``, ``install``/``upgrade``
+``strategy``, ``crds: CreateReplace``, a ``chart.spec.sourceRef`` other than
+``HelmRepository`` or ``GitRepository``, ``chartRef`` of kind ``ExternalArtifact``,
 ``persistentClient: false`` and ``upgrade.preserveValues`` (non-declarative).
 """
 
@@ -47,7 +50,15 @@ from typing import Any
 
 from gitsail.kinds._fields import Fields, annotation, object_fields, shown
 from gitsail.kinds.errors import SpecError, UnsupportedField
-from gitsail.kinds.records import Dependency, ObjectRef, PatchTarget
+from gitsail.kinds.flux_kustomization import _image, _patch
+from gitsail.kinds.records import (
+    CommonMetadata,
+    Dependency,
+    ImageOverride,
+    ObjectRef,
+    Patch,
+    PatchTarget,
+)
 
 __all__ = [
     "API_VERSIONS",
@@ -58,6 +69,7 @@ __all__ = [
     "DriftIgnore",
     "HelmRelease",
     "InstallOptions",
+    "PostRenderer",
     "Remediation",
     "RollbackOptions",
     "TestOptions",
@@ -192,6 +204,14 @@ class UninstallOptions:
 
 
 @dataclass(frozen=True)
+class PostRenderer:
+    """One ``postRenderers[].kustomize`` item: patches and images, applied in order."""
+
+    patches: tuple[Patch, ...] = ()
+    images: tuple[ImageOverride, ...] = ()
+
+
+@dataclass(frozen=True)
 class DriftIgnore:
     """JSON pointers ignored when comparing, for the objects ``target`` selects (all when
     ``None``; its fields are regular expressions, as in Flux)."""
@@ -231,6 +251,8 @@ class HelmRelease:
     values_from: tuple[ValuesReference, ...] = ()
     dependencies: tuple[Dependency, ...] = ()
     drift: DriftDetection = DriftDetection()
+    post_renderers: tuple[PostRenderer, ...] = ()
+    common_metadata: CommonMetadata | None = None
     suspend: bool = False
     service_account_name: str | None = None
     requested_at: str | None = None
@@ -311,6 +333,14 @@ def parse_helmrelease(obj: Any) -> HelmRelease:
         values_from = tuple(_values_reference(item) for item in spec.items("valuesFrom"))
         dependencies = tuple(_dependency(item, namespace) for item in spec.items("dependsOn"))
         drift = _drift(spec.obj("driftDetection"))
+        post_renderers = tuple(_post_renderer(item) for item in spec.items("postRenderers"))
+        common = None
+        if spec.present("commonMetadata"):
+            meta = spec.obj("commonMetadata")
+            common = CommonMetadata(
+                labels=meta.string_map("labels"), annotations=meta.string_map("annotations")
+            )
+            meta.finish()
         suspend = spec.boolean("suspend")
         account = spec.string("serviceAccountName", pattern=_DNS_SUBDOMAIN) or None
         spec.finish()
@@ -337,6 +367,8 @@ def parse_helmrelease(obj: Any) -> HelmRelease:
         values_from=values_from,
         dependencies=dependencies,
         drift=drift,
+        post_renderers=post_renderers,
+        common_metadata=common,
         suspend=suspend,
         service_account_name=account,
         requested_at=annotation(obj, REQUESTED_AT),
@@ -349,11 +381,9 @@ def parse_helmrelease(obj: Any) -> HelmRelease:
 def _refuse_unsupported(spec: Fields) -> None:
     for name, why in (
         ("kubeConfig", "remote clusters (kubeConfig) are not implemented by gitsail yet"),
-        ("postRenderers", "post renderers are not implemented by gitsail yet"),
-        ("commonMetadata", "commonMetadata is not implemented by gitsail yet"),
         ("healthCheckExprs", "CEL health checks are not implemented for HelmReleases yet"),
         ("waitStrategy", "wait strategies are not implemented by gitsail yet (helm's wait)"),
-        ("postRenderStrategy", "post renderers are not implemented by gitsail yet"),
+        ("postRenderStrategy", "post-render strategies are not implemented (Helm 3: nohooks)"),
         ("valuesFile", "removed from the HelmRelease API: use spec.chart.spec.valuesFiles"),
     ):
         if spec.present(name):
@@ -680,3 +710,18 @@ def _drift(fields: Fields) -> DriftDetection:
         ignore.append(DriftIgnore(paths=paths, target=target))
     fields.finish()
     return DriftDetection(mode=mode, ignore=tuple(ignore))
+
+
+def _post_renderer(item: Fields) -> PostRenderer:
+    body = item.obj("kustomize")
+    for legacy in ("patchesStrategicMerge", "patchesJson6902"):
+        if body.present(legacy):
+            body.raw(legacy)
+            raise UnsupportedField(body.at(legacy), "removed from the HelmRelease API: use patches")
+    renderer = PostRenderer(
+        patches=tuple(_patch(p) for p in body.items("patches")),
+        images=tuple(_image(i) for i in body.items("images")),
+    )
+    body.finish()
+    item.finish()
+    return renderer

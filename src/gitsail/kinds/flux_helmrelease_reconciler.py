@@ -64,6 +64,7 @@ from gitsail.kinds.flux_helmrelease import API_VERSIONS, HelmRelease, parse_helm
 from gitsail.kinds.flux_helmrelease_chart import FIELD_MANAGER, ChartPackage, ChartSource
 from gitsail.kinds.flux_helmrelease_drift import detect_drift
 from gitsail.kinds.flux_helmrelease_values import ValuesError, compose_values
+from gitsail.kinds.flux_kustomization_build import kustomize_options
 from gitsail.kinds.helm_actions import HelmActionError, HelmActions, InstallRequest
 from gitsail.kinds.helm_storage import (
     DecodedReleases,
@@ -74,7 +75,7 @@ from gitsail.kinds.helm_storage import (
     mark_failed,
     release_history,
 )
-from gitsail.kinds.records import Dependency
+from gitsail.kinds.records import Dependency, RenderSpec
 from gitsail.kinds.status import (
     Condition,
     ReconcileError,
@@ -94,6 +95,8 @@ __all__ = [
     "FINALIZER",
     "HelmReleaseReconciler",
     "RecordEvent",
+    "post_render_config",
+    "post_renderers_digest",
 ]
 
 log = logging.getLogger(__name__)
@@ -355,6 +358,7 @@ class HelmReleaseReconciler:
             or latest.chart_name != chart.name
             or latest.chart_version != chart.version
             or head.get("configDigest") != run.digest
+            or str(run.status.get("observedPostRenderersDigest") or "") != post_renderers_digest(hr)
         ):
             return "upgrade"
         if hr.test.enable and not latest.tests_ran:
@@ -524,6 +528,11 @@ class HelmReleaseReconciler:
             await self._record_release(run, target)
             await self._failed(run, target, action, reason, message)
         released = await self._record_release(run, target)
+        digest = post_renderers_digest(hr)
+        if digest:
+            run.status["observedPostRenderersDigest"] = digest
+        else:
+            run.status.pop("observedPostRenderersDigest", None)
         reason = INSTALL_SUCCEEDED if action == "install" else UPGRADE_SUCCEEDED
         message = (
             f"Helm {action} succeeded for release {self._shown(released)} with chart "
@@ -707,6 +716,7 @@ class HelmReleaseReconciler:
             cleanup_on_fail=hr.upgrade.cleanup_on_fail if action == "upgrade" else False,
             redact=tuple(sorted(secrets)),
             owner=(hr.name, hr.namespace),
+            post_render=post_render_config(hr),
         )
 
     # -- storage and history -------------------------------------------------------------
@@ -1027,6 +1037,43 @@ def _condition(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any]:
 
 def _without(status: Mapping[str, Any], *types: str) -> list[dict[str, Any]]:
     return [c for c in status.get("conditions") or [] if c.get("type") not in types]
+
+
+def post_render_config(hr: HelmRelease) -> dict[str, Any]:
+    """``postRenderers`` and ``commonMetadata`` as ``helm_postrender`` reads them."""
+    steps = []
+    for renderer in hr.post_renderers:
+        options = kustomize_options(RenderSpec(path="", patches=renderer.patches))
+        images = [
+            {
+                k: v
+                for k, v in (
+                    ("name", i.name),
+                    ("newName", i.new_name),
+                    ("newTag", i.new_tag),
+                    ("digest", i.digest),
+                )
+                if v
+            }
+            for i in renderer.images
+        ]
+        steps.append({"patches": list(options.patches), "images": images})
+    common = hr.common_metadata
+    config: dict[str, Any] = {"steps": steps} if steps else {}
+    if common is not None and common.labels:
+        config["labels"] = dict(common.labels)
+    if common is not None and common.annotations:
+        config["annotations"] = dict(common.annotations)
+    return config
+
+
+def post_renderers_digest(hr: HelmRelease) -> str:
+    """Flux's ``observedPostRenderersDigest``: "" when there are none."""
+    config = post_render_config(hr)
+    if not config:
+        return ""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _sha1(values: Mapping[str, Any]) -> str:

@@ -32,7 +32,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class InstallRequest:
     description: str = ""
     redact: tuple[str, ...] = ()  # values from Secrets: never shown in an error
     owner: tuple[str, str] | None = None  # (name, namespace) of the HelmRelease: labels
+    # postRenderers and commonMetadata for helm_postrender: {"steps", "labels", "annotations"}
+    post_render: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _duration(seconds: float) -> str:
@@ -139,11 +141,13 @@ class HelmActions:
         policy: Policy = DEFAULT_POLICY,
         concurrency: int = 4,
         helm: Path | None = None,
+        kustomize: Path | None = None,
     ) -> None:
         self.config = config
         self.work_dir = work_dir
         self.policy = policy
         self._helm = helm
+        self._kustomize = kustomize
         self.runner = ToolRunner(home=work_dir / "home", concurrency=concurrency, policy=policy)
         self._secrets = tuple(s for s in (config.token, config.password) if s)
 
@@ -291,22 +295,37 @@ class HelmActions:
                 flags.append(flag)
         if request.description:
             flags.append(f"--description={request.description}")
-        if request.owner is not None:
-            flags += self._post_renderer(*request.owner)
         return flags
 
-    def _post_renderer(self, name: str, namespace: str) -> list[str]:
-        """``helm_postrender`` as helm's post-renderer: the owner labels on every object."""
+    def _post_renderer(self, request: InstallRequest, private: Path) -> list[str]:
+        """``helm_postrender`` as helm's post-renderer (its config in ``private``):
+        ``postRenderers``, ``commonMetadata``, then the owner labels on every object."""
+        if request.owner is None:
+            return []
+        name, namespace = request.owner
         if not _LABEL_VALUE.fullmatch(name) or not _LABEL_VALUE.fullmatch(namespace):
             raise HelmActionError(
                 f"HelmRelease {namespace}/{name}: its name must be a valid label value "
                 "(at most 63 characters) to label the objects of its release"
             )
         script = str(Path(helm_postrender.__file__).resolve())
-        for path in (sys.executable, script):
+        config_file = private / "post-render.json"
+        for path in (sys.executable, script, str(config_file)):
             if _PATH_SPECIAL.search(path):
                 raise HelmActionError(f"cannot give helm the path {path!r} (comma or quote)")
-        args = ["-I", script, name, namespace, str(self.policy.render_output_bytes)]
+        config = {
+            **request.post_render,
+            "owner": {
+                helm_postrender.NAME_LABEL: name,
+                helm_postrender.NAMESPACE_LABEL: namespace,
+            },
+            "max_bytes": self.policy.render_output_bytes,
+            "timeout": min(request.timeout, self.policy.render_timeout),
+        }
+        if config.get("steps"):
+            config["kustomize"] = str(self._kustomize or find_binary("kustomize"))
+        _write_private(config_file, json.dumps(config).encode())
+        args = ["-I", script, str(config_file)]
         return [f"--post-renderer={sys.executable}"] + [f"--post-renderer-args={a}" for a in args]
 
     @staticmethod
@@ -344,12 +363,18 @@ class HelmActions:
                 f"--namespace={self._namespace(namespace)}",
                 f"--values={values}",
                 *flags,
+                *self._post_renderer(request, private),
                 "--",
                 self._name(name),
                 str(chart),
             ]
             await self._run(
-                argv, helm_timeout=request.timeout, user=user, what=action, private=private
+                argv,
+                helm_timeout=request.timeout,
+                user=user,
+                what=action,
+                private=private,
+                redact=request.redact,
             )
 
     @contextmanager

@@ -128,3 +128,42 @@ async def test_ignore_rules_and_the_disabled_annotation_are_honoured(env: Env) -
     cm = await env.configmap("tolerant-config")
     assert cm is not None
     assert cm["data"]["architecture"] == "hacked"
+
+
+async def test_post_renderers_and_common_metadata_shape_the_release(env: Env) -> None:
+    patch = (
+        "- op: add\n  path: /metadata/annotations/helm.toolkit.fluxcd.io~1driftDetection\n"
+        "  value: disabled\n"
+    )
+    spec = {
+        "commonMetadata": {"labels": {"team": "cache"}},
+        "postRenderers": [
+            {
+                "kustomize": {
+                    "patches": [{"target": {"kind": "Deployment"}, "patch": patch}],
+                    "images": [{"name": "redis", "newName": "mirror.local/redis", "newTag": "7.2"}],
+                }
+            }
+        ],
+    }
+    await env.apply(env.release("shaped", **spec))
+    obj = await env.installed("shaped", CHART, "17.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+    assert obj["status"]["observedPostRenderersDigest"].startswith("sha256:")
+    deployment = await env.kube.get("apps/v1", "Deployment", "shaped-app", env.ns)
+    assert deployment is not None
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "mirror.local/redis:7.2"
+    assert deployment["metadata"]["annotations"]["helm.toolkit.fluxcd.io/driftDetection"] == (
+        "disabled"
+    )
+    labels = deployment["metadata"]["labels"]
+    assert (labels["team"], labels[NAME_LABEL]) == ("cache", "shaped")
+    # Another post renderer is a new release (helm upgrade), as in Flux.
+    spec["postRenderers"][0]["kustomize"]["images"][0]["newTag"] = "7.4"
+    await env.apply(env.release("shaped", **spec))
+    _, obj = await env.reconcile("shaped")
+    assert ready(obj)["reason"] == "UpgradeSucceeded", ready(obj)
+    deployment = await env.kube.get("apps/v1", "Deployment", "shaped-app", env.ns)
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":7.4")

@@ -107,6 +107,38 @@ def test_v2beta1_deprecated_fields_are_mapped_with_a_warning() -> None:
     assert all(d.startswith("HelmRelease redis/redis: spec.") for d in release.deprecations)
 
 
+def test_post_renderers_and_common_metadata() -> None:
+    from gitsail.kinds.flux_helmrelease_reconciler import post_render_config, post_renderers_digest
+
+    release = parse_helmrelease(
+        hr(
+            commonMetadata={"labels": {"team": "a"}, "annotations": {"x": "y"}},
+            postRenderers=[
+                {
+                    "kustomize": {
+                        "patches": [
+                            {"patch": "- op: remove\n  path: /x", "target": {"kind": "Job"}}
+                        ],
+                        "images": [{"name": "redis", "newTag": "7"}],
+                    }
+                }
+            ],
+        )
+    )
+    assert post_render_config(release) == {
+        "steps": [
+            {
+                "patches": [{"patch": "- op: remove\n  path: /x", "target": {"kind": "Job"}}],
+                "images": [{"name": "redis", "newTag": "7"}],
+            }
+        ],
+        "labels": {"team": "a"},
+        "annotations": {"x": "y"},
+    }
+    assert post_renderers_digest(release).startswith("sha256:")
+    assert post_renderers_digest(parse_helmrelease(hr())) == ""
+
+
 def test_chart_ref_and_values_from() -> None:
     release = parse_helmrelease(
         hr(
@@ -145,7 +177,11 @@ def test_chart_ref_and_values_from() -> None:
     [
         ({"chart": None}, "exactly one of spec.chart and spec.chartRef"),
         ({"chartRef": {"kind": "HelmChart", "name": "x"}}, "exactly one of"),
-        ({"postRenderers": [{"kustomize": {}}]}, "spec.postRenderers: post renderers"),
+        (
+            {"postRenderers": [{"kustomize": {"patchesStrategicMerge": [{}]}}]},
+            "spec.postRenderers[0].kustomize.patchesStrategicMerge: removed",
+        ),
+        ({"postRenderers": [{"kustomize": {"images": [{"newTag": "1"}]}}]}, "images[0].name"),
         ({"kubeConfig": {"secretRef": {"name": "x"}}}, "spec.kubeConfig: remote clusters"),
         ({"install": {"crds": "CreateReplace"}}, "spec.install.crds: CreateReplace"),
         ({"upgrade": {"preserveValues": True}}, "spec.upgrade.preserveValues"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gitsail.kinds.helm_actions import (
     HelmActionError,
@@ -258,3 +259,39 @@ def test_a_release_is_decoded_once_per_resource_version(monkeypatch: pytest.Monk
     secret["metadata"]["resourceVersion"] = "2"
     cache.decode(secret, Policy())
     assert decoded == ["1", "2"]
+
+
+def test_post_render_sets_common_metadata_then_owner_labels() -> None:
+    from gitsail.kinds.helm_postrender import NAME_LABEL, NAMESPACE_LABEL, post_render
+
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels: {keep: 'yes'}\n"
+    config = {
+        "max_bytes": 1 << 20,
+        "labels": {"team": "cache", NAME_LABEL: "spoofed"},
+        "annotations": {"note": "x"},
+        "owner": {NAME_LABEL: "app", NAMESPACE_LABEL: "ns"},
+    }
+    out = yaml.safe_load(post_render(text, config))
+    assert out["metadata"]["labels"] == {
+        "keep": "yes",
+        "team": "cache",
+        NAME_LABEL: "app",
+        NAMESPACE_LABEL: "ns",
+    }
+    assert out["metadata"]["annotations"] == {"note": "x"}
+
+
+def test_post_render_refuses_input_over_its_limit(tmp_path: Path) -> None:
+    import io
+
+    from gitsail.kinds import helm_postrender
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"max_bytes": 10}))
+    stdin = sys.stdin
+    try:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(b"x" * 100))
+        assert helm_postrender.main([str(config)]) == 1
+    finally:
+        sys.stdin = stdin
+    assert helm_postrender.main([]) == 2
