@@ -127,3 +127,26 @@ async def test_deprecated_fields_are_mapped_with_a_warning_event(env: Env) -> No
         "DeprecatedField",
         f"HelmRelease {env.ns}/legacy: spec.install.skipCRDs is deprecated, use spec.install.crds",
     ) in warnings
+
+
+async def test_values_from_secrets_never_appear_in_status_or_events(env: Env) -> None:
+    leaky = package_chart(
+        "redis",
+        "17.0.0",
+        templates={"fail.yaml": '{{ fail (printf "refusing password %s" .Values.password) }}\n'},
+    )
+    await env.kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": env.ns},
+            "stringData": {"values.yaml": "password: hunter2-s3cret\n"},
+        },
+        field_manager="test",
+    )
+    await env.apply(env.release("leaky", valuesFrom=[{"kind": "Secret", "name": "creds"}]))
+    obj = await env.installed("leaky", leaky, "17.0.0")
+    assert ready(obj)["reason"] == "InstallFailed", ready(obj)
+    assert "refusing password ***" in ready(obj)["message"]
+    text = str(obj["status"]) + str(env.events)
+    assert "hunter2-s3cret" not in text
