@@ -292,6 +292,35 @@ async def test_failed_helm_tests_are_reported_and_fail_the_release_unless_ignore
     assert obj["metadata"]["resourceVersion"] == version
 
 
+async def test_chart_ref_reads_a_helmchart_it_does_not_own(env: Env) -> None:
+    await env.kube.apply(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmChart",
+            "metadata": {"name": "shared-redis", "namespace": env.ns},
+            "spec": {
+                "chart": "redis",
+                "interval": "1h",
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+            },
+        },
+        field_manager="test",
+    )
+    await env.publisher.publish(env.ns, "shared-redis", REDIS_17_1, "17.1.0")
+    release = env.release("referring")
+    del release["spec"]["chart"]
+    release["spec"]["chartRef"] = {"kind": "HelmChart", "name": "shared-redis"}
+    await env.apply(release)
+    _, obj = await env.reconcile("referring")
+    assert ready(obj)["reason"] == "InstallSucceeded", ready(obj)
+    assert obj["status"]["helmChart"] == f"{env.ns}/shared-redis"
+    assert obj["status"]["lastAttemptedRevision"] == "17.1.0"
+    await env.kube.delete(HR, "HelmRelease", "referring", env.ns)
+    await env.reconciler.reconcile(await env.get("referring"), ())
+    assert await env.kube.get("source.toolkit.fluxcd.io/v1", "HelmChart", "shared-redis", env.ns)
+    assert env.helm_json("list", "-n", env.ns) == []
+
+
 async def test_deletion_uninstalls_and_keep_history_keeps_the_secrets(env: Env) -> None:
     await env.apply(env.release("kept", uninstall={"keepHistory": True}))
     await env.installed("kept", REDIS_17_0, "17.0.0")

@@ -22,9 +22,9 @@ from tests.integration.controller.conftest import (
     start_controller,
     stop_controller,
 )
-from tests.integration.helm.releases import HR, ChartPublisher, package_chart
+from tests.integration.helm.releases import HR, ChartPublisher, hr_kube, package_chart
 
-__all__ = ["api", "control_ns", "crds_installed"]  # fixtures
+__all__ = ["api", "control_ns", "crds_installed", "hr_kube"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def ready(obj: Obj | None) -> dict[str, Any]:
 
 
 async def test_controller_releases_and_heals_a_helmrelease_from_the_watch(
-    api: Kube, control_ns: str, running: RunningController
+    api: Kube, control_ns: str, running: RunningController, hr_kube: Kube
 ) -> None:
     ns = control_ns
     await api.apply(
