@@ -361,7 +361,7 @@ class HelmReleaseReconciler:
             or str(run.status.get("observedPostRenderersDigest") or "") != post_renderers_digest(hr)
         ):
             return "upgrade"
-        if hr.test.enable and not latest.tests_ran:
+        if hr.test.enable and latest.test_hooks and not latest.tests_ran:
             return "test"
         return None
 
@@ -677,7 +677,11 @@ class HelmReleaseReconciler:
         except HelmActionError as exc:
             reason = ROLLBACK_FAILED if strategy == "rollback" else UNINSTALL_FAILED
             message = f"Helm {strategy} failed: {exc}"
-        await self._record_release(run, target)
+        # A rollback's revision has the values of the revision it restored, not the desired
+        # ones: recorded so, the next pass sees it out of date and tries again.
+        await self._record_release(
+            run, target, values_of=good if strategy == "rollback" and good else None
+        )
         run.status["conditions"] = put_condition(
             list(run.status.get("conditions") or []),
             Condition(REMEDIATED, "True", reason, message, hr.generation),
@@ -755,9 +759,13 @@ class HelmReleaseReconciler:
                 f"unlocked: {exc}",
             ) from exc
 
-    async def _record_release(self, run: _Pass, target: Kube) -> Release:
+    async def _record_release(
+        self, run: _Pass, target: Kube, *, values_of: Release | None = None
+    ) -> Release:
         """Put the newest revision in ``status.history`` (statuses of the others refreshed
-        from storage, down to the previous successful release)."""
+        from storage, down to the previous successful release). Its ``configDigest`` is the
+        desired values' digest, or, for a rollback, the one of the revision it restored
+        (``values_of``)."""
         hr = run.hr
         stored = await release_history(target, hr.storage_namespace, hr.release_name, self.policy)
         by_version = {r.version: r for r in stored}
@@ -780,7 +788,11 @@ class HelmReleaseReconciler:
             )
         latest = stored[0]
         digests = {h.get("version"): h.get("configDigest") for h in old}
-        head = latest.snapshot(str(digests.get(latest.version) or run.digest))
+        if values_of is not None and latest.version != values_of.version:
+            restored = digests.get(values_of.version) or config_digest(values_of.config)
+            head = latest.snapshot(str(restored))
+        else:
+            head = latest.snapshot(str(digests.get(latest.version) or run.digest))
         rest = []
         for entry in old:
             if entry.get("version") == latest.version or entry.get("name") != hr.release_name:

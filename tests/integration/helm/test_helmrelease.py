@@ -246,6 +246,26 @@ async def test_failing_install_is_uninstalled_between_attempts(env: Env) -> None
     assert env.helm_json("list", "-n", env.ns, "--all")[0]["status"] == "failed"
 
 
+async def test_a_failed_values_change_is_rolled_back_and_tried_again(env: Env) -> None:
+    hook = "{{ if .Values.failHook }}\n" + FAILING_HOOK + "{{ end }}\n"
+    chart = package_chart(
+        "redis", "17.0.0", templates={"configmap.yaml": CONFIGMAP, "hook.yaml": hook}
+    )
+    spec = {"timeout": "30s", "upgrade": {"remediation": {"retries": 1}}}
+    await env.apply(env.release("valued", **spec))
+    obj = await env.installed("valued", chart, "17.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+    await env.apply(env.release("valued", values={"failHook": True}, **spec))
+    _, obj = await env.reconcile("valued")
+    assert ready(obj)["reason"] == "UpgradeFailed", ready(obj)
+    assert condition(obj, "Remediated")["reason"] == "RollbackSucceeded"
+    # The rollback restored the old values: not up to date, the upgrade is tried again.
+    _, obj = await env.reconcile("valued")
+    assert ready(obj)["reason"] == "UpgradeFailed", ready(obj)
+    assert condition(obj, "Stalled")["message"] == "Failed to upgrade after 2 attempt(s)"
+    assert env.helm_json("get", "values", "valued", "-n", env.ns) is None  # the old values
+
+
 async def test_helm_tests_run_and_are_recorded(env: Env) -> None:
     tested = package_chart(
         "redis", "17.0.0", templates={"configmap.yaml": CONFIGMAP, "test.yaml": TEST_JOB}

@@ -94,7 +94,9 @@ def test_install_or_upgrade(latest: Release | None, head: dict[str, Any], expect
 
 
 def test_tests_run_once_per_revision() -> None:
-    assert decide(release(), test={"enable": True}) == "test"
+    not_run = release(test_hooks=(TestHook("app-test", ""),))
+    assert decide(not_run, test={"enable": True}) == "test"
+    assert decide(release(), test={"enable": True}) is None  # a chart without tests
     ran = release(test_hooks=(TestHook("app-test", "Succeeded"),))
     assert decide(ran, test={"enable": True}) is None
 
