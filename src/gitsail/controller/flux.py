@@ -176,6 +176,9 @@ class _HelmReleases(_FluxKind):
             self.watched.add((api_version, kind))
         return delay
 
+    def forget(self, key: ObjectKey) -> None:
+        self.inner.forget(key.namespace, key.name)
+
     def keys_for_managed(self, obj: Obj) -> list[ObjectKey]:
         labels = (obj.get("metadata") or {}).get("labels") or {}
         name, namespace = labels.get(OWNER_NAME), labels.get(OWNER_NAMESPACE)

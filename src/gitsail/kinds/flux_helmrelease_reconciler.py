@@ -468,6 +468,10 @@ class HelmReleaseReconciler:
                 self._manifests.pop(next(iter(self._manifests)))
         return cached
 
+    def forget(self, namespace: str, name: str) -> None:
+        """The HelmRelease is gone: drop what is remembered of its release."""
+        self._objects.pop((namespace, name), None)
+
     def release_objects(
         self, namespace: str, name: str
     ) -> tuple[tuple[str, str, str, str | None], ...]:
