@@ -10,6 +10,7 @@ tests can let it do this instead (the one place to change is ``ChartPublisher``)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -168,6 +169,13 @@ def package_chart(
             env=_helm_env(Path(tmp)),
         )
         return (out / f"{name}-{version}.tgz").read_bytes()
+
+
+@functools.cache
+def redis_chart(version: str, configmap_only: bool = False) -> bytes:
+    """The test ``redis`` chart (a ConfigMap and a Deployment), packaged once per session."""
+    templates = {"configmap.yaml": CONFIGMAP} if configmap_only else None
+    return package_chart("redis", version, templates=templates)
 
 
 def _helm_env(home: Path) -> dict[str, str]:

@@ -24,6 +24,7 @@ from tests.integration.helm.releases import (
     hr_kube,
     package_chart,
     ready,
+    redis_chart,
 )
 
 __all__ = ["env", "hr_kube"]  # fixtures
@@ -55,14 +56,10 @@ spec:
 """
 
 
-REDIS_17_0 = package_chart("redis", "17.0.0")
-REDIS_17_1 = package_chart("redis", "17.1.0")
-
-
 async def test_article_helmrelease_installs_a_real_helm_release(env: Env) -> None:
     obj = await env.apply(ARTICLE)
     assert obj["apiVersion"] == HR_V2BETA1
-    obj = await env.installed("redis", REDIS_17_0, "17.0.0")
+    obj = await env.installed("redis", redis_chart("17.0.0"), "17.0.0")
 
     assert ready(obj)["status"] == "True", ready(obj)
     assert ready(obj)["reason"] == "InstallSucceeded"
@@ -110,7 +107,7 @@ async def test_article_helmrelease_installs_a_real_helm_release(env: Env) -> Non
 
 async def test_idle_pass_spawns_no_helm_and_writes_nothing(env: Env) -> None:
     await env.apply(env.release("idle"))
-    obj = await env.installed("idle", REDIS_17_0, "17.0.0")
+    obj = await env.installed("idle", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     calls = env.actions.runner.calls
     version = obj["metadata"]["resourceVersion"]
@@ -122,10 +119,10 @@ async def test_idle_pass_spawns_no_helm_and_writes_nothing(env: Env) -> None:
 
 async def test_new_chart_version_upgrades_and_hand_rollback_is_corrected(env: Env) -> None:
     await env.apply(env.release("web", values={"architecture": "standalone"}))
-    obj = await env.installed("web", REDIS_17_0, "17.0.0")
+    obj = await env.installed("web", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
 
-    await env.publish("web", REDIS_17_1, "17.1.0")
+    await env.publish("web", redis_chart("17.1.0"), "17.1.0")
     _, obj = await env.reconcile("web")
     assert ready(obj)["reason"] == "UpgradeSucceeded", ready(obj)
     assert obj["status"]["history"][0]["version"] == 2
@@ -150,10 +147,10 @@ async def test_new_chart_version_upgrades_and_hand_rollback_is_corrected(env: En
 
 async def test_a_release_installed_by_hand_is_adopted(env: Env) -> None:
     package = env.tmp / "redis-17.0.0.tgz"
-    package.write_bytes(REDIS_17_0)
+    package.write_bytes(redis_chart("17.0.0"))
     env.helm("install", "adopted", str(package), "-n", env.ns, "--set", "extra=by-hand")
     await env.apply(env.release("adopted", values={"extra": "declared"}))
-    obj = await env.installed("adopted", REDIS_17_1, "17.1.0")
+    obj = await env.installed("adopted", redis_chart("17.1.0"), "17.1.0")
     assert ready(obj)["reason"] == "UpgradeSucceeded", ready(obj)
     assert obj["status"]["history"][0]["version"] == 2
     assert env.helm_json("get", "values", "adopted", "-n", env.ns) == {"extra": "declared"}
@@ -161,7 +158,7 @@ async def test_a_release_installed_by_hand_is_adopted(env: Env) -> None:
 
 async def test_a_renamed_release_or_chart_is_reinstalled(env: Env) -> None:
     await env.apply(env.release("moving"))
-    obj = await env.installed("moving", REDIS_17_0, "17.0.0")
+    obj = await env.installed("moving", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     await env.apply(env.release("moving", releaseName="moved"))
     _, obj = await env.reconcile("moving")
@@ -185,7 +182,7 @@ async def test_failing_post_upgrade_hook_is_rolled_back_after_the_retries(env: E
         "values": {"extra": "one"},
     }
     await env.apply(env.release("hooked", **spec))
-    obj = await env.installed("hooked", REDIS_17_0, "17.0.0")
+    obj = await env.installed("hooked", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     broken = package_chart(
         "redis",
@@ -326,7 +323,7 @@ async def test_chart_ref_reads_a_helmchart_it_does_not_own(env: Env) -> None:
         },
         field_manager="test",
     )
-    await env.publisher.publish(env.ns, "shared-redis", REDIS_17_1, "17.1.0")
+    await env.publisher.publish(env.ns, "shared-redis", redis_chart("17.1.0"), "17.1.0")
     release = env.release("referring")
     del release["spec"]["chart"]
     release["spec"]["chartRef"] = {"kind": "HelmChart", "name": "shared-redis"}
@@ -343,9 +340,9 @@ async def test_chart_ref_reads_a_helmchart_it_does_not_own(env: Env) -> None:
 
 async def test_deletion_uninstalls_and_keep_history_keeps_the_secrets(env: Env) -> None:
     await env.apply(env.release("kept", uninstall={"keepHistory": True}))
-    await env.installed("kept", REDIS_17_0, "17.0.0")
+    await env.installed("kept", redis_chart("17.0.0"), "17.0.0")
     await env.apply(env.release("gone"))
-    await env.installed("gone", REDIS_17_0, "17.0.0")
+    await env.installed("gone", redis_chart("17.0.0"), "17.0.0")
     for name in ("kept", "gone"):
         await env.kube.delete(HR, "HelmRelease", name, env.ns)
         obj = await env.get(name)

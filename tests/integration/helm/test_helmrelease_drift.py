@@ -9,13 +9,18 @@ from __future__ import annotations
 import pytest
 
 from gitsail.kinds.helm_postrender import NAME_LABEL, NAMESPACE_LABEL
-from tests.integration.helm.releases import Env, condition, env, hr_kube, package_chart, ready
+from tests.integration.helm.releases import (
+    Env,
+    condition,
+    env,
+    hr_kube,
+    ready,
+    redis_chart,
+)
 
 __all__ = ["env", "hr_kube"]  # fixtures
 
 pytestmark = pytest.mark.integration
-
-CHART = package_chart("redis", "17.0.0")
 
 
 async def edit(env: Env, name: str, **data: str) -> None:
@@ -26,7 +31,7 @@ async def edit(env: Env, name: str, **data: str) -> None:
 
 async def test_enabled_drift_detection_corrects_edits_and_deletions_without_helm(env: Env) -> None:
     await env.apply(env.release("healed", driftDetection={"mode": "enabled"}))
-    obj = await env.installed("healed", CHART, "17.0.0")
+    obj = await env.installed("healed", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     cm = await env.configmap("healed-config")
     assert cm is not None
@@ -60,7 +65,7 @@ async def test_enabled_drift_detection_corrects_edits_and_deletions_without_helm
 
 async def test_warn_mode_reports_drift_and_changes_nothing(env: Env) -> None:
     await env.apply(env.release("watched", driftDetection={"mode": "warn"}))
-    obj = await env.installed("watched", CHART, "17.0.0")
+    obj = await env.installed("watched", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     await edit(env, "watched-config", architecture="hacked")
     _, obj = await env.reconcile("watched")
@@ -91,7 +96,7 @@ async def test_ignore_rules_and_the_disabled_annotation_are_honoured(env: Env) -
         ],
     }
     await env.apply(env.release("tolerant", driftDetection=drift))
-    obj = await env.installed("tolerant", CHART, "17.0.0")
+    obj = await env.installed("tolerant", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     await edit(env, "tolerant-config", extra="set by hand")
     await env.kube.merge_patch(
@@ -147,7 +152,7 @@ async def test_post_renderers_and_common_metadata_shape_the_release(env: Env) ->
         ],
     }
     await env.apply(env.release("shaped", **spec))
-    obj = await env.installed("shaped", CHART, "17.0.0")
+    obj = await env.installed("shaped", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     assert obj["status"]["observedPostRenderersDigest"].startswith("sha256:")
     deployment = await env.kube.get("apps/v1", "Deployment", "shaped-app", env.ns)

@@ -12,13 +12,13 @@ import json
 import pytest
 
 from tests.integration.helm.releases import (
-    CONFIGMAP,
     Env,
     condition,
     env,
     hr_kube,
     package_chart,
     ready,
+    redis_chart,
 )
 
 __all__ = ["env", "hr_kube"]  # fixtures
@@ -26,8 +26,6 @@ __all__ = ["env", "hr_kube"]  # fixtures
 pytestmark = pytest.mark.integration
 
 RBAC = "rbac.authorization.k8s.io/v1"
-CHART = package_chart("redis", "17.0.0")
-CONFIGMAP_ONLY = package_chart("redis", "17.0.0", templates={"configmap.yaml": CONFIGMAP})
 
 
 async def set_status(env: Env, name: str, version: int, status: str) -> None:
@@ -46,11 +44,11 @@ async def set_status(env: Env, name: str, version: int, status: str) -> None:
 
 async def test_a_pending_release_is_unlocked_and_released_again(env: Env) -> None:
     await env.apply(env.release("locked"))
-    obj = await env.installed("locked", CHART, "17.0.0")
+    obj = await env.installed("locked", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     # A helm upgrade killed in the middle leaves its revision pending-upgrade.
     package = env.tmp / "redis-17.0.0.tgz"
-    package.write_bytes(CHART)
+    package.write_bytes(redis_chart("17.0.0"))
     env.helm("upgrade", "locked", str(package), "-n", env.ns, "--set", "extra=interrupted")
     await set_status(env, "locked", 2, "pending-upgrade")
     assert env.helm_json("list", "-n", env.ns, "--pending")[0]["status"] == "pending-upgrade"
@@ -103,12 +101,12 @@ async def grant(env: Env, account: str, resources: list[str]) -> None:
 async def test_service_account_rbac_decides_what_helm_may_release(env: Env) -> None:
     await grant(env, "deployer", ["configmaps", "secrets"])
     await env.apply(env.release("limited", serviceAccountName="deployer"))
-    obj = await env.installed("limited", CONFIGMAP_ONLY, "17.0.0")
+    obj = await env.installed("limited", redis_chart("17.0.0", configmap_only=True), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     assert env.helm_json("list", "-n", env.ns)[0]["name"] == "limited"
 
     await env.apply(env.release("denied", serviceAccountName="deployer"))
-    obj = await env.installed("denied", CHART, "17.0.0")
+    obj = await env.installed("denied", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "False"
     assert ready(obj)["reason"] == "InstallFailed"
     message = ready(obj)["message"]

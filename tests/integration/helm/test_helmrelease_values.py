@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.helm.releases import Env, condition, env, hr_kube, package_chart, ready
+from tests.integration.helm.releases import (
+    Env,
+    condition,
+    env,
+    hr_kube,
+    package_chart,
+    ready,
+    redis_chart,
+)
 
 __all__ = ["env", "hr_kube"]  # fixtures
 
 pytestmark = pytest.mark.integration
-
-CHART = package_chart("redis", "17.0.0")
 
 
 async def test_values_from_secret_configmap_and_target_path(env: Env) -> None:
@@ -44,7 +50,7 @@ async def test_values_from_secret_configmap_and_target_path(env: Env) -> None:
         values={"extra": "inline"},
     )
     await env.apply(release)
-    obj = await env.installed("valued", CHART, "17.0.0")
+    obj = await env.installed("valued", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     assert env.helm_json("get", "values", "valued", "-n", env.ns) == {
         "architecture": "standalone",
@@ -77,7 +83,7 @@ async def test_missing_required_values_reference_is_a_clear_error_that_changes_n
     env: Env,
 ) -> None:
     await env.apply(env.release("needy", values={"extra": "one"}))
-    obj = await env.installed("needy", CHART, "17.0.0")
+    obj = await env.installed("needy", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     digest = obj["status"]["history"][0]["configDigest"]
     release = env.release("needy", valuesFrom=[{"kind": "Secret", "name": "missing"}])
@@ -101,9 +107,9 @@ async def test_depends_on_waits_for_the_dependency_and_suspend_does_nothing(env:
     assert ready(obj)["message"].startswith(f"dependency HelmRelease '{env.ns}/back' not found")
     assert delay == 30
     await env.apply(env.release("back"))
-    obj = await env.installed("back", CHART, "17.0.0")
+    obj = await env.installed("back", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
-    obj = await env.installed("front", CHART, "17.0.0")
+    obj = await env.installed("front", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
 
     await env.apply(
@@ -120,7 +126,7 @@ async def test_deprecated_fields_are_mapped_with_a_warning_event(env: Env) -> No
     release = env.release("legacy", install={"skipCRDs": True})
     release["apiVersion"] = "helm.toolkit.fluxcd.io/v2beta1"
     await env.apply(release)
-    obj = await env.installed("legacy", CHART, "17.0.0")
+    obj = await env.installed("legacy", redis_chart("17.0.0"), "17.0.0")
     assert ready(obj)["status"] == "True", ready(obj)
     warnings = [(r, m) for t, r, m in env.events if t == "Warning"]
     assert (
