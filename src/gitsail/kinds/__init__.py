@@ -17,7 +17,7 @@ Modules::
                          webhook path and status (ReceiverReconciler)
     flux_helmrelease     helm.toolkit.fluxcd.io HelmRelease (v2, v2beta2, v2beta1) -> HelmRelease;
                          _values (valuesFrom, --set paths), _chart (its HelmChart, the
-                         package), _drift, _reconciler (real releases with the pinned helm)
+                         package), _drift, _status, _reconciler (real releases, pinned helm)
     helm_actions         helm install/upgrade/test/rollback/uninstall, hardened argv and
                          kubeconfig file; helm_storage reads Helm's release Secrets;
                          helm_postrender labels a release's objects with their owner

@@ -51,6 +51,7 @@ from typing import Any
 from gitsail.kinds._fields import Fields, annotation, object_fields, shown
 from gitsail.kinds.errors import SpecError, UnsupportedField
 from gitsail.kinds.flux_kustomization import _image, _patch
+from gitsail.kinds.flux_kustomization_build import kustomize_options
 from gitsail.kinds.records import (
     CommonMetadata,
     Dependency,
@@ -58,6 +59,7 @@ from gitsail.kinds.records import (
     ObjectRef,
     Patch,
     PatchTarget,
+    RenderSpec,
 )
 
 __all__ = [
@@ -79,6 +81,8 @@ __all__ = [
     "chart_name",
     "default_release_name",
     "parse_helmrelease",
+    "post_render_config",
+    "post_renderers_digest",
 ]
 
 GROUP = "helm.toolkit.fluxcd.io"
@@ -725,3 +729,40 @@ def _post_renderer(item: Fields) -> PostRenderer:
     body.finish()
     item.finish()
     return renderer
+
+
+def post_render_config(hr: HelmRelease) -> dict[str, Any]:
+    """``postRenderers`` and ``commonMetadata`` as ``helm_postrender`` reads them."""
+    steps = []
+    for renderer in hr.post_renderers:
+        options = kustomize_options(RenderSpec(path="", patches=renderer.patches))
+        images = [
+            {
+                k: v
+                for k, v in (
+                    ("name", i.name),
+                    ("newName", i.new_name),
+                    ("newTag", i.new_tag),
+                    ("digest", i.digest),
+                )
+                if v
+            }
+            for i in renderer.images
+        ]
+        steps.append({"patches": list(options.patches), "images": images})
+    common = hr.common_metadata
+    config: dict[str, Any] = {"steps": steps} if steps else {}
+    if common is not None and common.labels:
+        config["labels"] = dict(common.labels)
+    if common is not None and common.annotations:
+        config["annotations"] = dict(common.annotations)
+    return config
+
+
+def post_renderers_digest(hr: HelmRelease) -> str:
+    """Flux's ``observedPostRenderersDigest``: "" when there are none."""
+    config = post_render_config(hr)
+    if not config:
+        return ""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

@@ -27,12 +27,24 @@ from typing import Any
 
 from gitsail.kinds.flux_helmrelease import DriftIgnore
 from gitsail.kinds.records import PatchTarget
+from gitsail.kinds.status import Condition
 from gitsail.kube import Kube, KubeError, NotFoundKind
 from gitsail.model import Obj
+from gitsail.policy import Policy
+from gitsail.render import load_manifests
 
-__all__ = ["DISABLED_KEY", "Drift", "detect_drift"]
+__all__ = [
+    "DISABLED_KEY",
+    "DRIFTED",
+    "Drift",
+    "ReleaseManifests",
+    "detect_drift",
+    "drift_condition",
+]
 
 DISABLED_KEY = "helm.toolkit.fluxcd.io/driftDetection"
+DRIFTED, DRIFT_DETECTED, NO_DRIFT = "Drifted", "DriftDetected", "NoDriftDetected"
+_MANIFESTS_KEPT = 64
 _SERVER_FIELDS = (
     "managedFields",
     "resourceVersion",
@@ -232,3 +244,55 @@ async def detect_drift(
         except KubeError as exc:
             failed.append(f"{_shown(obj)}: {exc}")
     return Drift(tuple(changed), tuple(missing), tuple(corrected), tuple(failed), tuple(seen))
+
+
+class ReleaseManifests:
+    """The objects of release manifests, parsed once per release digest (a small LRU)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._parsed: dict[str, list[Obj]] = {}
+
+    def objects(self, digest: str, manifest: str) -> list[Obj]:
+        """RenderError when the manifest cannot be read."""
+        parsed = self._parsed.pop(digest, None)
+        if parsed is None:
+            parsed = load_manifests(manifest, source="release manifest", policy=self.policy)
+        self._parsed[digest] = parsed
+        while len(self._parsed) > _MANIFESTS_KEPT:
+            self._parsed.pop(next(iter(self._parsed)))
+        return parsed
+
+
+def drift_condition(
+    drift: Drift, release: str, corrected: bool, generation: int
+) -> tuple[Condition, tuple[str, str, str] | None]:
+    """The ``Drifted`` condition after a comparison of ``release`` (``ns/name.vN``), and the
+    Event (type, reason, message) to record, if any."""
+    if drift.failed:
+        message = f"Drift detection of release {release} failed: {'; '.join(drift.failed)}"
+        reason = "DriftDetectionFailed"
+        return Condition(DRIFTED, "True", reason, message, generation), (
+            "Warning",
+            reason,
+            message,
+        )
+    if drift.drifted and corrected:
+        # An Event says what was healed; the object is no longer drifted.
+        message = f"Cluster state of release {release} has been corrected: {drift.summary()}"
+        return Condition(DRIFTED, "False", NO_DRIFT, "No drift detected", generation), (
+            "Normal",
+            "DriftCorrected",
+            message,
+        )
+    if drift.drifted:
+        message = (
+            f"Cluster state of release {release} has drifted from the desired state: "
+            f"{drift.summary()}"
+        )
+        return Condition(DRIFTED, "True", DRIFT_DETECTED, message, generation), (
+            "Warning",
+            DRIFT_DETECTED,
+            message,
+        )
+    return Condition(DRIFTED, "False", NO_DRIFT, "No drift detected", generation), None

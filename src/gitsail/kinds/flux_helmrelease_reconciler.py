@@ -60,11 +60,27 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from gitsail.kinds.errors import SpecError
-from gitsail.kinds.flux_helmrelease import API_VERSIONS, HelmRelease, parse_helmrelease
+from gitsail.kinds.flux_helmrelease import (
+    API_VERSIONS,
+    HelmRelease,
+    parse_helmrelease,
+    post_render_config,
+    post_renderers_digest,
+)
 from gitsail.kinds.flux_helmrelease_chart import FIELD_MANAGER, ChartPackage, ChartSource
-from gitsail.kinds.flux_helmrelease_drift import detect_drift
+from gitsail.kinds.flux_helmrelease_drift import (
+    DRIFTED,
+    ReleaseManifests,
+    detect_drift,
+    drift_condition,
+)
+from gitsail.kinds.flux_helmrelease_status import (
+    FINALIZER,
+    add_finalizer,
+    remove_finalizer,
+    write_status,
+)
 from gitsail.kinds.flux_helmrelease_values import ValuesError, compose_values
-from gitsail.kinds.flux_kustomization_build import kustomize_options
 from gitsail.kinds.helm_actions import HelmActionError, HelmActions, InstallRequest
 from gitsail.kinds.helm_storage import (
     DecodedReleases,
@@ -75,7 +91,7 @@ from gitsail.kinds.helm_storage import (
     mark_failed,
     release_history,
 )
-from gitsail.kinds.records import Dependency, RenderSpec
+from gitsail.kinds.records import Dependency
 from gitsail.kinds.status import (
     Condition,
     ReconcileError,
@@ -84,10 +100,10 @@ from gitsail.kinds.status import (
     failure_conditions,
     put_condition,
 )
-from gitsail.kube import Conflict, Forbidden, Kube, KubeError, NotFoundKind, service_account_user
+from gitsail.kube import Forbidden, Kube, KubeError, NotFoundKind, service_account_user
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
-from gitsail.render import RenderError, load_manifests
+from gitsail.render import RenderError
 from gitsail.source.artifacts import ArtifactStore
 
 __all__ = [
@@ -95,14 +111,11 @@ __all__ = [
     "FINALIZER",
     "HelmReleaseReconciler",
     "RecordEvent",
-    "post_render_config",
-    "post_renderers_digest",
 ]
 
 log = logging.getLogger(__name__)
 
 API_VERSION = API_VERSIONS[0]
-FINALIZER = "finalizers.fluxcd.io"
 APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
 KUSTOMIZATION_API_VERSION = "kustomize.toolkit.fluxcd.io/v1"
 HISTORY_LIMIT = 10
@@ -110,8 +123,7 @@ RETRY_AFTER_FAILURE = 10.0
 DEPENDENCY_RETRY = 30.0
 
 READY, RELEASED, TEST_SUCCESS, REMEDIATED = "Ready", "Released", "TestSuccess", "Remediated"
-RECONCILING, STALLED, DRIFTED = "Reconciling", "Stalled", "Drifted"
-DRIFT_DETECTED, NO_DRIFT = "DriftDetected", "NoDriftDetected"
+RECONCILING, STALLED = "Reconciling", "Stalled"
 INSTALL_SUCCEEDED, INSTALL_FAILED = "InstallSucceeded", "InstallFailed"
 UPGRADE_SUCCEEDED, UPGRADE_FAILED = "UpgradeSucceeded", "UpgradeFailed"
 TEST_SUCCEEDED, TEST_FAILED = "TestSucceeded", "TestFailed"
@@ -120,7 +132,6 @@ UNINSTALL_SUCCEEDED, UNINSTALL_FAILED = "UninstallSucceeded", "UninstallFailed"
 RETRIES_EXCEEDED = "RetriesExceeded"
 DEPENDENCY_NOT_READY = "DependencyNotReady"
 VALUES_ERROR = "ValuesError"
-RECONCILE_ERROR = "ReconcileError"
 INVALID_SPEC = "InvalidSpec"
 
 RecordEvent = Callable[[Obj, str, str, str], Awaitable[None]]  # (object, type, reason, message)
@@ -183,7 +194,7 @@ class HelmReleaseReconciler:
         self.record = record
         self._now = now
         self._decoded = DecodedReleases()
-        self._manifests: dict[str, list[Obj]] = {}  # release digest -> manifest objects
+        self._manifests = ReleaseManifests(policy)
         self._objects: dict[tuple[str, str], tuple[tuple[str, str, str, str | None], ...]] = {}
 
     # -- entry points ----------------------------------------------------------------------
@@ -199,10 +210,10 @@ class HelmReleaseReconciler:
         except SpecError as exc:
             status = dict(obj.get("status") or {})
             self._fail(status, Stalled(INVALID_SPEC, str(exc)), meta.get("generation"))
-            await self._write_status(obj, status)
+            await write_status(self.kube, obj, status)
             return None
         if FINALIZER not in (meta.get("finalizers") or []):
-            obj = await self._add_finalizer(obj)
+            obj = await add_finalizer(self.kube, obj)
         if hr.suspend:
             return None
         run = _Pass(hr=hr, obj=obj, status=self._base_status(obj, hr))
@@ -218,7 +229,7 @@ class HelmReleaseReconciler:
             delay = None if isinstance(error, Stalled) else (retry_after or RETRY_AFTER_FAILURE)
             if isinstance(error, Stalled) and error.reason == RETRIES_EXCEEDED:
                 delay = hr.interval
-        await self._write_status(obj, run.status)
+        await write_status(self.kube, obj, run.status)
         for type_, reason, message in run.events:
             await self.record(obj, type_, reason, message)
         return delay
@@ -253,7 +264,7 @@ class HelmReleaseReconciler:
                     raise Transient(UNINSTALL_FAILED, f"Helm uninstall failed: {exc}") from exc
         if hr is not None and hr.chart is not None:
             await self.charts.delete_template(hr.namespace, hr.name, hr.chart_object)
-        await self._remove_finalizer(obj)
+        await remove_finalizer(self.kube, obj)
 
     # -- the pass ------------------------------------------------------------------------
 
@@ -428,45 +439,20 @@ class HelmReleaseReconciler:
             field_manager=FIELD_MANAGER,
         )
         self._objects[key] = drift.objects
-        shown = self._shown(latest)
-        if drift.failed:
-            message = f"Drift detection of release {shown} failed: {'; '.join(drift.failed)}"
-            condition = Condition(DRIFTED, "True", "DriftDetectionFailed", message, hr.generation)
-            run.events.append(("Warning", "DriftDetectionFailed", message))
-        elif drift.drifted and correct:
-            # Corrected: an Event says what was healed; the object is no longer drifted.
-            message = f"Cluster state of release {shown} has been corrected: {drift.summary()}"
-            run.events.append(("Normal", "DriftCorrected", message))
-            condition = Condition(DRIFTED, "False", NO_DRIFT, "No drift detected", hr.generation)
-        elif drift.drifted:
-            message = (
-                f"Cluster state of release {shown} has drifted from the desired state: "
-                f"{drift.summary()}"
-            )
-            run.events.append(("Warning", DRIFT_DETECTED, message))
-            condition = Condition(DRIFTED, "True", DRIFT_DETECTED, message, hr.generation)
-        else:
-            condition = Condition(DRIFTED, "False", NO_DRIFT, "No drift detected", hr.generation)
+        condition, event = drift_condition(drift, self._shown(latest), correct, hr.generation)
+        if event is not None:
+            run.events.append(event)
         run.status["conditions"] = put_condition(
             list(run.status.get("conditions") or []), condition, self._now()
         )
 
     def _manifest(self, release: Release) -> list[Obj]:
-        """The objects of a release's manifest (cached by the release's digest)."""
-        cached = self._manifests.get(release.digest)
-        if cached is None:
-            try:
-                cached = load_manifests(
-                    release.manifest, source="release manifest", policy=self.policy
-                )
-            except RenderError as exc:
-                raise Stalled(
-                    "DriftDetectionFailed", f"the release manifest is unreadable: {exc}"
-                ) from exc
-            self._manifests[release.digest] = cached
-            while len(self._manifests) > 64:
-                self._manifests.pop(next(iter(self._manifests)))
-        return cached
+        try:
+            return self._manifests.objects(release.digest, release.manifest)
+        except RenderError as exc:
+            raise Stalled(
+                "DriftDetectionFailed", f"the release manifest is unreadable: {exc}"
+            ) from exc
 
     def forget(self, namespace: str, name: str) -> None:
         """The HelmRelease is gone: drop what is remembered of its release."""
@@ -972,73 +958,6 @@ class HelmReleaseReconciler:
             status["lastHandledReconcileAt"] = hr.requested_at
         return status
 
-    async def _write_status(self, obj: Obj, status: dict[str, Any]) -> None:
-        """One merge patch of ``/status``; nothing when it did not change."""
-        current = obj.get("status") or {}
-        if status == current:
-            return
-        patch: dict[str, Any] = dict(status)
-        for key in current:
-            if key not in status:
-                patch[key] = None
-        meta = obj.get("metadata") or {}
-        await self.kube.merge_patch(
-            str(obj.get("apiVersion") or API_VERSION),
-            self.kind,
-            str(meta.get("name")),
-            {"status": patch},
-            str(meta.get("namespace")),
-            subresource="status",
-            field_manager=FIELD_MANAGER,
-        )
-
-    async def _add_finalizer(self, obj: Obj) -> Obj:
-        meta = obj.get("metadata") or {}
-        return await self.kube.merge_patch(
-            str(obj.get("apiVersion") or API_VERSION),
-            self.kind,
-            str(meta.get("name")),
-            {
-                "metadata": {
-                    "finalizers": [*(meta.get("finalizers") or []), FINALIZER],
-                    "resourceVersion": meta.get("resourceVersion"),
-                }
-            },
-            str(meta.get("namespace")),
-            field_manager=FIELD_MANAGER,
-        )
-
-    async def _remove_finalizer(self, obj: Obj) -> None:
-        api_version = str(obj.get("apiVersion") or API_VERSION)
-        for _ in range(5):
-            meta = obj.get("metadata") or {}
-            if FINALIZER not in (meta.get("finalizers") or []):
-                return
-            patch = {
-                "metadata": {
-                    "finalizers": [f for f in meta.get("finalizers") or [] if f != FINALIZER],
-                    "resourceVersion": meta.get("resourceVersion"),
-                }
-            }
-            try:
-                await self.kube.merge_patch(
-                    api_version,
-                    self.kind,
-                    str(meta.get("name")),
-                    patch,
-                    str(meta.get("namespace")),
-                    field_manager=FIELD_MANAGER,
-                )
-                return
-            except Conflict:
-                fresh = await self.kube.get(
-                    api_version, self.kind, str(meta.get("name")), str(meta.get("namespace"))
-                )
-                if fresh is None:
-                    return
-                obj = fresh
-        raise Transient(RECONCILE_ERROR, "the finalizer could not be removed: conflicts")
-
 
 class _Reported(Stalled):
     """A stall whose conditions were already written by the pass (retries exceeded)."""
@@ -1053,43 +972,6 @@ def _condition(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any]:
 
 def _without(status: Mapping[str, Any], *types: str) -> list[dict[str, Any]]:
     return [c for c in status.get("conditions") or [] if c.get("type") not in types]
-
-
-def post_render_config(hr: HelmRelease) -> dict[str, Any]:
-    """``postRenderers`` and ``commonMetadata`` as ``helm_postrender`` reads them."""
-    steps = []
-    for renderer in hr.post_renderers:
-        options = kustomize_options(RenderSpec(path="", patches=renderer.patches))
-        images = [
-            {
-                k: v
-                for k, v in (
-                    ("name", i.name),
-                    ("newName", i.new_name),
-                    ("newTag", i.new_tag),
-                    ("digest", i.digest),
-                )
-                if v
-            }
-            for i in renderer.images
-        ]
-        steps.append({"patches": list(options.patches), "images": images})
-    common = hr.common_metadata
-    config: dict[str, Any] = {"steps": steps} if steps else {}
-    if common is not None and common.labels:
-        config["labels"] = dict(common.labels)
-    if common is not None and common.annotations:
-        config["annotations"] = dict(common.annotations)
-    return config
-
-
-def post_renderers_digest(hr: HelmRelease) -> str:
-    """Flux's ``observedPostRenderersDigest``: "" when there are none."""
-    config = post_render_config(hr)
-    if not config:
-        return ""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _sha1(values: Mapping[str, Any]) -> str:

@@ -108,7 +108,7 @@ def test_v2beta1_deprecated_fields_are_mapped_with_a_warning() -> None:
 
 
 def test_post_renderers_and_common_metadata() -> None:
-    from gitsail.kinds.flux_helmrelease_reconciler import post_render_config, post_renderers_digest
+    from gitsail.kinds.flux_helmrelease import post_render_config, post_renderers_digest
 
     release = parse_helmrelease(
         hr(
