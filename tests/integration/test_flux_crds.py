@@ -63,6 +63,7 @@ spec:
 FLUX_CRDS = {
     "gitrepositories.source.toolkit.fluxcd.io",
     "helmcharts.source.toolkit.fluxcd.io",
+    "helmreleases.helm.toolkit.fluxcd.io",
     "helmrepositories.source.toolkit.fluxcd.io",
     "kustomizations.kustomize.toolkit.fluxcd.io",
     "ocirepositories.source.toolkit.fluxcd.io",
@@ -92,12 +93,14 @@ async def test_flux_crds_install_idempotently_with_v1_stored(client: Kube) -> No
         crd = await client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
         assert crd is not None
         served = {v["name"]: v for v in crd["spec"]["versions"]}
-        assert served["v1"]["storage"] is True
-        assert crd["status"]["storedVersions"] == ["v1"]
+        stored, legacy = ("v2", ["v2beta2", "v2beta1"]) if "helm" in name else ("v1", ["v1beta2"])
+        assert served[stored]["storage"] is True
+        assert crd["status"]["storedVersions"] == [stored]
         assert all(v["subresources"] == {"status": {}} for v in served.values())
         if "receivers" not in name:
-            assert served["v1beta2"]["deprecated"] is True
-            assert served["v1beta2"]["schema"] == served["v1"]["schema"]
+            for version in legacy:
+                assert served[version]["deprecated"] is True
+                assert served[version]["schema"] == served[stored]["schema"]
     assert {d["metadata"]["name"] for d in crd_manifests(["flux"])} == FLUX_CRDS
 
 

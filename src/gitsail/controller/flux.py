@@ -1,5 +1,5 @@
 """The Flux kinds on the controller's registry: GitRepository, OCIRepository, HelmRepository,
-HelmChart, Kustomization, Receiver.
+HelmChart, Kustomization, Receiver, HelmRelease.
 
 Each kind's reconciler lives with its adapter in ``gitsail.kinds`` and knows nothing of the
 controller; this module builds them from a ``KindContext`` (the same ``GitSource`` as the
@@ -18,6 +18,12 @@ it) instead of at its next ``interval``.
 Helm sources share the engine's ``HelmRepoSource`` (one chart cache and one parsed-index
 cache with the Argo CD path). A HelmChart declares its sourceRef to the registry, so a new
 index or Git artifact wakes it at once, as a Kustomization is woken by its GitRepository.
+
+HelmReleases declare their chart source (the HelmChart they make, or ``chartRef``) and their
+``dependsOn`` to the registry, so a chart artifact or a dependency turning Ready wakes them.
+The objects of a release carry helm-controller's labels ``helm.toolkit.fluxcd.io/name`` and
+``…/namespace`` (``keys_for_managed`` reads them); helm runs through ``HelmActions`` with the
+controller's own kubeconfig, in a private directory beside the render work directory.
 """
 
 from __future__ import annotations
@@ -30,10 +36,15 @@ from gitsail.kinds import SpecError, parse_kustomization
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
 from gitsail.kinds.flux_helmchart import parse_helm_chart
 from gitsail.kinds.flux_helmchart_reconciler import HelmChartReconciler, OCICharts
+from gitsail.kinds.flux_helmrelease import parse_helmrelease
+from gitsail.kinds.flux_helmrelease_chart import FIELD_MANAGER as HELM_FIELD_MANAGER
+from gitsail.kinds.flux_helmrelease_chart import OWNER_NAME, OWNER_NAMESPACE
+from gitsail.kinds.flux_helmrelease_reconciler import HelmReleaseReconciler
 from gitsail.kinds.flux_helmrepository_reconciler import HelmRepositoryReconciler
 from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, KustomizationReconciler
 from gitsail.kinds.flux_ocirepository_reconciler import OCIRepositoryReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
+from gitsail.kinds.helm_actions import HelmActions
 from gitsail.kube import KubeError
 from gitsail.model import Obj
 from gitsail.sync import Inventory
@@ -41,6 +52,7 @@ from gitsail.sync import Inventory
 __all__ = [
     "gitrepository",
     "helmchart",
+    "helmrelease",
     "helmrepository",
     "kustomization",
     "ocirepository",
@@ -178,3 +190,66 @@ def helmchart(ctx: KindContext) -> _FluxKind:
     oci: OCICharts | None = getattr(ctx.engine, "oci_charts", None)
     inner = HelmChartReconciler(ctx.kube, ctx.engine.helm_repos, ctx.artifacts, oci=oci)
     return _HelmCharts(inner, ctx)
+
+
+class _HelmReleases(_FluxKind):
+    def __init__(self, inner: HelmReleaseReconciler, ctx: KindContext) -> None:
+        super().__init__(inner, ctx, field_manager=HELM_FIELD_MANAGER)  # its own status writes
+        self.registry = ctx.registry
+        self.live = ctx.live
+        self.watched: set[tuple[str, str]] = set()  # kinds handed to the managed-object watch
+
+    async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
+        try:
+            spec = parse_helmrelease(obj)
+        except SpecError:
+            pass  # the reconciler reports it (Stalled)
+        else:
+            source = spec.chart_object
+            self.registry.depends_on(
+                ObjectKey(self.api.kind, spec.namespace, spec.name),
+                [
+                    ObjectKey(source.kind, source.namespace or spec.namespace, source.name),
+                    *(ObjectKey(d.kind, d.namespace, d.name) for d in spec.dependencies),
+                ],
+            )
+        delay = await super().reconcile(obj, reasons)
+        key = ObjectKey.of(obj)
+        # With drift detection, the kinds of the release's objects join the managed-object
+        # watch: an edited object wakes its release (owner labels) within seconds.
+        for api_version, kind, name, namespace in self.inner.release_objects(
+            key.namespace, key.name
+        ):
+            if (api_version, kind) in self.watched:
+                continue
+            try:
+                await self.live(api_version, kind, name, namespace)
+            except KubeError as exc:
+                log.warning("cannot watch %s %s for drift: %s", api_version, kind, exc)
+                continue
+            self.watched.add((api_version, kind))
+        return delay
+
+    def forget(self, key: ObjectKey) -> None:
+        self.inner.forget(key.namespace, key.name)
+
+    def keys_for_managed(self, obj: Obj) -> list[ObjectKey]:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        name, namespace = labels.get(OWNER_NAME), labels.get(OWNER_NAMESPACE)
+        if isinstance(name, str) and isinstance(namespace, str) and name and namespace:
+            return [ObjectKey(self.api.kind, namespace, name)]
+        return []
+
+
+def helmrelease(ctx: KindContext) -> _FluxKind:
+    async def record(obj: Obj, type_: str, reason: str, message: str) -> None:
+        await ctx.events.record(obj, reason=reason, message=message, type=type_)
+
+    policy = ctx.engine.git.policy
+    actions = HelmActions(
+        ctx.kube.config, work_dir=ctx.engine.renderer.work_dir / "helm-releases", policy=policy
+    )
+    inner = HelmReleaseReconciler(
+        ctx.kube, actions=actions, artifacts=ctx.artifacts, policy=policy, record=record
+    )
+    return _HelmReleases(inner, ctx)

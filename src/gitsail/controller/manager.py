@@ -141,6 +141,7 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.flux", "receiver"),
     ("gitsail.controller.flux", "helmrepository"),
     ("gitsail.controller.flux", "helmchart"),
+    ("gitsail.controller.flux", "helmrelease"),
 )
 # The Argo CD kinds beside the Application, reconciled like the Flux ones (same shape).
 ARGO_KINDS: tuple[tuple[str, str], ...] = (("gitsail.controller.argo_kinds", "applicationset"),)

@@ -18,6 +18,12 @@ Modules::
     flux_substitute      postBuild variable substitution (pure)
     flux_receiver        notification.toolkit.fluxcd.io Receiver (v1) -> Receiver; its
                          webhook path and status (ReceiverReconciler)
+    flux_helmrelease     helm.toolkit.fluxcd.io HelmRelease (v2, v2beta2, v2beta1) -> HelmRelease;
+                         _values (valuesFrom, --set paths), _chart (its HelmChart, the
+                         package), _drift, _status, _reconciler (real releases, pinned helm)
+    helm_actions         helm install/upgrade/test/rollback/uninstall, hardened argv and
+                         kubeconfig file; helm_storage reads Helm's release Secrets;
+                         helm_postrender labels a release's objects with their owner
     status               conditions as kstatus reads them; Transient / Stalled errors
     crds/                the Flux CRDs ``gitsail install`` applies (package data)
 

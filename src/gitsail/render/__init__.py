@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from gitsail.render._errors import RenderError
 from gitsail.render._generate import generate_kustomization
+from gitsail.render._helm import check_namespace, check_release_name
 from gitsail.render._manifests import dump_yaml, load_manifests
 from gitsail.render._options import (
     DirectoryOptions,
@@ -37,6 +38,7 @@ from gitsail.render._options import (
     jsonnet_lib,
     jsonnet_var,
 )
+from gitsail.render._process import ToolRunner, redact
 from gitsail.render._renderer import Rendered, Renderer, RenderStats, cache_key, render_local
 from gitsail.render._workspace import copy_artifact
 
@@ -54,7 +56,10 @@ __all__ = [
     "RenderStats",
     "Rendered",
     "Renderer",
+    "ToolRunner",
     "cache_key",
+    "check_namespace",
+    "check_release_name",
     "copy_artifact",
     "detect_tool",
     "dump_yaml",
@@ -62,5 +67,6 @@ __all__ = [
     "jsonnet_lib",
     "jsonnet_var",
     "load_manifests",
+    "redact",
     "render_local",
 ]

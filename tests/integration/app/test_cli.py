@@ -54,6 +54,7 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
         "ApplicationSet",
         "GitRepository",
         "HelmChart",
+        "HelmRelease",
         "HelmRepository",
         "Kustomization",
         "OCIRepository",
