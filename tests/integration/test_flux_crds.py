@@ -93,7 +93,11 @@ async def test_flux_crds_install_idempotently_with_v1_stored(client: Kube) -> No
         crd = await client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
         assert crd is not None
         served = {v["name"]: v for v in crd["spec"]["versions"]}
-        stored, legacy = ("v2", ["v2beta2", "v2beta1"]) if "helm" in name else ("v1", ["v1beta2"])
+        stored, legacy = (
+            ("v2", ["v2beta2", "v2beta1"])
+            if name.startswith("helmreleases.")
+            else ("v1", ["v1beta2"])
+        )
         assert served[stored]["storage"] is True
         assert crd["status"]["storedVersions"] == [stored]
         assert all(v["subresources"] == {"status": {}} for v in served.values())

@@ -3,13 +3,13 @@ HelmChart's artifact, and the real ``helm`` CLI to look at what gitsail released
 
 ``ChartPublisher.publish`` plays source-controller for one HelmChart: it stores the package
 in the controller's ``ArtifactStore`` (``put_file``) and writes the HelmChart's
-``status.artifact`` as the HelmChart reconciler would. Once that reconciler is merged, the
-tests can let it do this instead (the one place to change is ``ChartPublisher``).
+``status.artifact`` as the HelmChart reconciler would, so these tests drive the release
+reconciler alone and choose exactly which package each pass sees. The whole chain through the
+real HelmRepository and HelmChart reconcilers is tested in ``test_helm_article.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -28,7 +28,7 @@ from gitsail.app.install import install_crds
 from gitsail.dev.cluster import Cluster
 from gitsail.kinds.flux_helmrelease_reconciler import HelmReleaseReconciler
 from gitsail.kinds.helm_actions import HelmActions
-from gitsail.kube import Kube, NotFoundKind, load_kubeconfig
+from gitsail.kube import Kube, load_kubeconfig
 from gitsail.model import Obj
 from gitsail.source.artifacts import ArtifactStore
 from gitsail.toolchain import find_binary
@@ -234,57 +234,11 @@ def helm_cli(kubeconfig: str | Path, *args: str, home: Path) -> subprocess.Compl
     )
 
 
-# Until the HelmChart kind is merged, a cluster without its CRD gets this stand-in (status
-# subresource, any spec); ``gitsail install --crds-only`` replaces it with the real one.
-HELMCHART_CRD: Obj = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "helmcharts.source.toolkit.fluxcd.io"},
-    "spec": {
-        "group": "source.toolkit.fluxcd.io",
-        "scope": "Namespaced",
-        "names": {
-            "kind": "HelmChart",
-            "listKind": "HelmChartList",
-            "plural": "helmcharts",
-            "singular": "helmchart",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
 @pytest.fixture
 async def hr_kube(cluster: Cluster) -> AsyncIterator[Kube]:
     config = await load_kubeconfig(cluster.kubeconfig)
     async with Kube(config) as kube:
         await install_crds(kube, families=["flux"])
-        crd = "helmcharts.source.toolkit.fluxcd.io"
-        if await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd) is None:
-            await kube.create(HELMCHART_CRD)
-            deadline = asyncio.get_running_loop().time() + 30
-            while True:
-                await kube.discover(refresh=True)
-                try:
-                    kube.mapper.resource_for(HELMCHART_API, "HelmChart")
-                    break
-                except NotFoundKind:
-                    if asyncio.get_running_loop().time() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
         yield kube
 
 
