@@ -90,6 +90,10 @@ def _distribution_ldflags(version: str) -> list[str]:
     return [f"-X github.com/distribution/distribution/v3/version.version={version}"]
 
 
+def _sealed_secrets_ldflags(version: str) -> list[str]:
+    return [f"-X main.VERSION={version}"]
+
+
 def _kwok_ldflags(version: str) -> list[str]:
     return [f"-X sigs.k8s.io/kwok/pkg/consts.Version={version.lstrip('v')}"]
 
@@ -203,6 +207,19 @@ TOOLS: tuple[Tool, ...] = (
         packages=("github.com/distribution/distribution/v3/cmd/registry",),
         binaries=("registry",),
         ldflags=_distribution_ldflags,
+    ),
+    # Test-only: Bitnami's kubeseal CLI and sealed-secrets controller, the references the
+    # Sealed Secrets interop tests (tests/integration/secrets/) check gitsail against.
+    Tool(
+        name="sealed-secrets",
+        module_dir="sealed-secrets",
+        version_module="github.com/bitnami/sealed-secrets",
+        packages=(
+            "github.com/bitnami/sealed-secrets/cmd/kubeseal",
+            "github.com/bitnami/sealed-secrets/cmd/controller",
+        ),
+        binaries=("kubeseal", "controller"),
+        ldflags=_sealed_secrets_ldflags,
     ),
 )
 
