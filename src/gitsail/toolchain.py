@@ -128,6 +128,8 @@ class Tool:
     ldflags: Callable[[str], list[str]] = field(default=lambda _v: [])
     extra_files: tuple[str, ...] = ()
     post_build: Callable[[Path, str, Path], None] | None = None
+    # Only the interop tests use it: not built unless asked for (kept off `make demo`).
+    test_only: bool = False
 
     @property
     def go_mod(self) -> Path:
@@ -220,6 +222,7 @@ TOOLS: tuple[Tool, ...] = (
         ),
         binaries=("kubeseal", "controller"),
         ldflags=_sealed_secrets_ldflags,
+        test_only=True,
     ),
 )
 
@@ -305,8 +308,12 @@ def build(tool: Tool) -> float:
     return time.monotonic() - started
 
 
-def missing_tools(names: list[str] | None = None) -> list[Tool]:
-    wanted = [t for t in TOOLS if names is None or t.name in names]
+def missing_tools(names: list[str] | None = None, *, test_only: bool = False) -> list[Tool]:
+    """Tools not built yet: those named, else every tool (test-only ones if ``test_only``)."""
+    if names is None:
+        wanted = [t for t in TOOLS if test_only or not t.test_only]
+    else:
+        wanted = [t for t in TOOLS if t.name in names]
     return [t for t in wanted if not t.is_built()]
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "merge_sealed",
     "seal_secret",
     "seal_value",
+    "secret_values",
     "unseal",
     "unsealed_values",
 ]
@@ -69,7 +70,8 @@ _SERVER_FIELDS = (
 )
 
 
-def _plain_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+def secret_values(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """The plaintext of a Secret: ``data`` (base64) with ``stringData`` over it."""
     values: dict[str, bytes] = {}
     for key, raw in (secret.get("data") or {}).items():
         try:
@@ -110,7 +112,7 @@ def seal_secret(
     namespace = str(meta.get("namespace") or "")
     if not name:
         raise SealingError("the Secret has no metadata.name")
-    values = _plain_data(secret)
+    values = secret_values(secret)
     if not values and not allow_empty_data:
         raise SealingError(
             "Secret.data is empty in input Secret, assuming this is an error and aborting; "
@@ -191,7 +193,7 @@ def unsealed_values(
         plain = hybrid_decrypt(private_keys, str(legacy), label)
         try:
             inner = json.loads(plain)
-            return _plain_data(inner)
+            return secret_values(inner)
         except (ValueError, AttributeError):
             raise SealingError("the legacy spec.data blob is not a JSON Secret") from None
     values: dict[str, bytes] = {}
