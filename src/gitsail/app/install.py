@@ -34,6 +34,7 @@ __all__ = [
 CRD_FAMILIES: dict[str, tuple[str, ...]] = {
     "argocd": ("app", "crds"),
     "flux": ("kinds", "crds"),
+    "sealed-secrets": ("kinds", "crds", "sealed"),
 }
 
 

@@ -27,6 +27,9 @@ def install(
     argocd: bool = typer.Option(
         False, "--argocd", help="Argo CD CRDs (Application, ApplicationSet, AppProject)"
     ),
+    sealed_secrets: bool = typer.Option(
+        False, "--sealed-secrets", help="the SealedSecret CRD (bitnami.com); default: all"
+    ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
@@ -35,9 +38,10 @@ def install(
     context: str | None = typer.Option(None, "--context"),
 ) -> None:
     """Install gitsail: the CRDs it serves (Argo CD's Application, AppProject,
-    ApplicationSet; Flux's GitRepository, Kustomization, Receiver; --argocd or --flux for
-    one family) and, unless --crds-only, the controller (namespace, RBAC, Deployment)."""
-    families = [f for f, chosen in (("argocd", argocd), ("flux", flux)) if chosen]
+    ApplicationSet; Flux's GitRepository, Kustomization, Receiver; Bitnami's SealedSecret;
+    --argocd, --flux or --sealed-secrets for one family) and, unless --crds-only, the controller (namespace, RBAC, Deployment)."""
+    chosen_families = (("argocd", argocd), ("flux", flux), ("sealed-secrets", sealed_secrets))
+    families = [f for f, chosen in chosen_families if chosen]
     families = families or list(CRD_FAMILIES)
     manifests = crd_manifests(families)
     if not crds_only:

@@ -40,6 +40,7 @@ __all__ = [
     "API_VERSION",
     "KIND",
     "merge_sealed",
+    "reencrypt",
     "seal_secret",
     "seal_value",
     "secret_values",
@@ -300,6 +301,31 @@ def merge_sealed(
     if new_template.get("data"):
         template.setdefault("data", {}).update(new_template["data"])
     return merged
+
+
+def reencrypt(
+    sealed: Mapping[str, Any],
+    private_keys: Sequence[rsa.RSAPrivateKey],
+    public_key: rsa.RSAPublicKey,
+) -> dict[str, Any]:
+    """``sealed`` with every value re-sealed for ``public_key`` (same label, same plaintext).
+
+    A legacy ``spec.data`` blob is re-sealed as one blob. Raises DecryptError when a value
+    does not decrypt with any of ``private_keys``.
+    """
+    out = copy.deepcopy(dict(sealed))
+    spec = out.get("spec") or {}
+    _, _, label = _identity(sealed)
+    if spec.get("data"):
+        spec["data"] = hybrid_encrypt(
+            public_key, hybrid_decrypt(private_keys, str(spec["data"]), label), label
+        )
+    if "encryptedData" in spec:
+        spec["encryptedData"] = {
+            key: hybrid_encrypt(public_key, hybrid_decrypt(private_keys, str(text), label), label)
+            for key, text in (spec["encryptedData"] or {}).items()
+        }
+    return out
 
 
 __all__ += ["DecryptError"]
