@@ -39,7 +39,8 @@ def install(
 ) -> None:
     """Install gitsail: the CRDs it serves (Argo CD's Application, AppProject,
     ApplicationSet; Flux's GitRepository, Kustomization, Receiver; Bitnami's SealedSecret;
-    --argocd, --flux or --sealed-secrets for one family) and, unless --crds-only, the controller (namespace, RBAC, Deployment)."""
+    --argocd, --flux or --sealed-secrets for one family) and, unless --crds-only, the
+    controller (namespace, RBAC, Deployment)."""
     chosen_families = (("argocd", argocd), ("flux", flux), ("sealed-secrets", sealed_secrets))
     families = [f for f, chosen in chosen_families if chosen]
     families = families or list(CRD_FAMILIES)
