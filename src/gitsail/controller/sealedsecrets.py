@@ -54,6 +54,9 @@ class SealedSecretsOptions:
     key_size: int = 4096
     common_name: str = ""
     accept_v1_data: bool = True
+    # /v1/verify and /v1/rotate: requests per second and burst (upstream --rate-limit*)
+    rate_limit: float = 2.0
+    rate_limit_burst: int = 2
 
 
 class _TokenBucket:
@@ -97,7 +100,7 @@ class SealedSecrets:
             common_name=self.options.common_name,
         )
         self._renewal: asyncio.Task[None] | None = None
-        self._bucket = _TokenBucket(2.0, 2)
+        self._bucket = _TokenBucket(self.options.rate_limit, self.options.rate_limit_burst)
 
     # -- the kind ------------------------------------------------------------------------
 
