@@ -359,3 +359,140 @@ def _controller_calls(
             raise SealingError("unable to decrypt sealed secret")
         return
     _write(_dump(results, fmt), sealed_file)
+
+
+_MAX_FILES = 10_000
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _manifest_files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    found: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        if ".git" in path.relative_to(root).parts:
+            continue
+        if path.is_file() and not path.is_symlink() and path.suffix in _MANIFEST_SUFFIXES:
+            found.append(path)
+            if len(found) > _MAX_FILES:
+                raise SealingError(f"more than {_MAX_FILES} manifest files under {root}")
+    return found
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=120
+    )
+    if proc.returncode != 0:
+        raise SealingError(f"git {args[0]} failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+@app.command("rotate")
+def rotate(
+    path: Path = typer.Argument(Path(), help="a checkout (or one file) to re-encrypt"),
+    recovery_private_key: str | None = typer.Option(
+        None,
+        "--recovery-private-key",
+        help="key PEM or key Secret files, comma separated (default: the key Secrets in "
+        "--controller-namespace, read with your kubeconfig)",
+    ),
+    controller_namespace: str = typer.Option(
+        controller_api.DEFAULT_CONTROLLER_NAMESPACE,
+        "--controller-namespace",
+        envvar="SEALED_SECRETS_CONTROLLER_NAMESPACE",
+        help="where the sealing keys are",
+    ),
+    commit: bool = typer.Option(False, "--commit", help="commit the changes (one commit)"),
+    branch: str | None = typer.Option(
+        None, "--branch", help="create this branch first (for a pull request); implies --commit"
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="also list the cluster's SealedSecrets still on an old key"
+    ),
+    kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
+    context: str | None = typer.Option(None, "--context"),
+) -> None:
+    """Re-encrypt every SealedSecret under PATH with the newest key, changing only values
+    not sealed for it yet; optionally in one commit (or on a new branch)."""
+    from gitsail.secrets.keys import KEY_LABEL_SELECTOR, keyring_from_secrets
+    from gitsail.secrets.rotate import keys_in_use, rotate_text
+
+    try:
+        if recovery_private_key:
+            secrets = _key_secret_files(recovery_private_key)
+        else:
+            secrets = _cluster(
+                kubeconfig,
+                context,
+                lambda kube: kube.list(
+                    "v1", "Secret", controller_namespace, label_selector=KEY_LABEL_SELECTOR
+                ),
+            )
+        ring, problems = keyring_from_secrets(secrets)
+        for problem in problems:
+            typer.echo(f"warning: {problem}", err=True)
+        if ring.newest is None:
+            raise SealingError("no sealing key found")
+        changed_files: list[Path] = []
+        for file in _manifest_files(path):
+            text = file.read_text()
+            if "SealedSecret" not in text:
+                continue
+            new_text, rotated = rotate_text(text, ring)
+            for item in rotated:
+                typer.echo(
+                    f"{file}: SealedSecret {item.namespace}/{item.name} re-encrypted "
+                    f"({', '.join(k or 'data' for k in item.keys)})"
+                )
+            if new_text != text:
+                file.write_text(new_text)
+                changed_files.append(file)
+        typer.echo(f"{len(changed_files)} file(s) re-encrypted with key {ring.newest.fingerprint}")
+        if changed_files and (commit or branch):
+            top = Path(
+                _git(
+                    ["rev-parse", "--show-toplevel"], path if path.is_dir() else path.parent
+                ).strip()
+            )
+            if branch:
+                _git(["checkout", "-b", branch], top)
+            _git(["add", "--", *(str(f.resolve()) for f in changed_files)], top)
+            _git(
+                [
+                    "commit",
+                    "-q",
+                    "-m",
+                    f"Re-encrypt {len(changed_files)} SealedSecret file(s) with sealing key "
+                    f"{ring.newest.fingerprint}",
+                ],
+                top,
+            )
+            typer.echo(f"committed on {branch or 'the current branch'}")
+        if report:
+            listed = _cluster(
+                kubeconfig, context, lambda kube: kube.list("bitnami.com/v1alpha1", "SealedSecret")
+            )
+            newest = ring.newest.fingerprint
+            for namespace, name, used in keys_in_use(listed, list(reversed(ring.keys))):
+                if used != newest:
+                    typer.echo(f"still on an old key: SealedSecret {namespace}/{name} ({used})")
+    except (SealingError, KubeError, OSError) as exc:
+        raise fail(str(exc)) from exc
+
+
+def _key_secret_files(paths: str) -> list[dict[str, Any]]:
+    """Key Secrets (or Lists of them) from files: rotation needs their certificates, whose
+    dates say which key is the newest, so bare PEM keys are refused."""
+    secrets: list[dict[str, Any]] = []
+    for path in paths.split(","):
+        raw = Path(path.strip()).read_bytes()
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            raise SealingError(
+                f"{path.strip()} is a bare PEM key: rotate needs key Secrets (with tls.crt) "
+                "to know which key is the newest"
+            )
+        secrets += _documents(raw)
+    return secrets

@@ -43,6 +43,7 @@ __all__ = [
     "reencrypt",
     "seal_secret",
     "seal_value",
+    "sealed_identity",
     "secret_values",
     "unseal",
     "unsealed_values",
@@ -167,7 +168,8 @@ def _all_scope_annotations() -> set[str]:
     return {a for s in Scope for a in s.annotations()}
 
 
-def _identity(sealed: Mapping[str, Any]) -> tuple[str, str, bytes]:
+def sealed_identity(sealed: Mapping[str, Any]) -> tuple[str, str, bytes]:
+    """Name, namespace and the scope label a SealedSecret's values are sealed under."""
     meta = sealed.get("metadata") or {}
     name = str(meta.get("name") or "")
     namespace = str(meta.get("namespace") or "")
@@ -183,7 +185,7 @@ def unsealed_values(
 ) -> dict[str, bytes]:
     """Every decrypted value of ``sealed`` (``encryptedData``, or the legacy ``data`` blob)."""
     spec = sealed.get("spec") or {}
-    _, _, label = _identity(sealed)
+    _, _, label = sealed_identity(sealed)
     encrypted = spec.get("encryptedData") or {}
     legacy = spec.get("data")
     if encrypted and legacy:
@@ -212,7 +214,7 @@ def unseal(
     accept_v1_data: bool = True,
 ) -> dict[str, Any]:
     """The Secret ``sealed`` produces: template metadata, forced name/namespace, owner ref."""
-    name, namespace, _ = _identity(sealed)
+    name, namespace, _ = sealed_identity(sealed)
     spec = sealed.get("spec") or {}
     template = spec.get("template") or {}
     values = unsealed_values(sealed, private_keys, accept_v1_data=accept_v1_data)
@@ -281,7 +283,7 @@ def merge_sealed(
     merged = copy.deepcopy(dict(target))
     spec = merged.setdefault("spec", {})
     encrypted = spec.setdefault("encryptedData", {})
-    _, _, label = _identity(target)
+    _, _, label = sealed_identity(target)
     for key, value in (resealed.get("spec") or {}).get("encryptedData", {}).items():
         old = encrypted.get(key)
         if old is not None and private_keys and key in plaintexts:
@@ -315,7 +317,7 @@ def reencrypt(
     """
     out = copy.deepcopy(dict(sealed))
     spec = out.get("spec") or {}
-    _, _, label = _identity(sealed)
+    _, _, label = sealed_identity(sealed)
     if spec.get("data"):
         spec["data"] = hybrid_encrypt(
             public_key, hybrid_decrypt(private_keys, str(spec["data"]), label), label
