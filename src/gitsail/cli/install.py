@@ -28,7 +28,9 @@ def install(
         False, "--argocd", help="Argo CD CRDs (Application, ApplicationSet, AppProject)"
     ),
     sealed_secrets: bool = typer.Option(
-        False, "--sealed-secrets", help="the SealedSecret CRD (bitnami.com); default: all"
+        False,
+        "--sealed-secrets",
+        help="the SealedSecret CRD, and the controller run with --sealed-secrets",
     ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
@@ -46,7 +48,9 @@ def install(
     families = families or list(CRD_FAMILIES)
     manifests = crd_manifests(families)
     if not crds_only:
-        manifests += controller_manifests(namespace, image=image, replicas=replicas)
+        manifests += controller_manifests(
+            namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+        )
     if print_only:
         print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
         return
@@ -59,7 +63,9 @@ def install(
                 for n in await install_crds(kube, families=families)
             ]
             if not crds_only:
-                done += await install_controller(kube, namespace, image=image, replicas=replicas)
+                done += await install_controller(
+                    kube, namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+                )
             return done
 
     try:

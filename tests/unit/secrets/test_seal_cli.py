@@ -137,3 +137,16 @@ def test_the_sealed_secrets_tools_are_test_only() -> None:
     assert tool.version.startswith("v0.40.")
     names = [t.name for t in toolchain.TOOLS if not t.test_only]
     assert "sealed-secrets" not in names
+
+
+def test_install_sealed_secrets_prints_the_crd_and_the_controller_flag() -> None:
+    out = CliRunner().invoke(app, ["install", "--sealed-secrets", "--print"])
+    assert out.exit_code == 0, out.output
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    crds = [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert crds == ["sealedsecrets.bitnami.com"]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert "--sealed-secrets" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    plain = CliRunner().invoke(app, ["install", "--flux", "--print"])
+    assert "--sealed-secrets" not in plain.stdout
+    assert "sealedsecrets.bitnami.com" not in plain.stdout
