@@ -6,11 +6,12 @@ import typer
 
 from gitsail import __version__
 from gitsail.cli import app as app_cmd
-from gitsail.cli import demo, dev, flux, seal
+from gitsail.cli import demo, dev, flux
 from gitsail.cli.controller import controller
 from gitsail.cli.install import install
 from gitsail.cli.output import report_unexpected
 from gitsail.cli.render import render
+from gitsail.cli.seal import app as seal_app
 
 app = typer.Typer(
     name="gitsail",
@@ -27,7 +28,7 @@ app.add_typer(flux.suspend_app, name="suspend")
 app.add_typer(flux.resume_app, name="resume")
 app.add_typer(flux.diff_app, name="diff")
 app.add_typer(flux.tree_app, name="tree")
-app.add_typer(seal.app, name="seal")
+app.add_typer(seal_app, name="seal")
 app.command()(install)
 app.command()(render)
 app.command()(controller)
