@@ -41,6 +41,7 @@ from gitsail.secrets.sealing import (
     public_key_from_pem,
     scope_from_annotations,
 )
+from gitsail.secrets.sealing import fingerprint as target_fingerprint
 
 app = typer.Typer(
     name="seal",
@@ -412,6 +413,12 @@ def rotate(
     report: bool = typer.Option(
         False, "--report", help="also list the cluster's SealedSecrets still on an old key"
     ),
+    to_cert: str | None = typer.Option(
+        None,
+        "--to-cert",
+        help="re-seal every value for this certificate (file or URL) instead: another "
+        "cluster's controller",
+    ),
     kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
     context: str | None = typer.Option(None, "--context"),
 ) -> None:
@@ -436,12 +443,18 @@ def rotate(
             typer.echo(f"warning: {problem}", err=True)
         if ring.newest is None:
             raise SealingError("no sealing key found")
+        target = None
+        if to_cert:
+            target = public_key_from_pem(
+                _cert_bytes(to_cert, controller_namespace, "", kubeconfig, context)
+            )
+        fingerprint = target_fingerprint(target) if target else ring.newest.fingerprint
         changed_files: list[Path] = []
         for file in _manifest_files(path):
             text = file.read_text()
             if "SealedSecret" not in text:
                 continue
-            new_text, rotated = rotate_text(text, ring)
+            new_text, rotated = rotate_text(text, ring, to=target)
             for item in rotated:
                 typer.echo(
                     f"{file}: SealedSecret {item.namespace}/{item.name} re-encrypted "
@@ -450,7 +463,7 @@ def rotate(
             if new_text != text:
                 file.write_text(new_text)
                 changed_files.append(file)
-        typer.echo(f"{len(changed_files)} file(s) re-encrypted with key {ring.newest.fingerprint}")
+        typer.echo(f"{len(changed_files)} file(s) re-encrypted with key {fingerprint}")
         if changed_files and (commit or branch):
             top = Path(
                 _git(
@@ -466,7 +479,7 @@ def rotate(
                     "-q",
                     "-m",
                     f"Re-encrypt {len(changed_files)} SealedSecret file(s) with sealing key "
-                    f"{ring.newest.fingerprint}",
+                    f"{fingerprint}",
                 ],
                 top,
             )

@@ -6,6 +6,9 @@ the newest key. Values already sealed for the newest key keep their bytes, so a 
 run twice changes nothing. The new value replaces the old one *in the text* (each ciphertext
 is a unique base64 string), so comments, order and layout of the file are kept.
 
+With ``to`` every value is re-sealed for another cluster's public key instead (moving a
+repository to another cluster's controller).
+
 ``keys_in_use`` says which key (by certificate fingerprint) each SealedSecret depends on,
 for the report of objects still tied to an old key.
 """
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gitsail.secrets.keys import KeyRing, SealingKey
 from gitsail.secrets.sealedsecret import API_VERSION, KIND, sealed_identity
@@ -56,11 +60,18 @@ def _opens(key: SealingKey, value: str, label: bytes) -> bool:
     return True
 
 
-def rotate_text(text: str, ring: KeyRing) -> tuple[str, list[Rotated]]:
-    """``text`` with every value not sealed for the newest key re-sealed for it."""
+def rotate_text(
+    text: str, ring: KeyRing, *, to: rsa.RSAPublicKey | None = None
+) -> tuple[str, list[Rotated]]:
+    """``text`` with every value not sealed for the newest key re-sealed for it.
+
+    With ``to`` (another cluster's key, ``--to-cert``) every value is re-sealed for ``to``:
+    whether a value is already sealed for it cannot be checked without its private key.
+    """
     newest = ring.newest
     if newest is None:
         raise SealingError("there is no sealing key to rotate to")
+    target = to or newest.public_key
     keys = ring.private_keys()
     rotated: list[Rotated] = []
     for sealed in _sealed_secrets(text):
@@ -73,7 +84,7 @@ def rotate_text(text: str, ring: KeyRing) -> tuple[str, list[Rotated]]:
             values.append(("", str(spec["data"])))
         changed: list[str] = []
         for key, value in values:
-            if _opens(newest, value, label):
+            if to is None and _opens(newest, value, label):
                 continue
             try:
                 plain = hybrid_decrypt(keys, value, label)
@@ -81,7 +92,7 @@ def rotate_text(text: str, ring: KeyRing) -> tuple[str, list[Rotated]]:
                 raise SealingError(
                     f"SealedSecret {namespace}/{name} key {key!r}: no key could decrypt it"
                 ) from None
-            fresh = hybrid_encrypt(newest.public_key, plain, label)
+            fresh = hybrid_encrypt(target, plain, label)
             if text.count(value) != 1:
                 raise SealingError(
                     f"SealedSecret {namespace}/{name} key {key!r}: its value is not written "

@@ -93,3 +93,26 @@ def test_seal_rotate_refuses_bare_pem_keys(key: SealingKey, tmp_path: Path) -> N
     )
     assert result.exit_code == 1
     assert "key Secrets" in result.output
+
+
+def test_to_cert_reseals_a_repository_for_another_clusters_key(
+    key: SealingKey, other_key: SealingKey, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "db.yaml"
+    manifest.write_text(_sealed_yaml(key, "db", "moving"))
+    keys = tmp_path / "keys.json"
+    secret = key_secret(key, namespace="kube-system")
+    secret["metadata"]["name"] = "k"
+    keys.write_text(json.dumps(secret))
+    cert = tmp_path / "other.pem"
+    cert.write_bytes(other_key.cert_pem())
+    result = CliRunner().invoke(
+        app,
+        ["seal", "rotate", str(tmp_path), "--recovery-private-key", str(keys),
+         "--to-cert", str(cert)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert other_key.fingerprint in result.output
+    doc = yaml.safe_load(manifest.read_text())
+    doc["metadata"]["uid"] = "u"
+    assert unseal(doc, [other_key.private_key])["data"]["v"] == "bW92aW5n"
