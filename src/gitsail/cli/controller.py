@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from datetime import timedelta
+from email.utils import parsedate_to_datetime
 
 import typer
 
@@ -75,6 +76,11 @@ def controller(
     key_renew_period: str = typer.Option(
         "720h", "--key-renew-period", help="Go duration between new sealing keys; 0 disables"
     ),
+    key_cutoff_time: str | None = typer.Option(
+        None,
+        "--key-cutoff-time",
+        help="make a new sealing key if the newest is older than this (RFC 1123, numeric zone)",
+    ),
     artifacts_dir: str | None = typer.Option(
         None, "--artifacts-dir", help="where Flux source artifacts are stored"
     ),
@@ -122,8 +128,17 @@ def controller(
     renew = go_duration(key_renew_period)
     if renew is None:
         raise fail(f"--key-renew-period {key_renew_period!r} is not a Go duration (e.g. 720h)")
+    cutoff = None
+    if key_cutoff_time:
+        try:
+            cutoff = parsedate_to_datetime(key_cutoff_time)
+        except (TypeError, ValueError):
+            raise fail(f"--key-cutoff-time {key_cutoff_time!r} is not an RFC 1123 time") from None
     sealed_options = SealedSecretsOptions(
-        key_namespace=key_namespace, key_prefix=key_prefix, renew_period=timedelta(seconds=renew)
+        key_namespace=key_namespace,
+        key_prefix=key_prefix,
+        renew_period=timedelta(seconds=renew),
+        cutoff=cutoff,
     )
 
     async def main() -> None:

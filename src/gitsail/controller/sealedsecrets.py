@@ -54,6 +54,7 @@ class SealedSecretsOptions:
     key_size: int = 4096
     common_name: str = ""
     accept_v1_data: bool = True
+    cutoff: datetime | None = None  # upstream --key-cutoff-time
     # /v1/verify and /v1/rotate: requests per second and burst (upstream --rate-limit*)
     rate_limit: float = 2.0
     rate_limit_burst: int = 2
@@ -98,6 +99,7 @@ class SealedSecrets:
             renew_period=self.options.renew_period,
             key_size=self.options.key_size,
             common_name=self.options.common_name,
+            cutoff=self.options.cutoff,
         )
         self._renewal: asyncio.Task[None] | None = None
         self._bucket = _TokenBucket(self.options.rate_limit, self.options.rate_limit_burst)
