@@ -81,6 +81,12 @@ def controller(
         "--key-cutoff-time",
         help="make a new sealing key if the newest is older than this (RFC 1123, numeric zone)",
     ),
+    rate_limit: float = typer.Option(
+        2.0, "--rate-limit", help="/v1/verify and /v1/rotate requests per second"
+    ),
+    rate_limit_burst: int = typer.Option(
+        2, "--rate-limit-burst", help="/v1/verify and /v1/rotate requests above the rate"
+    ),
     artifacts_dir: str | None = typer.Option(
         None, "--artifacts-dir", help="where Flux source artifacts are stored"
     ),
@@ -139,6 +145,8 @@ def controller(
         key_prefix=key_prefix,
         renew_period=timedelta(seconds=renew),
         cutoff=cutoff,
+        rate_limit=rate_limit,
+        rate_limit_burst=rate_limit_burst,
     )
 
     async def main() -> None:
