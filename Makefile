@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv tools system-deps demo demo-down test lint typecheck unit integration faults bench clean
+.PHONY: all venv tools demo-tools system-deps demo demo-down test lint typecheck unit integration faults bench clean
 
 all: test
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml requirements.lock
 venv: $(STAMP)
 
 # Builds only what is missing from ~/.cache/gitsail/bin (cold: tens of minutes; warm: instant).
+# `tools` includes the test-only references (kubeseal, sealed-secrets controller); the demo
+# needs only `demo-tools`.
 tools: $(STAMP)
+	$(BIN)/gitsail dev tools build --test-tools
+
+demo-tools: $(STAMP)
 	$(BIN)/gitsail dev tools build
 
 # Debian packages the integration tests start as real servers (sshd for git over SSH).
@@ -28,7 +33,7 @@ system-deps:
 	@test -x /usr/sbin/sshd || { echo "installing openssh-server"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; }
 
-demo: tools
+demo: demo-tools
 	$(BIN)/gitsail demo up
 
 demo-down: $(STAMP)

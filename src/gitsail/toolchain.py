@@ -90,6 +90,10 @@ def _distribution_ldflags(version: str) -> list[str]:
     return [f"-X github.com/distribution/distribution/v3/version.version={version}"]
 
 
+def _sealed_secrets_ldflags(version: str) -> list[str]:
+    return [f"-X main.VERSION={version}"]
+
+
 def _kwok_ldflags(version: str) -> list[str]:
     return [f"-X sigs.k8s.io/kwok/pkg/consts.Version={version.lstrip('v')}"]
 
@@ -124,6 +128,8 @@ class Tool:
     ldflags: Callable[[str], list[str]] = field(default=lambda _v: [])
     extra_files: tuple[str, ...] = ()
     post_build: Callable[[Path, str, Path], None] | None = None
+    # Only the interop tests use it: not built unless asked for (kept off `make demo`).
+    test_only: bool = False
 
     @property
     def go_mod(self) -> Path:
@@ -203,6 +209,20 @@ TOOLS: tuple[Tool, ...] = (
         packages=("github.com/distribution/distribution/v3/cmd/registry",),
         binaries=("registry",),
         ldflags=_distribution_ldflags,
+    ),
+    # Test-only: Bitnami's kubeseal CLI and sealed-secrets controller, the references the
+    # Sealed Secrets interop tests (tests/integration/secrets/) check gitsail against.
+    Tool(
+        name="sealed-secrets",
+        module_dir="sealed-secrets",
+        version_module="github.com/bitnami/sealed-secrets",
+        packages=(
+            "github.com/bitnami/sealed-secrets/cmd/kubeseal",
+            "github.com/bitnami/sealed-secrets/cmd/controller",
+        ),
+        binaries=("kubeseal", "controller"),
+        ldflags=_sealed_secrets_ldflags,
+        test_only=True,
     ),
 )
 
@@ -288,8 +308,12 @@ def build(tool: Tool) -> float:
     return time.monotonic() - started
 
 
-def missing_tools(names: list[str] | None = None) -> list[Tool]:
-    wanted = [t for t in TOOLS if names is None or t.name in names]
+def missing_tools(names: list[str] | None = None, *, test_only: bool = False) -> list[Tool]:
+    """Tools not built yet: those named, else every tool (test-only ones if ``test_only``)."""
+    if names is None:
+        wanted = [t for t in TOOLS if test_only or not t.test_only]
+    else:
+        wanted = [t for t in TOOLS if t.name in names]
     return [t for t in wanted if not t.is_built()]
 
 

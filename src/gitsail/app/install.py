@@ -34,6 +34,7 @@ __all__ = [
 CRD_FAMILIES: dict[str, tuple[str, ...]] = {
     "argocd": ("app", "crds"),
     "flux": ("kinds", "crds"),
+    "sealed-secrets": ("kinds", "crds", "sealed"),
 }
 
 
@@ -77,14 +78,19 @@ DEFAULT_IMAGE = "ghcr.io/gitsail/gitsail:0.1.0"
 
 
 def controller_manifests(
-    namespace: str = "argocd", *, image: str = DEFAULT_IMAGE, replicas: int = 1
+    namespace: str = "argocd",
+    *,
+    image: str = DEFAULT_IMAGE,
+    replicas: int = 1,
+    sealed_secrets: bool = False,
 ) -> list[Obj]:
     """Namespace, RBAC, Deployment and Service of the controller (``gitsail install``).
 
     The controller needs to read and write any kind an Application may deliver, as Argo
     CD's application controller does, so its ClusterRole allows every verb on every
     resource; narrow it per cluster if your apps only manage some kinds. Replicas elect a
-    leader through a Lease in ``namespace``.
+    leader through a Lease in ``namespace``. ``sealed_secrets`` runs it with
+    ``--sealed-secrets`` (keys in ``kube-system``, as Bitnami's controller keeps them).
     """
     labels = {
         "app.kubernetes.io/name": "gitsail-controller",
@@ -141,6 +147,7 @@ def controller_manifests(
                                     "0.0.0.0:8080",
                                     "--log-format",
                                     "json",
+                                    *(["--sealed-secrets"] if sealed_secrets else []),
                                 ],
                                 "ports": [{"name": "http", "containerPort": 8080}],
                                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
@@ -174,11 +181,19 @@ def controller_manifests(
 
 
 async def install_controller(
-    kube: Kube, namespace: str = "argocd", *, image: str = DEFAULT_IMAGE, replicas: int = 1
+    kube: Kube,
+    namespace: str = "argocd",
+    *,
+    image: str = DEFAULT_IMAGE,
+    replicas: int = 1,
+    sealed_secrets: bool = False,
 ) -> list[str]:
     """Apply the controller's manifests (after the CRDs); returns what was applied."""
     applied = []
-    for obj in controller_manifests(namespace, image=image, replicas=replicas):
+    manifests = controller_manifests(
+        namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+    )
+    for obj in manifests:
         await kube.apply(obj, field_manager="gitsail-install", force=True)
         applied.append(f"{obj['kind'].lower()} {ResourceKey.of(obj)}")
     return applied

@@ -8,13 +8,17 @@ import json
 import logging
 import signal
 import sys
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 
 import typer
 
 from gitsail.cli.output import fail
 from gitsail.controller.manager import Controller, ControllerOptions
+from gitsail.controller.sealedsecrets import SealedSecrets, SealedSecretsOptions
 from gitsail.controller.server import make_server
 from gitsail.diff import jqpath
+from gitsail.kinds._fields import go_duration
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.policy import Policy, PolicyError
 
@@ -57,6 +61,31 @@ def controller(
         True,
         "--flux/--no-flux",
         help="also reconcile Flux GitRepositories, Kustomizations and Receivers",
+    ),
+    sealed_secrets: bool = typer.Option(
+        False,
+        "--sealed-secrets/--no-sealed-secrets",
+        help="also unseal Bitnami SealedSecrets and serve /v1/cert.pem (docs/secrets.md)",
+    ),
+    key_namespace: str = typer.Option(
+        "kube-system", "--sealed-secrets-key-namespace", help="namespace of the sealing keys"
+    ),
+    key_prefix: str = typer.Option(
+        "sealed-secrets-key", "--key-prefix", help="name prefix of the sealing key Secrets"
+    ),
+    key_renew_period: str = typer.Option(
+        "720h", "--key-renew-period", help="Go duration between new sealing keys; 0 disables"
+    ),
+    key_cutoff_time: str | None = typer.Option(
+        None,
+        "--key-cutoff-time",
+        help="make a new sealing key if the newest is older than this (RFC 1123, numeric zone)",
+    ),
+    rate_limit: float = typer.Option(
+        2.0, "--rate-limit", help="/v1/verify and /v1/rotate requests per second"
+    ),
+    rate_limit_burst: int = typer.Option(
+        2, "--rate-limit-burst", help="/v1/verify and /v1/rotate requests above the rate"
     ),
     artifacts_dir: str | None = typer.Option(
         None, "--artifacts-dir", help="where Flux source artifacts are stored"
@@ -102,12 +131,37 @@ def controller(
         artifacts_url=artifacts_url,
     )
 
+    renew = go_duration(key_renew_period)
+    if renew is None:
+        raise fail(f"--key-renew-period {key_renew_period!r} is not a Go duration (e.g. 720h)")
+    cutoff = None
+    if key_cutoff_time:
+        try:
+            cutoff = parsedate_to_datetime(key_cutoff_time)
+        except (TypeError, ValueError):
+            raise fail(f"--key-cutoff-time {key_cutoff_time!r} is not an RFC 1123 time") from None
+    sealed_options = SealedSecretsOptions(
+        key_namespace=key_namespace,
+        key_prefix=key_prefix,
+        renew_period=timedelta(seconds=renew),
+        cutoff=cutoff,
+        rate_limit=rate_limit,
+        rate_limit_burst=rate_limit_burst,
+    )
+
     async def main() -> None:
         config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
         async with Kube(config) as kube:
-            ctl = Controller(kube, options)
+            sealed = SealedSecrets(kube, sealed_options) if sealed_secrets else None
+            ctl = Controller(kube, options, kinds=[sealed.kind] if sealed else [])
             # Connections, heads, bodies and concurrent webhooks are bounded by the policy.
-            server = make_server(ctl, host or "127.0.0.1", int(port), policy)
+            server = make_server(
+                ctl,
+                host or "127.0.0.1",
+                int(port),
+                policy,
+                extra_routes=sealed.routes() if sealed else (),
+            )
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -35,9 +35,12 @@ def tools_list(ctx: typer.Context, output: Format = OutputOption) -> None:
 @tools_app.command("build")
 def tools_build(
     only: list[str] = typer.Argument(None, help="tool names (default: every tool)"),
+    test_tools: bool = typer.Option(
+        False, "--test-tools", help="also the test-only tools (kubeseal, sealed-secrets controller)"
+    ),
 ) -> None:
     """Build the pinned tools that are missing from the cache (the rest are reused)."""
-    missing = toolchain.missing_tools(only or None)
+    missing = toolchain.missing_tools(only or None, test_only=test_tools)
     if not missing:
         console.print(f"all pinned tools are built, in {toolchain.cache_root() / 'bin'}")
         return

@@ -27,6 +27,11 @@ def install(
     argocd: bool = typer.Option(
         False, "--argocd", help="Argo CD CRDs (Application, ApplicationSet, AppProject)"
     ),
+    sealed_secrets: bool = typer.Option(
+        False,
+        "--sealed-secrets",
+        help="the SealedSecret CRD, and the controller run with --sealed-secrets",
+    ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
@@ -35,13 +40,17 @@ def install(
     context: str | None = typer.Option(None, "--context"),
 ) -> None:
     """Install gitsail: the CRDs it serves (Argo CD's Application, AppProject,
-    ApplicationSet; Flux's GitRepository, Kustomization, Receiver; --argocd or --flux for
-    one family) and, unless --crds-only, the controller (namespace, RBAC, Deployment)."""
-    families = [f for f, chosen in (("argocd", argocd), ("flux", flux)) if chosen]
+    ApplicationSet; Flux's GitRepository, Kustomization, Receiver; Bitnami's SealedSecret;
+    --argocd, --flux or --sealed-secrets for one family) and, unless --crds-only, the
+    controller (namespace, RBAC, Deployment)."""
+    chosen_families = (("argocd", argocd), ("flux", flux), ("sealed-secrets", sealed_secrets))
+    families = [f for f, chosen in chosen_families if chosen]
     families = families or list(CRD_FAMILIES)
     manifests = crd_manifests(families)
     if not crds_only:
-        manifests += controller_manifests(namespace, image=image, replicas=replicas)
+        manifests += controller_manifests(
+            namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+        )
     if print_only:
         print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
         return
@@ -54,7 +63,9 @@ def install(
                 for n in await install_crds(kube, families=families)
             ]
             if not crds_only:
-                done += await install_controller(kube, namespace, image=image, replicas=replicas)
+                done += await install_controller(
+                    kube, namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+                )
             return done
 
     try:

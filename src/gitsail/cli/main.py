@@ -12,6 +12,7 @@ from gitsail.cli.controller import controller
 from gitsail.cli.install import install
 from gitsail.cli.output import report_unexpected
 from gitsail.cli.render import render
+from gitsail.cli.seal import app as seal_app
 
 app = typer.Typer(
     name="gitsail",
@@ -29,6 +30,7 @@ app.add_typer(flux.suspend_app, name="suspend")
 app.add_typer(flux.resume_app, name="resume")
 app.add_typer(flux.diff_app, name="diff")
 app.add_typer(flux.tree_app, name="tree")
+app.add_typer(seal_app, name="seal")
 app.command()(install)
 app.command()(render)
 app.command()(controller)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import h11
@@ -33,7 +34,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gitsail.controller.artifacts_http import artifact_routes
@@ -67,6 +68,7 @@ def make_app(
     controller: Controller,
     policy: Policy = DEFAULT_POLICY,
     artifacts: ArtifactStore | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     gate = WebhookGate(policy, controller.metrics)
 
@@ -122,6 +124,7 @@ def make_app(
             Route("/api/webhook", webhook, methods=["POST"]),
             receivers.route(),
             *artifact_routes(artifacts if artifacts is not None else controller.artifacts),
+            *extra_routes,  # e.g. Sealed Secrets' /v1/cert.pem (controller/sealedsecrets.py)
         ]
     )
     app.state.receivers = receivers  # started on first use; stop() with the controller
@@ -129,7 +132,11 @@ def make_app(
 
 
 def make_server(
-    controller: Controller, host: str, port: int, policy: Policy = DEFAULT_POLICY
+    controller: Controller,
+    host: str,
+    port: int,
+    policy: Policy = DEFAULT_POLICY,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> uvicorn.Server:
     """The uvicorn server for ``make_app`` with bounded connections, heads and keep-alive."""
     head_timeout = policy.webhook_body_timeout
@@ -138,7 +145,7 @@ def make_server(
         deadline = head_timeout
 
     config = uvicorn.Config(
-        make_app(controller, policy),
+        make_app(controller, policy, extra_routes=extra_routes),
         host=host,
         port=port,
         log_level="warning",

@@ -40,6 +40,7 @@ from gitsail.kube.errors import (
     ConfigError,
     Conflict,
     Invalid,
+    InvalidName,
     KubeError,
     NotFound,
     NotFoundKind,
@@ -404,6 +405,42 @@ class Kube:
             context=describe("create", info.api_version, info.kind, name or None, ns),
             idempotent=False,
         )
+
+    async def proxy_service(
+        self,
+        method: str,
+        namespace: str,
+        service: str,
+        port: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        max_bytes: int = 1 << 20,
+    ) -> bytes:
+        """``method`` ``path`` on a Service through the API server's service proxy
+        (``services/http:<service>:<port>/proxy<path>``); the answer's body, at most
+        ``max_bytes``. A non-2xx answer raises its ``KubeError`` (409 is ``Conflict``)."""
+        check_names("", "Service", service, namespace)
+        if not port or not all(c.isalnum() or c == "-" for c in port):
+            raise InvalidName("port", port, "a port name or number", kind="Service")
+        if not path.startswith("/") or ".." in path.split("/") or "?" in path:
+            raise InvalidName("path", path, "an absolute path without '..'", kind="Service")
+        target = f"/api/v1/namespaces/{namespace}/services/http:{service}:{port}/proxy{path}"
+        response = await self._send(
+            method,
+            target,
+            body=body,
+            content_type=content_type,
+            accept="*/*",
+            context=f"{method} {path} on service {namespace}/{service}",
+            idempotent=method == "GET",
+        )
+        if len(response.content) > max_bytes:
+            raise KubeError(
+                413, "TooLarge", f"service {namespace}/{service} answered over {max_bytes} bytes"
+            )
+        return response.content
 
     async def create_subresource(
         self,
