@@ -15,10 +15,15 @@ One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's orde
    Flux, an Argo CD ``Application`` that is ``Healthy`` and ``Synced``. Otherwise
    ``DependencyNotReady``, retried after ``retryInterval``.
 6. **Build** (``flux_kustomization_build``): fetch, ignore rules, generated kustomization,
-   kustomize edits, ``kustomize build``, post-build substitution, ``commonMetadata``.
+   kustomize edits, ``kustomize build``, post-build substitution, ``commonMetadata``; the
+   last build is reused when its inputs are unchanged (``BuildCache``).
 7. **Apply** with the sync stage: owner ``FluxLabels(name, namespace)``, the inventory read
-   from ``status.inventory``, ``prune: spec.prune``. Every object is validated by a server-side
-   dry run before anything is written (a failed build, fetch or dry run never prunes).
+   from ``status.inventory``, ``prune: spec.prune``. Every object applied is validated by a
+   server-side dry run before anything is written (a failed build, fetch or dry run never
+   prunes). An object this process applied, with the same digest, whose live
+   ``resourceVersion`` (read this pass) is still the one its apply returned, is not applied
+   again (``SyncRequest.in_sync``): nobody wrote it since. A manual edit, a deletion, a
+   changed build, another owner's mark, a new ``requestedAt`` apply it as before.
    Per-object annotations (label or annotation, as in Flux):
    ``kustomize.toolkit.fluxcd.io/reconcile: disabled`` and ``…/ssa: Ignore`` skip the object
    (an existing one stays in the inventory, so it is not pruned either); ``…/ssa:
