@@ -150,7 +150,8 @@ class Driver:
 async def test_an_unchanged_pass_applies_nothing_and_keeps_the_inventory(tmp_path: Path) -> None:
     d = Driver(tmp_path)
     await d.apply(configmap("a"), configmap("b"))
-    assert d.applied() == ["a", "b"] and d.dry_runs() == ["a", "b"]
+    assert d.applied() == ["a", "b"]
+    assert d.dry_runs() == ["a", "b"]
     result = await d.apply(configmap("a"), configmap("b"))
     assert d.cluster.applies == []
     assert {e.key for e in result.inventory or ()} == {key("a"), key("b")}
@@ -172,7 +173,8 @@ async def test_a_deleted_object_is_created_again(tmp_path: Path) -> None:
     await d.apply(configmap("a"), configmap("b"))
     del d.cluster.objects[key("a")]
     await d.apply(configmap("a"), configmap("b"))
-    assert d.applied() == ["a"] and key("a") in d.cluster.objects
+    assert d.applied() == ["a"]
+    assert key("a") in d.cluster.objects
 
 
 async def test_a_changed_build_is_applied(tmp_path: Path) -> None:
@@ -187,7 +189,8 @@ async def test_a_removed_object_is_still_pruned(tmp_path: Path) -> None:
     d = Driver(tmp_path)
     await d.apply(configmap("a"), configmap("b"))
     result = await d.apply(configmap("a"))
-    assert d.cluster.applies == [] and key("b") not in d.cluster.objects
+    assert d.cluster.applies == []
+    assert key("b") not in d.cluster.objects
     assert [e.key for e in result.inventory or ()] == [key("a")]
 
 
@@ -214,7 +217,8 @@ async def test_an_object_another_owner_took_is_not_skipped(tmp_path: Path) -> No
     result, _, _ = await d.reconciler._apply(
         parse_kustomization(ks), cast(Kube, d.cluster), built, d.inventory, ks
     )
-    assert result.phase == "Failed" and "Shared resource" in result.message
+    assert result.phase == "Failed"
+    assert "Shared resource" in result.message
 
 
 async def test_a_recreated_kustomization_applies_everything(tmp_path: Path) -> None:

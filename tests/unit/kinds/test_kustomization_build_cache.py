@@ -169,8 +169,11 @@ async def test_an_unchanged_pass_reuses_the_build_without_fetch_copy_or_render(
     s = Setup(tmp_path, repo)
     first = await s.build(kustomization())
     second = await s.build(kustomization())
-    assert len(s.git.fetches) == 1 and len(s.renderer.seen) == 1
-    assert second.objects == first.objects and second.reused and not first.reused
+    assert len(s.git.fetches) == 1
+    assert len(s.renderer.seen) == 1
+    assert second.objects == first.objects
+    assert second.reused
+    assert not first.reused
     assert second.digest == first.digest == objects_digest(first.objects)
     assert s.cache.hits == 1
 
@@ -203,7 +206,8 @@ async def test_changed_substitution_values_build_again_and_equal_values_do_not(
     assert (await s.build(kustomization(**spec))).reused
     s.kube.put(configmap("vars", "two", rv="3"))
     second = await s.build(kustomization(**spec))
-    assert second.objects[0]["data"] == {"value": "two"} and not second.reused
+    assert second.objects[0]["data"] == {"value": "two"}
+    assert not second.reused
     assert len(s.renderer.seen) == 2
 
 
@@ -280,9 +284,11 @@ def test_the_cache_is_bounded_in_entries_and_bytes() -> None:
     cache.put(("ns", "b"), "k", one_build(1), 10)
     assert cache.get(("ns", "a"), "k") is not None  # a is now the most recent
     cache.put(("ns", "c"), "k", one_build(1), 10)
-    assert cache.get(("ns", "b"), "k") is None and len(cache) == 2
+    assert cache.get(("ns", "b"), "k") is None
+    assert len(cache) == 2
     cache.put(("ns", "d"), "k", one_build(1), 95)  # over the bytes: the oldest go
-    assert len(cache) == 1 and cache.get(("ns", "d"), "k") is not None
+    assert len(cache) == 1
+    assert cache.get(("ns", "d"), "k") is not None
     cache.put(("ns", "e"), "k", one_build(1), 101)  # larger than the bound: not kept
     assert cache.get(("ns", "e"), "k") is None
     assert cache.get(("ns", "d"), "other-key") is None  # another key is a miss
@@ -292,6 +298,7 @@ def test_one_entry_per_kustomization_and_forget() -> None:
     cache = BuildCache()
     cache.put(("ns", "a"), "k1", one_build(1), 10)
     cache.put(("ns", "a"), "k2", one_build(1), 10)
-    assert len(cache) == 1 and cache.get(("ns", "a"), "k1") is None
+    assert len(cache) == 1
+    assert cache.get(("ns", "a"), "k1") is None
     cache.forget(("ns", "a"))
     assert len(cache) == 0
