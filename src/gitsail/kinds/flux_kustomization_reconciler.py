@@ -129,6 +129,9 @@ HISTORY_LIMIT = 5
 FIELD_MANAGER = "kustomize-controller"
 APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
 
+# Reads an object (api_version, kind, name, namespace) from a watch cache: None if absent.
+LiveGet = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
+
 RECONCILIATION_SUCCEEDED = "ReconciliationSucceeded"
 RECONCILIATION_FAILED = "ReconciliationFailed"
 HEALTH_CHECK_FAILED = "HealthCheckFailed"
@@ -237,6 +240,10 @@ class KustomizationReconciler:
 
     ``kube`` is the control plane (the Kustomization, its source, ConfigMaps, Secrets,
     dependencies); ``target`` the cluster objects are applied to (default: the same).
+    ``target_live`` reads the target's objects from watch caches (the controller's shared
+    ones); without it, or with ``serviceAccountName`` (whose reads must be its own), the
+    inventory is read with GETs. Only the objects still desired are read from it (to find
+    those unchanged, see ``_unchanged``); prune candidates are always read from the server.
     ``now``, ``monotonic`` and ``sleep`` are the clock (tests pass a fake one).
     """
 
@@ -257,6 +264,7 @@ class KustomizationReconciler:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         builds: BuildCache | None = None,
         max_applied: int = 10_000,
+        target_live: LiveGet | None = None,
     ) -> None:
         self.kube = kube
         self.target = target if target is not None else kube
@@ -272,6 +280,7 @@ class KustomizationReconciler:
         # recently used dropped first (its next pass then applies everything again).
         self._applied: OrderedDict[tuple[str, str, str], _Applied] = OrderedDict()
         self.max_applied = max_applied
+        self.target_live = target_live
 
     # -- entry points ------------------------------------------------------------------
 
@@ -454,9 +463,14 @@ class KustomizationReconciler:
         owner = FluxLabels(ks.name, ks.namespace)
         owned_live: list[Obj] = []
         live_by_key: dict[ResourceKey, Obj] = {}
+        cached = self.target_live if not ks.sync.service_account_name else None
+        wanted = {ResourceKey.of(o) for o in built.objects}
         try:
             for entry in inventory:
-                live = await self._read_live(target, entry.api_version, entry.key)
+                if cached is not None and entry.key in wanted:
+                    live = await _read_cached(cached, entry.api_version, entry.key)
+                else:
+                    live = await self._read_live(target, entry.api_version, entry.key)
                 if live is not None:
                     live_by_key[entry.key] = live
                     if not prune_disabled(live):
@@ -950,6 +964,13 @@ def _inventory_of(obj: Obj) -> Inventory:
         return Inventory.from_flux((obj.get("status") or {}).get("inventory"))
     except ValueError as exc:
         raise Stalled(BUILD_FAILED, f"status.inventory is unreadable: {exc}") from exc
+
+
+async def _read_cached(read: LiveGet, api_version: str, key: ResourceKey) -> Obj | None:
+    try:
+        return await read(api_version, key.kind, key.name, key.namespace or None)
+    except NotFoundKind:
+        return None
 
 
 def _memo_key(obj: Obj) -> tuple[str, str, str]:

@@ -32,6 +32,7 @@ class Cluster:
     def __init__(self) -> None:
         self.objects: dict[ResourceKey, Obj] = {}
         self.applies: list[tuple[str, bool]] = []  # (name, dry run)
+        self.gets = 0
         self._counter = itertools.count(1)
 
     async def discover(self, refresh: bool = False) -> None:
@@ -48,6 +49,7 @@ class Cluster:
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> Obj | None:
+        self.gets += 1
         group, _ = split_api_version(api_version)
         found = self.objects.get(ResourceKey(group, kind, namespace or "", name))
         return copy.deepcopy(found) if found is not None else None
@@ -247,3 +249,77 @@ async def test_finalize_forgets_what_was_applied(tmp_path: Path) -> None:
     assert d.reconciler._applied
     d.reconciler._forget(kustomization())
     assert not d.reconciler._applied
+
+
+class LaggingCache:
+    """A watch cache that has seen the cluster up to the last ``catch_up``."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.seen: dict[ResourceKey, Obj] = {}
+        self.reads: list[str] = []
+
+    def catch_up(self) -> None:
+        self.seen = copy.deepcopy(self.cluster.objects)
+
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> Obj | None:
+        self.reads.append(name)
+        group, _ = split_api_version(api_version)
+        return self.seen.get(ResourceKey(group, kind, namespace or "", name))
+
+
+async def test_objects_still_wanted_are_read_from_the_watch_cache(tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    cache = LaggingCache(d.cluster)
+    d.reconciler.target_live = cache.get
+    await d.apply(configmap("a"), configmap("b"))
+    cache.catch_up()
+    gets_before = d.cluster.gets
+    await d.apply(configmap("a"), configmap("b"))
+    assert d.cluster.applies == []
+    assert sorted(cache.reads) == ["a", "b"]
+    assert d.cluster.gets == gets_before  # no GET at all
+
+
+async def test_an_edit_the_cache_has_not_seen_yet_is_applied_once_it_has(
+    tmp_path: Path,
+) -> None:
+    d = Driver(tmp_path)
+    cache = LaggingCache(d.cluster)
+    d.reconciler.target_live = cache.get
+    await d.apply(configmap("a"))
+    cache.catch_up()
+    d.cluster.edit("a", "edited by hand")
+    await d.apply(configmap("a"))  # the cache lags: nothing known changed yet
+    assert d.applied() == []
+    cache.catch_up()  # the watch event arrives, and wakes the Kustomization
+    await d.apply(configmap("a"))
+    assert d.applied() == ["a"]
+    assert d.cluster.objects[key("a")]["data"] == {"k": "v1"}
+
+
+async def test_prune_candidates_are_read_from_the_server_not_the_cache(tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    cache = LaggingCache(d.cluster)
+    d.reconciler.target_live = cache.get
+    await d.apply(configmap("a"), configmap("b"))
+    cache.catch_up()
+    await d.apply(configmap("a"))
+    assert cache.reads == ["a"]
+    assert key("b") not in d.cluster.objects
+
+
+async def test_a_service_account_reads_with_its_own_identity_not_the_cache(
+    tmp_path: Path,
+) -> None:
+    d = Driver(tmp_path)
+    cache = LaggingCache(d.cluster)
+    d.reconciler.target_live = cache.get
+    ks = kustomization()
+    ks["spec"]["serviceAccountName"] = "deployer"
+    await d.apply(configmap("a"), obj=ks)
+    await d.apply(configmap("a"), obj=ks)
+    assert cache.reads == []
+    assert d.applied() == []  # found unchanged by a GET
