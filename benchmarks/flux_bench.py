@@ -22,8 +22,9 @@ RSS come from ``/proc``, the apiserver's ``/metrics``), with Flux objects in ``f
    every Kustomization is ``Ready=True`` with ``lastAppliedRevision`` at the pushed commit.
 4. idle with those Kustomizations in place: controller CPU and RSS, and the apiserver
    requests attributable to it. The Kustomizations' ``interval`` is the idle window (2m by
-   default), so the window holds about one pass of each (a pass is a build plus a
-   server-side dry run of every object, as Flux's drift detection is); the per-pass cost
+   default), so the window holds about one pass of each (Flux's pass is a build plus a
+   server-side dry run of every object; gitsail's reuses an unchanged build and applies
+   only objects that may have changed, see docs/flux.md); the per-pass cost
    is then scaled to Flux's bootstrap default interval (10m).
 
 Drift is not measured: Flux corrects drift only at the Kustomization's next interval.

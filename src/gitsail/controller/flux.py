@@ -8,12 +8,14 @@ Argo CD path, so a repository both kinds use is mirrored and fetched once; the c
 kind (``KindDefaults``): Kustomizations declare their ``dependsOn`` to the registry, so a
 dependency turning Ready wakes them at once instead of at their next retry.
 
-Drift: the Kustomization reconciler reads and writes the cluster directly, never through
-the controller's managed-object watch caches (its health checks must see the server, not a
-lagging cache). After each pass, the kinds in its ``status.inventory`` are handed to that
-watch (``KindContext.live``, which starts a cluster-wide cache of a kind on first use), so
-an applied object edited by hand wakes its Kustomization within seconds (``FluxLabels`` name
-it) instead of at its next ``interval``.
+Drift: the Kustomization reconciler reads and writes the cluster directly (its health checks
+must see the server, not a lagging cache), except that it reads the objects it still wants
+from the controller's managed-object watch caches (``KindContext.live``) to find those
+unchanged since it applied them (a lagging cache only makes it apply once more, or wait
+for the watch event that wakes it again). After each pass, the kinds in its
+``status.inventory`` are handed to that watch (``KindContext.live``, which starts a
+cluster-wide cache of a kind on first use), so an applied object edited by hand wakes its
+Kustomization within seconds (``FluxLabels`` name it) instead of at its next ``interval``.
 
 Helm sources share the engine's ``HelmRepoSource`` (one chart cache and one parsed-index
 cache with the Argo CD path). A HelmChart declares its sourceRef to the registry, so a new
@@ -162,6 +164,7 @@ def kustomization(ctx: KindContext) -> _FluxKind:
         renderer=ctx.engine.renderer,
         policy=ctx.engine.git.policy,
         artifacts=ctx.artifacts,  # OCIRepository sources are read from the store
+        target_live=ctx.live,  # to find unchanged objects without a GET each
     )
     return _Kustomizations(inner, ctx)
 

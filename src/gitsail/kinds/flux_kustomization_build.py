@@ -12,9 +12,16 @@ The steps, as kustomize-controller takes them (``docs/spec/v1/kustomizations.md`
    (``flux_sourceignore``) are applied to the checkout, so the build sees what Flux's
    artifact would hold. ``spec.include`` repositories are copied in the same way, each at
    the revision of its own artifact.
-2. **Workspace.** The included files are copied into a private directory (symbolic links
-   that leave the checkout are dropped, as everywhere in render). ``spec.path`` must be a
-   directory there, else ``ArtifactFailed`` ("kustomization path not found").
+2. **Workspace.** Only the files the build reads are copied into a private directory:
+   the files under ``spec.path`` (when it has no kustomization file: the generated one
+   lists them), and every file a kustomization there (its own, a component's, a nested
+   one's) references, as ``gitsail.source.input_files`` finds them (a reference that
+   leaves the repository is refused, ``BuildFailed``); each must also be in the artifact
+   (the ignore rules, listed once per revision and ignore spec, shared by every
+   Kustomization of the repository). A source with ``spec.include`` is composed whole
+   (its files, then each included repository's). Symbolic links that leave the checkout
+   are dropped, as everywhere in render. ``spec.path`` must be a directory there, else
+   ``ArtifactFailed`` ("kustomization path not found").
 3. **Kustomize.** A path without a kustomization file gets a generated one
    (``gitsail.render.generate_kustomization``); then ``targetNamespace``, ``namePrefix``,
    ``nameSuffix``, ``images``, ``patches`` and ``components`` are written into the
@@ -30,6 +37,16 @@ Every failure is a ``ReconcileError`` (``Transient`` when the world may change o
 source without an artifact, a server that does not answer, a missing ConfigMap; ``Stalled``
 when only a change of the spec or of the source helps). Nothing here writes to the cluster.
 
+**Reuse** (``BuildCache``): a build is a pure function of the source revision (and each
+included repository's), the GitRepository's ``url``, ``ignore`` and ``include``, the
+Kustomization's identity and its build fields (``RenderSpec``: path, kustomize edits,
+``postBuild``, ``commonMetadata``) and the substitution values read from its
+``substituteFrom`` objects. ``build`` reads those (the source, each include, each
+ConfigMap/Secret: a few GETs) and, when their digest matches the last build of that
+Kustomization, returns that build: no fetch, no copy, no kustomize. The values enter the
+digest hashed, never logged or stored. The cache holds at most one build per Kustomization
+and is bounded in entries and in bytes (the least recently used is dropped first).
+
 ``build_local`` runs steps 2-4 on a local directory instead of the source (``gitsail diff
 kustomization --path``).
 """
@@ -37,11 +54,17 @@ kustomization --path``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
+import dataclasses
+import hashlib
+import json
+import posixpath
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,20 +87,30 @@ from gitsail.render import (
     copy_artifact,
     generate_kustomization,
 )
-from gitsail.source import GitSource, RepoCredentials, SourceError
+from gitsail.source import (
+    GitSource,
+    InvalidSource,
+    PathNotFound,
+    RepoCredentials,
+    SourceError,
+    input_files,
+)
 from gitsail.source.artifacts import ArtifactStore
 from gitsail.source.credentials import secret_values
+from gitsail.source.inputs import KUSTOMIZATION_FILES
 
 __all__ = [
     "ARTIFACT_FAILED",
     "BUILD_FAILED",
     "SOURCE_API_VERSION",
     "Build",
+    "BuildCache",
     "build",
     "build_local",
     "commit_of",
     "git_credentials",
     "kustomize_options",
+    "objects_digest",
     "read_source",
     "set_common_metadata",
 ]
@@ -93,10 +126,114 @@ _REVISION = re.compile(rf"(?:.*@)?(?:sha1|sha256):(?P<a>{_SHA})|(?:.*/)?(?P<b>{_
 
 @dataclass(frozen=True)
 class Build:
-    """What one build produced: the source revision (as Flux writes it) and the objects."""
+    """What one build produced: the source revision (as Flux writes it) and the objects.
+
+    ``digest`` is ``objects_digest(objects)``; ``reused`` says it came from the
+    ``BuildCache`` (its objects are shared: callers never modify them)."""
 
     revision: str  # status.artifact.revision of the source, e.g. "main@sha1:<sha>"
     objects: tuple[Obj, ...]
+    digest: str = ""
+    reused: bool = False
+
+
+def objects_digest(objects: Sequence[Obj]) -> str:
+    """``sha256:<hex>`` of the objects' canonical JSON (Flux's history digest)."""
+    text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Listing:
+    """The files of one checkout that the artifact holds (ignore rules applied), as sorted
+    relative POSIX paths, with lookups by prefix."""
+
+    def __init__(self, root: Path, files: Sequence[Path]) -> None:
+        self.paths = sorted(f.relative_to(root).as_posix() for f in files)
+        self.members = frozenset(self.paths)
+
+    def under(self, directory: str) -> list[str]:
+        """The files at any depth below ``directory`` ("" for the root)."""
+        if not directory:
+            return list(self.paths)
+        prefix = directory + "/"
+        start = bisect.bisect_left(self.paths, prefix)
+        end = bisect.bisect_left(self.paths, prefix + "\U0010ffff")
+        return self.paths[start:end]
+
+
+class BuildCache:
+    """The last build of each Kustomization, keyed by the digest of its inputs (see the
+    module docstring), and the artifact listing of recent checkouts.
+
+    Bounded: at most ``max_entries`` builds and ``max_bytes`` of their objects (as JSON),
+    least recently used dropped first; a build larger than ``max_bytes`` is not kept.
+    ``max_listings`` checkout listings (one per revision and ignore spec)."""
+
+    def __init__(
+        self, *, max_entries: int = 4096, max_bytes: int = 256 << 20, max_listings: int = 8
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_listings = max_listings
+        self._builds: OrderedDict[tuple[str, str], tuple[str, Build, int]] = OrderedDict()
+        self._bytes = 0
+        self._listings: OrderedDict[tuple[str, str | None], _Listing] = OrderedDict()
+        self._listing_locks: dict[tuple[str, str | None], asyncio.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._builds)
+
+    def get(self, owner: tuple[str, str], key: str) -> Build | None:
+        entry = self._builds.get(owner)
+        if entry is None or entry[0] != key:
+            self.misses += 1
+            return None
+        self._builds.move_to_end(owner)
+        self.hits += 1
+        return entry[1]
+
+    def put(self, owner: tuple[str, str], key: str, built: Build, size: int) -> None:
+        self.forget(owner)
+        if size > self.max_bytes or self.max_entries <= 0:
+            return
+        self._builds[owner] = (key, built, size)
+        self._bytes += size
+        while len(self._builds) > self.max_entries or self._bytes > self.max_bytes:
+            _, (_, _, dropped) = self._builds.popitem(last=False)
+            self._bytes -= dropped
+
+    def forget(self, owner: tuple[str, str]) -> None:
+        entry = self._builds.pop(owner, None)
+        if entry is not None:
+            self._bytes -= entry[2]
+
+    async def listing(self, root: Path, ignore: str | None) -> _Listing:
+        """The artifact's files in the checkout ``root`` (immutable: one per commit),
+        listed once for all the Kustomizations that read it."""
+        key = (str(root), ignore)
+        found = self._listings.get(key)
+        if found is not None:
+            self._listings.move_to_end(key)
+            return found
+        lock = self._listing_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                found = self._listings.get(key)
+                if found is None:
+                    found = await asyncio.to_thread(_list_artifact, root, ignore)
+                    self._listings[key] = found
+                    while len(self._listings) > self.max_listings:
+                        self._listings.popitem(last=False)
+                return found
+        finally:
+            if not lock.locked():
+                self._listing_locks.pop(key, None)
+
+
+def _list_artifact(root: Path, ignore: str | None) -> _Listing:
+    return _Listing(root, included_files(root, ignore))
 
 
 def commit_of(revision: str) -> str | None:
@@ -230,13 +367,15 @@ def set_common_metadata(objects: list[Obj], metadata: CommonMetadata | None) -> 
     return out
 
 
-async def _substitute(
-    kube: Kube, ks: Kustomization, objects: list[Obj], policy: Policy
-) -> list[Obj]:
+_Sources = list[tuple[str, Mapping[str, str]]]
+
+
+async def _substitution_sources(kube: Kube, ks: Kustomization) -> _Sources | None:
+    """The ``substituteFrom`` objects' variables, in order (None: no substitution)."""
     spec = ks.render
     if not spec.substitution:
-        return objects
-    sources: list[tuple[str, Mapping[str, str]]] = []
+        return None
+    sources: _Sources = []
     for source in spec.substitute_from:
         shown = f"{source.kind}/{ks.namespace}/{source.name}"
         try:
@@ -256,8 +395,16 @@ async def _substitute(
             sources.append((shown, variables_from(obj)))
         except SubstitutionError as exc:
             raise Stalled(BUILD_FAILED, f"substitute from '{shown}' error: {exc}") from exc
+    return sources
+
+
+async def _substitute(
+    ks: Kustomization, objects: list[Obj], sources: _Sources | None, policy: Policy
+) -> list[Obj]:
+    if sources is None:
+        return objects
     try:
-        values = variables(spec.substitute, sources)
+        values = variables(ks.render.substitute, sources)
         return await asyncio.to_thread(
             substitute_objects, objects, values, max_bytes=policy.render_output_bytes
         )
@@ -265,14 +412,51 @@ async def _substitute(
         raise Stalled(BUILD_FAILED, f"post build substitutions failed: {exc}") from exc
 
 
+def _inputs_key(
+    ks: Kustomization,
+    repo: GitRepository,
+    revision: str,
+    includes: Sequence[tuple[Include, GitRepository, str]],
+    sources: _Sources | None,
+) -> str:
+    """The digest of everything a build reads (see "Reuse" in the module docstring).
+    Substitution values are hashed here and kept nowhere."""
+    material = {
+        "v": 1,
+        "kustomization": [ks.namespace, ks.name],
+        "render": repr(ks.render),
+        "source": [repo.source.url, repo.source.ignore, revision],
+        "include": [[repr(i), r.source.url, r.source.ignore, rev] for i, r, rev in includes],
+        "substitute": None
+        if sources is None
+        else [[shown, sorted(values.items())] for shown, values in sources],
+    }
+    text = json.dumps(material, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _includes(kube: Kube, repo: GitRepository) -> list[tuple[Include, GitRepository, str]]:
+    """Each ``spec.include`` with its GitRepository and that one's artifact revision."""
+    found = []
+    for include in repo.source.include:
+        ref = ObjectRef("GitRepository", include.repository, repo.namespace)
+        included, revision = await _read_git_repository(kube, ref)
+        found.append((include, included, revision))
+    return found
+
+
 async def _include(
-    kube: Kube, git: GitSource, repo: GitRepository, include: Include, root: Path, work: Path
+    kube: Kube,
+    git: GitSource,
+    include: Include,
+    included: GitRepository,
+    revision: str,
+    root: Path,
+    work: Path,
 ) -> None:
     """Copy another GitRepository's artifact (``spec.include``) into the workspace, as
     source-controller does: its ``fromPath`` (default: the root) to ``toPath`` (default:
     its name), with its own ignore rules, at the revision of its own artifact."""
-    ref = ObjectRef("GitRepository", include.repository, repo.namespace)
-    included, revision = await _read_git_repository(kube, ref)
     sha = commit_of(revision)
     if sha is None:
         raise Transient(ARTIFACT_FAILED, f"included source revision {revision!r} names no commit")
@@ -304,40 +488,142 @@ async def build(
     renderer: Renderer,
     policy: Policy = DEFAULT_POLICY,
     artifacts: ArtifactStore | None = None,
+    cache: BuildCache | None = None,
+    source: tuple[GitRepository | None, str] | None = None,
 ) -> Build:
-    """Fetch, render and substitute; raises ``Transient`` / ``Stalled`` with Flux's reasons."""
+    """Fetch, render and substitute; raises ``Transient`` / ``Stalled`` with Flux's reasons.
+    With ``cache``, a build whose inputs did not change since the last one is reused.
+    ``source`` is ``read_source``'s answer when the caller read it this pass already.
+    Sources other than a GitRepository are read from their artifact (not cached)."""
     if ks.source.kind != "GitRepository":
         return await _build_from_artifact(kube, ks, renderer, policy, artifacts)
-    repo, revision = await read_source(kube, ks)
+    repo, revision = source if source is not None else await read_source(kube, ks)
     assert repo is not None
     sha = commit_of(revision)
     if sha is None:
         raise Transient(
             ARTIFACT_FAILED, f"Source artifact revision {revision!r} names no commit, retrying"
         )
+    includes = await _includes(kube, repo)
+    sources = await _substitution_sources(kube, ks)
+    owner = (ks.namespace, ks.name)
+    key = _inputs_key(ks, repo, revision, includes, sources)
+    if cache is not None:
+        reused = cache.get(owner, key)
+        if reused is not None:
+            return reused
     creds = await git_credentials(kube, repo)
+    path = ks.render.path
+    where = f"{('./' + path) if path else './'} is not a directory in {repo.source.url} at "
     try:
-        checkout = await git.fetch(repo.source.url, sha, "", creds)
+        # Only spec.path's inputs are hashed by the fetch, not the whole repository.
+        checkout = await git.fetch(repo.source.url, sha, path, creds)
+    except PathNotFound as exc:
+        raise Stalled(ARTIFACT_FAILED, f"kustomization path not found: {where}{revision}") from exc
+    except InvalidSource as exc:
+        raise Stalled(BUILD_FAILED, f"kustomization build failed: {exc}") from exc
     except SourceError as exc:
         raise Transient(ARTIFACT_FAILED, f"failed to fetch {revision}: {exc}") from exc
     with tempfile.TemporaryDirectory(dir=renderer.work_dir, prefix="flux-") as tmp:
         root = Path(tmp) / "src"
-        files = await asyncio.to_thread(included_files, checkout.root, repo.source.ignore)
-        await asyncio.to_thread(copy_artifact, checkout.root, root, files)
-        for include in repo.source.include:
-            await _include(kube, git, repo, include, root, Path(tmp) / "include")
-        path = ks.render.path
-        where = f"{('./' + path) if path else './'} is not a directory in {repo.source.url} at "
+        if includes:
+            # Composed from several repositories: the artifact is copied whole.
+            files = await asyncio.to_thread(included_files, checkout.root, repo.source.ignore)
+            await asyncio.to_thread(copy_artifact, checkout.root, root, files)
+            for include, included, included_revision in includes:
+                await _include(
+                    kube, git, include, included, included_revision, root, Path(tmp) / "include"
+                )
+        else:
+            listing = (
+                await cache.listing(checkout.root, repo.source.ignore)
+                if cache is not None
+                else await asyncio.to_thread(_list_artifact, checkout.root, repo.source.ignore)
+            )
+            needed = await asyncio.to_thread(
+                _build_inputs, checkout.root, listing, ks.render, policy
+            )
+            await asyncio.to_thread(copy_artifact, checkout.root, root, needed)
         artifact = Artifact(
             url=checkout.url,
             revision=sha,
             requested=revision,
             root=root,
             path=path,
-            digest="",  # the edited copy is private: never cached
+            digest="",  # the edited copy is private: never cached by the renderer
         )
         rendered = await _kustomize(ks, artifact, renderer, where + revision)
-    return await _post_build(kube, ks, rendered, revision, policy)
+    built = await _post_build(ks, rendered, revision, sources, policy)
+    if cache is not None:
+        size = len(json.dumps(list(built.objects), separators=(",", ":")))
+        cache.put(owner, key, dataclasses.replace(built, reused=True), size)
+    return built
+
+
+def _build_inputs(root: Path, listing: _Listing, spec: RenderSpec, policy: Policy) -> list[Path]:
+    """The files of the checkout ``root`` a build of ``spec.path`` reads (absolute), all of
+    them in the artifact (``listing``): see "Workspace" in the module docstring.
+
+    A kustomization that references a file outside the repository is ``BuildFailed``; one
+    whose references cannot be bounded (a remote base, which the renderer refuses anyway)
+    makes the whole artifact the answer."""
+    base = spec.path.strip("/")
+    under = listing.under(base)
+    kustomized = sorted(
+        {
+            name.rpartition("/")[0]
+            for name in under
+            if name.rpartition("/")[2] in KUSTOMIZATION_FILES
+        }
+    )
+    files: set[str]
+    if base in kustomized:  # its own kustomization decides what is read
+        files = set()
+        targets = [base]
+    else:  # generated: every file below it, and what nested kustomizations reference
+        files = set(under)
+        targets = kustomized
+    targets += [posixpath.normpath(posixpath.join(base, c)) for c in spec.components]
+    resolved = root.resolve()
+    for target in targets:
+        try:
+            found = input_files(resolved, target or ".", tool_hint="kustomize", policy=policy)
+        except PathNotFound:
+            continue  # a missing component: the kustomize edit reports or skips it
+        except SourceError as exc:
+            raise Stalled(BUILD_FAILED, f"kustomization build failed: {exc}") from exc
+        if found is None:
+            return [root / name for name in listing.paths]
+        files.update(f.relative_to(resolved).as_posix() for f in found)
+    return [root / name for name in sorted(_with_link_targets(root, listing, files))]
+
+
+def _with_link_targets(root: Path, listing: _Listing, files: set[str]) -> set[str]:
+    """``files`` that are in the artifact, and, for each symbolic link among them that
+    stays inside the checkout, what it points to (a file, or a directory's files; links
+    leaving the checkout are dropped by the copy)."""
+    chosen = {name for name in files if name in listing.members}
+    resolved = root.resolve()
+    pending = sorted(chosen)
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        link = root / name
+        if not link.is_symlink():
+            continue
+        target = link.resolve()
+        if target != resolved and resolved not in target.parents:
+            continue
+        rel = target.relative_to(resolved).as_posix()
+        found = [rel] if rel in listing.members else listing.under(rel)
+        for item in found:
+            if item not in chosen:
+                chosen.add(item)
+                pending.append(item)
+    return chosen
 
 
 async def _build_from_artifact(
@@ -365,7 +651,8 @@ async def _build_from_artifact(
         )
         where = f"./{ks.render.path} is not a directory in {ref.kind} {ref.name} at "
         rendered = await _kustomize(ks, artifact, renderer, where + source.revision)
-    return await _post_build(kube, ks, rendered, source.revision, policy)
+    sources = await _substitution_sources(kube, ks)
+    return await _post_build(ks, rendered, source.revision, sources, policy)
 
 
 async def build_local(
@@ -400,7 +687,8 @@ async def build_local(
             digest="",
         )
         rendered = await _kustomize(ks, artifact, renderer, f"{directory} is not a directory")
-    return await _post_build(kube, ks, rendered, source.as_uri(), policy)
+    sources = await _substitution_sources(kube, ks)
+    return await _post_build(ks, rendered, source.as_uri(), sources, policy)
 
 
 async def _kustomize(
@@ -428,8 +716,12 @@ async def _kustomize(
 
 
 async def _post_build(
-    kube: Kube, ks: Kustomization, objects: list[Obj], revision: str, policy: Policy
+    ks: Kustomization,
+    objects: list[Obj],
+    revision: str,
+    sources: _Sources | None,
+    policy: Policy,
 ) -> Build:
-    objects = await _substitute(kube, ks, objects, policy)
+    objects = await _substitute(ks, objects, sources, policy)
     objects = set_common_metadata(objects, ks.render.common_metadata)
-    return Build(revision=revision, objects=tuple(objects))
+    return Build(revision=revision, objects=tuple(objects), digest=objects_digest(objects))

@@ -15,10 +15,15 @@ One ``reconcile(obj, reasons)`` call is one pass, in kustomize-controller's orde
    Flux, an Argo CD ``Application`` that is ``Healthy`` and ``Synced``. Otherwise
    ``DependencyNotReady``, retried after ``retryInterval``.
 6. **Build** (``flux_kustomization_build``): fetch, ignore rules, generated kustomization,
-   kustomize edits, ``kustomize build``, post-build substitution, ``commonMetadata``.
+   kustomize edits, ``kustomize build``, post-build substitution, ``commonMetadata``; the
+   last build is reused when its inputs are unchanged (``BuildCache``).
 7. **Apply** with the sync stage: owner ``FluxLabels(name, namespace)``, the inventory read
-   from ``status.inventory``, ``prune: spec.prune``. Every object is validated by a server-side
-   dry run before anything is written (a failed build, fetch or dry run never prunes).
+   from ``status.inventory``, ``prune: spec.prune``. Every object applied is validated by a
+   server-side dry run before anything is written (a failed build, fetch or dry run never
+   prunes). An object this process applied, with the same digest, whose live
+   ``resourceVersion`` (read this pass) is still the one its apply returned, is not applied
+   again (``SyncRequest.in_sync``): nobody wrote it since. A manual edit, a deletion, a
+   changed build, another owner's mark, a new ``requestedAt`` apply it as before.
    Per-object annotations (label or annotation, as in Flux):
    ``kustomize.toolkit.fluxcd.io/reconcile: disabled`` and ``…/ssa: Ignore`` skip the object
    (an existing one stays in the inventory, so it is not pruned either); ``…/ssa:
@@ -56,13 +61,14 @@ server-side apply, and neither controller fights the other over conflicts.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import dataclasses
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import cel
 
@@ -73,7 +79,9 @@ from gitsail.kinds.flux_kustomization import API_VERSIONS, Kustomization, parse_
 from gitsail.kinds.flux_kustomization_build import (
     BUILD_FAILED,
     Build,
+    BuildCache,
     build,
+    objects_digest,
     read_source,
 )
 from gitsail.kinds.records import DeletionPolicy, Dependency
@@ -122,6 +130,9 @@ HISTORY_LIMIT = 5
 FIELD_MANAGER = "kustomize-controller"
 APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
 
+# Reads an object (api_version, kind, name, namespace) from a watch cache: None if absent.
+LiveGet = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
+
 RECONCILIATION_SUCCEEDED = "ReconciliationSucceeded"
 RECONCILIATION_FAILED = "ReconciliationFailed"
 HEALTH_CHECK_FAILED = "HealthCheckFailed"
@@ -134,6 +145,10 @@ PRUNE_KEY = _PREFIX + "prune"
 FORCE_KEY = _PREFIX + "force"
 # kustomize-controller garbage-collects with background propagation.
 _FLUX_SYNC = SyncOptions({"PrunePropagationPolicy": "background"})
+# The same, skipping the objects a pass found unchanged (SyncRequest.in_sync).
+_FLUX_SYNC_CHANGED_ONLY = SyncOptions(
+    {"PrunePropagationPolicy": "background", "ApplyOutOfSyncOnly": "true"}
+)
 
 
 def _now() -> str:
@@ -189,11 +204,47 @@ class _Target:
     key: ResourceKey
 
 
+@dataclass
+class _Applied:
+    """What this process last applied for one Kustomization: per object, the digest of the
+    object as built and the ``resourceVersion`` the API server answered the apply with.
+
+    ``context`` is what else the apply depended on (the identity it ran as, the target
+    namespace, the last ``requestedAt``): when it changes, every object is applied again."""
+
+    context: str
+    objects: dict[ResourceKey, tuple[str, str]] = dataclasses.field(default_factory=dict)
+
+
+class _Recording:
+    """A ``Kube`` that notes the ``resourceVersion`` of every object it server-side applies
+    for real (dry runs are not noted); everything else goes to ``inner`` unchanged."""
+
+    def __init__(self, inner: Kube) -> None:
+        self._inner = inner
+        self.applied: dict[ResourceKey, str] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def apply(self, obj: Obj, *args: Any, **kwargs: Any) -> Obj:
+        written = await self._inner.apply(obj, *args, **kwargs)
+        if not kwargs.get("dry_run"):
+            version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+            if version:
+                self.applied[ResourceKey.of(written)] = version
+        return written
+
+
 class KustomizationReconciler:
     """Reconciles ``kustomize.toolkit.fluxcd.io`` Kustomizations (see the module docstring).
 
     ``kube`` is the control plane (the Kustomization, its source, ConfigMaps, Secrets,
     dependencies); ``target`` the cluster objects are applied to (default: the same).
+    ``target_live`` reads the target's objects from watch caches (the controller's shared
+    ones); without it, or with ``serviceAccountName`` (whose reads must be its own), the
+    inventory is read with GETs. Only the objects still desired are read from it (to find
+    those unchanged, see ``_unchanged``); prune candidates are always read from the server.
     ``now``, ``monotonic`` and ``sleep`` are the clock (tests pass a fake one).
     """
 
@@ -213,6 +264,9 @@ class KustomizationReconciler:
         now: Callable[[], str] = _now,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        builds: BuildCache | None = None,
+        max_applied: int = 10_000,
+        target_live: LiveGet | None = None,
     ) -> None:
         self.kube = kube
         self.target = target if target is not None else kube
@@ -224,6 +278,12 @@ class KustomizationReconciler:
         self._now = now
         self._monotonic = monotonic
         self._sleep = sleep
+        self.builds = builds if builds is not None else BuildCache()
+        # What was last applied, per Kustomization (namespace, name, uid); bounded, least
+        # recently used dropped first (its next pass then applies everything again).
+        self._applied: OrderedDict[tuple[str, str, str], _Applied] = OrderedDict()
+        self.max_applied = max_applied
+        self.target_live = target_live
 
     # -- entry points ------------------------------------------------------------------
 
@@ -268,13 +328,14 @@ class KustomizationReconciler:
         if ks is not None and _deletes(ks):
             await self._delete_inventory(ks, obj)
         await self._remove_finalizer(obj)
+        self._forget(obj)
 
     # -- the pass ------------------------------------------------------------------------
 
     async def _run(self, ks: Kustomization, obj: Obj, status: dict[str, Any], run: _Pass) -> None:
         exprs = HealthExpressions(ks.health_check_exprs)
-        _, revision = await read_source(self.kube, ks)
-        status["lastAttemptedRevision"] = revision
+        source = await read_source(self.kube, ks)
+        status["lastAttemptedRevision"] = source[1]
         await self._check_dependencies(ks, obj)
         built = await build(
             self.kube,
@@ -283,12 +344,14 @@ class KustomizationReconciler:
             renderer=self.renderer,
             policy=self.policy,
             artifacts=self.artifacts,
+            cache=self.builds,
+            source=source,
         )
-        run.digest, run.revision = _digest(built.objects), built.revision
+        run.digest, run.revision = built.digest or objects_digest(built.objects), built.revision
         inventory = _inventory_of(obj)
         target = self._target_for(ks)
         try:
-            result, applied = await self._apply(ks, target, built, inventory)
+            result, applied, fresh = await self._apply(ks, target, built, inventory, obj)
             if result.inventory is not None:
                 status["inventory"] = result.inventory.to_flux()
             if result.phase != "Succeeded":
@@ -296,7 +359,7 @@ class KustomizationReconciler:
                 raise Transient(RECONCILIATION_FAILED, result.message)
             checks = self._health_targets(ks, applied)
             if checks is not None:
-                await self._wait_healthy(ks, checks, exprs, kube=target)
+                await self._wait_healthy(ks, checks, exprs, kube=target, known=fresh)
         except Forbidden as exc:
             _raise_if_denied(ks, target, str(exc))
             raise Transient(RECONCILIATION_FAILED, str(exc)) from exc
@@ -397,39 +460,50 @@ class KustomizationReconciler:
             return None
 
     async def _apply(
-        self, ks: Kustomization, target: Kube, built: Build, inventory: Inventory
-    ) -> tuple[SyncResult, list[_Target]]:
+        self, ks: Kustomization, target: Kube, built: Build, inventory: Inventory, obj: Obj
+    ) -> tuple[SyncResult, list[_Target], dict[ResourceKey, Obj]]:
+        """Sync the built objects; the result, what was applied (or found unchanged), and
+        the live objects read this pass of those found unchanged (see ``_unchanged``)."""
         owner = FluxLabels(ks.name, ks.namespace)
         owned_live: list[Obj] = []
         live_by_key: dict[ResourceKey, Obj] = {}
+        cached = self.target_live if not ks.sync.service_account_name else None
+        wanted = {ResourceKey.of(o) for o in built.objects}
         try:
             for entry in inventory:
-                live = await self._read_live(target, entry.api_version, entry.key)
+                if cached is not None and entry.key in wanted:
+                    live = await _read_cached(cached, entry.api_version, entry.key)
+                else:
+                    live = await self._read_live(target, entry.api_version, entry.key)
                 if live is not None:
                     live_by_key[entry.key] = live
                     if not prune_disabled(live):
                         owned_live.append(live)
             desired: list[Obj] = []
             kept: list[Obj] = []  # skipped by annotation, but existing: stay in the inventory
-            for obj in built.objects:
-                key = ResourceKey.of(obj)
+            for item in built.objects:
+                key = ResourceKey.of(item)
                 live = live_by_key.get(key)
-                policy = _metadata_value(obj, SSA_KEY)
-                if skipped(obj) or skipped(live) or policy == "ifnotpresent":
+                policy = _metadata_value(item, SSA_KEY)
+                if skipped(item) or skipped(live) or policy == "ifnotpresent":
                     if live is None and key not in live_by_key:
-                        live = await self._read_live(target, str(obj.get("apiVersion", "")), key)
+                        live = await self._read_live(target, str(item.get("apiVersion", "")), key)
                     if live is not None:
                         kept.append(live)
                         continue
                     if policy != "ifnotpresent":
                         continue  # Ignore / reconcile disabled, and absent: not created
-                desired.append(obj)
+                desired.append(item)
         except KubeError as exc:
             if isinstance(exc, Forbidden):
                 _raise_if_denied(ks, target, str(exc))
             raise Transient(RECONCILIATION_FAILED, f"reading the inventory failed: {exc}") from exc
         kept_keys = {ResourceKey.of(o) for o in kept}
         owned_live = [o for o in owned_live if ResourceKey.of(o) not in kept_keys]
+        memo_key = _memo_key(obj)
+        context = self._apply_context(ks, target)
+        digests = {ResourceKey.of(o): objects_digest([o]) for o in desired}
+        unchanged = self._unchanged(memo_key, context, digests, live_by_key, owner)
         request = SyncRequest(
             destination_namespace=ks.render.target_namespace or "",
             desired=tuple(desired),
@@ -437,14 +511,18 @@ class KustomizationReconciler:
             inventory=inventory,
             owned_live=tuple(owned_live),
             prune=ks.sync.prune,
-            options=_FLUX_SYNC,
+            options=_FLUX_SYNC_CHANGED_ONLY if unchanged else _FLUX_SYNC,
+            in_sync=frozenset(unchanged),
             hooks=False,
             field_manager=FIELD_MANAGER,
             wave_timeout=ks.sync.timeout,
         )
-        result = await run_sync(target, request)
+        recording = _Recording(target)
+        writer = cast(Kube, recording)
+        result = await run_sync(writer, request)
         if result.phase == "Failed" and await self._recreate_immutable(ks, target, result, desired):
-            result = await run_sync(target, request)
+            result = await run_sync(writer, request)
+        self._remember(memo_key, context, digests, unchanged, recording.applied)
         if result.inventory is not None and kept:
             held = Inventory.of(kept)
             result = SyncResult(
@@ -455,7 +533,75 @@ class KustomizationReconciler:
             for r in result.resources
             if r.status == "Synced"
         ]
-        return result, applied
+        applied += [
+            _Target(str(o.get("apiVersion", "")), ResourceKey.of(o))
+            for o in desired
+            if ResourceKey.of(o) in unchanged
+        ]
+        return result, applied, {k: live_by_key[k] for k in unchanged}
+
+    # -- what is known applied ------------------------------------------------------------
+
+    def _apply_context(self, ks: Kustomization, target: Kube) -> str:
+        return json.dumps(
+            [target.impersonated_user, ks.render.target_namespace, ks.requested_at],
+            separators=(",", ":"),
+        )
+
+    def _unchanged(
+        self,
+        memo_key: tuple[str, str, str],
+        context: str,
+        digests: Mapping[ResourceKey, str],
+        live_by_key: Mapping[ResourceKey, Obj],
+        owner: FluxLabels,
+    ) -> set[ResourceKey]:
+        """The desired objects that need no apply: this process applied the same object
+        (same digest, same context) and the live object read this pass still has the
+        ``resourceVersion`` that apply returned, so nobody wrote it since (any write, a
+        manual edit included, changes it; a deleted object is not read; a changed spec
+        or source changes the digest). Everything else is dry-run and applied."""
+        memo = self._applied.get(memo_key)
+        if memo is None or memo.context != context:
+            return set()
+        self._applied.move_to_end(memo_key)
+        unchanged = set()
+        for key, digest in digests.items():
+            known = memo.objects.get(key)
+            live = live_by_key.get(key)
+            if known is None or live is None or owner.claimant(live) is not None:
+                continue
+            version = str((live.get("metadata") or {}).get("resourceVersion") or "")
+            if known == (digest, version) and version:
+                unchanged.add(key)
+        return unchanged
+
+    def _remember(
+        self,
+        memo_key: tuple[str, str, str],
+        context: str,
+        digests: Mapping[ResourceKey, str],
+        unchanged: set[ResourceKey],
+        written: Mapping[ResourceKey, str],
+    ) -> None:
+        """Record this pass's applies (bounded; see ``_unchanged``). An object neither
+        applied nor found unchanged is forgotten, so its next pass applies it."""
+        memo = self._applied.get(memo_key)
+        before = memo.objects if memo is not None and memo.context == context else {}
+        objects = {k: before[k] for k in unchanged if k in before}
+        for key, version in written.items():
+            digest = digests.get(key)
+            if digest is not None:
+                objects[key] = (digest, version)
+        self._applied[memo_key] = _Applied(context, objects)
+        self._applied.move_to_end(memo_key)
+        while len(self._applied) > self.max_applied:
+            self._applied.popitem(last=False)
+
+    def _forget(self, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        self._applied.pop(_memo_key(obj), None)
+        self.builds.forget((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
 
     async def _recreate_immutable(
         self, ks: Kustomization, target: Kube, result: SyncResult, desired: Sequence[Obj]
@@ -540,18 +686,22 @@ class KustomizationReconciler:
         exprs: HealthExpressions | None = None,
         *,
         kube: Kube | None = None,
+        known: Mapping[ResourceKey, Obj] | None = None,
     ) -> None:
         """Wait until every target is healthy, reading them through ``kube`` (default: the
-        target cluster with the controller's identity)."""
+        target cluster with the controller's identity). ``known`` are live objects read
+        moments ago in this pass: the first round judges those without reading again."""
         kube = kube if kube is not None else self.target
         started = self._monotonic()
         deadline = started + ks.sync.timeout
         pending = list(targets)
+        first = dict(known or {})
         while True:
             waiting: list[tuple[_Target, str]] = []
             failed: list[tuple[_Target, str]] = []
             for target in pending:
-                status = await self._health_of(kube, target, exprs)
+                read = first.pop(target.key, None)
+                status = await self._health_of(kube, target, exprs, read)
                 if status == "Current":
                     continue
                 (failed if status == "Failed" else waiting).append((target, status))
@@ -573,13 +723,20 @@ class KustomizationReconciler:
             pending = [t for t, _ in waiting]
             await self._sleep(self.poll_interval)
 
-    async def _health_of(self, kube: Kube, target: _Target, exprs: HealthExpressions | None) -> str:
-        """kstatus's words: Current, InProgress, Failed, NotFound (CEL first, if any).
-        ``Forbidden`` is raised (waiting would not make it allowed)."""
+    async def _health_of(
+        self,
+        kube: Kube,
+        target: _Target,
+        exprs: HealthExpressions | None,
+        read: Obj | None = None,
+    ) -> str:
+        """kstatus's words: Current, InProgress, Failed, NotFound (CEL first, if any), of
+        ``read`` or else the object read now. ``Forbidden`` is raised (waiting would not
+        make it allowed)."""
         if not target.api_version:
             return "NotFound"
         try:
-            live = await self._read_live(kube, target.api_version, target.key)
+            live = read or await self._read_live(kube, target.api_version, target.key)
         except Forbidden:
             raise
         except KubeError:
@@ -813,9 +970,20 @@ def _inventory_of(obj: Obj) -> Inventory:
         raise Stalled(BUILD_FAILED, f"status.inventory is unreadable: {exc}") from exc
 
 
-def _digest(objects: Sequence[Obj]) -> str:
-    text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+async def _read_cached(read: LiveGet, api_version: str, key: ResourceKey) -> Obj | None:
+    try:
+        return await read(api_version, key.kind, key.name, key.namespace or None)
+    except NotFoundKind:
+        return None
+
+
+def _memo_key(obj: Obj) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+        str(meta.get("uid") or ""),
+    )
 
 
 def _go_duration(seconds: float) -> str:

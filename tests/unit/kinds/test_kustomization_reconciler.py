@@ -330,6 +330,20 @@ async def test_health_wait_returns_once_everything_is_current(
     assert clock.t == pytest.approx(3.0)
 
 
+async def test_health_judges_an_object_read_this_pass_once_then_reads_it_again(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    kube = FakeKube(deployment("web", available=True))
+    ks = parse_kustomization(kustomization(timeout="30s"))
+    r = reconciler(kube, clock, tmp_path)
+    known = {target("web").key: deployment("web", available=True)}
+    del kube.objects[("Deployment", "flux", "web")]  # a GET would now say NotFound
+    await r._wait_healthy(ks, [target("web")], known=known)
+    assert clock.t == 0  # judged from the object read this pass, no wait
+    with pytest.raises(Transient, match="NotFound"):
+        await r._wait_healthy(ks, [target("web")], known={})
+
+
 @pytest.mark.parametrize(
     ("spec", "deletes"),
     [
