@@ -178,13 +178,16 @@ def test_no_matching_window_allows_all_syncs() -> None:
     v = verdict(
         project(syncWindows=[{**window("deny"), "applications": ["other"]}]), "2026-12-02T22:30"
     )
-    assert v.automated and v.manual and not v.matching
+    assert v.automated
+    assert v.manual
+    assert not v.matching
 
 
 def test_a_deny_window_blocks_while_open_only() -> None:
     p = project(syncWindows=[window("deny")])  # 22:00 for an hour
     inside = verdict(p, "2026-12-02T22:30")
-    assert not inside.automated and not inside.manual
+    assert not inside.automated
+    assert not inside.manual
     assert "deny 0 22 * * * for 1h" in inside.message
     assert verdict(p, "2026-12-02T23:00").automated  # closed at 23:00 (exclusive)
     assert verdict(p, "2026-12-02T21:59").automated
@@ -194,7 +197,8 @@ def test_a_deny_window_blocks_while_open_only() -> None:
 def test_deny_beats_allow_and_manual_sync_lets_manual_syncs_through() -> None:
     p = project(syncWindows=[window("allow", "0 20 * * *", "4h"), window("deny", manualSync=True)])
     v = verdict(p, "2026-12-02T22:30")
-    assert not v.automated and v.manual
+    assert not v.automated
+    assert v.manual
     assert verdict(p, "2026-12-02T21:00").automated  # allow open, deny closed
 
 
@@ -202,7 +206,8 @@ def test_with_allow_windows_syncs_happen_only_inside_one() -> None:
     p = project(syncWindows=[window("allow", "0 22 * * *", "1h")])
     assert verdict(p, "2026-12-02T22:10").automated
     outside = verdict(p, "2026-12-02T12:00")
-    assert not outside.automated and not outside.manual
+    assert not outside.automated
+    assert not outside.manual
     assert "no allow window" in outside.message
     manual = project(syncWindows=[window("allow", manualSync=True)])
     assert verdict(manual, "2026-12-02T12:00").manual
