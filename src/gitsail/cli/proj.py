@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from gitsail.cli.app import ContextOption, KubeconfigOption
-from gitsail.cli.output import Format, OutputOption, emit, fail
+from gitsail.cli.output import Format, OutputOption, console, emit, fail
 from gitsail.kinds.argo_application import AppSpecError
 from gitsail.kinds.argo_appproject import API_VERSION, KIND, GroupKind, Project
 from gitsail.kube import Kube, KubeError, load_kubeconfig
@@ -43,6 +43,21 @@ async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Ku
 
 def _kinds(items: Iterable[GroupKind]) -> str:
     return ", ".join(f"{g.group or _CORE}/{g.kind}" for g in items) or "<none>"
+
+
+def _table(rows: list[dict[str, Any]], title: str | None = None) -> None:
+    """A Rich table on a terminal; piped, plain aligned columns at full width (nothing is
+    cut, so scripts and logs see whole values)."""
+    if console.is_terminal or not rows:
+        emit(rows, Format.table, title=title)
+        return
+    cols = list(rows[0])
+    cells = [[str(c).upper() for c in cols]] + [[str(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
+    if title:
+        typer.echo(title)
+    for line in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
 
 
 def _parse(obj: Obj) -> Project:
@@ -102,7 +117,7 @@ def list_projects(
     if output is not Format.table:
         emit(objs, output)
         return
-    emit([_summary(_parse(o)) for o in objs], output)
+    _table([_summary(_parse(o)) for o in objs])
 
 
 @app.command()
@@ -128,11 +143,7 @@ def get(
         "source-namespaces": ", ".join(project.source_namespaces) or "<none>",
         "sync-windows": len(project.sync_windows),
     }
-    emit(
-        [{"field": k, "value": v} for k, v in rows.items()],
-        output,
-        title=f"AppProject {namespace}/{name}",
-    )
+    _table([{"field": k, "value": v} for k, v in rows.items()], f"AppProject {namespace}/{name}")
 
 
 @windows.command("list")
@@ -153,4 +164,4 @@ def list_windows(
     if not rows:
         typer.echo(f"AppProject {namespace}/{name} has no sync windows")
         return
-    emit(rows, output)
+    _table(rows)
