@@ -26,7 +26,9 @@ from gitsail.app.admission import INVALID_SPEC
 from gitsail.app.model import IN_CLUSTER, Delivery
 from gitsail.kinds.argo_application import AppSpecError
 from gitsail.kinds.argo_appproject import (
+    API_VERSION,
     DEFAULT_PROJECT,
+    KIND,
     Project,
     WindowVerdict,
     default_project_object,
@@ -42,6 +44,7 @@ from gitsail.model import Obj
 __all__ = [
     "SYNC_WINDOW_CONDITION",
     "ProjectAdmission",
+    "in_process_admission",
     "retype_error",
     "window_conditions",
 ]
@@ -193,6 +196,16 @@ class ProjectAdmission:
         if automated:
             return verdict.message
         return f"Cannot sync: Blocked by sync window. {verdict.message}"
+
+
+def in_process_admission(kube: Kube, control_namespace: str) -> ProjectAdmission:
+    """Admission for an engine run by the CLI (``--in-process``): projects read from the API
+    server on each use; a missing ``default`` is Argo CD's default but not created."""
+
+    async def read(name: str) -> Obj | None:
+        return await kube.get(API_VERSION, KIND, name, control_namespace)
+
+    return ProjectAdmission(kube, control_namespace, read, create_default=False)
 
 
 def _crd_scopes(objects: Sequence[Obj]) -> dict[tuple[str, str], bool]:
