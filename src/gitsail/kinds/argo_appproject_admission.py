@@ -91,6 +91,7 @@ class ProjectAdmission:
         self.now = now
         self.create_default = create_default
         self._apps: dict[str, set[tuple[str, str]]] = {}
+        self._parsed: dict[str, tuple[tuple[str, str, str], Project | None, str]] = {}
 
     def apps_of(self, project: str) -> list[tuple[str, str]]:
         return sorted(self._apps.get(project, ()))
@@ -114,10 +115,17 @@ class ProjectAdmission:
                 await self._create_default(obj)
         if obj is None:
             return None, f"Application referencing project {name} which does not exist"
+        meta = obj.get("metadata") or {}
+        version = (name, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+        cached = self._parsed.get(name)
+        if cached is not None and cached[0] == version and version[2]:
+            return cached[1], cached[2]
         try:
-            return Project.from_object(obj), ""
+            found: tuple[Project | None, str] = (Project.from_object(obj), "")
         except AppSpecError as exc:
-            return None, f"project {name} is invalid: {exc}"
+            found = (None, f"project {name} is invalid: {exc}")
+        self._parsed[name] = (version, *found)  # one parse per version of the project
+        return found
 
     async def _create_default(self, obj: Obj) -> None:
         try:

@@ -233,3 +233,15 @@ def test_status_conditions() -> None:
     assert [c["type"] for c in same] == ["SharedResourceWarning", SYNC_WINDOW_CONDITION]
     assert same[-1]["lastTransitionTime"] == "t0"  # unchanged while it holds
     assert window_conditions(old, "other", "t1")["conditions"][-1]["lastTransitionTime"] == "t1"
+
+
+async def test_a_project_is_parsed_once_per_version() -> None:
+    project = appproject(**TEAM)
+    project["metadata"].update(uid="u1", resourceVersion="1")
+    projects = {"team": project}
+    a = admission(projects)
+    assert await a.admit(application()) == ""
+    project["spec"] = {}  # same version: the parsed project is reused
+    assert await a.admit(application()) == ""
+    project["metadata"]["resourceVersion"] = "2"
+    assert "is not permitted" in await a.admit(application())
