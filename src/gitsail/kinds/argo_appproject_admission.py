@@ -168,6 +168,13 @@ class ProjectAdmission:
         if project is None:
             return problem
         server, cluster = destination_of(app)
+        if (
+            app.policy.options.flag("CreateNamespace")
+            and app.destination_namespace
+            and not kind_permitted(project, "", "Namespace", namespaced=False)
+            and await self.kube.get("v1", "Namespace", app.destination_namespace) is None
+        ):  # the sync would create it (Argo CD refuses the same)
+            return f"resource :Namespace is not permitted in project {project.name}"
         scopes = _crd_scopes(objects)
         for obj in objects:
             api_version = str(obj.get("apiVersion") or "")

@@ -43,6 +43,11 @@ class FakeKube:
             frozenset(),
         )
 
+    async def get(
+        self, _api: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
+        return {"metadata": {"name": name}} if kind == "Namespace" and name == "exists" else None
+
     async def create(self, obj: Obj, **_kw: Any) -> Obj:
         self.created.append(obj)
         return obj
@@ -57,7 +62,12 @@ def appproject(name: str = "team", **spec: Any) -> Obj:
     }
 
 
-def application(project: str = "team", namespace: str = "argocd", dest_ns: str = "web") -> App:
+def application(
+    project: str = "team",
+    namespace: str = "argocd",
+    dest_ns: str = "web",
+    sync_options: list[str] | None = None,
+) -> App:
     return App.from_application(
         {
             "apiVersion": "argoproj.io/v1alpha1",
@@ -70,6 +80,7 @@ def application(project: str = "team", namespace: str = "argocd", dest_ns: str =
                     "server": "https://kubernetes.default.svc",
                     "namespace": dest_ns,
                 },
+                "syncPolicy": {"syncOptions": sync_options or []},
             },
         }
     )
@@ -245,3 +256,17 @@ async def test_a_project_is_parsed_once_per_version() -> None:
     assert await a.admit(application()) == ""
     project["metadata"]["resourceVersion"] = "2"
     assert "is not permitted" in await a.admit(application())
+
+
+async def test_create_namespace_needs_the_namespace_kind_when_the_namespace_is_missing() -> None:
+    team = {**TEAM, "destinations": [{"server": "*", "namespace": "*"}]}
+    a = admission({"team": appproject(**team)})
+    creating = application(sync_options=["CreateNamespace=true"])
+    assert await a.admit_objects(creating, []) == (
+        "resource :Namespace is not permitted in project team"
+    )
+    existing = application(dest_ns="exists", sync_options=["CreateNamespace=true"])
+    assert await a.admit_objects(existing, []) == ""
+    assert await a.admit_objects(application(), []) == ""
+    wide = {**team, "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}]}
+    assert await admission({"team": appproject(**wide)}).admit_objects(creating, []) == ""
