@@ -246,3 +246,43 @@ async def test_proj_cli_lists_and_shows_projects(
     code, out = await gitsail(cluster, "proj", "get", "missing", "-n", control_ns)
     assert code == 1
     assert "not found" in out
+
+
+async def test_manual_sync_runs_in_a_deny_window_with_manual_sync(
+    cluster: Cluster, api: Kube, running: RunningController, git_repo: Workdir, control_ns: str
+) -> None:
+    git_repo.commit_and_push({"app/cm.yaml": configmap("by-hand", v="1")}, "v1")
+    window = {
+        "kind": "deny",
+        "schedule": "* * * * *",
+        "duration": "2h",
+        "namespaces": [control_ns],
+        "manualSync": True,
+    }
+    await make_project(
+        api,
+        control_ns,
+        "handheld",
+        sourceRepos=["*"],
+        destinations=[{"server": "*", "namespace": control_ns}],
+        syncWindows=[window],
+    )
+    await create_app(
+        api, control_ns, "manual", public_url(git_repo), project="handheld", syncPolicy=AUTOMATED
+    )
+
+    async def blocked() -> str:
+        return await condition(api, control_ns, "manual", "SyncWindowBlocked")
+
+    await eventually(blocked, what="the automated sync held")
+    assert await api.get("v1", "ConfigMap", "by-hand", control_ns) is None
+    code, out = await gitsail(cluster, "app", "sync", "manual", "-N", control_ns, "--timeout", "90")
+    assert code == 0, out
+    cm = await api.get("v1", "ConfigMap", "by-hand", control_ns)
+    assert cm is not None
+    assert cm["data"]["v"] == "1"
+
+    async def cleared() -> bool:
+        return await blocked() == ""
+
+    await eventually(cleared, what="the condition dropped once synced")
