@@ -212,14 +212,22 @@ def _glob(pattern: str, value: str) -> bool:
 
 
 def _braces(pattern: str) -> list[str]:
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if match is None:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    out: list[str] = []
-    for option in match.group(1).split(","):
-        out += _braces(head + option + tail)
-        if len(out) > 64:  # bounded: a pattern cannot fan out without limit
+    """``{a,b}`` alternatives expanded, bounded: at most 8 groups and 64 patterns (what is
+    left unexpanded is matched literally), so a pattern cannot fan out without limit."""
+    out = [pattern]
+    for _ in range(8):
+        expanded: list[str] = []
+        changed = False
+        for item in out:
+            match = re.search(r"\{([^{}]*)\}", item)
+            if match is None:
+                expanded.append(item)
+                continue
+            changed = True
+            head, tail = item[: match.start()], item[match.end() :]
+            expanded += [head + option + tail for option in match.group(1).split(",")]
+        out = expanded[:64]
+        if not changed:
             break
     return out
 

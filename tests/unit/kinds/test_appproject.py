@@ -239,3 +239,11 @@ def test_a_window_in_its_time_zone_and_spanning_midnight() -> None:
     night = project(syncWindows=[window("deny", "30 23 * * *", "2h")])
     assert not verdict(night, "2026-12-03T01:15").automated
     assert verdict(night, "2026-12-03T01:30").automated
+
+
+def test_brace_alternatives_are_expanded_within_bounds() -> None:
+    p = project(sourceRepos=["https://git.example/{team,ops}/*"])
+    assert repo_permitted(p, "https://git.example/ops/x")
+    assert not repo_permitted(p, "https://git.example/dev/x")
+    many = project(sourceRepos=["https://x/" + "{a,b}" * 200])
+    assert not repo_permitted(many, "https://x/c")  # answered, not expanded 2**200 ways
