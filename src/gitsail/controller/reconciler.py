@@ -78,7 +78,11 @@ from gitsail.kinds.argo_application import (
     parse_retry,
     resources_status,
 )
-from gitsail.kinds.argo_appproject_admission import retype_error, window_conditions
+from gitsail.kinds.argo_appproject_admission import (
+    retype_error,
+    window_blocked,
+    window_conditions,
+)
 from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
@@ -504,6 +508,7 @@ class AppReconciler(KindDefaults):
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
             and old.get("resources") == resources_status(comparison)
             and not [c for c in old.get("conditions") or [] if c.get("type") in FAILURE_CONDITIONS]
+            and (extra is not None or not window_blocked(old))  # AppProject: a stale window
         )
         # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a
         # stale controller is visible, without a write per app per poll.

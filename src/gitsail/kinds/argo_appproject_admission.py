@@ -46,6 +46,7 @@ __all__ = [
     "ProjectAdmission",
     "in_process_admission",
     "retype_error",
+    "window_blocked",
     "window_conditions",
 ]
 
@@ -246,6 +247,14 @@ def retype_error(status: dict[str, Any], reason: str) -> dict[str, Any]:
         for c in status.get("conditions") or []
     ]
     return {**status, "conditions": conditions or None}
+
+
+def window_blocked(status: Mapping[str, Any]) -> bool:
+    """Whether a status carries the sync-window condition (dropped once syncs may run)."""
+    return any(
+        isinstance(c, Mapping) and c.get("type") == SYNC_WINDOW_CONDITION
+        for c in status.get("conditions") or []
+    )
 
 
 def window_conditions(app_obj: Obj, message: str, at: str) -> dict[str, Any]:

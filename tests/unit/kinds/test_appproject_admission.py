@@ -15,6 +15,7 @@ from gitsail.kinds.argo_appproject_admission import (
     SYNC_WINDOW_CONDITION,
     ProjectAdmission,
     retype_error,
+    window_blocked,
     window_conditions,
 )
 from gitsail.kube import Kube, NotFoundKind
@@ -240,6 +241,8 @@ def test_status_conditions() -> None:
             ]
         }
     }
+    assert window_blocked(old["status"])
+    assert not window_blocked({"conditions": [{"type": "SharedResourceWarning"}]})
     same = window_conditions(old, "blocked", "t1")["conditions"]
     assert [c["type"] for c in same] == ["SharedResourceWarning", SYNC_WINDOW_CONDITION]
     assert same[-1]["lastTransitionTime"] == "t0"  # unchanged while it holds
