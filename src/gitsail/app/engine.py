@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gitsail.app.admission import INVALID_SPEC, Admission
 from gitsail.app.model import IN_CLUSTER, Delivery, KindAdapter, Retry
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
 from gitsail.errors import ReconcileError, Stalled, Transient
@@ -346,6 +347,7 @@ class AppEngine:
     changes: Changes | None = None  # wakes health waits on watch events (with ``live``)
     observer: PipelineObserver = field(default_factory=lambda: PipelineObserver())
     settings_ttl: float = 30.0
+    admission: Admission | None = None  # AppProject checks (gitsail.app.admission)
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
@@ -478,6 +480,10 @@ class AppEngine:
                 f"{IN_CLUSTER} (the cluster gitsail runs against) is supported yet",
                 reason="DestinationUnknown",
             )
+        if self.admission is not None:  # AppProject: repo and destination, before any fetch
+            refused = await self.admission.admit(app)
+            if refused:
+                raise ComparisonError(refused, reason=INVALID_SPEC)
         try:
             artifact = await self.fetch(app, revision)
         except SourceError as exc:
@@ -512,6 +518,10 @@ class AppEngine:
             raise ComparisonError(
                 str(exc), revision=artifact.revision, transient=True, reason="DiscoveryFailed"
             ) from exc
+        if self.admission is not None:  # AppProject: kinds and namespaces, before dry runs
+            refused = await self.admission.admit_objects(app, [*prepared, *hooks])
+            if refused:
+                raise ComparisonError(refused, revision=artifact.revision, reason=INVALID_SPEC)
         child_health = await self.child_application_health()
         live: dict[ResourceKey, Obj] = {}
         pairs: list[tuple[Obj | None, Obj | None]] = []
@@ -763,6 +773,13 @@ class AppEngine:
         if source is not None:
             # In the kind's own terms (Argo CD: a history entry's ``source``).
             app = _adapter(app).with_source(app, source)
+        if self.admission is not None and not dry_run and resume is None:  # sync windows
+            automated = bool((operation.get("initiatedBy") or {}).get("automated"))
+            refused = await self.admission.sync_refused(app, automated=automated)
+            if refused:
+                result = SyncResult("Failed", refused)
+                await self._finish(app, operation, result, started, "", None, False, None, 0)
+                return OperationOutcome(result, "", None, None)
         running = {
             "operation": operation,
             "phase": "Running",

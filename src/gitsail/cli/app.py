@@ -48,6 +48,7 @@ from gitsail.cli.output import (
     fail,
 )
 from gitsail.kinds.argo_application import App, AppSpecError, parse_retry
+from gitsail.kinds.argo_appproject_admission import in_process_admission
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy, PolicyError
@@ -101,6 +102,7 @@ async def engine(
             git=GitSource(policy=policy),
             helm_repos=HelmRepoSource(policy=policy),
             renderer=Renderer(policy=policy),
+            admission=in_process_admission(kube, namespace),  # AppProject rules here too
         )
 
 

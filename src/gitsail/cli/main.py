@@ -8,6 +8,7 @@ from gitsail import __version__
 from gitsail.cli import app as app_cmd
 from gitsail.cli import appset as appset_cmd
 from gitsail.cli import demo, dev, flux
+from gitsail.cli import proj as proj_cmd
 from gitsail.cli.controller import controller
 from gitsail.cli.install import install
 from gitsail.cli.output import report_unexpected
@@ -24,6 +25,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(demo.app, name="demo")
 app.add_typer(app_cmd.app, name="app")
 app.add_typer(appset_cmd.app, name="appset")
+app.add_typer(proj_cmd.app, name="proj")  # AppProjects
 app.add_typer(flux.get_app, name="get")
 app.add_typer(flux.reconcile_app, name="reconcile")
 app.add_typer(flux.suspend_app, name="suspend")

@@ -144,7 +144,10 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.flux", "helmrelease"),
 )
 # The Argo CD kinds beside the Application, reconciled like the Flux ones (same shape).
-ARGO_KINDS: tuple[tuple[str, str], ...] = (("gitsail.controller.argo_kinds", "applicationset"),)
+ARGO_KINDS: tuple[tuple[str, str], ...] = (
+    ("gitsail.controller.argo_kinds", "applicationset"),
+    ("gitsail.controller.argo_projects", "appproject"),  # AppProject: the engine's admission
+)
 # Retry of a Transient failure without a retry_after: 5 s doubling, at most 5 minutes.
 TRANSIENT_BACKOFF = (5.0, 300.0)
 

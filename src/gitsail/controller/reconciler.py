@@ -62,6 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitsail.app.admission import INVALID_SPEC
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
 from gitsail.app.model import Retry
 from gitsail.controller.events import EventRecorder
@@ -76,6 +77,11 @@ from gitsail.kinds.argo_application import (
     AppSpecError,
     parse_retry,
     resources_status,
+)
+from gitsail.kinds.argo_appproject_admission import (
+    retype_error,
+    window_blocked,
+    window_conditions,
 )
 from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube import KubeError
@@ -454,12 +460,14 @@ class AppReconciler(KindDefaults):
         self._export(app, "Unknown", "Unknown")
         message = str(exc)
         status = app.raw.get("status") or {}
+        ctype = INVALID_SPEC if exc.reason == INVALID_SPEC else "ComparisonError"  # AppProject
         unchanged = (status.get("sync") or {}).get("status") == "Unknown" and any(
-            c.get("type") == "ComparisonError" and c.get("message") == message
+            c.get("type") == ctype and c.get("message") == message
             for c in status.get("conditions") or []
         )
         if not unchanged or self.clock() - memory.last_status_write >= 300:
-            patch.update(AppEngine.application_status(app, None, error=message))
+            failed = AppEngine.application_status(app, None, error=message)
+            patch.update(retype_error(failed, exc.reason))
         return delay
 
     async def _reassess_health(
@@ -500,6 +508,7 @@ class AppReconciler(KindDefaults):
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
             and old.get("resources") == resources_status(comparison)
             and not [c for c in old.get("conditions") or [] if c.get("type") in FAILURE_CONDITIONS]
+            and (extra is not None or not window_blocked(old))  # AppProject: a stale window
         )
         # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a
         # stale controller is visible, without a write per app per poll.
@@ -630,6 +639,12 @@ class AppReconciler(KindDefaults):
                 for d in out_of_sync
                 if not d.requires_pruning or automated.prune
             ]
+        if self.engine.admission is not None:  # AppProject sync windows: no operation starts
+            blocked = await self.engine.admission.sync_refused(app, automated=True)
+            if blocked:
+                extra = window_conditions(app.raw, blocked, now())
+                self._write_status_if_changed(app, comparison, memory, patch, extra=extra)
+                return self.settings.next_refresh()
         sync: dict[str, Any] = {"revision": revision, "prune": automated.prune}
         if resources is not None:
             sync["resources"] = resources

@@ -406,6 +406,7 @@ class ArgoApplications:
                 "UnknownError",
                 "SharedResourceWarning",
                 NO_RESOURCES,
+                "SyncWindowBlocked",  # AppProject sync windows: said again while it holds
             )
         ]
         if comparison is not None and not comparison.rendered.manifests:

@@ -260,10 +260,21 @@ async def test_a_registered_kind_is_watched_and_reconciled_by_kind_namespace_and
     with caplog.at_level(logging.WARNING):
         await ctl._lead()
     try:
-        assert ctl.registry.kinds == ("Application", "Widget", "Kustomization", "ApplicationSet")
+        assert ctl.registry.kinds == (
+            "Application",
+            "Widget",
+            "Kustomization",
+            "ApplicationSet",
+            "AppProject",
+        )
         assert isinstance(ctl.reconciler, AppReconciler)
         # One watch cache per served kind; a kind without CRDs is said and skipped.
-        assert set(ctl.kind_caches) == {("Application", NS), ("Widget", NS), ("ApplicationSet", NS)}
+        assert set(ctl.kind_caches) == {
+            ("Application", NS),
+            ("Widget", NS),
+            ("ApplicationSet", NS),
+            ("AppProject", NS),
+        }
         assert "Kustomization" in caplog.text
         assert "Install" in caplog.text
         assert await widgets.next_call() == ("w1", frozenset({"startup"}))
@@ -372,7 +383,13 @@ async def test_the_flux_option_registers_the_flux_kinds_after_the_others(
     ctl = controller(FakeCluster(), Widgets, flux=True)
     await ctl._lead()
     try:
-        assert ctl.registry.kinds == ("Application", "Widget", "ApplicationSet", "GitRepository")
+        assert ctl.registry.kinds == (
+            "Application",
+            "Widget",
+            "ApplicationSet",
+            "AppProject",
+            "GitRepository",
+        )
         (ctx,) = fake_flux_kind.BUILT
         assert ctx.registry is ctl.registry  # so it can declare dependencies
     finally:
@@ -380,7 +397,7 @@ async def test_the_flux_option_registers_the_flux_kinds_after_the_others(
     off = controller(FakeCluster(), flux=False)
     await off._lead()
     try:
-        assert off.registry.kinds == ("Application", "ApplicationSet")  # Argo kinds stay
+        assert off.registry.kinds == ("Application", "ApplicationSet", "AppProject")  # Argo kinds
     finally:
         await off._step_down()
 

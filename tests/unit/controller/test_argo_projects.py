@@ -1,0 +1,64 @@
+"""The AppProject kind on the controller: it installs the engine's admission and a change
+to a project re-queues the Applications that asked about it (not on startup)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+from gitsail.controller.argo_projects import appproject
+from gitsail.controller.registry import KindContext, ObjectKey
+from gitsail.kinds.argo_application import App
+from gitsail.model import Obj
+
+
+def application(name: str, project: str) -> App:
+    return App.from_application(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": name, "namespace": "argocd", "generation": 1},
+            "spec": {
+                "project": project,
+                "source": {"repoURL": "https://git.example/r.git", "path": "p"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": "x"},
+            },
+        }
+    )
+
+
+async def test_a_project_change_requeues_its_apps() -> None:
+    queued: list[tuple[ObjectKey, str]] = []
+    projects: dict[str, Obj] = {
+        "team": {"metadata": {"name": "team", "namespace": "argocd"}, "spec": {}}
+    }
+
+    async def read(key: ObjectKey, fresh: bool) -> Obj | None:
+        assert key.kind == "AppProject"
+        assert not fresh  # the watch cache
+        return projects.get(key.name)
+
+    engine = SimpleNamespace(admission=None)
+    ctx: Any = SimpleNamespace(
+        kube=None,
+        engine=engine,
+        settings=SimpleNamespace(control_namespace="argocd"),
+        read=read,
+        enqueue=lambda key, reason: queued.append((key, reason)),
+    )
+    kind = appproject(cast(KindContext, ctx))
+    assert engine.admission is kind.admission
+    assert "not permitted" in await kind.admission.admit(application("a", "team"))
+    await kind.admission.admit(application("b", "team"))
+    await kind.admission.admit(application("c", "other"))  # missing: refused, remembered
+    await kind.admission.admit(application("b", "other"))  # b moved to another project
+
+    await kind.reconcile(projects["team"], frozenset({"startup"}))
+    assert queued == []  # every app is queued at startup anyway
+    await kind.reconcile(projects["team"], frozenset({"changed"}))
+    assert queued == [(ObjectKey("Application", "argocd", "a"), "project:team")]
+    queued.clear()
+    kind.forget(ObjectKey("AppProject", "argocd", "other"))
+    assert [k.name for k, _ in queued] == ["b", "c"]
+    assert kind.wakes({"spec": {"a": 1}}, {"spec": {"a": 2}})
+    assert not kind.wakes({"spec": {}, "status": {}}, {"spec": {}, "status": {"x": 1}})
