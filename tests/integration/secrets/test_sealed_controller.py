@@ -33,7 +33,7 @@ PLAINTEXT = "controller-flow-secret-81hd"
 @pytest.fixture
 def controller_url(
     cluster: Cluster, namespace: str, sealed_crd: None, tmp_path: Path
-) -> Iterator[tuple[str, Path]]:
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     (port,) = free_ports(1)
     log = tmp_path / "controller.log"
     argv = [
@@ -49,7 +49,7 @@ def controller_url(
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
-        yield f"http://127.0.0.1:{port}", log
+        yield f"http://127.0.0.1:{port}", log, proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -59,23 +59,32 @@ def controller_url(
             proc.wait(timeout=20)
 
 
+def _wait_for_cert(url: str, log: Path, proc: subprocess.Popen[bytes]) -> bytes:
+    """The controller's certificate once it serves one; fails at once with the controller's
+    log when the process died, and with the log at the deadline."""
+
+    def cert() -> bytes | None:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the controller exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        return _cert(url)
+
+    try:
+        return eventually(cert, timeout=120, what="the controller's key")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\ncontroller log:\n{log.read_text()[-3000:]}") from None
+
+
 def test_kubeseal_with_the_controllers_cert_is_unsealed_by_gitsails_controller(
     kube: RawKube,
     cluster: Cluster,
     kubeseal: Path,
     namespace: str,
-    controller_url: tuple[str, Path],
+    controller_url: tuple[str, Path, subprocess.Popen[bytes]],
 ) -> None:
-    url, log = controller_url
-
-    def cert() -> bytes | None:
-        try:
-            answer = httpx.get(f"{url}/v1/cert.pem", timeout=5)
-        except httpx.HTTPError:
-            return None
-        return answer.content if answer.status_code == 200 else None
-
-    pem = eventually(cert, timeout=120, what=f"the controller's key\n{log.read_text()[-3000:]}")
+    url, log, proc = controller_url
+    pem = _wait_for_cert(url, log, proc)
     keys = kube.get(
         f"/api/v1/namespaces/{namespace}/secrets"
         "?labelSelector=sealedsecrets.bitnami.com/sealed-secrets-key%3Dactive"
@@ -196,13 +205,11 @@ def test_kubeseal_fetch_cert_validate_and_re_encrypt_against_gitsails_controller
     cluster: Cluster,
     kubeseal: Path,
     namespace: str,
-    controller_url: tuple[str, Path],
+    controller_url: tuple[str, Path, subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
-    url, log = controller_url
-    pem = eventually(
-        lambda: _cert(url), timeout=120, what=f"the controller's key\n{log.read_text()[-3000:]}"
-    )
+    url, log, proc = controller_url
+    pem = _wait_for_cert(url, log, proc)
     upstream = cluster.http(timeout=30)
     proxy = _ServiceProxy(url, "sealing", "gitsail-sealer", upstream)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
