@@ -30,7 +30,7 @@ async def _get(demo: Demo, api_version: str, kind: str, name: str, ns: str) -> O
         return await kube.get(api_version, kind, name, ns)
 
 
-def test_demo_up_syncs_the_applications_and_makes_the_flux_kustomizations_ready(
+def test_demo_up_syncs_the_applications_and_makes_the_flux_objects_ready(
     demo: Demo,
 ) -> None:
     # demo_up returned: Applications Synced/Healthy, Kustomizations Ready. Look at each.
@@ -58,3 +58,12 @@ def test_demo_up_syncs_the_applications_and_makes_the_flux_kustomizations_ready(
         assert "kustomize.toolkit.fluxcd.io/name" not in by_argo["metadata"].get("labels", {})
         # The same overlay: the same replica count in both.
         assert by_flux["spec"]["replicas"] == by_argo["spec"]["replicas"]
+    # The article's HelmRelease: redis "17.x" released from the demo's chart repository.
+    release = asyncio.run(_get(demo, "helm.toolkit.fluxcd.io/v2", "HelmRelease", "redis", "redis"))
+    assert release is not None
+    ready = next(c for c in release["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", ready
+    assert release["status"]["history"][0]["chartVersion"] == "17.3.2"
+    storage = asyncio.run(_get(demo, "v1", "Secret", "sh.helm.release.v1.redis.v1", "redis"))
+    assert storage is not None
+    assert storage["metadata"]["labels"]["owner"] == "helm"

@@ -33,6 +33,9 @@ def up(nodes: int = typer.Option(2, "--nodes", help="fake nodes in the demo clus
   flux        GitRepository gitops and Kustomizations myapp-<env> in flux-system: the same
               overlays into flux-development, flux-staging, flux-production, dependsOn
               development -> staging -> production (see docs/flux.md)
+  helm        HelmRepository bitnami (the example charts, served on loopback) and the
+              article's HelmRelease redis ("17.x") in namespace redis: a real Helm release
+              (see docs/helm.md)
 
 Try it:
   export KUBECONFIG={c.kubeconfig}
@@ -42,6 +45,8 @@ Try it:
   gitsail get kustomizations -A                 # the Flux Kustomizations, Ready
   gitsail get sources git -A                    # the GitRepository and its artifact revision
   kubectl -n flux-production get deploy myapp   # the same overlay, applied as Flux would
+  gitsail get helmreleases -n redis             # redis 17.3.2, Ready
+  gitsail get sources chart -A                  # the HelmChart flux-system/redis-redis
 
   # change a replica count in Git and watch it sync (within ~20 s; or send a webhook)
   git clone {demo.git_url} /tmp/gitops && cd /tmp/gitops

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from gitsail import toolchain
 from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
 from gitsail.dev import cluster as devcluster
+from gitsail.dev.chartrepo import ChartServer
 from gitsail.dev.gitserver import GitServer
 
 app = typer.Typer(help="Local development: pinned tools, a real local cluster, a git server.")
@@ -146,5 +148,23 @@ def git_server(
     console.print(f"serving {root} at {server.base_url}/<name>.git", highlight=False)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@app.command("chart-server")
+def chart_server(
+    root: Path = typer.Option(..., help="directory of the chart repositories (kept)"),
+    port: int = typer.Option(0, help="port on 127.0.0.1 (0 picks a free one)"),
+    repository: str = typer.Option("charts", help="the repository seeded with the examples"),
+) -> None:
+    """Serve a Helm chart repository of the example charts (redis 16.x/17.x, podinfo) on
+    loopback, at http://127.0.0.1:PORT/REPOSITORY (foreground)."""
+    server = ChartServer(root, port=port).start()
+    repo = server.repository(repository, exist_ok=True)
+    console.print(f"serving the example charts at {repo.url}", highlight=False)
+    stop = threading.Event()
+    try:
+        stop.wait()
     except KeyboardInterrupt:
         server.stop()

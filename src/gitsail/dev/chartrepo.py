@@ -304,7 +304,9 @@ class ChartServer:
         credentials: tuple[str, str] | None = None,
         tls: tuple[Path, Path] | None = None,
         client_ca: Path | None = None,
+        port: int = 0,
     ) -> None:
+        self.port = port  # 0: a free one
         self.tls = tls
         self.client_ca = client_ca
         self._own_root = root is None
@@ -321,20 +323,21 @@ class ChartServer:
         scheme = "https" if self.tls is not None else "http"
         return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
-    def repository(self, name: str, *, examples: bool = True) -> ChartRepo:
+    def repository(self, name: str, *, examples: bool = True, exist_ok: bool = False) -> ChartRepo:
         """A new repository ``name`` (letters, digits, ``-``), seeded with the example charts
-        unless ``examples`` is false."""
+        unless ``examples`` is false; with ``exist_ok`` an existing one is reused (the demo
+        restarting its server on the same root)."""
         if not name or not all(c.isalnum() or c == "-" for c in name):
             raise ValueError(f"repository name {name!r} must be letters, digits and '-'")
         directory = self.root / name
-        directory.mkdir(parents=True, exist_ok=False)
+        directory.mkdir(parents=True, exist_ok=exist_ok)
         repo = ChartRepo(directory, f"{self.base_url}/{name}", self.credentials)
         if examples:
             repo.publish_examples()
         return repo
 
     def start(self) -> ChartServer:
-        server = _HTTPServer(("127.0.0.1", 0), _Handler)
+        server = _HTTPServer(("127.0.0.1", self.port), _Handler)
         server.owner = self
         if self.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -11,14 +11,18 @@ cluster's state, so ``gitsail demo down`` stops them all):
   ``flux-system``, each applying the same overlay into its own namespace
   (``flux-<env>``, never an Application's), with ``dependsOn`` development → staging →
   production and the article's health check;
+- the article's Flux Helm example (``clusters/flux/redis.yaml``): a ``HelmRepository``
+  pointed at a chart repository the demo serves on loopback (``gitsail dev chart-server``:
+  the example charts, redis 16.x/17.x and a pre-release) and the ``HelmRelease`` ``redis``
+  (``"17.x"``) in namespace ``redis``, released by the pinned helm;
 - the CRDs (Argo CD's and Flux's), the ``argocd`` namespace with ``argocd-cm`` (a 15 s poll
   so changes show up quickly) and ``argocd-secret`` (a webhook secret), and the three
   Applications;
-- ``gitsail controller -n argocd -n flux-system`` reconciling both, its Flux artifacts
+- ``gitsail controller -n argocd -n flux-system -n redis`` reconciling them all, its Flux artifacts
   advertised at its own address (``--artifacts-url``).
 
 ``demo_up`` returns once the Applications are Synced and Healthy and the Kustomizations
-Ready.
+and the HelmRelease Ready.
 
 Running it again reuses what is alive; a demo whose processes died is rebuilt.
 """
@@ -57,6 +61,8 @@ REPO = "gitops.git"
 ENVIRONMENTS = ("development", "staging", "production")
 FLUX_NAMESPACE = "flux-system"
 KUSTOMIZATION_API = "kustomize.toolkit.fluxcd.io/v1"
+HELMRELEASE_API = "helm.toolkit.fluxcd.io/v2"
+HELM_NAMESPACE = "redis"  # the article's HelmRelease namespace
 
 
 def example_repo() -> Path:
@@ -93,7 +99,9 @@ def _seed_repository(url: str) -> None:
         work.close()
 
 
-async def _configure(cluster: devcluster.Cluster, git_url: str, webhook_secret: str) -> None:
+async def _configure(
+    cluster: devcluster.Cluster, git_url: str, chart_url: str, webhook_secret: str
+) -> None:
     async with Kube(await load_kubeconfig(cluster.kubeconfig)) as kube:
         await install_crds(kube)
         manifests: list[dict[str, Any]] = [
@@ -114,16 +122,17 @@ async def _configure(cluster: devcluster.Cluster, git_url: str, webhook_secret: 
         for env in ENVIRONMENTS:
             text = (example_repo() / "clusters" / env / "myapp.yaml").read_text()
             manifests.append(yaml.safe_load(text.replace("REPO_URL", git_url)))
-        manifests += _flux_layout(git_url)
+        manifests += _flux_layout(git_url, chart_url)
         for obj in manifests:
             await kube.apply(obj, field_manager="gitsail-demo", force=True)
 
 
-def _flux_layout(git_url: str) -> list[dict[str, Any]]:
-    """``clusters/flux/*.yaml`` (namespaces first), pointed at the demo's git server."""
+def _flux_layout(git_url: str, chart_url: str) -> list[dict[str, Any]]:
+    """``clusters/flux/*.yaml`` (namespaces first), pointed at the demo's git server and
+    chart repository."""
     objects: list[dict[str, Any]] = []
     for path in sorted((example_repo() / "clusters" / "flux").glob("*.yaml")):
-        text = path.read_text().replace("REPO_URL", git_url)
+        text = path.read_text().replace("CHART_REPO_URL", chart_url).replace("REPO_URL", git_url)
         objects += [obj for obj in yaml.safe_load_all(text) if obj]
     return sorted(objects, key=lambda obj: obj["kind"] != "Namespace")
 
@@ -133,25 +142,28 @@ async def _states(cluster: devcluster.Cluster) -> dict[str, str]:
     async with Kube(await load_kubeconfig(cluster.kubeconfig)) as kube:
         apps = await kube.list("argoproj.io/v1alpha1", "Application", "argocd")
         kustomizations = await kube.list(KUSTOMIZATION_API, "Kustomization", FLUX_NAMESPACE)
+        releases = await kube.list(HELMRELEASE_API, "HelmRelease", HELM_NAMESPACE)
     states = {}
     for app in apps:
         status = app.get("status") or {}
         sync = (status.get("sync") or {}).get("status", "Unknown")
         health = (status.get("health") or {}).get("status", "Unknown")
         states[app["metadata"]["name"]] = f"{sync}/{health}"
-    for ks in kustomizations:
-        conditions = (ks.get("status") or {}).get("conditions") or []
+    for obj in [*kustomizations, *releases]:
+        conditions = (obj.get("status") or {}).get("conditions") or []
         ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
-        states[f"{FLUX_NAMESPACE}/{ks['metadata']['name']}"] = (
+        states[f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"] = (
             "Ready" if ready.get("status") == "True" else str(ready.get("reason") or "Unknown")
         )
     return states
 
 
 def _all_ready(states: dict[str, str]) -> bool:
-    wanted = {f"myapp-{env}" for env in ENVIRONMENTS} | {
-        f"{FLUX_NAMESPACE}/myapp-{env}" for env in ENVIRONMENTS
-    }
+    wanted = (
+        {f"myapp-{env}" for env in ENVIRONMENTS}
+        | {f"{FLUX_NAMESPACE}/myapp-{env}" for env in ENVIRONMENTS}
+        | {f"{HELM_NAMESPACE}/redis"}
+    )
     return wanted <= set(states) and all(v in ("Synced/Healthy", "Ready") for v in states.values())
 
 
@@ -166,12 +178,12 @@ def demo_up(
     cluster = devcluster.up(name, nodes=nodes, progress=progress)
     state_file = _state_file(cluster)
     roles = {p.role for p in cluster.processes}
-    if state_file.is_file() and {"git-server", "controller"} <= roles:
+    if state_file.is_file() and {"git-server", "chart-server", "controller"} <= roles:
         state = json.loads(state_file.read_text())
         return Demo(cluster, state["git_url"], state["controller_url"], state["webhook_secret"])
 
     progress("starting the git server")
-    git_port, controller_port = devcluster.free_ports(2)
+    git_port, chart_port, controller_port = devcluster.free_ports(3)
     root = cluster.directory / "git"
     init_bare(root / REPO)
     git_server = devcluster.spawn(
@@ -194,9 +206,28 @@ def demo_up(
     progress("pushing the example repository")
     _seed_repository(git_url)
 
+    progress("starting the chart repository")
+    chart_server = devcluster.spawn(
+        cluster,
+        "chart-server",
+        [
+            sys.executable,
+            "-m",
+            "gitsail",
+            "dev",
+            "chart-server",
+            "--root",
+            str(cluster.directory / "charts"),
+            "--port",
+            str(chart_port),
+        ],
+    )
+    chart_url = f"http://127.0.0.1:{chart_port}/charts"
+    _wait_http(f"{chart_url}/index.yaml", "the demo chart repository", chart_server)
+
     progress("installing CRDs and the Applications")
     webhook_secret = secrets.token_hex(16)
-    asyncio.run(_configure(cluster, git_url, webhook_secret))
+    asyncio.run(_configure(cluster, git_url, chart_url, webhook_secret))
 
     progress("starting the controller")
     controller = devcluster.spawn(
@@ -213,6 +244,8 @@ def demo_up(
             "argocd",
             "--namespace",
             FLUX_NAMESPACE,
+            "--namespace",
+            HELM_NAMESPACE,
             "--listen",
             f"127.0.0.1:{controller_port}",
             "--artifacts-url",
