@@ -59,6 +59,7 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
         "Kustomization",
         "OCIRepository",
         "Receiver",
+        "SealedSecret",
     }
 
 
