@@ -742,6 +742,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 baseline_s=args.baseline,
                             )
                         await clean_helm(bench)
+                    earlier = args.earlier
+                    if earlier is not None and "gitsail" in results:
+                        results["baseline"] = earlier["results"]["baseline"]
+                        results["baseline_from"] = {
+                            "file": args.baseline_from,
+                            "date": earlier.get("date"),
+                            "loadavg_at_end": earlier.get("loadavg_at_end"),
+                        }
                     if "baseline" in results and "gitsail" in results:
                         results["ratios"] = compute_ratios(
                             results["baseline"], results["gitsail"], concurrency=CONCURRENCY
@@ -799,6 +807,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 releases, 60 s idle")
     parser.add_argument("--baseline-only", action="store_true", help="only the helm loop")
     parser.add_argument("--gitsail-only", action="store_true", help="only the HelmReleases")
+    parser.add_argument(
+        "--baseline-from",
+        default=None,
+        help="with --gitsail-only: the helm loop of an earlier results file, for the ratios",
+    )
     parser.add_argument("--no-serial", action="store_true", help="skip the serial helm loop")
     parser.add_argument(
         "--idle", type=float, default=None, help="idle window = HelmRelease interval, s (120)"
@@ -810,6 +823,13 @@ def main() -> None:
     parser.add_argument("--keep-logs", action="store_true", help="keep controller logs")
     parser.add_argument("--out", default=None, help="results file")
     args = parser.parse_args()
+    if args.baseline_from and not args.gitsail_only:
+        parser.error("--baseline-from goes with --gitsail-only")
+    args.earlier = None
+    if args.baseline_from:
+        args.earlier = json.loads(Path(args.baseline_from).read_text())
+        if "baseline" not in args.earlier.get("results", {}):
+            parser.error(f"{args.baseline_from} holds no helm loop (results.baseline)")
     if args.baseline_only and args.gitsail_only:
         parser.error("--baseline-only and --gitsail-only exclude each other")
     args.releases = args.releases or (10 if args.quick else 100)
