@@ -1,6 +1,6 @@
-"""``python -m benchmarks [render|controller|flux ...]``: run benchmarks one after another.
+"""``python -m benchmarks [render|controller|flux|helm ...]``: run benchmarks one after another.
 
-With no name, all three run (``make bench``), each with its defaults; options after the
+With no name, all of them run (``make bench``), each with its defaults; options after the
 names are passed to every benchmark, e.g. ``python -m benchmarks controller flux --quick``.
 Each writes its own results file under ``benchmarks/results/`` (see README.md).
 """
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "render": "benchmarks.render_bench",
     "controller": "benchmarks.controller_bench",
     "flux": "benchmarks.flux_bench",
+    "helm": "benchmarks.helm_bench",
 }
 
 
