@@ -7,7 +7,8 @@ this module adds what the controller owns:
   reads projects from that cache, so every comparison and sync of an Application is
   checked against its project without an API request;
 - a change to a project (its reconcile) re-queues the Applications that use it, so a
-  widened or narrowed project takes effect at once;
+  widened or narrowed project takes effect at once — unless they were judged with that very
+  spec (the ``default`` project the admission created on first use, seen through the watch);
 - the ``default`` project is created on first use when missing (as Argo CD's server does).
 
 A project has no status of its own here: its reconcile writes nothing.
@@ -37,7 +38,11 @@ class _AppProjects(KindDefaults):
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
         name = str((obj.get("metadata") or {}).get("name") or "")
-        if self.ctx.enqueue is not None and reasons != frozenset({"startup"}):
+        if (
+            self.ctx.enqueue is not None
+            and reasons != frozenset({"startup"})
+            and not self.admission.judged_with(name, obj)
+        ):
             for namespace, app in self.admission.apps_of(name):
                 self.ctx.enqueue(ObjectKey("Application", namespace, app), f"project:{name}")
         return None

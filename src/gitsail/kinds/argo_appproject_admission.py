@@ -18,6 +18,7 @@ have no project).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -93,9 +94,16 @@ class ProjectAdmission:
         self.create_default = create_default
         self._apps: dict[str, set[tuple[str, str]]] = {}
         self._parsed: dict[str, tuple[tuple[str, str, str], Project | None, str]] = {}
+        self._judged: dict[str, str] = {}  # project -> the spec (JSON) its apps were judged by
 
     def apps_of(self, project: str) -> list[tuple[str, str]]:
         return sorted(self._apps.get(project, ()))
+
+    def judged_with(self, project: str, obj: Obj) -> bool:
+        """Whether the apps of ``project`` were last judged with exactly ``obj``'s spec (the
+        ``default`` this admission just created, seen again through the watch: nothing for
+        them to learn, so they are not re-queued)."""
+        return self._judged.get(project) == json.dumps(obj.get("spec"), sort_keys=True)
 
     async def project_for(self, app: Delivery) -> tuple[Project | None, str]:
         """The app's project, or None and why it cannot be used."""
@@ -115,7 +123,9 @@ class ProjectAdmission:
             if served and self.create_default:
                 await self._create_default(obj)
         if obj is None:
+            self._judged.pop(name, None)
             return None, f"Application referencing project {name} which does not exist"
+        self._judged[name] = json.dumps(obj.get("spec"), sort_keys=True)
         meta = obj.get("metadata") or {}
         version = (name, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
         cached = self._parsed.get(name)

@@ -1,5 +1,6 @@
 """The AppProject kind on the controller: it installs the engine's admission and a change
-to a project re-queues the Applications that asked about it (not on startup)."""
+to a project re-queues the Applications that asked about it (not on startup, and not when
+its spec is the one they were judged with)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ async def test_a_project_change_requeues_its_apps() -> None:
     await kind.reconcile(projects["team"], frozenset({"startup"}))
     assert queued == []  # every app is queued at startup anyway
     await kind.reconcile(projects["team"], frozenset({"changed"}))
+    assert queued == []  # the spec its apps were judged with: nothing to learn
+    widened = {**projects["team"], "spec": {"sourceRepos": ["*"]}}
+    await kind.reconcile(widened, frozenset({"changed"}))
     assert queued == [(ObjectKey("Application", "argocd", "a"), "project:team")]
     queued.clear()
     kind.forget(ObjectKey("AppProject", "argocd", "other"))
