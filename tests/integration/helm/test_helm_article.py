@@ -18,6 +18,7 @@ import yaml
 
 from gitsail.dev.chartrepo import ChartRepo
 from gitsail.dev.cluster import Cluster
+from gitsail.dev.registry import Registry
 from gitsail.kube import Kube
 from gitsail.model import Obj
 from tests.integration.controller.conftest import (
@@ -30,6 +31,7 @@ from tests.integration.controller.conftest import (
     stop_controller,
 )
 from tests.integration.helm.releases import HR, helm_cli
+from tests.integration.helm.test_oci_argo import publish
 
 __all__ = ["api", "control_ns", "crds_installed"]  # fixtures
 
@@ -138,3 +140,65 @@ async def test_the_articles_helmrepository_and_helmrelease_install_and_upgrade_r
     )
     revisions = [(h["revision"], h["chart"], h["status"]) for h in json.loads(history.stdout)]
     assert revisions == [(1, "redis-17.3.2", "superseded"), (2, "redis-17.5.0", "deployed")]
+
+
+async def test_a_helmrelease_installs_a_chart_from_an_oci_helmrepository(
+    api: Kube,
+    control_ns: str,
+    running: RunningController,
+    oci_registry: Registry,
+    cluster: Cluster,
+    tmp_path: Path,
+) -> None:
+    """HelmRepository ``type: oci`` → the HelmChart the release makes pulls through the
+    controller's OCI client → a real Helm release of the highest matching version."""
+    ns = control_ns
+    publish(oci_registry, f"{ns}/charts", tmp_path, "1.0.0", "1.1.0", "2.0.0")
+    await api.apply(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": {"name": "registry", "namespace": ns},
+            "spec": {
+                "type": "oci",
+                "interval": "1h",
+                "url": f"oci://{oci_registry.host}/{ns}/charts",
+            },
+        },
+        field_manager="kubectl",
+    )
+    await api.apply(
+        {
+            "apiVersion": HR,
+            "kind": "HelmRelease",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {
+                "interval": "1h",
+                "chart": {
+                    "spec": {
+                        "chart": "web",
+                        "version": "1.x",
+                        "sourceRef": {"kind": "HelmRepository", "name": "registry"},
+                    }
+                },
+                "values": {"color": "green"},
+            },
+        },
+        field_manager="kubectl",
+    )
+
+    async def released() -> Obj | None:
+        obj = await api.get(HR, "HelmRelease", "web", ns)
+        history = ((obj or {}).get("status") or {}).get("history") or []
+        return obj if ready(obj).get("status") == "True" and history else None
+
+    obj = await eventually(released, timeout=120, what="web released from the OCI registry")
+    assert obj["status"]["history"][0]["chartVersion"] == "1.1.0"
+    settings = await api.get("v1", "ConfigMap", "web-settings", ns)
+    assert settings is not None
+    assert settings["data"] == {"color": "green", "chart": "1.1.0"}
+    listed = helm_cli(
+        cluster.kubeconfig, "list", f"--namespace={ns}", "-o", "json", home=tmp_path / "h"
+    )
+    (entry,) = [r for r in json.loads(listed.stdout) if r["name"] == "web"]
+    assert entry["chart"] == "web-1.1.0"
