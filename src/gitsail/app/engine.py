@@ -32,7 +32,9 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message. 
   *n* may start ``duration × factorⁿ⁻¹`` (capped at ``maxDuration``) after that time
   (``Retry.delay``). The caller (the controller) waits; the engine only records.
 - A running sync records its progress in ``operationState`` (the step reached, the results
-  so far, Argo CD's "waiting for …" message; see ``gitsail.sync.progress``). Run again while
+  so far, Argo CD's "waiting for …" message; see ``gitsail.sync.progress``) where resuming
+  differs from running again: a hook started or ended, a health wait began. A sync without
+  hooks in one wave writes no progress: its final status carries the result. Run again while
   that state is still ``Running`` for the same operation with no ``finishedAt`` (the
   controller was restarted), it resumes at the recorded revision and step instead of
   starting over: a hook that succeeded is not run twice.
@@ -834,7 +836,8 @@ class AppEngine:
 
     def _checkpoint(self, app: Delivery, revision: str) -> Checkpoint:
         """Writes the progress of the running sync into ``operationState`` (Argo CD's
-        ``phase: Running``, ``message``, ``syncResult``), for a restarted controller."""
+        ``phase: Running``, ``message``, ``syncResult``), for a restarted controller; called
+        by the sync only where a resume differs from a rerun (``gitsail.sync.engine``)."""
 
         async def write(progress: OperationProgress) -> None:
             state = progress.to_state()
