@@ -13,7 +13,8 @@ of these, in order:
    ``retryCount`` + 1, and retry *n* starts no sooner than ``finishedAt`` + ``duration ×
    factorⁿ⁻¹`` (capped at ``maxDuration``, default 5 s, 2, 3 m). The wait is computed from
    the Application itself, so a reconcile woken early (an event, a restart) waits on.
-   An operation interrupted by a restart is simply run again.
+   An operation interrupted by a restart resumes from the progress it recorded (hooks
+   that ran are not run again; ``AppEngine.sync``), or runs again if it recorded none.
 3. **Refresh**: fetch, render, dry-run, diff; write status when it changed. A comparison
    error is written once (its message is stable, so an unchanged error is not rewritten)
    and backs off: 5 s doubling per consecutive failure up to the resync interval, started
