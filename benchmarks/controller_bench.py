@@ -845,6 +845,7 @@ async def convergence_phase(
     watch = WatchCache(kube, APP_API, "Application", CONTROL_NS)
     await watch.start()
     events = watch.subscribe()
+    m0 = await ctl.metrics()  # (before the CPU sample: a scrape costs the controller CPU)
     s0 = ctl.sample()
     api0 = await asyncio.to_thread(apiserver_requests, bench.cluster)
     t0 = time.monotonic()
@@ -878,6 +879,7 @@ async def convergence_phase(
     total = time.monotonic() - t0 if len(converged) == count else None
     elapsed = time.monotonic() - t0
     s1 = ctl.sample()
+    m1 = await ctl.metrics()
     api1 = await asyncio.to_thread(apiserver_requests, bench.cluster)
     await creating
     created_s = created_s or elapsed
@@ -908,6 +910,7 @@ async def convergence_phase(
         "apiserver_requests": int(sum(conv_requests.values())),
         "apiserver_requests_top": {k: int(v) for k, v in _top(conv_requests, 12)},
         "apiserver_requests_by_request": {k: int(v) for k, v in _top(conv_requests) if v >= 1},
+        "controller_counters": {k: round(m1.get(k, 0.0) - m0.get(k, 0.0), 2) for k in m1},
     }
     log(
         f"{count} apps: {len(converged)}/{count} converged in {elapsed:.1f}s, controller "
