@@ -906,6 +906,7 @@ async def convergence_phase(
         "controller_children_cpu_s": round(s1.children_cpu_s - s0.children_cpu_s, 1),
         "controller_cpu_cores_avg": round((s1.cpu_s - s0.cpu_s) / elapsed, 2),
         "controller_peak_rss_mib": round(max(ctl.peak_rss_mib, s1.hwm_mib), 1),
+        "controller_rss_start_mib": round(s0.rss_mib, 1),  # leading, no app yet
         "controller_rss_end_mib": round(s1.rss_mib, 1),
         "apiserver_requests": int(sum(conv_requests.values())),
         "apiserver_requests_top": {k: int(v) for k, v in _top(conv_requests, 12)},
