@@ -54,7 +54,14 @@ from gitsail.app.install import install_crds
 from gitsail.dev import cluster as devcluster
 from gitsail.dev.cluster import free_ports
 from gitsail.dev.gitserver import GitServer, Workdir
-from gitsail.kube import Kube, KubeError, WatchCache, WatchEvent, load_kubeconfig
+from gitsail.kube import (
+    Kube,
+    KubeError,
+    NotFoundKind,
+    WatchCache,
+    WatchEvent,
+    load_kubeconfig,
+)
 from gitsail.model import Obj
 from gitsail.toolchain import find_binary
 
@@ -572,6 +579,8 @@ class Bench:
 
     async def prepare_cluster(self) -> None:
         await install_crds(self.kube)  # Argo CD's and Flux's
+        # On a fresh cluster discovery may not serve a just-Established CRD yet.
+        await wait_for(self._kinds_served, limit=60, interval=0.5, what="CRDs in discovery")
         for ns in (CONTROL_NS, FLUX_NS):
             if await self.kube.get("v1", "Namespace", ns) is None:
                 await self.kube.create(
@@ -585,6 +594,15 @@ class Bench:
         }
         await self.kube.apply(secret, field_manager="gitsail-bench", force=True)
         await self.clean()
+
+    async def _kinds_served(self) -> bool:
+        try:
+            for api_version, kind in ((APP_API, "Application"), *FLUX_KINDS):
+                await self.kube.resource_for(api_version, kind)
+        except NotFoundKind:
+            await self.kube.discover(refresh=True)
+            return False
+        return True
 
     async def clean(self) -> None:
         """Remove every Application, every Flux object in ``flux-system`` and every
