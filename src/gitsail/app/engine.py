@@ -33,9 +33,8 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message. 
   (``Retry.delay``). The caller (the controller) waits; the engine only records.
 - A running sync records its progress in ``operationState`` (the step reached, the results
   so far, Argo CD's "waiting for …" message; see ``gitsail.sync.progress``) where resuming
-  differs from running again: a hook started or ended, a health wait began; the first of
-  these also records the attempt's start (``Running``, ``startedAt``). A sync without hooks
-  in one wave writes neither: its final state carries the result. Run again while
+  differs from running again: a hook started or ended, a health wait began. A sync without
+  hooks in one wave writes no progress: its final status carries the result. Run again while
   that state is still ``Running`` for the same operation with no ``finishedAt`` (the
   controller was restarted), it resumes at the recorded revision and step instead of
   starting over: a hook that succeeded is not run twice.
@@ -759,23 +758,26 @@ class AppEngine:
         if source is not None:
             # In the kind's own terms (Argo CD: a history entry's ``source``).
             app = _adapter(app).with_source(app, source)
-        # The start of the attempt, written with its first checkpoint (a hook, a health
-        # wait: where a restart would resume it), not on its own: a sync with neither writes
-        # only its final state, which says all of this too. A resumed run keeps its record.
-        running = None
-        if not dry_run and resume is None:
-            running = {
-                "operation": operation,
-                "phase": "Running",
-                "message": "sync started",
-                "startedAt": started,
-                # A retry starts over: no finish time, no result; the count stays (merge
-                # patch semantics: None removes a field, as Argo CD's omitempty leaves it out).
-                "finishedAt": None,
-                "syncResult": None,
-                "retryCount": retry_count or None,
-                "progress": None,
-            }
+        running = {
+            "operation": operation,
+            "phase": "Running",
+            "message": "sync started",
+            "startedAt": started,
+            # A retry starts over: no finish time, no result; the count stays (merge patch
+            # semantics: None removes a field, as Argo CD's omitempty leaves it out).
+            "finishedAt": None,
+            "syncResult": None,
+            "retryCount": retry_count or None,
+            "progress": None,
+        }
+        if not dry_run and resume is None:  # a resumed run keeps what it recorded
+            await self.control.merge_patch(
+                app.api_version,
+                app.kind,
+                app.name,
+                {"status": {"operationState": running}},
+                namespace=app.namespace,
+            )
         try:
             comparison = await self.compare(app, revision=revision)
         except ComparisonError as exc:
@@ -824,7 +826,7 @@ class AppEngine:
             progress,
             lookup=self.live,
             changes=self.changes,
-            checkpoint=self._checkpoint(app, comparison.artifact.revision, running),
+            checkpoint=self._checkpoint(app, comparison.artifact.revision),
         )
         revision_done = comparison.artifact.revision
         retry_at = await self._finish(
@@ -832,20 +834,14 @@ class AppEngine:
         )
         return OperationOutcome(result, revision_done, comparison, retry_at)
 
-    def _checkpoint(
-        self, app: Delivery, revision: str, start: dict[str, Any] | None = None
-    ) -> Checkpoint:
+    def _checkpoint(self, app: Delivery, revision: str) -> Checkpoint:
         """Writes the progress of the running sync into ``operationState`` (Argo CD's
         ``phase: Running``, ``message``, ``syncResult``), for a restarted controller; called
         by the sync only where a resume differs from a rerun (``gitsail.sync.engine``)."""
 
-        unwritten = [start]  # the attempt's start record, until a checkpoint carries it
-
         async def write(progress: OperationProgress) -> None:
             state = progress.to_state()
             state["syncResult"].update(revision=revision, source=_adapter(app).source_status(app))
-            if unwritten[0] is not None:
-                state = {**unwritten[0], **state}
             try:
                 await self.control.merge_patch(
                     app.api_version,
@@ -854,7 +850,6 @@ class AppEngine:
                     {"status": {"operationState": state}},
                     namespace=app.namespace,
                 )
-                unwritten[0] = None
             except KubeError as exc:  # the sync goes on; a restart would start it over
                 log.warning("progress of %s/%s not recorded: %s", app.namespace, app.name, exc)
 
