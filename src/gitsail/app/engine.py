@@ -97,6 +97,7 @@ __all__ = [
     "OperationOutcome",
     "PipelineObserver",
     "now",
+    "operation_start",
 ]
 
 # Argo CD's Application: what ``get_application``/``list_applications`` read until the
@@ -273,6 +274,36 @@ def _resume_point(app_obj: Obj, operation: dict[str, Any] | None) -> _Resume | N
         return None
     revision = str((state.get("syncResult") or {}).get("revision") or "")
     return _Resume(progress, str(state.get("startedAt") or now()), revision)
+
+
+def operation_start(operation: dict[str, Any], started: str, retry_count: int = 0) -> Obj:
+    """``operationState`` as an attempt of ``operation`` starts (Argo CD's ``Running``).
+
+    A caller that sets the ``operation`` field itself (the controller's automated sync) may
+    write this in the same patch; ``AppEngine.sync`` then does not write it again.
+    """
+    return {
+        "operation": operation,
+        "phase": "Running",
+        "message": "sync started",
+        "startedAt": started,
+        # A retry starts over: no finish time, no result; the count stays (merge patch
+        # semantics: None removes a field, as Argo CD's omitempty leaves it out).
+        "finishedAt": None,
+        "syncResult": None,
+        "retryCount": retry_count or None,
+        "progress": None,
+    }
+
+
+def _start_recorded(app_obj: Obj, start: Obj) -> str:
+    """The ``startedAt`` of ``start`` when the Application already records exactly that
+    start (any time), nothing more; "" otherwise."""
+    state = (app_obj.get("status") or {}).get("operationState")
+    if not isinstance(state, dict) or not state.get("startedAt"):
+        return ""
+    same = all(state.get(k) == v for k, v in start.items() if k != "startedAt")
+    return str(state["startedAt"]) if same else ""
 
 
 def _with_sync_error(app_obj: Obj, result: SyncResult, revision: str) -> Obj:
@@ -758,19 +789,11 @@ class AppEngine:
         if source is not None:
             # In the kind's own terms (Argo CD: a history entry's ``source``).
             app = _adapter(app).with_source(app, source)
-        running = {
-            "operation": operation,
-            "phase": "Running",
-            "message": "sync started",
-            "startedAt": started,
-            # A retry starts over: no finish time, no result; the count stays (merge patch
-            # semantics: None removes a field, as Argo CD's omitempty leaves it out).
-            "finishedAt": None,
-            "syncResult": None,
-            "retryCount": retry_count or None,
-            "progress": None,
-        }
-        if not dry_run and resume is None:  # a resumed run keeps what it recorded
+        running = operation_start(operation, started, retry_count)
+        recorded = _start_recorded(app.origin, running)
+        if recorded:  # written with the operation (an automated sync): not written again
+            started = running["startedAt"] = recorded
+        elif not dry_run and resume is None:  # a resumed run keeps what it recorded
             await self.control.merge_patch(
                 app.api_version,
                 app.kind,

@@ -63,7 +63,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
+from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now, operation_start
 from gitsail.app.model import Retry
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
@@ -643,11 +643,16 @@ class AppReconciler(KindDefaults):
             "retry": (app.raw.get("spec") or {}).get("syncPolicy", {}).get("retry")
             or IMPLICIT_AUTOMATED_RETRY,
         }
+        # The operation and the start of its first attempt in one patch (the sync then
+        # does not write its start again).
         updated = await self.engine.kube.merge_patch(
             API_VERSION,
             "Application",
             app.name,
-            {"operation": operation},
+            {
+                "operation": operation,
+                "status": {"operationState": operation_start(operation, now())},
+            },
             namespace=app.namespace,
         )
         return await self._run_operation(App.from_application(updated), memory)
