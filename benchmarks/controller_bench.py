@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,14 @@ from gitsail.app.install import install_crds
 from gitsail.dev import cluster as devcluster
 from gitsail.dev.cluster import free_ports
 from gitsail.dev.gitserver import GitServer, Workdir
-from gitsail.kube import Kube, KubeError, WatchCache, WatchEvent, load_kubeconfig
+from gitsail.kube import (
+    Kube,
+    KubeError,
+    NotFoundKind,
+    WatchCache,
+    WatchEvent,
+    load_kubeconfig,
+)
 from gitsail.model import Obj
 from gitsail.toolchain import find_binary
 
@@ -211,9 +219,59 @@ def _tool_binaries() -> dict[str, str]:
     return env
 
 
+# The controller under tracemalloc (``--tracemalloc``): SIGUSR1 dumps a snapshot to the file
+# named by GITSAIL_BENCH_TRACEMALLOC, then it goes on; otherwise ``python -m gitsail``.
+_TRACED_MAIN = """
+import os, signal, sys, tracemalloc
+def _dump(*_):
+    tracemalloc.take_snapshot().dump(os.environ["GITSAIL_BENCH_TRACEMALLOC"] + ".part")
+    os.replace(os.environ["GITSAIL_BENCH_TRACEMALLOC"] + ".part",
+               os.environ["GITSAIL_BENCH_TRACEMALLOC"])
+signal.signal(signal.SIGUSR1, _dump)
+sys.argv[0] = "gitsail"
+from gitsail.cli.main import main
+main()
+"""
+
+
+def _memory_by(snapshot: tracemalloc.Snapshot, top: int) -> dict[str, Any]:
+    """Traced memory by file and by package (``gitsail.<stage>`` or the library), MiB."""
+
+    def short(filename: str) -> str:
+        for marker in ("/site-packages/", "/src/", "/lib/python3"):
+            if marker in filename:
+                return filename.split(marker, 1)[1]
+        return filename
+
+    def package(name: str) -> str:
+        parts = name.split("/")
+        if parts[0] == "gitsail" and len(parts) > 2:
+            return f"gitsail.{parts[1]}"
+        return parts[0].removesuffix(".py")
+
+    files: dict[str, float] = {}
+    for stat in snapshot.statistics("filename"):
+        name = short(stat.traceback[0].filename)
+        files[name] = files.get(name, 0.0) + stat.size
+    packages: dict[str, float] = {}
+    for name, size in files.items():
+        packages[package(name)] = packages.get(package(name), 0.0) + size
+    mib = 1024 * 1024
+    return {
+        "traced_mib": round(sum(files.values()) / mib, 1),
+        "by_package_mib": {k: round(v / mib, 2) for k, v in _top(packages, top)},
+        "by_file_mib": {k: round(v / mib, 2) for k, v in _top(files, top)},
+    }
+
+
 @dataclass
 class ControllerProcess:
-    """``python -m gitsail controller`` as a child process, on its own cache directory."""
+    """``python -m gitsail controller`` as a child process, on its own cache directory.
+
+    ``pythonpath`` runs another checkout's gitsail under the same harness (A/B against an
+    older commit: ``--controller-src``); ``tracemalloc`` traces its allocations
+    (``--tracemalloc``: CPU figures are then not comparable).
+    """
 
     kubeconfig: Path
     work: Path
@@ -223,6 +281,8 @@ class ControllerProcess:
     concurrency: int = 10
     profile: bool = False
     namespaces: tuple[str, ...] = (CONTROL_NS,)
+    pythonpath: str | None = None
+    tracemalloc: bool = False
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     profiler: subprocess.Popen[bytes] | None = None
@@ -239,10 +299,12 @@ class ControllerProcess:
         return self.proc.pid
 
     def argv(self) -> list[str]:
+        main = (
+            ["-X", "tracemalloc=1", "-c", _TRACED_MAIN] if self.tracemalloc else ["-m", "gitsail"]
+        )
         return [
             sys.executable,
-            "-m",
-            "gitsail",
+            *main,
             "controller",
             "--kubeconfig",
             str(self.kubeconfig),
@@ -263,6 +325,9 @@ class ControllerProcess:
         cache = self.work / f"cache-{self.label}"
         shutil.rmtree(cache, ignore_errors=True)
         env = {**os.environ, **_tool_binaries(), "GITSAIL_CACHE_DIR": str(cache)}
+        if self.pythonpath:
+            env["PYTHONPATH"] = self.pythonpath
+        env["GITSAIL_BENCH_TRACEMALLOC"] = str(self._snapshot_path)
         with (self.work / f"controller-{self.label}.log").open("ab") as logfile:
             return subprocess.Popen(
                 self.argv(), cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT
@@ -317,6 +382,27 @@ class ControllerProcess:
 
     def sample(self) -> ProcSample:
         return proc_sample(self.pid)
+
+    @property
+    def _snapshot_path(self) -> Path:
+        return self.work / f"tracemalloc-{self.label}.bin"
+
+    async def memory(self, top: int = 25) -> dict[str, Any] | None:
+        """Where the traced memory is now (``tracemalloc`` only), by package and file."""
+        if not self.tracemalloc:
+            return None
+        path = self._snapshot_path
+        path.unlink(missing_ok=True)
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 120
+        while not path.exists():
+            if time.monotonic() > deadline:
+                log(f"controller {self.label}: no tracemalloc snapshot after 120 s")
+                return None
+            await asyncio.sleep(0.5)
+        snapshot = await asyncio.to_thread(tracemalloc.Snapshot.load, str(path))
+        return await asyncio.to_thread(_memory_by, snapshot, top)
 
     async def metrics(self) -> dict[str, float]:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -475,8 +561,12 @@ class Bench:
     work: Path
     profile: bool
     controllers: list[ControllerProcess] = field(default_factory=list)
+    controller_src: str | None = None  # another checkout's src/ (A/B)
+    tracemalloc: bool = False
 
     def controller(self, label: str, **kwargs: Any) -> ControllerProcess:
+        kwargs.setdefault("pythonpath", self.controller_src)
+        kwargs.setdefault("tracemalloc", self.tracemalloc)
         ctl = ControllerProcess(
             self.cluster.kubeconfig, self.work, label, profile=self.profile, **kwargs
         )
@@ -489,6 +579,8 @@ class Bench:
 
     async def prepare_cluster(self) -> None:
         await install_crds(self.kube)  # Argo CD's and Flux's
+        # On a fresh cluster discovery may not serve a just-Established CRD yet.
+        await wait_for(self._kinds_served, limit=60, interval=0.5, what="CRDs in discovery")
         for ns in (CONTROL_NS, FLUX_NS):
             if await self.kube.get("v1", "Namespace", ns) is None:
                 await self.kube.create(
@@ -502,6 +594,15 @@ class Bench:
         }
         await self.kube.apply(secret, field_manager="gitsail-bench", force=True)
         await self.clean()
+
+    async def _kinds_served(self) -> bool:
+        try:
+            for api_version, kind in ((APP_API, "Application"), *FLUX_KINDS):
+                await self.kube.resource_for(api_version, kind)
+        except NotFoundKind:
+            await self.kube.discover(refresh=True)
+            return False
+        return True
 
     async def clean(self) -> None:
         """Remove every Application, every Flux object in ``flux-system`` and every
@@ -762,6 +863,7 @@ async def convergence_phase(
     watch = WatchCache(kube, APP_API, "Application", CONTROL_NS)
     await watch.start()
     events = watch.subscribe()
+    m0 = await ctl.metrics()  # (before the CPU sample: a scrape costs the controller CPU)
     s0 = ctl.sample()
     api0 = await asyncio.to_thread(apiserver_requests, bench.cluster)
     t0 = time.monotonic()
@@ -795,6 +897,7 @@ async def convergence_phase(
     total = time.monotonic() - t0 if len(converged) == count else None
     elapsed = time.monotonic() - t0
     s1 = ctl.sample()
+    m1 = await ctl.metrics()
     api1 = await asyncio.to_thread(apiserver_requests, bench.cluster)
     await creating
     created_s = created_s or elapsed
@@ -821,9 +924,12 @@ async def convergence_phase(
         "controller_children_cpu_s": round(s1.children_cpu_s - s0.children_cpu_s, 1),
         "controller_cpu_cores_avg": round((s1.cpu_s - s0.cpu_s) / elapsed, 2),
         "controller_peak_rss_mib": round(max(ctl.peak_rss_mib, s1.hwm_mib), 1),
+        "controller_rss_start_mib": round(s0.rss_mib, 1),  # leading, no app yet
         "controller_rss_end_mib": round(s1.rss_mib, 1),
         "apiserver_requests": int(sum(conv_requests.values())),
         "apiserver_requests_top": {k: int(v) for k, v in _top(conv_requests, 12)},
+        "apiserver_requests_by_request": {k: int(v) for k, v in _top(conv_requests) if v >= 1},
+        "controller_counters": {k: round(m1.get(k, 0.0) - m0.get(k, 0.0), 2) for k in m1},
     }
     log(
         f"{count} apps: {len(converged)}/{count} converged in {elapsed:.1f}s, controller "
@@ -880,6 +986,7 @@ async def idle_phase(
     b = ctl.sample()
     m_b = await ctl.metrics()
     window = b.at - a.at
+    memory = await ctl.memory()  # (with --tracemalloc)
     await ctl.stop()
     await asyncio.sleep(5)  # watches the controller held are closed and counted
     api_c = await asyncio.to_thread(apiserver_requests, bench.cluster)
@@ -931,6 +1038,8 @@ async def idle_phase(
         f"{poll_period:g} s (mean poll period: {period_source})",
         "controller_cpu_s_per_poll": round((b.cpu_s - a.cpu_s) / polls, 4) if polls else None,
     }
+    if memory is not None:
+        idle["tracemalloc"] = memory
     log(
         f"idle {count}: CPU {idle['controller_cpu_pct']}%, RSS {b.rss_mib:.0f} MiB, "
         f"apiserver {idle_rate - base_rate:.2f} req/s (baseline {base_rate:.2f})"
@@ -984,7 +1093,15 @@ async def run(args: argparse.Namespace, counts: list[int], reps: int) -> dict[st
     try:
         async with Kube(await load_kubeconfig(str(cluster.kubeconfig))) as kube:
             with git_server() as git:
-                bench = Bench(cluster, kube, git, work, profile=args.profile)
+                bench = Bench(
+                    cluster,
+                    kube,
+                    git,
+                    work,
+                    profile=args.profile,
+                    controller_src=args.controller_src,
+                    tracemalloc=args.tracemalloc,
+                )
                 try:
                     await bench.prepare_cluster()
                     if not args.skip_latency:
@@ -1091,7 +1208,20 @@ def main() -> None:
     parser.add_argument("--keep-cluster", action="store_true", help="leave cluster and apps")
     parser.add_argument("--keep-logs", action="store_true", help="keep controller logs")
     parser.add_argument("--out", default=None, help="results file (default by --quick)")
+    parser.add_argument(
+        "--controller-src",
+        default=None,
+        help="run the controller from another checkout's src/ (A/B against an older commit)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the controller's allocations; where memory is after the idle window "
+        "(CPU figures are then not comparable)",
+    )
     args = parser.parse_args()
+    if args.controller_src:
+        args.controller_src = str(Path(args.controller_src).resolve())
     counts = [int(x) for x in (args.apps or ("100" if args.quick else "100,1000")).split(",")]
     reps = args.reps or (5 if args.quick else 12)
     args.idle = args.idle or (60.0 if args.quick else 120.0)
@@ -1117,6 +1247,8 @@ def main() -> None:
                 "command": command.strip(),
                 "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "gitsail_commit": revision,
+                "controller_src": args.controller_src or "this checkout",
+                "tracemalloc": args.tracemalloc,
                 "duration_s": round(duration, 1),
                 "machine": {
                     "cpus": os.cpu_count(),

@@ -32,7 +32,9 @@ lands in ``status.conditions`` (``ComparisonError``) and the operation message. 
   *n* may start ``duration × factorⁿ⁻¹`` (capped at ``maxDuration``) after that time
   (``Retry.delay``). The caller (the controller) waits; the engine only records.
 - A running sync records its progress in ``operationState`` (the step reached, the results
-  so far, Argo CD's "waiting for …" message; see ``gitsail.sync.progress``). Run again while
+  so far, Argo CD's "waiting for …" message; see ``gitsail.sync.progress``) where resuming
+  differs from running again: a hook started or ended, a health wait began. A sync without
+  hooks in one wave writes no progress: its final status carries the result. Run again while
   that state is still ``Running`` for the same operation with no ``finishedAt`` (the
   controller was restarted), it resumes at the recorded revision and step instead of
   starting over: a hook that succeeded is not run twice.
@@ -97,6 +99,7 @@ __all__ = [
     "OperationOutcome",
     "PipelineObserver",
     "now",
+    "operation_start",
 ]
 
 # Argo CD's Application: what ``get_application``/``list_applications`` read until the
@@ -273,6 +276,36 @@ def _resume_point(app_obj: Obj, operation: dict[str, Any] | None) -> _Resume | N
         return None
     revision = str((state.get("syncResult") or {}).get("revision") or "")
     return _Resume(progress, str(state.get("startedAt") or now()), revision)
+
+
+def operation_start(operation: dict[str, Any], started: str, retry_count: int = 0) -> Obj:
+    """``operationState`` as an attempt of ``operation`` starts (Argo CD's ``Running``).
+
+    A caller that sets the ``operation`` field itself (the controller's automated sync) may
+    write this in the same patch; ``AppEngine.sync`` then does not write it again.
+    """
+    return {
+        "operation": operation,
+        "phase": "Running",
+        "message": "sync started",
+        "startedAt": started,
+        # A retry starts over: no finish time, no result; the count stays (merge patch
+        # semantics: None removes a field, as Argo CD's omitempty leaves it out).
+        "finishedAt": None,
+        "syncResult": None,
+        "retryCount": retry_count or None,
+        "progress": None,
+    }
+
+
+def _start_recorded(app_obj: Obj, start: Obj) -> str:
+    """The ``startedAt`` of ``start`` when the Application already records exactly that
+    start (any time), nothing more; "" otherwise."""
+    state = (app_obj.get("status") or {}).get("operationState")
+    if not isinstance(state, dict) or not state.get("startedAt"):
+        return ""
+    same = all(state.get(k) == v for k, v in start.items() if k != "startedAt")
+    return str(state["startedAt"]) if same else ""
 
 
 def _with_sync_error(app_obj: Obj, result: SyncResult, revision: str) -> Obj:
@@ -780,19 +813,11 @@ class AppEngine:
                 result = SyncResult("Failed", refused)
                 await self._finish(app, operation, result, started, "", None, False, None, 0)
                 return OperationOutcome(result, "", None, None)
-        running = {
-            "operation": operation,
-            "phase": "Running",
-            "message": "sync started",
-            "startedAt": started,
-            # A retry starts over: no finish time, no result; the count stays (merge patch
-            # semantics: None removes a field, as Argo CD's omitempty leaves it out).
-            "finishedAt": None,
-            "syncResult": None,
-            "retryCount": retry_count or None,
-            "progress": None,
-        }
-        if not dry_run and resume is None:  # a resumed run keeps what it recorded
+        running = operation_start(operation, started, retry_count)
+        recorded = _start_recorded(app.origin, running)
+        if recorded:  # written with the operation (an automated sync): not written again
+            started = running["startedAt"] = recorded
+        elif not dry_run and resume is None:  # a resumed run keeps what it recorded
             await self.control.merge_patch(
                 app.api_version,
                 app.kind,
@@ -858,7 +883,8 @@ class AppEngine:
 
     def _checkpoint(self, app: Delivery, revision: str) -> Checkpoint:
         """Writes the progress of the running sync into ``operationState`` (Argo CD's
-        ``phase: Running``, ``message``, ``syncResult``), for a restarted controller."""
+        ``phase: Running``, ``message``, ``syncResult``), for a restarted controller; called
+        by the sync only where a resume differs from a rerun (``gitsail.sync.engine``)."""
 
         async def write(progress: OperationProgress) -> None:
             state = progress.to_state()

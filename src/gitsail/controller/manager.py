@@ -26,7 +26,8 @@ kinds when ``ControllerOptions.flux`` is on and their modules exist) and runs:
   raises ``Stalled`` waits for a change of its object.
 
 Webhooks work on every replica, leading or not: each keeps a watch of the
-``argocd-secret`` Secret (the webhook secrets) and of the Applications, and records a push
+``argocd-secret`` Secret (the webhook secrets) and of the Applications (the cache the
+leader's Application kind also reconciles from: one copy per Application), and records a push
 on the Applications it touches as Argo CD's server does, with the annotation
 ``argocd.argoproj.io/refresh: normal``; the leader's Application watch sees the change and
 the reconciler refreshes the app and removes the annotation. So a Service in front of
@@ -418,8 +419,11 @@ class Controller:
             *(flux_kinds() if options.flux else ()),
         ]
         self.registry = KindRegistry()
-        # One watch cache per (kind, namespace) of the registered kinds.
+        # One watch cache per (kind, namespace) of the registered kinds; the Application's
+        # are the webhooks' caches (``webhook_app_caches``), shared: one copy of each
+        # Application in memory, one watch.
         self.kind_caches: dict[tuple[str, str], WatchCache] = {}
+        self._kind_queues: dict[tuple[str, str], asyncio.Queue[WatchEvent]] = {}
         self._seen: dict[ObjectKey, Obj] = {}  # the last version of each object we were told of
         self._failures: dict[ObjectKey, int] = {}  # consecutive Transient failures
         self.reconciler: AppReconciler | None = None
@@ -428,6 +432,7 @@ class Controller:
         # Kept by every replica for webhooks (see the module docstring).
         self.webhook_secret_cache: WatchCache | None = None
         self.webhook_app_caches: dict[str, WatchCache] = {}
+        self._app_cache_lock = asyncio.Lock()
 
     # -- settings --------------------------------------------------------------------------
 
@@ -517,9 +522,12 @@ class Controller:
         it is ``required`` (the Application: without it there is nothing to do)."""
         api = reconciler.api
         for namespace in self.options.namespaces:
-            cache = WatchCache(self.kube, api.api_version, api.kind, namespace)
             try:
-                await cache.start()
+                if reconciler is self.reconciler:
+                    cache = await self._application_cache(namespace)
+                else:
+                    cache = WatchCache(self.kube, api.api_version, api.kind, namespace)
+                    await cache.start()
             except KubeError as exc:
                 if required:
                     raise
@@ -533,7 +541,7 @@ class Controller:
                 )
                 return
             self.kind_caches[(api.kind, namespace)] = cache
-            queue = cache.subscribe()
+            queue = self._kind_queues[(api.kind, namespace)] = cache.subscribe()
             self._tasks.append(
                 asyncio.create_task(self._pump_kind(reconciler, queue), name=f"pump-{api.kind}")
             )
@@ -564,9 +572,14 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for cache in self.kind_caches.values():
-            await cache.stop()
+        shared = list(self.webhook_app_caches.values())
+        for key, cache in self.kind_caches.items():
+            if any(cache is c for c in shared):
+                cache.unsubscribe(self._kind_queues[key])  # the webhooks keep reading it
+            else:
+                await cache.stop()
         self.kind_caches.clear()
+        self._kind_queues.clear()
         self._seen.clear()
         self._failures.clear()
         await self.live.stop()
@@ -658,10 +671,7 @@ class Controller:
                     await cache.start()
                     self.webhook_secret_cache = cache
                 for ns in self.options.namespaces:
-                    if ns not in self.webhook_app_caches:
-                        apps = WatchCache(self.kube, API_VERSION, "Application", ns)
-                        await apps.start()
-                        self.webhook_app_caches[ns] = apps
+                    await self._application_cache(ns)
                 return
             except KubeError as exc:
                 failures += 1
@@ -672,6 +682,18 @@ class Controller:
                     exc,
                 )
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+
+    async def _application_cache(self, namespace: str) -> WatchCache:
+        """The watch cache of the Applications in ``namespace``, started on first use:
+        webhooks read it on every replica, and the leader's Application kind reconciles
+        from it (its pump subscribes while leading)."""
+        async with self._app_cache_lock:
+            cache = self.webhook_app_caches.get(namespace)
+            if cache is None:
+                cache = WatchCache(self.kube, API_VERSION, "Application", namespace)
+                await cache.start()
+                self.webhook_app_caches[namespace] = cache
+            return cache
 
     async def _stop_webhook_watches(self) -> None:
         caches = list(self.webhook_app_caches.values())

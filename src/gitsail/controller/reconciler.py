@@ -13,7 +13,8 @@ of these, in order:
    ``retryCount`` + 1, and retry *n* starts no sooner than ``finishedAt`` + ``duration ×
    factorⁿ⁻¹`` (capped at ``maxDuration``, default 5 s, 2, 3 m). The wait is computed from
    the Application itself, so a reconcile woken early (an event, a restart) waits on.
-   An operation interrupted by a restart is simply run again.
+   An operation interrupted by a restart resumes from the progress it recorded (hooks
+   that ran are not run again; ``AppEngine.sync``), or runs again if it recorded none.
 3. **Refresh**: fetch, render, dry-run, diff; write status when it changed. A comparison
    error is written once (its message is stable, so an unchanged error is not rewritten)
    and backs off: 5 s doubling per consecutive failure up to the resync interval, started
@@ -59,11 +60,11 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gitsail.app.admission import INVALID_SPEC
-from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now
+from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now, operation_start
 from gitsail.app.model import Retry
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
@@ -206,8 +207,10 @@ class _Memory:
     revision: str | None = None  # the commit the last comparison used
     last_status_write: float = 0.0
     drift_reported: set[str] = field(default_factory=set)
-    # The last full comparison while nothing ran since: re-assessed on health-only news.
+    # The last full comparison while nothing ran since: re-assessed on health-only news;
+    # kept lean (``_retained``), with the digest of the spec it was made for.
     comparison: Comparison | None = None
+    comparison_spec: str = ""
     # Consecutive comparison errors and what they happened under (backoff resets).
     failures: int = 0
     failed_at: float = 0.0
@@ -406,7 +409,7 @@ class AppReconciler(KindDefaults):
         except ComparisonError as exc:
             return self._comparison_failed(app, exc, memory, patch, spec, refresh)
         memory.failures = 0
-        memory.comparison = comparison
+        memory.comparison, memory.comparison_spec = _retained(comparison), spec
         memory.input_paths = _input_paths(comparison)
         memory.revision = comparison.artifact.revision
         await self._report_drift(app, comparison, memory, patch, reasons)
@@ -475,12 +478,12 @@ class AppReconciler(KindDefaults):
     ) -> float | None:
         """Health of the last comparison from the watch cache; None: compare in full."""
         last = memory.comparison
-        if last is None or _digest(last.app.origin.get("spec")) != spec:
+        if last is None or memory.comparison_spec != spec:
             return None
         comparison = await self.engine.reassess_health(last, app)
         if comparison is None:
             return None
-        memory.comparison = comparison
+        memory.comparison = _retained(comparison)
         self._write_status_if_changed(app, comparison, memory, patch)
         return self.settings.next_refresh()  # the poll already scheduled comes first
 
@@ -655,11 +658,16 @@ class AppReconciler(KindDefaults):
             "retry": (app.raw.get("spec") or {}).get("syncPolicy", {}).get("retry")
             or IMPLICIT_AUTOMATED_RETRY,
         }
+        # The operation and the start of its first attempt in one patch (the sync then
+        # does not write its start again).
         updated = await self.engine.kube.merge_patch(
             API_VERSION,
             "Application",
             app.name,
-            {"operation": operation},
+            {
+                "operation": operation,
+                "status": {"operationState": operation_start(operation, now())},
+            },
             namespace=app.namespace,
         )
         return await self._run_operation(App.from_application(updated), memory)
@@ -792,6 +800,35 @@ class AppReconciler(KindDefaults):
             obj, reason="ResourceDeleted", message="deleted the app's resources"
         )
         return None
+
+
+def _retained(comparison: Comparison) -> Comparison:
+    """What is kept of a comparison between reconciles (one per app), to re-assess its
+    health and write its status later without a new comparison: the statuses, health and
+    desired objects as computed, without what only the comparison itself needed. Dropped:
+    the diffs' compared forms and text, the rendered manifests beyond the desired objects
+    and hooks (the same objects), the Application as read (``app`` is replaced when it is
+    re-assessed). Live objects are kept as their ``apiVersion``, ``kind`` and metadata
+    without ``managedFields`` (what ``AppEngine.reassess_health`` compares, and health
+    settings read): a full live object held here would outlive the watch cache's newer
+    version of it, one more copy per managed object."""
+    return replace(
+        comparison,
+        app=replace(comparison.app, origin={}),
+        rendered=replace(comparison.rendered, manifests=comparison.desired + comparison.hooks),
+        diffs=tuple(replace(d, desired=None, live=None, unified="") for d in comparison.diffs),
+        live={key: _skeleton(obj) for key, obj in comparison.live.items()},
+        owned_live=tuple(_skeleton(obj) for obj in comparison.owned_live),
+    )
+
+
+def _skeleton(obj: Obj) -> Obj:
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
+    }
 
 
 def _input_paths(comparison: Comparison) -> frozenset[str] | None:

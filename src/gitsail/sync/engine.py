@@ -38,11 +38,21 @@ checked with one GET, since the cache may lag its own writes. Without them (the 
 wait reads with a GET every ``poll_interval``.
 
 **Resuming.** ``checkpoint`` is given an ``OperationProgress`` (``gitsail.sync.progress``)
-when a step (phase, wave) starts, when a hook starts and ends, and when a health wait
-begins; the caller records it in ``operationState``. A caller restarted in the middle
-passes it back as ``SyncRequest.resume``: completed tasks of earlier steps are carried
-over, not run again; a succeeded hook never runs twice, a running one is waited on; the
-recorded step is applied again and waited on.
+where resuming differs from running again: when a hook starts and ends, and when a health
+wait begins (a later step follows it); the caller records it in ``operationState``. A
+step (phase, wave) that merely starts is not recorded: applying it again is what a resume
+does anyway, so a sync without hooks whose objects need no wait (one wave) writes no
+checkpoint at all; its final status carries the result. A caller restarted in the middle
+passes the last record back as ``SyncRequest.resume``: completed tasks of earlier steps
+are carried over, not run again; a succeeded hook never runs twice, a running one is
+waited on; the recorded step and what follows it are applied again.
+
+**Reading live objects to validate.** An object to apply is checked for another owner's
+mark on its cached view (``lookup``), and the view is trusted only as far as the dry run
+confirms it: the dry run answers with the object's live ``resourceVersion`` (none when
+it does not exist yet), and a cached view at another version (behind, or missing an
+object created meanwhile) is read again with one GET. A new object, or one the cache
+holds current, costs no GET. Hooks, and callers without a ``lookup``, read with a GET.
 
 Every DELETE is conditional (``preconditions``): a prune re-reads the object, checks it is
 still ours and still the object compared (same uid), and deletes only that uid at that
@@ -197,6 +207,12 @@ def _behind(live: Obj | None, written: Obj) -> bool:
         return False
 
 
+def _resource_version(obj: Obj | None) -> str:
+    """``metadata.resourceVersion``; "" for no object, or a dry run's answer for an object
+    that does not exist yet (the server gives a version only to what it has stored)."""
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
 def _namespaced_crd_kinds(desired: Sequence[Obj]) -> dict[tuple[str, str], bool]:
     """(group, kind) → namespaced, for CRDs defined in the desired set."""
     kinds: dict[tuple[str, str], bool] = {}
@@ -274,7 +290,7 @@ class _Operation:
 
     async def save(self, message: str) -> None:
         """Record the step reached and the results so far (a bounded number of writes:
-        when a step starts, a hook starts or ends, a health wait begins)."""
+        when a hook starts or ends, a health wait begins, a failure's SyncFail hooks start)."""
         if self.seams.checkpoint is None or self.req.dry_run or self.step is None:
             return
         phase, wave = self.step
@@ -282,12 +298,11 @@ class _Operation:
             OperationProgress(phase, wave, message, tuple(self.results.values()))
         )
 
-    async def enter(self, phase: Phase, wave: int, message: str = "") -> None:
-        """Step (``phase``, ``wave``) starts; saved when it is a new step."""
-        if self.step == (phase, wave):
-            return
+    def enter(self, phase: Phase, wave: int) -> None:
+        """Step (``phase``, ``wave``) starts. Not saved by itself: the next checkpoint (a
+        hook, a health wait) records it; until then a resume applies it again, as a fresh
+        run would."""
         self.step = (phase, wave)
-        await self.save(message or "one or more tasks are running")
 
     def earlier(self, phase: Phase, wave: int) -> bool:
         """A step an interrupted run of this operation had finished."""
@@ -387,17 +402,35 @@ class _Operation:
             if task.action is TaskAction.prune or task.obj is None:
                 continue
             pending = (task.key.group, task.key.kind) in self.pending_crd
+            # Objects to apply are read from the watch cache, checked against the dry run.
+            cached = self.seams.lookup is not None and task.action is TaskAction.apply
             try:
-                live = None if pending or not task.key.name else await self._live(task)
+                live = None
+                if not pending and task.key.name:
+                    live = await (self._cached(task) if cached else self._live(task))
                 problem = self._ownership_problem(task, live)
+                if problem and cached:  # a refusal is the server's word: the cache may lag
+                    live, cached = await self._live(task), False
+                    problem = self._ownership_problem(task, live)
                 if problem:
                     errors.append(f"{task.key}: {problem}")
                     continue
-                if pending or task.options.flag("SkipDryRunOnMissingResource"):
+                if pending:
+                    continue
+                if task.options.flag("SkipDryRunOnMissingResource"):
+                    if cached and (
+                        problem := self._ownership_problem(task, await self._live(task))
+                    ):
+                        errors.append(f"{task.key}: {problem}")
                     continue
                 if missing_ns and task.key.namespace == self.req.destination_namespace:
                     continue  # the namespace is created by this sync (CreateNamespace)
-                await self._dry_run(task, live)
+                predicted = await self._dry_run(task, live)
+                # A cache behind the server (or without an object created since): the
+                # server's object decides.
+                behind = cached and _resource_version(predicted) != _resource_version(live)
+                if behind and (problem := self._ownership_problem(task, await self._live(task))):
+                    errors.append(f"{task.key}: {problem}")
             except NotFound as exc:
                 if missing_ns or task.key.namespace in self._desired_namespaces():
                     continue
@@ -405,6 +438,13 @@ class _Operation:
             except KubeError as exc:
                 errors.append(f"{task.key}: {exc.message}")
         return errors
+
+    async def _cached(self, task: SyncTask) -> Obj | None:
+        """The watch cache's view of ``task``'s object (``lookup`` is set)."""
+        assert self.seams.lookup is not None
+        return await self.seams.lookup(
+            task.api_version, task.key.kind, task.key.name, task.key.namespace or None
+        )
 
     async def _live(self, task: SyncTask) -> Obj | None:
         return await self.kube.get(
@@ -430,7 +470,7 @@ class _Operation:
             )
         return ""
 
-    async def _dry_run(self, task: SyncTask, live: Obj | None) -> None:
+    async def _dry_run(self, task: SyncTask, live: Obj | None) -> Obj:
         assert task.obj is not None
         recreated = live is not None and HookDeletePolicy.BeforeHookCreation in task.delete_policies
         if task.action is TaskAction.hook and (not task.key.name or recreated):
@@ -440,14 +480,13 @@ class _Operation:
             if task.key.name:
                 meta["generateName"] = meta.pop("name")
             validation = "Ignore" if task.options.get("Validate") == "false" else "Strict"
-            await self.kube.create(
+            return await self.kube.create(
                 {**task.obj, "metadata": meta},
                 dry_run=True,
                 field_manager=self.req.field_manager,
                 field_validation=validation,
             )
-            return
-        await self._apply(task, dry_run=True)
+        return await self._apply(task, dry_run=True)
 
     def _desired_namespaces(self) -> set[str]:
         return {
@@ -611,7 +650,7 @@ class _Operation:
             self.record(prior)
             return
         if task.phase is not Phase.SyncFail:  # (that step was entered with its reason)
-            await self.enter(task.phase, task.wave)
+            self.enter(task.phase, task.wave)
         running = await self._still_running(task, prior) if prior is not None else None
         created = running if running is not None else await self._start_hook(task)
         name = str(created["metadata"]["name"])
@@ -928,7 +967,7 @@ async def _run_phases(op: _Operation, tasks: Sequence[SyncTask]) -> None:
                 if task.action is TaskAction.hook:
                     await op.run_hook(task)
                 elif not op.carry_over(task):
-                    await op.enter(phase, wave)
+                    op.enter(phase, wave)
                     await op.apply(task)
             # Health gates only what comes after: a later wave, phase or PruneLast prunes.
             if position + 1 < len(grouped) or later_work or prune_last:
@@ -951,8 +990,10 @@ async def _run_sync_fail_hooks(op: _Operation, desired: Sequence[Obj], reason: s
     ]
     if not fail_hooks:
         return
-    with contextlib.suppress(KubeError):
-        await op.enter(Phase.SyncFail, 0, reason)  # a restart finishes the failure
+    if op.step != (Phase.SyncFail, 0):  # (a resumed failure was recorded already)
+        op.enter(Phase.SyncFail, 0)
+        with contextlib.suppress(KubeError):
+            await op.save(reason)  # a restart finishes the failure
     for task in fail_hooks:
         try:
             await op.run_hook(task)

@@ -67,12 +67,20 @@ class Cluster(MemoryCluster):
         return super().put(obj)
 
     async def apply(self, obj: Obj, *, dry_run: bool = False, **kw: Any) -> Obj:
-        if not dry_run:
-            self.writes.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        if dry_run:
+            # As the server answers a dry run: the stored object's uid and resourceVersion,
+            # none for an object that does not exist yet.
+            predicted = copy.deepcopy(obj)
             old = self.objects.get(ResourceKey.of(obj))
-            if old is not None and "status" in old:  # apply does not touch status
-                obj = {**obj, "status": old["status"]}
-        return await super().apply(obj, dry_run=dry_run, **kw)
+            if old is not None:
+                for field in ("uid", "resourceVersion"):
+                    predicted["metadata"][field] = old["metadata"][field]
+            return predicted
+        self.writes.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        old = self.objects.get(ResourceKey.of(obj))
+        if old is not None and "status" in old:  # apply does not touch status
+            obj = {**obj, "status": old["status"]}
+        return await super().apply(obj, **kw)
 
     async def create(self, obj: Obj, *, dry_run: bool = False, **kw: Any) -> Obj:
         if dry_run:
@@ -233,8 +241,9 @@ async def test_a_presync_hook_that_succeeded_is_not_run_again_after_a_restart() 
 
     assert result.phase == "Succeeded", result.message
     assert cluster.runs_of("Job") == 1  # the hook ran exactly once
-    # The recorded step only moves forward: nothing of PreSync is recorded again.
-    assert [(str(p.phase), p.wave) for p in world.saved] == [("Sync", 1), ("Sync", 2)]
+    # The recorded step only moves forward: nothing of PreSync is recorded again, and the
+    # last wave (no hook, nothing waits on it) is not recorded at all.
+    assert [(str(p.phase), p.wave) for p in world.saved] == [("Sync", 1)]
     (row,) = hook_rows(result)
     assert (row.hook_type, row.hook_phase, row.status) == ("PreSync", "Succeeded", "Synced")
     assert row.uid == cluster.objects[row.key]["metadata"]["uid"]
@@ -356,14 +365,12 @@ async def test_progress_is_written_per_step_and_hook_not_per_poll() -> None:
     assert result.phase == "Succeeded", result.message
     assert polls >= 5
     steps = [(str(p.phase), p.wave, p.message.split("-0")[0]) for p in world.saved]
+    # Where a resume differs from a new run: a hook started and ended, a wait began (wave 0
+    # is healthy at once: no wait, no record). A step that merely starts is not recorded.
     assert steps == [
-        ("PreSync", 0, "one or more tasks are running"),
         ("PreSync", 0, "waiting for completion of hook batch/Job/migrate"),
         ("PreSync", 0, "PreSync hook batch/Job/migrate"),
-        ("Sync", 0, "one or more tasks are running"),
-        ("Sync", 1, "one or more tasks are running"),
         ("Sync", 1, "waiting for healthy state of apps/Deployment/web"),
-        ("Sync", 2, "one or more tasks are running"),
     ]
 
 
@@ -399,9 +406,10 @@ async def test_health_waits_read_the_watch_cache_and_check_a_lagging_view_once()
     assert result.phase == "Succeeded", result.message
     assert polls == 3  # "after" waited for the new generation of web to be available
     web_gets = [g for g in cluster.gets if g == ("Deployment", "web")]
-    # One GET to validate (dry run), one when the cache was behind the new generation;
-    # the three waits after it read the cache only.
-    assert len(web_gets) == 2
+    # Validation read the cache (current: the dry run's resourceVersion matched); one GET
+    # when the cache was behind the new generation; the three waits after it read the
+    # cache only.
+    assert len(web_gets) == 1
 
 
 async def test_a_health_wait_times_out_on_the_operation_clock() -> None:
@@ -496,3 +504,38 @@ async def test_a_named_hook_waits_for_its_previous_run_to_leave_the_cache() -> N
     assert seed in cluster.deleted
     assert cluster.objects[seed]["metadata"]["uid"] != first_uid
     assert cached_at_apply == [None]  # created once the cache, too, saw the deletion
+
+
+async def test_a_sync_without_hooks_in_one_wave_writes_no_checkpoint() -> None:
+    """Nothing waits and no hook runs: a resume would apply it all again, as a new run does;
+    the final status carries the result (one status write fewer per sync)."""
+    cluster = Cluster()
+    world = World(cluster)
+    desired = (configmap("config", 0), deployment("web", 0), configmap("more", 0))
+    result = await world.sync(
+        SyncRequest(destination_namespace="shop", desired=desired, owner=OWNER)
+    )
+    assert result.phase == "Succeeded", result.message
+    assert [r.status for r in result.resources] == ["Synced"] * 3
+    assert world.saved == []
+
+
+async def test_a_restart_before_any_checkpoint_runs_the_operation_again_whole() -> None:
+    """A crash in a wave's wait before anything was recorded: the rerun applies every wave
+    (nothing is skipped on the strength of a step that was never recorded)."""
+    cluster = Cluster()
+    world = World(cluster)
+    desired = (configmap("config", 0), deployment("web", 1), configmap("after", 2))
+    req = SyncRequest(destination_namespace="shop", desired=desired, owner=OWNER)
+    world.crash_when = waiting_for_web
+    with pytest.raises(Crash):
+        await world.sync(req)
+    # Wave 0 was healthy at once: the only record is the wait for web.
+    assert [(str(p.phase), p.wave) for p in world.saved] == [("Sync", 1)]
+    world.crash_when = lambda _w: False
+    world.gate_open = True
+    world.saved.clear()
+    result = await world.sync(req)  # no resume: as if the record had not been written
+    assert result.phase == "Succeeded", result.message
+    assert (cluster.applies_of("config"), cluster.applies_of("web")) == (2, 2)
+    assert cluster.applies_of("after") == 1
