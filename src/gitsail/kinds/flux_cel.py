@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import cel
+from typing import TYPE_CHECKING, Any
 
 from gitsail.kinds.records import HealthCheckExpr
 from gitsail.kinds.status import Stalled
+
+if TYPE_CHECKING:
+    import cel  # imported on first use: its package loads a CLI and prompt_toolkit
 
 __all__ = ["MAX_EXPRESSION", "HealthExpressions", "compile_expression", "ready_by_expression"]
 
@@ -42,6 +43,8 @@ def compile_expression(text: str, where: str) -> cel.Program:
     if len(text) > MAX_EXPRESSION:
         raise Stalled(_REASON, f"{where}: longer than {MAX_EXPRESSION} characters")
     try:
+        import cel
+
         return cel.compile(text)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise Stalled(_REASON, f"{where}: invalid CEL expression: {exc}") from exc

@@ -68,9 +68,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
-
-import cel
+from typing import TYPE_CHECKING, Any, cast
 
 from gitsail.health import HealthStatus, resource_health
 from gitsail.kinds.errors import SpecError
@@ -109,6 +107,9 @@ from gitsail.render import Renderer
 from gitsail.source import GitSource
 from gitsail.source.artifacts import ArtifactStore
 from gitsail.sync import FluxLabels, Inventory, SyncOptions, SyncRequest, SyncResult, run_sync
+
+if TYPE_CHECKING:
+    import cel  # imported on first use: its package loads a CLI and prompt_toolkit
 
 __all__ = [
     "API_VERSION",
