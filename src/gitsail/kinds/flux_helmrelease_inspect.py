@@ -6,7 +6,8 @@ latest release and the cluster, without the CLI and without writing anything.
   (``helm_storage.latest_release``), leaf by leaf, as ``FieldChange``s. A value read from a
   Secret is never shown: every leaf at or under a path a Secret ``valuesFrom`` sets is
   masked on both sides (even when inline ``values`` override it), and so is any string
-  equal to a string read from a Secret, wherever it is;
+  holding a string read from a Secret (now, or at those paths in the last release),
+  wherever it is — in the values and in the objects' changed fields;
 - **objects**: the chart of the release's source (``status.artifact``: unpacked from the local
   ``ArtifactStore`` when given, else downloaded from ``status.artifact.url``, bounded and
   checked against ``status.artifact.digest``), rendered by the pinned ``helm template``
@@ -71,6 +72,7 @@ __all__ = [
     "InspectError",
     "ReleaseDiff",
     "compare_release",
+    "mask_fields",
     "secret_paths",
     "values_changes",
 ]
@@ -137,14 +139,39 @@ def secret_paths(from_secrets: Mapping[str, Any]) -> set[Path_]:
     return {path for path, _ in _leaves(from_secrets)}
 
 
+def _holds_secret(value: Any, strings: AbstractSet[str]) -> bool:
+    return any(secret in text for text in _strings(value) for secret in strings)
+
+
 def _masked(path: Path_, value: Any, paths: AbstractSet[Path_], strings: AbstractSet[str]) -> Any:
     if value is _ABSENT:
         return value
     if any(path[: len(p)] == p or p[: len(path)] == path for p in paths):
         return MASK
-    if any(s in strings for s in _strings(value)):
-        return MASK
-    return value
+    return MASK if _holds_secret(value, strings) else value
+
+
+def mask_fields(
+    changes: tuple[FieldChange, ...], strings: AbstractSet[str]
+) -> tuple[FieldChange, ...]:
+    """An object's changed fields with every value holding a Secret's string masked (a
+    chart may copy a value from a Secret into a ConfigMap, an annotation, an argument)."""
+    out = []
+    for change in changes:
+        live = MASK if _holds_secret(change.live, strings) else change.live
+        desired = MASK if _holds_secret(change.desired, strings) else change.desired
+        if live == MASK and desired == MASK:
+            desired = MASK + " (changed)"
+        out.append(FieldChange(change.path, live, desired))
+    return tuple(out)
+
+
+def _at(values: Any, path: Path_) -> Any:
+    for token in path:
+        if not isinstance(values, Mapping) or token not in values:
+            return None
+        values = values[token]
+    return values
 
 
 def values_changes(
@@ -215,7 +242,13 @@ async def _render(
         target = work / "chart"
         await extract_source_artifact(source, target, store=store, policy=policy)
     except ReconcileError as exc:
-        raise InspectError(f"the chart cannot be read: {exc.message}") from exc
+        hint = (
+            ""
+            if store is not None
+            else " (the chart is downloaded from the source's status.artifact.url: run the diff "
+            "where the controller's artifact server is reachable)"
+        )
+        raise InspectError(f"the chart cannot be read: {exc.message}{hint}") from exc
     charts = [p for p in target.iterdir() if p.is_dir() and (p / "Chart.yaml").is_file()]
     if len(charts) != 1:
         raise InspectError("the chart package does not hold exactly one chart directory")
@@ -325,6 +358,9 @@ async def compare_release(
             f"release {hr.storage_namespace}/{hr.release_name} is not installed yet: "
             "every object would be created"
         )
+    if latest is not None:  # what a Secret gave the last release is as secret
+        for path in paths:
+            strings.update(s for s in _strings(_at(latest.config, path)) if s)
     value_diff = values_changes(
         values, latest.config if latest is not None else {}, paths=paths, strings=strings
     )
@@ -356,7 +392,8 @@ async def compare_release(
             continue
         compared = diff_resource(predicted, live)
         if not compared.synced:
-            changes.append(ObjectChange(_ref(key), DRIFTED, field_changes(compared)))
+            fields = mask_fields(field_changes(compared), strings)
+            changes.append(ObjectChange(_ref(key), DRIFTED, fields))
     if latest is not None and latest.manifest.strip():
         try:
             previous = load_manifests(latest.manifest, source="release manifest", policy=policy)
