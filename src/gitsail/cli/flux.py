@@ -50,9 +50,13 @@ from gitsail.cli.app import ContextOption, KubeconfigOption, run
 from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.flux_helmrelease import parse_helmrelease
-from gitsail.kinds.flux_helmrelease_inspect import InspectError, ReleaseDiff, compare_release
+from gitsail.kinds.flux_helmrelease_inspect import (
+    InspectError,
+    ReleaseDiff,
+    compare_release,
+    render_release_diff,
+)
 from gitsail.kinds.flux_inspect import (
-    DRIFTED,
     FAILED,
     ObjectChange,
     TreeNode,
@@ -715,14 +719,7 @@ def diff_helmrelease(
     else:
         for note in found.notes:
             err_console.print(f"[yellow]![/] {note}")
-        if found.values:
-            sys.stdout.write("values\n")
-            sys.stdout.write(
-                render_changes([ObjectChange("HelmRelease values", DRIFTED, found.values)]).replace(
-                    "► HelmRelease values drifted\n", "", 1
-                )
-            )
-        sys.stdout.write(render_changes(found.objects))
+        sys.stdout.write(render_release_diff(found))
     if any(c.action == FAILED for c in found.objects):
         raise typer.Exit(2)
     if found.differs:

@@ -50,6 +50,7 @@ from gitsail.kinds.flux_inspect import (
     FieldChange,
     ObjectChange,
     field_changes,
+    render_changes,
 )
 from gitsail.kinds.flux_source_artifact import extract_source_artifact, read_source_artifact
 from gitsail.kinds.helm_storage import StorageError, latest_release
@@ -73,6 +74,7 @@ __all__ = [
     "ReleaseDiff",
     "compare_release",
     "mask_fields",
+    "render_release_diff",
     "secret_paths",
     "values_changes",
 ]
@@ -102,6 +104,16 @@ class ReleaseDiff:
             "values": [c.to_dict() for c in self.values],
             "objects": [c.to_dict() for c in self.objects],
         }
+
+
+def render_release_diff(found: ReleaseDiff) -> str:
+    """The human form: a ``values`` section (each field as ``render_changes`` shows an
+    object's), then the objects as ``flux diff`` prints them."""
+    out = ""
+    if found.values:
+        fields = render_changes([ObjectChange("values", DRIFTED, found.values)])
+        out = "values\n" + fields.split("\n", 1)[1]
+    return out + render_changes(found.objects)
 
 
 # -- values -----------------------------------------------------------------------------------

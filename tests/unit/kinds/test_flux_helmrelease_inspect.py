@@ -13,11 +13,14 @@ from gitsail.kinds.flux_helmrelease import parse_helmrelease
 from gitsail.kinds.flux_helmrelease_inspect import (
     MASK,
     InspectError,
+    ReleaseDiff,
     _composed,
+    mask_fields,
+    render_release_diff,
     secret_paths,
     values_changes,
 )
-from gitsail.kinds.flux_inspect import DRIFTED, ObjectChange, render_changes
+from gitsail.kinds.flux_inspect import DRIFTED, FieldChange, ObjectChange, render_changes
 from gitsail.policy import DEFAULT_POLICY
 
 
@@ -150,3 +153,31 @@ async def test_composed_missing_reference_is_an_inspect_error_naming_it() -> Non
     hr = _hr(valuesFrom=[{"kind": "Secret", "name": "gone"}])
     with pytest.raises(InspectError, match="Secret 'gone'"):
         await _composed(FakeKube({}), hr, DEFAULT_POLICY)  # type: ignore[arg-type]
+
+
+def test_object_fields_holding_a_secret_string_are_masked() -> None:
+    changes = (
+        FieldChange("data.extra", "old-s3cret", "new-s3cret"),
+        FieldChange("spec.args", ["--token=new-s3cret"], 1),
+        FieldChange("data.color", "red", "blue"),
+    )
+    masked = mask_fields(changes, {"old-s3cret", "new-s3cret"})
+    assert [c.to_dict() for c in masked] == [
+        {"path": "data.extra", "live": MASK, "desired": MASK + " (changed)"},
+        {"path": "spec.args", "live": MASK, "desired": 1},
+        {"path": "data.color", "live": "red", "desired": "blue"},
+    ]
+
+
+def test_render_release_diff_puts_values_first_then_objects() -> None:
+    found = ReleaseDiff(
+        values=(FieldChange("architecture", "standalone", "replication"),),
+        objects=(ObjectChange("ConfigMap/apps/web-other", DRIFTED, ()),),
+    )
+    assert found.differs
+    assert render_release_diff(found) == (
+        "values\n\narchitecture\n  ± value change\n    - standalone\n    + replication\n\n"
+        "► ConfigMap/apps/web-other drifted\n"
+    )
+    assert render_release_diff(ReleaseDiff()) == ""
+    assert not ReleaseDiff().differs
