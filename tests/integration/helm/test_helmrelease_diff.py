@@ -19,6 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.helm.releases import (
     CONFIGMAP,
@@ -173,3 +174,32 @@ async def test_diff_helmrelease_unreachable_chart_url_exits_2(env: Env) -> None:
     assert "gitsail.invalid" in err
     assert "status.artifact.url" in err
     assert out == ""
+
+
+async def test_diff_helmrelease_new_chart_without_an_object_shows_it_deleted(
+    env: Env, served: str
+) -> None:
+    both = package_chart(
+        "web", "1.0.0", templates={"configmap.yaml": CONFIGMAP, "other.yaml": OTHER}
+    )
+    await env.apply(env.release("web", chart="web"))
+    obj = await env.installed("web", both, "1.0.0")
+    assert ready(obj)["status"] == "True", ready(obj)
+    # source-controller publishes 2.0.0, which no longer has the other ConfigMap
+    await env.publish(
+        "web", package_chart("web", "2.0.0", templates={"configmap.yaml": CONFIGMAP}), "2.0.0"
+    )
+
+    code, out, err = await _diff(env, "web", "-o", "yaml")
+    assert code == 1, (out, err)
+    found = yaml.safe_load(out)
+    assert found["values"] == []
+    objects = {o["object"]: o for o in found["objects"]}
+    assert objects[f"ConfigMap/{env.ns}/web-other"] == {
+        "object": f"ConfigMap/{env.ns}/web-other",
+        "action": "deleted",
+    }
+    config = objects[f"ConfigMap/{env.ns}/web-config"]  # data.chart is the chart's version
+    assert config["action"] == "drifted"
+    assert {"path": "data.chart", "live": "1.0.0", "desired": "2.0.0"} in config["fields"]
+    assert await env.configmap("web-other") is not None  # a diff never deletes
