@@ -20,6 +20,10 @@ run the engine: they read status and write what a controller acts on.
   masked) and print ``► Kind/ns/name created|drifted|deleted`` with the changed fields;
   ``deleted`` are the inventory entries the build lost, when ``spec.prune`` is on. Exit
   status as ``flux diff``: 0 no differences, 1 differences, 2 the diff failed;
+- ``diff helmrelease NAME``: the composed values against the latest release's (Secret-derived
+  values masked), then the chart rendered as the controller would, dry-run as
+  ``helm-controller`` and compared with the live objects (``flux_helmrelease_inspect``);
+  same flags, output and exit status as ``diff kustomization``;
 - ``tree kustomization NAME``: the inventory as a tree, nested Kustomizations expanded by
   their inventories and (beyond Flux) Argo CD Applications by their ``status.resources``.
 """
@@ -45,6 +49,13 @@ from rich.text import Text
 from gitsail.cli.app import ContextOption, KubeconfigOption, run
 from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
 from gitsail.kinds.errors import SpecError
+from gitsail.kinds.flux_helmrelease import parse_helmrelease
+from gitsail.kinds.flux_helmrelease_inspect import (
+    InspectError,
+    ReleaseDiff,
+    compare_release,
+    render_release_diff,
+)
 from gitsail.kinds.flux_inspect import (
     FAILED,
     ObjectChange,
@@ -643,6 +654,79 @@ def diff_kustomization(
 
 
 diff_app.command("ks", hidden=True)(diff_kustomization)
+
+
+HELMRELEASE_API_VERSION = "helm.toolkit.fluxcd.io/v2"
+
+
+@diff_app.command("helmrelease")
+def diff_helmrelease(
+    name: str = typer.Argument(..., help="the HelmRelease"),
+    progress_bar: bool = typer.Option(
+        True, "--progress-bar/--no-progress-bar", help="show progress while dry-running"
+    ),
+    namespace: str = NamespaceOption,
+    output: Format = OutputOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Compare a HelmRelease's values with its latest release, render its chart as the
+    controller would, dry-run it on the cluster, and show what would change (values from a
+    Secret are masked). Exit status: 0 no differences, 1 differences, 2 the diff failed."""
+    try:
+        policy = Policy.from_env()
+    except PolicyError as exc:
+        raise fail(str(exc), code=2) from exc
+
+    async def main() -> ReleaseDiff:
+        async with _kube(kubeconfig, context) as kube:
+            obj = await kube.get(HELMRELEASE_API_VERSION, "HelmRelease", name, namespace)
+            if obj is None:
+                raise fail(f"HelmRelease {name} not found in namespace {namespace}", code=2)
+            try:
+                hr = parse_helmrelease(obj)
+            except SpecError as exc:
+                raise fail(f"HelmRelease {namespace}/{name}: {exc}", code=2) from None
+            with (
+                tempfile.TemporaryDirectory(prefix="gitsail-diff-") as work,
+                Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    console=err_console,
+                    transient=True,
+                    disable=not progress_bar or not err_console.is_terminal,
+                ) as progress,
+            ):
+                task = progress.add_task("dry-run", total=None)
+                renderer = Renderer(work_dir=Path(work), policy=policy)
+                return await compare_release(
+                    kube,
+                    hr,
+                    renderer=renderer,
+                    policy=policy,
+                    advance=lambda: progress.advance(task),
+                )
+
+    try:
+        found = run(main())
+    except InspectError as exc:
+        raise fail(f"HelmRelease {namespace}/{name}: {exc}", code=2) from None
+    except KubeError as exc:
+        raise fail(str(exc), code=2) from None
+    if output is not Format.table:
+        emit(found.to_dict(), output)
+    else:
+        for note in found.notes:
+            err_console.print(f"[yellow]![/] {note}")
+        sys.stdout.write(render_release_diff(found))
+    if any(c.action == FAILED for c in found.objects):
+        raise typer.Exit(2)
+    if found.differs:
+        raise typer.Exit(1)
+
+
+diff_app.command("hr", hidden=True)(diff_helmrelease)
 
 
 # -- tree -------------------------------------------------------------------------------------
