@@ -573,7 +573,26 @@ class _Operation:
             if self.clock() >= deadline:
                 raise _Failed(f"{task.key} was not Established in {self.req.wave_timeout:.0f}s")
             await self.pause(0, deadline, interval=self.req.poll_interval / 5)
-        await self.kube.discover(refresh=True)
+        # Established is not yet served: the apiserver's discovery catches up a moment later
+        # (seconds on a loaded server), and the custom resources that follow need it.
+        spec = (task.obj or {}).get("spec") or {}
+        group = str(spec.get("group") or "")
+        kind = str((spec.get("names") or {}).get("kind") or "")
+        versions = [str(v.get("name")) for v in spec.get("versions") or [] if isinstance(v, dict)]
+        while True:
+            await self.kube.discover(refresh=True)
+            if not (group and kind and versions) or self._served(f"{group}/{versions[0]}", kind):
+                return
+            if self.clock() >= deadline:
+                raise _Failed(f"{task.key} is Established but not served in discovery")
+            await self.pause(0, deadline, interval=self.req.poll_interval / 5)
+
+    def _served(self, api_version: str, kind: str) -> bool:
+        try:
+            self.kube.mapper.resource_for(api_version, kind)
+        except NotFoundKind:
+            return False
+        return True
 
     def _not_prunable(self, live: Obj) -> str:
         """Why ``live`` is not this owner's to prune: "" if it is."""
