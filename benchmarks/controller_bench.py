@@ -283,6 +283,7 @@ class ControllerProcess:
     namespaces: tuple[str, ...] = (CONTROL_NS,)
     pythonpath: str | None = None
     tracemalloc: bool = False
+    extra_args: tuple[str, ...] = ()  # more controller flags (``--controller-arg``)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     profiler: subprocess.Popen[bytes] | None = None
@@ -318,6 +319,7 @@ class ControllerProcess:
             f"{self.jitter:g}",
             "--concurrency",
             str(self.concurrency),
+            *self.extra_args,
         ]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -563,10 +565,12 @@ class Bench:
     controllers: list[ControllerProcess] = field(default_factory=list)
     controller_src: str | None = None  # another checkout's src/ (A/B)
     tracemalloc: bool = False
+    controller_args: tuple[str, ...] = ()
 
     def controller(self, label: str, **kwargs: Any) -> ControllerProcess:
         kwargs.setdefault("pythonpath", self.controller_src)
         kwargs.setdefault("tracemalloc", self.tracemalloc)
+        kwargs.setdefault("extra_args", self.controller_args)
         ctl = ControllerProcess(
             self.cluster.kubeconfig, self.work, label, profile=self.profile, **kwargs
         )
@@ -1101,6 +1105,7 @@ async def run(args: argparse.Namespace, counts: list[int], reps: int) -> dict[st
                     profile=args.profile,
                     controller_src=args.controller_src,
                     tracemalloc=args.tracemalloc,
+                    controller_args=tuple(args.controller_arg),
                 )
                 try:
                     await bench.prepare_cluster()
@@ -1214,6 +1219,12 @@ def main() -> None:
         help="run the controller from another checkout's src/ (A/B against an older commit)",
     )
     parser.add_argument(
+        "--controller-arg",
+        action="append",
+        default=[],
+        help="one more flag for the controller, e.g. --controller-arg=--no-flux (repeatable)",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="trace the controller's allocations; where memory is after the idle window "
@@ -1248,6 +1259,7 @@ def main() -> None:
                 "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "gitsail_commit": revision,
                 "controller_src": args.controller_src or "this checkout",
+                "controller_args": args.controller_arg,
                 "tracemalloc": args.tracemalloc,
                 "duration_s": round(duration, 1),
                 "machine": {

@@ -60,7 +60,8 @@ def controller(
     flux: bool = typer.Option(
         True,
         "--flux/--no-flux",
-        help="also reconcile Flux GitRepositories, Kustomizations and Receivers",
+        help="also reconcile the Flux kinds (GitRepository, OCIRepository, HelmRepository, "
+        "HelmChart, Kustomization, HelmRelease, Receiver)",
     ),
     sealed_secrets: bool = typer.Option(
         False,
