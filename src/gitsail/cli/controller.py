@@ -10,17 +10,20 @@ import signal
 import sys
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 import typer
 
 from gitsail.cli.output import fail
 from gitsail.controller.manager import Controller, ControllerOptions
-from gitsail.controller.sealedsecrets import SealedSecrets, SealedSecretsOptions
 from gitsail.controller.server import make_server
 from gitsail.diff import jqpath
 from gitsail.kinds._fields import go_duration
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.policy import Policy, PolicyError
+
+if TYPE_CHECKING:
+    from gitsail.controller.sealedsecrets import SealedSecretsOptions
 
 
 class _JSONFormatter(logging.Formatter):
@@ -141,19 +144,27 @@ def controller(
             cutoff = parsedate_to_datetime(key_cutoff_time)
         except (TypeError, ValueError):
             raise fail(f"--key-cutoff-time {key_cutoff_time!r} is not an RFC 1123 time") from None
-    sealed_options = SealedSecretsOptions(
-        key_namespace=key_namespace,
-        key_prefix=key_prefix,
-        renew_period=timedelta(seconds=renew),
-        cutoff=cutoff,
-        rate_limit=rate_limit,
-        rate_limit_burst=rate_limit_burst,
-    )
+    sealed_options: SealedSecretsOptions | None = None
+    if sealed_secrets:  # imported only then: its crypto is megabytes a controller may not need
+        from gitsail.controller.sealedsecrets import SealedSecretsOptions
+
+        sealed_options = SealedSecretsOptions(
+            key_namespace=key_namespace,
+            key_prefix=key_prefix,
+            renew_period=timedelta(seconds=renew),
+            cutoff=cutoff,
+            rate_limit=rate_limit,
+            rate_limit_burst=rate_limit_burst,
+        )
 
     async def main() -> None:
         config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
         async with Kube(config) as kube:
-            sealed = SealedSecrets(kube, sealed_options) if sealed_secrets else None
+            sealed = None
+            if sealed_options is not None:
+                from gitsail.controller.sealedsecrets import SealedSecrets
+
+                sealed = SealedSecrets(kube, sealed_options)
             ctl = Controller(kube, options, kinds=[sealed.kind] if sealed else [])
             # Connections, heads, bodies and concurrent webhooks are bounded by the policy.
             server = make_server(
