@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gitsail.dev.gitserver import Workdir
+from gitsail.kinds.argo_appproject import default_project_object
 from gitsail.kube import Kube
 from tests.integration.app.conftest import configmap, public_url
 from tests.integration.controller.conftest import (
@@ -51,6 +52,9 @@ async def test_a_failing_kustomization_backs_off_and_its_status_stays_put(
         },
         "broken",
     )
+    # The project exists first: its creation on first use (by the controller) is an event
+    # of its own, which may re-queue the app; this test is about the app's own writes.
+    await api.create(default_project_object(control_ns))
     await create_app(api, control_ns, "broken", public_url(git_repo), syncPolicy=AUTOMATED)
 
     async def failing() -> str:
