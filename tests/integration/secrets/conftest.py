@@ -19,7 +19,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,7 @@ async def real_controller(
     ``--key-cutoff-time`` = now), which is then its newest."""
     if shutil.which("unshare") is None:
         pytest.fail("the real controller needs unshare(1) (util-linux) for its in-cluster files")
-    await api.create(key_secret(gitsail_key, namespace=namespace))
+    created = await api.create(key_secret(gitsail_key, namespace=namespace))
     sa = tmp_path / "sa"
     sa.mkdir()
     (sa / "token").write_text(await _service_account_token(api, namespace))
@@ -147,7 +147,11 @@ async def real_controller(
     script = (
         f'mount -t tmpfs tmpfs /run && mkdir -p {target} && cp {sa}/* {target}/ && exec "$0" "$@"'
     )
-    cutoff = format_datetime(datetime.now(UTC)).replace("GMT", "+0000")
+    # Strictly after gitsail's key (timestamps have whole seconds): a cutoff in the same
+    # second as its creationTimestamp is not "after" it, and the controller then keeps
+    # gitsail's key as its newest instead of generating its own.
+    born = datetime.fromisoformat(created["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    cutoff = format_datetime(born + timedelta(seconds=1)).replace("GMT", "+0000")
     log = tmp_path / "controller.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server, not awaited
