@@ -82,13 +82,15 @@ HOME_INIT = "home-init"
 HOME_SIDECAR = "home-sidecar"
 INIT_NAME = "vault-agent-init"
 SIDECAR_NAME = "vault-agent"
-TOKEN_FILE = "/home/vault/.vault-token"
+TOKEN_FILE = "/home/vault/.vault-token"  # noqa: S105 (a path, not a token)
 PID_FILE = "/home/vault/.pid"
 CONTAINER_ARG = (
     "echo ${VAULT_CONFIG?} | base64 -d > /home/vault/config.json && "
     "vault agent -config=/home/vault/config.json"
 )
-MAP_TEMPLATE = '{{ with secret "%s" }}{{ range $k, $v := .Data }}{{ $k }}: {{ $v }}\n{{ end }}{{ end }}'
+MAP_TEMPLATE = (
+    '{{ with secret "%s" }}{{ range $k, $v := .Data }}{{ $k }}: {{ $v }}\n{{ end }}{{ end }}'
+)
 JSON_TEMPLATE = '{{ with secret "%s" }}{{ .Data | toJSON }}\n{{ end }}'
 
 # Limits on what one pod may ask for (the pod's annotations are tenant input; the apiserver

@@ -156,7 +156,11 @@ def test_agent_containers_match_vault_k8s_test_byte_for_byte() -> None:
             {"name": "vault-secrets", "mountPath": "/vault/secrets"},
         ]
         env = container["env"]
-        assert [e["name"] for e in env][-3:] == ["VAULT_LOG_LEVEL", "VAULT_LOG_FORMAT", "VAULT_CONFIG"]
+        assert [e["name"] for e in env][-3:] == [
+            "VAULT_LOG_LEVEL",
+            "VAULT_LOG_FORMAT",
+            "VAULT_CONFIG",
+        ]
         assert env[-3]["value"] == "info"
         assert env[-2]["value"] == "standard"
         assert env[-1]["value"] == config  # the exact bytes vault-k8s writes
@@ -170,9 +174,7 @@ TUTORIAL_POD = pod(
         "vault.hashicorp.com/agent-inject-secret-credentials.txt": "secret/data/devwebapp/config",
     },
     serviceAccountName="internal-app",
-    containers=[
-        {"name": "app", "image": "burtlo/devwebapp-ruby:k8s", "volumeMounts": [SA_MOUNT]}
-    ],
+    containers=[{"name": "app", "image": "burtlo/devwebapp-ruby:k8s", "volumeMounts": [SA_MOUNT]}],
 )
 
 
