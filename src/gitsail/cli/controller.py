@@ -128,6 +128,12 @@ def controller(
         "--vault-injector-name",
         help="name of the MutatingWebhookConfiguration",
     ),
+    vault_injector_tls_secret: str | None = typer.Option(
+        None,
+        "--vault-injector-tls-secret",
+        help="Secret of the control namespace that shares the webhook's CA and certificate "
+        "between replicas (default: NAME-tls with --vault-injector-service, else none)",
+    ),
     vault_address: str = typer.Option(
         "https://vault.vault.svc:8200",
         "--vault-address",
@@ -203,6 +209,7 @@ def controller(
             service=vault_injector_service,
             namespace_selector=vault_injector_namespace_selector,
             name=vault_injector_name,
+            tls_secret=vault_injector_tls_secret,
             vault_address=vault_address,
             agent_image=vault_agent_image,
             control_namespace=namespace[0],

@@ -20,6 +20,7 @@ def injector_options(
     service: str | None,
     namespace_selector: str | None,
     name: str,
+    tls_secret: str | None,
     vault_address: str,
     agent_image: str,
     control_namespace: str,
@@ -48,6 +49,10 @@ def injector_options(
             raise fail(f"--vault-injector-namespace-selector: {exc}") from None
     if not _NAME.fullmatch(name) or len(name) > 253:
         raise fail(f"--vault-injector-name {name!r} is not a Kubernetes object name")
+    if tls_secret is None and svc is not None:
+        tls_secret = f"{name}-tls"
+    if tls_secret is not None and (not _NAME.fullmatch(tls_secret) or len(tls_secret) > 253):
+        raise fail(f"--vault-injector-tls-secret {tls_secret!r} is not a Kubernetes object name")
     if not vault_address.startswith(("http://", "https://")):
         raise fail(f"--vault-address {vault_address!r}: expected an http(s) URL")
     return InjectorOptions(
@@ -57,5 +62,6 @@ def injector_options(
         service=svc,
         namespace_selector=selector,
         exclude_namespaces=(control_namespace,),
+        tls_secret=(control_namespace, tls_secret) if tls_secret else None,
         defaults=InjectorDefaults(vault_address=vault_address, image=agent_image),
     )

@@ -51,7 +51,7 @@ import logging
 import shutil
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +65,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gitsail.kube import Kube, NotFound
+from gitsail.kube import Conflict, Kube, NotFound
 from gitsail.model import Obj
 from gitsail.secrets.vault_agent import INJECT, InjectError, InjectorDefaults, pod_patch
 
@@ -105,6 +105,9 @@ class InjectorOptions:
     namespace_selector: Obj | None = None
     exclude_namespaces: tuple[str, ...] = ()
     defaults: InjectorDefaults = field(default_factory=InjectorDefaults)
+    # (namespace, name) of the Secret that shares the CA and serving certificate between
+    # replicas; None keeps them in this process only.
+    tls_secret: tuple[str, str] | None = None
     cert_lifetime: dt.timedelta = dt.timedelta(days=7)
     ca_lifetime: dt.timedelta = dt.timedelta(days=365)
     timeout_seconds: int = 10
@@ -307,6 +310,56 @@ class WebhookPKI:
             .sign(self.ca_key, hashes.SHA256())
         )
 
+    @classmethod
+    def from_data(
+        cls,
+        data: Mapping[str, bytes],
+        hosts: list[str],
+        *,
+        cert_lifetime: dt.timedelta,
+        ca_lifetime: dt.timedelta,
+    ) -> WebhookPKI | None:
+        """The PKI kept in a Secret's data (``to_data``); None when it is not usable."""
+        try:
+            cas = x509.load_pem_x509_certificates(data["ca.crt"])
+            ca_key = serialization.load_pem_private_key(data["ca.key"], None)
+            cert = x509.load_pem_x509_certificate(data["tls.crt"])
+            key = serialization.load_pem_private_key(data["tls.key"], None)
+        except (KeyError, ValueError):
+            return None
+        if not (
+            isinstance(ca_key, ec.EllipticCurvePrivateKey)
+            and isinstance(key, ec.EllipticCurvePrivateKey)
+            and cas
+            and ca_key.public_key() == cas[0].public_key()
+            and key.public_key() == cert.public_key()
+            and cert.issuer == cas[0].subject
+        ):
+            return None
+        pki = cls.__new__(cls)
+        pki.hosts, pki.cert_lifetime, pki.ca_lifetime = hosts, cert_lifetime, ca_lifetime
+        pki.ca, pki.ca_key, pki._old_cas = cas[0], ca_key, cas[1:]
+        pki.cert, pki.key = cert, key
+        return pki
+
+    def to_data(self) -> dict[str, bytes]:
+        """What a Secret keeps so that every replica serves certificates of one CA."""
+        return {
+            "ca.crt": self.ca_bundle,
+            "ca.key": _key_pem(self.ca_key),
+            "tls.crt": self.cert_pem,
+            "tls.key": self.key_pem,
+        }
+
+    def _names_hosts(self) -> bool:
+        try:
+            sans = self.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return False
+        names = {str(v) for v in sans.value.get_values_for_type(x509.DNSName)}
+        names |= {str(v) for v in sans.value.get_values_for_type(x509.IPAddress)}
+        return names == set(self.hosts)
+
     @property
     def ca_bundle(self) -> bytes:
         """PEM of every CA the apiserver must trust now (the current one first)."""
@@ -330,7 +383,7 @@ class WebhookPKI:
             self._new_ca(now)
             self._new_leaf(now)
             return True
-        if _due(self.cert, now):
+        if _due(self.cert, now) or not self._names_hosts():
             self._new_leaf(now)
             return True
         return changed
@@ -448,17 +501,82 @@ class VaultInjector:
                 self.options.name,
             )
 
-    async def _rotate_forever(self) -> None:
-        every = max(1.0, min(3600.0, self.options.cert_lifetime.total_seconds() / 20))
+    async def _adopt(self, pki: WebhookPKI, *, serving: bool = True) -> None:
+        """Serve ``pki``; when its CA bundle is new, publish the bundle first (it still
+        trusts the previous CA, which other replicas may be serving with)."""
+        if pki.cert_pem == self.pki.cert_pem:
+            return
+        bundle_changed = pki.ca_bundle != self.pki.ca_bundle
+        self.pki = pki
+        if bundle_changed and serving:
+            await self.register()
+        self._load_chain()
+        log.info("vault injector: serving certificate renewed")
+
+    async def _sync_store(self, store: tuple[str, str], *, serving: bool = True) -> None:
+        """Share the PKI through the Secret: adopt what is stored, renew what is due there
+        (a write guarded by resourceVersion, so one replica renews and the others adopt)."""
+        namespace, name = store
+        now = self.clock()
+        secret = await self.kube.get("v1", "Secret", name, namespace)
+        stored = None
+        if secret is not None:
+            data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+            stored = WebhookPKI.from_data(
+                data,
+                self.pki.hosts,
+                cert_lifetime=self.options.cert_lifetime,
+                ca_lifetime=self.options.ca_lifetime,
+            )
+        if stored is not None and not stored.rotate(now):
+            await self._adopt(stored, serving=serving)
+            return
+        fresh = stored or self.pki
+        if stored is None:
+            fresh.rotate(now)
+        body: Obj = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "gitsail"},
+            },
+            "data": {k: base64.b64encode(v).decode() for k, v in fresh.to_data().items()},
+        }
+        try:
+            if secret is None:
+                await self.kube.create(body)
+            else:
+                body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
+                await self.kube.replace(body)
+        except Conflict:  # another replica wrote first: adopt its PKI on the next sync
+            log.info("vault injector: certificates written by another replica")
+            return
+        await self._adopt(fresh, serving=serving)
+
+    async def _refresh(self) -> None:
+        """Bring the certificates up to date, then the registration (its bundle first)."""
+        if self.options.tls_secret is not None:
+            await self._sync_store(self.options.tls_secret)
+            return
+        if self.pki.rotate(self.clock()):
+            await self.register()  # the bundle first: it trusts old and new
+            self._load_chain()
+            log.info("vault injector: serving certificate renewed")
+
+    async def _refresh_forever(self) -> None:
+        every = max(1.0, min(300.0, self.options.cert_lifetime.total_seconds() / 20))
         while True:
             await asyncio.sleep(every)
-            if self.pki.rotate(self.clock()):
-                await self.register()  # the bundle first: it trusts old and new
-                self._load_chain()
-                log.info("vault injector: serving certificate renewed")
+            await self._refresh()
+            await self.register()  # also heals a deleted or edited registration
 
     async def run(self) -> None:
         """Serve, register, renew; until cancelled (the registration stays: Ignore)."""
+        if self.options.tls_secret is not None:  # before serving: never a throwaway cert
+            await self._sync_store(self.options.tls_secret, serving=False)
         server = self.server()
         serve = asyncio.create_task(server.serve())
         try:
@@ -476,7 +594,7 @@ class VaultInjector:
                 PATH,
                 self.options.name,
             )
-            await asyncio.gather(serve, self._rotate_forever())
+            await asyncio.gather(serve, self._refresh_forever())
         finally:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, Exception):

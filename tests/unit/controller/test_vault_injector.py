@@ -23,7 +23,7 @@ from gitsail.controller.vault_injector import (
     webhook_configuration,
 )
 from gitsail.dev.cluster import free_ports
-from gitsail.kube import Kube
+from gitsail.kube import Conflict, Kube
 from gitsail.secrets.vault_agent import InjectorDefaults
 
 SA_MOUNT = {
@@ -173,3 +173,120 @@ async def test_tls_round_trip_with_the_published_bundle_and_hot_reload() -> None
     finally:
         server.should_exit = True
         await task
+
+
+class FakeKube:
+    """Just the calls the injector makes: Secrets by resourceVersion, applies recorded."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.version = 0
+        self.applied: list[dict[str, Any]] = []
+
+    async def get(self, _v: str, _k: str, name: str, namespace: str) -> dict[str, Any] | None:
+        found = self.secrets.get((namespace, name))
+        return json.loads(json.dumps(found)) if found else None
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if key in self.secrets:
+            raise Conflict(409, "AlreadyExists", "exists")
+        return self._store(key, obj)
+
+    async def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if self.secrets[key]["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+            raise Conflict(409, "Conflict", "stale")
+        return self._store(key, obj)
+
+    async def apply(self, obj: dict[str, Any], **_kw: Any) -> dict[str, Any]:
+        self.applied.append(obj)
+        return obj
+
+    def _store(self, key: tuple[str, str], obj: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        obj = json.loads(json.dumps(obj))
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.secrets[key] = obj
+        return obj
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def shared(kube: FakeKube, clock: Clock) -> VaultInjector:
+    options = InjectorOptions(
+        tls_secret=("argocd", "injector-tls"),
+        cert_lifetime=dt.timedelta(days=3),
+        ca_lifetime=dt.timedelta(days=30),
+    )
+    return VaultInjector(cast(Kube, kube), options, clock=clock)
+
+
+async def test_replicas_share_one_ca_and_certificate_through_the_secret() -> None:
+    kube, clock = FakeKube(), Clock()
+    first, second = shared(kube, clock), shared(kube, clock)
+    assert first.pki.cert_pem != second.pki.cert_pem  # each starts with its own
+    await first._sync_store(("argocd", "injector-tls"), serving=False)
+    await second._sync_store(("argocd", "injector-tls"), serving=False)
+    assert first.pki.cert_pem == second.pki.cert_pem
+    assert first.pki.ca_bundle == second.pki.ca_bundle
+    stored = kube.secrets[("argocd", "injector-tls")]
+    assert base64.b64decode(stored["data"]["ca.crt"]) == first.pki.ca_bundle
+
+
+async def test_one_replica_renews_and_the_other_adopts() -> None:
+    kube, clock = FakeKube(), Clock()
+    first, second = shared(kube, clock), shared(kube, clock)
+    store = ("argocd", "injector-tls")
+    await first._sync_store(store, serving=False)
+    await second._sync_store(store, serving=False)
+    old = first.pki.cert_pem
+    clock.now += dt.timedelta(days=2, hours=1)  # past two thirds of 3 days
+    await first._sync_store(store)
+    assert first.pki.cert_pem != old
+    await second._sync_store(store)
+    assert second.pki.cert_pem == first.pki.cert_pem
+    assert kube.applied == []  # same CA: the registration's bundle did not change
+
+
+async def test_a_new_ca_is_registered_before_it_is_served() -> None:
+    kube, clock = FakeKube(), Clock()
+    injector = shared(kube, clock)
+    store = ("argocd", "injector-tls")
+    await injector._sync_store(store, serving=False)
+    old_ca = injector.pki.ca
+    served_at_registration: list[bytes] = []
+
+    async def apply(obj: dict[str, Any], **_kw: Any) -> dict[str, Any]:
+        served_at_registration.append(
+            (injector._dir / "tls.crt").read_bytes()  # what the TLS context serves now
+        )
+        kube.applied.append(obj)
+        return obj
+
+    kube.apply = apply  # type: ignore[method-assign]
+    clock.now += dt.timedelta(days=21)
+    await injector._sync_store(store)
+    (registered,) = kube.applied
+    bundle = base64.b64decode(registered["webhooks"][0]["clientConfig"]["caBundle"])
+    cas = x509.load_pem_x509_certificates(bundle)
+    assert [c.serial_number for c in cas] == [injector.pki.ca.serial_number, old_ca.serial_number]
+    assert served_at_registration[0] != injector.pki.cert_pem  # still the old one then
+
+
+async def test_an_unusable_secret_is_replaced() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.secrets[("argocd", "injector-tls")] = {
+        "metadata": {"name": "injector-tls", "namespace": "argocd", "resourceVersion": "7"},
+        "data": {"ca.crt": base64.b64encode(b"garbage").decode()},
+    }
+    injector = shared(kube, clock)
+    await injector._sync_store(("argocd", "injector-tls"), serving=False)
+    stored = kube.secrets[("argocd", "injector-tls")]
+    assert base64.b64decode(stored["data"]["tls.crt"]) == injector.pki.cert_pem
