@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import uuid
@@ -46,6 +47,7 @@ ARTICLE_TEMPLATE = (
 )
 SELECTOR_KEY = "gitsail-test/vault-injector"
 WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+TLS_SECRET = "vault-injector-tls"
 
 
 def article_deployment() -> dict[str, Any]:
@@ -110,6 +112,7 @@ class InjectorProcess:
     ) -> None:
         http_port, https_port = free_ports(2)
         self.health = f"http://127.0.0.1:{http_port}/healthz"
+        self.https_port = https_port
         self.log = log
         argv = [
             sys.executable, "-m", "gitsail", "controller", "-n", namespace, "--no-flux",
@@ -118,6 +121,7 @@ class InjectorProcess:
             "--vault-injector-listen", f"127.0.0.1:{https_port}",
             "--vault-injector-namespace-selector", selector,
             "--vault-injector-name", name, "--vault-address", vault,
+            "--vault-injector-tls-secret", TLS_SECRET,
         ]  # fmt: skip
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -182,7 +186,8 @@ def webhook_name(kube: Kube, labelled_namespace: tuple[str, str]) -> Iterator[st
     """A unique MutatingWebhookConfiguration name, deleted at teardown whatever happened."""
     name = f"gitsail-test-vaultinj-{labelled_namespace[1]}"
     yield name
-    kube.delete(f"{WEBHOOKS}/{name}")
+    for each in (name, f"{name}-b"):
+        kube.delete(f"{WEBHOOKS}/{each}")
 
 
 @pytest.fixture
@@ -313,6 +318,31 @@ def test_article_deployment_is_injected_and_unannotated_pods_are_never_blocked(
         assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
         assert hook["namespaceSelector"] == {"matchLabels": {SELECTOR_KEY: label}}
 
+        # The certificates are kept in the Secret: a second replica serves the same one.
+        stored = eventually(lambda: kube.get(f"{api}/secrets/{TLS_SECRET}"), what="TLS Secret")
+        assert base64.b64decode(stored["data"]["ca.crt"]) == base64.b64decode(
+            hook["clientConfig"]["caBundle"]
+        )
+        second = InjectorProcess(
+            cluster,
+            namespace,
+            f"{SELECTOR_KEY}={label}-none",  # registered for no namespace at all
+            f"{name}-b",
+            openbao.url,
+            tmp_path / "controller-b.log",
+        )
+        try:
+            eventually(second.up, timeout=90, what="second controller /healthz")
+            eventually(lambda: kube.get(f"{WEBHOOKS}/{name}-b"), what="second webhook config")
+            served = [
+                ssl.get_server_certificate(("127.0.0.1", p))
+                for p in (injector.https_port, second.https_port)
+            ]
+            assert served[0] == served[1]
+            assert served[0].encode() == base64.b64decode(stored["data"]["tls.crt"])
+        finally:
+            second.kill()
+
         # The apiserver picks the configuration up within a moment: probe with dry runs.
         probe = plain_pod("probe", {"vault.hashicorp.com/agent-inject": "true",
                                     "vault.hashicorp.com/role": "myapp"})  # fmt: skip
@@ -405,7 +435,13 @@ def test_article_deployment_is_injected_and_unannotated_pods_are_never_blocked(
     assert "vault.hashicorp.com/agent-inject-status" not in annotated["metadata"]["annotations"]
 
     # Nothing secret in the controller's log or in what the webhook wrote into the pods.
-    for text in (log_during, injector.output(), pods_json):
+    private_keys = [
+        base64.b64decode(stored["data"][k]).decode().split("-----")[2].strip().splitlines()[0]
+        for k in ("ca.key", "tls.key")
+    ]  # the first line of each key's base64 body
+    for text in (log_during, injector.output(), second.output(), pods_json):
         for secret in (api_key, db_password, openbao.root_token, myapp_jwt, client_token):
             assert secret not in text
+        for key_line in private_keys:
+            assert key_line not in text
     assert "injected" in log_during  # the log does say what happened, by pod name
