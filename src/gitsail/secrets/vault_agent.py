@@ -31,6 +31,10 @@ first app-container mount whose path contains ``serviceaccount``), and the token
 auth config points into it. Secret values never pass through here: the agent fetches them in
 the pod; the patch carries paths, templates and the role only.
 
+**One departure**, for vault-k8s' most reported trap: a pod owned by a Job (a Job's or a
+CronJob's pod) gets ``agent-pre-populate-only`` unless it sets that annotation itself — with a
+sidecar that never exits, the Job never completes.
+
 **Errors.** An annotated pod whose annotations cannot be honoured (a bad boolean, no role, no
 ServiceAccount token mount, a file name that escapes ``/vault/secrets``) raises
 ``InjectError``; the webhook refuses such a pod with that message, as vault-k8s does — a pod
@@ -238,6 +242,14 @@ def _token_volume(spec: Obj) -> _TokenVolume:
     )
 
 
+def _owned_by_job(pod: Obj) -> bool:
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(
+        isinstance(o, dict) and o.get("kind") == "Job" and o.get("apiVersion") == "batch/v1"
+        for o in owners
+    )
+
+
 def _parse(pod: Obj, defaults: InjectorDefaults) -> _Agent:
     ann = _annotations(pod)
     role = str(ann.get(PREFIX + "role", ""))
@@ -248,7 +260,9 @@ def _parse(pod: Obj, defaults: InjectorDefaults) -> _Agent:
     if not address:
         raise InjectError(f"no Vault address: set {PREFIX}service or the injector's default")
     pre_populate = _flag(ann, "agent-pre-populate", True)
-    pre_populate_only = _flag(ann, "agent-pre-populate-only", False)
+    # A Job's pod with a sidecar never completes (vault-k8s #120, #133): unless the pod says
+    # otherwise, a pod owned by a Job gets the init container only.
+    pre_populate_only = _flag(ann, "agent-pre-populate-only", _owned_by_job(pod))
     return _Agent(
         role=role,
         address=address,

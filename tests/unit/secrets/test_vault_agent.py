@@ -402,3 +402,16 @@ def test_go_json_escapes_html_like_go() -> None:
     init = next(o["value"] for o in ops if o["path"] == "/spec/initContainers")[0]
     raw = base64.b64decode(init["env"][-1]["value"]).decode()
     assert '"contents":"a\\u003cb\\u003e\\u0026c"' in raw
+
+
+def test_job_pods_get_the_init_container_only_unless_they_say_otherwise() -> None:
+    p = article_pod()
+    p["metadata"]["ownerReferences"] = [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "migrate-29001", "uid": "u"}
+    ]
+    mutated = apply_patch(p, pod_patch(p))
+    assert [c["name"] for c in mutated["spec"]["containers"]] == ["app"]
+    assert [c["name"] for c in mutated["spec"]["initContainers"]] == ["vault-agent-init"]
+    p["metadata"]["annotations"]["vault.hashicorp.com/agent-pre-populate-only"] = "false"
+    mutated = apply_patch(p, pod_patch(p))
+    assert [c["name"] for c in mutated["spec"]["containers"]] == ["app", "vault-agent"]
