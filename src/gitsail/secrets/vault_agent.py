@@ -50,6 +50,7 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,8 @@ JSON_TEMPLATE = '{{ with secret "%s" }}{{ .Data | toJSON }}\n{{ end }}'
 # caps all annotations at 256 KiB together).
 MAX_SECRETS = 64
 
+# A Kubernetes quantity (resource.ParseQuantity's grammar), or empty for "none".
+_QUANTITY = re.compile(r"(|[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?)")
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -188,6 +191,8 @@ class _Agent:
     init_first: bool
     secrets: tuple[_Secret, ...]
     token: _TokenVolume
+    containers: frozenset[str] | None  # app containers that get the mount (None: all)
+    resources: Obj
 
 
 def _flag(ann: Mapping[str, str], key: str, default: bool) -> bool:
@@ -276,7 +281,38 @@ def _parse(pod: Obj, defaults: InjectorDefaults) -> _Agent:
         init_first=_flag(ann, "agent-init-first", False),
         secrets=_secrets(ann, defaults),
         token=_token_volume(pod.get("spec") or {}),
+        containers=_containers(ann),
+        resources=_resources(ann, defaults),
     )
+
+
+def _containers(ann: Mapping[str, str]) -> frozenset[str] | None:
+    raw = ann.get(PREFIX + "agent-inject-containers")
+    if raw is None:
+        return None
+    return frozenset(filter(None, (c.strip() for c in str(raw).split(","))))
+
+
+def _quantity(ann: Mapping[str, str], key: str, default: str) -> str:
+    value = str(ann.get(PREFIX + key, default))
+    if not _QUANTITY.fullmatch(value):
+        raise InjectError(f"annotation {PREFIX}{key}: {value[:40]!r} is not a quantity")
+    return value
+
+
+def _resources(ann: Mapping[str, str], defaults: InjectorDefaults) -> Obj:
+    """vault-k8s' ``agent-limits-*`` / ``agent-requests-*``; an empty value drops the entry."""
+    out: Obj = {}
+    for kind, cpu, mem in (
+        ("limits", defaults.limits_cpu, defaults.limits_mem),
+        ("requests", defaults.requests_cpu, defaults.requests_mem),
+    ):
+        entry = {
+            "cpu": _quantity(ann, f"agent-{kind}-cpu", cpu),
+            "memory": _quantity(ann, f"agent-{kind}-mem", mem),
+        }
+        out[kind] = {k: v for k, v in entry.items() if v}
+    return out
 
 
 def go_json(value: Any) -> str:
@@ -364,10 +400,7 @@ def _container(agent: _Agent, defaults: InjectorDefaults, *, init: bool) -> Obj:
             {"name": "VAULT_LOG_FORMAT", "value": defaults.log_format},
             {"name": "VAULT_CONFIG", "value": base64.b64encode(config).decode()},
         ],
-        "resources": {
-            "limits": {"cpu": defaults.limits_cpu, "memory": defaults.limits_mem},
-            "requests": {"cpu": defaults.requests_cpu, "memory": defaults.requests_mem},
-        },
+        "resources": agent.resources,
         # vault-k8s mounts the init container's home first, the sidecar's after the token.
         "volumeMounts": [
             *([{"name": HOME_INIT, "mountPath": HOME_PATH}] if init else []),
@@ -443,7 +476,8 @@ def pod_patch(pod: Obj, defaults: InjectorDefaults = InjectorDefaults()) -> list
     patch.items(volumes, [*homes, _memory_volume(SECRETS_VOLUME)], "/spec/volumes")
 
     for i, container in enumerate(containers):
-        if container.get("name") != SIDECAR_NAME:
+        wanted = agent.containers is None or container.get("name") in agent.containers
+        if container.get("name") != SIDECAR_NAME and wanted:
             patch.mounts(container, f"/spec/containers/{i}/volumeMounts")
 
     if agent.pre_populate:

@@ -415,3 +415,27 @@ def test_job_pods_get_the_init_container_only_unless_they_say_otherwise() -> Non
     p["metadata"]["annotations"]["vault.hashicorp.com/agent-pre-populate-only"] = "false"
     mutated = apply_patch(p, pod_patch(p))
     assert [c["name"] for c in mutated["spec"]["containers"]] == ["app", "vault-agent"]
+
+
+def test_containers_and_resources_annotations() -> None:
+    p = article_pod()
+    p["spec"]["containers"].append({"name": "metrics", "image": "m:1", "volumeMounts": []})
+    p["metadata"]["annotations"].update(
+        {
+            "vault.hashicorp.com/agent-inject-containers": "app",
+            "vault.hashicorp.com/agent-limits-cpu": "1",
+            "vault.hashicorp.com/agent-requests-mem": "32Mi",
+            "vault.hashicorp.com/agent-limits-mem": "",
+        }
+    )
+    mutated = apply_patch(p, pod_patch(p))
+    app, metrics, sidecar = mutated["spec"]["containers"]
+    assert "vault-secrets" in [m["name"] for m in app["volumeMounts"]]
+    assert metrics["volumeMounts"] == []
+    assert sidecar["resources"] == {
+        "limits": {"cpu": "1"},
+        "requests": {"cpu": "250m", "memory": "32Mi"},
+    }
+    p["metadata"]["annotations"]["vault.hashicorp.com/agent-limits-cpu"] = "lots"
+    with pytest.raises(InjectError, match="not a quantity"):
+        pod_patch(p)
