@@ -21,6 +21,7 @@ from gitsail.diff import jqpath
 from gitsail.kinds._fields import go_duration
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.policy import Policy, PolicyError
+from gitsail.secrets.vault_agent import DEFAULT_IMAGE as VAULT_AGENT_IMAGE
 
 if TYPE_CHECKING:
     from gitsail.controller.sealedsecrets import SealedSecretsOptions
@@ -141,7 +142,7 @@ def controller(
         help="Vault address written into injected agents (annotation service overrides)",
     ),
     vault_agent_image: str = typer.Option(
-        "hashicorp/vault:2.0.4",
+        VAULT_AGENT_IMAGE,
         "--vault-agent-image",
         envvar="AGENT_INJECT_VAULT_IMAGE",
         help="agent image of injected pods (annotation agent-image overrides)",
