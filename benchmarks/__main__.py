@@ -15,6 +15,7 @@ BENCHMARKS = {
     "controller": "benchmarks.controller_bench",
     "flux": "benchmarks.flux_bench",
     "helm": "benchmarks.helm_bench",
+    "vault-injector": "benchmarks.vault_injector_bench",
 }
 
 

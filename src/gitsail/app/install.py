@@ -187,12 +187,17 @@ async def install_controller(
     image: str = DEFAULT_IMAGE,
     replicas: int = 1,
     sealed_secrets: bool = False,
+    vault_injector: bool = False,
 ) -> list[str]:
     """Apply the controller's manifests (after the CRDs); returns what was applied."""
     applied = []
     manifests = controller_manifests(
         namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
     )
+    if vault_injector:  # the controller also serves the Vault Agent injector webhook
+        from gitsail.app.install_vault_injector import with_vault_injector
+
+        manifests = with_vault_injector(manifests, namespace)
     for obj in manifests:
         await kube.apply(obj, field_manager="gitsail-install", force=True)
         applied.append(f"{obj['kind'].lower()} {ResourceKey.of(obj)}")

@@ -21,6 +21,7 @@ from gitsail.diff import jqpath
 from gitsail.kinds._fields import go_duration
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.policy import Policy, PolicyError
+from gitsail.secrets.vault_agent import DEFAULT_IMAGE as VAULT_AGENT_IMAGE
 
 if TYPE_CHECKING:
     from gitsail.controller.sealedsecrets import SealedSecretsOptions
@@ -103,6 +104,49 @@ def controller(
     listen: str = typer.Option(
         "127.0.0.1:8080", "--listen", help="HOST:PORT for /healthz, /metrics and /api/webhook"
     ),
+    vault_injector: bool = typer.Option(
+        False,
+        "--vault-injector/--no-vault-injector",
+        help="also serve the Vault Agent injector webhook over TLS (docs/vault-injector.md)",
+    ),
+    vault_injector_listen: str = typer.Option(
+        "127.0.0.1:8443", "--vault-injector-listen", help="HOST:PORT of the injector's HTTPS"
+    ),
+    vault_injector_service: str | None = typer.Option(
+        None,
+        "--vault-injector-service",
+        help="NAMESPACE/NAME:PORT of the Service the apiserver calls (in-cluster); "
+        "default: https://HOST:PORT of --vault-injector-listen",
+    ),
+    vault_injector_namespace_selector: str | None = typer.Option(
+        None,
+        "--vault-injector-namespace-selector",
+        help="k=v,... labels of the namespaces whose pods are sent to the injector "
+        "(default: all but kube-system, kube-public, kube-node-lease and the control namespace)",
+    ),
+    vault_injector_name: str = typer.Option(
+        "gitsail-vault-agent-injector",
+        "--vault-injector-name",
+        help="name of the MutatingWebhookConfiguration",
+    ),
+    vault_injector_tls_secret: str | None = typer.Option(
+        None,
+        "--vault-injector-tls-secret",
+        help="Secret of the control namespace that shares the webhook's CA and certificate "
+        "between replicas (default: NAME-tls with --vault-injector-service, else none)",
+    ),
+    vault_address: str = typer.Option(
+        "https://vault.vault.svc:8200",
+        "--vault-address",
+        envvar="AGENT_INJECT_VAULT_ADDR",
+        help="Vault address written into injected agents (annotation service overrides)",
+    ),
+    vault_agent_image: str = typer.Option(
+        VAULT_AGENT_IMAGE,
+        "--vault-agent-image",
+        envvar="AGENT_INJECT_VAULT_IMAGE",
+        help="agent image of injected pods (annotation agent-image overrides)",
+    ),
     concurrency: int = typer.Option(10, "--concurrency", help="apps reconciled in parallel"),
     leader_elect: bool = typer.Option(True, "--leader-elect/--no-leader-elect"),
     resync: float | None = typer.Option(
@@ -157,6 +201,21 @@ def controller(
             rate_limit_burst=rate_limit_burst,
         )
 
+    injector_options = None
+    if vault_injector:
+        from gitsail.cli.vault_injector import injector_options as _injector_options
+
+        injector_options = _injector_options(
+            listen=vault_injector_listen,
+            service=vault_injector_service,
+            namespace_selector=vault_injector_namespace_selector,
+            name=vault_injector_name,
+            tls_secret=vault_injector_tls_secret,
+            vault_address=vault_address,
+            agent_image=vault_agent_image,
+            control_namespace=namespace[0],
+        )
+
     async def main() -> None:
         config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
         async with Kube(config) as kube:
@@ -181,10 +240,19 @@ def controller(
             run = asyncio.create_task(ctl.run())
             serve = asyncio.create_task(server.serve())
             stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait([run, serve, stopper], return_when=asyncio.FIRST_COMPLETED)
+            tasks = [run, serve, stopper]
+            if injector_options is not None:
+                from gitsail.controller.vault_injector import VaultInjector
+
+                tasks.append(asyncio.create_task(VaultInjector(kube, injector_options).run()))
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             server.should_exit = True
             run.cancel()
             stopper.cancel()
+            for extra in tasks[3:]:
+                extra.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await extra
             with contextlib.suppress(asyncio.CancelledError):
                 await run
             await serve

@@ -32,6 +32,11 @@ def install(
         "--sealed-secrets",
         help="the SealedSecret CRD, and the controller run with --sealed-secrets",
     ),
+    vault_injector: bool = typer.Option(
+        False,
+        "--vault-injector",
+        help="the controller also serves the Vault Agent injector webhook (docs/vault-injector.md)",
+    ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
@@ -51,6 +56,10 @@ def install(
         manifests += controller_manifests(
             namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
         )
+    if vault_injector and not crds_only:
+        from gitsail.app.install_vault_injector import with_vault_injector
+
+        with_vault_injector(manifests, namespace)
     if print_only:
         print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
         return
@@ -64,7 +73,12 @@ def install(
             ]
             if not crds_only:
                 done += await install_controller(
-                    kube, namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+                    kube,
+                    namespace,
+                    image=image,
+                    replicas=replicas,
+                    sealed_secrets=sealed_secrets,
+                    vault_injector=vault_injector,
                 )
             return done
 
