@@ -38,16 +38,21 @@ otherwise), as Flux requires. Not implemented, refused with AuthenticationFailed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from gitsail.kinds.errors import SpecError, UnsupportedField
 from gitsail.kinds.flux_gitrepository import GROUP, KIND, GitRepository, parse_git_repository
+from gitsail.kinds.flux_source_reconciler import (
+    FINALIZER,
+    ControlPlane,
+    FluxSourceReconciler,
+    utcnow,
+)
 from gitsail.kinds.records import RefKind, RevisionRef
 from gitsail.kinds.status import (
     Condition,
@@ -58,7 +63,7 @@ from gitsail.kinds.status import (
     put_condition,
     ready_conditions,
 )
-from gitsail.kube.errors import Conflict, KubeError, NotFound
+from gitsail.kube.errors import KubeError
 from gitsail.model import Artifact, Obj
 from gitsail.source.artifacts import ArtifactStore, IgnoreRules, Include, StoredArtifact
 from gitsail.source.credentials import RepoCredentials, secret_values
@@ -83,7 +88,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FINALIZER = "finalizers.fluxcd.io"
 ARTIFACT_KIND = "gitrepository"  # the store's directory for this kind
 API_VERSION = f"{GROUP}/v1"
 
@@ -100,27 +104,6 @@ READY = "Ready"
 ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 FETCH_FAILED = "FetchFailed"
 NEGATIVE = ("FetchFailed", "IncludeUnavailable", "StorageOperationFailed", "ArtifactOutdated")
-
-RETRY_BASE = 1.0  # first retry after a transient failure, doubled each time
-
-
-class ControlPlane(Protocol):
-    """What the reconciler asks of the cluster (``gitsail.kube.Kube`` has it)."""
-
-    async def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
-    ) -> Obj | None: ...
-
-    async def merge_patch(
-        self,
-        api_version: str,
-        kind: str,
-        name: str,
-        patch: dict[str, Any],
-        namespace: str | None = None,
-        subresource: str | None = None,
-        field_manager: str = "gitsail",
-    ) -> Obj: ...
 
 
 class GitFetcher(Protocol):
@@ -320,34 +303,15 @@ def _put_or_drop(status: dict[str, Any], key: str, value: Any) -> None:
         status[key] = value
 
 
-def status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A merge patch turning ``current`` into ``new`` (removed keys as null), or None."""
-    if dict(current) == dict(new):
-        return None
-    patch: dict[str, Any] = {k: v for k, v in new.items() if current.get(k) != v}
-    for key in current:
-        if key not in new:
-            patch[key] = None
-    return {"status": patch}
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 # -- the reconciler -------------------------------------------------------------------------
 
 
-class GitRepositoryReconciler:
+class GitRepositoryReconciler(FluxSourceReconciler):
     """Reconciles ``source.toolkit.fluxcd.io`` GitRepositories (v1 and v1beta2 objects)."""
 
     api_version = API_VERSION
     kind = KIND
-    finalizer = FINALIZER
+    artifact_kind = ARTIFACT_KIND
 
     def __init__(
         self,
@@ -355,15 +319,11 @@ class GitRepositoryReconciler:
         git: GitFetcher,
         store: ArtifactStore,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         field_manager: str = "gitsail",
     ) -> None:
-        self.control_plane = control_plane
+        super().__init__(control_plane, store, clock=clock, field_manager=field_manager)
         self.git = git
-        self.store = store
-        self.clock = clock
-        self.field_manager = field_manager
-        self._failures: dict[tuple[str, str], int] = {}
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -379,98 +339,32 @@ class GitRepositoryReconciler:
         except SpecError as exc:
             generation = int(meta.get("generation") or 0)
             requested = (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt")
-            status = stalled_on_spec_status(
-                current, exc, generation, requested, rfc3339(self.clock())
-            )
-            await self._write_status(obj, current, status)
+            status = stalled_on_spec_status(current, exc, generation, requested, self.now())
+            await self.write_status(obj, current, status)
             return None
         if repo.source.suspend:
             return None
-        key = (repo.namespace, repo.name)
-        await self._ensure_finalizer(obj)
+        await self.ensure_finalizer(obj)
         if repo.requested_at and repo.requested_at != current.get("lastHandledReconcileAt"):
             # A new `flux reconcile` / Receiver request: the push that prompted it may be
             # newer than the refs GitSource remembers for a few seconds, so ask the server.
             self.git.forget(repo.source.url)
         outcome = await self._produce(repo, current)
-        present = self.store.exists(str((current.get("artifact") or {}).get("path") or ""))
-        status = compute_status(
-            current, repo, outcome, now=rfc3339(self.clock()), artifact_present=present
-        )
-        await self._write_status(obj, current, status)
-        if outcome.error is None:
-            self._failures.pop(key, None)
-            return repo.source.interval
-        log.info(
-            "GitRepository %s/%s: %s: %s (reasons: %s)",
-            repo.namespace,
-            repo.name,
-            outcome.error.reason,
-            outcome.error.message,
-            ",".join(sorted(reasons)) or "-",
-        )
-        if isinstance(outcome.error, Stalled):
-            self._failures.pop(key, None)
-            return repo.source.interval
-        failures = self._failures.get(key, 0) + 1
-        self._failures[key] = failures
-        if isinstance(outcome.error, Transient) and outcome.error.retry_after is not None:
-            return float(outcome.error.retry_after)
-        return min(repo.source.interval, RETRY_BASE * (1 << min(failures - 1, 20)))
-
-    async def finalize(self, obj: Obj) -> None:
-        """Remove the object's archives and then its finalizer (idempotent)."""
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        with contextlib.suppress(InvalidSource):  # a name the store could never have written
-            await asyncio.to_thread(self.store.remove, ARTIFACT_KIND, namespace, name)
-        self._failures.pop((namespace, name), None)
-        api_version = str(obj.get("apiVersion") or API_VERSION)
-        # The patch carries the resourceVersion it read; the garbage collector edits a
-        # deleting object too (foreground deletion), so a Conflict reads it again.
-        for _attempt in range(5):
-            finalizers = list(meta.get("finalizers") or [])
-            if FINALIZER not in finalizers:
-                return
-            remaining = [f for f in finalizers if f != FINALIZER]
-            try:
-                await self.control_plane.merge_patch(
-                    api_version,
-                    KIND,
-                    name,
-                    _metadata_patch(meta, remaining or None),
-                    namespace=namespace,
-                    field_manager=self.field_manager,
-                )
-                return
-            except NotFound:
-                return
-            except Conflict:
-                latest = await self.control_plane.get(api_version, KIND, name, namespace)
-                if latest is None:
-                    return
-                meta = latest.get("metadata") or {}
-        raise Transient(
-            "FinalizerNotRemoved", f"GitRepository {namespace}/{name} keeps changing; retrying"
-        )
+        present = self.artifact_present(current)
+        status = compute_status(current, repo, outcome, now=self.now(), artifact_present=present)
+        await self.write_status(obj, current, status)
+        if outcome.error is not None:
+            log.info(
+                "GitRepository %s/%s: %s: %s (reasons: %s)",
+                repo.namespace,
+                repo.name,
+                outcome.error.reason,
+                outcome.error.message,
+                ",".join(sorted(reasons)) or "-",
+            )
+        return self.next_run((repo.namespace, repo.name), outcome.error, repo.source.interval)
 
     # -- steps -----------------------------------------------------------------------------
-
-    async def _ensure_finalizer(self, obj: Obj) -> None:
-        meta = obj.get("metadata") or {}
-        finalizers = list(meta.get("finalizers") or [])
-        if FINALIZER in finalizers:
-            return
-        # Changed meanwhile (Conflict): the watch brings it back, the next run adds it.
-        with contextlib.suppress(Conflict):
-            await self.control_plane.merge_patch(
-                str(obj.get("apiVersion") or API_VERSION),
-                KIND,
-                str(meta.get("name")),
-                _metadata_patch(meta, [*finalizers, FINALIZER]),
-                namespace=str(meta.get("namespace")),
-                field_manager=self.field_manager,
-            )
 
     async def _produce(self, repo: GitRepository, current: Mapping[str, Any]) -> Outcome:
         source = repo.source
@@ -608,32 +502,6 @@ class GitRepositoryReconciler:
             ignore=rules,
             includes=includes,
         )
-
-    async def _write_status(
-        self, obj: Obj, current: Mapping[str, Any], status: Mapping[str, Any]
-    ) -> None:
-        patch = status_patch(current, status)
-        if patch is None:
-            return
-        meta = obj.get("metadata") or {}
-        with contextlib.suppress(NotFound):  # deleted meanwhile
-            await self.control_plane.merge_patch(
-                str(obj.get("apiVersion") or API_VERSION),
-                KIND,
-                str(meta.get("name")),
-                patch,
-                namespace=str(meta.get("namespace")),
-                subresource="status",
-                field_manager=self.field_manager,
-            )
-
-
-def _metadata_patch(meta: Mapping[str, Any], finalizers: list[str] | None) -> dict[str, Any]:
-    """Set the finalizers, only if nobody changed the object since it was read."""
-    patch: dict[str, Any] = {"finalizers": finalizers}
-    if meta.get("resourceVersion"):
-        patch["resourceVersion"] = meta["resourceVersion"]
-    return {"metadata": patch}
 
 
 def _source_error(exc: SourceError) -> ReconcileError:

@@ -46,7 +46,6 @@ from typing import Any, Protocol
 import yaml
 
 from gitsail.kinds.errors import SpecError
-from gitsail.kinds.flux_gitrepository_reconciler import ControlPlane
 from gitsail.kinds.flux_helmchart import GROUP, KIND, REVISION, HelmChart, parse_helm_chart
 from gitsail.kinds.flux_helmrepository import HelmRepository, parse_helm_repository
 from gitsail.kinds.flux_helmrepository_reconciler import (
@@ -55,10 +54,10 @@ from gitsail.kinds.flux_helmrepository_reconciler import (
     STORAGE_OPERATION_FAILED,
     Outcome,
     SourceReconciler,
-    _utcnow,
     repository_access,
     source_status,
 )
+from gitsail.kinds.flux_source_reconciler import ControlPlane, utcnow
 from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube.errors import KubeError
 from gitsail.model import Obj
@@ -162,7 +161,7 @@ class HelmChartReconciler(SourceReconciler):
         *,
         oci: OCICharts | None = None,
         policy: Policy | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         field_manager: str = "gitsail",
     ) -> None:
         super().__init__(control_plane, store, clock=clock, field_manager=field_manager)

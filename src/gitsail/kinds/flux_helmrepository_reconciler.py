@@ -30,16 +30,20 @@ reconciler, which reads the same Secrets for its downloads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from gitsail.kinds.errors import SpecError, UnsupportedField
-from gitsail.kinds.flux_gitrepository_reconciler import ControlPlane, rfc3339, status_patch
 from gitsail.kinds.flux_helmrepository import GROUP, KIND, HelmRepository, parse_helm_repository
+from gitsail.kinds.flux_source_reconciler import (
+    FINALIZER,
+    ControlPlane,
+    FluxSourceReconciler,
+    utcnow,
+)
 from gitsail.kinds.status import (
     Condition,
     ReconcileError,
@@ -49,7 +53,7 @@ from gitsail.kinds.status import (
     put_condition,
     ready_conditions,
 )
-from gitsail.kube.errors import Conflict, KubeError, NotFound
+from gitsail.kube.errors import KubeError
 from gitsail.model import Obj
 from gitsail.source.artifacts import ArtifactStore, StoredArtifact
 from gitsail.source.credentials import RepoCredentials, secret_values
@@ -67,7 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FINALIZER = "finalizers.fluxcd.io"
 ARTIFACT_KIND = "helmrepository"
 API_VERSION = f"{GROUP}/v1"
 
@@ -80,11 +83,6 @@ UNSUPPORTED_FIELD = "UnsupportedField"
 ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 FETCH_FAILED = "FetchFailed"
 NEGATIVE = ("FetchFailed", "BuildFailed", "StorageOperationFailed", "ArtifactOutdated")
-RETRY_BASE = 1.0
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -249,30 +247,12 @@ def _shown(secret: Obj) -> str:
     return f"Secret {meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-class SourceReconciler:
-    """What Flux source reconcilers share: the finalizer, the status write, retry delays."""
+class SourceReconciler(FluxSourceReconciler):
+    """The Helm source kinds' shared part: Secrets read for downloads, a stalled spec."""
 
     api_version = API_VERSION
     kind = KIND
-    finalizer = FINALIZER
     artifact_kind = ARTIFACT_KIND
-
-    def __init__(
-        self,
-        control_plane: ControlPlane,
-        store: ArtifactStore,
-        *,
-        clock: Callable[[], datetime] = _utcnow,
-        field_manager: str = "gitsail",
-    ) -> None:
-        self.control_plane = control_plane
-        self.store = store
-        self.clock = clock
-        self.field_manager = field_manager
-        self._failures: dict[tuple[str, str], int] = {}
-
-    def now(self) -> str:
-        return rfc3339(self.clock())
 
     async def secret(self, namespace: str, name: str | None, field: str) -> Obj | None:
         """The Secret ``name`` (``field`` of the spec) or None when no name is given."""
@@ -288,95 +268,8 @@ class SourceReconciler:
             )
         return secret
 
-    def next_run(
-        self, key: tuple[str, str], error: ReconcileError | None, interval: float
-    ) -> float:
-        """Seconds to the next reconcile: the interval, or a backoff after a transient error."""
-        if error is None or isinstance(error, Stalled):
-            self._failures.pop(key, None)
-            return interval
-        failures = self._failures.get(key, 0) + 1
-        self._failures[key] = failures
-        if isinstance(error, Transient) and error.retry_after is not None:
-            return float(error.retry_after)
-        return min(interval, RETRY_BASE * (1 << min(failures - 1, 20)))
-
     async def stalled_on_spec(self, obj: Obj, current: Mapping[str, Any], exc: SpecError) -> None:
         await self.write_status(obj, current, _spec_stalled_status(current, exc, obj, self.now()))
-
-    async def finalize(self, obj: Obj) -> None:
-        """Remove the object's files and then its finalizer (idempotent)."""
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        with contextlib.suppress(InvalidSource):
-            await asyncio.to_thread(self.store.remove, self.artifact_kind, namespace, name)
-        self._failures.pop((namespace, name), None)
-        api_version = str(obj.get("apiVersion") or self.api_version)
-        for _attempt in range(5):
-            finalizers = list(meta.get("finalizers") or [])
-            if FINALIZER not in finalizers:
-                return
-            remaining = [f for f in finalizers if f != FINALIZER]
-            try:
-                await self.control_plane.merge_patch(
-                    api_version,
-                    self.kind,
-                    name,
-                    _metadata_patch(meta, remaining or None),
-                    namespace=namespace,
-                    field_manager=self.field_manager,
-                )
-                return
-            except NotFound:
-                return
-            except Conflict:
-                latest = await self.control_plane.get(api_version, self.kind, name, namespace)
-                if latest is None:
-                    return
-                meta = latest.get("metadata") or {}
-        raise Transient(
-            "FinalizerNotRemoved", f"{self.kind} {namespace}/{name} keeps changing; retrying"
-        )
-
-    async def ensure_finalizer(self, obj: Obj) -> None:
-        meta = obj.get("metadata") or {}
-        finalizers = list(meta.get("finalizers") or [])
-        if FINALIZER in finalizers:
-            return
-        with contextlib.suppress(Conflict):  # the watch brings it back; the next run adds it
-            await self.control_plane.merge_patch(
-                str(obj.get("apiVersion") or self.api_version),
-                self.kind,
-                str(meta.get("name")),
-                _metadata_patch(meta, [*finalizers, FINALIZER]),
-                namespace=str(meta.get("namespace")),
-                field_manager=self.field_manager,
-            )
-
-    async def write_status(
-        self, obj: Obj, current: Mapping[str, Any], status: Mapping[str, Any]
-    ) -> None:
-        patch = status_patch(current, status)
-        if patch is None:
-            return
-        meta = obj.get("metadata") or {}
-        with contextlib.suppress(NotFound):  # deleted meanwhile
-            await self.control_plane.merge_patch(
-                str(obj.get("apiVersion") or self.api_version),
-                self.kind,
-                str(meta.get("name")),
-                patch,
-                namespace=str(meta.get("namespace")),
-                subresource="status",
-                field_manager=self.field_manager,
-            )
-
-
-def _metadata_patch(meta: Mapping[str, Any], finalizers: list[str] | None) -> dict[str, Any]:
-    patch: dict[str, Any] = {"finalizers": finalizers}
-    if meta.get("resourceVersion"):
-        patch["resourceVersion"] = meta["resourceVersion"]
-    return {"metadata": patch}
 
 
 class HelmRepositoryReconciler(SourceReconciler):
@@ -388,7 +281,7 @@ class HelmRepositoryReconciler(SourceReconciler):
         helm: HelmRepoSource,
         store: ArtifactStore,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         field_manager: str = "gitsail",
     ) -> None:
         super().__init__(control_plane, store, clock=clock, field_manager=field_manager)

@@ -33,24 +33,17 @@ and FetchFailed / StorageOperationFailed only while true), ``observedGeneration`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from gitsail.kinds.errors import SpecError
-from gitsail.kinds.flux_gitrepository_reconciler import (
-    FINALIZER,
-    ControlPlane,
-    Outcome,
-    rfc3339,
-    stalled_on_spec_status,
-    status_patch,
-)
+from gitsail.kinds.flux_gitrepository_reconciler import Outcome, stalled_on_spec_status
 from gitsail.kinds.flux_ocirepository import GROUP, KIND, OCIRepository, parse_oci_repository
+from gitsail.kinds.flux_source_reconciler import ControlPlane, FluxSourceReconciler, utcnow
 from gitsail.kinds.status import (
     Condition,
     ReconcileError,
@@ -60,7 +53,7 @@ from gitsail.kinds.status import (
     put_condition,
     ready_conditions,
 )
-from gitsail.kube.errors import Conflict, KubeError, NotFound
+from gitsail.kube.errors import KubeError
 from gitsail.model import Obj
 from gitsail.source.artifacts import ArtifactStore, IgnoreRules, StoredArtifact
 from gitsail.source.credentials import RepoCredentials
@@ -87,7 +80,6 @@ STORAGE_OPERATION_FAILED = "StorageOperationFailed"
 ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 FETCH_FAILED = "FetchFailed"
 NEGATIVE = ("FetchFailed", "StorageOperationFailed", "ArtifactOutdated")
-RETRY_BASE = 1.0
 
 
 class OCIPuller(Protocol):
@@ -187,16 +179,12 @@ def compute_status(
     return status
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class OCIRepositoryReconciler:
+class OCIRepositoryReconciler(FluxSourceReconciler):
     """Reconciles ``source.toolkit.fluxcd.io`` OCIRepositories (v1 and v1beta2 objects)."""
 
     api_version = API_VERSION
     kind = KIND
-    finalizer = FINALIZER
+    artifact_kind = ARTIFACT_KIND
 
     def __init__(
         self,
@@ -205,16 +193,12 @@ class OCIRepositoryReconciler:
         store: ArtifactStore,
         *,
         work_dir: Path | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         field_manager: str = "gitsail",
     ) -> None:
-        self.control_plane = control_plane
+        super().__init__(control_plane, store, clock=clock, field_manager=field_manager)
         self.oci = oci
-        self.store = store
         self.work_dir = work_dir
-        self.clock = clock
-        self.field_manager = field_manager
-        self._failures: dict[tuple[str, str], int] = {}
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str] = frozenset()) -> float | None:
         """Bring ``obj``'s artifact and status up to date; seconds until the next run."""
@@ -228,94 +212,32 @@ class OCIRepositoryReconciler:
         except SpecError as exc:
             generation = int(meta.get("generation") or 0)
             requested = (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt")
-            status = stalled_on_spec_status(
-                current, exc, generation, requested, rfc3339(self.clock())
-            )
-            await self._write_status(obj, current, status)
+            status = stalled_on_spec_status(current, exc, generation, requested, self.now())
+            await self.write_status(obj, current, status)
             return None
         if repo.suspend:
             return None
-        key = (repo.namespace, repo.name)
-        await self._ensure_finalizer(obj)
+        await self.ensure_finalizer(obj)
         outcome, metadata = await self._produce(repo, current)
-        present = self.store.exists(str((current.get("artifact") or {}).get("path") or ""))
         status = compute_status(
             current,
             repo,
             outcome,
-            now=rfc3339(self.clock()),
+            now=self.now(),
             metadata=metadata,
-            artifact_present=present,
+            artifact_present=self.artifact_present(current),
         )
-        await self._write_status(obj, current, status)
-        if outcome.error is None:
-            self._failures.pop(key, None)
-            return repo.interval
-        log.info(
-            "OCIRepository %s/%s: %s: %s (reasons: %s)",
-            repo.namespace,
-            repo.name,
-            outcome.error.reason,
-            outcome.error.message,
-            ",".join(sorted(reasons)) or "-",
-        )
-        if isinstance(outcome.error, Stalled):
-            self._failures.pop(key, None)
-            return repo.interval
-        failures = self._failures.get(key, 0) + 1
-        self._failures[key] = failures
-        return min(repo.interval, RETRY_BASE * (1 << min(failures - 1, 20)))
-
-    async def finalize(self, obj: Obj) -> None:
-        """Remove the object's artifacts and then its finalizer (idempotent)."""
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        with contextlib.suppress(InvalidSource):
-            await asyncio.to_thread(self.store.remove, ARTIFACT_KIND, namespace, name)
-        self._failures.pop((namespace, name), None)
-        api_version = str(obj.get("apiVersion") or API_VERSION)
-        for _attempt in range(5):
-            finalizers = list(meta.get("finalizers") or [])
-            if FINALIZER not in finalizers:
-                return
-            remaining = [f for f in finalizers if f != FINALIZER]
-            try:
-                await self.control_plane.merge_patch(
-                    api_version,
-                    KIND,
-                    name,
-                    _metadata_patch(meta, remaining or None),
-                    namespace=namespace,
-                    field_manager=self.field_manager,
-                )
-                return
-            except NotFound:
-                return
-            except Conflict:
-                latest = await self.control_plane.get(api_version, KIND, name, namespace)
-                if latest is None:
-                    return
-                meta = latest.get("metadata") or {}
-        raise Transient(
-            "FinalizerNotRemoved", f"OCIRepository {namespace}/{name} keeps changing; retrying"
-        )
-
-    # -- steps -------------------------------------------------------------------------
-
-    async def _ensure_finalizer(self, obj: Obj) -> None:
-        meta = obj.get("metadata") or {}
-        finalizers = list(meta.get("finalizers") or [])
-        if FINALIZER in finalizers:
-            return
-        with contextlib.suppress(Conflict):
-            await self.control_plane.merge_patch(
-                str(obj.get("apiVersion") or API_VERSION),
-                KIND,
-                str(meta.get("name")),
-                _metadata_patch(meta, [*finalizers, FINALIZER]),
-                namespace=str(meta.get("namespace")),
-                field_manager=self.field_manager,
+        await self.write_status(obj, current, status)
+        if outcome.error is not None:
+            log.info(
+                "OCIRepository %s/%s: %s: %s (reasons: %s)",
+                repo.namespace,
+                repo.name,
+                outcome.error.reason,
+                outcome.error.message,
+                ",".join(sorted(reasons)) or "-",
             )
+        return self.next_run((repo.namespace, repo.name), outcome.error, repo.interval)
 
     async def _produce(
         self, repo: OCIRepository, current: Mapping[str, Any]
@@ -427,31 +349,6 @@ class OCIRepositoryReconciler:
                 revision=pulled.revision,
                 ignore=rules,
             )
-
-    async def _write_status(
-        self, obj: Obj, current: Mapping[str, Any], status: Mapping[str, Any]
-    ) -> None:
-        patch = status_patch(current, status)
-        if patch is None:
-            return
-        meta = obj.get("metadata") or {}
-        with contextlib.suppress(NotFound):
-            await self.control_plane.merge_patch(
-                str(obj.get("apiVersion") or API_VERSION),
-                KIND,
-                str(meta.get("name")),
-                patch,
-                namespace=str(meta.get("namespace")),
-                subresource="status",
-                field_manager=self.field_manager,
-            )
-
-
-def _metadata_patch(meta: Mapping[str, Any], finalizers: list[str] | None) -> dict[str, Any]:
-    patch: dict[str, Any] = {"finalizers": finalizers}
-    if meta.get("resourceVersion"):
-        patch["resourceVersion"] = meta["resourceVersion"]
-    return {"metadata": patch}
 
 
 def _source_error(repo: OCIRepository, exc: SourceError) -> ReconcileError:

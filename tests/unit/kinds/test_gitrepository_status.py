@@ -10,8 +10,8 @@ from gitsail.kinds.flux_gitrepository_reconciler import (
     artifact_revision,
     compute_status,
     fetch_revision,
-    status_patch,
 )
+from gitsail.kinds.flux_source_reconciler import status_patch
 from gitsail.kinds.records import RefKind, RevisionRef
 from gitsail.kinds.status import Stalled, Transient
 from gitsail.source.artifacts import StoredArtifact
