@@ -83,9 +83,11 @@ def _shown(obj: Obj) -> str:
 
 
 def refuse_encrypted(objects: Sequence[Obj]) -> None:
-    """Flux's guard without ``spec.decryption``: an encrypted Secret is never applied."""
+    """Flux's guard without ``spec.decryption``: an encrypted Secret (here: any object with
+    SOPS metadata) is never applied as ciphertext."""
     for obj in objects:
-        if obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1" and "sops" in obj:
+        secret = obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1" and "sops" in obj
+        if secret or sops.is_encrypted_object(obj):
             raise Stalled(
                 "BuildFailed",
                 f"{_shown(obj)} is SOPS encrypted, configuring decryption is required for this "
