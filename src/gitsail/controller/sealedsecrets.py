@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults
+from gitsail.controller.sealedsecrets_metrics import KeyUsage
 from gitsail.kinds.sealedsecret import API_VERSION, KIND, SealedSecretReconciler
 from gitsail.kube import Kube, KubeError
 from gitsail.model import Obj
@@ -78,13 +79,27 @@ class _TokenBucket:
 
 
 class _SealedSecretKind(KindDefaults):
-    def __init__(self, inner: SealedSecretReconciler, ctx: KindContext) -> None:
+    def __init__(
+        self, inner: SealedSecretReconciler, ctx: KindContext, store: KeyStore | None = None
+    ) -> None:
         self.inner = inner
         self.api = KindAPI(API_VERSION, KIND)
         self.control_namespace = ctx.settings.control_namespace
+        self.store = store
+        self.usage = KeyUsage(ctx.metrics.registry)
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
-        return await self.inner.reconcile(obj, reasons)
+        after = await self.inner.reconcile(obj, reasons)
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            self.usage.forget(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        elif self.store is not None:
+            try:
+                ring = await self.store.ring()
+                await asyncio.to_thread(self.usage.observe, obj, ring)
+            except (KubeError, SealingError) as exc:
+                log.debug("key usage of SealedSecret %s: %s", meta.get("name"), exc)
+        return after
 
 
 class SealedSecrets:
@@ -120,7 +135,7 @@ class SealedSecrets:
             events=event,
             accept_v1_data=self.options.accept_v1_data,
         )
-        return _SealedSecretKind(inner, ctx)
+        return _SealedSecretKind(inner, ctx, self.store)
 
     async def _renew_keys(self) -> None:
         while True:
