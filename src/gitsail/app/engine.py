@@ -55,6 +55,7 @@ from typing import Any
 from gitsail.app.admission import INVALID_SPEC, Admission
 from gitsail.app.model import IN_CLUSTER, Delivery, KindAdapter, Retry
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
+from gitsail.diff.sealed import SealedOpener
 from gitsail.errors import ReconcileError, Stalled, Transient
 from gitsail.health import (
     Health,
@@ -381,6 +382,8 @@ class AppEngine:
     observer: PipelineObserver = field(default_factory=lambda: PipelineObserver())
     settings_ttl: float = 30.0
     admission: Admission | None = None  # AppProject checks (gitsail.app.admission)
+    # Sealed Secrets keys: re-sealed, unchanged SealedSecret values diff as in sync.
+    open_sealed: SealedOpener | None = None
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
@@ -598,7 +601,9 @@ class AppEngine:
         try:
             # One hop off the event loop for the app's diffs (jq runs in a worker process).
             diffs = await asyncio.to_thread(
-                lambda: [diff_resource(d, c, rules=rules) for d, c in pairs]
+                lambda: [
+                    diff_resource(d, c, rules=rules, open_sealed=self.open_sealed) for d, c in pairs
+                ]
             )
         except DiffError as exc:
             raise ComparisonError(f"ignoreDifferences: {exc}") from exc
