@@ -54,6 +54,7 @@ from typing import Any
 
 from gitsail.app.admission import INVALID_SPEC, Admission
 from gitsail.app.model import IN_CLUSTER, Delivery, KindAdapter, Retry
+from gitsail.app.sops import decrypt_manifests
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
 from gitsail.diff.sealed import SealedOpener
 from gitsail.errors import ReconcileError, Stalled, Transient
@@ -538,9 +539,20 @@ class AppEngine:
             raise ComparisonError(
                 f"ignoreDifferences: {exc}", revision=artifact.revision, reason="InvalidSpec"
             ) from exc
+        try:  # SOPS: an opt-in for Applications (gitsail.app.sops), in memory
+            manifests = await decrypt_manifests(
+                self.control, self.control_namespace, app, artifact, rendered.manifests
+            )
+        except ReconcileError as exc:
+            raise ComparisonError(
+                exc.message,
+                revision=artifact.revision,
+                transient=exc.transient,
+                reason=exc.reason,
+            ) from None
         desired: list[Obj] = []
         hooks: list[Obj] = []
-        for number, obj in enumerate(rendered.manifests, start=1):
+        for number, obj in enumerate(manifests, start=1):
             is_hook = bool(hook_types(obj))
             _require_name(obj, number, generate_name_ok=is_hook)
             (hooks if is_hook else desired).append(obj)
