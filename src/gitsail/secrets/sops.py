@@ -36,21 +36,31 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
-import itertools
-import json
-import math
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gitsail.secrets import age
+from gitsail.secrets._sops_formats import (
+    MAX_DEPTH,
+    Branch,
+    Comment,
+    Format,
+    NoMatchingKey,
+    SopsError,
+    format_for_path,
+    go_float,
+    go_json,
+    has_marker,
+    load_dotenv,
+    load_json,
+    load_yaml,
+    unflatten,
+)
 from gitsail.secrets.age import AgeError, AgeIdentity
 
 __all__ = [
@@ -64,7 +74,6 @@ __all__ = [
     "decrypt_file",
     "decrypt_object",
     "emit",
-    "encrypt_file",
     "format_for_path",
     "has_marker",
     "is_encrypted_object",
@@ -75,7 +84,6 @@ __all__ = [
 ]
 
 MAX_FILE_BYTES = 5 << 20  # kustomize-controller's limit for one encrypted file
-_MAX_DEPTH = 64
 _MAX_REGEX = 256
 DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"
 _MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex(
@@ -85,58 +93,7 @@ _ENC = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
 _UNSUPPORTED_KEYS = ("pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
 
 
-class SopsError(ValueError):
-    """A SOPS file that cannot be decrypted; the message never carries a plaintext value."""
-
-
-class NoMatchingKey(SopsError):
-    """None of the identities opens the file's data key (a wrong or missing key)."""
-
-
-class Format(Enum):
-    YAML = "yaml"
-    JSON = "json"
-    DOTENV = "dotenv"
-    BINARY = "binary"
-
-
-def format_for_path(path: str) -> Format:
-    """sops' choice by extension (and Flux's: ``.dockerconfigjson`` is JSON)."""
-    lower = path.lower()
-    if lower.endswith((".yaml", ".yml")):
-        return Format.YAML
-    if lower.endswith((".json", ".dockerconfigjson")):
-        return Format.JSON
-    if lower.endswith(".env"):
-        return Format.DOTENV
-    return Format.BINARY
-
-
-_MARKERS = {
-    Format.YAML: b"mac: ENC[",
-    Format.JSON: b'"mac": "ENC[',
-    Format.BINARY: b'"mac": "ENC[',
-    Format.DOTENV: b"sops_mac=ENC[",
-}
-
-
-def has_marker(data: bytes, fmt: Format | None = None) -> bool:
-    """Whether ``data`` looks SOPS-encrypted (Flux's marker bytes), in ``fmt`` or any."""
-    if fmt is not None:
-        return _MARKERS[fmt] in data
-    return any(m in data for m in _MARKERS.values())
-
-
 # --- the tree --------------------------------------------------------------------------------
-
-
-class Branch(list[tuple[str, Any]]):
-    """An ordered mapping (document order matters for the MAC)."""
-
-
-@dataclass(frozen=True)
-class Comment:
-    value: str
 
 
 @dataclass
@@ -182,221 +139,6 @@ def _go_rfc3339(value: str) -> str:
     if zone in ("Z", "z", "+00:00", "-00:00"):
         zone = "Z"
     return "{}-{}-{}T{}:{}:{}{}".format(*match.group(1, 2, 3, 4, 5, 6), zone)
-
-
-# --- YAML typed as go-yaml v3 types it ---------------------------------------------------------
-
-_YAML_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-_YAML_SPECIAL: dict[str, Any] = {
-    "true": True,
-    "True": True,
-    "TRUE": True,
-    "false": False,
-    "False": False,
-    "FALSE": False,
-    "": None,
-    "~": None,
-    "null": None,
-    "Null": None,
-    "NULL": None,
-    ".nan": math.nan,
-    ".NaN": math.nan,
-    ".NAN": math.nan,
-    ".inf": math.inf,
-    ".Inf": math.inf,
-    ".INF": math.inf,
-    "+.inf": math.inf,
-    "+.Inf": math.inf,
-    "+.INF": math.inf,
-    "-.inf": -math.inf,
-    "-.Inf": -math.inf,
-    "-.INF": -math.inf,
-}
-_INT64 = (-(1 << 63), (1 << 63) - 1)
-
-
-def _go_parse_int(text: str) -> int | None:
-    """``strconv.ParseInt(s, 0, 64)`` (prefixes 0x/0o/0b, a leading 0 is octal)."""
-    m = re.fullmatch(r"([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)", text)
-    if m is None:
-        return None
-    sign, digits = m.groups()
-    lower = digits.lower()
-    if lower.startswith("0x"):
-        value = int(lower[2:], 16)
-    elif lower.startswith("0o"):
-        value = int(lower[2:], 8)
-    elif lower.startswith("0b"):
-        value = int(lower[2:], 2)
-    elif digits.startswith("0") and len(digits) > 1:
-        value = int(digits[1:], 8)
-    else:
-        value = int(digits)
-    return -value if sign == "-" else value
-
-
-def _resolve_plain(text: str) -> Any:
-    """A plain (unquoted, untagged) YAML scalar as go-yaml v3 decodes it into ``any``
-    (timestamps stay strings; ``yes``/``on`` are strings in YAML 1.2)."""
-    if text in _YAML_SPECIAL:
-        return _YAML_SPECIAL[text]
-    if not text or not (text[0].isdigit() or text[0] in "+-."):
-        return text
-    if text[0] == ".":
-        try:
-            return float(text) if _YAML_FLOAT.match(text) else text
-        except ValueError:
-            return text
-    plain = text.replace("_", "")
-    value = _go_parse_int(plain)
-    if value is not None and value <= (1 << 64) - 1:
-        if value > _INT64[1] or value < _INT64[0]:
-            raise SopsError("integer out of range in YAML (sops cannot walk it either)")
-        return value
-    if _YAML_FLOAT.match(plain):
-        return float(plain)
-    return text
-
-
-class _ComposeLoader(yaml.SafeLoader):
-    """Composes nodes only; plain scalars are resolved by ``_resolve_plain``."""
-
-
-_ComposeLoader.yaml_implicit_resolvers = {}
-
-
-def _from_node(node: yaml.Node, depth: int = 0) -> Any:
-    if depth > _MAX_DEPTH:
-        raise SopsError(f"YAML nested deeper than {_MAX_DEPTH}")
-    if isinstance(node, yaml.MappingNode):
-        branch = Branch()
-        for key_node, value_node in node.value:
-            key = _from_node(key_node, depth + 1)
-            if not isinstance(key, str):
-                key = "" if key is None else str(key)
-            branch.append((key, _from_node(value_node, depth + 1)))
-        return branch
-    if isinstance(node, yaml.SequenceNode):
-        return [_from_node(item, depth + 1) for item in node.value]
-    assert isinstance(node, yaml.ScalarNode)
-    tag = node.tag
-    if node.style is None and tag in ("tag:yaml.org,2002:str", "!"):
-        return _resolve_plain(node.value)
-    if tag == "tag:yaml.org,2002:binary":
-        try:
-            return base64.b64decode(node.value)
-        except binascii.Error:
-            raise SopsError("malformed !!binary scalar") from None
-    if tag == "tag:yaml.org,2002:int":
-        value = _go_parse_int(node.value.replace("_", ""))
-        if value is None:
-            raise SopsError("malformed !!int scalar")
-        return value
-    if tag == "tag:yaml.org,2002:float":
-        try:
-            return float(node.value)
-        except ValueError:
-            raise SopsError("malformed !!float scalar") from None
-    if tag == "tag:yaml.org,2002:bool":
-        return _YAML_SPECIAL.get(node.value, node.value)
-    if tag == "tag:yaml.org,2002:null":
-        return None
-    return node.value
-
-
-def _load_yaml(data: bytes) -> list[Branch]:
-    try:
-        nodes = list(yaml.compose_all(data.decode("utf-8"), Loader=_ComposeLoader))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SopsError(f"invalid YAML{where}") from None
-    branches: list[Branch] = []
-    for node in nodes:
-        value = _from_node(node)
-        if not isinstance(value, Branch):
-            raise SopsError("a YAML document of a SOPS file must be a mapping")
-        branches.append(value)
-    return branches
-
-
-# --- JSON and dotenv -------------------------------------------------------------------------
-
-
-def _json_pairs(pairs: list[tuple[str, Any]]) -> Branch:
-    return Branch(pairs)
-
-
-def _json_number(text: str) -> Any:
-    value = int(text)
-    if _INT64[0] <= value <= _INT64[1]:
-        return value
-    return float(text)
-
-
-def _load_json(data: bytes) -> list[Branch]:
-    try:
-        value = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_json_pairs, parse_int=_json_number
-        )
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise SopsError(f"invalid JSON{where}") from None
-    if not isinstance(value, Branch):
-        raise SopsError("a SOPS JSON file must hold an object")
-    return [value]
-
-
-def _load_dotenv(data: bytes) -> list[Branch]:
-    branch = Branch()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SopsError("dotenv file is not UTF-8") from None
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line:
-            continue
-        if line.startswith("#"):
-            branch.append(("", Comment(line[1:])))
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise SopsError(f"invalid dotenv line {number} (no '=')")
-        branch.append((key, value.replace("\\n", "\n")))
-    return [branch]
-
-
-_TOKEN = re.compile(r"__(map|list)_")
-
-
-def _unflatten(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """sops' flattened metadata keys (``age__list_0__map_recipient``) back to a tree."""
-    root: dict[str, Any] = {}
-    for key, value in items:
-        parts = _TOKEN.split(key)
-        node: Any = root
-        path: list[str | int] = [parts[0]]
-        for kind, name in zip(parts[1::2], parts[2::2], strict=True):
-            path.append(int(name) if kind == "list" and name.isdigit() else name)
-        for here, nxt in itertools.pairwise(path):
-            container: Any = [] if isinstance(nxt, int) else {}
-            if isinstance(node, list):
-                assert isinstance(here, int)
-                while len(node) <= here:
-                    node.append(None)
-                if node[here] is None:
-                    node[here] = container
-                node = node[here]
-            else:
-                node = node.setdefault(str(here), container)
-        last = path[-1]
-        if isinstance(node, list) and isinstance(last, int):
-            while len(node) <= last:
-                node.append(None)
-            node[last] = value
-        elif isinstance(node, dict):
-            node[str(last)] = value
-    return root
 
 
 def _plain(value: Any) -> Any:
@@ -462,7 +204,7 @@ def _parse_metadata(raw: dict[str, Any]) -> Metadata:
     if not any(rules.values()):
         rules["unencrypted_suffix"] = DEFAULT_UNENCRYPTED_SUFFIX
     for name in ("unencrypted_regex", "encrypted_regex"):
-        _check_regex(name, rules[name])
+        check_regex(name, rules[name])
     mac = raw.get("mac")
     if not isinstance(mac, str):
         raise SopsError("sops metadata has no mac")
@@ -486,7 +228,7 @@ def _parse_metadata(raw: dict[str, Any]) -> Metadata:
 _NESTED_QUANTIFIER = re.compile(r"\)[*+{]|[*+}]\)?[*+{]")
 
 
-def _check_regex(name: str, pattern: str) -> None:
+def check_regex(name: str, pattern: str) -> None:
     if not pattern:
         return
     if len(pattern) > _MAX_REGEX:
@@ -504,14 +246,14 @@ def load(data: bytes, fmt: Format) -> SopsFile:
     if len(data) > MAX_FILE_BYTES:
         raise SopsError(f"file larger than {MAX_FILE_BYTES} bytes")
     if fmt is Format.DOTENV:
-        branches = _load_dotenv(data)
+        branches = load_dotenv(data)
         meta_items = [(k[5:], v) for k, v in branches[0] if k.startswith("sops_")]
         branches[0] = Branch([(k, v) for k, v in branches[0] if not k.startswith("sops_")])
         if not meta_items:
             raise SopsError("no sops metadata found (is the file encrypted?)")
-        raw = _unflatten(meta_items)
+        raw = unflatten(meta_items)
     else:
-        branches = _load_yaml(data) if fmt is Format.YAML else _load_json(data)
+        branches = load_yaml(data) if fmt is Format.YAML else load_json(data)
         meta: Any = None
         for index, branch in enumerate(branches):
             found = [v for k, v in branch if k == "sops"]
@@ -531,7 +273,7 @@ def load(data: bytes, fmt: Format) -> SopsFile:
 # --- decryption ------------------------------------------------------------------------------
 
 
-def _should_encrypt(meta: Metadata, path: Sequence[str]) -> bool:
+def should_encrypt(meta: Metadata, path: Sequence[str]) -> bool:
     encrypted = True
     if meta.unencrypted_suffix and any(p.endswith(meta.unencrypted_suffix) for p in path):
         encrypted = False
@@ -544,19 +286,7 @@ def _should_encrypt(meta: Metadata, path: Sequence[str]) -> bool:
     return encrypted
 
 
-def _go_float(value: float) -> str:
-    """``strconv.FormatFloat(v, 'f', -1, 64)``."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = format(Decimal(repr(value)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") and value == 0 and math.copysign(1, value) > 0 else text
-
-
-def _to_bytes(value: Any) -> bytes:
+def to_bytes(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"True" if value else b"False"
     if isinstance(value, str):
@@ -564,7 +294,7 @@ def _to_bytes(value: Any) -> bytes:
     if isinstance(value, int):
         return str(value).encode()
     if isinstance(value, float):
-        return _go_float(value).encode()
+        return go_float(value).encode()
     if isinstance(value, bytes):
         return value
     if isinstance(value, dt.datetime):
@@ -636,7 +366,7 @@ class _Walk:
 
     def leaf(self, value: Any, path: list[str]) -> Any:
         is_comment = isinstance(value, Comment)
-        encrypted = _should_encrypt(self.meta, path)
+        encrypted = should_encrypt(self.meta, path)
         shown = f"{self.where}: {'.'.join(path) or '(top)'}"
         if encrypted:
             aad = ":".join(path) + ":"
@@ -652,12 +382,12 @@ class _Walk:
         else:
             result = value
         if (not self.meta.mac_only_encrypted or encrypted) and not isinstance(result, Comment):
-            self.hasher.update(_to_bytes(result))
+            self.hasher.update(to_bytes(result))
         return result
 
     def value(self, value: Any, path: list[str], depth: int) -> Any:
-        if depth > _MAX_DEPTH:
-            raise SopsError(f"{self.where}: nested deeper than {_MAX_DEPTH}")
+        if depth > MAX_DEPTH:
+            raise SopsError(f"{self.where}: nested deeper than {MAX_DEPTH}")
         if value is None:
             return None
         if isinstance(value, Branch):
@@ -699,7 +429,7 @@ def _data_key(meta: Metadata, identities: Sequence[AgeIdentity], where: str) -> 
     )
 
 
-def _mac(meta: Metadata) -> Any:
+def mac_hasher(meta: Metadata) -> Any:
     hasher = hashlib.sha512()
     if meta.mac_only_encrypted:
         hasher.update(_MAC_ONLY_ENCRYPTED_INIT)
@@ -716,7 +446,7 @@ def decrypt(
     """The file with every value decrypted; the MAC is verified unless told not to."""
     meta = sops_file.metadata
     key = _data_key(meta, identities, where)
-    walk = _Walk(meta, key, where, _mac(meta))
+    walk = _Walk(meta, key, where, mac_hasher(meta))
     branches = [walk.branch(b, [], 0) for b in sops_file.branches]
     if verify_mac:
         computed = walk.hasher.hexdigest().upper()
@@ -732,57 +462,11 @@ def decrypt(
 # --- emitting the plaintext ------------------------------------------------------------------
 
 
-def _go_json_string(value: str) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(char, escape)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-
-
-def _go_json(value: Any, level: int = 0) -> str:
-    """A value as sops writes JSON: Go's ``json.Marshal`` escaping (``<>&``), then
-    ``json.Indent`` with a tab; empty objects and arrays stay ``{}`` / ``[]``."""
-    pad, inner = "\n" + "\t" * level, "\n" + "\t" * (level + 1)
+def yaml_value(value: Any) -> Any:
     if isinstance(value, Branch):
-        items = [(k, v) for k, v in value if not isinstance(v, Comment)]
-        if not items:
-            return "{}"
-        body = ("," + inner).join(
-            f"{_go_json_string(k)}: {_go_json(v, level + 1)}" for k, v in items
-        )
-        return "{" + inner + body + pad + "}"
+        return {k: yaml_value(v) for k, v in value if not isinstance(v, Comment)}
     if isinstance(value, list):
-        elems = [v for v in value if not isinstance(v, Comment)]
-        if not elems:
-            return "[]"
-        return "[" + inner + ("," + inner).join(_go_json(v, level + 1) for v in elems) + pad + "]"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            raise SopsError("JSON cannot hold NaN or infinity")
-        magnitude = abs(value)
-        if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
-            mantissa, _, exponent = f"{value:e}".partition("e")
-            short = repr(value)
-            if "e" in short:
-                mantissa, _, exponent = short.partition("e")
-            sign = exponent[0] if exponent[0] in "+-" else "+"
-            digits = exponent.lstrip("+-").lstrip("0") or "0"
-            return f"{mantissa}e{sign}{digits.zfill(2)}"
-        return _go_float(value)
-    if isinstance(value, bytes):
-        return json.dumps(base64.b64encode(value).decode())
-    return _go_json_string(str(value))
-
-
-def _yaml_value(value: Any) -> Any:
-    if isinstance(value, Branch):
-        return {k: _yaml_value(v) for k, v in value if not isinstance(v, Comment)}
-    if isinstance(value, list):
-        return [_yaml_value(v) for v in value if not isinstance(v, Comment)]
+        return [yaml_value(v) for v in value if not isinstance(v, Comment)]
     return value
 
 
@@ -810,8 +494,8 @@ def emit(sops_file: SopsFile) -> bytes:
                 lines.append(f"{key}={text.replace(chr(10), chr(92) + 'n')}\n")
         return "".join(lines).encode()
     if sops_file.fmt is Format.JSON:
-        return (_go_json(branches[0]) + "\n").encode()
-    docs = [_yaml_value(b) for b in branches]
+        return (go_json(branches[0]) + "\n").encode()
+    docs = [yaml_value(b) for b in branches]
     return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True).encode()
 
 
@@ -819,7 +503,7 @@ def _value_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return _go_float(value)
+        return go_float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return "" if value is None else str(value)
@@ -886,7 +570,7 @@ def decrypt_object(
     key = data_key(meta) if data_key is not None else None
     if key is None:
         key = _data_key(meta, identities, where)
-    walk = _Walk(meta, key, where, _mac(meta))
+    walk = _Walk(meta, key, where, mac_hasher(meta))
     body = Branch((k, v) for k, v in obj.items() if k != "sops")
     out = walk.branch(body, [], 0)
     if verify_mac:
@@ -913,110 +597,6 @@ def _to_plain_object(value: Any) -> Any:
 def mac_of(sops_file: SopsFile) -> str:
     """The stored (encrypted) MAC: it identifies one encryption of one file."""
     return sops_file.metadata.mac
-
-
-# --- encryption (fixtures and round trips; the real sops must decrypt what this writes) ------
-
-
-def _encrypt_value(value: Any, key: bytes, aad: str) -> str:
-    if isinstance(value, str) and value == "":
-        return ""
-    if isinstance(value, Comment):
-        kind, plain = "comment", value.value.encode()
-    elif isinstance(value, bool):
-        kind, plain = "bool", b"True" if value else b"False"
-    elif isinstance(value, str):
-        kind, plain = "str", value.encode()
-    elif isinstance(value, int):
-        kind, plain = "int", str(value).encode()
-    elif isinstance(value, float):
-        kind, plain = "float", _go_float(value).encode()
-    else:
-        raise SopsError(f"cannot encrypt a value of type {type(value).__name__}")
-    iv = os.urandom(32)
-    sealed = AESGCM(key).encrypt(iv, plain, aad.encode())
-    data, nonce, tag = (base64.b64encode(b).decode() for b in (sealed[:-16], iv, sealed[-16:]))
-    return f"ENC[AES256_GCM,data:{data},iv:{nonce},tag:{tag},type:{kind}]"
-
-
-def encrypt_file(
-    data: bytes,
-    fmt: Format,
-    recipients: Sequence[str],
-    *,
-    encrypted_regex: str = "",
-    now: dt.datetime | None = None,
-) -> bytes:
-    """Encrypt a plain file to age ``recipients`` in sops' format (YAML/JSON emitted as JSON
-    or YAML without comments; dotenv and binary as sops writes them)."""
-    if fmt is Format.BINARY:
-        branches = [Branch([("data", data.decode("utf-8"))])]
-    elif fmt is Format.DOTENV:
-        branches = _load_dotenv(data)
-    elif fmt is Format.YAML:
-        branches = _load_yaml(data)
-    else:
-        branches = _load_json(data)
-    key = os.urandom(32)
-    raw_meta: dict[str, Any] = {}
-    meta = Metadata(raw=raw_meta, age_keys=[], last_modified="", mac="")
-    if encrypted_regex:
-        _check_regex("encrypted_regex", encrypted_regex)
-        meta.encrypted_regex = encrypted_regex
-    else:
-        meta.unencrypted_suffix = DEFAULT_UNENCRYPTED_SUFFIX
-    hasher = _mac(meta)
-
-    def walk(value: Any, path: list[str]) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, Branch):
-            return Branch(
-                (k, walk(v, path) if isinstance(v, Comment) else walk(v, [*path, k]))
-                for k, v in value
-            )
-        if isinstance(value, list):
-            return [walk(v, path) for v in value]
-        encrypted = _should_encrypt(meta, path)
-        if not isinstance(value, Comment):
-            hasher.update(_to_bytes(value))
-        return _encrypt_value(value, key, ":".join(path) + ":") if encrypted else value
-
-    sealed = [walk(b, []) for b in branches]
-    moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
-    last = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    mac = _encrypt_value(hasher.hexdigest().upper(), key, last)
-    ages = [{"recipient": r, "enc": age.encrypt(key, [r], armor=True).decode()} for r in recipients]
-    meta_out: dict[str, Any] = {"age": ages, "lastmodified": last, "mac": mac}
-    if encrypted_regex:
-        meta_out["encrypted_regex"] = encrypted_regex
-    else:
-        meta_out["unencrypted_suffix"] = DEFAULT_UNENCRYPTED_SUFFIX
-    meta_out["version"] = "3.13.3"
-    if fmt is Format.DOTENV:
-        lines = []
-        for k, v in sealed[0]:
-            lines.append(f"#{v.value}\n" if isinstance(v, Comment) else f"{k}={v}\n")
-        for i, entry in enumerate(ages):
-            for name in ("recipient", "enc"):
-                text = entry[name].replace("\n", "\\n")
-                lines.append(f"sops_age__list_{i}__map_{name}={text}\n")
-        for name in ("lastmodified", "mac", *meta_out.keys() - {"age", "lastmodified", "mac"}):
-            lines.append(f"sops_{name}={meta_out[name]}\n")
-        return "".join(lines).encode()
-    if fmt in (Format.JSON, Format.BINARY):
-        doc = Branch([*sealed[0], ("sops", _branch_of(meta_out))])
-        return (_go_json(doc) + "\n").encode()
-    docs = [_yaml_value(Branch([*b, ("sops", _branch_of(meta_out))])) for b in sealed]
-    return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True).encode()
-
-
-def _branch_of(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Branch((k, _branch_of(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_branch_of(v) for v in value]
-    return value
 
 
 def plaintext_leaves(sops_file: SopsFile) -> list[str]:

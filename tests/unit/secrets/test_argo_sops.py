@@ -16,6 +16,7 @@ from gitsail.errors import Stalled, Transient
 from gitsail.kube import Kube
 from gitsail.model import Artifact
 from gitsail.secrets import age, sops
+from gitsail.secrets.sops_encrypt import encrypt_file
 from gitsail.sync import ArgoTracking
 
 SECRET = b"""apiVersion: v1
@@ -68,7 +69,7 @@ def app(annotation: str | None = "sops-age", project: str = "default") -> Delive
 
 
 def checkout(tmp_path: Path, recipient: str) -> tuple[Artifact, dict[str, Any]]:
-    data = sops.encrypt_file(SECRET, sops.Format.YAML, [recipient], encrypted_regex="^stringData$")
+    data = encrypt_file(SECRET, sops.Format.YAML, [recipient], encrypted_regex="^stringData$")
     (tmp_path / "app").mkdir()
     (tmp_path / "app/secret.yaml").write_bytes(data)
     artifact = Artifact("https://git.example/r.git", "c0ffee", "HEAD", tmp_path, "app", "")

@@ -20,9 +20,10 @@ from gitsail.kinds.flux_decryption import (
 )
 from gitsail.kinds.flux_kustomization import Decryption, parse_kustomization
 from gitsail.kinds.status import Stalled, Transient
-from gitsail.secrets import age, sops
+from gitsail.secrets import age
 from gitsail.secrets.age import AgeIdentity
 from gitsail.secrets.sops import Format
+from gitsail.secrets.sops_encrypt import encrypt_file
 
 SECRET = b"""apiVersion: v1
 kind: Secret
@@ -57,19 +58,19 @@ def write(root: Path, name: str, data: bytes) -> Path:
 
 def workspace(tmp_path: Path, ident: AgeIdentity) -> Path:
     root = tmp_path / "src"
-    enc = sops.encrypt_file(
+    enc = encrypt_file(
         SECRET, Format.YAML, [ident.recipient], encrypted_regex="^(data|stringData)$"
     )
     write(root, "app/secret.yaml", enc)
     write(
         root,
         "app/app.env",
-        sops.encrypt_file(b"API_KEY=env-plaintext-2\n", Format.DOTENV, [ident.recipient]),
+        encrypt_file(b"API_KEY=env-plaintext-2\n", Format.DOTENV, [ident.recipient]),
     )
     write(
         root,
         "app/token.enc",
-        sops.encrypt_file(b"bin-plaintext-3", Format.BINARY, [ident.recipient]),
+        encrypt_file(b"bin-plaintext-3", Format.BINARY, [ident.recipient]),
     )
     write(
         root,
@@ -135,7 +136,7 @@ def test_a_wrong_key_fails_an_encrypted_manifest(tmp_path: Path, ident: AgeIdent
     write(
         root,
         "secret.yaml",
-        sops.encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$"),
+        encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$"),
     )
     dec = decryptor(age.generate()[1])
     dec.prepare(root, "")
@@ -149,7 +150,7 @@ def test_a_tampered_manifest_is_refused_before_anything_is_applied(
     tmp_path: Path, ident: AgeIdentity
 ) -> None:
     root = tmp_path / "src"
-    enc = sops.encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$")
+    enc = encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$")
     write(root, "secret.yaml", enc.replace(b"type: Opaque", b"type: kubernetes.io/tls"))
     dec = decryptor(ident)
     dec.prepare(root, "")
@@ -161,14 +162,14 @@ def test_a_tampered_manifest_is_refused_before_anything_is_applied(
 
 def test_an_encrypted_object_from_no_verified_file_is_refused(ident: AgeIdentity) -> None:
     doc = yaml.safe_load(
-        sops.encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$")
+        encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$")
     )
     with pytest.raises(Stalled, match="comes from no file"):
         decryptor(ident).decrypt_objects([doc])
 
 
 def test_secret_data_fields_holding_sops_files_are_decrypted(ident: AgeIdentity) -> None:
-    inner = sops.encrypt_file(b"A=1\nB=data-plaintext-4\n", Format.DOTENV, [ident.recipient])
+    inner = encrypt_file(b"A=1\nB=data-plaintext-4\n", Format.DOTENV, [ident.recipient])
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -182,14 +183,14 @@ def test_secret_data_fields_holding_sops_files_are_decrypted(ident: AgeIdentity)
 
 def test_the_decrypt_disabled_annotation_skips_an_object(ident: AgeIdentity) -> None:
     doc = yaml.safe_load(
-        sops.encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$")
+        encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^stringData$")
     )
     doc["metadata"]["annotations"] = {"kustomize.toolkit.fluxcd.io/decrypt": "Disabled"}
     assert decryptor(ident).decrypt_objects([doc]) == [doc]
 
 
 def test_without_decryption_an_encrypted_secret_is_refused(ident: AgeIdentity) -> None:
-    doc = yaml.safe_load(sops.encrypt_file(SECRET, Format.YAML, [ident.recipient]))
+    doc = yaml.safe_load(encrypt_file(SECRET, Format.YAML, [ident.recipient]))
     with pytest.raises(Stalled, match="configuring decryption is required"):
         refuse_encrypted([doc])
     refuse_encrypted([{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "p"}}])
@@ -212,7 +213,7 @@ def test_generator_inputs_outside_the_workspace_are_left_alone(
     outside = write(
         tmp_path,
         "outside.env",
-        sops.encrypt_file(b"X=outside-plaintext\n", Format.DOTENV, [ident.recipient]),
+        encrypt_file(b"X=outside-plaintext\n", Format.DOTENV, [ident.recipient]),
     )
     root = tmp_path / "src"
     write(

@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from gitsail.secrets import age, sops
+from gitsail.secrets._sops_formats import go_float
 from gitsail.secrets.age import AgeError, AgeIdentity
 from gitsail.secrets.sops import Format, NoMatchingKey, SopsError
+from gitsail.secrets.sops_encrypt import encrypt_file
 
 SECRET = b"""apiVersion: v1
 kind: Secret
@@ -67,7 +69,7 @@ def test_a_bad_key_line_is_refused_by_number_without_its_text() -> None:
     ],
 )
 def test_round_trip_in_every_format(fmt: Format, plain: bytes, ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(plain, fmt, [ident.recipient])
+    encrypted = encrypt_file(plain, fmt, [ident.recipient])
     assert b"ENC[AES256_GCM,data:" in encrypted
     assert sops.has_marker(encrypted, fmt)
     out = sops.decrypt_file(encrypted, fmt, [ident])
@@ -85,9 +87,7 @@ def test_round_trip_in_every_format(fmt: Format, plain: bytes, ident: AgeIdentit
 def test_yaml_scalars_are_typed_as_go_yaml_v3_types_them(ident: AgeIdentity) -> None:
     plain = b"a: 5432\nb: 010\nc: 0x1F\nd: 1_000\ne: 2001-12-14\nf: yes\ng: ~\nh: 1e3\ni: '7'\n"
     out = yaml.safe_load(
-        sops.decrypt_file(
-            sops.encrypt_file(plain, Format.YAML, [ident.recipient]), Format.YAML, [ident]
-        )
+        sops.decrypt_file(encrypt_file(plain, Format.YAML, [ident.recipient]), Format.YAML, [ident])
     )
     assert out == {
         "a": 5432,
@@ -103,7 +103,7 @@ def test_yaml_scalars_are_typed_as_go_yaml_v3_types_them(ident: AgeIdentity) -> 
 
 
 def test_encrypted_regex_leaves_other_values_readable(ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(
+    encrypted = encrypt_file(
         SECRET, Format.YAML, [ident.recipient], encrypted_regex="^(data|stringData)$"
     )
     doc = yaml.safe_load(encrypted)
@@ -116,7 +116,7 @@ def test_encrypted_regex_leaves_other_values_readable(ident: AgeIdentity) -> Non
 def test_a_wrong_key_names_the_recipients_and_no_value(
     ident: AgeIdentity, other: AgeIdentity
 ) -> None:
-    encrypted = sops.encrypt_file(SECRET, Format.YAML, [ident.recipient])
+    encrypted = encrypt_file(SECRET, Format.YAML, [ident.recipient])
     with pytest.raises(NoMatchingKey) as err:
         sops.decrypt_file(encrypted, Format.YAML, [other], where="secret.yaml")
     assert ident.recipient in str(err.value)
@@ -124,7 +124,7 @@ def test_a_wrong_key_names_the_recipients_and_no_value(
 
 
 def test_an_altered_unencrypted_value_fails_the_mac(ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(
+    encrypted = encrypt_file(
         SECRET, Format.YAML, [ident.recipient], encrypted_regex="^(data|stringData)$"
     )
     with pytest.raises(SopsError, match="MAC mismatch"):
@@ -139,7 +139,7 @@ def test_an_altered_unencrypted_value_fails_the_mac(ident: AgeIdentity) -> None:
 
 
 def test_a_value_moved_to_another_key_does_not_decrypt(ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(b"a: one-secret\nb: two-secret\n", Format.YAML, [ident.recipient])
+    encrypted = encrypt_file(b"a: one-secret\nb: two-secret\n", Format.YAML, [ident.recipient])
     doc = yaml.safe_load(encrypted)
     doc["a"], doc["b"] = doc["b"], doc["a"]
     swapped = yaml.safe_dump(doc, sort_keys=False).encode()
@@ -149,7 +149,7 @@ def test_a_value_moved_to_another_key_does_not_decrypt(ident: AgeIdentity) -> No
 
 
 def test_removing_a_value_fails_the_mac(ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(b"a: one\nb: two\n", Format.YAML, [ident.recipient])
+    encrypted = encrypt_file(b"a: one\nb: two\n", Format.YAML, [ident.recipient])
     doc = yaml.safe_load(encrypted)
     del doc["b"]
     with pytest.raises(SopsError, match="MAC mismatch"):
@@ -157,16 +157,14 @@ def test_removing_a_value_fails_the_mac(ident: AgeIdentity) -> None:
 
 
 def test_unencrypted_suffix_is_the_default_rule(ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(
-        b"user_unencrypted: bob\npass: x1\n", Format.YAML, [ident.recipient]
-    )
+    encrypted = encrypt_file(b"user_unencrypted: bob\npass: x1\n", Format.YAML, [ident.recipient])
     assert yaml.safe_load(encrypted)["user_unencrypted"] == "bob"
     assert yaml.safe_load(sops.decrypt_file(encrypted, Format.YAML, [ident]))["pass"] == "x1"
 
 
 def test_multi_document_yaml_shares_one_mac(ident: AgeIdentity) -> None:
     plain = b"a: first\n---\nb: second\n"
-    encrypted = sops.encrypt_file(plain, Format.YAML, [ident.recipient])
+    encrypted = encrypt_file(plain, Format.YAML, [ident.recipient])
     docs = list(yaml.safe_load_all(encrypted))
     assert docs[0]["sops"]["mac"] == docs[1]["sops"]["mac"]
     assert list(yaml.safe_load_all(sops.decrypt_file(encrypted, Format.YAML, [ident]))) == [
@@ -189,7 +187,7 @@ def test_multi_document_yaml_shares_one_mac(ident: AgeIdentity) -> None:
 def test_metadata_gitsail_cannot_honour_is_refused(
     ident: AgeIdentity, meta: dict[str, object], message: str
 ) -> None:
-    encrypted = yaml.safe_load(sops.encrypt_file(b"a: b\n", Format.YAML, [ident.recipient]))
+    encrypted = yaml.safe_load(encrypt_file(b"a: b\n", Format.YAML, [ident.recipient]))
     encrypted["sops"].pop("unencrypted_suffix", None)
     encrypted["sops"].update(meta)
     with pytest.raises(SopsError, match=message):
@@ -204,7 +202,7 @@ def test_a_plain_file_has_no_metadata() -> None:
 
 
 def test_dotenv_metadata_is_unflattened(ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(b"A=1\n", Format.DOTENV, [ident.recipient])
+    encrypted = encrypt_file(b"A=1\n", Format.DOTENV, [ident.recipient])
     assert re.search(rb"^sops_age__list_0__map_recipient=age1", encrypted, re.M)
     loaded = sops.load(encrypted, Format.DOTENV)
     assert loaded.metadata.recipients == [ident.recipient]
@@ -221,12 +219,12 @@ def test_lastmodified_is_reformatted_as_go_does() -> None:
     [(1.0, "1"), (1.5, "1.5"), (1e16, "10000000000000000"), (0.1, "0.1"), (-2.25, "-2.25")],
 )
 def test_floats_hash_in_go_shortest_f_form(value: float, text: str) -> None:
-    assert sops._go_float(value) == text
+    assert go_float(value) == text
 
 
 def test_bools_hash_as_go_formats_them() -> None:
-    assert sops._to_bytes(True) == b"True"
-    assert sops._to_bytes(False) == b"False"
+    assert sops.to_bytes(True) == b"True"
+    assert sops.to_bytes(False) == b"False"
 
 
 def test_format_follows_the_extension() -> None:
@@ -238,9 +236,7 @@ def test_format_follows_the_extension() -> None:
 
 def test_decrypt_object_removes_sops_and_keeps_kustomize_edits(ident: AgeIdentity) -> None:
     encrypted = yaml.safe_load(
-        sops.encrypt_file(
-            SECRET, Format.YAML, [ident.recipient], encrypted_regex="^(data|stringData)$"
-        )
+        encrypt_file(SECRET, Format.YAML, [ident.recipient], encrypted_regex="^(data|stringData)$")
     )
     encrypted["metadata"]["namespace"] = "moved-by-kustomize"
     out = sops.decrypt_object(encrypted, [ident], where="Secret/db", verify_mac=False)
@@ -258,7 +254,7 @@ def test_oversized_files_are_refused() -> None:
 
 
 def test_the_mac_is_bound_to_lastmodified(ident: AgeIdentity) -> None:
-    encrypted = sops.encrypt_file(
+    encrypted = encrypt_file(
         b"a: b\n", Format.YAML, [ident.recipient], now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     )
     assert b"lastmodified: '2026-01-01T00:00:00Z'" in encrypted

@@ -24,6 +24,7 @@ from gitsail import toolchain
 from gitsail.secrets import age, sops
 from gitsail.secrets.age import AgeIdentity
 from gitsail.secrets.sops import Format, SopsError
+from gitsail.secrets.sops_encrypt import encrypt_file
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +257,7 @@ def test_what_gitsail_encrypts_the_real_sops_decrypts(
     ext: str,
     text: bytes,
 ) -> None:
-    encrypted = sops.encrypt_file(text, fmt, [real_key[1]])
+    encrypted = encrypt_file(text, fmt, [real_key[1]])
     theirs = sops_decrypt(sops_bin, encrypted, ext, real_key[0], tmp_path)
     if fmt is Format.YAML:
         expected = yaml.safe_load(text)
