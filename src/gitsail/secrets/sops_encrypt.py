@@ -102,7 +102,10 @@ def encrypt_file(
         encrypted = should_encrypt(meta, path)
         if not isinstance(value, Comment):
             hasher.update(to_bytes(value))
-        return _encrypt_value(value, key, ":".join(path) + ":") if encrypted else value
+        if not encrypted:
+            return value
+        sealed = _encrypt_value(value, key, ":".join(path) + ":")
+        return Comment(sealed) if isinstance(value, Comment) else sealed
 
     sealed = [walk(b, []) for b in branches]
     moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
