@@ -23,10 +23,19 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
+from gitsail.kube import Kube, KubeError
 from gitsail.model import Obj
+from gitsail.secrets.keys import KEY_LABEL_SELECTOR, KeyRing, keyring_from_secrets
 from gitsail.secrets.sealedsecret import sealed_identity
+from gitsail.secrets.sealing import SealingError, hybrid_decrypt
 
-__all__ = ["SealedOpener", "is_sealed_secret", "unify_resealed"]
+__all__ = [
+    "SealedOpener",
+    "is_sealed_secret",
+    "opener_for",
+    "opener_from_cluster",
+    "unify_resealed",
+]
 
 SealedOpener = Callable[[str, bytes], "bytes | None"]
 
@@ -69,3 +78,29 @@ def unify_resealed(desired: Obj, live: Obj, opener: SealedOpener) -> Obj:
     out = copy.deepcopy(desired)
     out["spec"]["encryptedData"].update(same)
     return out
+
+
+def opener_for(ring: KeyRing) -> SealedOpener | None:
+    """An opener over ``ring`` (None when it holds no key)."""
+    if not ring.keys:
+        return None
+    keys = ring.private_keys()
+
+    def open_value(ciphertext: str, label: bytes) -> bytes | None:
+        try:
+            return hybrid_decrypt(keys, ciphertext, label)
+        except SealingError:
+            return None
+
+    return open_value
+
+
+async def opener_from_cluster(kube: Kube, namespace: str) -> SealedOpener | None:
+    """The sealing keys the caller may read in ``namespace`` (the CLI's ``app diff``), or
+    None when there are none or they cannot be read: the diff then shows ciphertext churn."""
+    try:
+        secrets = await kube.list("v1", "Secret", namespace, label_selector=KEY_LABEL_SELECTOR)
+    except KubeError:
+        return None
+    ring, _problems = keyring_from_secrets(secrets)
+    return opener_for(ring)

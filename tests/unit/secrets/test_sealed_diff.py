@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from gitsail.diff import diff_resource
 from gitsail.diff.compare import OUT_OF_SYNC, SYNCED
-from gitsail.secrets.keys import SealingKey
+from gitsail.diff.sealed import opener_from_cluster
+from gitsail.kube import Kube
+from gitsail.secrets.keys import SealingKey, key_secret
 from gitsail.secrets.sealedsecret import seal_secret
 from gitsail.secrets.sealing import SealingError, hybrid_decrypt
 
@@ -65,3 +67,28 @@ def test_a_moved_sealedsecret_is_not_unified(key: SealingKey) -> None:
     desired = copy.deepcopy(sealed(key, password="pw"))
     desired["metadata"]["annotations"] = {"sealedsecrets.bitnami.com/cluster-wide": "true"}
     assert diff_resource(desired, live, open_sealed=opener(key)).status == OUT_OF_SYNC
+
+
+class KeySecrets:
+    def __init__(self, *secrets: dict[str, Any]) -> None:
+        self.secrets = list(secrets)
+        self.asked: list[tuple[str, str | None]] = []
+
+    async def list(
+        self, _api: str, _kind: str, namespace: str, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        self.asked.append((namespace, label_selector))
+        return self.secrets
+
+
+async def test_the_cli_reads_the_cluster_keys_for_the_diff(key: SealingKey) -> None:
+    fake = KeySecrets(key_secret(key, namespace="kube-system"))
+    open_value = await opener_from_cluster(cast(Kube, fake), "kube-system")
+    assert open_value is not None
+    assert fake.asked == [("kube-system", "sealedsecrets.bitnami.com/sealed-secrets-key=active")]
+    live, desired = sealed(key, password="pw"), sealed(key, password="pw")
+    assert diff_resource(desired, live, open_sealed=open_value).status == SYNCED
+
+
+async def test_no_readable_keys_means_no_opener() -> None:
+    assert await opener_from_cluster(cast(Kube, KeySecrets()), "kube-system") is None
