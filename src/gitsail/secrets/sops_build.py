@@ -42,7 +42,7 @@ DECRYPTION_FAILED = "DecryptionFailed"
 DECRYPT_ANNOTATION = "kustomize.toolkit.fluxcd.io/decrypt"
 AGE_KEY_SUFFIX = ".agekey"
 _KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-_MAX_FILES = 10_000
+_MAX_FILES = 50_000
 _MAX_KUSTOMIZATIONS = 1_000
 _MIN_SCRUB = 3
 
