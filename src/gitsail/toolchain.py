@@ -94,6 +94,14 @@ def _sealed_secrets_ldflags(version: str) -> list[str]:
     return [f"-X main.VERSION={version}"]
 
 
+def _sops_ldflags(version: str) -> list[str]:
+    return [f"-X github.com/getsops/sops/v3/version.Version={version.lstrip('v')}"]
+
+
+def _age_ldflags(version: str) -> list[str]:
+    return [f"-X main.Version={version}"]
+
+
 def _kwok_ldflags(version: str) -> list[str]:
     return [f"-X sigs.k8s.io/kwok/pkg/consts.Version={version.lstrip('v')}"]
 
@@ -222,6 +230,26 @@ TOOLS: tuple[Tool, ...] = (
         ),
         binaries=("kubeseal", "controller"),
         ldflags=_sealed_secrets_ldflags,
+        test_only=True,
+    ),
+    # Test-only: the sops CLI and age (filippo.io/age), the references the SOPS interop
+    # tests (tests/integration/secrets/test_sops_*.py) check gitsail's decryption against.
+    Tool(
+        name="sops",
+        module_dir="sops",
+        version_module="github.com/getsops/sops/v3",
+        packages=("github.com/getsops/sops/v3/cmd/sops",),
+        binaries=("sops",),
+        ldflags=_sops_ldflags,
+        test_only=True,
+    ),
+    Tool(
+        name="age",
+        module_dir="age",
+        version_module="filippo.io/age",
+        packages=("filippo.io/age/cmd/age", "filippo.io/age/cmd/age-keygen"),
+        binaries=("age", "age-keygen"),
+        ldflags=_age_ldflags,
         test_only=True,
     ),
 )

@@ -54,7 +54,9 @@ from typing import Any
 
 from gitsail.app.admission import INVALID_SPEC, Admission
 from gitsail.app.model import IN_CLUSTER, Delivery, KindAdapter, Retry
+from gitsail.app.sops import decrypt_manifests
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
+from gitsail.diff.sealed import SealedOpener
 from gitsail.errors import ReconcileError, Stalled, Transient
 from gitsail.health import (
     Health,
@@ -381,6 +383,8 @@ class AppEngine:
     observer: PipelineObserver = field(default_factory=lambda: PipelineObserver())
     settings_ttl: float = 30.0
     admission: Admission | None = None  # AppProject checks (gitsail.app.admission)
+    # Sealed Secrets keys: re-sealed, unchanged SealedSecret values diff as in sync.
+    open_sealed: SealedOpener | None = None
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
@@ -535,9 +539,20 @@ class AppEngine:
             raise ComparisonError(
                 f"ignoreDifferences: {exc}", revision=artifact.revision, reason="InvalidSpec"
             ) from exc
+        try:  # SOPS: an opt-in for Applications (gitsail.app.sops), in memory
+            manifests = await decrypt_manifests(
+                self.control, self.control_namespace, app, artifact, rendered.manifests
+            )
+        except ReconcileError as exc:
+            raise ComparisonError(
+                exc.message,
+                revision=artifact.revision,
+                transient=exc.transient,
+                reason=exc.reason,
+            ) from None
         desired: list[Obj] = []
         hooks: list[Obj] = []
-        for number, obj in enumerate(rendered.manifests, start=1):
+        for number, obj in enumerate(manifests, start=1):
             is_hook = bool(hook_types(obj))
             _require_name(obj, number, generate_name_ok=is_hook)
             (hooks if is_hook else desired).append(obj)
@@ -598,7 +613,9 @@ class AppEngine:
         try:
             # One hop off the event loop for the app's diffs (jq runs in a worker process).
             diffs = await asyncio.to_thread(
-                lambda: [diff_resource(d, c, rules=rules) for d, c in pairs]
+                lambda: [
+                    diff_resource(d, c, rules=rules, open_sealed=self.open_sealed) for d, c in pairs
+                ]
             )
         except DiffError as exc:
             raise ComparisonError(f"ignoreDifferences: {exc}") from exc

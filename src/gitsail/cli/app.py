@@ -47,6 +47,7 @@ from gitsail.cli.output import (
     err_console,
     fail,
 )
+from gitsail.diff.sealed import opener_from_cluster
 from gitsail.kinds.argo_application import App, AppSpecError, parse_retry
 from gitsail.kinds.argo_appproject_admission import in_process_admission
 from gitsail.kube import Kube, KubeError, load_kubeconfig
@@ -272,11 +273,19 @@ def diff(
     kubeconfig: str | None = KubeconfigOption,
     context: str | None = ContextOption,
     namespace: str = AppNamespaceOption,
+    sealed_keys_namespace: str = typer.Option(
+        "kube-system",
+        "--sealed-secrets-keys-namespace",
+        help="where the Sealed Secrets keys are (read if allowed: a re-sealed, unchanged "
+        "SealedSecret value then shows as in sync)",
+    ),
 ) -> None:
     """Show what a sync would change. Exits 1 when there is a difference, 0 when in sync."""
 
     async def main() -> Comparison:
         async with engine(kubeconfig, context, namespace) as eng:
+            # Re-sealed, unchanged SealedSecret values are in sync when the keys are readable.
+            eng.open_sealed = await opener_from_cluster(eng.control, sealed_keys_namespace)
             return await eng.compare(await _load(eng, name), revision=revision)
 
     comparison = _guard(lambda: run(main()))

@@ -509,3 +509,44 @@ def _key_secret_files(paths: str) -> list[dict[str, Any]]:
             )
         secrets += _documents(raw)
     return secrets
+
+
+@app.command("reseal")
+def reseal(
+    path: Path = typer.Argument(Path(), help="a checkout (or one file) to move"),
+    to_cert: str = typer.Option(
+        ..., "--to-cert", help="the other cluster's controller certificate (file or URL)"
+    ),
+    recovery_private_key: str | None = typer.Option(
+        None,
+        "--recovery-private-key",
+        help="this cluster's key PEM or key Secret files, comma separated (default: the key "
+        "Secrets in --controller-namespace, read with your kubeconfig)",
+    ),
+    controller_namespace: str = typer.Option(
+        controller_api.DEFAULT_CONTROLLER_NAMESPACE,
+        "--controller-namespace",
+        envvar="SEALED_SECRETS_CONTROLLER_NAMESPACE",
+        help="where this cluster's sealing keys are",
+    ),
+    commit: bool = typer.Option(False, "--commit", help="commit the changes (one commit)"),
+    branch: str | None = typer.Option(
+        None, "--branch", help="create this branch first (for a pull request); implies --commit"
+    ),
+    kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
+    context: str | None = typer.Option(None, "--context"),
+) -> None:
+    """Move every SealedSecret under PATH to another cluster's key (Bitnami issue #365):
+    each value is opened with this cluster's keys and sealed for --to-cert. The same as
+    `gitsail seal rotate --to-cert`."""
+    rotate(
+        path=path,
+        recovery_private_key=recovery_private_key,
+        controller_namespace=controller_namespace,
+        commit=commit,
+        branch=branch,
+        report=False,
+        to_cert=to_cert,
+        kubeconfig=kubeconfig,
+        context=context,
+    )

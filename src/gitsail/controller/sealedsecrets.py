@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,13 +32,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults
+from gitsail.controller.sealedsecrets_metrics import KeyUsage
 from gitsail.kinds.sealedsecret import API_VERSION, KIND, SealedSecretReconciler
 from gitsail.kube import Kube, KubeError
 from gitsail.model import Obj
-from gitsail.secrets.keys import DEFAULT_KEY_PREFIX, DEFAULT_NAMESPACE, DEFAULT_RENEW_PERIOD
+from gitsail.secrets.keys import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_NAMESPACE,
+    DEFAULT_RENEW_PERIOD,
+    KeyRing,
+)
 from gitsail.secrets.keystore import KeyStore
 from gitsail.secrets.sealedsecret import reencrypt, unsealed_values
-from gitsail.secrets.sealing import SealingError
+from gitsail.secrets.sealing import SealingError, hybrid_decrypt
 
 __all__ = ["MAX_BODY", "SealedSecrets", "SealedSecretsOptions"]
 
@@ -78,13 +85,33 @@ class _TokenBucket:
 
 
 class _SealedSecretKind(KindDefaults):
-    def __init__(self, inner: SealedSecretReconciler, ctx: KindContext) -> None:
+    def __init__(
+        self,
+        inner: SealedSecretReconciler,
+        ctx: KindContext,
+        store: KeyStore | None = None,
+        keys_seen: Callable[[KeyRing], None] = lambda _ring: None,
+    ) -> None:
+        self.keys_seen = keys_seen
         self.inner = inner
         self.api = KindAPI(API_VERSION, KIND)
         self.control_namespace = ctx.settings.control_namespace
+        self.store = store
+        self.usage = KeyUsage(ctx.metrics.registry)
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
-        return await self.inner.reconcile(obj, reasons)
+        after = await self.inner.reconcile(obj, reasons)
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            self.usage.forget(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        elif self.store is not None:
+            try:
+                ring = await self.store.ring()
+                self.keys_seen(ring)
+                await asyncio.to_thread(self.usage.observe, obj, ring)
+            except (KubeError, SealingError) as exc:
+                log.debug("key usage of SealedSecret %s: %s", meta.get("name"), exc)
+        return after
 
 
 class SealedSecrets:
@@ -102,6 +129,7 @@ class SealedSecrets:
             cutoff=self.options.cutoff,
         )
         self._renewal: asyncio.Task[None] | None = None
+        self._ring = KeyRing(())  # the last keys read: opens SealedSecrets for the diff
         self._bucket = _TokenBucket(self.options.rate_limit, self.options.rate_limit_burst)
 
     # -- the kind ------------------------------------------------------------------------
@@ -110,6 +138,9 @@ class SealedSecrets:
         if self._renewal is not None:
             self._renewal.cancel()
         self._renewal = asyncio.create_task(self._renew_keys(), name="sealed-secrets-keys")
+        # Argo CD Applications delivering SealedSecrets: a value re-sealed without a change of
+        # plaintext compares as in sync (gitsail.diff.sealed).
+        ctx.engine.open_sealed = self.open_sealed
 
         async def event(obj: Obj, type_: str, reason: str, message: str) -> None:
             await ctx.events.record(obj, reason=reason, message=message, type=type_)
@@ -120,12 +151,13 @@ class SealedSecrets:
             events=event,
             accept_v1_data=self.options.accept_v1_data,
         )
-        return _SealedSecretKind(inner, ctx)
+        return _SealedSecretKind(inner, ctx, self.store, self._keys_seen)
 
     async def _renew_keys(self) -> None:
         while True:
             try:
                 ring = await self.store.ensure()
+                self._ring = ring
             except (KubeError, OSError) as exc:
                 log.warning("sealing keys in %s: %s", self.options.key_namespace, exc)
                 await asyncio.sleep(30)
@@ -137,6 +169,16 @@ class SealedSecrets:
                 continue
             due = newest.not_before + period - datetime.now(UTC)
             await asyncio.sleep(min(max(due.total_seconds(), 1.0), 3600.0))
+
+    def _keys_seen(self, ring: KeyRing) -> None:
+        self._ring = ring
+
+    def open_sealed(self, ciphertext: str, label: bytes) -> bytes | None:
+        """A value's plaintext with the last keys read, or None (for the diff only)."""
+        try:
+            return hybrid_decrypt(self._ring.private_keys(), ciphertext, label)
+        except SealingError:
+            return None
 
     async def stop(self) -> None:
         if self._renewal is not None:

@@ -29,6 +29,7 @@ from gitsail.diff.ignore import IgnoreRule, apply_ignore_rules
 from gitsail.diff.normalize import normalize, prune_empty
 from gitsail.diff.pointer import format_pointer
 from gitsail.diff.redact import redact_pair
+from gitsail.diff.sealed import SealedOpener, unify_resealed
 from gitsail.model import Obj, ResourceKey
 
 __all__ = ["OUT_OF_SYNC", "SYNCED", "ResourceDiff", "changed_paths", "diff_resource"]
@@ -127,8 +128,12 @@ def diff_resource(
     *,
     rules: Sequence[IgnoreRule] = (),
     jq_budget: float | None = None,
+    open_sealed: SealedOpener | None = None,
 ) -> ResourceDiff:
     """Compare the dry-run result ``desired`` with ``live`` (either may be ``None``, not both).
+
+    With ``open_sealed`` (the Sealed Secrets keys), a SealedSecret value re-sealed without a
+    change of plaintext is in sync (``gitsail.diff.sealed``).
 
     Raises DiffError when both are ``None`` or an ignore rule is unusable (its message names
     the rule, never object data).
@@ -136,6 +141,8 @@ def diff_resource(
     if desired is None and live is None:
         raise DiffError("nothing to compare: neither a desired nor a live object was given")
     key = ResourceKey.of(desired if desired is not None else live or {})
+    if open_sealed is not None and desired is not None and live is not None:
+        desired = unify_resealed(desired, live, open_sealed)
     redacted_desired, redacted_live = redact_pair(
         normalize(desired) if desired is not None else None,
         normalize(live) if live is not None else None,

@@ -17,7 +17,12 @@ Flux's rules, as its documentation states them (kustomize-controller
   source (``RenderSpec.substitution``); ``substitute`` wins over ``substituteFrom``, and a
   later source over an earlier one (``gitsail.kinds.flux_substitute``).
 
-Refused with a message (not implemented yet): ``decryption`` (SOPS), ``kubeConfig`` (other
+- ``spec.decryption``: ``provider: sops`` with an optional ``secretRef.name`` (a Secret in the
+  Kustomization's namespace whose ``*.agekey`` entries hold age identities); decryption
+  itself is ``gitsail.kinds.flux_decryption``. Other providers and ``serviceAccountName``
+  (cloud KMS workload identity) are refused.
+
+Refused with a message (not implemented yet): ``kubeConfig`` (other
 clusters), a ``sourceRef`` other than a ``GitRepository`` or an ``OCIRepository`` (read from
 its artifact, ``flux_source_artifact``), and ``v1beta2``'s ``patchesStrategicMerge`` /
 ``patchesJson6902`` (removed in ``v1``: move them to ``spec.patches``). ``v1beta2``'s
@@ -54,6 +59,7 @@ __all__ = [
     "GROUP",
     "KIND",
     "VARIABLE_NAME",
+    "Decryption",
     "Kustomization",
     "parse_kustomization",
 ]
@@ -72,6 +78,14 @@ _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"
 
 
 @dataclass(frozen=True)
+class Decryption:
+    """``spec.decryption``: the provider (always ``sops``) and the key Secret, if any."""
+
+    provider: str
+    secret_ref: str | None = None
+
+
+@dataclass(frozen=True)
 class Kustomization:
     """A parsed Kustomization: identity, source, render options, policy and checks."""
 
@@ -85,6 +99,7 @@ class Kustomization:
     health_check_exprs: tuple[HealthCheckExpr, ...] = ()
     dependencies: tuple[Dependency, ...] = ()
     requested_at: str | None = None
+    decryption: Decryption | None = None
 
 
 def parse_kustomization(obj: Any) -> Kustomization:
@@ -102,6 +117,7 @@ def parse_kustomization(obj: Any) -> Kustomization:
         exprs = tuple(_health_expr(item) for item in spec.items("healthCheckExprs"))
         dependencies = tuple(_dependency(item, namespace) for item in spec.items("dependsOn"))
         spec.string("validation")  # deprecated in v1beta2; no effect in Flux either
+        decryption = _decryption(spec) if spec.present("decryption") else None
         spec.finish()
     except SpecError as exc:
         raise exc.about(subject) from None
@@ -116,12 +132,12 @@ def parse_kustomization(obj: Any) -> Kustomization:
         health_check_exprs=exprs,
         dependencies=dependencies,
         requested_at=annotation(obj, REQUESTED_AT),
+        decryption=decryption,
     )
 
 
 def _refuse_unsupported(spec: Fields) -> None:
     for field, why in (
-        ("decryption", "decryption (SOPS) is not implemented by gitsail yet"),
         ("kubeConfig", "remote clusters (kubeConfig) are not implemented by gitsail yet"),
         ("patchesStrategicMerge", "removed in kustomize.toolkit.fluxcd.io/v1: use spec.patches"),
         ("patchesJson6902", "removed in kustomize.toolkit.fluxcd.io/v1: use spec.patches"),
@@ -129,6 +145,24 @@ def _refuse_unsupported(spec: Fields) -> None:
         if spec.present(field):
             spec.raw(field)
             raise UnsupportedField(spec.at(field), why)
+
+
+def _decryption(spec: Fields) -> Decryption:
+    decryption = spec.obj("decryption")
+    provider = decryption.need_string("provider")
+    if provider != "sops":
+        raise SpecError(decryption.at("provider"), f"{shown(provider)} is not one of sops")
+    if decryption.present("serviceAccountName"):
+        decryption.raw("serviceAccountName")
+        raise UnsupportedField(
+            decryption.at("serviceAccountName"),
+            "cloud KMS workload identity is not implemented by gitsail (use age keys in secretRef)",
+        )
+    ref = decryption.obj("secretRef")
+    name = ref.string("name", pattern=_DNS_SUBDOMAIN) or None
+    ref.finish()
+    decryption.finish()
+    return Decryption(provider=provider, secret_ref=name)
 
 
 def _source_ref(ref: Fields, namespace: str, *, required: bool) -> ObjectRef:

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -64,18 +65,20 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitsail.kinds.errors import SpecError, SubstitutionError
+from gitsail.kinds.flux_decryption import Decryptor, load_decryptor, private_workspace
+from gitsail.kinds.flux_decryption import refuse_encrypted as _refuse_encrypted
 from gitsail.kinds.flux_gitrepository import GitRepository, parse_git_repository
 from gitsail.kinds.flux_kustomization import Kustomization
 from gitsail.kinds.flux_source_artifact import extract_source_artifact, read_source_artifact
 from gitsail.kinds.flux_sourceignore import included_files
 from gitsail.kinds.flux_substitute import substitute_objects, variables, variables_from
 from gitsail.kinds.records import CommonMetadata, Include, ObjectRef, RenderSpec
-from gitsail.kinds.status import Stalled, Transient
+from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube import Kube, KubeError, NotFoundKind
 from gitsail.model import Artifact, Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
@@ -418,9 +421,10 @@ def _inputs_key(
     revision: str,
     includes: Sequence[tuple[Include, GitRepository, str]],
     sources: _Sources | None,
+    decryptor: Decryptor | None = None,
 ) -> str:
     """The digest of everything a build reads (see "Reuse" in the module docstring).
-    Substitution values are hashed here and kept nowhere."""
+    Substitution values are hashed here and kept nowhere (decryption keys: their digest)."""
     material = {
         "v": 1,
         "kustomization": [ks.namespace, ks.name],
@@ -431,6 +435,8 @@ def _inputs_key(
         if sources is None
         else [[shown, sorted(values.items())] for shown, values in sources],
     }
+    if decryptor is not None:
+        material["decryption"] = decryptor.digest
     text = json.dumps(material, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
@@ -506,8 +512,9 @@ async def build(
         )
     includes = await _includes(kube, repo)
     sources = await _substitution_sources(kube, ks)
+    decryptor = await load_decryptor(kube, ks)
     owner = (ks.namespace, ks.name)
-    key = _inputs_key(ks, repo, revision, includes, sources)
+    key = _inputs_key(ks, repo, revision, includes, sources, decryptor)
     if cache is not None:
         reused = cache.get(owner, key)
         if reused is not None:
@@ -524,15 +531,15 @@ async def build(
         raise Stalled(BUILD_FAILED, f"kustomization build failed: {exc}") from exc
     except SourceError as exc:
         raise Transient(ARTIFACT_FAILED, f"failed to fetch {revision}: {exc}") from exc
-    with tempfile.TemporaryDirectory(dir=renderer.work_dir, prefix="flux-") as tmp:
-        root = Path(tmp) / "src"
+    with _workspace(renderer, decryptor, "flux-") as tmp:
+        root = tmp / "src"
         if includes:
             # Composed from several repositories: the artifact is copied whole.
             files = await asyncio.to_thread(included_files, checkout.root, repo.source.ignore)
             await asyncio.to_thread(copy_artifact, checkout.root, root, files)
             for include, included, included_revision in includes:
                 await _include(
-                    kube, git, include, included, included_revision, root, Path(tmp) / "include"
+                    kube, git, include, included, included_revision, root, tmp / "include"
                 )
         else:
             listing = (
@@ -552,8 +559,8 @@ async def build(
             path=path,
             digest="",  # the edited copy is private: never cached by the renderer
         )
-        rendered = await _kustomize(ks, artifact, renderer, where + revision)
-    built = await _post_build(ks, rendered, revision, sources, policy)
+        rendered = await _kustomize(ks, artifact, renderer, where + revision, decryptor)
+    built = await _post_build(ks, rendered, revision, sources, policy, decryptor)
     if cache is not None:
         size = len(json.dumps(list(built.objects), separators=(",", ":")))
         cache.put(owner, key, dataclasses.replace(built, reused=True), size)
@@ -638,8 +645,9 @@ async def _build_from_artifact(
     source = await read_source_artifact(
         kube, ObjectRef(ref.kind, ref.name, ref.namespace or ks.namespace)
     )
-    with tempfile.TemporaryDirectory(dir=renderer.work_dir, prefix="flux-") as tmp:
-        root = Path(tmp) / "src"
+    decryptor = await load_decryptor(kube, ks)
+    with _workspace(renderer, decryptor, "flux-") as tmp:
+        root = tmp / "src"
         await extract_source_artifact(source, root, store=artifacts, policy=policy)
         artifact = Artifact(
             url=source.url,
@@ -650,9 +658,9 @@ async def _build_from_artifact(
             digest="",
         )
         where = f"./{ks.render.path} is not a directory in {ref.kind} {ref.name} at "
-        rendered = await _kustomize(ks, artifact, renderer, where + source.revision)
+        rendered = await _kustomize(ks, artifact, renderer, where + source.revision, decryptor)
     sources = await _substitution_sources(kube, ks)
-    return await _post_build(ks, rendered, source.revision, sources, policy)
+    return await _post_build(ks, rendered, source.revision, sources, policy, decryptor)
 
 
 async def build_local(
@@ -674,8 +682,9 @@ async def build_local(
         raise Stalled(
             ARTIFACT_FAILED, f"kustomization path not found: {directory} is not a directory"
         )
-    with tempfile.TemporaryDirectory(dir=renderer.work_dir, prefix="flux-local-") as tmp:
-        root = Path(tmp) / "src"
+    decryptor = await load_decryptor(kube, ks)
+    with _workspace(renderer, decryptor, "flux-local-") as tmp:
+        root = tmp / "src"
         files = await asyncio.to_thread(included_files, source, None)
         await asyncio.to_thread(copy_artifact, source, root, files)
         artifact = Artifact(
@@ -686,12 +695,45 @@ async def build_local(
             path="",
             digest="",
         )
-        rendered = await _kustomize(ks, artifact, renderer, f"{directory} is not a directory")
+        rendered = await _kustomize(
+            ks, artifact, renderer, f"{directory} is not a directory", decryptor
+        )
     sources = await _substitution_sources(kube, ks)
-    return await _post_build(ks, rendered, source.as_uri(), sources, policy)
+    return await _post_build(ks, rendered, source.as_uri(), sources, policy, decryptor)
+
+
+@contextlib.contextmanager
+def _workspace(renderer: Renderer, decryptor: Decryptor | None, prefix: str) -> Iterator[Path]:
+    """The build's private copy; memory-backed when SOPS inputs may be decrypted into it."""
+    if decryptor is None:
+        with tempfile.TemporaryDirectory(dir=renderer.work_dir, prefix=prefix) as tmp:
+            yield Path(tmp)
+    else:
+        with private_workspace(renderer.work_dir, prefix) as tmp:
+            yield tmp
 
 
 async def _kustomize(
+    ks: Kustomization,
+    artifact: Artifact,
+    renderer: Renderer,
+    missing: str,
+    decryptor: Decryptor | None = None,
+) -> list[Obj]:
+    """Kustomize with Flux's edits; SOPS generator inputs decrypted first (scrubbed from
+    kustomize's errors)."""
+    if decryptor is None:
+        return await _kustomize_plain(ks, artifact, renderer, missing)
+    directory = artifact.root / artifact.path if artifact.path else artifact.root
+    if directory.is_dir() and not directory.is_symlink():
+        await asyncio.to_thread(decryptor.prepare, artifact.root, artifact.path)
+    try:
+        return await _kustomize_plain(ks, artifact, renderer, missing)
+    except ReconcileError as exc:
+        raise Stalled(exc.reason, decryptor.scrub(exc.message)) from None
+
+
+async def _kustomize_plain(
     ks: Kustomization, artifact: Artifact, renderer: Renderer, missing: str
 ) -> list[Obj]:
     """Kustomize ``artifact.path`` of the workspace ``artifact.root`` with Flux's edits."""
@@ -721,7 +763,12 @@ async def _post_build(
     revision: str,
     sources: _Sources | None,
     policy: Policy,
+    decryptor: Decryptor | None = None,
 ) -> Build:
+    if decryptor is not None:  # before substitution, as kustomize-controller orders it
+        objects = await asyncio.to_thread(decryptor.decrypt_objects, objects)
+    else:
+        _refuse_encrypted(objects)
     objects = await _substitute(ks, objects, sources, policy)
     objects = set_common_metadata(objects, ks.render.common_metadata)
     return Build(revision=revision, objects=tuple(objects), digest=objects_digest(objects))

@@ -10,6 +10,7 @@ SUBMODULES = {
     "normalize",
     "pointer",
     "redact",
+    "sealed",
 }
 
 

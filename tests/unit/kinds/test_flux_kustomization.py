@@ -158,7 +158,10 @@ def test_malformed_fields_are_refused_with_their_path(spec: dict[str, Any], mess
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        ({"decryption": {"provider": "sops"}}, "spec.decryption"),
+        (
+            {"decryption": {"provider": "sops", "serviceAccountName": "kms"}},
+            "spec.decryption.serviceAccountName",
+        ),
         ({"kubeConfig": {"secretRef": {"name": "k"}}}, "spec.kubeConfig"),
         ({"sourceRef": {"kind": "Bucket", "name": "x"}}, "spec.sourceRef.kind"),
         ({"patchesStrategicMerge": [{"kind": "X"}]}, "spec.patchesStrategicMerge"),

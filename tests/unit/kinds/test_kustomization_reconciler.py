@@ -159,7 +159,7 @@ async def test_the_finalizer_is_added_before_anything_else(
 async def test_an_unsupported_spec_is_stalled_with_one_status_patch(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    obj = kustomization(decryption={"provider": "sops"})
+    obj = kustomization(decryption={"provider": "sops", "serviceAccountName": "kms"})
     kube = FakeKube(obj)
     after = await reconciler(kube, clock, tmp_path).reconcile(copy.deepcopy(obj))
     assert after is None
