@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 INITIAL_ADMIN_SECRET = "argocd-initial-admin-secret"  # noqa: S105 (a name)
 DIFF_CACHE_SECONDS = 30.0
 DIFF_CONCURRENCY = 2
+MAX_DECISIONS = 100_000  # remembered RBAC decisions (cleared whenever the policy changes)
 
 
 class ApiError(Exception):
@@ -92,6 +93,7 @@ class Service:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     revoked: dict[str, int] = field(default_factory=dict)  # session token id -> expiry
     _rbac: tuple[str, RbacPolicy] | None = None
+    _decisions: dict[tuple[str, tuple[str, ...], str, str, str], bool] = field(default_factory=dict)
     _engine: AppEngine | None = None
     _diffs: dict[tuple[str, str, str], tuple[float, Comparison]] = field(default_factory=dict)
     _diff_gate: asyncio.Semaphore = field(
@@ -281,19 +283,29 @@ class Service:
     # -- permissions ------------------------------------------------------------------
 
     def rbac(self) -> RbacPolicy:
-        data = self.state.settings_data("argocd-rbac-cm")
-        key = repr(sorted(data.items()))
-        if self._rbac is None or self._rbac[0] != key:
+        """The policy of ``argocd-rbac-cm``, parsed again only when the ConfigMap changed."""
+        version = self.state.settings_version("argocd-rbac-cm")
+        if self._rbac is None or self._rbac[0] != version:
+            data = self.state.settings_data("argocd-rbac-cm")
             try:
                 policy = parse_policy(data)
             except RbacError as exc:
                 log.error("argocd-rbac-cm is refused (only the built-in policy applies): %s", exc)
                 policy = parse_policy(None)
-            self._rbac = (key, policy)
+            self._rbac = (version, policy)
+            self._decisions.clear()
         return self._rbac[1]
 
     def can(self, user: User, resource: str, action: str, obj: str) -> bool:
-        return self.rbac().enforce(user.name, resource, action, obj, user.groups)
+        policy = self.rbac()  # first: it clears the decisions when the policy changed
+        key = (user.name, user.groups, resource, action, obj)
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) > MAX_DECISIONS:
+                self._decisions.clear()
+            decision = policy.enforce(user.name, resource, action, obj, user.groups)
+            self._decisions[key] = decision
+        return decision
 
     def require(self, user: User, resource: str, action: str, obj: str) -> None:
         if not self.can(user, resource, action, obj):

@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from gitsail.cli.flux import (
     GIT_REPOSITORY,
@@ -33,10 +34,10 @@ from gitsail.cli.flux import (
     OCI_REPOSITORY,
     FluxKind,
 )
-from gitsail.kube import Kube, KubeError, NotFoundKind, WatchCache, WatchEvent
+from gitsail.kube import KubeError, NotFoundKind, WatchCache, WatchEvent
 from gitsail.model import Obj
 
-__all__ = ["DERIVED", "KINDS", "Change", "KindSpec", "ServerState"]
+__all__ = ["DERIVED", "KINDS", "Change", "ClusterReader", "KindSpec", "ServerState"]
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,36 @@ class Change:
     obj: Obj
 
 
+class ClusterReader(Protocol):
+    """What the caches need (``Kube`` has it; benchmarks and unit tests pass an in-memory
+    one)."""
+
+    async def list_with_version(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[Obj], str]: ...
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        *,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[WatchEvent]: ...
+
+
 class _Named:
     """A ``WatchSource`` narrowed to one object by name (a field selector)."""
 
-    def __init__(self, kube: Kube, name: str) -> None:
+    def __init__(self, kube: ClusterReader, name: str) -> None:
         self.kube = kube
         self.selector = f"metadata.name={name}"
 
@@ -132,7 +159,7 @@ class _Named:
 
 class ServerState:
     def __init__(
-        self, kube: Kube, control_namespace: str, namespaces: tuple[str, ...] = ()
+        self, kube: ClusterReader, control_namespace: str, namespaces: tuple[str, ...] = ()
     ) -> None:
         self.kube = kube
         self.control_namespace = control_namespace
@@ -203,6 +230,12 @@ class ServerState:
                 if obj is not None:
                     return obj
         return None
+
+    def settings_version(self, name: str) -> str:
+        """The resourceVersion of a settings object ("" when it does not exist)."""
+        cache = self.settings.get(name)
+        obj = cache.get(self.control_namespace, name) if cache else None
+        return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
     def settings_data(self, name: str) -> dict[str, str]:
         """``data`` of a settings object (a Secret's decoded), {} when it does not exist."""

@@ -52,9 +52,11 @@ SYNC_VALUES = ("Synced", "OutOfSync", "Unknown")
 HEALTH_VALUES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
 
 
-def _render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _render(
+    request: Request, template: str, http_status: int = 200, **context: Any
+) -> HTMLResponse:
     html = ENV.get_template(template).render(request=request, **context)
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=http_status)
 
 
 def _context(request: Request, user: User) -> dict[str, Any]:
@@ -154,7 +156,7 @@ async def applications(request: Request) -> Response:
             raise ApiError(400, str(exc)) from None
         began = time.perf_counter()
         visible = service.visible(user, spec, service.state.items("applications"))
-        everything = [summary(spec.kind, o) for o in visible]
+        everything = [summary(spec.kind, o) for o in visible]  # memoized: filter reuses
         rows = filter_objects(spec.kind, visible, filters)
         try:
             offset, limit = paginate(

@@ -118,8 +118,27 @@ def _ready(obj: Obj) -> tuple[str, str]:
     return "Unknown", ""
 
 
+# Summaries of cached objects, by identity: the caches replace an object on every change
+# and never mutate it, so a row stays right as long as the very object is the one cached.
+_SUMMARIES: dict[int, tuple[Obj, dict[str, str]]] = {}
+_MAX_SUMMARIES = 50000
+
+
 def summary(kind: str, obj: Obj) -> dict[str, str]:
-    """One row: namespace, name, project, sync, health, revision, source, destination."""
+    """One row: namespace, name, project, sync, health, revision, source, destination.
+
+    Memoized per object (callers must not change the row)."""
+    hit = _SUMMARIES.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    row = _summary(kind, obj)
+    if len(_SUMMARIES) >= _MAX_SUMMARIES:
+        _SUMMARIES.clear()
+    _SUMMARIES[id(obj)] = (obj, row)
+    return row
+
+
+def _summary(kind: str, obj: Obj) -> dict[str, str]:
     meta = _meta(obj)
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
