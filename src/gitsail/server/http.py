@@ -3,10 +3,12 @@ endpoint table the OpenAPI document is generated from."""
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +22,7 @@ __all__ = [
     "Endpoint",
     "endpoint",
     "error_response",
+    "form_of",
     "json_body",
     "user_of",
 ]
@@ -78,20 +81,18 @@ async def user_of(request: Request) -> User:
     if from_cookie and request.method in UNSAFE:
         expected = csrf_token(service.signing_key(), user.claims.token_id)
         given = request.headers.get(CSRF_HEADER, "")
-        if not given and request.headers.get("content-type", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
-            form = await request.form()
-            given = str(form.get("_csrf") or "")
-        import hmac
-
+        if not given:
+            given = (await form_of(request)).get("_csrf", [""])[0]
         if not given or not hmac.compare_digest(given, expected):
             raise ApiError(403, "CSRF token missing or wrong: reload the page")
     return user
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; 422 for anything else, 413 past the size limit."""
+async def _read(request: Request) -> bytes:
+    """The body, at most ``MAX_JSON_BYTES`` (413 past it), read once per request."""
+    cached = getattr(request.state, "raw_body", None)
+    if isinstance(cached, bytes):
+        return cached
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
         raise ApiError(413, f"request body is larger than {MAX_JSON_BYTES} bytes")
@@ -100,6 +101,24 @@ async def json_body(request: Request) -> dict[str, Any]:
         raw += chunk
         if len(raw) > MAX_JSON_BYTES:
             raise ApiError(413, f"request body is larger than {MAX_JSON_BYTES} bytes")
+    request.state.raw_body = raw
+    return raw
+
+
+async def form_of(request: Request) -> dict[str, list[str]]:
+    """An ``application/x-www-form-urlencoded`` body ({} for any other type)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    raw = await _read(request)
+    try:
+        return parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=2000)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(422, "malformed form") from None
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; 422 for anything else, 413 past the size limit."""
+    raw = await _read(request)
     if not raw.strip():
         return {}
     try:

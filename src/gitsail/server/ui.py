@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from gitsail.kube import InvalidName, check_names
 from gitsail.server.auth import SESSION_SECONDS, csrf_token
-from gitsail.server.http import COOKIE, service_of, user_of
+from gitsail.server.http import COOKIE, form_of, service_of, user_of
 from gitsail.server.service import ApiError, User
 from gitsail.server.state import KINDS
 from gitsail.server.views import (
@@ -80,6 +80,20 @@ async def _guard(request: Request, handler: Any) -> Response:
         return _render(request, "error.html", exc.status, message=exc.message, code=exc.status)
 
 
+class _Form:
+    """The first value of each field of a parsed form."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = fields
+
+    def get(self, key: str) -> str:
+        values = self.fields.get(key) or [""]
+        return values[0]
+
+    def getlist(self, key: str) -> list[str]:
+        return list(self.fields.get(key) or [])
+
+
 def _names(namespace: str, name: str) -> tuple[str, str]:
     try:
         check_names("", "object", name, namespace)
@@ -103,9 +117,12 @@ def _safe_next(value: str | None) -> str:
 
 
 async def login_submit(request: Request) -> Response:
-    form = await request.form()
-    username, password = str(form.get("username") or ""), str(form.get("password") or "")
-    target = _safe_next(str(form.get("next") or ""))
+    try:
+        form = _Form(await form_of(request))
+    except ApiError as exc:
+        return _render(request, "login.html", exc.status, error=exc.message, next="/applications")
+    username, password = form.get("username"), form.get("password")
+    target = _safe_next(form.get("next"))
     try:
         token, _ = await service_of(request).login(username, password)
     except ApiError as exc:
@@ -287,7 +304,7 @@ async def application_action(request: Request) -> Response:
         service = service_of(request)
         ns, name = _names(request.path_params["namespace"], request.path_params["name"])
         action = request.path_params["action"]
-        form = await request.form()
+        form = _Form(await form_of(request))
         if action == "sync":
             resources = []
             for value in form.getlist("resource"):
@@ -301,7 +318,7 @@ async def application_action(request: Request) -> Response:
             body: dict[str, Any] = {
                 "prune": bool(form.get("prune")),
                 "dryRun": bool(form.get("dryRun")),
-                "revision": str(form.get("revision") or "") or None,
+                "revision": form.get("revision") or None,
                 "resources": resources or None,
                 "strategy": {"apply": {"force": bool(form.get("force"))}},
             }
@@ -314,7 +331,7 @@ async def application_action(request: Request) -> Response:
             message = "Refresh requested"
         elif action == "rollback":
             try:
-                history_id = int(str(form.get("id") or ""))
+                history_id = int(form.get("id"))
             except ValueError:
                 raise ApiError(422, "id is the integer id of a history entry") from None
             await service.rollback(user, ns, name, history_id, bool(form.get("prune")), False)
