@@ -136,3 +136,64 @@ async def test_bad_filters_are_400_and_pages_are_bounded(client: httpx.AsyncClie
     ).status_code == 400
     tree = await client.get("/api/v1/applications/app-0003/resource-tree", headers=headers)
     assert len(tree.json()["nodes"]) == 5
+
+
+async def test_flux_page_shows_dependencies_and_hides_what_is_not_allowed() -> None:
+    cluster = MemoryCluster()
+    cluster.add(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "argocd-secret", "namespace": NS},
+            "data": {"server.secretkey": b64(KEY.decode())},
+        }
+    )
+    cluster.add(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "argocd-cm", "namespace": NS},
+            "data": {"accounts.viewer": "login"},
+        }
+    )
+    cluster.add(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "argocd-rbac-cm", "namespace": NS},
+            "data": {"policy.csv": "p, viewer, kustomizations, get, flux-system/staging, allow"},
+        }
+    )
+    for name, deps in (("staging", ["development"]), ("production", ["staging"])):
+        cluster.add(
+            {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": name, "namespace": "flux-system"},
+                "spec": {
+                    "sourceRef": {"kind": "GitRepository", "name": "gitops"},
+                    "dependsOn": [{"name": d} for d in deps],
+                },
+                "status": {"conditions": [{"type": "Ready", "status": "True", "message": "ok"}]},
+            }
+        )
+    state = ServerState(cluster, NS, (NS, "flux-system"))
+    await state.start()
+    service = Service(state, cast(Kube, cluster), Policy())
+    token, _ = issue_token(KEY, "viewer")
+    transport = httpx.ASGITransport(app=make_app(service))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://server", cookies={"argocd.token": token}
+    ) as c:
+        page = await c.get("/flux")
+        assert page.status_code == 200
+        assert "flux-system/development" in page.text  # staging's dependsOn
+        assert "production" not in page.text
+        listed = await c.get("/api/v1/kustomizations")
+        assert [k["metadata"]["name"] for k in listed.json()["items"]] == ["staging"]
+        denied = await c.post(
+            "/api/v1/kustomizations/flux-system/staging/reconcile",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert denied.status_code == 403
+    await state.stop()
