@@ -5,6 +5,7 @@ has no Sync button."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +33,8 @@ ARGS = [
     "--disable-sync",
 ]
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
+# Set to a directory to save screenshots of the main pages (docs/ui.md's come from here).
+SCREENSHOTS = os.environ.get("GITSAIL_UI_SCREENSHOTS", "")
 LIVE = 120_000  # ms: a sync through the controller, seen without reloading
 
 
@@ -49,6 +52,11 @@ async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
         finally:
             await context.close()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+async def shot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=False)
 
 
 async def sign_in(page: Page, url: str, user: str, password: str) -> None:
@@ -69,6 +77,7 @@ async def test_sign_in_filter_open_sync_diff_rollback(
     table = page.get_by_role("table", name="Applications")
     await expect(table.get_by_role("link", name="a-web")).to_be_visible()
     await expect(table.get_by_role("link", name="b-web")).to_be_visible()
+    await shot(page, "ui-applications")
 
     await page.get_by_role("searchbox", name="Search").fill("b-web")
     await expect(table.get_by_role("link", name="a-web")).to_have_count(0)
@@ -83,14 +92,19 @@ async def test_sign_in_filter_open_sync_diff_rollback(
 
     await page.get_by_role("button", name="Show live diff").click()
     await expect(page.locator("#diff")).to_contain_text("creds", timeout=LIVE)
+    await page.locator("#diff").scroll_into_view_if_needed()
+    await shot(page, "ui-diff")
     assert SECRET_VALUE not in await page.content()
 
     await page.get_by_role("button", name="Sync", exact=True).click()
     dialog = page.get_by_role("dialog", name="Synchronize")
     await dialog.get_by_label("Prune").check()
+    await shot(page, "ui-sync-dialog")
     await dialog.get_by_role("button", name="Synchronize").click()
     await expect(status).to_have_text("Synced", timeout=LIVE)  # live: no reload
     await expect(page.get_by_test_id("operation")).to_contain_text("Succeeded", timeout=LIVE)
+    await page.evaluate("window.scrollTo(0, 0)")
+    await shot(page, "ui-application")
 
     # Git changes; a refresh makes the controller compare: OutOfSync, then sync again.
     git_repo.commit_and_push(
