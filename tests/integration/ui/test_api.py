@@ -4,6 +4,7 @@ controller, the tree, the diff with a masked Secret, events, SSE, bad input."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from gitsail.dev.gitserver import Workdir
-from gitsail.kube import Kube
+from gitsail.kube import Conflict, Kube
 from gitsail.server.auth import issue_token
 from tests.integration.app.conftest import configmap, public_url
 from tests.integration.controller.conftest import app_status, create_app, eventually
@@ -31,18 +32,19 @@ stringData:
 
 
 async def project(api: Kube, namespace: str, name: str) -> None:
-    await api.create(
-        {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "AppProject",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "sourceRepos": ["*"],
-                "destinations": [{"server": "*", "namespace": "*"}],
-                "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
-            },
-        }
-    )
+    with contextlib.suppress(Conflict):  # the controller may have made "default" already
+        await api.create(
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "AppProject",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "sourceRepos": ["*"],
+                    "destinations": [{"server": "*", "namespace": "*"}],
+                    "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+                },
+            }
+        )
 
 
 async def two_apps(api: Kube, server: RunningServer, git_repo: Workdir) -> None:
