@@ -34,6 +34,7 @@ p, role:team-a, applications, get, team-a/*, allow
 p, role:team-a, applications, sync, team-a/*, allow
 g, alice, role:team-a
 g, deployer, role:admin
+g, reader, role:readonly
 """
 
 
@@ -60,7 +61,7 @@ async def _accounts(api: Kube, namespace: str) -> None:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "argocd-rbac-cm", "namespace": namespace},
-            "data": {"policy.csv": RBAC, "policy.default": "role:readonly"},
+            "data": {"policy.csv": RBAC},  # no default role: alice sees team-a's apps only
         }
     )
     hashes = {
