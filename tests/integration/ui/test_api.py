@@ -25,7 +25,7 @@ SECRET_VALUE = "hunter2-do-not-show"
 SECRET = f"""apiVersion: v1
 kind: Secret
 metadata:
-  name: creds
+  name: app-secret
 stringData:
   password: {SECRET_VALUE}
 """
@@ -191,7 +191,7 @@ async def test_sync_tree_diff_and_events(
         )
         assert diff.status_code == 200, diff.text
         kinds = {(i["kind"], i["name"]) for i in diff.json()["items"]}
-        assert {("ConfigMap", "ui-cm"), ("Secret", "creds")} <= kinds
+        assert {("ConfigMap", "ui-cm"), ("Secret", "app-secret")} <= kinds
         assert SECRET_VALUE not in diff.text
         assert all(i["modified"] for i in diff.json()["items"])
 

@@ -92,7 +92,7 @@ async def test_sign_in_filter_open_sync_diff_rollback(
     await expect(status).to_have_text("OutOfSync", timeout=LIVE)
 
     await page.get_by_role("button", name="Show live diff").click()
-    await expect(page.locator("#diff")).to_contain_text("creds", timeout=LIVE)
+    await expect(page.locator("#diff")).to_contain_text("app-secret", timeout=LIVE)
     await page.locator("#diff").scroll_into_view_if_needed()
     await shot(page, "ui-diff")
     assert SECRET_VALUE not in await page.content()
