@@ -138,7 +138,8 @@ class Service:
             patch["server.secretkey"] = secrets.token_urlsafe(32)
         password: str | None = None
         if "admin.password" not in data:
-            password = secrets.token_urlsafe(12)
+            made = secrets.token_urlsafe(12)
+            password = made
             try:
                 await self.kube.create(
                     {
@@ -152,8 +153,7 @@ class Service:
             except Conflict:
                 existing = await self.kube.get("v1", "Secret", INITIAL_ADMIN_SECRET, ns) or {}
                 encoded = str((existing.get("data") or {}).get("password") or "")
-                password = base64.b64decode(encoded).decode() if encoded else password
-            assert password is not None
+                password = base64.b64decode(encoded).decode() if encoded else made
             patch["admin.password"] = await asyncio.to_thread(hash_password, password)
             patch["admin.passwordMtime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if not patch:
@@ -407,6 +407,8 @@ class Service:
             obj = await request_refresh(self.kube, namespace, name, hard=hard)
         except ApplicationGone as exc:
             raise ApiError(404, str(exc)) from None
+        what = "hard refresh" if hard else "refresh"
+        await self._audit(obj, "ResourceUpdated", f"{user.name} requested {what}")
         return obj
 
     async def rollback(
@@ -430,6 +432,8 @@ class Service:
         )
         try:
             written = await request_operation(self.kube, namespace, name, operation)
+        except ApplicationGone as exc:
+            raise ApiError(404, str(exc)) from None
         except OperationInProgress:
             raise ApiError(
                 409, f"another operation is already in progress on application {namespace}/{name}"
