@@ -32,6 +32,8 @@ demo-tools: $(STAMP)
 system-deps:
 	@test -x /usr/sbin/sshd || { echo "installing openssh-server"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; }
+	@test -x /usr/bin/chromium || { echo "installing chromium (the web UI's browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo: demo-tools
 	$(BIN)/gitsail demo up

@@ -1,4 +1,4 @@
-"""``python -m benchmarks [render|controller|flux|helm ...]``: run benchmarks one after another.
+"""``python -m benchmarks [render|controller|flux|helm|server ...]``: run benchmarks in turn.
 
 With no name, all of them run (``make bench``), each with its defaults; options after the
 names are passed to every benchmark, e.g. ``python -m benchmarks controller flux --quick``.
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "flux": "benchmarks.flux_bench",
     "helm": "benchmarks.helm_bench",
     "vault-injector": "benchmarks.vault_injector_bench",
+    "server": "benchmarks.server_bench",
 }
 
 

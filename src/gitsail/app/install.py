@@ -177,6 +177,85 @@ def controller_manifests(
                 "ports": [{"name": "http", "port": 8080, "targetPort": "http"}],
             },
         },
+        *server_manifests(namespace, image=image),
+    ]
+
+
+def server_manifests(namespace: str = "argocd", *, image: str = DEFAULT_IMAGE) -> list[Obj]:
+    """ServiceAccount, RBAC, Deployment and Service of ``gitsail server`` (API and web UI).
+
+    Its ClusterRole is Argo CD's API server's: read everything (lists, trees, diffs), patch
+    (dry-run applies of the live diff; the Applications' and Flux objects' requests) and
+    delete, write Events (the audit trail) and Secrets (the signing key, the admin's first
+    password). It reconciles nothing; the controller does.
+    """
+    name = "gitsail-server"
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "gitsail"}
+    container = {
+        "name": "server",
+        "image": image,
+        "args": ["server", "--in-cluster", "--namespace", namespace, "--listen", "0.0.0.0:8080"],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels},
+            "rules": [
+                {
+                    "apiGroups": ["*"],
+                    "resources": ["*"],
+                    "verbs": ["get", "list", "watch", "patch", "delete"],
+                },
+                {"apiGroups": [""], "resources": ["events", "secrets"], "verbs": ["create"]},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": role_ref,
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"serviceAccountName": name, "containers": [container]},
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": name},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
     ]
 
 

@@ -22,12 +22,14 @@ def up(nodes: int = typer.Option(2, "--nodes", help="fake nodes in the demo clus
         raise fail(str(exc)) from exc
     c = demo.cluster
     kubectl = toolchain.find_binary("kubectl")
+    password = demo.admin_password or "in Secret argocd/argocd-initial-admin-secret"
     console.print(
         f"""[bold green]gitsail demo is running[/]
 
   cluster     {c.name}: Kubernetes {c.kubernetes_version} at {c.server}, {c.nodes} fake nodes
   git         {demo.git_url}  (the article's layout: apps/base, apps/overlays/<env>)
   controller  {demo.controller_url}  (/healthz, /metrics, POST /api/webhook)
+  web UI      {demo.server_url}  (user admin, password {password}; API at /api/docs)
   apps        myapp-development, myapp-staging, myapp-production in namespace argocd:
               automated sync with prune and self-heal, polled every 15 s
   flux        GitRepository gitops and Kustomizations myapp-<env> in flux-system: the same

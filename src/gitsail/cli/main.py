@@ -60,6 +60,9 @@ def build_app() -> typer.Typer:
     app.command()(render)
     app.command()(controller)
     app.command()(version)
+    from gitsail.server.command import server  # the API and web UI (docs/ui.md)
+
+    app.command()(server)
     return app
 
 

@@ -19,7 +19,9 @@ cluster's state, so ``gitsail demo down`` stops them all):
   so changes show up quickly) and ``argocd-secret`` (a webhook secret), and the three
   Applications;
 - ``gitsail controller -n argocd -n flux-system -n redis`` reconciling them all, its Flux artifacts
-  advertised at its own address (``--artifacts-url``).
+  advertised at its own address (``--artifacts-url``);
+- ``gitsail server`` (the API and the web UI) over the same namespaces; the admin's first
+  password is read back from ``argocd-initial-admin-secret`` for the banner.
 
 ``demo_up`` returns once the Applications are Synced and Healthy and the Kustomizations
 and the HelmRelease Ready.
@@ -30,6 +32,7 @@ Running it again reuses what is alive; a demo whose processes died is rebuilt.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 import sys
@@ -75,6 +78,8 @@ class Demo:
     git_url: str
     controller_url: str
     webhook_secret: str
+    server_url: str = ""
+    admin_password: str = ""
 
 
 def _state_file(cluster: devcluster.Cluster) -> Path:
@@ -178,12 +183,19 @@ def demo_up(
     cluster = devcluster.up(name, nodes=nodes, progress=progress)
     state_file = _state_file(cluster)
     roles = {p.role for p in cluster.processes}
-    if state_file.is_file() and {"git-server", "chart-server", "controller"} <= roles:
+    if state_file.is_file() and {"git-server", "chart-server", "controller", "server"} <= roles:
         state = json.loads(state_file.read_text())
-        return Demo(cluster, state["git_url"], state["controller_url"], state["webhook_secret"])
+        return Demo(
+            cluster,
+            state["git_url"],
+            state["controller_url"],
+            state["webhook_secret"],
+            state.get("server_url", ""),
+            asyncio.run(_admin_password(cluster)),
+        )
 
     progress("starting the git server")
-    git_port, chart_port, controller_port = devcluster.free_ports(3)
+    git_port, chart_port, controller_port, server_port = devcluster.free_ports(4)
     root = cluster.directory / "git"
     init_bare(root / REPO)
     git_server = devcluster.spawn(
@@ -254,9 +266,24 @@ def demo_up(
     )
     controller_url = f"http://127.0.0.1:{controller_port}"
     _wait_http(f"{controller_url}/healthz", "the controller", controller)
+    progress("starting the API and web UI server")
+    server = devcluster.spawn(
+        cluster,
+        "server",
+        [sys.executable, "-m", "gitsail", "server", "--kubeconfig", str(cluster.kubeconfig),
+         "-n", "argocd", "-n", FLUX_NAMESPACE, "-n", HELM_NAMESPACE,
+         "--listen", f"127.0.0.1:{server_port}"],
+    )  # fmt: skip
+    server_url = f"http://127.0.0.1:{server_port}"
+    _wait_http(f"{server_url}/healthz", "the API and web UI server", server)
     state_file.write_text(
         json.dumps(
-            {"git_url": git_url, "controller_url": controller_url, "webhook_secret": webhook_secret}
+            {
+                "git_url": git_url,
+                "controller_url": controller_url,
+                "webhook_secret": webhook_secret,
+                "server_url": server_url,
+            }
         )
     )
     deadline = time.monotonic() + 180
@@ -273,7 +300,16 @@ def demo_up(
                 f"see {controller.log}"
             )
         time.sleep(1)
-    return Demo(cluster, git_url, controller_url, webhook_secret)
+    password = asyncio.run(_admin_password(cluster))
+    return Demo(cluster, git_url, controller_url, webhook_secret, server_url, password)
+
+
+async def _admin_password(cluster: devcluster.Cluster) -> str:
+    """The admin's first password (``argocd-initial-admin-secret``), "" once it is deleted."""
+    async with Kube(await load_kubeconfig(cluster.kubeconfig)) as kube:
+        secret = await kube.get("v1", "Secret", "argocd-initial-admin-secret", "argocd")
+    encoded = str(((secret or {}).get("data") or {}).get("password") or "")
+    return base64.b64decode(encoded).decode() if encoded else ""
 
 
 def demo_down(name: str = DEMO_NAME) -> bool:

@@ -1,0 +1,602 @@
+"""What the API and the pages do, without HTTP: sign-in, permission checks, reads, actions.
+
+Actions go through the same API objects as the CLIs, with the CLIs' functions: a sync is
+the Application's ``operation`` field (``gitsail.cli.operation.sync_operation`` and
+``request_operation``), a refresh its ``argocd.argoproj.io/refresh`` annotation, a Flux
+reconcile the ``reconcile.fluxcd.io/requestedAt`` annotation, suspend and resume
+``spec.suspend``. The controller does the work. Every write is recorded as a Kubernetes Event
+on the object, naming the user (``gitsail-server`` component).
+
+A second identical sync request while the first is still pending (a double click) is
+answered with the operation already there, not refused and not written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gitsail.app.engine import AppEngine, Comparison, ComparisonError
+from gitsail.cli.operation import (
+    API_VERSION,
+    ApplicationGone,
+    OperationInProgress,
+    check_sync_allowed,
+    request_operation,
+    request_refresh,
+    sync_operation,
+)
+from gitsail.controller.events import EventRecorder
+from gitsail.kinds.argo_application import App, AppSpecError
+from gitsail.kinds.argo_appproject_admission import in_process_admission
+from gitsail.kinds.flux_receiver import REQUESTED_AT, rfc3339_nano
+from gitsail.kube import Conflict, Kube, KubeError, NotFound
+from gitsail.model import Obj, ResourceKey
+from gitsail.policy import Policy
+from gitsail.render import Renderer
+from gitsail.server.auth import (
+    Account,
+    AuthError,
+    Claims,
+    LoginLimiter,
+    accounts_of,
+    hash_password,
+    issue_token,
+    verify_password,
+    verify_token,
+)
+from gitsail.server.rbac import Policy as RbacPolicy
+from gitsail.server.rbac import RbacError, app_object, parse_policy
+from gitsail.server.state import KINDS, KindSpec, ServerState
+from gitsail.source import GitSource, HelmRepoSource
+
+__all__ = ["ApiError", "Service", "User"]
+
+log = logging.getLogger(__name__)
+
+INITIAL_ADMIN_SECRET = "argocd-initial-admin-secret"  # noqa: S105 (a name)
+DIFF_CACHE_SECONDS = 30.0
+DIFF_CONCURRENCY = 2
+MAX_DECISIONS = 100_000  # remembered RBAC decisions (cleared whenever the policy changes)
+
+
+class ApiError(Exception):
+    """An answer other than success: an HTTP status and a message for the user."""
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    claims: Claims
+    groups: tuple[str, ...] = ()
+
+
+@dataclass
+class Service:
+    state: ServerState
+    kube: Kube
+    policy: Policy = field(default_factory=Policy)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    revoked: dict[str, int] = field(default_factory=dict)  # session token id -> expiry
+    _rbac: tuple[str, RbacPolicy] | None = None
+    _decisions: dict[tuple[str, tuple[str, ...], str, str, str], bool] = field(default_factory=dict)
+    _engine: AppEngine | None = None
+    _diffs: dict[tuple[str, str, str], tuple[float, Comparison]] = field(default_factory=dict)
+    _diff_gate: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(DIFF_CONCURRENCY)
+    )
+    recorder: EventRecorder | None = None
+
+    def __post_init__(self) -> None:
+        if self.recorder is None:
+            self.recorder = EventRecorder(self.kube, component="gitsail-server")
+
+    # -- keys, accounts, the first admin ----------------------------------------------
+
+    @property
+    def control_namespace(self) -> str:
+        return self.state.control_namespace
+
+    def signing_key(self) -> bytes:
+        key = self.state.settings_data("argocd-secret").get("server.secretkey", "")
+        if len(key) < 16:
+            raise ApiError(503, "the server's signing key is not loaded yet; retry shortly", 5)
+        return key.encode()
+
+    def accounts(self) -> dict[str, Account]:
+        return accounts_of(
+            self.state.settings_data("argocd-cm"), self.state.settings_data("argocd-secret")
+        )
+
+    async def ensure_admin(self) -> str | None:
+        """Create ``server.secretkey`` and the admin's first password when missing.
+
+        The password is written to ``argocd-initial-admin-secret`` (created once: a second
+        server replica that loses the race reads the winner's), its bcrypt hash to
+        ``argocd-secret``'s ``admin.password``. Returns the new password, or None when one
+        was already set.
+        """
+        ns = self.control_namespace
+        secret = await self.kube.get("v1", "Secret", "argocd-secret", ns)
+        data = (secret or {}).get("data") or {}
+        patch: dict[str, str] = {}
+        if "server.secretkey" not in data:
+            patch["server.secretkey"] = secrets.token_urlsafe(32)
+        password: str | None = None
+        if "admin.password" not in data:
+            made = secrets.token_urlsafe(12)
+            password = made
+            try:
+                await self.kube.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": INITIAL_ADMIN_SECRET, "namespace": ns},
+                        "type": "Opaque",
+                        "stringData": {"password": password},
+                    }
+                )
+            except Conflict:
+                existing = await self.kube.get("v1", "Secret", INITIAL_ADMIN_SECRET, ns) or {}
+                encoded = str((existing.get("data") or {}).get("password") or "")
+                password = base64.b64decode(encoded).decode() if encoded else made
+            patch["admin.password"] = await asyncio.to_thread(hash_password, password)
+            patch["admin.passwordMtime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if not patch:
+            return None
+        encoded_patch = {k: base64.b64encode(v.encode()).decode() for k, v in patch.items()}
+        if secret is None:
+            try:
+                await self.kube.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": "argocd-secret", "namespace": ns},
+                        "data": encoded_patch,
+                    }
+                )
+                return password
+            except Conflict:
+                pass
+        # Only keys that are still missing: never overwrite what another replica wrote.
+        current = await self.kube.get("v1", "Secret", "argocd-secret", ns) or {}
+        missing = {k: v for k, v in encoded_patch.items() if k not in (current.get("data") or {})}
+        if missing:
+            await self.kube.merge_patch("v1", "Secret", "argocd-secret", {"data": missing}, ns)
+        return password if "admin.password" in missing else None
+
+    # -- sign-in ----------------------------------------------------------------------
+
+    async def login(self, username: str, password: str) -> tuple[str, Claims]:
+        if not isinstance(username, str) or not isinstance(password, str) or not username:
+            raise ApiError(422, "username and password are strings")
+        if len(username) > 253 or len(password) > 1024:
+            raise ApiError(401, "Invalid username or password")
+        wait = self.limiter.retry_after(username)
+        if wait > 0:
+            raise ApiError(
+                429, f"too many failed logins for {username}; retry later", int(wait) + 1
+            )
+        account = self.accounts().get(username)
+        ok = (
+            account is not None
+            and account.enabled
+            and "login" in account.capabilities
+            and await asyncio.to_thread(verify_password, password, account.password_hash)
+        )
+        if not ok:
+            self.limiter.failed(username)
+            raise ApiError(401, "Invalid username or password")
+        self.limiter.succeeded(username)
+        return issue_token(self.signing_key(), username)
+
+    def logout(self, claims: Claims) -> None:
+        now = int(time.time())
+        for jti, expiry in list(self.revoked.items()):
+            if expiry and expiry < now:
+                del self.revoked[jti]
+        self.revoked[claims.token_id] = claims.expires
+
+    def authenticate(self, token: str) -> User:
+        try:
+            claims = verify_token(self.signing_key(), token)
+        except AuthError as exc:
+            raise ApiError(401, f"invalid session: {exc}") from None
+        if claims.token_id in self.revoked:
+            raise ApiError(401, "invalid session: token is revoked")
+        account = self.accounts().get(claims.subject)
+        if account is None or not account.enabled:
+            raise ApiError(401, f"invalid session: account {claims.subject} is not enabled")
+        if claims.kind == "apiKey" and not any(
+            t.get("id") == claims.token_id for t in account.tokens
+        ):
+            raise ApiError(401, "invalid session: token is revoked")
+        return User(claims.subject, claims)
+
+    async def create_api_token(self, user: User, account_name: str, seconds: int) -> dict[str, Any]:
+        """A new API token of ``account_name`` (``apiKey`` capability), recorded in
+        ``argocd-secret`` so deleting its entry revokes it."""
+        self.require(user, "accounts", "update", account_name)
+        account = self.accounts().get(account_name)
+        if account is None or "apiKey" not in account.capabilities:
+            raise ApiError(
+                404, f"account {account_name} does not exist or has no apiKey capability"
+            )
+        if seconds < 0 or seconds > 10 * 365 * 24 * 3600:
+            raise ApiError(422, "expiresIn is between 0 (no expiry) and ten years in seconds")
+        token, claims = issue_token(
+            self.signing_key(), account_name, kind="apiKey", seconds=seconds
+        )
+        entries = [
+            *account.tokens,
+            {"id": claims.token_id, "iat": int(time.time()), "exp": claims.expires},
+        ]
+        await self._write_tokens(account_name, entries)
+        await self._audit_account(
+            user, account_name, f"{user.name} created API token {claims.token_id}"
+        )
+        return {"token": token, "id": claims.token_id}
+
+    async def delete_api_token(self, user: User, account_name: str, token_id: str) -> None:
+        self.require(user, "accounts", "update", account_name)
+        account = self.accounts().get(account_name)
+        if account is None or not any(t.get("id") == token_id for t in account.tokens):
+            raise ApiError(404, f"account {account_name} has no token {token_id}")
+        await self._write_tokens(
+            account_name, [t for t in account.tokens if t.get("id") != token_id]
+        )
+
+    async def _write_tokens(self, account_name: str, entries: list[dict[str, Any]]) -> None:
+        value = base64.b64encode(json.dumps(entries).encode()).decode()
+        await self.kube.merge_patch(
+            "v1",
+            "Secret",
+            "argocd-secret",
+            {"data": {f"accounts.{account_name}.tokens": value}},
+            self.control_namespace,
+        )
+
+    async def _audit_account(self, user: User, account_name: str, message: str) -> None:
+        secret = self.state.settings.get("argocd-secret")
+        obj = secret.get(self.control_namespace, "argocd-secret") if secret else None
+        if obj is not None and self.recorder is not None:
+            await self.recorder.record(
+                {"apiVersion": "v1", "kind": "Secret", "metadata": obj.get("metadata") or {}},
+                reason="AccountUpdated",
+                message=message,
+            )
+
+    # -- permissions ------------------------------------------------------------------
+
+    def rbac(self) -> RbacPolicy:
+        """The policy of ``argocd-rbac-cm``, parsed again only when the ConfigMap changed."""
+        version = self.state.settings_version("argocd-rbac-cm")
+        if self._rbac is None or self._rbac[0] != version:
+            data = self.state.settings_data("argocd-rbac-cm")
+            try:
+                policy = parse_policy(data)
+            except RbacError as exc:
+                log.error("argocd-rbac-cm is refused (only the built-in policy applies): %s", exc)
+                policy = parse_policy(None)
+            self._rbac = (version, policy)
+            self._decisions.clear()
+        return self._rbac[1]
+
+    def can(self, user: User, resource: str, action: str, obj: str) -> bool:
+        policy = self.rbac()  # first: it clears the decisions when the policy changed
+        key = (user.name, user.groups, resource, action, obj)
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) > MAX_DECISIONS:
+                self._decisions.clear()
+            decision = policy.enforce(user.name, resource, action, obj, user.groups)
+            self._decisions[key] = decision
+        return decision
+
+    def require(self, user: User, resource: str, action: str, obj: str) -> None:
+        if not self.can(user, resource, action, obj):
+            raise ApiError(403, f"permission denied: {resource}, {action}, {obj}, sub: {user.name}")
+
+    def object_of(self, spec: KindSpec, obj: Obj) -> str:
+        meta = obj.get("metadata") or {}
+        ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if spec.kind == "Application":
+            project = str((obj.get("spec") or {}).get("project") or "default")
+            return app_object(project, ns, name, self.control_namespace)
+        if spec.kind == "ApplicationSet":
+            project = str(
+                ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("project")
+                or "default"
+            )
+            return app_object(project, ns, name, self.control_namespace)
+        if spec.kind == "AppProject":
+            return name
+        return f"{ns}/{name}"
+
+    def visible(self, user: User, spec: KindSpec, objs: list[Obj]) -> list[Obj]:
+        return [o for o in objs if self.can(user, spec.resource, "get", self.object_of(spec, o))]
+
+    def get(self, user: User, path: str, namespace: str, name: str, action: str = "get") -> Obj:
+        spec = KINDS[path]
+        obj = self.state.get(path, namespace, name)
+        # Not found and not allowed answer alike, so names cannot be probed.
+        if obj is None or not self.can(user, spec.resource, "get", self.object_of(spec, obj)):
+            what = "application" if spec.kind == "Application" else spec.kind
+            raise ApiError(404, f"{what} {name} not found in namespace {namespace}")
+        if action != "get":
+            self.require(user, spec.resource, action, self.object_of(spec, obj))
+        return obj
+
+    # -- Application actions ----------------------------------------------------------
+
+    async def _audit(self, obj: Obj, reason: str, message: str) -> None:
+        if self.recorder is not None:
+            await self.recorder.record(obj, reason=reason, message=message)
+
+    async def sync(self, user: User, namespace: str, name: str, body: dict[str, Any]) -> Obj:
+        current = self.get(user, "applications", namespace, name, "sync")
+        revision = body.get("revision") or None
+        if revision is not None and (not isinstance(revision, str) or len(revision) > 256):
+            raise ApiError(422, "revision is a string of at most 256 characters")
+        dry_run = bool(body.get("dryRun", False))
+        prune = bool(body.get("prune", False))
+        resources = _resource_keys(body.get("resources"))
+        options_field = body.get("syncOptions") or {}
+        options = options_field.get("items") if isinstance(options_field, dict) else options_field
+        if options is not None and (
+            not isinstance(options, list)
+            or not all(isinstance(o, str) and len(o) < 200 for o in options)
+            or len(options) > 50
+        ):
+            raise ApiError(422, "syncOptions.items is a list of strings")
+        force = bool(((body.get("strategy") or {}).get("apply") or {}).get("force"))
+        if force:
+            options = [*(options or []), "Force=true"]
+        refusal = check_sync_allowed(current, revision, dry_run)
+        if refusal:
+            raise ApiError(400, refusal)
+        try:
+            App.from_application(current)
+        except AppSpecError as exc:
+            raise ApiError(400, f"the application's spec cannot be read: {exc}") from None
+        operation = sync_operation(
+            current,
+            revision=revision,
+            prune=prune,
+            dry_run=dry_run,
+            resources=resources,
+            sync_options=options,
+            initiated_by={"username": user.name},
+        )
+        try:
+            written = await request_operation(self.kube, namespace, name, operation)
+        except OperationInProgress:
+            latest = await self.kube.get(API_VERSION, "Application", name, namespace) or {}
+            if latest.get("operation") == operation:
+                return latest  # the same request again (a double click): already asked
+            raise ApiError(
+                409, f"another operation is already in progress on application {namespace}/{name}"
+            ) from None
+        except ApplicationGone as exc:
+            raise ApiError(404, str(exc)) from None
+        what = "dry run" if dry_run else "sync"
+        await self._audit(
+            written,
+            "OperationStarted",
+            f"{user.name} initiated {what} to {operation['sync']['revision']}",
+        )
+        return written
+
+    async def refresh(self, user: User, namespace: str, name: str, hard: bool) -> Obj:
+        self.get(user, "applications", namespace, name)
+        try:
+            obj = await request_refresh(self.kube, namespace, name, hard=hard)
+        except ApplicationGone as exc:
+            raise ApiError(404, str(exc)) from None
+        what = "hard refresh" if hard else "refresh"
+        await self._audit(obj, "ResourceUpdated", f"{user.name} requested {what}")
+        return obj
+
+    async def rollback(
+        self, user: User, namespace: str, name: str, history_id: int, prune: bool, dry_run: bool
+    ) -> Obj:
+        current = self.get(user, "applications", namespace, name, "sync")
+        if ((current.get("spec") or {}).get("syncPolicy") or {}).get("automated") is not None:
+            raise ApiError(400, "rollback cannot be initiated when auto-sync is enabled")
+        entries = (current.get("status") or {}).get("history") or []
+        entry = next(
+            (h for h in entries if isinstance(h, dict) and h.get("id") == history_id), None
+        )
+        if entry is None:
+            raise ApiError(404, f"application {name} has no history entry {history_id}")
+        operation = sync_operation(
+            current,
+            revision=str(entry.get("revision") or ""),
+            prune=prune,
+            dry_run=dry_run,
+            initiated_by={"username": user.name},
+        )
+        try:
+            written = await request_operation(self.kube, namespace, name, operation)
+        except ApplicationGone as exc:
+            raise ApiError(404, str(exc)) from None
+        except OperationInProgress:
+            raise ApiError(
+                409, f"another operation is already in progress on application {namespace}/{name}"
+            ) from None
+        await self._audit(
+            written, "OperationStarted", f"{user.name} initiated rollback to {history_id}"
+        )
+        return written
+
+    async def terminate(self, user: User, namespace: str, name: str) -> Obj:
+        """Withdraw a sync the controller has not started yet (its ``operation`` field).
+
+        A running operation cannot be stopped: the controller has no termination yet, so
+        that is refused rather than pretended.
+        """
+        current = self.get(user, "applications", namespace, name, "sync")
+        if not current.get("operation"):
+            raise ApiError(400, "Unable to terminate operation. No operation is in progress")
+        state = (current.get("status") or {}).get("operationState") or {}
+        if state.get("phase") == "Running":
+            raise ApiError(
+                501,
+                "terminating a running operation is not supported by gitsail yet; "
+                "it ends when its sync does",
+            )
+        version = (current.get("metadata") or {}).get("resourceVersion")
+        try:
+            obj = await self.kube.merge_patch(
+                API_VERSION,
+                "Application",
+                name,
+                {"metadata": {"resourceVersion": version}, "operation": None},
+                namespace,
+            )
+        except Conflict:
+            raise ApiError(
+                409, "the operation changed meanwhile (it may have started); retry"
+            ) from None
+        await self._audit(obj, "OperationTerminated", f"{user.name} withdrew the pending operation")
+        return obj
+
+    async def delete(self, user: User, namespace: str, name: str, cascade: bool) -> None:
+        current = self.get(user, "applications", namespace, name, "delete")
+        finalizers = [
+            f for f in (current.get("metadata") or {}).get("finalizers") or [] if isinstance(f, str)
+        ]
+        want = "resources-finalizer.argocd.argoproj.io"
+        if cascade and want not in finalizers:
+            finalizers.append(want)
+        if not cascade:
+            finalizers = [f for f in finalizers if not f.startswith("resources-finalizer.argocd")]
+        await self.kube.merge_patch(
+            API_VERSION,
+            "Application",
+            name,
+            {"metadata": {"finalizers": finalizers or None}},
+            namespace,
+        )
+        await self._audit(
+            current,
+            "ResourceDeleted",
+            f"{user.name} deleted application" + ("" if cascade else " (resources kept)"),
+        )
+        with contextlib.suppress(NotFound):
+            await self.kube.delete(API_VERSION, "Application", name, namespace)
+
+    async def events(self, user: User, path: str, namespace: str, name: str) -> list[Obj]:
+        obj = self.get(user, path, namespace, name)
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        items = await self.kube.list(
+            "v1",
+            "Event",
+            namespace,
+            field_selector=f"involvedObject.name={name},involvedObject.uid={uid}",
+        )
+        items.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return items[-200:]
+
+    # -- diffs ------------------------------------------------------------------------
+
+    def engine(self) -> AppEngine:
+        if self._engine is None:
+            self._engine = AppEngine(
+                self.kube,
+                control_namespace=self.control_namespace,
+                git=GitSource(policy=self.policy),
+                helm_repos=HelmRepoSource(policy=self.policy),
+                renderer=Renderer(policy=self.policy),
+                admission=in_process_admission(self.kube, self.control_namespace),
+            )
+        return self._engine
+
+    async def compare(self, user: User, namespace: str, name: str) -> Comparison:
+        """The live diff of every resource (Secrets redacted by the diff itself)."""
+        obj = self.get(user, "applications", namespace, name)
+        meta = obj.get("metadata") or {}
+        revision = str(((obj.get("status") or {}).get("sync") or {}).get("revision") or "")
+        key = (namespace, name, f"{meta.get('generation')}/{revision}")
+        cached = self._diffs.get(key)
+        if cached is not None and time.monotonic() - cached[0] < DIFF_CACHE_SECONDS:
+            return cached[1]
+        try:
+            app = App.from_application(obj)
+        except AppSpecError as exc:
+            raise ApiError(400, f"the application's spec cannot be read: {exc}") from None
+        async with self._diff_gate:
+            try:
+                comparison = await self.engine().compare(app)
+            except ComparisonError as exc:
+                raise ApiError(502, f"comparison failed: {exc}") from None
+            except KubeError as exc:
+                raise ApiError(502, f"comparison failed: {exc}") from None
+        if len(self._diffs) > 100:
+            self._diffs.clear()
+        self._diffs[key] = (time.monotonic(), comparison)
+        return comparison
+
+    # -- Flux actions -----------------------------------------------------------------
+
+    async def flux_action(
+        self, user: User, path: str, namespace: str, name: str, action: str
+    ) -> Obj:
+        spec = KINDS[path]
+        assert spec.flux is not None
+        self.get(user, path, namespace, name, action)
+        stamp = rfc3339_nano(datetime.now(UTC))
+        if action == "reconcile":
+            patch: dict[str, Any] = {"metadata": {"annotations": {REQUESTED_AT: stamp}}}
+        elif action == "suspend":
+            patch = {"spec": {"suspend": True}}
+        elif action == "resume":
+            patch = {"spec": {"suspend": False}, "metadata": {"annotations": {REQUESTED_AT: stamp}}}
+        else:
+            raise ApiError(404, f"no action {action}")
+        try:
+            obj = await self.kube.merge_patch(
+                spec.api_version, spec.kind, name, patch, namespace, field_manager="gitsail-server"
+            )
+        except NotFound:
+            raise ApiError(404, f"{spec.kind} {name} not found in namespace {namespace}") from None
+        await self._audit(obj, "ResourceUpdated", f"{user.name} requested {action}")
+        return obj
+
+
+def _resource_keys(value: Any) -> list[ResourceKey]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 1000:
+        raise ApiError(422, "resources is a list of {group, kind, namespace, name}")
+    out = []
+    for item in value:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("kind"), str)
+            or not isinstance(item.get("name"), str)
+        ):
+            raise ApiError(422, "resources is a list of {group, kind, namespace, name}")
+        out.append(
+            ResourceKey(
+                str(item.get("group") or ""),
+                item["kind"],
+                str(item.get("namespace") or ""),
+                item["name"],
+            )
+        )
+    return out
