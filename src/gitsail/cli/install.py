@@ -32,6 +32,11 @@ def install(
         "--sealed-secrets",
         help="the SealedSecret CRD, and the controller run with --sealed-secrets",
     ),
+    external_secrets: bool = typer.Option(
+        False,
+        "--external-secrets",
+        help="the External Secrets CRDs, and the controller run with --external-secrets",
+    ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
@@ -43,13 +48,22 @@ def install(
     ApplicationSet; Flux's GitRepository, Kustomization, Receiver; Bitnami's SealedSecret;
     --argocd, --flux or --sealed-secrets for one family) and, unless --crds-only, the
     controller (namespace, RBAC, Deployment)."""
-    chosen_families = (("argocd", argocd), ("flux", flux), ("sealed-secrets", sealed_secrets))
+    chosen_families = (
+        ("argocd", argocd),
+        ("flux", flux),
+        ("sealed-secrets", sealed_secrets),
+        ("external-secrets", external_secrets),
+    )
     families = [f for f, chosen in chosen_families if chosen]
     families = families or list(CRD_FAMILIES)
     manifests = crd_manifests(families)
     if not crds_only:
         manifests += controller_manifests(
-            namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+            namespace,
+            image=image,
+            replicas=replicas,
+            sealed_secrets=sealed_secrets,
+            external_secrets=external_secrets,
         )
     if print_only:
         print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
@@ -64,7 +78,12 @@ def install(
             ]
             if not crds_only:
                 done += await install_controller(
-                    kube, namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+                    kube,
+                    namespace,
+                    image=image,
+                    replicas=replicas,
+                    sealed_secrets=sealed_secrets,
+                    external_secrets=external_secrets,
                 )
             return done
 
