@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from gitsail.secrets.external.cache import CacheKey, FetchCache, TokenBucket
 from gitsail.secrets.external.provider import Find, Remote
@@ -96,10 +97,8 @@ async def test_errors_are_not_cached() -> None:
     provider = Failing()
     cache = FetchCache(rate=0)
     for _ in range(2):
-        try:
+        with contextlib.suppress(RuntimeError):
             await cache.get(CacheKey("s", "k"), provider, max_age=60)
-        except RuntimeError:
-            pass
     assert provider.reads == 2
     assert len(cache) == 0
 

@@ -177,7 +177,7 @@ async def _pass(kube: MemoryKube, reconciler: ExternalSecretReconciler, obj: Obj
 
 
 async def test_creates_the_owned_secret_and_writes_esos_status(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, _store, _clock, reconciler, events = world
     delay = await _pass(kube, reconciler, es())
     secret = kube.objects[("Secret", "ns", "app")]
     assert base64.b64decode(secret["data"]["password"]).decode() == SECRET_VALUE
@@ -197,11 +197,12 @@ async def test_creates_the_owned_secret_and_writes_esos_status(world: Any) -> No
     assert status["syncedResourceVersion"].startswith("1-")
     assert status["binding"] == {"name": "app"}
     assert events == [("Normal", "Created", "Created Secret app")]
-    assert delay is not None and 50 <= delay <= 65
+    assert delay is not None
+    assert 50 <= delay <= 65
 
 
 async def test_not_due_passes_read_nothing_and_due_ones_refresh(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, store, clock, reconciler, _events = world
     await _pass(kube, reconciler, es())
     reads = store.reads
     clock.now += timedelta(seconds=30)
@@ -219,7 +220,7 @@ async def test_not_due_passes_read_nothing_and_due_ones_refresh(world: Any) -> N
 
 
 async def test_a_store_outage_keeps_the_secret_and_says_why_without_values(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, store, _clock, reconciler, events = world
     await _pass(kube, reconciler, es())
     before = copy.deepcopy(kube.objects[("Secret", "ns", "app")])
     store.down = True
@@ -239,7 +240,7 @@ async def test_a_store_outage_keeps_the_secret_and_says_why_without_values(world
 
 
 async def test_template_renders_with_eso_functions(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, _store, _clock, reconciler, _events = world
     obj = es(
         target={
             "name": "app",
@@ -264,7 +265,7 @@ async def test_template_renders_with_eso_functions(world: Any) -> None:
 
 
 async def test_merge_policy_needs_an_existing_secret(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, _store, _clock, reconciler, _events = world
     await _pass(kube, reconciler, es(target={"name": "app", "creationPolicy": "Merge"}))
     ready = _status(kube)["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("False", "SecretMissing")
@@ -272,7 +273,7 @@ async def test_merge_policy_needs_an_existing_secret(world: Any) -> None:
 
 
 async def test_all_keys_missing_with_retain_keeps_the_secret(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, store, _clock, reconciler, _events = world
     await _pass(kube, reconciler, es())
     store.values.clear()
     obj = es()
@@ -284,7 +285,7 @@ async def test_all_keys_missing_with_retain_keeps_the_secret(world: Any) -> None
 
 
 async def test_annotated_workloads_using_a_changed_secret_are_restarted(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, store, _clock, reconciler, events = world
     await _pass(kube, reconciler, es())
     for name, annotated, uses in (
         ("web", True, True),
@@ -320,7 +321,7 @@ async def test_annotated_workloads_using_a_changed_secret_are_restarted(world: A
 
 
 async def test_a_bad_spec_is_a_condition_naming_the_field(world: Any) -> None:
-    kube, store, clock, reconciler, events = world
+    kube, _store, _clock, reconciler, _events = world
     delay = await _pass(kube, reconciler, es(target={"name": "app", "creationPolicy": "Sometimes"}))
     assert delay is None
     ready = _status(kube)["conditions"][0]
