@@ -131,19 +131,18 @@ class OpenBao(_Server):
         answer = self.request("POST", f"{mount}/data/{path}", {"data": data})
         return int(answer["data"]["version"])
 
-    def enable_audit_file(self, path: Path) -> None:
-        """Log every request to ``path`` (one JSON line per request and per response)."""
-        self.request(
-            "POST", "sys/audit/file", {"type": "file", "options": {"file_path": str(path)}}
-        )
-
 
 def start_openbao(
-    port: int | None = None, token: str = ROOT_TOKEN, log: Path | None = None
+    port: int | None = None,
+    token: str = ROOT_TOKEN,
+    log: Path | None = None,
+    audit_log: Path | None = None,
 ) -> OpenBao:
     """Start ``bao server -dev`` on ``127.0.0.1:<port>`` (a free one by default) with root
     token ``token``; returns once ``/v1/sys/health`` says it is unsealed. Stop it with
-    ``stop()``; ``start()`` starts it again on the same port (empty: in-memory storage)."""
+    ``stop()``; ``start()`` starts it again on the same port (empty: in-memory storage).
+    ``audit_log``: a file audit device writing one JSON line per request and response
+    (OpenBao only takes audit devices from its configuration file, not from the API)."""
     (port,) = (port,) if port else free_ports(1)
     if log is None:
         log = Path(tempfile.mkdtemp(prefix="gitsail-openbao-")) / "bao.log"
@@ -152,6 +151,13 @@ def start_openbao(
         f"-dev-listen-address=127.0.0.1:{port}", f"-dev-root-token-id={token}",
         "-dev-no-store-token",
     ]  # fmt: skip
+    if audit_log is not None:
+        config = log.parent / "audit.hcl"
+        path = json.dumps(str(audit_log))
+        config.write_text(
+            f'audit "file" "requests" {{\n  options {{\n    file_path = {path}\n  }}\n}}\n'
+        )
+        argv.append(f"-config={config}")
     # No HOME writes (token helper) and no telemetry of any kind.
     env = {"HOME": str(log.parent), "BAO_ADDR": f"http://127.0.0.1:{port}"}
     server = OpenBao(argv=argv, port=port, log=log, env=env, token=token)
