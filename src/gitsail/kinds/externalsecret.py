@@ -252,7 +252,8 @@ class ExternalSecretReconciler:
         if not due and await self._target_valid(spec):
             if spec.refresh_policy != "Periodic" or spec.refresh_interval <= 0:
                 return None
-            assert refreshed_at is not None
+            if refreshed_at is None:  # not due means it synced once; be safe anyway
+                return spec.refresh_interval
             return max(1.0, refreshed_at + spec.refresh_interval - now.timestamp())
         outcome = Outcome()
         values: dict[str, bytes] = {}
@@ -377,7 +378,8 @@ class ExternalSecretReconciler:
                 raw = pick_property(raw, ref.property, key=ref.key)
             entries = json_map(raw, key=ref.key)
         else:
-            assert source.find is not None
+            if source.find is None:
+                raise ValueProblem("dataFrom needs extract or find")
             found = await store.provider.find(source.find)
             entries = {}
             for name, raw in found.items():

@@ -218,7 +218,8 @@ class AWSProvider:
         )
 
     async def _web_identity(self) -> _Keys:
-        assert self.config.auth.service_account is not None
+        if self.config.auth.service_account is None:
+            raise ProviderError("auth.jwt needs serviceAccountRef", reason="InvalidProviderConfig")
         namespace, name = self.config.auth.service_account
         annotations = await self.credentials.service_account_annotations(namespace, name)
         role = annotations.get("eks.amazonaws.com/role-arn") or self.config.role

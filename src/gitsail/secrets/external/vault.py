@@ -204,7 +204,8 @@ class VaultProvider:
                 return self._token
             auth = self.config.auth
             if auth.method == "token":
-                assert auth.token is not None
+                if auth.token is None:
+                    raise ProviderError("tokenSecretRef is empty", reason="InvalidProviderConfig")
                 self._token = await self._secret(auth.token)
                 self._token_until = self.clock() + 300.0
                 return self._token
@@ -212,7 +213,8 @@ class VaultProvider:
                 role_id = auth.role_id
                 if auth.role_ref is not None:
                     role_id = await self._secret(auth.role_ref)
-                assert auth.secret_ref is not None
+                if auth.secret_ref is None:
+                    raise ProviderError("appRole needs secretRef", reason="InvalidProviderConfig")
                 body = {"role_id": role_id, "secret_id": await self._secret(auth.secret_ref)}
                 mount = safe_path(auth.path or "approle", what="appRole.path")
             else:
