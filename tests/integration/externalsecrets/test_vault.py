@@ -6,6 +6,9 @@ of the dev cluster verified by OpenBao through the cluster's TokenReview; a wron
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +59,7 @@ def _token_secret(kube: Kube, namespace: str, token: str) -> None:
 
 
 def test_cluster_store_kv2_rotation_outage_and_recovery(
-    kube: Kube, namespace: str, openbao: OpenBao, controller: Controller
+    kube: Kube, cluster: Cluster, namespace: str, openbao: OpenBao, controller: Controller
 ) -> None:
     openbao.kv2_put("myapp/config", {"password": PASSWORD, "user": "app"})
     _token_secret(kube, namespace, openbao.token)
@@ -121,6 +124,26 @@ def test_cluster_store_kv2_rotation_outage_and_recovery(
             timeout=60, what="Ready=True after the outage",
         )  # fmt: skip
         assert secret_data(kube, namespace, "myapp-secret") == {"password": ROTATED}
+
+        # The CLI: a forced sync (ESO's force-sync annotation) and the listing.
+        cli = [sys.executable, "-m", "gitsail"]
+        kubeconfig = ["--kubeconfig", str(cluster.kubeconfig)]
+        done = subprocess.run(
+            [*cli, "reconcile", "externalsecret", "myapp", "-n", namespace, *kubeconfig],
+            capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "secret synced" in done.stdout
+        listed = subprocess.run(
+            [*cli, "get", "externalsecrets", "-n", namespace, "-o", "json", *kubeconfig],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert json.loads(listed.stdout)[0]["status"]["conditions"][0]["reason"] == "SecretSynced"
+        table = subprocess.run(
+            [*cli, "get", "secretstores", "-A", *kubeconfig],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert "no SecretStore objects found" in table.stderr or "NAME" in table.stdout
         assert_no_leak([PASSWORD, ROTATED, openbao.token], kube=kube, namespace=namespace,
                        controller=controller)  # fmt: skip
     finally:
