@@ -296,7 +296,10 @@ class ExternalSecretReconciler:
             return True
         if spec.refresh_policy == "OnChange" or spec.refresh_interval <= 0:
             return False
-        return refreshed_at > now or refreshed_at + spec.refresh_interval <= now
+        # Refreshes are aligned on the shared cache's checks, up to one jitter spread early;
+        # refreshTime has whole seconds. Within that allowance the pass is due.
+        allowance = min(spec.refresh_interval * self.jitter, self.max_jitter) + 1.0
+        return refreshed_at > now or refreshed_at + spec.refresh_interval - allowance <= now
 
     def _next(self, interval: float, oldest_check: float | None) -> float:
         """Seconds to the next refresh: one interval after the oldest cache check of this
