@@ -159,7 +159,7 @@ class _ExternalSecretKind(KindDefaults):
         self.owner = owner
         self.api = KindAPI(GROUP, KIND)
         self.control_namespace = ctx.settings.control_namespace
-        self.metrics = _Metrics(ctx)
+        self.metrics = owner.metrics(ctx)
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
         meta = obj.get("metadata") or {}
@@ -280,6 +280,15 @@ class ExternalSecrets:
         env = os.environ if environ is None else environ
         self.endpoints = {k: v for k, v in env.items() if k.startswith("AWS_ENDPOINT_URL")}
         self._clients: dict[Hashable, Provider] = {}
+        self._metrics: dict[int, _Metrics] = {}
+
+    def metrics(self, ctx: KindContext) -> _Metrics:
+        """The kind's metrics, registered once per registry (a replica that leads again
+        builds its kinds again; a metric must not be registered twice)."""
+        key = id(ctx.metrics.registry)
+        if key not in self._metrics:
+            self._metrics[key] = _Metrics(ctx)
+        return self._metrics[key]
 
     # -- stores ------------------------------------------------------------------------------
 
