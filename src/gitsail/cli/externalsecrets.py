@@ -159,7 +159,9 @@ def reconcile_externalsecret(
     ok, message = _guarded(main())
     if not ok:
         raise fail(f"ExternalSecret {namespace}/{name} not synced within {timeout:.0f}s: {message}")
-    console.print(Text(f"✔ ExternalSecret {namespace}/{name}: {message}"), highlight=False)
+    console.print(
+        Text(f"✔ ExternalSecret {namespace}/{name}: {message}"), highlight=False, soft_wrap=True
+    )
 
 
 def register(get_app: typer.Typer, reconcile_app: typer.Typer) -> None:

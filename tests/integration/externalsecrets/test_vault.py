@@ -232,11 +232,12 @@ def test_kubernetes_auth_with_a_service_account_and_a_wrong_role(
         apply(kube, _store("bao-wrong", openbao, "not-a-role"), namespace)
         apply(kube, _es("good", "bao-k8s"), namespace)
         apply(kube, _es("wrong", "bao-wrong"), namespace)
-        eventually(
-            lambda: secret_data(kube, namespace, "good")
-            == {"password": PASSWORD, "db_password": PASSWORD, "db_user": "app"},
-            timeout=60, what="the Secret read with Kubernetes auth",
-        )  # fmt: skip
+        want = {"password": PASSWORD, "db_password": PASSWORD, "db_user": "app"}
+        try:
+            eventually(lambda: secret_data(kube, namespace, "good") == want, timeout=60,
+                       what="the Secret read with Kubernetes auth")  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; Ready: {ready(kube, namespace, 'good')}") from None
         failed = eventually(
             lambda: (c := ready(kube, namespace, "wrong")) and c["status"] == "False" and c,
             timeout=60, what="Ready=False for the wrong role",

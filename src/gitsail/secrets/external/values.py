@@ -182,12 +182,29 @@ def rewrite_keys(
     out: dict[str, bytes] = {}
     for key, value in data.items():
         try:
-            out[pattern.sub(template, key)] = value
+            out[_go_replace_all(pattern, template, key)] = value
         except (re.error, IndexError):
             raise ValueProblem(
                 f"{where}: target {target!r} names a group the source lacks"
             ) from None
     return out
+
+
+def _go_replace_all(pattern: re.Pattern[str], template: str, text: str) -> str:
+    """Go's ``ReplaceAllString``: like ``re.sub`` except that an empty match right after
+    the previous match is skipped (``(.*)`` on ``abc`` matches once in Go, twice in Python)."""
+    parts: list[str] = []
+    last = 0
+    previous_end = -1
+    for match in pattern.finditer(text):
+        if match.start() == match.end() == previous_end:
+            continue
+        parts.append(text[last : match.start()])
+        parts.append(match.expand(template))
+        last = match.end()
+        previous_end = match.end()
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def data_hash(data: Mapping[str, bytes]) -> str:

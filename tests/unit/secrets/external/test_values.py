@@ -73,6 +73,9 @@ def test_rewrite_uses_go_replacement_syntax() -> None:
     data = {"db-user": b"1", "db-pass": b"2", "other": b"3"}
     out = rewrite_keys(data, "^db-(.*)$", "DB_${1}", where="r")
     assert out == {"DB_user": b"1", "DB_pass": b"2", "other": b"3"}
+    # Go skips an empty match right after a match: (.*) rewrites a key once, not twice.
+    assert rewrite_keys({"user": b"1"}, "(.*)", "db_$1", where="r") == {"db_user": b"1"}
+    assert rewrite_keys({"a-b": b"1"}, "-?", "_", where="r") == {"_a_b_": b"1"}
     named = rewrite_keys({"ab": b"1"}, "(?P<first>a)b", "$first-x", where="r")
     assert named == {"a-x": b"1"}
 
