@@ -187,6 +187,7 @@ def controller(
                     ExternalSecretsOptions(
                         store_rate=store_qps, store_burst=max(1, int(store_qps * 2))
                     ),
+                    policy=policy,
                 )
                 kinds += external.kinds()
             ctl = Controller(kube, options, kinds=kinds)

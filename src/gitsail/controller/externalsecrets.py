@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from prometheus_client import Counter, Gauge
 
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, ObjectKey
@@ -36,6 +37,7 @@ from gitsail.kinds.externalsecret import (
 from gitsail.kinds.externalsecret_cluster import ClusterExternalSecretReconciler
 from gitsail.kube import Kube, KubeError
 from gitsail.model import Obj
+from gitsail.policy import Policy
 from gitsail.secrets.external.aws import AWSConfig, AWSProvider
 from gitsail.secrets.external.cache import FetchCache
 from gitsail.secrets.external.provider import Provider, ProviderError
@@ -49,6 +51,8 @@ from gitsail.secrets.external.stores import (
     store_config,
 )
 from gitsail.secrets.external.vault import VaultConfig, VaultProvider
+from gitsail.source._urls import http_guard
+from gitsail.source.errors import SourceError
 
 __all__ = ["ExternalSecrets", "ExternalSecretsOptions", "KubeCredentials"]
 
@@ -260,6 +264,32 @@ class _ClusterExternalSecretKind(KindDefaults):
         return await self.inner.reconcile(obj)
 
 
+def guarded_http(policy: Policy, timeout: float = 10.0) -> httpx.AsyncClient:
+    """The HTTP client of every store: the operator's URL policy on every request (no host
+    in ``GITSAIL_DENIED_NETWORKS``: cloud metadata, link-local), no redirects followed."""
+    hooks = http_guard(policy)
+
+    async def on_request(request: httpx.Request) -> None:
+        try:
+            for hook in hooks["request"]:
+                await hook(request)
+        except SourceError as exc:
+            raise ProviderError(str(exc), reason="DeniedHost") from None
+
+    async def on_response(response: httpx.Response) -> None:
+        try:
+            for hook in hooks["response"]:
+                await hook(response)
+        except SourceError as exc:
+            raise ProviderError(str(exc), reason="DeniedHost") from None
+
+    return httpx.AsyncClient(
+        timeout=timeout,
+        follow_redirects=False,
+        event_hooks={"request": [on_request], "response": [on_response]},
+    )
+
+
 class ExternalSecrets:
     """See the module docstring."""
 
@@ -270,6 +300,7 @@ class ExternalSecrets:
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
         self.kube = kube
         self.options = options or ExternalSecretsOptions()
@@ -280,6 +311,7 @@ class ExternalSecrets:
         env = os.environ if environ is None else environ
         self.endpoints = {k: v for k, v in env.items() if k.startswith("AWS_ENDPOINT_URL")}
         self._clients: dict[Hashable, Provider] = {}
+        self.http = guarded_http(policy or Policy())
         self._metrics: dict[int, _Metrics] = {}
 
     def metrics(self, ctx: KindContext) -> _Metrics:
@@ -325,9 +357,9 @@ class ExternalSecrets:
 
     def _provider(self, config: StoreConfig) -> Provider:
         if isinstance(config, VaultConfig):
-            return VaultProvider(config, self.credentials)
+            return VaultProvider(config, self.credentials, http=self.http)
         if isinstance(config, AWSConfig):
-            return AWSProvider(config, self.credentials, endpoints=self.endpoints)
+            return AWSProvider(config, self.credentials, endpoints=self.endpoints, http=self.http)
         if isinstance(config, KubernetesConfig):
             return KubernetesProvider(config.remote_namespace, *self._secret_readers(config))
         if isinstance(config, FakeConfig):
@@ -407,3 +439,4 @@ class ExternalSecrets:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+        await self.http.aclose()
