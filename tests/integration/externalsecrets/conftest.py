@@ -189,7 +189,9 @@ class Moto(_Server):
                 ),
             },
             content=json.dumps(body),
-            timeout=10,
+            # moto loads a service's backend on its first call (SSM: seconds of CPU on a
+            # busy machine); later calls are fast.
+            timeout=120,
         )
         if answer.status_code >= 300:
             raise AssertionError(f"{target}: {answer.status_code} {answer.text}")
