@@ -35,6 +35,7 @@ CRD_FAMILIES: dict[str, tuple[str, ...]] = {
     "argocd": ("app", "crds"),
     "flux": ("kinds", "crds"),
     "sealed-secrets": ("kinds", "crds", "sealed"),
+    "external-secrets": ("kinds", "crds", "external"),
 }
 
 
@@ -83,6 +84,7 @@ def controller_manifests(
     image: str = DEFAULT_IMAGE,
     replicas: int = 1,
     sealed_secrets: bool = False,
+    external_secrets: bool = False,
 ) -> list[Obj]:
     """Namespace, RBAC, Deployment and Service of the controller (``gitsail install``).
 
@@ -90,7 +92,8 @@ def controller_manifests(
     CD's application controller does, so its ClusterRole allows every verb on every
     resource; narrow it per cluster if your apps only manage some kinds. Replicas elect a
     leader through a Lease in ``namespace``. ``sealed_secrets`` runs it with
-    ``--sealed-secrets`` (keys in ``kube-system``, as Bitnami's controller keeps them).
+    ``--sealed-secrets`` (keys in ``kube-system``, as Bitnami's controller keeps them);
+    ``external_secrets`` with ``--external-secrets``.
     """
     labels = {
         "app.kubernetes.io/name": "gitsail-controller",
@@ -148,6 +151,7 @@ def controller_manifests(
                                     "--log-format",
                                     "json",
                                     *(["--sealed-secrets"] if sealed_secrets else []),
+                                    *(["--external-secrets"] if external_secrets else []),
                                 ],
                                 "ports": [{"name": "http", "containerPort": 8080}],
                                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
@@ -267,11 +271,16 @@ async def install_controller(
     replicas: int = 1,
     sealed_secrets: bool = False,
     vault_injector: bool = False,
+    external_secrets: bool = False,
 ) -> list[str]:
     """Apply the controller's manifests (after the CRDs); returns what was applied."""
     applied = []
     manifests = controller_manifests(
-        namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+        namespace,
+        image=image,
+        replicas=replicas,
+        sealed_secrets=sealed_secrets,
+        external_secrets=external_secrets,
     )
     if vault_injector:  # the controller also serves the Vault Agent injector webhook
         from gitsail.app.install_vault_injector import with_vault_injector

@@ -16,11 +16,14 @@ from gitsail.model import Obj
 __all__ = ["PORT", "with_vault_injector"]
 
 PORT = 8443
+CONTROLLER = "gitsail-controller"  # the Deployment and Service ``controller_manifests`` names
 
 
 def with_vault_injector(manifests: list[Obj], namespace: str) -> list[Obj]:
     """``manifests`` (from ``controller_manifests``) with the injector turned on, in place."""
     for obj in manifests:
+        if obj["metadata"].get("name") != CONTROLLER:  # the server's objects stay as they are
+            continue
         if obj["kind"] == "Deployment":
             container = obj["spec"]["template"]["spec"]["containers"][0]
             name = obj["metadata"]["name"]

@@ -10,7 +10,7 @@ import signal
 import sys
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -71,6 +71,15 @@ def controller(
         False,
         "--sealed-secrets/--no-sealed-secrets",
         help="also unseal Bitnami SealedSecrets and serve /v1/cert.pem (docs/secrets.md)",
+    ),
+    external_secrets: bool = typer.Option(
+        False,
+        "--external-secrets/--no-external-secrets",
+        help="also reconcile External Secrets (ExternalSecret, SecretStore, "
+        "ClusterSecretStore, ClusterExternalSecret; docs/external-secrets.md)",
+    ),
+    store_qps: float = typer.Option(
+        10.0, "--external-secrets-store-qps", help="calls per second to one secret store"
     ),
     key_namespace: str = typer.Option(
         "kube-system", "--sealed-secrets-key-namespace", help="namespace of the sealing keys"
@@ -224,7 +233,23 @@ def controller(
                 from gitsail.controller.sealedsecrets import SealedSecrets
 
                 sealed = SealedSecrets(kube, sealed_options)
-            ctl = Controller(kube, options, kinds=[sealed.kind] if sealed else [])
+            kinds: list[Any] = [sealed.kind] if sealed else []
+            external = None
+            if external_secrets:  # imported only then, like the Sealed Secrets controller
+                from gitsail.controller.externalsecrets import (
+                    ExternalSecrets,
+                    ExternalSecretsOptions,
+                )
+
+                external = ExternalSecrets(
+                    kube,
+                    ExternalSecretsOptions(
+                        store_rate=store_qps, store_burst=max(1, int(store_qps * 2))
+                    ),
+                    policy=policy,
+                )
+                kinds += external.kinds()
+            ctl = Controller(kube, options, kinds=kinds)
             # Connections, heads, bodies and concurrent webhooks are bounded by the policy.
             server = make_server(
                 ctl,
@@ -256,6 +281,8 @@ def controller(
             with contextlib.suppress(asyncio.CancelledError):
                 await run
             await serve
+            if external is not None:
+                await external.stop()
             if not run.cancelled() and run.exception() is not None:
                 raise run.exception()  # type: ignore[misc]
 

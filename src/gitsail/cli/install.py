@@ -37,6 +37,11 @@ def install(
         "--vault-injector",
         help="the controller also serves the Vault Agent injector webhook (docs/vault-injector.md)",
     ),
+    external_secrets: bool = typer.Option(
+        False,
+        "--external-secrets",
+        help="the External Secrets CRDs, and the controller run with --external-secrets",
+    ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
@@ -48,13 +53,22 @@ def install(
     ApplicationSet; Flux's GitRepository, Kustomization, Receiver; Bitnami's SealedSecret;
     --argocd, --flux or --sealed-secrets for one family) and, unless --crds-only, the
     controller (namespace, RBAC, Deployment)."""
-    chosen_families = (("argocd", argocd), ("flux", flux), ("sealed-secrets", sealed_secrets))
+    chosen_families = (
+        ("argocd", argocd),
+        ("flux", flux),
+        ("sealed-secrets", sealed_secrets),
+        ("external-secrets", external_secrets),
+    )
     families = [f for f, chosen in chosen_families if chosen]
     families = families or list(CRD_FAMILIES)
     manifests = crd_manifests(families)
     if not crds_only:
         manifests += controller_manifests(
-            namespace, image=image, replicas=replicas, sealed_secrets=sealed_secrets
+            namespace,
+            image=image,
+            replicas=replicas,
+            sealed_secrets=sealed_secrets,
+            external_secrets=external_secrets,
         )
     if vault_injector and not crds_only:
         from gitsail.app.install_vault_injector import with_vault_injector
@@ -79,6 +93,7 @@ def install(
                     replicas=replicas,
                     sealed_secrets=sealed_secrets,
                     vault_injector=vault_injector,
+                    external_secrets=external_secrets,
                 )
             return done
 

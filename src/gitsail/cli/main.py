@@ -49,6 +49,9 @@ def build_app() -> typer.Typer:
     app.add_typer(app_cmd.app, name="app")
     app.add_typer(appset_cmd.app, name="appset")
     app.add_typer(proj_cmd.app, name="proj")  # AppProjects
+    from gitsail.cli.externalsecrets import register as register_external_secrets
+
+    register_external_secrets(flux.get_app, flux.reconcile_app)
     app.add_typer(flux.get_app, name="get")
     app.add_typer(flux.reconcile_app, name="reconcile")
     app.add_typer(flux.suspend_app, name="suspend")
