@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gitsail.app.install import controller_manifests
 from gitsail.app.install_vault_injector import with_vault_injector
 
@@ -24,3 +26,13 @@ def test_without_the_flag_nothing_changes() -> None:
         "containers"
     ][0]["args"]
     assert "--vault-injector" not in args
+
+
+def test_the_server_deployment_and_service_are_left_alone() -> None:
+    def server(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {m["kind"]: m for m in manifests if m["metadata"]["name"] == "gitsail-server"}
+
+    plain = server(controller_manifests("gs"))
+    injected = server(with_vault_injector(controller_manifests("gs"), "gs"))
+    assert {"Deployment", "Service"} <= set(injected)
+    assert injected == plain
