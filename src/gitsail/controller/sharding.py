@@ -1,11 +1,13 @@
-"""Static sharding of the reconciled objects across controller replicas.
+"""Sharding of the reconciled objects across controller replicas.
 
 ``gitsail controller --shards N --shard I`` (Argo CD's ``ARGOCD_CONTROLLER_REPLICAS`` and
 shard index, or the ordinal of a StatefulSet pod's hostname) reconciles only the objects
-whose shard is ``I``. Every replica still watches and caches every object (webhooks read
-the cache; a shard changing hands needs no new list), but the work queue's dispatch drops a
-key it does not own before reading or writing anything, so a non-owned object is never
-reconciled, compared, synced or written.
+whose shard is ``I``. ``--shard auto`` reconciles the shards whose Leases the replica
+holds (``ShardClaimer``: dynamic membership; a dead replica's shards move to the others).
+Every replica still watches and caches every object (webhooks read the cache; a shard
+changing hands needs no new list), but the work queue's dispatch drops a key it does not
+own before reading or writing anything, so a non-owned object is never reconciled,
+compared, synced or written.
 
 **The shard of an object** is ``fnv1a_32(f"{namespace}/{name}") mod N``: 32-bit FNV-1a
 over the UTF-8 bytes of the object's namespace and name. It is stable across processes,
@@ -19,11 +21,14 @@ every replica watches the managed objects of every cluster its apps deploy to. `
 (not a hash ring) moves most apps when N changes, which is only at a restart with a new
 ``--shards``; nothing is moved while the count stays.
 
-**Fencing.** With leader election on, shard ``I`` is led through its own Lease,
-``<lease-name>-shard-<I>`` (``gitsail-controller-shard-0``, ...), so two replicas started
-for the same shard (a rolling update, a standby) never reconcile it at once, and a standby
-takes a dead replica's shard within the lease duration. One shard (``--shards 1``, the
-default) keeps the plain ``gitsail-controller`` Lease.
+**Fencing.** A shard is reconciled only while its Lease, ``<lease-name>-shard-<I>``
+(``gitsail-controller-shard-0``, ...), is held: always with ``--shard auto``; with a static
+shard when leader election is on (the default), so two replicas started for the same shard
+(a rolling update, a standby) never reconcile it at once, and a standby takes a dead
+replica's shard within the lease duration. The elector stops a replica's work before its
+Lease can expire (renew deadline < lease duration), and a replica that loses one shard's
+Lease stops every reconcile in flight before going on with the shards it still holds. One
+shard (``--shards 1``, the default) keeps the plain ``gitsail-controller`` Lease.
 
 Every kind is sharded the same way, by its own object's namespace and name; Flux objects
 that depend on each other across shards work as they do across controllers (through each
@@ -159,9 +164,11 @@ class ShardClaimer:
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube = kube
         self.sharding = sharding
+        self.monotonic = monotonic
         self.namespace = namespace
         self.base_name = base_name
         self.identity = identity
@@ -193,7 +200,7 @@ class ShardClaimer:
             self._electors.clear()
 
     async def _round(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         for i, (elector, task, started) in list(self._electors.items()):
             # An elector that lost the race (or its Lease) stops competing; the next
             # round decides again whether the shard is free.
@@ -250,4 +257,4 @@ class ShardClaimer:
             elector.run(on_started_leading=gained, on_stopped_leading=lost),
             name=f"shard-{shard}-lease",
         )
-        self._electors[shard] = (elector, task, time.monotonic())
+        self._electors[shard] = (elector, task, self.monotonic())

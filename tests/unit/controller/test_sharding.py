@@ -3,17 +3,22 @@ shard's keys."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from typing import cast
 
 import pytest
 
 from gitsail.controller.sharding import (
+    ShardClaimer,
     Sharding,
     ShardingError,
     fnv1a_32,
     shard_from_hostname,
     shard_of,
 )
+from gitsail.kube import Kube
+from tests.unit.controller.test_lease import FakeClock, FakeLeases
 
 
 def test_fnv1a_32_matches_the_published_test_vectors() -> None:
@@ -59,3 +64,80 @@ def test_statefulset_ordinals() -> None:
     assert shard_from_hostname("gitsail-controller-0") == 0
     assert shard_from_hostname("laptop") is None
     assert shard_from_hostname("pod-12345678") is None
+
+
+# -- dynamic membership: which free shard Leases a replica claims -------------------------
+
+
+async def _settle() -> None:
+    for _ in range(20):  # let the electors' first attempts run (no timers involved)
+        await asyncio.sleep(0)
+
+
+def _claimer(
+    leases: FakeLeases, identity: str, clock: FakeClock, mono: FakeClock, log: list[str]
+) -> ShardClaimer:
+    async def gain(shard: int) -> None:
+        log.append(f"{identity}+{shard}")
+
+    async def loss(shard: int) -> None:
+        log.append(f"{identity}-{shard}")
+
+    # Periods far longer than the test: no renewal or retry timer ever fires in it.
+    return ShardClaimer(
+        cast(Kube, leases),
+        Sharding(2, None),
+        namespace="ns",
+        base_name="gitsail-controller",
+        identity=identity,
+        on_gain=gain,
+        on_loss=loss,
+        lease_duration=300,
+        renew_deadline=200,
+        retry_period=100,
+        clock=clock,
+        monotonic=mono,
+    )
+
+
+async def _stop(*claimers: ShardClaimer) -> None:
+    for claimer in claimers:
+        tasks = [task for _, task, _ in claimer._electors.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_replicas_spread_and_a_dead_replicas_shard_moves_after_patience() -> None:
+    leases, clock, mono, log = FakeLeases(), FakeClock(), FakeClock(0.0), []
+    first = _claimer(leases, "r1", clock, mono, log)
+    second = _claimer(leases, "r2", clock, mono, log)
+    try:
+        await first._round()
+        await _settle()
+        assert len(first.held) == 1, "a replica with nothing claims one shard, not all"
+        (mine,) = first.held
+        await second._round()
+        await _settle()
+        assert second.held == {1 - mine}
+        # The first replica sees no free shard: nothing more to claim.
+        await first._round()
+        assert first.held == {mine}
+
+        # The second replica dies: its Lease is no longer renewed and expires.
+        await _stop(second)
+        leases.objects[("ns", f"gitsail-controller-shard-{1 - mine}")]["spec"]["holderIdentity"] = (
+            "r2"  # a SIGKILL releases nothing
+        )
+        clock.now += 301
+        await first._round()
+        await _settle()
+        assert first.held == {mine}, "a replica holding a shard waits before taking more"
+        mono.now += 200  # the claimer's patience (the renew deadline)
+        await first._round()
+        await _settle()
+        assert first.held == {0, 1}
+        # (r2's loss is its stop in this test; a real SIGKILL would not even say so.)
+        assert log == [f"r1+{mine}", f"r2+{1 - mine}", f"r2-{1 - mine}", f"r1+{1 - mine}"]
+    finally:
+        await _stop(first, second)
