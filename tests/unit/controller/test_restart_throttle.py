@@ -26,36 +26,39 @@ def _controller(kube: FakeKube, clock: _Clock, wall: float) -> AppReconciler:
     )
 
 
-async def _synced(kube: FakeKube) -> None:
-    """The app as a first controller left it: compared, status written."""
+async def _synced(kube: FakeKube, age: float = 0.0) -> None:
+    """The app as a first controller left it ``age`` seconds ago: compared, status
+    written."""
     first = _controller(kube, _Clock(), time.time())
     await first.reconcile(kube.obj, frozenset({"startup"}))
     assert len(kube.calls) == 1
     assert kube.obj["status"]["sync"]["status"] == "Synced"
+    written = time.gmtime(time.time() - age)
+    kube.obj["status"]["reconciledAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", written)
 
 
 async def test_a_restart_writes_nothing_when_nothing_changed() -> None:
     kube = FakeKube(_application({}))
-    await _synced(kube)
+    await _synced(kube, age=60)
     # A new process (its monotonic clock starts anywhere), a minute later.
-    restarted = _controller(kube, _Clock(), time.time() + 60)
+    restarted = _controller(kube, _Clock(), time.time())
     assert await restarted.reconcile(kube.obj, frozenset({"startup"})) == 120
     assert len(kube.calls) == 1
 
 
 async def test_a_restart_still_refreshes_a_stale_reconciled_at() -> None:
     kube = FakeKube(_application({}))
-    await _synced(kube)
+    await _synced(kube, age=240)
     before = kube.obj["status"]["reconciledAt"]
     clock = _Clock()
     # Four minutes after the last write: not yet due; a minute and a half later it is.
-    restarted = _controller(kube, clock, time.time() + 240)
+    restarted = _controller(kube, clock, time.time())
     await restarted.reconcile(kube.obj, frozenset({"startup"}))
     assert len(kube.calls) == 1
     clock.now += 90
     await restarted.reconcile(kube.obj, frozenset({"requeue"}))
     assert len(kube.calls) == 2
-    assert kube.obj["status"]["reconciledAt"] >= before
+    assert kube.obj["status"]["reconciledAt"] > before
 
 
 async def test_an_unreadable_or_future_reconciled_at_is_harmless() -> None:
