@@ -193,6 +193,7 @@ class ShardClaimer:
                 await self._round()
                 await asyncio.sleep(self.retry_period)
         finally:
+            self.sharding.owned.clear()  # shutting down: nothing to go on with
             tasks = [task for _, task, _ in self._electors.values()]
             for task in tasks:
                 task.cancel()

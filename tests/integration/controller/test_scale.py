@@ -28,12 +28,27 @@ APPS = 6
 APP_API = "argoproj.io/v1alpha1"
 
 
-async def _create_apps(api: Kube, namespace: str, git_repo: Workdir, count: int) -> list[str]:
+def _spread(namespace: str, shards: int, per_shard: int) -> list[str]:
+    """App names with ``per_shard`` apps on each shard (the namespace is random per test)."""
+    buckets: dict[int, list[str]] = {i: [] for i in range(shards)}
+    n = 0
+    while any(len(b) < per_shard for b in buckets.values()):
+        name = f"app{n}"
+        bucket = buckets[shard_of(namespace, name, shards)]
+        if len(bucket) < per_shard:
+            bucket.append(name)
+        n += 1
+    return sorted(name for b in buckets.values() for name in b)
+
+
+async def _create_apps(
+    api: Kube, namespace: str, git_repo: Workdir, count: int, shards: int = 1
+) -> list[str]:
     git_repo.commit_and_push(
         {"app/cm.yaml": configmap("cm", v="1"), "app/kustomization.yaml": "resources: [cm.yaml]\n"},
         "v1",
     )
-    names = [f"app{n}" for n in range(count)]
+    names = _spread(namespace, shards, count // shards)
     for n, name in enumerate(names):
         await create_app(
             api,
@@ -115,7 +130,9 @@ async def test_a_restarted_controller_writes_nothing_when_nothing_changed(
         await stop_controller(second)
 
 
-async def test_two_shards_share_the_apps_without_overlap(
+@pytest.mark.parametrize("shards", [2, 3])
+async def test_shards_share_the_apps_without_overlap(
+    shards: int,
     api: Kube,
     cluster: Cluster,
     control_ns: str,
@@ -123,17 +140,17 @@ async def test_two_shards_share_the_apps_without_overlap(
     tmp_path: Path,
     crds_installed: None,
 ) -> None:
-    names = await _create_apps(api, control_ns, git_repo, APPS)
-    expected = {name: shard_of(control_ns, name, 2) for name in names}
-    assert set(expected.values()) == {0, 1}, "the names were chosen to land on both shards"
+    names = await _create_apps(api, control_ns, git_repo, APPS, shards)
+    expected = {name: shard_of(control_ns, name, shards) for name in names}
+    assert set(expected.values()) == set(range(shards)), "every shard has apps"
     replicas = [
         ControllerProcess(
             cluster,
             control_ns,
             tmp_path / f"shard{i}.log",
-            args=["--shards", "2", "--shard", str(i), "--leader-elect"],
+            args=["--shards", str(shards), "--shard", str(i), "--leader-elect"],
         )
-        for i in range(2)
+        for i in range(shards)
     ]
     try:
         for replica in replicas:
@@ -141,7 +158,7 @@ async def test_two_shards_share_the_apps_without_overlap(
         await eventually(
             lambda: _versions_when_all_synced(api, control_ns, names),
             timeout=120,
-            what="every app synced by the two shards",
+            what="every app synced by the shards",
         )
         # Each app's operation was started and completed by its shard's replica only.
         hosts = {i: f"{_hostname()}-{replica.proc.pid}" for i, replica in enumerate(replicas)}
@@ -153,7 +170,7 @@ async def test_two_shards_share_the_apps_without_overlap(
                 by_app.setdefault(app, set()).add(str(event.get("reportingInstance")))
         assert by_app == {name: {hosts[expected[name]]} for name in names}
         # Each shard is fenced by its own Lease, held by its replica.
-        for i in range(2):
+        for i in range(shards):
             lease = await api.get(
                 "coordination.k8s.io/v1", "Lease", f"gitsail-controller-shard-{i}", control_ns
             )
@@ -203,7 +220,7 @@ async def test_dynamic_shards_spread_and_move_when_a_replica_dies(
     tmp_path: Path,
     crds_installed: None,
 ) -> None:
-    names = await _create_apps(api, control_ns, git_repo, APPS)
+    names = await _create_apps(api, control_ns, git_repo, APPS, 2)
     shard = {name: shard_of(control_ns, name, 2) for name in names}
     replicas = [
         ControllerProcess(
