@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,12 @@ class ControllerProcess:
     """``gitsail controller -n NAMESPACE`` (no leader election, 20 s polls) on loopback."""
 
     def __init__(
-        self, cluster: Cluster, namespace: str, log: Path, env: Mapping[str, str] | None = None
+        self,
+        cluster: Cluster,
+        namespace: str,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         (port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{port}"
@@ -29,7 +34,7 @@ class ControllerProcess:
         argv = [
             sys.executable, "-m", "gitsail", "controller", "-n", namespace,
             "--kubeconfig", str(cluster.kubeconfig), "--listen", f"127.0.0.1:{port}",
-            "--no-leader-elect", "--resync", "20", "--jitter", "0",
+            "--no-leader-elect", "--resync", "20", "--jitter", "0", *args,
         ]  # fmt: skip
         with log.open("ab") as out:
             self.proc = subprocess.Popen(

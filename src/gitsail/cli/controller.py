@@ -158,6 +158,20 @@ def controller(
     ),
     concurrency: int = typer.Option(10, "--concurrency", help="apps reconciled in parallel"),
     leader_elect: bool = typer.Option(True, "--leader-elect/--no-leader-elect"),
+    shards: int = typer.Option(
+        1,
+        "--shards",
+        envvar="GITSAIL_CONTROLLER_SHARDS",
+        help="replicas sharing the apps (each reconciles the apps whose FNV-1a hash of "
+        "namespace/name mod N is its --shard)",
+    ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        envvar="GITSAIL_CONTROLLER_SHARD",
+        help="this replica's shard, 0..N-1 (default: the ordinal of a StatefulSet pod's "
+        "hostname), or auto: claim free shard Leases (gitsail-controller-shard-<i>)",
+    ),
     resync: float | None = typer.Option(
         None,
         "--resync",
@@ -177,7 +191,10 @@ def controller(
     except PolicyError as exc:
         raise fail(str(exc)) from exc
     jqpath.configure(policy)  # jq workers with the operator's time and memory limits
+    shard_index = _shard_index(shards, shard)
     options = ControllerOptions(
+        shards=shards,
+        shard=shard_index,
         namespaces=tuple(namespace),
         concurrency=concurrency,
         leader_elect=leader_elect,
@@ -290,3 +307,31 @@ def controller(
         asyncio.run(main())
     except (KubeError, OSError) as exc:
         raise fail(str(exc)) from exc
+
+
+def _shard_index(shards: int, shard: str | None) -> int | None:
+    """``--shard`` (None for ``auto``), or the StatefulSet ordinal of the hostname; refused
+    when out of range."""
+    import socket
+
+    from gitsail.controller.sharding import Sharding, ShardingError, shard_from_hostname
+
+    index: int | None
+    if shard is None:
+        index = 0 if shards == 1 else shard_from_hostname(socket.gethostname())
+        if index is None:
+            raise fail(
+                f"--shards {shards} needs --shard I or --shard auto "
+                "(or a StatefulSet hostname ending in -<ordinal>)"
+            )
+    elif shard == "auto":
+        index = None
+    elif shard.isdigit() and len(shard) <= 4:
+        index = int(shard)
+    else:
+        raise fail(f"--shard {shard!r} is not a shard number or auto")
+    try:
+        Sharding(shards, index)
+    except ShardingError as exc:
+        raise fail(str(exc)) from exc
+    return index

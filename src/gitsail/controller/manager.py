@@ -75,6 +75,7 @@ from gitsail.controller.registry import (
     ObjectKey,
     own_status_write,
 )
+from gitsail.controller.sharding import ShardClaimer, Sharding, shard_of
 from gitsail.controller.webhook import (
     GENERATE_PATHS_ANNOTATION,
     PushEvent,
@@ -131,6 +132,10 @@ class ControllerOptions:
     # base URL they are advertised at in status (default: the controller's Service).
     artifacts_dir: str | None = None
     artifacts_url: str | None = None
+    # Sharding (``gitsail.controller.sharding``): reconcile only shard ``shard`` of
+    # ``shards``, or (``shard=None``) the shards whose Leases this replica claims.
+    shards: int = 1
+    shard: int | None = 0
 
 
 # The Flux kinds' reconcilers: (module, attribute), the attribute a ``KindFactory`` (a
@@ -412,6 +417,8 @@ class Controller:
             policy=policy,
         )
         self.queue = WorkQueue(self._reconcile, concurrency=options.concurrency)
+        self.sharding = Sharding(options.shards, options.shard)
+        self._shard_lock = asyncio.Lock()
         self._factories: list[KindFactory] = [
             _argo_application,
             *kinds,
@@ -463,6 +470,9 @@ class Controller:
             await self._stop_webhook_watches()
 
     async def _run_elected(self) -> None:
+        if self.sharding.dynamic:
+            await self._run_claiming()
+            return
         if not self.options.leader_elect:
             await self._lead()
             try:
@@ -473,7 +483,7 @@ class Controller:
         elector = LeaderElector(
             self.kube,
             namespace=self.options.namespaces[0],
-            name=self.options.lease_name,
+            name=self.sharding.lease_name(self.options.lease_name),
             identity=self.options.identity,
             lease_duration=self.options.lease_duration,
             renew_deadline=self.options.renew_deadline,
@@ -483,6 +493,50 @@ class Controller:
             await elector.run(on_started_leading=self._lead, on_stopped_leading=self._step_down)
         finally:
             await self._step_down()
+
+    async def _run_claiming(self) -> None:
+        """Dynamic sharding: reconcile the shards whose Leases this replica holds."""
+        claimer = ShardClaimer(
+            self.kube,
+            self.sharding,
+            namespace=self.options.namespaces[0],
+            base_name=self.options.lease_name,
+            identity=self.options.identity,
+            on_gain=self._gain_shard,
+            on_loss=self._lose_shard,
+            lease_duration=self.options.lease_duration,
+            renew_deadline=self.options.renew_deadline,
+            retry_period=self.options.retry_period,
+        )
+        try:
+            await claimer.run()
+        finally:
+            await self._step_down()
+
+    async def _gain_shard(self, shard: int) -> None:
+        """A shard's Lease is ours: start reconciling, or queue the shard's objects."""
+        async with self._shard_lock:
+            self.sharding.owned.add(shard)
+            log.info("%s now owns shards %s", self.options.identity, sorted(self.sharding.owned))
+            if not self.leading.is_set():
+                await self._lead()
+                return
+            for (kind, namespace), cache in list(self.kind_caches.items()):
+                for obj in cache.items():
+                    name = _app_name(obj)[1]
+                    if shard_of(namespace, name, self.sharding.shards) == shard:
+                        self.queue.add(ObjectKey(kind, namespace, name), "shard")
+
+    async def _lose_shard(self, shard: int) -> None:
+        """A shard's Lease is gone: stop every reconcile now (the fence: one may be of that
+        shard), then go on with the shards still held."""
+        async with self._shard_lock:
+            self.sharding.owned.discard(shard)
+            owned = sorted(self.sharding.owned)
+            log.info("%s lost shard %d; owns %s", self.options.identity, shard, owned)
+            await self._step_down()
+            if self.sharding.owned:
+                await self._lead()
 
     async def _lead(self) -> None:
         log.info("%s is leading; starting to reconcile", self.options.identity)
@@ -628,6 +682,8 @@ class Controller:
     async def _reconcile(self, key: ObjectKey, reasons: frozenset[str]) -> float | None:
         """Run the key's kind on it: reconcile, finalize (being deleted) or forget (gone)."""
         self.metrics.set_workqueue_depth(self.queue.depth)
+        if not self.sharding.owns(key.namespace, key.name):
+            return None  # another shard's: cached, never reconciled here
         reconciler = self.registry[key.kind]
         # Anything but a poll reads the server when the cache does not have it (yet).
         obj = await self._read(key, False) or (
@@ -747,11 +803,17 @@ class Controller:
         matches = self._push_matches(event)
         for _, repo_url, _ in matches:
             self.engine.git.forget(repo_url)  # the refs this replica remembers are stale now
+        queued: list[AppName] = []
         if self.leading.is_set() and self.reconciler is not None:
             # The leader acts on the push itself, at once: no write, no watch round trip.
+            # Another shard's apps are recorded below, for their own replica to act on.
             for key, _, _ in matches:
-                self.queue.add(ObjectKey(APPLICATION, *key), "webhook")
-            return [key for key, _, _ in matches]
+                if self.sharding.owns(*key):
+                    self.queue.add(ObjectKey(APPLICATION, *key), "webhook")
+                    queued.append(key)
+            matches = [m for m in matches if not self.sharding.owns(*m[0])]
+            if not matches:
+                return queued
         slots = asyncio.Semaphore(REFRESH_PATCHES)
         failed: list[str] = []
 
@@ -782,7 +844,7 @@ class Controller:
                 f"the push could not be recorded on {len(failed)} of {len(matches)} "
                 f"applications ({', '.join(sorted(failed)[:5])}); retry the delivery"
             )
-        return [key for (key, _, _), ok in zip(matches, recorded, strict=True) if ok]
+        return queued + [key for (key, _, _), ok in zip(matches, recorded, strict=True) if ok]
 
 
 def _app_name(obj: Obj) -> AppName:
@@ -809,6 +871,7 @@ def _generate_paths_match(obj: Obj, changed: tuple[str, ...]) -> bool:
 def describe(controller: Controller) -> dict[str, Any]:
     return {
         "identity": controller.options.identity,
+        "shards": {"count": controller.sharding.shards, "owned": sorted(controller.sharding.owned)},
         "leading": controller.leading.is_set(),
         "apps": sum(len(c.items()) for c in controller.app_caches.values()),
         "kinds": list(controller.registry.kinds),

@@ -54,6 +54,7 @@ the condition type Argo CD writes.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -198,6 +199,20 @@ def app_key_for_instance(instance: str, control_namespace: str) -> AppName:
     return (namespace, name) if sep else (control_namespace, instance)
 
 
+def _epoch(value: Any) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time (``reconciledAt``); None when absent or
+    unreadable (the throttle then starts from zero, as before)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
 @dataclass
 class _Memory:
     """What one controller remembers about an app between reconciles (lost on restart)."""
@@ -233,6 +248,7 @@ class AppReconciler(KindDefaults):
         events: EventRecorder,
         get_application: Any,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -240,6 +256,7 @@ class AppReconciler(KindDefaults):
         self.events = events
         self._get_application = get_application
         self.clock = clock
+        self.wall_clock = wall_clock
         self.field_manager = engine.field_manager
         self.control_namespace = settings.control_namespace
         self.memory: dict[AppName, _Memory] = {}
@@ -363,7 +380,9 @@ class AppReconciler(KindDefaults):
             return None
         patch = self._patches[key] = StatusPatch(obj, self.api)
         app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
-        memory = self.memory.setdefault(key, _Memory())
+        memory = self.memory.get(key)
+        if memory is None:
+            memory = self.memory[key] = self._first_sight(obj)
         if REFRESH_ANNOTATION in (meta.get("annotations") or {}):
             # A refresh request (a push, `gitsail app get --refresh`): ask git again, write
             # status even when unchanged (reconciledAt moves), and remove the annotation once
@@ -373,6 +392,18 @@ class AppReconciler(KindDefaults):
             memory.last_status_write = 0.0
             self._refreshing.add(key)
         return await self._reconcile_app(app, obj, memory, reasons, patch)
+
+    def _first_sight(self, obj: Obj) -> _Memory:
+        """Memory for an app this process has not seen yet (a start, a restart, a shard
+        taken over): the status write throttle starts from the ``reconciledAt`` the app
+        already carries, so a restarted controller does not rewrite every unchanged status
+        (each write would also wake the app once more)."""
+        memory = _Memory()
+        written = _epoch((obj.get("status") or {}).get("reconciledAt"))
+        if written is not None:
+            age = max(0.0, self.wall_clock() - written)  # a clock ahead of ours: just now
+            memory.last_status_write = self.clock() - age
+        return memory
 
     async def _reconcile_app(
         self, app: App, obj: Obj, memory: _Memory, reasons: frozenset[str], patch: StatusPatch
