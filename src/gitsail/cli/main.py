@@ -37,6 +37,7 @@ def build_app() -> typer.Typer:
     from gitsail.cli import app as app_cmd
     from gitsail.cli import appset as appset_cmd
     from gitsail.cli import demo, dev, flux
+    from gitsail.cli import image as image_cmd
     from gitsail.cli import proj as proj_cmd
     from gitsail.cli.controller import controller
     from gitsail.cli.install import install
@@ -56,6 +57,7 @@ def build_app() -> typer.Typer:
     app.add_typer(flux.diff_app, name="diff")
     app.add_typer(flux.tree_app, name="tree")
     app.add_typer(seal_app, name="seal")
+    app.add_typer(image_cmd.app, name="image")
     app.command()(install)
     app.command()(render)
     app.command()(controller)
