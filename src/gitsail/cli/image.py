@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from gitsail.cli.output import Format, OutputOption, console, emit, fail
 from gitsail.workflow.gitops import GitError, Repo
@@ -21,9 +22,13 @@ app = typer.Typer(
 )
 
 
-def changes_rows(edits: tuple[FileEdit, ...] | list[FileEdit]) -> list[dict[str, object]]:
+def changes_rows(
+    edits: tuple[FileEdit, ...] | list[FileEdit], *, table: bool = False
+) -> list[dict[str, object]]:
+    """One row per changed value (``table``: escaped for Rich markup)."""
+    shown = escape if table else str
     return [
-        {"file": c.file, "line": c.line, "field": c.field, "old": c.old, "new": c.new}
+        {"file": c.file, "line": c.line, "field": shown(c.field), "old": c.old, "new": c.new}
         for edit in edits
         for c in edit.changes
     ]
@@ -85,7 +90,7 @@ def set_image(
         if not rows:
             console.print(f"{update.name} is already {update.target.version} in {where}")
         else:
-            emit(rows, output, title=f"image {update.name} in {where}")
+            emit(changes_rows(plan.edits, table=True), output, title=f"{update.name} in {where}")
         print_published(done, output)
         return
     emit(

@@ -41,6 +41,7 @@ def build_app() -> typer.Typer:
     from gitsail.cli import proj as proj_cmd
     from gitsail.cli.controller import controller
     from gitsail.cli.install import install
+    from gitsail.cli.promote import promote
     from gitsail.cli.render import render
     from gitsail.cli.seal import app as seal_app
 
@@ -60,6 +61,7 @@ def build_app() -> typer.Typer:
     app.add_typer(image_cmd.app, name="image")
     app.command()(install)
     app.command()(render)
+    app.command()(promote)
     app.command()(controller)
     app.command()(version)
     return app

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +104,9 @@ def find_kustomization(directory: Path) -> Path | None:
     return None
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, texts: Mapping[Path, str] | None = None) -> str:
+    if texts is not None and path in texts:
+        return texts[path]
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -133,8 +135,10 @@ def kustomize_images(path: Path) -> list[dict[str, str]]:
 # -- kustomizations ------------------------------------------------------------------------
 
 
-def _kustomization_edit(path: Path, update: ImageUpdate, shown: str) -> FileEdit | None:
-    text = _read(path)
+def _kustomization_edit(
+    path: Path, update: ImageUpdate, shown: str, texts: Mapping[Path, str] | None = None
+) -> FileEdit | None:
+    text = _read(path, texts)
     docs = compose(text, shown)
     if len(docs) != 1 or not isinstance(docs[0], MappingNode):
         raise EditError(f"{shown}: a kustomization is one YAML mapping")
@@ -274,9 +278,14 @@ def _marker(text: str, node: Node) -> tuple[str, str] | None:
 
 
 def _values_edit(
-    path: Path, update: ImageUpdate, shown: str, keys: Sequence[str], policy: str
+    path: Path,
+    update: ImageUpdate,
+    shown: str,
+    keys: Sequence[str],
+    policy: str,
+    texts: Mapping[Path, str] | None = None,
 ) -> tuple[FileEdit | None, int]:
-    text = _read(path)
+    text = _read(path, texts)
     if "$imagepolicy" not in text and update.name not in text and not keys:
         return None, 0  # cheap: nothing here names the image
     target = update.target
@@ -381,9 +390,11 @@ def plan_image_set(
     keys: Sequence[str] = (),
     policy: str = "",
     root: Path | None = None,
+    texts: Mapping[Path, str] | None = None,
 ) -> ImagePlan:
     """The edits that set ``update`` in the environment at ``directory`` (see the module
-    docstring); paths in the changes are shown relative to ``root``."""
+    docstring); paths in the changes are shown relative to ``root``. ``texts`` (resolved
+    path → text) stand in for files on disk, to plan several updates one after another."""
     base = (root or directory).resolve()
     directory = directory.resolve()
     if not directory.is_dir():
@@ -397,14 +408,14 @@ def plan_image_set(
 
     kustomization = find_kustomization(directory)
     if kustomization is not None and not keys and not policy:
-        edit = _kustomization_edit(kustomization, update, shown(kustomization))
+        edit = _kustomization_edit(kustomization.resolve(), update, shown(kustomization), texts)
         return ImagePlan((edit,) if edit is not None else (), 1)
     edits: list[FileEdit] = []
     matched = 0
     for path in _yaml_files(directory):
         if path.name in KUSTOMIZATION_NAMES:
             continue
-        found, count = _values_edit(path, update, shown(path), keys, policy)
+        found, count = _values_edit(path.resolve(), update, shown(path), keys, policy, texts)
         matched += count
         if found is not None:
             edits.append(found)
