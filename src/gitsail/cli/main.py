@@ -41,6 +41,7 @@ def build_app() -> typer.Typer:
     from gitsail.cli import proj as proj_cmd
     from gitsail.cli.controller import controller
     from gitsail.cli.install import install
+    from gitsail.cli.preview import preview_cmd
     from gitsail.cli.promote import promote
     from gitsail.cli.render import render
     from gitsail.cli.seal import app as seal_app
@@ -62,6 +63,7 @@ def build_app() -> typer.Typer:
     app.command()(install)
     app.command()(render)
     app.command()(promote)
+    app.command("preview")(preview_cmd)
     app.command()(controller)
     app.command()(version)
     return app
