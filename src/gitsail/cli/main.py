@@ -40,6 +40,7 @@ def build_app() -> typer.Typer:
     from gitsail.cli import image as image_cmd
     from gitsail.cli import proj as proj_cmd
     from gitsail.cli.controller import controller
+    from gitsail.cli.doctor import doctor_cmd
     from gitsail.cli.install import install
     from gitsail.cli.preview import preview_cmd
     from gitsail.cli.promote import promote
@@ -64,6 +65,7 @@ def build_app() -> typer.Typer:
     app.command()(render)
     app.command()(promote)
     app.command("preview")(preview_cmd)
+    app.command("doctor")(doctor_cmd)
     app.command()(controller)
     app.command()(version)
     return app
