@@ -57,6 +57,7 @@ RULES: dict[str, str] = {
     "no-limits": "Production workloads have resource limits",
     "no-probes": "Production workloads have probes",
     "invalid-yaml": "Every manifest can be read",
+    "invalid-app": "Every app's spec is valid",
     "render-failed": "Every app renders",
 }
 
@@ -390,7 +391,7 @@ def doctor(root: Path, *, render: Render | None = None) -> list[Finding]:
             try:
                 app = app_source(doc.obj)
             except (ValueError, TypeError, AttributeError) as exc:
-                findings.append(Finding("render-failed", "error", doc.file, 1, str(exc),
+                findings.append(Finding("invalid-app", "error", doc.file, 1, str(exc),
                                         "fix the app's spec"))  # fmt: skip
                 app = None
             if app is not None:
