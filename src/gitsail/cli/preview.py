@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from gitsail.model import Obj
 from gitsail.render import RenderError, RenderOptions, render_local
 from gitsail.source import normalize_repo_url
 from gitsail.workflow.gitops import GitError, Repo
+from gitsail.workflow.live import live_diffs
 from gitsail.workflow.preview import AppSource, Preview, app_source, offline_apps, preview
+from gitsail.workflow.rendered import ObjectDiff, markdown_diff
 from gitsail.workflow.yamledit import EditError
 
 __all__ = ["preview_cmd"]
@@ -105,6 +109,9 @@ def preview_cmd(
         PreviewFormat.table, "--output", "-o", help="table, json, yaml or markdown"
     ),
     path: Path = typer.Option(Path(), "--repo", help="the checkout (default: here)"),
+    live: bool = typer.Option(
+        False, "--live", help="also diff each affected app's head render against the cluster"
+    ),
 ) -> None:
     """Which apps a change affects (by the digest of the files each renders) and how their
     rendered manifests change. Exit 1 when something changes."""
@@ -119,21 +126,65 @@ def preview_cmd(
                 _cluster_apps(kubeconfig.split(":")[0] if kubeconfig else None, context, url)
             )
             result = preview(repo, base, head, apps=lambda _b, _h: found, render=_render)
+        live_report: dict[str, list[ObjectDiff]] = {}
+        if live:
+            config = kubeconfig.split(":")[0] if kubeconfig else None
+            live_report = asyncio.run(_live(repo, head, result, config, context))
     except (GitError, EditError, RenderError, KubeError) as exc:
         raise fail(str(exc)) from exc
-    _print(result, output)
+    _print(result, output, live_report if live else None)
+    if live_report and any(live_report.values()):
+        raise typer.Exit(1)
     if any(p.diffs or p.error or p.change != "changed" for p in result.affected):
         raise typer.Exit(1)
 
 
-def _print(result: Preview, output: PreviewFormat) -> None:
+async def _live(
+    repo: Repo, head: str, result: Preview, kubeconfig: str | None, context: str | None
+) -> dict[str, list[ObjectDiff]]:
+    """Per affected app (not removed), its head render against the cluster."""
+    report: dict[str, list[ObjectDiff]] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="gitsail-live-"))
+    try:
+        root = scratch / "head"
+        repo.export(head, root)
+        async with Kube(await load_kubeconfig(kubeconfig, context)) as kube:
+            for p in result.affected:
+                if p.change == "removed" or p.error:
+                    continue
+                objs = _render(root / p.app.path, root, p.app.options)
+                report[p.app.id] = await live_diffs(kube, objs, p.app.options.namespace)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def _print(
+    result: Preview, output: PreviewFormat, live: dict[str, list[ObjectDiff]] | None
+) -> None:
     data: dict[str, Any] = result.as_dict()
+    if live is not None:
+        data["live"] = {
+            app: [
+                {
+                    "kind": d.kind,
+                    "namespace": d.namespace,
+                    "name": d.name,
+                    "change": d.change,
+                    "diff": d.diff,
+                }
+                for d in diffs
+            ]
+            for app, diffs in live.items()
+        }
     if output is PreviewFormat.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     elif output is PreviewFormat.yaml:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
     elif output is PreviewFormat.markdown:
         sys.stdout.write(result.markdown())
+        for app, diffs in (live or {}).items():
+            sys.stdout.write(f"\n### `{app}` against the cluster\n\n{markdown_diff(diffs)}")
     else:
         console.print(
             f"{len(result.affected)} of {result.apps_considered} apps affected "
@@ -145,4 +196,7 @@ def _print(result: Preview, output: PreviewFormat) -> None:
                 console.print(f"  [red]render failed:[/] {escape(p.error)}")
             for d in p.diffs:
                 console.print(f"  {d.change}: {escape(d.title)}")
+                console.print(escape(d.diff), highlight=False)
+            for d in (live or {}).get(p.app.id, []):
+                console.print(f"  against the cluster, {d.change}: {escape(d.title)}")
                 console.print(escape(d.diff), highlight=False)
