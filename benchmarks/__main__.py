@@ -15,6 +15,7 @@ BENCHMARKS = {
     "controller": "benchmarks.controller_bench",
     "flux": "benchmarks.flux_bench",
     "helm": "benchmarks.helm_bench",
+    "preview": "benchmarks.preview_bench",
 }
 
 

@@ -14,11 +14,9 @@ repositories; here the repository is the user's). What is still enforced:
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,6 @@ __all__ = [
 
 _TIMEOUT = 120.0
 _REMOTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_MAX_ARCHIVE = 512 * 1024 * 1024
 
 
 class GitError(RuntimeError):
@@ -40,13 +37,13 @@ class GitError(RuntimeError):
 
 
 def _run(
-    argv: Sequence[str], cwd: Path, *, check: bool = True
+    argv: Sequence[str], cwd: Path, *, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ)
-    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    full = dict(os.environ)
+    full.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})})
     try:
         done = subprocess.run(
-            ["git", *argv], cwd=cwd, capture_output=True, timeout=_TIMEOUT, env=env, check=False
+            ["git", *argv], cwd=cwd, capture_output=True, timeout=_TIMEOUT, env=full, check=False
         )
     except subprocess.TimeoutExpired:
         raise GitError(f"git {argv[0]} took longer than {_TIMEOUT:.0f}s; stopped it") from None
@@ -148,14 +145,20 @@ class Repo:
         self.git("push", "--quiet", "--", remote, f"HEAD:refs/heads/{branch}")
 
     def export(self, revision: str, target: Path) -> str:
-        """The tree of ``revision`` written under ``target`` (no work tree or index change);
-        returns the commit."""
+        """The tree of ``revision`` written under ``target``; returns the commit.
+
+        Through a private index file (``GIT_INDEX_FILE``): ``read-tree`` then
+        ``checkout-index --prefix``, git's own fast path; the checkout's index, work tree
+        and branches are not touched."""
         commit = self.resolve(revision)
-        done = _run(["archive", "--format=tar", commit], self.root)
-        if len(done.stdout) > _MAX_ARCHIVE:
-            raise GitError(f"{revision} is larger than {_MAX_ARCHIVE} bytes as an archive")
-        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
-            tar.extractall(target, filter="data")
+        target.mkdir(parents=True, exist_ok=True)
+        index = target.parent / f".{target.name}.index"
+        try:
+            env = {"GIT_INDEX_FILE": str(index)}
+            _run(["read-tree", "--end-of-options", commit], self.root, env=env)
+            _run(["checkout-index", "--all", f"--prefix={target.resolve()}/"], self.root, env=env)
+        finally:
+            index.unlink(missing_ok=True)
         return commit
 
     def changed_files(self, base: str, head: str) -> list[str]:

@@ -52,6 +52,7 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 ARGO_API = "argoproj.io/"
 FLUX_KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/"
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 Render = Callable[[Path, Path, RenderOptions], list[Obj]]  # app dir, repo root, options
 
 
@@ -208,7 +209,7 @@ def _documents(path: Path) -> Iterable[Any]:
     if "kind:" not in text or ("argoproj.io" not in text and "fluxcd.io" not in text):
         return []
     try:
-        return list(yaml.safe_load_all(text))
+        return list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError:
         return []  # not a manifest of ours; the render of its app reports real errors
 
