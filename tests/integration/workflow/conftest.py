@@ -83,10 +83,16 @@ def checkout(git_repo: Workdir) -> Workdir:
 
 def gitsail(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user does, in ``cwd``, with a CI identity for git."""
+    return gitsail_env(list(args), cwd=cwd, env={})
+
+
+def gitsail_env(
+    args: list[str], *, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gitsail", *args],
         cwd=cwd,
-        env={**os.environ, **GIT_IDENTITY, "COLUMNS": "200"},
+        env={**os.environ, **GIT_IDENTITY, "COLUMNS": "200", **env},
         capture_output=True,
         text=True,
         timeout=300,

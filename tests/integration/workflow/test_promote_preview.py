@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gitsail.app.install import install_crds
+from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir, git
+from gitsail.kube import Kube, load_kubeconfig
 from gitsail.model import Obj
 from gitsail.render import RenderOptions
 from gitsail.workflow.gitops import Repo
 from gitsail.workflow.preview import AppSource, preview
-from tests.integration.workflow.conftest import gitsail, remote_file
+from tests.integration.helpers import Kube as HelperKube
+from tests.integration.workflow.conftest import gitsail, gitsail_env, remote_file
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +152,57 @@ def test_monorepo_preview_renders_only_the_touched_app(tmp_path: Path) -> None:
     (diff,) = result.affected[0].diffs
     assert "-  v: '1'" in diff.diff
     assert "+  v: '2'" in diff.diff
+
+
+def _application(name: str, namespace: str, url: str, path: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": url, "targetRevision": "main", "path": path},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
+        },
+    }
+
+
+def test_preview_finds_the_apps_of_this_repository_in_the_cluster(
+    checkout: Workdir, kube: HelperKube, namespace: str, cluster: Cluster
+) -> None:
+    """Apps come from the cluster: this repository's production app (by URL, credentials
+    and `.git` aside), not staging's unchanged app, nor an app of another repository."""
+    install_crds_sync(cluster)
+    scheme, _, rest = checkout.remote.partition("://")
+    plain = f"{scheme}://{rest.split('@')[-1]}"
+    apps = [
+        _application("prod", namespace, plain + ".git", "apps/overlays/production"),
+        _application("stage", namespace, plain, "apps/overlays/staging"),
+        _application("elsewhere", namespace, "https://git.example.com/other.git",
+                     "apps/overlays/production"),
+    ]  # fmt: skip
+    for app in apps:
+        kube.create(f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/applications", app)
+    _staging_tested(checkout)
+    done = gitsail(
+        "promote", "--from", "apps/overlays/staging", "--to", "apps/overlays/production",
+        "--branch", "promote/cluster", "--no-render", cwd=checkout.path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = gitsail_env(
+        ["preview", "main..promote/cluster", "-o", "json"],
+        cwd=checkout.path,
+        env={"KUBECONFIG": str(cluster.kubeconfig)},
+    )
+    assert shown.returncode == 1, shown.stderr
+    report = json.loads(shown.stdout)
+    ours = [a["name"] for a in report["affected"] if a["namespace"] == namespace]
+    assert ours == ["prod"]
+
+
+def install_crds_sync(cluster: Cluster) -> None:
+    async def run() -> None:
+        async with Kube(await load_kubeconfig(cluster.kubeconfig)) as api:
+            await install_crds(api)  # Flux and Argo CD CRDs (idempotent)
+
+    asyncio.run(run())
