@@ -121,7 +121,7 @@ def preview_cmd(
         if offline:
             result = preview(repo, base, head, apps=offline_apps, render=_render)
         else:
-            url = repo.git("remote", "get-url", "--", remote).strip()
+            url = repo.remote_url(remote)
             found = asyncio.run(
                 _cluster_apps(kubeconfig.split(":")[0] if kubeconfig else None, context, url)
             )

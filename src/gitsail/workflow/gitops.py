@@ -139,6 +139,10 @@ class Repo:
         self.git("commit", "--quiet", "-m", message, "--only", "--", *rel)
         return self.git("rev-parse", "HEAD").strip()
 
+    def remote_url(self, remote: str) -> str:
+        check_remote_name(remote)
+        return self.git("remote", "get-url", "--", remote).strip()
+
     def push(self, remote: str, branch: str) -> None:
         check_remote_name(remote)
         check_branch_name(branch, self.root)
@@ -160,7 +164,3 @@ class Repo:
         finally:
             index.unlink(missing_ok=True)
         return commit
-
-    def changed_files(self, base: str, head: str) -> list[str]:
-        out = self.git("diff", "--name-only", "-z", "--end-of-options", base, head, "--")
-        return [p for p in out.split("\0") if p]
