@@ -54,8 +54,8 @@ def test_promote_commits_the_one_line_image_change(checkout: Workdir) -> None:
     )
     # the description carries the rendered diff of production's Deployment
     assert "## Promote `apps/overlays/staging` → `apps/overlays/production`" in done.stdout
-    assert "-          image: myregistry.io/myapp:v1.0.0" in done.stdout
-    assert "+          image: myregistry.io/myapp:1.2.0" in done.stdout
+    assert "-      - image: myregistry.io/myapp:v1.0.0" in done.stdout
+    assert "+      - image: myregistry.io/myapp:1.2.0" in done.stdout
 
 
 def test_promote_as_a_branch_then_preview_lists_exactly_the_production_apps(
@@ -87,7 +87,7 @@ def test_promote_as_a_branch_then_preview_lists_exactly_the_production_apps(
     for app in report["affected"]:
         (obj,) = app["objects"]
         assert (obj["kind"], obj["name"], obj["change"]) == ("Deployment", "myapp", "changed")
-        assert "+          image: myregistry.io/myapp:1.2.0" in obj["diff"]
+        assert "+      - image: myregistry.io/myapp:1.2.0" in obj["diff"]
 
     markdown = gitsail(
         "preview", "main..promote/production-1.2.0", "--offline", "-o", "markdown",
@@ -176,7 +176,7 @@ def test_preview_finds_the_apps_of_this_repository_in_the_cluster(
     scheme, _, rest = checkout.remote.partition("://")
     plain = f"{scheme}://{rest.split('@')[-1]}"
     apps = [
-        _application("prod", namespace, plain + ".git", "apps/overlays/production"),
+        _application("prod", namespace, plain.removesuffix(".git"), "apps/overlays/production"),
         _application("stage", namespace, plain, "apps/overlays/staging"),
         _application("elsewhere", namespace, "https://git.example.com/other.git",
                      "apps/overlays/production"),
