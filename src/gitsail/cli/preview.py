@@ -129,7 +129,7 @@ def preview_cmd(
         live_report: dict[str, list[ObjectDiff]] = {}
         if live:
             config = kubeconfig.split(":")[0] if kubeconfig else None
-            live_report = asyncio.run(_live(repo, head, result, config, context))
+            live_report = _live(repo, head, result, config, context)
     except (GitError, EditError, RenderError, KubeError) as exc:
         raise fail(str(exc)) from exc
     _print(result, output, live_report if live else None)
@@ -139,24 +139,30 @@ def preview_cmd(
         raise typer.Exit(1)
 
 
-async def _live(
+def _live(
     repo: Repo, head: str, result: Preview, kubeconfig: str | None, context: str | None
 ) -> dict[str, list[ObjectDiff]]:
     """Per affected app (not removed), its head render against the cluster."""
-    report: dict[str, list[ObjectDiff]] = {}
+    rendered: dict[str, tuple[list[Obj], str]] = {}
     scratch = Path(tempfile.mkdtemp(prefix="gitsail-live-"))
     try:
         root = scratch / "head"
         repo.export(head, root)
-        async with Kube(await load_kubeconfig(kubeconfig, context)) as kube:
-            for p in result.affected:
-                if p.change == "removed" or p.error:
-                    continue
+        for p in result.affected:
+            if p.change != "removed" and not p.error:
                 objs = _render(root / p.app.path, root, p.app.options)
-                report[p.app.id] = await live_diffs(kube, objs, p.app.options.namespace)
+                rendered[p.app.id] = (objs, p.app.options.namespace)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return report
+
+    async def compare() -> dict[str, list[ObjectDiff]]:
+        async with Kube(await load_kubeconfig(kubeconfig, context)) as kube:
+            return {
+                app: await live_diffs(kube, objs, namespace)
+                for app, (objs, namespace) in rendered.items()
+            }
+
+    return asyncio.run(compare())
 
 
 def _print(

@@ -206,3 +206,38 @@ def install_crds_sync(cluster: Cluster) -> None:
             await install_crds(api)  # Flux and Argo CD CRDs (idempotent)
 
     asyncio.run(run())
+
+
+def test_preview_live_diffs_the_head_render_against_the_cluster(
+    git_repo: Workdir, kube: HelperKube, namespace: str, cluster: Cluster
+) -> None:
+    install_crds_sync(cluster)
+    config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  color: {}\n"
+    git_repo.commit_and_push({"apps/web/cm.yaml": config.format("blue")}, "web")
+    kube.create(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {"metadata": {"name": "web-config"}, "data": {"color": "blue"}},
+    )
+    scheme, _, rest = git_repo.remote.partition("://")
+    app = _application("web", namespace, f"{scheme}://{rest.split('@')[-1]}", "apps/web")
+    app["spec"]["destination"]["namespace"] = namespace
+    kube.create(f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/applications", app)
+    extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-extra\ndata:\n  a: b\n"
+    git_repo.commit_and_push(
+        {"apps/web/cm.yaml": config.format("green"), "apps/web/extra.yaml": extra}, "green"
+    )
+    shown = gitsail_env(
+        ["preview", "HEAD~1..HEAD", "--live", "-o", "json"],
+        cwd=git_repo.path,
+        env={"KUBECONFIG": str(cluster.kubeconfig)},
+    )
+    assert shown.returncode == 1, shown.stderr
+    assert shown.stdout, shown.stderr
+    report = json.loads(shown.stdout)
+    live = report["live"][f"Application/{namespace}/web"]
+    by_name = {d["name"]: d for d in live}
+    assert by_name["web-config"]["change"] == "changed"
+    assert "-  color: blue" in by_name["web-config"]["diff"]
+    assert "+  color: green" in by_name["web-config"]["diff"]
+    assert by_name["web-extra"]["change"] == "missing"
+    assert all(d["namespace"] == namespace for d in live)
