@@ -4,7 +4,7 @@ Why not a round-trip library (ruamel.yaml)? A round trip parses the whole file a
 again: it keeps comments and key order, but re-indents sequences to one style, re-quotes
 strings, folds long lines and moves comments that sit between items. In a GitOps repository
 every such byte is a line in the pull request. So gitsail parses with PyYAML's composer (which
-it already depends on, LibYAML's grammar) only to *locate* nodes — every node carries its start
+it already depends on) only to *locate* nodes — every node carries its start
 and end offsets in the text — and then splices new text into the original string: a tag change
 is a one-line diff, whatever the file's style. Edits that need new structure (a new key, a new
 ``images:`` entry) are inserted as new lines in the indentation of their siblings.
