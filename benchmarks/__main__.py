@@ -17,6 +17,7 @@ BENCHMARKS = {
     "helm": "benchmarks.helm_bench",
     "vault-injector": "benchmarks.vault_injector_bench",
     "server": "benchmarks.server_bench",
+    "preview": "benchmarks.preview_bench",
 }
 
 

@@ -37,9 +37,13 @@ def build_app() -> typer.Typer:
     from gitsail.cli import app as app_cmd
     from gitsail.cli import appset as appset_cmd
     from gitsail.cli import demo, dev, flux
+    from gitsail.cli import image as image_cmd
     from gitsail.cli import proj as proj_cmd
     from gitsail.cli.controller import controller
+    from gitsail.cli.doctor import doctor_cmd
     from gitsail.cli.install import install
+    from gitsail.cli.preview import preview_cmd
+    from gitsail.cli.promote import promote
     from gitsail.cli.render import render
     from gitsail.cli.seal import app as seal_app
 
@@ -59,8 +63,12 @@ def build_app() -> typer.Typer:
     app.add_typer(flux.diff_app, name="diff")
     app.add_typer(flux.tree_app, name="tree")
     app.add_typer(seal_app, name="seal")
+    app.add_typer(image_cmd.app, name="image")
     app.command()(install)
     app.command()(render)
+    app.command()(promote)
+    app.command("preview")(preview_cmd)
+    app.command("doctor")(doctor_cmd)
     app.command()(controller)
     app.command()(version)
     from gitsail.server.command import server  # the API and web UI (docs/ui.md)

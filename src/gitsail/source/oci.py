@@ -361,6 +361,23 @@ class OCIClient:
             manifest_digest, _ = await session.manifest(reference)
         return f"{chosen}@{manifest_digest}" if chosen else manifest_digest
 
+    async def manifest_digest(
+        self,
+        ref: str,
+        reference: str,
+        creds: RepoCredentials | None = None,
+        *,
+        plain_http: bool = False,
+    ) -> str:
+        """The digest of the manifest (or image index, not followed) that ``reference`` (a
+        tag or ``sha256:`` digest) names in ``ref``; RevisionNotFound when there is none."""
+        target = parse_oci_reference(ref)
+        if not _DIGEST.match(reference):
+            _check_tag(reference, target)
+        async with _Session(self, target, creds, plain_http=plain_http) as session:
+            digest, _ = await session._manifest(reference)
+        return digest
+
     async def tags(
         self, ref: str, creds: RepoCredentials | None = None, *, plain_http: bool = False
     ) -> list[str]:

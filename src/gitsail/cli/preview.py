@@ -1,0 +1,208 @@
+"""`gitsail preview BASE..HEAD`: which apps a change affects, and their rendered diffs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.markup import escape
+
+from gitsail.cli.output import console, fail
+from gitsail.kube import Kube, KubeError, load_kubeconfig
+from gitsail.model import Obj
+from gitsail.render import RenderError, RenderOptions, render_local
+from gitsail.source import normalize_repo_url
+from gitsail.workflow.gitops import GitError, Repo
+from gitsail.workflow.live import live_diffs
+from gitsail.workflow.preview import AppSource, Preview, app_source, offline_apps, preview
+from gitsail.workflow.rendered import ObjectDiff, markdown_diff
+from gitsail.workflow.yamledit import EditError
+
+__all__ = ["preview_cmd"]
+
+ARGO = ("argoproj.io/v1alpha1", "Application")
+FLUX_KS = ("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+FLUX_GIT = ("source.toolkit.fluxcd.io/v1", "GitRepository")
+
+
+class PreviewFormat(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+    markdown = "markdown"
+
+
+def _render(app_dir: Path, root: Path, options: RenderOptions) -> list[Obj]:
+    return list(render_local(app_dir, options, root=root).manifests)
+
+
+def _split(revisions: str) -> tuple[str, str]:
+    base, dots, head = revisions.partition("..")
+    if not dots or head.startswith("."):
+        raise fail(f"{revisions!r}: give BASE..HEAD (two revisions)")
+    return base or "HEAD", head or "HEAD"
+
+
+async def _cluster_apps(
+    kubeconfig: str | None, context: str | None, remote_url: str
+) -> list[AppSource]:
+    """Applications and Kustomizations in the cluster that render this repository."""
+    wanted = normalize_repo_url(remote_url)
+    found: list[AppSource] = []
+    async with Kube(await load_kubeconfig(kubeconfig, context)) as kube:
+        try:
+            apps = await kube.list(*ARGO)
+        except KubeError:
+            apps = []  # Argo CD's kind is not served here
+        for obj in apps:
+            source = (obj.get("spec") or {}).get("source") or {}
+            if normalize_repo_url(str(source.get("repoURL") or "")) == wanted:
+                app = _safe_source(obj)
+                if app is not None:
+                    found.append(app)
+        try:
+            repos = await kube.list(*FLUX_GIT)
+            kustomizations = await kube.list(*FLUX_KS)
+        except KubeError:
+            repos, kustomizations = [], []
+        ours = {
+            (r["metadata"].get("namespace"), r["metadata"].get("name"))
+            for r in repos
+            if normalize_repo_url(str((r.get("spec") or {}).get("url") or "")) == wanted
+        }
+        for obj in kustomizations:
+            ref = (obj.get("spec") or {}).get("sourceRef") or {}
+            ns = ref.get("namespace") or obj["metadata"].get("namespace")
+            if ref.get("kind") == "GitRepository" and (ns, ref.get("name")) in ours:
+                app = _safe_source(obj)
+                if app is not None:
+                    found.append(app)
+    return found
+
+
+def _safe_source(obj: Obj) -> AppSource | None:
+    try:
+        return app_source(obj)
+    except (ValueError, TypeError, AttributeError):  # an app gitsail cannot parse
+        meta = obj.get("metadata") or {}
+        console.print(f"[yellow]skipped {obj.get('kind')} {meta.get('name')}: invalid spec[/]")
+        return None
+
+
+def preview_cmd(
+    revisions: str = typer.Argument(..., help="BASE..HEAD (commits, branches or tags)"),
+    offline: bool = typer.Option(
+        False, "--offline", help="find apps in the repository's own manifests, not the cluster"
+    ),
+    remote: str = typer.Option("origin", "--remote", help="the remote the cluster's apps use"),
+    kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
+    context: str | None = typer.Option(None, "--context"),
+    output: PreviewFormat = typer.Option(
+        PreviewFormat.table, "--output", "-o", help="table, json, yaml or markdown"
+    ),
+    path: Path = typer.Option(Path(), "--repo", help="the checkout (default: here)"),
+    live: bool = typer.Option(
+        False, "--live", help="also diff each affected app's head render against the cluster"
+    ),
+) -> None:
+    """Which apps a change affects (by the digest of the files each renders) and how their
+    rendered manifests change. Exit 1 when something changes."""
+    base, head = _split(revisions)
+    try:
+        repo = Repo.at(path)
+        if offline:
+            result = preview(repo, base, head, apps=offline_apps, render=_render)
+        else:
+            url = repo.remote_url(remote)
+            found = asyncio.run(
+                _cluster_apps(kubeconfig.split(":")[0] if kubeconfig else None, context, url)
+            )
+            result = preview(repo, base, head, apps=lambda _b, _h: found, render=_render)
+        live_report: dict[str, list[ObjectDiff]] = {}
+        if live:
+            config = kubeconfig.split(":")[0] if kubeconfig else None
+            live_report = _live(repo, head, result, config, context)
+    except (GitError, EditError, RenderError, KubeError) as exc:
+        raise fail(str(exc)) from exc
+    _print(result, output, live_report if live else None)
+    if live_report and any(live_report.values()):
+        raise typer.Exit(1)
+    if any(p.diffs or p.error or p.change != "changed" for p in result.affected):
+        raise typer.Exit(1)
+
+
+def _live(
+    repo: Repo, head: str, result: Preview, kubeconfig: str | None, context: str | None
+) -> dict[str, list[ObjectDiff]]:
+    """Per affected app (not removed), its head render against the cluster."""
+    rendered: dict[str, tuple[list[Obj], str]] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="gitsail-live-"))
+    try:
+        root = scratch / "head"
+        repo.export(head, root)
+        for p in result.affected:
+            if p.change != "removed" and not p.error:
+                objs = _render(root / p.app.path, root, p.app.options)
+                rendered[p.app.id] = (objs, p.app.options.namespace)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    async def compare() -> dict[str, list[ObjectDiff]]:
+        async with Kube(await load_kubeconfig(kubeconfig, context)) as kube:
+            return {
+                app: await live_diffs(kube, objs, namespace)
+                for app, (objs, namespace) in rendered.items()
+            }
+
+    return asyncio.run(compare())
+
+
+def _print(
+    result: Preview, output: PreviewFormat, live: dict[str, list[ObjectDiff]] | None
+) -> None:
+    data: dict[str, Any] = result.as_dict()
+    if live is not None:
+        data["live"] = {
+            app: [
+                {
+                    "kind": d.kind,
+                    "namespace": d.namespace,
+                    "name": d.name,
+                    "change": d.change,
+                    "diff": d.diff,
+                }
+                for d in diffs
+            ]
+            for app, diffs in live.items()
+        }
+    if output is PreviewFormat.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif output is PreviewFormat.yaml:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    elif output is PreviewFormat.markdown:
+        sys.stdout.write(result.markdown())
+        for app, diffs in (live or {}).items():
+            sys.stdout.write(f"\n### `{app}` against the cluster\n\n{markdown_diff(diffs)}")
+    else:
+        console.print(
+            f"{len(result.affected)} of {result.apps_considered} apps affected "
+            f"({result.renders} renders), {result.base[:12]}..{result.head[:12]}"
+        )
+        for p in result.affected:
+            console.print(f"\n[bold]{escape(p.app.id)}[/] ({escape(p.app.path)}): {p.change}")
+            if p.error:
+                console.print(f"  [red]render failed:[/] {escape(p.error)}")
+            for d in p.diffs:
+                console.print(f"  {d.change}: {escape(d.title)}")
+                console.print(escape(d.diff), highlight=False)
+            for d in (live or {}).get(p.app.id, []):
+                console.print(f"  against the cluster, {d.change}: {escape(d.title)}")
+                console.print(escape(d.diff), highlight=False)
