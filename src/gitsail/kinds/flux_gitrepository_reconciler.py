@@ -60,6 +60,7 @@ from gitsail.kinds.status import (
 )
 from gitsail.kube.errors import Conflict, KubeError, NotFound
 from gitsail.model import Artifact, Obj
+from gitsail.source import redact_url
 from gitsail.source.artifacts import ArtifactStore, IgnoreRules, Include, StoredArtifact
 from gitsail.source.credentials import RepoCredentials, secret_values
 from gitsail.source.errors import (
@@ -483,7 +484,7 @@ class GitRepositoryReconciler:
             return Outcome(
                 error=Transient(
                     GIT_OPERATION_FAILED,
-                    f"fetching {source.url} timed out after {source.timeout:g}s "
+                    f"fetching {redact_url(source.url)} timed out after {source.timeout:g}s "
                     "(spec.timeout); retrying",
                 ),
                 failed_condition=FETCH_FAILED,
@@ -546,7 +547,7 @@ class GitRepositoryReconciler:
             raise Transient(
                 GIT_OPERATION_FAILED,
                 f"commit {source.ref.value} (spec.ref.commit) is not in branch {branch} "
-                f"(spec.ref.branch) of {source.url}",
+                f"(spec.ref.branch) of {redact_url(source.url)}",
             )
         fetched = await self.git.fetch(source.url, wanted, ".", creds)
         return fetched.root, artifact_revision(source.ref, resolved_ref, fetched.revision)

@@ -94,6 +94,7 @@ from gitsail.source import (
     RepoCredentials,
     SourceError,
     input_files,
+    redact_url,
 )
 from gitsail.source.artifacts import ArtifactStore
 from gitsail.source.credentials import secret_values
@@ -514,7 +515,8 @@ async def build(
             return reused
     creds = await git_credentials(kube, repo)
     path = ks.render.path
-    where = f"{('./' + path) if path else './'} is not a directory in {repo.source.url} at "
+    shown = redact_url(repo.source.url)
+    where = f"{('./' + path) if path else './'} is not a directory in {shown} at "
     try:
         # Only spec.path's inputs are hashed by the fetch, not the whole repository.
         checkout = await git.fetch(repo.source.url, sha, path, creds)
