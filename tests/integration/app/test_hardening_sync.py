@@ -7,6 +7,8 @@ the fixes as well, so they can be run against the old code to see them fail.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gitsail.app.engine import AppEngine, ComparisonError
@@ -222,6 +224,52 @@ async def test_prune_does_not_delete_an_object_replaced_since_the_comparison(
     (row,) = result.resources
     assert row.status == "PruneSkipped"
     assert "replaced" in row.message
+
+
+async def test_hook_cleanup_deletes_only_the_object_the_hook_created(
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hook = hook_configmap("cleanup", phase="PostSync").replace(
+        "    argocd.argoproj.io/hook: PostSync\n",
+        "    argocd.argoproj.io/hook: PostSync\n"
+        "    argocd.argoproj.io/hook-delete-policy: HookSucceeded\n",
+    )
+    git_repo.commit_and_push(
+        {"app/cm.yaml": configmap("plain", a="1"), "app/hook.yaml": hook}, "a hook cleaned up"
+    )
+    app = await make_app("cleanup", {"repoURL": public_url(git_repo), "path": "app"})
+    cluster = engine.cluster
+    real_delete = cluster.delete
+    replacement: dict[str, Obj] = {}
+
+    async def replaced_first(
+        api_version: str, kind: str, name: str, namespace: str | None = None, *a: Any, **kw: Any
+    ) -> bool:
+        # Between the hook's success and its clean-up, someone replaces the object.
+        if (kind, name) == ("ConfigMap", "cleanup") and not replacement:
+            await real_delete(api_version, kind, name, namespace, propagation="Background")
+            replacement["obj"] = await unmanaged_configmap(
+                kube_client, str(namespace), "cleanup", owner="someone else"
+            )
+        return await real_delete(api_version, kind, name, namespace, *a, **kw)
+
+    monkeypatch.setattr(cluster, "delete", replaced_first)
+    outcome = await engine.sync(app)
+
+    assert replacement, "the hook was never cleaned up"
+    assert outcome.result.phase == "Succeeded", outcome.result.message
+    live = await kube_client.get("v1", "ConfigMap", "cleanup", namespace)
+    assert live is not None
+    assert live["metadata"]["uid"] == replacement["obj"]["metadata"]["uid"]
+    assert live["data"] == {"owner": "someone else"}
+    [row] = [r for r in outcome.result.resources if r.key.name == "cleanup"]
+    assert "not cleaned up" in row.message
 
 
 async def test_app_deletion_skips_an_object_that_changed_after_it_was_read(
