@@ -54,6 +54,7 @@ def test_a_condition_message_never_shows_a_urls_password() -> None:
     )
     conditions = failure_conditions([], error, generation=1, now="t")
     messages = [c["message"] for c in conditions]
-    assert messages == [
-        "fetching https://git.example/r.git timed out; also ssh://git@git.example/r.git"
-    ] * 2
+    assert (
+        messages
+        == ["fetching https://git.example/r.git timed out; also ssh://git@git.example/r.git"] * 2
+    )
