@@ -430,8 +430,18 @@ class Kube:
         check_names("", "Service", service, namespace)
         if not port or not all(c.isalnum() or c == "-" for c in port):
             raise InvalidName("port", port, "a port name or number", kind="Service")
-        if not path.startswith("/") or ".." in path.split("/") or "?" in path:
-            raise InvalidName("path", path, "an absolute path without '..'", kind="Service")
+        segments = path.split("/")[1:]
+        if (
+            not path.startswith("/")
+            or any(s in (".", "..") for s in segments)
+            or any(c in path for c in "?#%\\")
+        ):
+            raise InvalidName(
+                "path",
+                path,
+                "an absolute path without '.' or '..' segments, '?', '#', '%' or '\\'",
+                kind="Service",
+            )
         target = f"/api/v1/namespaces/{namespace}/services/http:{service}:{port}/proxy{path}"
         response = await self._send(
             method,
