@@ -126,7 +126,8 @@ async def test_a_kustomization_reaching_outside_is_refused_and_prunes_nothing(
     flux: Flux, git_repo: Workdir, kustomization: str
 ) -> None:
     sha = git_repo.commit_and_push(
-        {"app/kustomization.yaml": "resources: [cm.yaml]\n", "app/cm.yaml": cm("kept")}, "v1"
+        {"app/kustomization.yaml": "resources: [cm.yaml]\n", "app/cm.yaml": cm("kept", flux.ns)},
+        "v1",
     )
     await flux.git_repository("repo", sha)
     await flux.kustomization("app", path="./app")
