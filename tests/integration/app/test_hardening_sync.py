@@ -12,12 +12,16 @@ from typing import Any
 import pytest
 
 from gitsail.app.engine import AppEngine, ComparisonError
+from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir
+from gitsail.kinds.argo_application import API_VERSION
 from gitsail.kube import Kube
 from gitsail.model import Obj, ResourceKey
 from gitsail.sync import SyncRequest, run_sync
 from gitsail.sync.tracking import TRACKING_ANNOTATION, mark
 from tests.integration.app.conftest import ApplicationFactory, configmap, public_url, reload
+from tests.integration.app.test_hardening_spec import _gitsail
+from tests.integration.controller.conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -352,3 +356,32 @@ async def test_shared_resource_is_reported_and_not_taken_over(
     assert live["data"] == {"owner": "a"}
     assert live["metadata"]["annotations"][TRACKING_ANNOTATION].startswith(f"{namespace}_app-a:")
     assert await kube_client.get("v1", "ConfigMap", "b-only", namespace) is None
+
+
+async def test_cli_app_delete_removes_the_application_it_read_and_its_objects(
+    cluster: Cluster,
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
+) -> None:
+    git_repo.commit_and_push({"app/cm.yaml": configmap("owned", a="1")}, "one object")
+    app = await make_app("cli-delete", {"repoURL": public_url(git_repo), "path": "app"})
+    assert (await engine.sync(app)).result.phase == "Succeeded"
+
+    # Every DELETE it sends is conditional (the Application's uid, each object's uid and
+    # resourceVersion): a request the client refused would fail the command.
+    proc = _gitsail(cluster, "app", "delete", "cli-delete", "-N", namespace)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "owned" in proc.stdout, proc.stdout
+
+    async def gone() -> bool:
+        application = await kube_client.get(API_VERSION, "Application", "cli-delete", namespace)
+        return application is None and not await kube_client.get(
+            "v1", "ConfigMap", "owned", namespace
+        )
+
+    await eventually(gone, timeout=30, what="the Application and its ConfigMap deleted")
