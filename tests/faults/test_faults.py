@@ -94,6 +94,26 @@ async def assert_present(api: Kube, namespace: str, *names: str) -> None:
         assert await api.get("v1", "ConfigMap", name, namespace) is not None, name
 
 
+async def uids(api: Kube, namespace: str, *names: str) -> dict[str, str]:
+    """The uid of each ConfigMap named: what must survive the fault, not be replaced."""
+    found = {}
+    for name in names:
+        live = await api.get("v1", "ConfigMap", name, namespace)
+        assert live is not None, name
+        found[name] = str(live["metadata"]["uid"])
+    return found
+
+
+async def assert_survived(api: Kube, namespace: str, seen: dict[str, str]) -> None:
+    """Each object of ``seen`` is still the very object seen before the fault: neither
+    deleted (and created again by a later sync) nor being deleted."""
+    for name, uid in seen.items():
+        live = await api.get("v1", "ConfigMap", name, namespace)
+        assert live is not None, f"{name} was deleted"
+        assert live["metadata"]["uid"] == uid, f"{name} was deleted and created again"
+        assert "deletionTimestamp" not in live["metadata"], f"{name} is being deleted"
+
+
 async def operation_phase(api: Kube, namespace: str, app: str) -> str:
     status = await app_status(api, namespace, app)
     return str((status.get("operationState") or {}).get("phase", ""))
@@ -141,6 +161,7 @@ async def test_apiserver_restarted_mid_sync(
     controller = controller_process()
     await create_app(api, ns, "waves", public_url(git_repo), syncPolicy=AUTOMATED)
     await eventually(lambda: waiting_in_wave_zero(api, ns, "waves"), what="sync in wave 0")
+    seen = await uids(api, ns, "bystander", "before")
 
     await asyncio.to_thread(restart, cluster, "kube-apiserver")
     assert await probe_seconds(controller.url) < PROBE_BUDGET
@@ -149,7 +170,8 @@ async def test_apiserver_restarted_mid_sync(
 
     await open_gate(api, ns)
     await eventually(lambda: converged(api, ns, "waves"), timeout=120, what="sync completed")
-    await assert_present(api, ns, "bystander", "before", "after")
+    await assert_survived(api, ns, seen)
+    await assert_present(api, ns, "after")
 
 
 async def test_etcd_paused_for_ten_seconds(
@@ -172,6 +194,7 @@ async def test_etcd_paused_for_ten_seconds(
         return cm is not None and cm["data"]["v"] == value
 
     await eventually(lambda: a_is("1"), what="initial sync")
+    seen = await uids(api, ns, "bystander", "a", "b")
     git_repo.commit_and_push(
         {"app/a.yaml": configmap("a", v="2"), "app/c.yaml": configmap("c")}, "v2"
     )
@@ -184,7 +207,8 @@ async def test_etcd_paused_for_ten_seconds(
             await asyncio.sleep(1)  # probe cadence while the fault lasts, not a wait for state
 
     await eventually(lambda: a_is("2"), timeout=120, what="sync after etcd resumed")
-    await assert_present(api, ns, "bystander", "a", "b", "c")
+    await assert_survived(api, ns, seen)
+    await assert_present(api, ns, "c")
 
 
 class _StallingServer:
@@ -251,6 +275,7 @@ async def test_git_server_down_and_slow(
             return cm is not None and cm["data"]["v"] == value
 
         await eventually(lambda: a_is("1"), what="initial sync")
+        seen = await uids(api, ns, "bystander", "a", "b")
 
         async def comparison_error(app: str) -> bool:
             status = await app_status(api, ns, app)
@@ -271,13 +296,13 @@ async def test_git_server_down_and_slow(
         )
         await eventually(lambda: comparison_error("down"), timeout=90, what="fetch error")
         assert await probe_seconds(controller.url) < PROBE_BUDGET
-        await assert_present(api, ns, "bystander", "a", "b")
+        await assert_survived(api, ns, seen)
 
         back = GitServer(private_git.root, port=port).start()
         try:
             work.commit_and_push({"app/a.yaml": configmap("a", v="2")}, "v2")
             await eventually(lambda: a_is("2"), timeout=120, what="sync after git returned")
-            await assert_present(api, ns, "bystander", "a", "b")
+            await assert_survived(api, ns, seen)
         finally:
             back.stop()
     finally:
@@ -348,6 +373,7 @@ async def test_renderer_killed_mid_render(
         return cm is not None and cm["data"]["v"] == value
 
     await eventually(lambda: a_is("1"), what="initial sync")
+    seen = await uids(api, ns, "bystander", "a", "b")
 
     marker.touch()
     change: dict[str, Any] = (
@@ -377,9 +403,9 @@ async def test_renderer_killed_mid_render(
     assert await probe_seconds(controller.url) < PROBE_BUDGET
     # The killed render never reaches the sync stage: nothing is pruned, and the next
     # reconcile renders the new commit.
-    await assert_present(api, ns, "bystander", "a", "b")
+    await assert_survived(api, ns, seen)
     await eventually(lambda: a_is("2"), timeout=120, what="render after the kill")
-    await assert_present(api, ns, "bystander", "a", "b")
+    await assert_survived(api, ns, seen)
 
 
 async def test_controller_sigkilled_between_waves(
@@ -394,9 +420,13 @@ async def test_controller_sigkilled_between_waves(
     first = controller_process()
     await create_app(api, ns, "waves", public_url(git_repo), syncPolicy=AUTOMATED)
     await eventually(lambda: waiting_in_wave_zero(api, ns, "waves"), what="sync in wave 0")
+    seen = await uids(api, ns, "bystander", "before")
 
     first.kill()
     await open_gate(api, ns + "-k")
-    controller_process()
+    second = controller_process()
+    assert await probe_seconds(second.url) < PROBE_BUDGET
     await eventually(lambda: converged(api, ns, "waves"), timeout=120, what="sync resumed")
-    await assert_present(api, ns, "bystander", "before", "after")
+    assert await probe_seconds(second.url) < PROBE_BUDGET
+    await assert_survived(api, ns, seen)
+    await assert_present(api, ns, "after")

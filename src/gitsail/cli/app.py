@@ -736,7 +736,15 @@ def delete(
                 {"metadata": {"finalizers": finalizers or None}},
                 namespace=namespace,
             )
-            await eng.kube.delete("argoproj.io/v1alpha1", "Application", name, namespace)
+            # The Application read above, not one created again under its name meanwhile.
+            uid = str((current.raw.get("metadata") or {}).get("uid") or "")
+            await eng.kube.delete(
+                "argoproj.io/v1alpha1",
+                "Application",
+                name,
+                namespace,
+                preconditions={"uid": uid},
+            )
             return deleted
 
     deleted = _guard(lambda: run(main()))

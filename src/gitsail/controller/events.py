@@ -12,8 +12,8 @@ the remembered Event is gone (the apiserver expires Events after ``--event-ttl``
 by default), a new one is created.
 
 Recording never breaks a reconcile: API failures are logged and swallowed. Messages are
-cut to ``MAX_MESSAGE`` characters. Callers must not put secrets in messages; nothing here
-could tell a secret from any other text.
+cut to ``MAX_MESSAGE`` characters. Callers must not put secrets in messages; the one kind
+recognised here, the userinfo of a URL (``https://user:password@host``), is removed anyway.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from gitsail.kube import Kube, KubeError, NotFound
 from gitsail.model import Obj
+from gitsail.source import redact_text
 
 __all__ = ["AGGREGATION_WINDOW", "MAX_MESSAGE", "EventRecorder", "EventType", "Reason"]
 
@@ -91,6 +92,7 @@ class EventRecorder:
         """Record an Event about ``involved``; never raises for API failures."""
         if type not in (EventType.NORMAL, EventType.WARNING):
             raise ValueError(f"event type must be Normal or Warning, not {type!r}")
+        message = redact_text(message)
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 3] + "..."
         meta = involved.get("metadata") or {}

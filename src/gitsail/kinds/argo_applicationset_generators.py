@@ -62,6 +62,7 @@ from gitsail.kinds.errors import SpecError
 from gitsail.kinds.gotemplate import TemplateError
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.source import redact_text
 
 __all__ = [
     "IN_CLUSTER",
@@ -263,7 +264,7 @@ class _Run:
         except GeneratorError:
             raise
         except Exception as exc:  # any fetch failure keeps every app
-            raise GeneratorError(f"git generator: {spec.repo_url}: {exc}") from exc
+            raise GeneratorError(redact_text(f"git generator: {spec.repo_url}: {exc}")) from exc
         if spec.directories:
             found = [
                 self.path_params(d, None, spec.path_param_prefix) for d in self._dirs(root, spec)

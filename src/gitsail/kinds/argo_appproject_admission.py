@@ -41,6 +41,7 @@ from gitsail.kinds.argo_appproject import (
 )
 from gitsail.kube import Conflict, Kube, KubeError, NotFoundKind
 from gitsail.model import Obj
+from gitsail.source import redact_url
 
 __all__ = [
     "SYNC_WINDOW_CONDITION",
@@ -162,7 +163,8 @@ class ProjectAdmission:
                 f"to use project '{name}'"
             )
         if not repo_permitted(project, app.source.url):
-            return f"application repo {app.source.url} is not permitted in project '{name}'"
+            shown = redact_url(app.source.url)
+            return f"application repo {shown} is not permitted in project '{name}'"
         server, cluster = destination_of(app)
         if not destination_permitted(project, server, cluster, app.destination_namespace):
             return (

@@ -65,6 +65,7 @@ from gitsail.kinds.status import (
 )
 from gitsail.kube.errors import KubeError
 from gitsail.model import Artifact, Obj
+from gitsail.source import redact_url
 from gitsail.source.artifacts import ArtifactStore, IgnoreRules, Include, StoredArtifact
 from gitsail.source.credentials import RepoCredentials, secret_values
 from gitsail.source.errors import (
@@ -377,7 +378,7 @@ class GitRepositoryReconciler(FluxSourceReconciler):
             return Outcome(
                 error=Transient(
                     GIT_OPERATION_FAILED,
-                    f"fetching {source.url} timed out after {source.timeout:g}s "
+                    f"fetching {redact_url(source.url)} timed out after {source.timeout:g}s "
                     "(spec.timeout); retrying",
                 ),
                 failed_condition=FETCH_FAILED,
@@ -440,7 +441,7 @@ class GitRepositoryReconciler(FluxSourceReconciler):
             raise Transient(
                 GIT_OPERATION_FAILED,
                 f"commit {source.ref.value} (spec.ref.commit) is not in branch {branch} "
-                f"(spec.ref.branch) of {source.url}",
+                f"(spec.ref.branch) of {redact_url(source.url)}",
             )
         fetched = await self.git.fetch(source.url, wanted, ".", creds)
         return fetched.root, artifact_revision(source.ref, resolved_ref, fetched.revision)

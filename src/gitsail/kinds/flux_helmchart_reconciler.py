@@ -62,6 +62,7 @@ from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube.errors import KubeError
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
+from gitsail.source import redact_url
 from gitsail.source.artifacts import ArtifactStore, StoredArtifact
 from gitsail.source.boundedyaml import YAMLLimitError, load_document
 from gitsail.source.credentials import RepoCredentials
@@ -294,8 +295,8 @@ class HelmChartReconciler(SourceReconciler):
             raise _fetch_failed(
                 Transient(
                     CHART_PULL_ERROR,
-                    f"downloading chart {chart.chart} {version} from {repo.url} timed out "
-                    f"after {repo.timeout:g}s (the HelmRepository's spec.timeout)",
+                    f"downloading chart {chart.chart} {version} from {redact_url(repo.url)} "
+                    f"timed out after {repo.timeout:g}s (the HelmRepository's spec.timeout)",
                 )
             ) from None
         except SourceError as exc:

@@ -55,6 +55,7 @@ from gitsail.kinds.status import (
 )
 from gitsail.kube.errors import KubeError
 from gitsail.model import Obj
+from gitsail.source import redact_url
 from gitsail.source.artifacts import ArtifactStore, StoredArtifact
 from gitsail.source.credentials import RepoCredentials, secret_values
 from gitsail.source.errors import AuthError, InvalidSource, SourceError
@@ -345,7 +346,7 @@ class HelmRepositoryReconciler(SourceReconciler):
             return Outcome(
                 error=Transient(
                     INDEXATION_FAILED,
-                    f"fetching {repo.url}/index.yaml timed out after {repo.timeout:g}s "
+                    f"fetching {redact_url(repo.url)}/index.yaml timed out after {repo.timeout:g}s "
                     "(spec.timeout); retrying",
                 ),
                 failed_condition=FETCH_FAILED,

@@ -97,6 +97,7 @@ from gitsail.source import (
     RepoCredentials,
     SourceError,
     input_files,
+    redact_url,
 )
 from gitsail.source.artifacts import ArtifactStore
 from gitsail.source.credentials import secret_values
@@ -521,7 +522,8 @@ async def build(
             return reused
     creds = await git_credentials(kube, repo)
     path = ks.render.path
-    where = f"{('./' + path) if path else './'} is not a directory in {repo.source.url} at "
+    shown = redact_url(repo.source.url)
+    where = f"{('./' + path) if path else './'} is not a directory in {shown} at "
     try:
         # Only spec.path's inputs are hashed by the fetch, not the whole repository.
         checkout = await git.fetch(repo.source.url, sha, path, creds)

@@ -55,6 +55,7 @@ from gitsail.kinds.status import (
 )
 from gitsail.kube.errors import KubeError
 from gitsail.model import Obj
+from gitsail.source import redact_url
 from gitsail.source.artifacts import ArtifactStore, IgnoreRules, StoredArtifact
 from gitsail.source.credentials import RepoCredentials
 from gitsail.source.errors import AuthError, InvalidSource, SourceError
@@ -267,7 +268,8 @@ class OCIRepositoryReconciler(FluxSourceReconciler):
                     plain_http=repo.insecure,
                 )
         except TimeoutError:
-            message = f"pulling {repo.url} timed out after {repo.timeout:g}s (spec.timeout)"
+            shown = redact_url(repo.url)
+            message = f"pulling {shown} timed out after {repo.timeout:g}s (spec.timeout)"
             return Outcome(
                 error=Transient(PULL_FAILED, message), failed_condition=FETCH_FAILED
             ), None
@@ -352,7 +354,7 @@ class OCIRepositoryReconciler(FluxSourceReconciler):
 
 
 def _source_error(repo: OCIRepository, exc: SourceError) -> ReconcileError:
-    message = f"failed to pull artifact from '{repo.url}': {exc.message}"
+    message = f"failed to pull artifact from '{redact_url(repo.url)}': {exc.message}"
     if isinstance(exc, AuthError):
         return Transient(AUTHENTICATION_FAILED, message)
     if isinstance(exc, InvalidSource):  # a refused host, a layer over a bound: fix something

@@ -19,6 +19,9 @@ The tree is defined in ``gitsail.errors`` (the bottom layer, so the delivery dri
 it too) and re-exported here. Both map to ``Ready=False`` with their ``reason``;
 ``Stalled`` also sets ``Stalled=True`` as kstatus expects, ``Transient`` keeps
 ``Reconciling=True``.
+
+A condition's message never shows the userinfo of a URL (``https://user:password@host``
+is written ``https://host``), whoever built the message.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitsail.errors import ReconcileError, Stalled, Transient
+from gitsail.source import redact_text
 
 __all__ = [
     "Condition",
@@ -57,7 +61,8 @@ class Condition:
             "type": self.type,
             "status": self.status,
             "reason": self.reason,
-            "message": self.message,
+            # The last line of defence: no URL's userinfo (a password) reaches a status.
+            "message": redact_text(self.message),
             "lastTransitionTime": transition_time,
         }
         if self.observed_generation is not None:

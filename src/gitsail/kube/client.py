@@ -430,8 +430,18 @@ class Kube:
         check_names("", "Service", service, namespace)
         if not port or not all(c.isalnum() or c == "-" for c in port):
             raise InvalidName("port", port, "a port name or number", kind="Service")
-        if not path.startswith("/") or ".." in path.split("/") or "?" in path:
-            raise InvalidName("path", path, "an absolute path without '..'", kind="Service")
+        segments = path.split("/")[1:]
+        if (
+            not path.startswith("/")
+            or any(s in (".", "..") for s in segments)
+            or any(c in path for c in "?#%\\")
+        ):
+            raise InvalidName(
+                "path",
+                path,
+                "an absolute path without '.' or '..' segments, '?', '#', '%' or '\\'",
+                kind="Service",
+            )
         target = f"/api/v1/namespaces/{namespace}/services/http:{service}:{port}/proxy{path}"
         response = await self._send(
             method,
@@ -564,7 +574,9 @@ class Kube:
         ``preconditions`` (``uid`` and/or ``resourceVersion``, as the caller last saw the
         object) make the server delete only that very object, unchanged since: if it was
         replaced or modified in between, nothing is deleted and ``PreconditionFailed``
-        (a ``Conflict``) is raised.
+        (a ``Conflict``) is raised. A precondition without a value (the caller never saw a
+        uid) refuses the same way, without a request: it never becomes an unconditional
+        delete.
         """
         info = await self.resource_for(api_version, kind)
         ns = self._ns(info, namespace)
@@ -578,9 +590,16 @@ class Kube:
             unknown = set(preconditions) - {"uid", "resourceVersion"}
             if unknown:
                 raise ValueError(f"{context}: unknown preconditions {sorted(unknown)}")
-            seen = {k: str(v) for k, v in preconditions.items() if v}
-            if seen:
-                options["preconditions"] = seen
+            empty = sorted(k for k, v in preconditions.items() if not v)
+            if empty:
+                raise PreconditionFailed(
+                    409,
+                    "Conflict",
+                    f"not deleted: no {' or '.join(empty)} was read to make the delete "
+                    "conditional on",
+                    context=context,
+                )
+            options["preconditions"] = {k: str(v) for k, v in preconditions.items()}
         try:
             await self._send(
                 "DELETE",

@@ -29,7 +29,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gitsail.source._urls import normalize_repo_url, redact_url
+    from gitsail.source._urls import normalize_repo_url, redact_text, redact_url
     from gitsail.source.credentials import RepoCredentials, known_hosts_from, match_credentials
     from gitsail.source.errors import (
         AuthError,
@@ -66,6 +66,7 @@ _EXPORTS = {
     "known_hosts_from": "gitsail.source.credentials",
     "match_credentials": "gitsail.source.credentials",
     "normalize_repo_url": "gitsail.source._urls",
+    "redact_text": "gitsail.source._urls",
     "redact_url": "gitsail.source._urls",
     "resolve_semver": "gitsail.source.semver",
 }
@@ -89,6 +90,7 @@ __all__ = [
     "known_hosts_from",
     "match_credentials",
     "normalize_repo_url",
+    "redact_text",
     "redact_url",
     "resolve_semver",
 ]

@@ -7,15 +7,21 @@ the fixes as well, so they can be run against the old code to see them fail.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gitsail.app.engine import AppEngine, ComparisonError
+from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir
+from gitsail.kinds.argo_application import API_VERSION
 from gitsail.kube import Kube
 from gitsail.model import Obj, ResourceKey
 from gitsail.sync import SyncRequest, run_sync
 from gitsail.sync.tracking import TRACKING_ANNOTATION, mark
 from tests.integration.app.conftest import ApplicationFactory, configmap, public_url, reload
+from tests.integration.app.test_hardening_spec import _gitsail
+from tests.integration.controller.conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -224,6 +230,52 @@ async def test_prune_does_not_delete_an_object_replaced_since_the_comparison(
     assert "replaced" in row.message
 
 
+async def test_hook_cleanup_deletes_only_the_object_the_hook_created(
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hook = hook_configmap("cleanup", phase="PostSync").replace(
+        "    argocd.argoproj.io/hook: PostSync\n",
+        "    argocd.argoproj.io/hook: PostSync\n"
+        "    argocd.argoproj.io/hook-delete-policy: HookSucceeded\n",
+    )
+    git_repo.commit_and_push(
+        {"app/cm.yaml": configmap("plain", a="1"), "app/hook.yaml": hook}, "a hook cleaned up"
+    )
+    app = await make_app("cleanup", {"repoURL": public_url(git_repo), "path": "app"})
+    cluster = engine.cluster
+    real_delete = cluster.delete
+    replacement: dict[str, Obj] = {}
+
+    async def replaced_first(
+        api_version: str, kind: str, name: str, namespace: str | None = None, *a: Any, **kw: Any
+    ) -> bool:
+        # Between the hook's success and its clean-up, someone replaces the object.
+        if (kind, name) == ("ConfigMap", "cleanup") and not replacement:
+            await real_delete(api_version, kind, name, namespace, propagation="Background")
+            replacement["obj"] = await unmanaged_configmap(
+                kube_client, str(namespace), "cleanup", owner="someone else"
+            )
+        return await real_delete(api_version, kind, name, namespace, *a, **kw)
+
+    monkeypatch.setattr(cluster, "delete", replaced_first)
+    outcome = await engine.sync(app)
+
+    assert replacement, "the hook was never cleaned up"
+    assert outcome.result.phase == "Succeeded", outcome.result.message
+    live = await kube_client.get("v1", "ConfigMap", "cleanup", namespace)
+    assert live is not None
+    assert live["metadata"]["uid"] == replacement["obj"]["metadata"]["uid"]
+    assert live["data"] == {"owner": "someone else"}
+    [row] = [r for r in outcome.result.resources if r.key.name == "cleanup"]
+    assert "not cleaned up" in row.message
+
+
 async def test_app_deletion_skips_an_object_that_changed_after_it_was_read(
     engine: AppEngine,
     kube_client: Kube,
@@ -304,3 +356,32 @@ async def test_shared_resource_is_reported_and_not_taken_over(
     assert live["data"] == {"owner": "a"}
     assert live["metadata"]["annotations"][TRACKING_ANNOTATION].startswith(f"{namespace}_app-a:")
     assert await kube_client.get("v1", "ConfigMap", "b-only", namespace) is None
+
+
+async def test_cli_app_delete_removes_the_application_it_read_and_its_objects(
+    cluster: Cluster,
+    engine: AppEngine,
+    kube_client: Kube,
+    make_app: ApplicationFactory,
+    git_repo: Workdir,
+    repo_secret: object,
+    namespace: str,
+) -> None:
+    git_repo.commit_and_push({"app/cm.yaml": configmap("owned", a="1")}, "one object")
+    app = await make_app("cli-delete", {"repoURL": public_url(git_repo), "path": "app"})
+    assert (await engine.sync(app)).result.phase == "Succeeded"
+
+    # Every DELETE it sends is conditional (the Application's uid, each object's uid and
+    # resourceVersion): a request the client refused would fail the command.
+    proc = _gitsail(cluster, "app", "delete", "cli-delete", "-N", namespace)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "owned" in proc.stdout, proc.stdout
+
+    async def gone() -> bool:
+        application = await kube_client.get(API_VERSION, "Application", "cli-delete", namespace)
+        return application is None and not await kube_client.get(
+            "v1", "ConfigMap", "owned", namespace
+        )
+
+    await eventually(gone, timeout=30, what="the Application and its ConfigMap deleted")

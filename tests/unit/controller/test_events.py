@@ -134,3 +134,11 @@ async def test_cluster_scoped_objects_get_events_in_default() -> None:
     [(namespace, _)] = fake.events
     assert namespace == "default"
     assert "namespace" not in fake.events[(namespace, _)]["involvedObject"]
+
+
+async def test_a_urls_password_never_reaches_an_event() -> None:
+    fake = FakeEvents()
+    message = "fetch of https://alice:hunter2@git.example/r.git failed"
+    await recorder(fake).record(APP, reason="SyncFailed", message=message, type="Warning")
+    [event] = fake.events.values()
+    assert event["message"] == "fetch of https://git.example/r.git failed"

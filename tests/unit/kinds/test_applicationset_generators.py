@@ -236,6 +236,17 @@ async def test_an_unreachable_repository_is_a_generator_error() -> None:
         await params(s, sources)
 
 
+async def test_a_generator_error_never_shows_the_repository_password() -> None:
+    url = "https://alice:hunter2@git.example/r.git"
+    sources = FakeSources()
+    sources.fail = OSError(f"cannot reach {url}")
+    s = appset([{"git": {"repoURL": url, "directories": [{"path": "*"}]}}])
+    with pytest.raises(GeneratorError) as caught:
+        await params(s, sources)
+    assert "hunter2" not in str(caught.value)
+    assert "https://git.example/r.git" in str(caught.value)
+
+
 async def test_too_many_parameter_sets_is_a_generator_error() -> None:
     s = appset([{"list": {"elements": [{"name": str(i)} for i in range(5)]}}])
     with pytest.raises(GeneratorError, match="more than 4 parameter sets"):

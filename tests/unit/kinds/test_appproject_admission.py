@@ -3,6 +3,7 @@ made when missing, the engine refusing before any fetch, and the status it leave
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any, cast
 
@@ -117,6 +118,16 @@ async def test_a_permitted_app_and_its_objects_are_admitted() -> None:
     assert await a.admit(app) == ""
     assert await a.admit_objects(app, [obj("v1", "ConfigMap", "c", "web")]) == ""
     assert a.apps_of("team") == [("argocd", "web")]
+
+
+async def test_a_refused_repository_is_named_without_its_password() -> None:
+    a = admission({"team": appproject(**{**TEAM, "sourceRepos": ["https://git.example/other/*"]})})
+    app = application()
+    url = "https://alice:hunter2@git.example/team/web.git"
+    app = dataclasses.replace(app, source=dataclasses.replace(app.source, url=url))
+    assert await a.admit(app) == (
+        "application repo https://git.example/team/web.git is not permitted in project 'team'"
+    )
 
 
 async def test_repo_destination_and_source_namespace_are_refused_in_argo_cd_words() -> None:

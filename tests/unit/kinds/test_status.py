@@ -44,3 +44,17 @@ def test_success_clears_the_failure_conditions() -> None:
     )
     assert [(c["type"], c["status"]) for c in ok] == [("Ready", "True")]
     assert ok[0]["lastTransitionTime"] == "u"
+
+
+def test_a_condition_message_never_shows_a_urls_password() -> None:
+    error = Transient(
+        "GitOperationFailed",
+        "fetching https://alice:hunter2@git.example/r.git timed out; "
+        "also ssh://git:hunter2@git.example/r.git",
+    )
+    conditions = failure_conditions([], error, generation=1, now="t")
+    messages = [c["message"] for c in conditions]
+    assert (
+        messages
+        == ["fetching https://git.example/r.git timed out; also ssh://git@git.example/r.git"] * 2
+    )

@@ -240,6 +240,18 @@ async def test_delete_sends_preconditions_and_a_failed_one_is_precondition_faile
     assert len(server.requests) == 2  # a failed precondition is not retried
 
 
+@pytest.mark.parametrize("pre", [{"uid": ""}, {"uid": "u1", "resourceVersion": ""}])
+async def test_a_precondition_without_a_value_refuses_the_delete_without_a_request(
+    pre: dict[str, str],
+) -> None:
+    # Dropping it would turn a delete of "the object I saw" into a delete of whatever is there.
+    kube, server = make_kube(ok())
+    async with kube:
+        with pytest.raises(PreconditionFailed, match="conditional on"):
+            await kube.delete("v1", "ConfigMap", "web", "shop", preconditions=pre)
+    assert server.requests == []
+
+
 @pytest.mark.parametrize("name", [".", "..", "a/b"])
 async def test_no_request_is_sent_for_a_name_kubernetes_would_refuse(name: str) -> None:
     kube, server = make_kube(ok())

@@ -96,5 +96,8 @@ async def test_proxy_paths_are_validated() -> None:
         await kube.proxy_service("GET", "kube-system", "a/b", "http", "/v1/cert.pem")
     with pytest.raises(InvalidName):
         await kube.proxy_service("GET", "kube-system", "svc", "http", "/v1/../x")
+    for path in ("/v1/./x", "/v1/%2e%2e/x", "/v1/x#y", "/v1\\..\\x"):
+        with pytest.raises(InvalidName):
+            await kube.proxy_service("GET", "kube-system", "svc", "http", path)
     with pytest.raises(InvalidName):
         await kube.proxy_service("GET", "kube-system", "svc", "ht:tp", "/v1/cert.pem")
