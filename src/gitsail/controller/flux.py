@@ -33,8 +33,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gitsail.controller.clusters import ClusterPool
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, ObjectKey
 from gitsail.kinds import SpecError, parse_kustomization
+from gitsail.kinds.argo_cluster import ClusterEntry
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
 from gitsail.kinds.flux_helmchart import parse_helm_chart
 from gitsail.kinds.flux_helmchart_reconciler import HelmChartReconciler, OCICharts
@@ -43,11 +45,15 @@ from gitsail.kinds.flux_helmrelease_chart import FIELD_MANAGER as HELM_FIELD_MAN
 from gitsail.kinds.flux_helmrelease_chart import OWNER_NAME, OWNER_NAMESPACE
 from gitsail.kinds.flux_helmrelease_reconciler import HelmReleaseReconciler
 from gitsail.kinds.flux_helmrepository_reconciler import HelmRepositoryReconciler
-from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, KustomizationReconciler
+from gitsail.kinds.flux_kustomization_reconciler import (
+    FIELD_MANAGER,
+    KustomizationReconciler,
+    RemoteCluster,
+)
 from gitsail.kinds.flux_ocirepository_reconciler import OCIRepositoryReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
 from gitsail.kinds.helm_actions import HelmActions
-from gitsail.kube import KubeError
+from gitsail.kube import Kube, KubeConfig, KubeError
 from gitsail.model import Obj
 from gitsail.sync import Inventory
 
@@ -152,6 +158,28 @@ class _HelmCharts(_FluxKind):
         return await super().reconcile(obj, reasons)
 
 
+def kubeconfig_clusters(ctx: KindContext) -> RemoteCluster | None:
+    """Flux ``spec.kubeConfig`` clients from the controller's ``ClusterPool``: one
+    connection per Kustomization's kubeconfig (replaced when the Secret changes), probed,
+    and refused at once while its cluster does not answer."""
+    pool = getattr(ctx.engine, "targets", None)
+    if not isinstance(pool, ClusterPool):
+        return None
+
+    async def remote(namespace: str, name: str, config: KubeConfig, digest: str) -> Kube:
+        entry = ClusterEntry(
+            name=config.context or config.server,
+            server=config.server,
+            config=config,
+            fingerprint=digest,
+        )
+        who = ObjectKey("Kustomization", namespace, name)
+        target = await pool.target_for(f"kubeconfig:{namespace}/{name}", entry, who)
+        return target.kube
+
+    return remote
+
+
 def gitrepository(ctx: KindContext) -> _FluxKind:
     inner = GitRepositoryReconciler(ctx.kube, ctx.engine.git, ctx.artifacts)
     return _FluxKind(inner, ctx)
@@ -165,6 +193,7 @@ def kustomization(ctx: KindContext) -> _FluxKind:
         policy=ctx.engine.git.policy,
         artifacts=ctx.artifacts,  # OCIRepository sources are read from the store
         target_live=ctx.live,  # to find unchanged objects without a GET each
+        remote=kubeconfig_clusters(ctx),  # spec.kubeConfig through the ClusterPool
     )
     return _Kustomizations(inner, ctx)
 

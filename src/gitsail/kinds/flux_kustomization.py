@@ -17,9 +17,13 @@ Flux's rules, as its documentation states them (kustomize-controller
   source (``RenderSpec.substitution``); ``substitute`` wins over ``substituteFrom``, and a
   later source over an earlier one (``gitsail.kinds.flux_substitute``).
 
-Refused with a message (not implemented yet): ``decryption`` (SOPS), ``kubeConfig`` (other
-clusters), a ``sourceRef`` other than a ``GitRepository`` or an ``OCIRepository`` (read from
-its artifact, ``flux_source_artifact``), and ``v1beta2``'s ``patchesStrategicMerge`` /
+``spec.kubeConfig.secretRef`` (``key``, default ``value`` then ``value.yaml``) names the
+kubeconfig Secret of another cluster (``gitsail.kinds.argo_cluster.read_flux_kubeconfig``).
+
+Refused with a message (not implemented yet): ``decryption`` (SOPS),
+``kubeConfig.configMapRef`` (workload identity), a ``sourceRef`` other than a
+``GitRepository`` or an ``OCIRepository`` (read from its artifact,
+``flux_source_artifact``), and ``v1beta2``'s ``patchesStrategicMerge`` /
 ``patchesJson6902`` (removed in ``v1``: move them to ``spec.patches``). ``v1beta2``'s
 ``validation`` is accepted and has no effect, as in Flux
 since it became deprecated (server-side apply validates).
@@ -85,6 +89,8 @@ class Kustomization:
     health_check_exprs: tuple[HealthCheckExpr, ...] = ()
     dependencies: tuple[Dependency, ...] = ()
     requested_at: str | None = None
+    # spec.kubeConfig.secretRef: (Secret name, key; "" for value / value.yaml)
+    kube_config: tuple[str, str] | None = None
 
 
 def parse_kustomization(obj: Any) -> Kustomization:
@@ -94,6 +100,7 @@ def parse_kustomization(obj: Any) -> Kustomization:
         obj, kind=KIND, api_versions=API_VERSIONS
     )
     try:
+        kube_config = _kube_config(spec)
         _refuse_unsupported(spec)
         source = _source_ref(spec.obj("sourceRef"), namespace, required=True)
         render = _render(spec)
@@ -116,13 +123,31 @@ def parse_kustomization(obj: Any) -> Kustomization:
         health_check_exprs=exprs,
         dependencies=dependencies,
         requested_at=annotation(obj, REQUESTED_AT),
+        kube_config=kube_config,
     )
+
+
+def _kube_config(spec: Fields) -> tuple[str, str] | None:
+    """``spec.kubeConfig.secretRef`` (name, key); read here, so the refusals below skip it."""
+    if not spec.present("kubeConfig"):
+        return None
+    config = spec.obj("kubeConfig")
+    if config.present("configMapRef"):
+        config.raw("configMapRef")
+        raise UnsupportedField(
+            config.at("configMapRef"), "workload identity (configMapRef) is not implemented"
+        )
+    ref = config.obj("secretRef")
+    name = ref.need_string("name", pattern=_DNS_SUBDOMAIN)
+    key = ref.string("key", pattern=r"[-._a-zA-Z0-9]{1,253}") or ""
+    ref.finish()
+    config.finish()
+    return name, key
 
 
 def _refuse_unsupported(spec: Fields) -> None:
     for field, why in (
         ("decryption", "decryption (SOPS) is not implemented by gitsail yet"),
-        ("kubeConfig", "remote clusters (kubeConfig) are not implemented by gitsail yet"),
         ("patchesStrategicMerge", "removed in kustomize.toolkit.fluxcd.io/v1: use spec.patches"),
         ("patchesJson6902", "removed in kustomize.toolkit.fluxcd.io/v1: use spec.patches"),
     ):
