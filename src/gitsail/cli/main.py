@@ -36,6 +36,7 @@ def build_app() -> typer.Typer:
     """Every command."""
     from gitsail.cli import app as app_cmd
     from gitsail.cli import appset as appset_cmd
+    from gitsail.cli import cluster as cluster_cmd
     from gitsail.cli import demo, dev, flux
     from gitsail.cli import proj as proj_cmd
     from gitsail.cli.controller import controller
@@ -49,6 +50,7 @@ def build_app() -> typer.Typer:
     app.add_typer(app_cmd.app, name="app")
     app.add_typer(appset_cmd.app, name="appset")
     app.add_typer(proj_cmd.app, name="proj")  # AppProjects
+    app.add_typer(cluster_cmd.app, name="cluster")  # Argo CD cluster Secrets
     app.add_typer(flux.get_app, name="get")
     app.add_typer(flux.reconcile_app, name="reconcile")
     app.add_typer(flux.suspend_app, name="suspend")
