@@ -131,6 +131,7 @@ class ClusterPool:
         self._conns: dict[str, _Connection] = {}
         self._open_lock = asyncio.Lock()
         self._unknown: set[ObjectKey] = set()  # apps refused for want of a Secret
+        self._parsed: dict[str, tuple[str, ClusterEntry | None]] = {}  # by Secret name
 
     # -- the registered clusters ----------------------------------------------------------
 
@@ -153,10 +154,18 @@ class ClusterPool:
         """The clusters the Secrets register now (unreadable Secrets left out, logged)."""
         found = []
         for secret in self.secrets.items() if self.secrets is not None else []:
-            try:
-                found.append(read_cluster_secret(secret))
-            except ClusterConfigError as exc:
-                log.warning("%s", exc)
+            meta = secret.get("metadata") or {}
+            name, version = str(meta.get("name") or ""), str(meta.get("resourceVersion") or "")
+            parsed = self._parsed.get(name)
+            if parsed is None or parsed[0] != version:  # read each version of a Secret once
+                try:
+                    parsed = (version, read_cluster_secret(secret))
+                except ClusterConfigError as exc:
+                    log.warning("%s", exc)
+                    parsed = (version, None)
+                self._parsed[name] = parsed
+            if parsed[1] is not None:
+                found.append(parsed[1])
         return found
 
     def complete(self, server: str, name: str) -> tuple[str, str]:
@@ -175,6 +184,8 @@ class ClusterPool:
             if event.type == "BOOKMARK":
                 continue
             name = str((event.object.get("metadata") or {}).get("name") or "")
+            if event.type == "DELETED":
+                self._parsed.pop(name, None)
             for conn in list(self._conns.values()):
                 if conn.secret != name:
                     continue

@@ -387,6 +387,8 @@ class AppReconciler(KindDefaults):
                 spec != memory.failed_spec
                 or refresh  # a refresh request (removed above once taken)
                 or "webhook" in reasons
+                # its destination cluster answers again, or its Secret changed
+                or any(r.startswith(("cluster:", "cluster-secret")) for r in reasons)
             ):
                 memory.failures = 0  # a new spec, a refresh request or a push: look now
             else:
