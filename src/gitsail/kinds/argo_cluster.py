@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-from gitsail.kube import ConfigError, ExecConfig, KubeConfig
+from gitsail.kinds._fields import Fields
+from gitsail.kinds.errors import UnsupportedField
+from gitsail.kube import ConfigError, ExecConfig, Kube, KubeConfig, KubeError
 from gitsail.model import Obj
 
 __all__ = [
@@ -51,11 +54,14 @@ __all__ = [
     "IN_CLUSTER_NAME",
     "STATUS_PREFIX",
     "ClusterEntry",
+    "RemoteCluster",
     "check_server_url",
     "cluster_secret",
     "in_cluster_entry",
+    "kube_config_ref",
     "read_cluster_secret",
     "read_flux_kubeconfig",
+    "read_kubeconfig_secret",
     "secret_field",
 ]
 
@@ -339,3 +345,47 @@ def read_flux_kubeconfig(secret: Obj, key: str = "", *, what: str) -> KubeConfig
         raise ClusterConfigError(f"{what}: {exc}") from None
     check_server_url(config.server, what=what)
     return config
+
+
+def kube_config_ref(spec: Fields) -> tuple[str, str] | None:
+    """Flux's ``spec.kubeConfig.secretRef`` as (Secret name, key: "" for ``value`` /
+    ``value.yaml``), or None; ``configMapRef`` (workload identity) is refused."""
+    if not spec.present("kubeConfig"):
+        return None
+    config = spec.obj("kubeConfig")
+    if config.present("configMapRef"):
+        config.raw("configMapRef")
+        raise UnsupportedField(
+            config.at("configMapRef"), "workload identity (configMapRef) is not implemented"
+        )
+    ref = config.obj("secretRef")
+    name = ref.need_string("name", pattern=r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+    key = ref.string("key", pattern=r"[-._a-zA-Z0-9]{1,253}") or ""
+    ref.finish()
+    config.finish()
+    return name, key
+
+
+# The client of a spec.kubeConfig cluster, shared by the controller (its ClusterPool):
+# (namespace, name of the Flux object, the kubeconfig, a digest of its Secret) -> client.
+RemoteCluster = Callable[[str, str, KubeConfig, str], Awaitable[Kube]]
+
+
+async def read_kubeconfig_secret(
+    kube: Kube, namespace: str, ref: tuple[str, str]
+) -> tuple[KubeConfig, str]:
+    """The kubeconfig of a Flux object's ``spec.kubeConfig.secretRef`` ``ref`` (name, key),
+    read from the control plane, and a digest of the Secret (it changes when the Secret
+    does). ``ClusterConfigError`` for a missing, unreadable or refused one."""
+    name, key = ref
+    where = f"kubeConfig Secret '{namespace}/{name}'"
+    try:
+        secret = await kube.get("v1", "Secret", name, namespace)
+    except KubeError as exc:
+        raise ClusterConfigError(f"cannot read the {where}: {exc}") from None
+    if secret is None:
+        raise ClusterConfigError(f"{where} not found")
+    config = read_flux_kubeconfig(secret, key, what=where)
+    body = [namespace, name, key, secret.get("data"), secret.get("stringData")]
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    return config, digest

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitsail.kinds._fields import Fields, annotation, object_fields, shown
+from gitsail.kinds.argo_cluster import kube_config_ref
 from gitsail.kinds.errors import SpecError, UnsupportedField
 from gitsail.kinds.records import (
     CommonMetadata,
@@ -100,7 +101,7 @@ def parse_kustomization(obj: Any) -> Kustomization:
         obj, kind=KIND, api_versions=API_VERSIONS
     )
     try:
-        kube_config = _kube_config(spec)
+        kube_config = kube_config_ref(spec)
         _refuse_unsupported(spec)
         source = _source_ref(spec.obj("sourceRef"), namespace, required=True)
         render = _render(spec)
@@ -125,24 +126,6 @@ def parse_kustomization(obj: Any) -> Kustomization:
         requested_at=annotation(obj, REQUESTED_AT),
         kube_config=kube_config,
     )
-
-
-def _kube_config(spec: Fields) -> tuple[str, str] | None:
-    """``spec.kubeConfig.secretRef`` (name, key); read here, so the refusals below skip it."""
-    if not spec.present("kubeConfig"):
-        return None
-    config = spec.obj("kubeConfig")
-    if config.present("configMapRef"):
-        config.raw("configMapRef")
-        raise UnsupportedField(
-            config.at("configMapRef"), "workload identity (configMapRef) is not implemented"
-        )
-    ref = config.obj("secretRef")
-    name = ref.need_string("name", pattern=_DNS_SUBDOMAIN)
-    key = ref.string("key", pattern=r"[-._a-zA-Z0-9]{1,253}") or ""
-    ref.finish()
-    config.finish()
-    return name, key
 
 
 def _refuse_unsupported(spec: Fields) -> None:

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -73,7 +72,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from gitsail.app.targets import TargetUnavailable
 from gitsail.health import HealthStatus, resource_health
-from gitsail.kinds.argo_cluster import ClusterConfigError, read_flux_kubeconfig
+from gitsail.kinds.argo_cluster import ClusterConfigError, RemoteCluster, read_kubeconfig_secret
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.flux_cel import HealthExpressions, compile_expression, ready_by_expression
 from gitsail.kinds.flux_kustomization import API_VERSIONS, Kustomization, parse_kustomization
@@ -100,7 +99,6 @@ from gitsail.kube import (
     Conflict,
     Forbidden,
     Kube,
-    KubeConfig,
     KubeError,
     NotFoundKind,
     PreconditionFailed,
@@ -136,8 +134,6 @@ HISTORY_LIMIT = 5
 FIELD_MANAGER = "kustomize-controller"
 APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
 
-# The client of a spec.kubeConfig cluster: (namespace, name, config, digest of the Secret).
-RemoteCluster = Callable[[str, str, KubeConfig, str], Awaitable[Kube]]
 # Reads an object (api_version, kind, name, namespace) from a watch cache: None if absent.
 LiveGet = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
 
@@ -409,25 +405,10 @@ class KustomizationReconciler:
         plane, its kubeconfig checked (``read_flux_kubeconfig``), the client shared through
         ``remote`` (the controller's ClusterPool) or kept here per distinct kubeconfig."""
         assert ks.kube_config is not None
-        name, key = ks.kube_config
-        where = f"kubeConfig Secret '{ks.namespace}/{name}'"
         try:
-            secret = await self.kube.get("v1", "Secret", name, ks.namespace)
-        except KubeError as exc:
-            raise Transient(RECONCILIATION_FAILED, f"cannot read the {where}: {exc}") from exc
-        if secret is None:
-            raise Transient(RECONCILIATION_FAILED, f"{where} not found")
-        try:
-            config = read_flux_kubeconfig(secret, key, what=where)
+            config, digest = await read_kubeconfig_secret(self.kube, ks.namespace, ks.kube_config)
         except ClusterConfigError as exc:
             raise Transient(RECONCILIATION_FAILED, str(exc)) from None
-        digest = hashlib.sha256(
-            json.dumps(
-                [ks.namespace, name, key, secret.get("data"), secret.get("stringData")],
-                sort_keys=True,
-                default=str,
-            ).encode()
-        ).hexdigest()
         if self.remote is not None:
             try:
                 return await self.remote(ks.namespace, ks.name, config, digest)
@@ -438,7 +419,7 @@ class KustomizationReconciler:
             try:
                 kube = Kube(config, timeout=10.0)
             except ConfigError as exc:
-                raise Transient(RECONCILIATION_FAILED, f"{where}: {exc}") from None
+                raise Transient(RECONCILIATION_FAILED, f"kubeConfig: {exc}") from None
             self._remotes[digest] = kube
         return kube
 
