@@ -23,6 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gitsail.cli.main import app as cli
+from gitsail.dev.chartrepo import ChartRepo
 from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import GitServer, Workdir
 from gitsail.kinds.argo_cluster import read_cluster_secret
@@ -37,6 +38,10 @@ from tests.integration.controller.conftest import (
     start_controller,
     stop_controller,
 )
+from tests.integration.helm.conftest import chart_repo, chart_server
+from tests.integration.helm.releases import HR, helm_cli
+
+__all__ = ["chart_repo", "chart_server"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -447,4 +452,78 @@ async def test_a_flux_kustomization_with_kube_config_delivers_to_a_target(
                 "remote",
                 {"metadata": {"finalizers": None}},
                 ns,
+            )
+
+
+async def test_a_helmrelease_with_kube_config_is_released_on_the_target(
+    api: Kube,
+    control_ns: str,
+    target_ns: str,
+    cluster: Cluster,
+    target_clusters: tuple[Cluster, Cluster],
+    chart_repo: ChartRepo,
+    tmp_path: Path,
+    crds_installed: None,
+) -> None:
+    _, b = target_clusters
+    ns = control_ns
+    await api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "target-b-kubeconfig", "namespace": ns},
+            "stringData": {"value.yaml": b.kubeconfig.read_text()},
+        }
+    )
+    await api.create(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": {"name": "charts", "namespace": ns},
+            "spec": {"interval": "1h", "url": chart_repo.url},
+        }
+    )
+    await api.create(
+        {
+            "apiVersion": HR,
+            "kind": "HelmRelease",
+            "metadata": {"name": "redis", "namespace": ns},
+            "spec": {
+                "interval": "1h",
+                "chart": {
+                    "spec": {
+                        "chart": "redis",
+                        "version": "17.x",
+                        "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+                    }
+                },
+                "values": {"architecture": "standalone"},
+                "kubeConfig": {"secretRef": {"name": "target-b-kubeconfig"}},
+            },
+        }
+    )
+    running = await start_controller(api, ns, tmp_path)
+    try:
+
+        async def released() -> Obj | None:
+            obj = await api.get(HR, "HelmRelease", "redis", ns)
+            ready = [
+                c
+                for c in ((obj or {}).get("status") or {}).get("conditions") or []
+                if c["type"] == "Ready" and c["status"] == "True"
+            ]
+            return obj if ready else None
+
+        await eventually(released, timeout=120, what="redis released on target B")
+        home = tmp_path / "helm-home"
+        on_b = helm_cli(b.kubeconfig, "list", f"--namespace={ns}", "-o", "json", home=home)
+        assert on_b.returncode == 0, on_b.stderr
+        assert [r["name"] for r in json.loads(on_b.stdout)] == ["redis"]
+        here = helm_cli(cluster.kubeconfig, "list", f"--namespace={ns}", "-o", "json", home=home)
+        assert json.loads(here.stdout) == []  # not on the control plane
+    finally:
+        await stop_controller(running)
+        with contextlib.suppress(Exception):
+            await api.merge_patch(
+                HR, "HelmRelease", "redis", {"metadata": {"finalizers": None}}, ns
             )
