@@ -37,7 +37,7 @@ class _AppProjects(KindDefaults):
             ctx.kube,
             self.control_namespace,
             read,
-            clusters=getattr(ctx.engine.targets, "complete", None),  # controller/clusters.py
+            clusters=getattr(getattr(ctx.engine, "targets", None), "complete", None),
         )
         ctx.engine.admission = self.admission
 
