@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +53,16 @@ from gitsail.kinds.argo_cluster import (
     ClusterEntry,
     read_cluster_secret,
 )
-from gitsail.kube import Backoff, ConfigError, Kube, KubeError, RetryPolicy, WatchCache, WatchEvent
+from gitsail.kube import (
+    Backoff,
+    ConfigError,
+    Kube,
+    KubeConfig,
+    KubeError,
+    RetryPolicy,
+    WatchCache,
+    WatchEvent,
+)
 from gitsail.model import Obj
 from gitsail.policy import Policy
 
@@ -116,6 +125,8 @@ class ClusterPool:
         policy: Policy | None = None,
         probe_interval: float = 10.0,
         timeout: float = REQUEST_TIMEOUT,
+        client: Callable[[KubeConfig], Kube] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.control = control
         self.namespace = namespace
@@ -125,6 +136,8 @@ class ClusterPool:
         self.policy = policy
         self.probe_interval = probe_interval
         self.timeout = timeout
+        self.client = client or self._client  # a seam: unit tests pass a fake transport
+        self.sleep = sleep
         self.secrets: WatchCache | None = None
         self._secrets_lock = asyncio.Lock()
         self._pump: asyncio.Task[None] | None = None
@@ -247,11 +260,7 @@ class ClusterPool:
                 await self._close(conn)
             await self._check_host(entry)
             try:
-                kube = Kube(
-                    entry.config,
-                    timeout=self.timeout,
-                    retry=RetryPolicy(attempts=2, backoff=Backoff(initial=0.5, maximum=2.0)),
-                )
+                kube = self.client(entry.config)
             except ConfigError as exc:
                 raise TargetUnavailable(
                     f"cluster {entry.name!r} ({entry.server}): {exc}",
@@ -275,6 +284,13 @@ class ClusterPool:
             self._conns[key] = conn
             log.info("opened cluster %s (%s)", entry.name, entry.server)
             return conn
+
+    def _client(self, config: KubeConfig) -> Kube:
+        return Kube(
+            config,
+            timeout=self.timeout,
+            retry=RetryPolicy(attempts=2, backoff=Backoff(initial=0.5, maximum=2.0)),
+        )
 
     async def target_for(self, key: str, entry: ClusterEntry, who: ObjectKey) -> Target:
         """``connect`` + the same availability rule as ``resolve`` (Flux kubeConfig)."""
@@ -329,7 +345,7 @@ class ClusterPool:
                 await self._set(conn, ConnectionState("Successful", text, ""))
                 delay = self.probe_interval
             conn.probed.set()
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
 
     async def _set(self, conn: _Connection, new: ConnectionState) -> None:
         old = conn.status
@@ -345,7 +361,8 @@ class ClusterPool:
                 new.state,
                 f": {new.message}" if new.message else "",
             )
-            self._wake(conn.apps, f"cluster:{new.state}")
+            if old.state != "Unknown":  # the first answer: its apps are waiting for it
+                self._wake(conn.apps, f"cluster:{new.state}")
         if conn.secret:
             await self._annotate(conn.secret, new)
 
