@@ -9,6 +9,7 @@ harder case for timeouts.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -74,24 +75,25 @@ def merged_kubeconfig(path: Path, *clusters: Cluster) -> Path:
     return path
 
 
-def run_cli(*args: str) -> str:
-    result = CliRunner().invoke(cli, list(args))
+async def run_cli(*args: str) -> str:
+    """The CLI as a user runs it (in a thread: it runs its own event loop)."""
+    result = await asyncio.to_thread(CliRunner().invoke, cli, list(args))
     assert result.exit_code == 0, result.output
     return result.output
 
 
-def register(
+async def register(
     kubeconfig: Path, control: Cluster, namespace: str, target: Cluster, name: str, *extra: str
 ) -> None:
-    run_cli(
+    await run_cli(
         "cluster", "add", f"gitsail-{target.name}", "--name", name, "--kubeconfig",
         str(kubeconfig), "--control-kubeconfig", str(control.kubeconfig), "-n", namespace,
         "--upsert", *extra,
     )  # fmt: skip
 
 
-def list_clusters(control: Cluster, namespace: str, output: str) -> str:
-    return run_cli(
+async def list_clusters(control: Cluster, namespace: str, output: str) -> str:
+    return await run_cli(
         "cluster", "list", "-o", output, "-n", namespace,
         "--control-kubeconfig", str(control.kubeconfig),
     )  # fmt: skip
@@ -137,8 +139,10 @@ async def test_apps_on_each_cluster_heal_drift_and_outlive_a_stopped_target(
     a, b = target_clusters
     kubeconfig = merged_kubeconfig(tmp_path / "kubeconfig", cluster, a, b)
     # A: a ServiceAccount's bearer token; B: the context's own client certificate.
-    register(kubeconfig, cluster, control_ns, a, "target-a", "--service-account", "gitsail-e2e")
-    register(kubeconfig, cluster, control_ns, b, "target-b")
+    await register(
+        kubeconfig, cluster, control_ns, a, "target-a", "--service-account", "gitsail-e2e"
+    )
+    await register(kubeconfig, cluster, control_ns, b, "target-b")
     secret_a = read_cluster_secret(await cluster_secret_of(api, control_ns, "target-a"))
     secret_b = read_cluster_secret(await cluster_secret_of(api, control_ns, "target-b"))
     assert secret_a.config.auth_kind == "token"
@@ -184,7 +188,7 @@ async def test_apps_on_each_cluster_heal_drift_and_outlive_a_stopped_target(
 
             await eventually(healed, timeout=60, what="drift on target A healed")
 
-        listed = json.loads(list_clusters(cluster, ns, "json"))
+        listed = json.loads(await list_clusters(cluster, ns, "json"))
         rows = {r["name"]: r for r in listed}
         assert set(rows) == {"in-cluster", "target-a", "target-b"}
         for name in ("target-a", "target-b"):
@@ -195,12 +199,12 @@ async def test_apps_on_each_cluster_heal_drift_and_outlive_a_stopped_target(
                 return notes.get("status.gitsail.io/connection-state") == "Successful"
 
             await eventually(successful, timeout=30, what=f"{name} Successful")
-        listed = json.loads(list_clusters(cluster, ns, "json"))
+        listed = json.loads(await list_clusters(cluster, ns, "json"))
         rows = {r["name"]: r for r in listed}
         assert rows["target-a"]["status"] == "Successful"
         assert rows["target-a"]["version"].startswith("v1.")
         assert [rows[n]["apps"] for n in ("in-cluster", "target-a", "target-b")] == [1, 1, 1]
-        printed = list_clusters(cluster, ns, "yaml")
+        printed = await list_clusters(cluster, ns, "yaml")
         token = secret_a.config.token or ""
         key = base64.b64encode(secret_b.config.client_key_data or b"").decode()
         assert token
@@ -238,7 +242,7 @@ async def test_apps_on_each_cluster_heal_drift_and_outlive_a_stopped_target(
             secret = await cluster_secret_of(api, ns, "target-b")
             notes = secret["metadata"].get("annotations") or {}
             assert notes.get("status.gitsail.io/connection-state") == "Failed"
-            listed = json.loads(list_clusters(cluster, ns, "json"))
+            listed = json.loads(await list_clusters(cluster, ns, "json"))
             assert {r["name"]: r["status"] for r in listed}["target-b"] == "Failed"
 
         # B answers again: its app recovers by itself and catches up.
@@ -303,8 +307,8 @@ async def test_the_article_set_delivers_each_environment_to_its_own_cluster(
 ) -> None:
     a, b = target_clusters
     kubeconfig = merged_kubeconfig(tmp_path / "kubeconfig", cluster, a, b)
-    register(kubeconfig, cluster, control_ns, a, "staging")
-    register(kubeconfig, cluster, control_ns, b, "production")
+    await register(kubeconfig, cluster, control_ns, a, "staging")
+    await register(kubeconfig, cluster, control_ns, b, "production")
     envs = {"development": cluster, "staging": a, "production": b}
     git_repo.commit_and_push(
         {f"overlays/{env}/cm.yaml": cm(f"myapp-{env}", env) for env in envs}, "overlays"
