@@ -55,6 +55,7 @@ from typing import Any
 from gitsail.app.admission import INVALID_SPEC, Admission
 from gitsail.app.model import IN_CLUSTER, Delivery, KindAdapter, Retry
 from gitsail.app.sops import decrypt_manifests
+from gitsail.app.targets import Target, Targets, TargetUnavailable
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
 from gitsail.diff.sealed import SealedOpener
 from gitsail.errors import ReconcileError, Stalled, Transient
@@ -385,6 +386,10 @@ class AppEngine:
     admission: Admission | None = None  # AppProject checks (gitsail.app.admission)
     # Sealed Secrets keys: re-sealed, unchanged SealedSecret values diff as in sync.
     open_sealed: SealedOpener | None = None
+    # Other clusters (gitsail.app.targets): each entry point runs on a view bound to the
+    # delivery's destination; ``bound`` is the destination of such a view.
+    targets: Targets | None = None
+    bound: Target | None = None
     _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
@@ -410,6 +415,38 @@ class AppEngine:
         if self.live is not None:
             return await self.live(api_version, kind, name, namespace)
         return await self.cluster.get(api_version, kind, name, namespace)
+
+    async def _route(self, app: Delivery) -> AppEngine:
+        """The engine to run ``app`` on: a view bound to its destination cluster (see
+        ``gitsail.app.targets``), or this engine. ``ComparisonError`` when the destination
+        is not registered or does not answer."""
+        if self.bound is not None:
+            return self
+        if self.targets is None:
+            if app.destination_server not in (IN_CLUSTER, "") or app.destination_name not in (
+                "",
+                "in-cluster",
+            ):
+                where = app.destination_server or app.destination_name
+                raise ComparisonError(
+                    f"destination {where} is not registered; only {IN_CLUSTER} (the cluster "
+                    "gitsail runs against) is known here",
+                    reason="DestinationUnknown",
+                )
+            return self
+        try:
+            target = await self.targets.resolve(app)
+        except TargetUnavailable as exc:
+            raise ComparisonError(exc.message, transient=exc.transient, reason=exc.reason) from None
+        return replace(
+            self,
+            targets=None,
+            bound=target,
+            target=target.kube,
+            live=target.live,
+            changes=target.changes,
+            _predictions=target.predictions,
+        )
 
     # -- reading ----------------------------------------------------------------------
 
@@ -494,7 +531,8 @@ class AppEngine:
         options = app.render
         if options is None:
             raise RenderError(app.render_problem or f"{app.display}: no render options")
-        version = await self._settings("version", self.cluster.server_version)
+        server = getattr(getattr(self.cluster, "config", None), "server", "")
+        version = await self._settings(f"version:{server}", self.cluster.server_version)
         mapper = await self.cluster.discover()
         hits = self.renderer.stats.hits
         started = time.monotonic()
@@ -511,12 +549,9 @@ class AppEngine:
 
     async def compare(self, app: Delivery, *, revision: str | None = None) -> Comparison:
         """Fetch, render, dry-run and diff; raises ComparisonError, changes nothing."""
-        if app.destination_server not in (IN_CLUSTER, ""):
-            raise ComparisonError(
-                f"destination server {app.destination_server} is not registered; only "
-                f"{IN_CLUSTER} (the cluster gitsail runs against) is supported yet",
-                reason="DestinationUnknown",
-            )
+        engine = await self._route(app)
+        if engine is not self:
+            return await engine.compare(app, revision=revision)
         if self.admission is not None:  # AppProject: repo and destination, before any fetch
             refused = await self.admission.admit(app)
             if refused:
@@ -566,6 +601,11 @@ class AppEngine:
             raise ComparisonError(
                 str(exc), revision=artifact.revision, transient=True, reason="DiscoveryFailed"
             ) from exc
+        if self.bound is not None:  # the cluster Secret's namespaces / clusterResources
+            for obj in [*prepared, *hooks]:
+                refused = self.bound.allows(str((obj.get("metadata") or {}).get("namespace") or ""))
+                if refused:
+                    raise ComparisonError(refused, revision=artifact.revision, reason=INVALID_SPEC)
         if self.admission is not None:  # AppProject: kinds and namespaces, before dry runs
             refused = await self.admission.admit_objects(app, [*prepared, *hooks])
             if refused:
@@ -640,6 +680,12 @@ class AppEngine:
         comparison saw is gone, or changed beyond its status (its generation or metadata):
         then only a full comparison is right.
         """
+        try:
+            engine = await self._route(app)
+        except ComparisonError:
+            return None
+        if engine is not self:
+            return await engine.reassess_health(comparison, app)
         live: dict[ResourceKey, Obj] = {}
         health = dict(comparison.health)
         for key, seen in comparison.live.items():
@@ -794,6 +840,25 @@ class AppEngine:
         left is recorded as a scheduled retry (``OperationOutcome.retry_at``), not as the
         end of the operation.
         """
+        try:
+            engine = await self._route(app)
+        except ComparisonError:
+            engine = self  # its comparison fails the same way, and is recorded as the result
+        if engine is not self:
+            return await engine.sync(
+                app,
+                revision=revision,
+                prune=prune,
+                dry_run=dry_run,
+                resources=resources,
+                initiated_by=initiated_by,
+                source=source,
+                allow_empty=allow_empty,
+                operation=operation,
+                progress=progress,
+                retry=retry,
+                retry_count=retry_count,
+            )
         resume = _resume_point(app.origin, operation) if not dry_run else None
         started = resume.started if resume is not None else now()
         if resume is not None:
@@ -1037,7 +1102,11 @@ class AppEngine:
         )
 
     async def owned_objects(self, app: Delivery) -> list[tuple[str, Obj]]:
-        """(apiVersion, live object) of the inventory rows that still carry the app's mark."""
+        """(apiVersion, live object) of the inventory rows that still carry the app's mark.
+        ``ComparisonError`` when the destination cluster is unknown or down."""
+        engine = await self._route(app)
+        if engine is not self:
+            return await engine.owned_objects(app)
         owned = []
         for api_version, key in _inventory_keys(app.inventory):
             try:
@@ -1053,7 +1122,11 @@ class AppEngine:
     async def delete_resources(
         self, app: Delivery, *, propagation: str = "Foreground"
     ) -> list[ResourceKey]:
-        """Delete every object in the app's inventory that still carries its tracking mark."""
+        """Delete every object in the app's inventory that still carries its tracking mark.
+        ``ComparisonError`` when the destination cluster is unknown or down."""
+        engine = await self._route(app)
+        if engine is not self:
+            return await engine.delete_resources(app, propagation=propagation)
         deleted = []
         for api_version, live in reversed(await self.owned_objects(app)):
             key = ResourceKey.of(live)

@@ -8,7 +8,7 @@ the engine a ``Delivery``::
     ├── identity      api_version, kind, namespace, name, generation
     ├── source        SourceRef: repository URL, revision, path; a chart for Helm repositories
     ├── render        render.RenderOptions (or ``render_problem``: why they cannot be built)
-    ├── destination   server ("" or the in-cluster URL: the target client) and namespace
+    ├── destination   server URL or cluster name (gitsail.app.targets) and namespace
     ├── policy        SyncPolicy: automated (prune, self-heal, allow-empty), Retry, options,
     │                 managed namespace metadata
     ├── owner         sync.ownership.Owner: how the objects are marked (Argo's tracking id)
@@ -143,6 +143,7 @@ class Delivery:
     health: HealthSettings = HealthSettings()
     history_limit: int = 10
     render_problem: str = ""  # set when ``render`` is None: why the options are unusable
+    destination_name: str = ""  # a registered cluster's name, when ``destination_server`` is ""
     origin: Obj = field(default_factory=dict, repr=False, compare=False)
     adapter: KindAdapter | None = field(default=None, repr=False, compare=False)
 

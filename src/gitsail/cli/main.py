@@ -36,6 +36,7 @@ def build_app() -> typer.Typer:
     """Every command."""
     from gitsail.cli import app as app_cmd
     from gitsail.cli import appset as appset_cmd
+    from gitsail.cli import cluster as cluster_cmd
     from gitsail.cli import demo, dev, flux
     from gitsail.cli import image as image_cmd
     from gitsail.cli import proj as proj_cmd
@@ -56,6 +57,7 @@ def build_app() -> typer.Typer:
     from gitsail.cli.externalsecrets import register as register_external_secrets
 
     register_external_secrets(flux.get_app, flux.reconcile_app)
+    app.add_typer(cluster_cmd.app, name="cluster")  # Argo CD cluster Secrets
     app.add_typer(flux.get_app, name="get")
     app.add_typer(flux.reconcile_app, name="reconcile")
     app.add_typer(flux.suspend_app, name="suspend")

@@ -33,7 +33,12 @@ class _AppProjects(KindDefaults):
         async def read(name: str) -> Obj | None:
             return await ctx.read(ObjectKey(KIND, self.control_namespace, name), False)
 
-        self.admission = ProjectAdmission(ctx.kube, self.control_namespace, read)
+        self.admission = ProjectAdmission(
+            ctx.kube,
+            self.control_namespace,
+            read,
+            clusters=getattr(getattr(ctx.engine, "targets", None), "complete", None),
+        )
         ctx.engine.admission = self.admission
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:

@@ -33,8 +33,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gitsail.controller.clusters import ClusterPool
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, ObjectKey
 from gitsail.kinds import SpecError, parse_kustomization
+from gitsail.kinds.argo_cluster import ClusterEntry, RemoteCluster
 from gitsail.kinds.flux_gitrepository_reconciler import GitRepositoryReconciler
 from gitsail.kinds.flux_helmchart import parse_helm_chart
 from gitsail.kinds.flux_helmchart_reconciler import HelmChartReconciler, OCICharts
@@ -47,7 +49,7 @@ from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER, Kustomiza
 from gitsail.kinds.flux_ocirepository_reconciler import OCIRepositoryReconciler
 from gitsail.kinds.flux_receiver import ReceiverReconciler
 from gitsail.kinds.helm_actions import HelmActions
-from gitsail.kube import KubeError
+from gitsail.kube import Kube, KubeConfig, KubeError
 from gitsail.model import Obj
 from gitsail.sync import Inventory
 
@@ -152,6 +154,28 @@ class _HelmCharts(_FluxKind):
         return await super().reconcile(obj, reasons)
 
 
+def kubeconfig_clusters(ctx: KindContext, kind: str) -> RemoteCluster | None:
+    """Flux ``spec.kubeConfig`` clients from the controller's ``ClusterPool``: one
+    connection per Kustomization's kubeconfig (replaced when the Secret changes), probed,
+    and refused at once while its cluster does not answer."""
+    pool = getattr(ctx.engine, "targets", None)
+    if not isinstance(pool, ClusterPool):
+        return None
+
+    async def remote(namespace: str, name: str, config: KubeConfig, digest: str) -> Kube:
+        entry = ClusterEntry(
+            name=config.context or config.server,
+            server=config.server,
+            config=config,
+            fingerprint=digest,
+        )
+        who = ObjectKey(kind, namespace, name)
+        target = await pool.target_for(f"kubeconfig:{kind}:{namespace}/{name}", entry, who)
+        return target.kube
+
+    return remote
+
+
 def gitrepository(ctx: KindContext) -> _FluxKind:
     inner = GitRepositoryReconciler(ctx.kube, ctx.engine.git, ctx.artifacts)
     return _FluxKind(inner, ctx)
@@ -165,6 +189,7 @@ def kustomization(ctx: KindContext) -> _FluxKind:
         policy=ctx.engine.git.policy,
         artifacts=ctx.artifacts,  # OCIRepository sources are read from the store
         target_live=ctx.live,  # to find unchanged objects without a GET each
+        remote=kubeconfig_clusters(ctx, "Kustomization"),  # spec.kubeConfig: the pool
     )
     return _Kustomizations(inner, ctx)
 
@@ -203,11 +228,13 @@ class _HelmReleases(_FluxKind):
         self.watched: set[tuple[str, str]] = set()  # kinds handed to the managed-object watch
 
     async def reconcile(self, obj: Obj, reasons: frozenset[str]) -> float | None:
+        remote = False
         try:
             spec = parse_helmrelease(obj)
         except SpecError:
             pass  # the reconciler reports it (Stalled)
         else:
+            remote = spec.kube_config is not None
             source = spec.chart_object
             self.registry.depends_on(
                 ObjectKey(self.api.kind, spec.namespace, spec.name),
@@ -217,6 +244,8 @@ class _HelmReleases(_FluxKind):
                 ],
             )
         delay = await super().reconcile(obj, reasons)
+        if remote:  # its objects are on another cluster: no watch of the control plane's
+            return delay
         key = ObjectKey.of(obj)
         # With drift detection, the kinds of the release's objects join the managed-object
         # watch: an edited object wakes its release (owner labels) within seconds.
@@ -253,6 +282,11 @@ def helmrelease(ctx: KindContext) -> _FluxKind:
         ctx.kube.config, work_dir=ctx.engine.renderer.work_dir / "helm-releases", policy=policy
     )
     inner = HelmReleaseReconciler(
-        ctx.kube, actions=actions, artifacts=ctx.artifacts, policy=policy, record=record
+        ctx.kube,
+        actions=actions,
+        artifacts=ctx.artifacts,
+        policy=policy,
+        record=record,
+        remote=kubeconfig_clusters(ctx, "HelmRelease"),  # spec.kubeConfig: the pool
     )
     return _HelmReleases(inner, ctx)

@@ -55,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from gitsail.app.engine import AppEngine, PipelineObserver
+from gitsail.app.targets import Target
+from gitsail.controller.clusters import ClusterPool
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.lease import LeaderElector
 from gitsail.controller.metrics import RENDER_TOOLS, Metrics
@@ -88,6 +90,7 @@ from gitsail.health import resource_health
 from gitsail.kinds.argo_application import (
     API_VERSION,
     DEFAULT_NAMESPACE,
+    IN_CLUSTER,
     App,
     AppSpecError,
     parse_duration,
@@ -411,6 +414,16 @@ class Controller:
             renderer=Renderer(policy=policy),
             observer=_MetricsObserver(self.metrics),
         )
+        # Destination clusters (controller/clusters.py): in-cluster is this client.
+        self.clusters = ClusterPool(
+            kube,
+            options.namespaces[0],
+            Target("in-cluster", IN_CLUSTER, kube, live=self.live.get, changes=self.live.changes),
+            live_for=lambda target: _LiveCaches(target, self._on_managed_event),
+            wake=lambda key, reason: self.queue.add(key, reason),
+            policy=policy,
+        )
+        self.engine.targets = self.clusters
         self.artifacts = ArtifactStore(
             Path(options.artifacts_dir or self.engine.git.cache_dir.parent / "artifacts"),
             base_url=options.artifacts_url or service_base_url(options.namespaces[0]),
@@ -637,6 +650,7 @@ class Controller:
         self._seen.clear()
         self._failures.clear()
         await self.live.stop()
+        await self.clusters.stop()
         self.queue = WorkQueue(self._reconcile, concurrency=self.options.concurrency)
 
     # -- events ----------------------------------------------------------------------------

@@ -418,6 +418,8 @@ class AppReconciler(KindDefaults):
                 spec != memory.failed_spec
                 or refresh  # a refresh request (removed above once taken)
                 or "webhook" in reasons
+                # its destination cluster answers again, or its Secret changed
+                or any(r.startswith(("cluster:", "cluster-secret")) for r in reasons)
             ):
                 memory.failures = 0  # a new spec, a refresh request or a push: look now
             else:
@@ -807,8 +809,16 @@ class AppReconciler(KindDefaults):
             app = App.from_application(
                 {**obj, "spec": {"source": {"repoURL": "invalid://"}, "destination": {}}}
             )
-        await self.engine.delete_resources(app, propagation=propagation)
-        remaining = len(await self.engine.owned_objects(app))
+        try:
+            await self.engine.delete_resources(app, propagation=propagation)
+            remaining = len(await self.engine.owned_objects(app))
+        except ComparisonError as exc:
+            if exc.transient:  # the destination cluster does not answer: wait for it
+                log.info("cannot delete the resources of %s yet: %s", app.name, exc)
+                return 10.0
+            # Not registered (any more): nothing gitsail can reach is left (Argo CD too).
+            log.info("%s: %s; its resources are left where they are", app.name, exc)
+            remaining = 0
         if remaining:
             log.info("waiting for %d resources of %s to go", remaining, app.name)
             return 1.0

@@ -233,14 +233,14 @@ class App(Delivery):
         if not source or not source.get("repoURL"):
             raise AppSpecError(f"application {name}: spec.source.repoURL is required")
         destination = spec.get("destination") or {}
-        server = destination.get("server") or ""
-        if destination.get("name") and not server:
-            server = IN_CLUSTER if destination["name"] == "in-cluster" else ""
-            if not server:
-                raise AppSpecError(
-                    f"application {name}: destination cluster {destination['name']!r} is not "
-                    "registered (only the in-cluster destination is supported yet)"
-                )
+        server = str(destination.get("server") or "").rstrip("/")
+        cluster_name = str(destination.get("name") or "")
+        if server and cluster_name:
+            # Argo CD's words: a destination names its cluster one way only.
+            raise AppSpecError(
+                f"application {name}: application destination can't have both name and "
+                f"server defined: {cluster_name} {server}"
+            )
         destination_namespace = str(destination.get("namespace") or "")
         policy = spec.get("syncPolicy") or {}
         automated_spec = policy.get("automated")
@@ -284,7 +284,9 @@ class App(Delivery):
             ),
             render=render,
             render_problem=render_problem,
-            destination_server=server or IN_CLUSTER,
+            # No destination at all is the in-cluster one (gitsail's default, kept).
+            destination_server=server or ("" if cluster_name else IN_CLUSTER),
+            destination_name=cluster_name,
             destination_namespace=destination_namespace,
             policy=SyncPolicy(
                 automated=automated,
@@ -446,7 +448,11 @@ class ArgoApplications:
                 "comparedTo": {
                     "source": _shown_source(app.spec_source),
                     "destination": {
-                        "server": app.destination_server,
+                        **(
+                            {"server": app.destination_server}
+                            if app.destination_server
+                            else {"name": app.destination_name}
+                        ),
                         "namespace": app.destination_namespace,
                     },
                 },

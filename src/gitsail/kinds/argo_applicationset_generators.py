@@ -114,7 +114,12 @@ def cluster_from_secret(secret: Obj) -> Cluster | None:
     if not server:
         return None
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
-    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    annotations = {
+        str(k): str(v)
+        for k, v in (meta.get("annotations") or {}).items()
+        # gitsail's connection status (controller/clusters.py) is not the user's metadata
+        if not str(k).startswith("status.gitsail.io/")
+    }
     return Cluster(
         name=field("name") or server,
         server=server,

@@ -87,7 +87,11 @@ class ProjectAdmission:
         *,
         now: Callable[[], dt.datetime] = _utcnow,
         create_default: bool = True,
+        clusters: Callable[[str, str], tuple[str, str]] | None = None,
     ) -> None:
+        # (server, name) -> the same with the missing half filled from the registered
+        # clusters, so a project's destinations match by name and by server as in Argo CD.
+        self.clusters = clusters
         self.kube = kube
         self.control_namespace = control_namespace
         self.read_project = read_project
@@ -96,6 +100,10 @@ class ProjectAdmission:
         self._apps: dict[str, set[tuple[str, str]]] = {}
         self._parsed: dict[str, tuple[tuple[str, str, str], Project | None, str]] = {}
         self._judged: dict[str, str] = {}  # project -> the spec (JSON) its apps were judged by
+
+    def _destination(self, app: Delivery) -> tuple[str, str]:
+        server, name = destination_of(app)
+        return self.clusters(server, name) if self.clusters is not None else (server, name)
 
     def apps_of(self, project: str) -> list[tuple[str, str]]:
         return sorted(self._apps.get(project, ()))
@@ -165,7 +173,7 @@ class ProjectAdmission:
         if not repo_permitted(project, app.source.url):
             shown = redact_url(app.source.url)
             return f"application repo {shown} is not permitted in project '{name}'"
-        server, cluster = destination_of(app)
+        server, cluster = self._destination(app)
         if not destination_permitted(project, server, cluster, app.destination_namespace):
             return (
                 f"application destination server '{server}' and namespace "
@@ -180,7 +188,7 @@ class ProjectAdmission:
         project, problem = await self.project_for(app)
         if project is None:
             return problem
-        server, cluster = destination_of(app)
+        server, cluster = self._destination(app)
         if (
             app.policy.options.flag("CreateNamespace")
             and app.destination_namespace
@@ -210,7 +218,7 @@ class ProjectAdmission:
         project, _ = await self.project_for(app)
         if project is None:
             return None
-        server, cluster = destination_of(app)
+        server, cluster = self._destination(app)
         return windows_verdict(
             project, app.name, app.destination_namespace, [server, cluster], self.now
         )

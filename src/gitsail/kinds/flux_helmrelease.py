@@ -32,7 +32,10 @@ sent as a Warning Event by the reconciler): ``chart.spec.valuesFile`` → ``valu
 ``postRenderers`` (kustomize ``patches`` and ``images``, in order) and ``commonMetadata``
 are applied by gitsail's post-renderer (``helm_postrender``) before the owner labels.
 
-Refused with a message (not implemented yet): ``kubeConfig``, ``chart.spec.verify``,
+``spec.kubeConfig.secretRef`` releases on another cluster (``argo_cluster``); its
+``configMapRef`` is refused.
+
+Refused with a message (not implemented yet): ``chart.spec.verify``,
 ``healthCheckExprs``, ``test.filters``, ``dependsOn[].readyExpr``, ``install``/``upgrade``
 ``strategy``, ``crds: CreateReplace``, a ``chart.spec.sourceRef`` other than
 ``HelmRepository`` or ``GitRepository``, ``chartRef`` of kind ``ExternalArtifact``,
@@ -49,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitsail.kinds._fields import Fields, annotation, object_fields, shown
+from gitsail.kinds.argo_cluster import kube_config_ref
 from gitsail.kinds.errors import SpecError, UnsupportedField
 from gitsail.kinds.flux_kustomization import _image, _patch
 from gitsail.kinds.flux_kustomization_build import kustomize_options
@@ -259,6 +263,7 @@ class HelmRelease:
     common_metadata: CommonMetadata | None = None
     suspend: bool = False
     service_account_name: str | None = None
+    kube_config: tuple[str, str] | None = None  # spec.kubeConfig.secretRef (name, key)
     requested_at: str | None = None
     force_at: str | None = None
     reset_at: str | None = None
@@ -304,6 +309,7 @@ def parse_helmrelease(obj: Any) -> HelmRelease:
     )
     deprecations: list[str] = []
     try:
+        kube_config = kube_config_ref(spec)
         _refuse_unsupported(spec)
         interval = spec.need_duration("interval")
         timeout = spec.duration("timeout")
@@ -375,6 +381,7 @@ def parse_helmrelease(obj: Any) -> HelmRelease:
         common_metadata=common,
         suspend=suspend,
         service_account_name=account,
+        kube_config=kube_config,
         requested_at=annotation(obj, REQUESTED_AT),
         force_at=annotation(obj, FORCE_AT),
         reset_at=annotation(obj, RESET_AT),
@@ -384,7 +391,6 @@ def parse_helmrelease(obj: Any) -> HelmRelease:
 
 def _refuse_unsupported(spec: Fields) -> None:
     for name, why in (
-        ("kubeConfig", "remote clusters (kubeConfig) are not implemented by gitsail yet"),
         ("healthCheckExprs", "CEL health checks are not implemented for HelmReleases yet"),
         ("waitStrategy", "wait strategies are not implemented by gitsail yet (helm's wait)"),
         ("postRenderStrategy", "post-render strategies are not implemented (Helm 3: nohooks)"),

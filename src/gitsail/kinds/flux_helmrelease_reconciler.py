@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from gitsail.app.targets import TargetUnavailable
+from gitsail.kinds.argo_cluster import ClusterConfigError, RemoteCluster, read_kubeconfig_secret
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.flux_helmrelease import (
     API_VERSIONS,
@@ -100,7 +102,14 @@ from gitsail.kinds.status import (
     failure_conditions,
     put_condition,
 )
-from gitsail.kube import Forbidden, Kube, KubeError, NotFoundKind, service_account_user
+from gitsail.kube import (
+    ConfigError,
+    Forbidden,
+    Kube,
+    KubeError,
+    NotFoundKind,
+    service_account_user,
+)
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render import RenderError
@@ -113,6 +122,8 @@ __all__ = [
     "RecordEvent",
 ]
 
+# helm-controller's reason when it cannot build a client for the release's cluster
+INIT_FAILED = "InitFailed"
 log = logging.getLogger(__name__)
 
 API_VERSION = API_VERSIONS[0]
@@ -186,9 +197,15 @@ class HelmReleaseReconciler:
         policy: Policy = DEFAULT_POLICY,
         record: RecordEvent = _no_event,
         now: Callable[[], str] = _now,
+        remote: RemoteCluster | None = None,
     ) -> None:
         self.kube = kube
         self.actions = actions
+        # spec.kubeConfig: the controller's ClusterPool (else clients kept here), and per
+        # release the cluster and helm actions bound for the pass (one worker per object)
+        self.remote = remote
+        self._clients: dict[str, Kube] = {}
+        self._bound: dict[tuple[str, str], tuple[Kube, HelmActions]] = {}
         self.charts = ChartSource(kube, artifacts, policy)
         self.policy = policy
         self.record = record
@@ -246,11 +263,12 @@ class HelmReleaseReconciler:
             hr = None
         status = obj.get("status") or {}
         if hr is not None and not hr.suspend and status.get("history"):
+            await self._bind(hr)
             target = self._target(hr)
             latest = await self._latest(hr, target)
             if latest is not None and latest.status != "uninstalled":
                 try:
-                    await self.actions.uninstall(
+                    await self._actions(hr).uninstall(
                         hr.release_name,
                         hr.storage_namespace,
                         helm_timeout=hr.uninstall.timeout,
@@ -270,6 +288,7 @@ class HelmReleaseReconciler:
 
     async def _run(self, run: _Pass) -> float | None:
         hr = run.hr
+        await self._bind(hr)
         await self._check_dependencies(hr)
         source = await self.charts.ensure_template(hr) if hr.chart is not None else None
         ref = hr.chart_object
@@ -328,7 +347,7 @@ class HelmReleaseReconciler:
         if not renamed and not rechart:
             return False
         try:
-            await self.actions.uninstall(
+            await self._actions(hr).uninstall(
                 name,
                 namespace,
                 helm_timeout=hr.uninstall.timeout,
@@ -457,6 +476,7 @@ class HelmReleaseReconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The HelmRelease is gone: drop what is remembered of its release."""
         self._objects.pop((namespace, name), None)
+        self._bound.pop((namespace, name), None)
 
     def release_objects(
         self, namespace: str, name: str
@@ -502,11 +522,11 @@ class HelmReleaseReconciler:
         user = self._user(hr)
         try:
             if action == "install":
-                await self.actions.install(
+                await self._actions(hr).install(
                     hr.release_name, hr.storage_namespace, request, user=user
                 )
             else:
-                await self.actions.upgrade(
+                await self._actions(hr).upgrade(
                     hr.release_name, hr.storage_namespace, request, user=user
                 )
         except HelmActionError as exc:
@@ -546,7 +566,7 @@ class HelmReleaseReconciler:
         latest = await self._latest(hr, target)
         assert latest is not None
         try:
-            await self.actions.test(
+            await self._actions(hr).test(
                 hr.release_name,
                 hr.storage_namespace,
                 helm_timeout=hr.test.timeout,
@@ -629,7 +649,7 @@ class HelmReleaseReconciler:
         try:
             if strategy == "rollback":
                 assert good is not None
-                await self.actions.rollback(
+                await self._actions(hr).rollback(
                     hr.release_name,
                     hr.storage_namespace,
                     good.version,
@@ -649,7 +669,7 @@ class HelmReleaseReconciler:
                     f"{good.chart_version} succeeded"
                 )
             else:
-                await self.actions.uninstall(
+                await self._actions(hr).uninstall(
                     hr.release_name,
                     hr.storage_namespace,
                     helm_timeout=hr.uninstall.timeout,
@@ -716,8 +736,39 @@ class HelmReleaseReconciler:
     # -- storage and history -------------------------------------------------------------
 
     def _target(self, hr: HelmRelease) -> Kube:
+        bound = self._bound.get((hr.namespace, hr.name))
+        kube = bound[0] if bound is not None else self.kube
         user = self._user(hr)
-        return self.kube if user is None else self.kube.impersonating(user)
+        return kube if user is None else kube.impersonating(user)
+
+    def _actions(self, hr: HelmRelease) -> HelmActions:
+        bound = self._bound.get((hr.namespace, hr.name))
+        return bound[1] if bound is not None else self.actions
+
+    async def _bind(self, hr: HelmRelease) -> None:
+        """Bind the release to its ``spec.kubeConfig`` cluster for this pass (storage
+        reads, drift and helm, which gets a private kubeconfig for it); none: the
+        controller's cluster. ``Transient`` while the Secret is unusable or the cluster
+        does not answer."""
+        key = (hr.namespace, hr.name)
+        if hr.kube_config is None:
+            self._bound.pop(key, None)
+            return
+        try:
+            config, digest = await read_kubeconfig_secret(self.kube, hr.namespace, hr.kube_config)
+        except ClusterConfigError as exc:
+            raise Transient(INIT_FAILED, str(exc)) from None
+        try:
+            if self.remote is not None:
+                kube = await self.remote(hr.namespace, hr.name, config, digest)
+            else:
+                kube = self._clients.get(digest) or Kube(config, timeout=10.0)
+                self._clients[digest] = kube
+        except TargetUnavailable as exc:
+            raise Transient(INIT_FAILED, exc.message) from None
+        except ConfigError as exc:
+            raise Transient(INIT_FAILED, f"kubeConfig: {exc}") from None
+        self._bound[key] = (kube, self.actions.for_cluster(kube.config))
 
     @staticmethod
     def _user(hr: HelmRelease) -> str | None:

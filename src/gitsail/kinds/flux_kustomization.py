@@ -16,14 +16,15 @@ Flux's rules, as its documentation states them (kustomize-controller
 - ``spec.postBuild``: substitution runs only when it defines at least one variable or one
   source (``RenderSpec.substitution``); ``substitute`` wins over ``substituteFrom``, and a
   later source over an earlier one (``gitsail.kinds.flux_substitute``).
-
 - ``spec.decryption``: ``provider: sops`` with an optional ``secretRef.name`` (a Secret in the
   Kustomization's namespace whose ``*.agekey`` entries hold age identities); decryption
   itself is ``gitsail.kinds.flux_decryption``. Other providers and ``serviceAccountName``
   (cloud KMS workload identity) are refused.
+- ``spec.kubeConfig.secretRef`` (``key``, default ``value`` then ``value.yaml``) names the
+  kubeconfig Secret of another cluster (``gitsail.kinds.argo_cluster.read_flux_kubeconfig``).
 
-Refused with a message (not implemented yet): ``kubeConfig`` (other
-clusters), a ``sourceRef`` other than a ``GitRepository`` or an ``OCIRepository`` (read from
+Refused with a message (not implemented yet): ``kubeConfig.configMapRef`` (workload
+identity), a ``sourceRef`` other than a ``GitRepository`` or an ``OCIRepository`` (read from
 its artifact, ``flux_source_artifact``), and ``v1beta2``'s ``patchesStrategicMerge`` /
 ``patchesJson6902`` (removed in ``v1``: move them to ``spec.patches``). ``v1beta2``'s
 ``validation`` is accepted and has no effect, as in Flux
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitsail.kinds._fields import Fields, annotation, object_fields, shown
+from gitsail.kinds.argo_cluster import kube_config_ref
 from gitsail.kinds.errors import SpecError, UnsupportedField
 from gitsail.kinds.records import (
     CommonMetadata,
@@ -100,6 +102,8 @@ class Kustomization:
     dependencies: tuple[Dependency, ...] = ()
     requested_at: str | None = None
     decryption: Decryption | None = None
+    # spec.kubeConfig.secretRef: (Secret name, key; "" for value / value.yaml)
+    kube_config: tuple[str, str] | None = None
 
 
 def parse_kustomization(obj: Any) -> Kustomization:
@@ -109,6 +113,7 @@ def parse_kustomization(obj: Any) -> Kustomization:
         obj, kind=KIND, api_versions=API_VERSIONS
     )
     try:
+        kube_config = kube_config_ref(spec)
         _refuse_unsupported(spec)
         source = _source_ref(spec.obj("sourceRef"), namespace, required=True)
         render = _render(spec)
@@ -133,12 +138,12 @@ def parse_kustomization(obj: Any) -> Kustomization:
         dependencies=dependencies,
         requested_at=annotation(obj, REQUESTED_AT),
         decryption=decryption,
+        kube_config=kube_config,
     )
 
 
 def _refuse_unsupported(spec: Fields) -> None:
     for field, why in (
-        ("kubeConfig", "remote clusters (kubeConfig) are not implemented by gitsail yet"),
         ("patchesStrategicMerge", "removed in kustomize.toolkit.fluxcd.io/v1: use spec.patches"),
         ("patchesJson6902", "removed in kustomize.toolkit.fluxcd.io/v1: use spec.patches"),
     ):

@@ -70,7 +70,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from gitsail.app.targets import TargetUnavailable
 from gitsail.health import HealthStatus, resource_health
+from gitsail.kinds.argo_cluster import ClusterConfigError, RemoteCluster, read_kubeconfig_secret
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.flux_cel import HealthExpressions, compile_expression, ready_by_expression
 from gitsail.kinds.flux_kustomization import API_VERSIONS, Kustomization, parse_kustomization
@@ -93,6 +95,7 @@ from gitsail.kinds.status import (
     ready_conditions,
 )
 from gitsail.kube import (
+    ConfigError,
     Conflict,
     Forbidden,
     Kube,
@@ -268,6 +271,7 @@ class KustomizationReconciler:
         builds: BuildCache | None = None,
         max_applied: int = 10_000,
         target_live: LiveGet | None = None,
+        remote: RemoteCluster | None = None,
     ) -> None:
         self.kube = kube
         self.target = target if target is not None else kube
@@ -285,6 +289,9 @@ class KustomizationReconciler:
         self._applied: OrderedDict[tuple[str, str, str], _Applied] = OrderedDict()
         self.max_applied = max_applied
         self.target_live = target_live
+        # spec.kubeConfig clusters: the controller's pool, else clients kept here
+        self.remote = remote
+        self._remotes: dict[str, Kube] = {}
 
     # -- entry points ------------------------------------------------------------------
 
@@ -350,7 +357,7 @@ class KustomizationReconciler:
         )
         run.digest, run.revision = built.digest or objects_digest(built.objects), built.revision
         inventory = _inventory_of(obj)
-        target = self._target_for(ks)
+        target = await self._target_for(ks)
         try:
             result, applied, fresh = await self._apply(ks, target, built, inventory, obj)
             if result.inventory is not None:
@@ -383,13 +390,38 @@ class KustomizationReconciler:
         status["lastAppliedRevision"] = built.revision
         status["observedGeneration"] = ks.generation
 
-    def _target_for(self, ks: Kustomization) -> Kube:
-        """The target cluster as ``spec.serviceAccountName`` (the Kustomization's namespace),
-        or with the controller's own identity when none is named."""
+    async def _target_for(self, ks: Kustomization) -> Kube:
+        """The target cluster (``spec.kubeConfig``'s, else ``target``) as
+        ``spec.serviceAccountName`` (the Kustomization's namespace), or with the controller's
+        own identity when none is named."""
+        base = self.target if ks.kube_config is None else await self._remote(ks)
         account = ks.sync.service_account_name
         if not account:
-            return self.target
-        return self.target.impersonating(service_account_user(ks.namespace, account))
+            return base
+        return base.impersonating(service_account_user(ks.namespace, account))
+
+    async def _remote(self, ks: Kustomization) -> Kube:
+        """The cluster of ``spec.kubeConfig.secretRef``: the Secret read on the control
+        plane, its kubeconfig checked (``read_flux_kubeconfig``), the client shared through
+        ``remote`` (the controller's ClusterPool) or kept here per distinct kubeconfig."""
+        assert ks.kube_config is not None
+        try:
+            config, digest = await read_kubeconfig_secret(self.kube, ks.namespace, ks.kube_config)
+        except ClusterConfigError as exc:
+            raise Transient(RECONCILIATION_FAILED, str(exc)) from None
+        if self.remote is not None:
+            try:
+                return await self.remote(ks.namespace, ks.name, config, digest)
+            except TargetUnavailable as exc:
+                raise Transient(RECONCILIATION_FAILED, exc.message) from None
+        kube = self._remotes.get(digest)
+        if kube is None:
+            try:
+                kube = Kube(config, timeout=10.0)
+            except ConfigError as exc:
+                raise Transient(RECONCILIATION_FAILED, f"kubeConfig: {exc}") from None
+            self._remotes[digest] = kube
+        return kube
 
     # -- dependencies ---------------------------------------------------------------------
 
@@ -468,7 +500,8 @@ class KustomizationReconciler:
         owner = FluxLabels(ks.name, ks.namespace)
         owned_live: list[Obj] = []
         live_by_key: dict[ResourceKey, Obj] = {}
-        cached = self.target_live if not ks.sync.service_account_name else None
+        own = not ks.sync.service_account_name and ks.kube_config is None
+        cached = self.target_live if own else None
         wanted = {ResourceKey.of(o) for o in built.objects}
         try:
             for entry in inventory:
@@ -763,7 +796,7 @@ class KustomizationReconciler:
             return  # unreadable: nothing is known to be this Kustomization's
         if not inventory:
             return
-        target = self._target_for(ks)
+        target = await self._target_for(ks)
         owned: list[Obj] = []
         try:
             for entry in inventory:

@@ -24,6 +24,7 @@ A failed action is ``HelmActionError`` with helm's stderr (credentials redacted)
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -150,6 +151,14 @@ class HelmActions:
         self._kustomize = kustomize
         self.runner = ToolRunner(home=work_dir / "home", concurrency=concurrency, policy=policy)
         self._secrets = tuple(s for s in (config.token, config.password) if s)
+
+    def for_cluster(self, config: KubeConfig) -> HelmActions:
+        """The same actions (runner, homes, limits) against another cluster: helm gets a
+        private 0600 kubeconfig for ``config`` on every call, as it does for this one."""
+        other = copy.copy(self)
+        other.config = config
+        other._secrets = tuple(s for s in (config.token, config.password) if s)
+        return other
 
     @property
     def helm(self) -> str:

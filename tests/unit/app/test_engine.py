@@ -10,6 +10,7 @@ import pytest
 
 from gitsail.app.engine import AppEngine, ComparisonError
 from gitsail.app.model import Delivery, SourceRef, SyncPolicy
+from gitsail.app.targets import Target, TargetUnavailable
 from gitsail.errors import Stalled, Transient
 from gitsail.kinds.argo_application import App
 from gitsail.kube import Kube
@@ -206,6 +207,63 @@ async def test_another_destination_cluster_is_refused_before_any_fetch() -> None
     with pytest.raises(ComparisonError, match="is not registered") as caught:
         await engine.compare(_delivery(destination_server="https://prod-eu.example:6443"))
     assert not caught.value.transient
+    with pytest.raises(ComparisonError, match="prod-eu is not registered"):
+        await engine.compare(_delivery(destination_name="prod-eu"))
+
+
+class FakeTargets:
+    """Destinations by server: a Target, or TargetUnavailable for the ones listed down."""
+
+    def __init__(self, targets: dict[str, Target], down: dict[str, bool]) -> None:
+        self.targets = targets
+        self.down = down  # server -> transient
+        self.asked: list[tuple[str, str]] = []
+
+    async def resolve(self, app: Delivery) -> Target:
+        self.asked.append((app.destination_server, app.destination_name))
+        key = app.destination_server or app.destination_name
+        if key in self.down:
+            raise TargetUnavailable(f"{key} is down", transient=self.down[key], reason="X")
+        return self.targets[key]
+
+
+async def test_each_entry_point_runs_on_the_destinations_cluster() -> None:
+    app_obj = _application()
+    app_obj["spec"]["destination"] = {"name": "east", "namespace": "prod"}
+    app = App.from_application(app_obj)
+    control = FakeKube("control", [app_obj])
+    east = FakeKube("east", [_live_config_map(ArgoTracking("web"))])
+    targets = FakeTargets({"east": Target("east", "https://east", cast(Kube, east))}, {})
+    engine = _engine(control, targets=targets)
+
+    owned = await engine.owned_objects(app)
+    assert [o["metadata"]["name"] for _, o in owned] == ["cfg"]
+    assert await engine.delete_resources(app) == [ResourceKey("", "ConfigMap", "prod", "cfg")]
+    assert {kind for _, kind in east.calls} == {"ConfigMap"}
+    assert not [c for c in control.calls if c[1] == "ConfigMap"]
+    assert targets.asked == [("", "east"), ("", "east")]
+
+
+async def test_an_unavailable_destination_is_a_comparison_error_that_keeps_its_kind() -> None:
+    targets = FakeTargets({}, {"https://down": True, "gone": False})
+    engine = _engine(FakeKube("control"), git=cast(GitSource, FailingGit()), targets=targets)
+    with pytest.raises(ComparisonError, match="https://down is down") as caught:
+        await engine.compare(_delivery(destination_server="https://down"))
+    assert caught.value.transient
+    with pytest.raises(ComparisonError, match="gone is down") as caught:
+        await engine.owned_objects(_delivery(destination_name="gone"))
+    assert not caught.value.transient
+
+
+def test_a_target_limited_to_namespaces_refuses_others_and_cluster_kinds() -> None:
+    kube = cast(Kube, FakeKube("t"))
+    limited = Target("t", "https://t", kube, namespaces=("a", "b"), cluster_resources=False)
+    assert limited.allows("a") == ""
+    assert "namespace 'c' for cluster https://t is not managed" in limited.allows("c")
+    assert "cluster level resources are not permitted" in limited.allows("")
+    with_cluster = Target("t", "https://t", kube, namespaces=("a",), cluster_resources=True)
+    assert with_cluster.allows("") == ""
+    assert Target("t", "https://t", kube).allows("anything") == ""
 
 
 async def test_a_record_without_a_kind_adapter_cannot_have_its_status_written() -> None:

@@ -81,9 +81,10 @@ def test_multiple_sources_are_refused_clearly() -> None:
         App.from_application(obj)
 
 
-def test_unregistered_destination_name_is_refused() -> None:
-    with pytest.raises(AppSpecError, match="not registered"):
-        App.from_application(application(destination={"name": "prod-eu", "namespace": "x"}))
+def test_a_destination_name_is_carried_to_the_engine() -> None:
+    app = App.from_application(application(destination={"name": "prod-eu", "namespace": "x"}))
+    assert app.destination_name == "prod-eu"
+    assert app.destination_server == ""
 
 
 @pytest.mark.parametrize(

@@ -186,9 +186,21 @@ def test_jsonnet_argv_checks_stay_in_render_whoever_builds_the_options() -> None
         JsonnetVar(name="a=b", value="x")
 
 
-def test_an_unregistered_destination_cluster_is_refused() -> None:
-    with pytest.raises(AppSpecError, match="destination cluster 'prod-eu' is not registered"):
-        App.from_application(application(destination={"name": "prod-eu"}))
+def test_a_destination_by_name_is_kept_for_the_engine_to_resolve() -> None:
+    app = App.from_application(application(destination={"name": "prod-eu", "namespace": "x"}))
+    assert (app.destination_server, app.destination_name) == ("", "prod-eu")
+    by_server = App.from_application(
+        application(destination={"server": "https://prod.example:6443/", "namespace": "x"})
+    )
+    assert (by_server.destination_server, by_server.destination_name) == (
+        "https://prod.example:6443",
+        "",
+    )
+
+
+def test_a_destination_with_both_name_and_server_is_refused_as_argo_does() -> None:
+    with pytest.raises(AppSpecError, match="can't have both name and server defined"):
+        App.from_application(application(destination={"name": "a", "server": "https://a.example"}))
 
 
 def test_with_source_replaces_the_source_and_keeps_the_specs_credentials() -> None:

@@ -182,7 +182,8 @@ def test_chart_ref_and_values_from() -> None:
             "spec.postRenderers[0].kustomize.patchesStrategicMerge: removed",
         ),
         ({"postRenderers": [{"kustomize": {"images": [{"newTag": "1"}]}}]}, "images[0].name"),
-        ({"kubeConfig": {"secretRef": {"name": "x"}}}, "spec.kubeConfig: remote clusters"),
+        ({"kubeConfig": {"configMapRef": {"name": "x"}}}, "spec.kubeConfig.configMapRef"),
+        ({"kubeConfig": {"secretRef": {}}}, "spec.kubeConfig.secretRef.name"),
         ({"install": {"crds": "CreateReplace"}}, "spec.install.crds: CreateReplace"),
         ({"upgrade": {"preserveValues": True}}, "spec.upgrade.preserveValues"),
         ({"test": {"enable": True, "filters": [{"name": "x"}]}}, "spec.test.filters"),
@@ -207,3 +208,9 @@ def test_bad_or_unsupported_fields_are_refused_by_path(spec: dict[str, Any], mes
 def test_anything_malformed_is_a_spec_error(junk: Any) -> None:
     with pytest.raises(SpecError):
         parse_helmrelease(junk)
+
+
+def test_kube_config_secret_ref_is_read() -> None:
+    assert parse_helmrelease(hr()).kube_config is None
+    parsed = parse_helmrelease(hr(kubeConfig={"secretRef": {"name": "remote", "key": "cfg"}}))
+    assert parsed.kube_config == ("remote", "cfg")

@@ -162,7 +162,7 @@ def test_malformed_fields_are_refused_with_their_path(spec: dict[str, Any], mess
             {"decryption": {"provider": "sops", "serviceAccountName": "kms"}},
             "spec.decryption.serviceAccountName",
         ),
-        ({"kubeConfig": {"secretRef": {"name": "k"}}}, "spec.kubeConfig"),
+        ({"kubeConfig": {"configMapRef": {"name": "k"}}}, "spec.kubeConfig.configMapRef"),
         ({"sourceRef": {"kind": "Bucket", "name": "x"}}, "spec.sourceRef.kind"),
         ({"patchesStrategicMerge": [{"kind": "X"}]}, "spec.patchesStrategicMerge"),
         ({"patchesJson6902": [{"patch": []}]}, "spec.patchesJson6902"),
@@ -172,6 +172,18 @@ def test_fields_gitsail_does_not_implement_are_refused(spec: dict[str, Any], fie
     with pytest.raises(UnsupportedField) as err:
         parse_kustomization(ks(**spec))
     assert err.value.field == field
+
+
+def test_kube_config_secret_ref_is_read_with_its_optional_key() -> None:
+    assert parse_kustomization(ks()).kube_config is None
+    parsed = parse_kustomization(ks(kubeConfig={"secretRef": {"name": "target"}}))
+    assert parsed.kube_config == ("target", "")
+    keyed = parse_kustomization(ks(kubeConfig={"secretRef": {"name": "t", "key": "cfg.yaml"}}))
+    assert keyed.kube_config == ("t", "cfg.yaml")
+    with pytest.raises(SpecError, match=r"spec\.kubeConfig\.secretRef\.name"):
+        parse_kustomization(ks(kubeConfig={"secretRef": {}}))
+    with pytest.raises(SpecError, match=r"spec\.kubeConfig\.secretRef"):
+        parse_kustomization(ks(kubeConfig={"secretRef": {"name": "t", "extra": 1}}))
 
 
 def test_v1beta2_is_read_the_same() -> None:
