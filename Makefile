@@ -53,7 +53,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 integration: tools system-deps
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -m "not image" tests/integration
 
 # Faults (apiserver restart, etcd pause, git down/slow, killed renders, killed controller) on
 # a private control plane of their own: they kill and pause its processes.

@@ -49,12 +49,7 @@ site="$rootfs/usr/local/lib/python3.11/dist-packages"
 "$py" -m pip install --quiet --no-index --find-links "$wheelhouse" --no-compile \
   --target "$site" gitsail
 rm -rf "$site/bin"  # console scripts with the build machine's interpreter in their #!
-install -m 0755 /dev/stdin "$rootfs/usr/local/bin/gitsail" <<'PYEOF'
-#!/usr/bin/python3 -I
-from gitsail.cli.main import main
-
-main()
-PYEOF
+install -m 0755 "$here/gitsail-entrypoint" "$rootfs/usr/local/bin/gitsail"
 # Debian's interpreter (3.11.x) must be the one the wheels were chosen for.
 test -x "$rootfs/usr/bin/python3.11" || { echo "rootfs has no python3.11" >&2; exit 1; }
 
@@ -75,7 +70,9 @@ echo "gitsail:x:$uid:" >> "$rootfs/etc/group"
 echo "gitsail:*:0:0:99999:7:::" >> "$rootfs/etc/shadow"
 install -d -m 0755 -o "$uid" -g "$uid" "$rootfs/home/gitsail"
 install -d -m 1777 "$rootfs/tmp"
-# Files that only say when or where the image was built.
+# Device nodes come from the runtime; files that only say when or where it was built go.
+find "$rootfs/dev" -mindepth 1 -delete
+rm -f "$rootfs/etc/apt/apt.conf.d/00mmdebstrap"
 rm -rf "$rootfs"/var/log/* "$rootfs"/var/cache/* "$rootfs"/var/lib/apt/lists/* \
   "$rootfs"/var/lib/dpkg/*-old "$rootfs"/etc/machine-id "$rootfs"/etc/hostname \
   "$rootfs"/etc/resolv.conf "$rootfs"/var/cache/ldconfig/aux-cache
