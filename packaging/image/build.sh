@@ -87,7 +87,7 @@ step "layer and image"
 tar --create --file "$out/layer.tar" --directory "$rootfs" --sort=name --numeric-owner \
   --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
   --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --xattrs --one-file-system .
-image="$out/oci:gitsail"
+image="$out/oci:$version"
 umoci init --layout "$out/oci"
 umoci new --image "$image"
 umoci raw add-layer --image "$image" --history.created "$created" \
@@ -110,7 +110,6 @@ umoci config --image "$image" --created "$created" --author "gitsail" \
   --config.label "org.opencontainers.image.base.name=debian:$suite" \
   --manifest.annotation "org.opencontainers.image.revision=$revision" \
   --manifest.annotation "org.opencontainers.image.version=$version"
-umoci tag --image "$image" "$version"
 umoci gc --layout "$out/oci"
 rm -f "$out/layer.tar"
 
