@@ -4,6 +4,7 @@ helm and kustomize)."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -82,3 +83,31 @@ def test_two_builds_have_the_same_digest(image: Image, tmp_path: Path) -> None:
     again = build_image(tmp_path / "image-b")
     print(f"\nsecond build in {again.seconds:.0f}s: {again.digest}")
     assert again.digest == image.digest
+
+
+def test_push_to_the_pinned_registry_keeps_the_digest(image: Image) -> None:
+    from gitsail.dev.registry import Registry
+
+    with Registry() as registry:
+        proc = subprocess.run(
+            [str(REPO / "packaging" / "image" / "push.sh"), str(image.out), registry.host],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        inspect = subprocess.run(
+            [
+                "skopeo",
+                "inspect",
+                "--tls-verify=false",
+                "--raw",
+                f"docker://{registry.host}/gitsail:{image.version}",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+
+        assert "sha256:" + hashlib.sha256(inspect.stdout).hexdigest() == image.digest
