@@ -88,8 +88,9 @@ image: image-deps wheelhouse
 	$(BIN)/gitsail dev tools build helm kustomize jsonnet
 	packaging/image/build.sh build/wheelhouse build/image
 
-# Push it: make image-push REGISTRY=127.0.0.1:5000[/path] (plain HTTP to loopback).
-image-push: image
+# Push the built image (make image first): make image-push REGISTRY=127.0.0.1:5000[/path]
+# (plain HTTP to loopback registries).
+image-push: image-deps
 	@test -n "$(REGISTRY)" || { echo "usage: make image-push REGISTRY=host:port"; exit 2; }
 	packaging/image/push.sh build/image "$(REGISTRY)"
 
