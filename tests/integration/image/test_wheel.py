@@ -3,6 +3,7 @@ runs, finds helm/kustomize on PATH or in the user cache, and names a missing one
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -58,11 +59,23 @@ def test_installed_package_metadata_and_version(venv: Path, tmp_path: Path) -> N
     proc = _run(venv, tmp_path, "--version")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"gitsail {__version__}"
-    show = subprocess.run(
-        [str(venv / "bin" / "pip"), "show", "gitsail"], capture_output=True, text=True, check=True
+    meta = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m, json; d = m.metadata('gitsail'); "
+            "print(json.dumps({k: d[k] for k in ('Version', 'License-Expression', "
+            "'Requires-Python')}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    assert f"Version: {__version__}" in show
-    assert "License-Expression: Apache-2.0" in show or "License: Apache-2.0" in show
+    assert json.loads(meta) == {
+        "Version": __version__,
+        "License-Expression": "Apache-2.0",
+        "Requires-Python": ">=3.11",
+    }
     # The CRDs are package data: `install --print` works from the installed wheel.
     printed = _run(venv, tmp_path, "install", "--crds-only", "--print")
     assert printed.returncode == 0, printed.stderr
