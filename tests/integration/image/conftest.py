@@ -61,6 +61,17 @@ def build_image(out: Path) -> Image:
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """Built once per session; GITSAIL_TEST_IMAGE_DIR=build/image reuses `make image`'s
+    output instead (a quicker local loop; CI builds it here)."""
+    reuse = os.environ.get("GITSAIL_TEST_IMAGE_DIR")
+    if reuse:
+        out = Path(reuse).resolve()
+        return Image(
+            out=out,
+            version=(out / "version").read_text().strip(),
+            digest=(out / "digest").read_text().strip(),
+            seconds=0.0,
+        )
     built = build_image(tmp_path_factory.mktemp("image-a"))
     print(f"\nimage built in {built.seconds:.0f}s: {built.digest}")
     return built

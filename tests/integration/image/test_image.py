@@ -80,6 +80,7 @@ def test_renders_kustomize_and_helm_with_the_bundled_binaries(rootfs: Path) -> N
 
 
 def test_two_builds_have_the_same_digest(image: Image, tmp_path: Path) -> None:
+    """(With GITSAIL_TEST_IMAGE_DIR, that image must have been built from this commit.)"""
     again = build_image(tmp_path / "image-b")
     print(f"\nsecond build in {again.seconds:.0f}s: {again.digest}")
     assert again.digest == image.digest
