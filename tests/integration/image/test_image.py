@@ -62,6 +62,7 @@ def _copy_in(rootfs: Path, source: Path, name: str) -> str:
     target = rootfs / "tmp" / name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
+    subprocess.run(["git", "init", "-q", str(target)], check=True)
     subprocess.run(["chown", "-R", "65532:65532", str(target)], check=True)
     return f"/tmp/{name}"
 

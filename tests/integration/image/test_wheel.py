@@ -55,6 +55,14 @@ def _run(
     )
 
 
+def _checkout(tmp_path: Path) -> Path:
+    """The example apps in a Git work tree (what bounds an overlay's reach to its base)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "gitops-repo", repo)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo / "apps"
+
+
 def test_installed_package_metadata_and_version(venv: Path, tmp_path: Path) -> None:
     proc = _run(venv, tmp_path, "--version")
     assert proc.returncode == 0, proc.stderr
@@ -83,8 +91,7 @@ def test_installed_package_metadata_and_version(venv: Path, tmp_path: Path) -> N
 
 
 def test_missing_kustomize_is_named_with_its_pin(venv: Path, tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(REPO / "examples" / "gitops-repo" / "apps", app)
+    app = _checkout(tmp_path)
     proc = _run(venv, tmp_path, "render", str(app / "overlays" / "production"))
     assert proc.returncode != 0
     assert "kustomize not found" in proc.stderr
@@ -92,8 +99,7 @@ def test_missing_kustomize_is_named_with_its_pin(venv: Path, tmp_path: Path) -> 
 
 
 def test_renders_with_tools_from_the_user_cache_and_from_path(venv: Path, tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(REPO / "examples" / "gitops-repo" / "apps", app)
+    app = _checkout(tmp_path)
     # The user cache a source checkout's `gitsail dev tools build` fills.
     entry = tmp_path / ".cache" / "gitsail" / "bin" / f"kustomize-{RELEASE_PINS['kustomize']}"
     entry.mkdir(parents=True)
