@@ -32,7 +32,8 @@ class Image:
 
     @property
     def ref(self) -> str:
-        return f"oci:{self.out / 'oci'}:{self.version}"
+        """``path:tag`` as umoci names an image in a layout."""
+        return f"{self.out / 'oci'}:{self.version}"
 
 
 def build_image(out: Path) -> Image:
