@@ -250,3 +250,25 @@ def test_install_upgrade_uninstall_in_the_dev_cluster(
     secrets = kube.get(f"/api/v1/namespaces/{release_ns}/secrets?labelSelector=owner%3Dhelm")
     assert secrets is not None
     assert secrets["items"] == []
+
+
+def test_server_component_renders_restricted_with_an_optional_ingress(helm_home: Path) -> None:
+    objs = template(helm_home, "server.enabled=true", "server.ingress.enabled=true")
+    server = {
+        (o["kind"], o["metadata"]["name"]): o for o in objs if "server" in o["metadata"]["name"]
+    }
+    assert set(server) == {
+        ("ServiceAccount", "gitsail-server"),
+        ("ClusterRole", "gitsail-server"),
+        ("ClusterRoleBinding", "gitsail-server"),
+        ("Deployment", "gitsail-server"),
+        ("Service", "gitsail-server"),
+        ("Ingress", "gitsail-server"),
+    }
+    pod = server[("Deployment", "gitsail-server")]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["args"][:4] == ["server", "--in-cluster", "--namespace", "argocd"]
+    verbs = server[("ClusterRole", "gitsail-server")]["rules"][0]["verbs"]
+    assert "create" not in verbs
+    assert "update" not in verbs
+    assert not [o for o in template(helm_home) if "server" in o["metadata"]["name"]]
