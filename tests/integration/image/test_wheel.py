@@ -24,7 +24,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheels = sorted(WHEELHOUSE.glob("gitsail-*.whl"))
     assert wheels, "no wheel: run `make wheelhouse`"
     root = tmp_path_factory.mktemp("venv") / "v"
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=600)
     subprocess.run(
         [
             str(root / "bin" / "pip"),
@@ -36,7 +36,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "gitsail",
         ],
         check=True,
-        timeout=300,
+        timeout=600,
     )
     return root
 
