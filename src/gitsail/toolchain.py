@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "RELEASE_PINS",
     "TOOLS",
     "BuildError",
     "Tool",
     "build_missing",
     "cache_root",
     "find_binary",
+    "runtime_tools",
     "tools_dir",
 ]
 
@@ -145,6 +147,8 @@ class Tool:
 
     @property
     def version(self) -> str:
+        if not self.go_mod.is_file() and self.name in RELEASE_PINS:
+            return RELEASE_PINS[self.name]  # an installed package: no tools/ checkout
         return _module_version(self.go_mod, self.version_module)
 
     @property
@@ -153,6 +157,16 @@ class Tool:
 
     def is_built(self) -> bool:
         return all((self.path / f).is_file() for f in (*self.binaries, *self.extra_files))
+
+
+# The pins of the tools the engine runs (render, Helm actions), for an installed package,
+# which has no tools/ checkout to read go.mod from. tests/unit/dev/test_toolchain_release.py
+# keeps them equal to the go.mod pins; the container image bundles exactly these builds.
+RELEASE_PINS: dict[str, str] = {
+    "helm": "v3.22.0",
+    "kustomize": "v5.8.1",
+    "jsonnet": "v0.21.0",
+}
 
 
 TOOLS: tuple[Tool, ...] = (
@@ -276,10 +290,64 @@ def find_binary(binary: str) -> Path:
     on_path = shutil.which(binary)
     if on_path:
         return Path(on_path)
+    if tool is not None and not tools_dir().is_dir() and tool.name in RELEASE_PINS:
+        # An installed package: the user cache a checkout's `gitsail dev tools build` fills.
+        candidate = tool.path / binary
+        if candidate.is_file():
+            return candidate
+        raise FileNotFoundError(
+            f"{binary} not found: gitsail needs {binary} {tool.version}; put it on PATH, "
+            f"point {env_name} at it, or place it at {candidate} "
+            "(the gitsail container image bundles it)"
+        )
     raise FileNotFoundError(
         f"{binary} is not built yet; run `gitsail dev tools build` (or `make tools`), "
         f"or point {env_name} at a binary"
     )
+
+
+_VERSION_ARGS: dict[str, tuple[str, ...]] = {
+    "helm": ("version", "--short"),
+    "kustomize": ("version",),
+    "jsonnet": ("--version",),
+}
+
+
+def runtime_tools() -> list[dict[str, str]]:
+    """The tools the engine runs: where each is found, its version and the pinned one.
+
+    ``status`` is ``ok``, ``version mismatch`` (a binary of another version is used:
+    rendering may differ from the pinned tool's) or ``missing`` (with what to do in
+    ``error``). Each found binary is asked its version once (a few milliseconds).
+    """
+    rows: list[dict[str, str]] = []
+    for name, pinned in RELEASE_PINS.items():
+        row = {"tool": name, "pinned": pinned, "path": "", "version": "", "status": "missing"}
+        try:
+            path = find_binary(name)
+        except FileNotFoundError as exc:
+            row["error"] = str(exc)
+            rows.append(row)
+            continue
+        row["path"] = str(path)
+        try:
+            proc = subprocess.run(
+                [str(path), *_VERSION_ARGS[name]],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            found = re.search(r"v?(\d+\.\d+\.\d+)", proc.stdout + proc.stderr)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            row["status"] = "broken"
+            row["error"] = f"{path}: {exc}"
+            rows.append(row)
+            continue
+        row["version"] = f"v{found.group(1)}" if found else "unknown"
+        row["status"] = "ok" if row["version"] == pinned else "version mismatch"
+        rows.append(row)
+    return rows
 
 
 def tool_file(tool_name: str, filename: str) -> Path:

@@ -75,7 +75,136 @@ async def install_crds(
     return names
 
 
-DEFAULT_IMAGE = "ghcr.io/gitsail/gitsail:0.1.0"
+DEFAULT_IMAGE = "ghcr.io/gitsail/gitsail:0.1.0"  # charts/gitsail values: image.*
+
+
+# The names, labels and pod shape charts/gitsail renders too: with default values the chart's
+# objects equal these (tests/integration/chart/ compares them), so each component is one
+# function returning its objects, and `controller_manifests` lists the components.
+CONTROLLER = "gitsail-controller"
+RUN_AS = 65532  # the image's gitsail user (packaging/image/build.sh)
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": "gitsail"}
+
+
+def _pod_spec(service_account: str, container: Obj) -> Obj:
+    """A PodSecurity ``restricted`` pod running the image's user, read-only root, with
+    writable ``/tmp`` and home (git's and Helm's caches) on emptyDirs."""
+    return {
+        "serviceAccountName": service_account,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                **container,
+                "volumeMounts": [
+                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (an emptyDir)
+                    {"name": "home", "mountPath": "/home/gitsail"},
+                ],
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "readOnlyRootFilesystem": True,
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "home", "emptyDir": {}}],
+    }
+
+
+def _controller_rbac(namespace: str) -> list[Obj]:
+    """ServiceAccount and a ClusterRole on everything (an Application may deliver any kind,
+    as with Argo CD's application controller; the chart's ``rbac.clusterAdmin: false``
+    narrows it)."""
+    labels = _labels(CONTROLLER)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": CONTROLLER, "namespace": namespace, "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": CONTROLLER, "labels": labels},
+            "rules": [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": CONTROLLER, "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": CONTROLLER,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": CONTROLLER, "namespace": namespace}],
+        },
+    ]
+
+
+def _controller_workload(
+    namespace: str, *, image: str, replicas: int, sealed_secrets: bool, external_secrets: bool
+) -> list[Obj]:
+    """Deployment and Service (``/healthz``, ``/metrics``, webhooks on port ``http``)."""
+    labels = _labels(CONTROLLER)
+    container: Obj = {
+        "name": "controller",
+        "image": image,
+        "args": [
+            "controller",
+            "--namespace",
+            namespace,
+            "--listen",
+            "0.0.0.0:8080",
+            "--log-format",
+            "json",
+            *(["--sealed-secrets"] if sealed_secrets else []),
+            *(["--external-secrets"] if external_secrets else []),
+        ],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": CONTROLLER, "namespace": namespace, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": CONTROLLER}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": _pod_spec(CONTROLLER, container),
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": CONTROLLER, "namespace": namespace, "labels": labels},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": CONTROLLER},
+                "ports": [{"name": "http", "port": 8080, "targetPort": "http"}],
+            },
+        },
+    ]
 
 
 def controller_manifests(
@@ -95,92 +224,16 @@ def controller_manifests(
     ``--sealed-secrets`` (keys in ``kube-system``, as Bitnami's controller keeps them);
     ``external_secrets`` with ``--external-secrets``.
     """
-    labels = {
-        "app.kubernetes.io/name": "gitsail-controller",
-        "app.kubernetes.io/part-of": "gitsail",
-    }
-    name = "gitsail-controller"
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": labels},
-            "rules": [
-                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                {"nonResourceURLs": ["*"], "verbs": ["*"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": labels},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "containers": [
-                            {
-                                "name": "controller",
-                                "image": image,
-                                "args": [
-                                    "controller",
-                                    "--namespace",
-                                    namespace,
-                                    "--listen",
-                                    "0.0.0.0:8080",
-                                    "--log-format",
-                                    "json",
-                                    *(["--sealed-secrets"] if sealed_secrets else []),
-                                    *(["--external-secrets"] if external_secrets else []),
-                                ],
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                                "resources": {
-                                    "requests": {"cpu": "100m", "memory": "256Mi"},
-                                    "limits": {"memory": "1Gi"},
-                                },
-                                "securityContext": {
-                                    "runAsNonRoot": True,
-                                    "readOnlyRootFilesystem": True,
-                                    "allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
-                            }
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "selector": {"app.kubernetes.io/name": name},
-                "ports": [{"name": "http", "port": 8080, "targetPort": "http"}],
-            },
-        },
+        *_controller_rbac(namespace),
+        *_controller_workload(
+            namespace,
+            image=image,
+            replicas=replicas,
+            sealed_secrets=sealed_secrets,
+            external_secrets=external_secrets,
+        ),
         *server_manifests(namespace, image=image),
     ]
 
@@ -194,7 +247,7 @@ def server_manifests(namespace: str = "argocd", *, image: str = DEFAULT_IMAGE) -
     password). It reconciles nothing; the controller does.
     """
     name = "gitsail-server"
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "gitsail"}
+    labels = _labels(name)
     container = {
         "name": "server",
         "image": image,
@@ -203,12 +256,6 @@ def server_manifests(namespace: str = "argocd", *, image: str = DEFAULT_IMAGE) -
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
     }
     role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
     return [
@@ -247,7 +294,7 @@ def server_manifests(namespace: str = "argocd", *, image: str = DEFAULT_IMAGE) -
                 "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {"serviceAccountName": name, "containers": [container]},
+                    "spec": _pod_spec(name, container),
                 },
             },
         },

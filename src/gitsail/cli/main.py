@@ -13,7 +13,7 @@ import sys
 import typer
 
 from gitsail import __version__
-from gitsail.cli.output import report_unexpected
+from gitsail.cli.output import Format, report_unexpected
 
 __all__ = ["build_app", "main"]  # and ``app``, built on first use
 
@@ -27,9 +27,16 @@ def _root() -> typer.Typer:
     )
 
 
-def version() -> None:
-    """Print gitsail's version."""
-    print(f"gitsail {__version__}")
+def version(
+    tools: bool = typer.Option(
+        False, "--tools", help="also the helm, kustomize and jsonnet binaries gitsail uses"
+    ),
+    output: Format = typer.Option(Format.table, "--output", "-o", help="table, json or yaml"),
+) -> None:
+    """Print gitsail's version (and, with --tools, which tool binaries it runs)."""
+    from gitsail.cli.version import print_version
+
+    print_version(__version__, tools=tools, output=output)
 
 
 def build_app() -> typer.Typer:
@@ -108,6 +115,9 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Run the CLI; an error no command handled is one line and exit 1, not a traceback."""
     try:
+        if sys.argv[1:] == ["--version"]:
+            print(f"gitsail {__version__}")
+            return
         if sys.argv[1:2] == ["controller"]:
             _controller_app()()
         else:

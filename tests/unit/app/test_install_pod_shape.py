@@ -1,0 +1,36 @@
+"""`gitsail install`'s controller: a PodSecurity `restricted` pod of the image's user."""
+
+from gitsail.app.install import RUN_AS, controller_manifests
+
+
+def _deployment() -> dict:  # type: ignore[type-arg]
+    return next(o for o in controller_manifests("gs") if o["kind"] == "Deployment")
+
+
+def test_pod_is_restricted_compatible() -> None:
+    pod = _deployment()["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == RUN_AS == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {"/tmp", "/home/gitsail"} <= mounts
+    assert {v["name"] for v in pod["volumes"]} == {"tmp", "home"}
+
+
+def test_components_in_apply_order() -> None:
+    kinds = [o["kind"] for o in controller_manifests("gs", replicas=2, sealed_secrets=True)]
+    assert kinds == [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+    ]
+    args = _deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:3] == ["controller", "--namespace", "gs"]
