@@ -7,8 +7,14 @@ def _deployment() -> dict:  # type: ignore[type-arg]
     return next(o for o in controller_manifests("gs") if o["kind"] == "Deployment")
 
 
-def test_pod_is_restricted_compatible() -> None:
-    pod = _deployment()["spec"]["template"]["spec"]
+def test_pods_are_restricted_compatible() -> None:
+    deployments = [o for o in controller_manifests("gs") if o["kind"] == "Deployment"]
+    assert len(deployments) == 2  # the controller and the server
+    for deployment in deployments:
+        _check_restricted(deployment["spec"]["template"]["spec"])
+
+
+def _check_restricted(pod: dict) -> None:  # type: ignore[type-arg]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == RUN_AS == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -23,14 +29,10 @@ def test_pod_is_restricted_compatible() -> None:
 
 
 def test_components_in_apply_order() -> None:
-    kinds = [o["kind"] for o in controller_manifests("gs", replicas=2, sealed_secrets=True)]
-    assert kinds == [
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "Service",
-    ]
+    manifests = controller_manifests("gs", replicas=2, sealed_secrets=True)
+    component = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
+    assert [o["kind"] for o in manifests] == ["Namespace", *component, *component]
+    names = [o["metadata"]["name"] for o in manifests[1:]]
+    assert names == ["gitsail-controller"] * 5 + ["gitsail-server"] * 5
     args = _deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:3] == ["controller", "--namespace", "gs"]
