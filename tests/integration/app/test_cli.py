@@ -60,6 +60,10 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
         "OCIRepository",
         "Receiver",
         "SealedSecret",
+        "SecretStore",
+        "ClusterSecretStore",
+        "ExternalSecret",
+        "ClusterExternalSecret",
     }
 
 

@@ -128,7 +128,9 @@ def test_default_values_render_what_gitsail_install_prints(helm_home: Path) -> N
 def test_crds_are_kept_on_uninstall_and_follow_the_families(helm_home: Path) -> None:
     crds = [o for o in template(helm_home) if o["kind"] == "CustomResourceDefinition"]
     assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
-    only_argo = template(helm_home, "crds.flux=false", "crds.sealedSecrets=false")
+    only_argo = template(
+        helm_home, "crds.flux=false", "crds.sealedSecrets=false", "crds.externalSecrets=false"
+    )
     groups = {o["spec"]["group"] for o in only_argo if o["kind"] == "CustomResourceDefinition"}
     assert groups == {"argoproj.io"}
     none = template(helm_home, "crds.install=false")
@@ -140,6 +142,7 @@ def test_values_shape_the_controller(helm_home: Path) -> None:
         helm_home,
         "controller.replicas=3",
         "controller.sealedSecrets=true",
+        "controller.externalSecrets=true",
         "controller.leaderElection=false",
         "controller.extraNamespaces={team-a}",
         "image.repository=127.0.0.1:5000/gitsail",
@@ -147,13 +150,18 @@ def test_values_shape_the_controller(helm_home: Path) -> None:
         "metrics.serviceMonitor.enabled=true",
         "networkPolicy.enabled=true",
     )
-    by_kind = {o["kind"]: o for o in objs if o["kind"] != "CustomResourceDefinition"}
+    by_kind = {
+        o["kind"]: o
+        for o in objs
+        if o["kind"] != "CustomResourceDefinition" and o["metadata"]["name"] != "gitsail-server"
+    }
     deployment = by_kind["Deployment"]
     assert deployment["spec"]["replicas"] == 3
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "127.0.0.1:5000/gitsail@sha256:" + "a" * 64
     args = container["args"]
     assert "--sealed-secrets" in args
+    assert "--external-secrets" in args
     assert "--no-leader-elect" in args
     assert args[args.index("team-a") - 1] == "--namespace"
     monitor = by_kind["ServiceMonitor"]
@@ -206,6 +214,8 @@ def test_install_upgrade_uninstall_in_the_dev_cluster(
         "crds.install=false",
         "--set",
         f"rbac.clusterRoleName={role}",
+        "--set",  # cluster-scoped too: `gitsail install` tests may have made gitsail-server
+        f"server.clusterRoleName={role}-server",
     ]
     kc = cluster.kubeconfig
     helm(helm_home, "install", "gitsail", str(CHART), *common, "--wait=false", kubeconfig=kc)
@@ -243,6 +253,8 @@ def test_install_upgrade_uninstall_in_the_dev_cluster(
     for path in (
         f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}",
         f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{role}",
+        f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}-server",
+        f"/apis/apps/v1/namespaces/{release_ns}/deployments/gitsail-server",
         f"/api/v1/namespaces/{release_ns}/services/gitsail-controller",
         f"/api/v1/namespaces/{release_ns}/serviceaccounts/gitsail-controller",
     ):
@@ -271,4 +283,5 @@ def test_server_component_renders_restricted_with_an_optional_ingress(helm_home:
     verbs = server[("ClusterRole", "gitsail-server")]["rules"][0]["verbs"]
     assert "create" not in verbs
     assert "update" not in verbs
-    assert not [o for o in template(helm_home) if "server" in o["metadata"]["name"]]
+    off = template(helm_home, "server.enabled=false")
+    assert not [o for o in off if "server" in o["metadata"]["name"]]

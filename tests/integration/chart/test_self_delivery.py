@@ -56,6 +56,7 @@ async def test_an_application_delivers_the_gitsail_chart_from_git(
                     # The shared cluster's CRDs are served already (and not this app's).
                     {"name": "crds.install", "value": "false"},
                     {"name": "rbac.clusterRoleName", "value": role},
+                    {"name": "server.clusterRoleName", "value": f"{role}-server"},
                     {"name": "image.repository", "value": "127.0.0.1:5000/gitsail"},
                 ],
             },
@@ -89,4 +90,5 @@ async def test_an_application_delivers_the_gitsail_chart_from_git(
         assert status["sourceType"] == "Helm"
     finally:
         for kind in ("ClusterRoleBinding", "ClusterRole"):
-            await kube_client.delete("rbac.authorization.k8s.io/v1", kind, role)
+            for name in (role, f"{role}-server"):
+                await kube_client.delete("rbac.authorization.k8s.io/v1", kind, name)
