@@ -18,6 +18,7 @@ import pytest
 
 from gitsail.dev.cluster import Cluster, free_ports
 from gitsail.dev.gitserver import GitServer, Workdir
+from tests.integration.app.conftest import crds  # noqa: F401 (fixture)
 from tests.integration.conftest import GIT_USER
 from tests.integration.helpers import Kube, eventually
 from tests.integration.image.conftest import Image
@@ -45,6 +46,7 @@ def controller_home(rootfs: Path, cluster: Cluster) -> Iterator[Path]:
 
 
 def test_controller_from_the_image_delivers_an_application(
+    crds: None,  # noqa: F811 (the Application CRD: a private cluster starts without it)
     image: Image,
     rootfs: Path,
     controller_home: Path,
