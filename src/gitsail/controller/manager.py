@@ -49,7 +49,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,7 @@ from gitsail.kinds.argo_application import (
 )
 from gitsail.kinds.status import Stalled, Transient
 from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind, WatchCache, WatchEvent
+from gitsail.kube.cache import NamedSource
 from gitsail.model import Obj
 from gitsail.policy import Policy
 from gitsail.render import Renderer
@@ -217,46 +218,6 @@ class _MetricsObserver(PipelineObserver):
             self.metrics.observe_render(tool, seconds)
         else:
             log.debug("render tool %r has no metric label; not observed", tool)
-
-
-class _NamedSource:
-    """A ``WatchSource`` narrowed to one object by name (a field selector on the list and
-    the watch), so a watch of ``argocd-secret`` holds no other Secret in memory."""
-
-    def __init__(self, kube: Kube, name: str) -> None:
-        self.kube = kube
-        self.selector = f"metadata.name={name}"
-
-    async def list_with_version(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> tuple[list[Obj], str]:
-        return await self.kube.list_with_version(
-            api_version, kind, namespace, label_selector, self.selector
-        )
-
-    def watch(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        resource_version: str | None = None,
-        label_selector: str | None = None,
-        timeout_seconds: int | None = None,
-    ) -> AsyncIterator[WatchEvent]:
-        return self.kube.watch(
-            api_version,
-            kind,
-            namespace,
-            resource_version=resource_version,
-            label_selector=label_selector,
-            timeout_seconds=timeout_seconds,
-            field_selector=self.selector,
-        )
 
 
 class _Changes:
@@ -736,7 +697,7 @@ class Controller:
             try:
                 if self.webhook_secret_cache is None:
                     cache = WatchCache(
-                        _NamedSource(self.kube, ARGOCD_SECRET), "v1", "Secret", namespace
+                        NamedSource(self.kube, ARGOCD_SECRET), "v1", "Secret", namespace
                     )
                     await cache.start()
                     self.webhook_secret_cache = cache

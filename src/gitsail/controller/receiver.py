@@ -51,7 +51,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gitsail.controller.manager import _NamedSource
 from gitsail.controller.webhook import WebhookError, check_hmac, delivery_id_keys
 from gitsail.controller.webhook_gate import WebhookGate
 from gitsail.kinds.errors import SpecError
@@ -67,6 +66,7 @@ from gitsail.kinds.flux_receiver import (
 )
 from gitsail.kinds.status import Transient
 from gitsail.kube import Kube, KubeError, NotFound, WatchCache, WatchEvent
+from gitsail.kube.cache import NamedSource
 
 __all__ = ["Delivery", "FluxReceivers", "ReceiverIndex", "verify_delivery"]
 
@@ -262,7 +262,7 @@ class ReceiverIndex:
             await self.secrets.pop(key).stop()
         for namespace, name in sorted(wanted - set(self.secrets)):
             try:
-                cache = WatchCache(_NamedSource(self.kube, name), "v1", "Secret", namespace)
+                cache = WatchCache(NamedSource(self.kube, name), "v1", "Secret", namespace)
                 await cache.start()
             except KubeError as exc:
                 log.warning(

@@ -38,7 +38,7 @@ from gitsail.kube.retry import Backoff
 from gitsail.kube.watch import WatchEvent
 from gitsail.model import Obj
 
-__all__ = ["WatchCache", "WatchSource"]
+__all__ = ["NamedSource", "SelectingSource", "WatchCache", "WatchSource"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,62 @@ class WatchSource(Protocol):
         label_selector: str | None = None,
         timeout_seconds: int | None = None,
     ) -> AsyncIterator[WatchEvent]: ...
+
+
+class SelectingSource(WatchSource, Protocol):
+    """A ``WatchSource`` whose watch also takes a field selector (``Kube`` has it)."""
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        *,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[WatchEvent]: ...
+
+
+class NamedSource:
+    """A ``WatchSource`` narrowed to one object by name (a field selector on the list and
+    the watch), so a watch of ``argocd-secret`` holds no other Secret in memory."""
+
+    def __init__(self, kube: SelectingSource, name: str) -> None:
+        self.kube = kube
+        self.selector = f"metadata.name={name}"
+
+    async def list_with_version(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[Obj], str]:
+        return await self.kube.list_with_version(
+            api_version, kind, namespace, label_selector, self.selector
+        )
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        return self.kube.watch(
+            api_version,
+            kind,
+            namespace,
+            resource_version=resource_version,
+            label_selector=label_selector,
+            timeout_seconds=timeout_seconds,
+            field_selector=self.selector,
+        )
 
 
 def _key(obj: Obj) -> tuple[str, str]:

@@ -23,7 +23,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from gitsail.cli.flux import (
     GIT_REPOSITORY,
@@ -34,7 +33,8 @@ from gitsail.cli.flux import (
     OCI_REPOSITORY,
     FluxKind,
 )
-from gitsail.kube import KubeError, NotFoundKind, WatchCache, WatchEvent
+from gitsail.kube import KubeError, NotFoundKind, WatchCache
+from gitsail.kube.cache import NamedSource, SelectingSource
 from gitsail.model import Obj
 
 __all__ = ["DERIVED", "KINDS", "Change", "ClusterReader", "KindSpec", "ServerState"]
@@ -92,69 +92,8 @@ class Change:
     obj: Obj
 
 
-class ClusterReader(Protocol):
-    """What the caches need (``Kube`` has it; benchmarks and unit tests pass an in-memory
-    one)."""
-
-    async def list_with_version(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> tuple[list[Obj], str]: ...
-
-    def watch(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        resource_version: str | None = None,
-        label_selector: str | None = None,
-        timeout_seconds: int | None = None,
-        *,
-        field_selector: str | None = None,
-    ) -> AsyncIterator[WatchEvent]: ...
-
-
-class _Named:
-    """A ``WatchSource`` narrowed to one object by name (a field selector)."""
-
-    def __init__(self, kube: ClusterReader, name: str) -> None:
-        self.kube = kube
-        self.selector = f"metadata.name={name}"
-
-    async def list_with_version(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> tuple[list[Obj], str]:
-        return await self.kube.list_with_version(
-            api_version, kind, namespace, label_selector, self.selector
-        )
-
-    def watch(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        resource_version: str | None = None,
-        label_selector: str | None = None,
-        timeout_seconds: int | None = None,
-    ) -> AsyncIterator[WatchEvent]:
-        return self.kube.watch(
-            api_version,
-            kind,
-            namespace,
-            resource_version=resource_version,
-            label_selector=label_selector,
-            timeout_seconds=timeout_seconds,
-            field_selector=self.selector,
-        )
+# What the caches need (``Kube`` has it; benchmarks and unit tests pass an in-memory one).
+ClusterReader = SelectingSource
 
 
 class ServerState:
@@ -178,7 +117,7 @@ class ServerState:
             ("argocd-rbac-cm", "ConfigMap"),
             ("argocd-secret", "Secret"),
         ):
-            cache = WatchCache(_Named(self.kube, name), "v1", kind, self.control_namespace)
+            cache = WatchCache(NamedSource(self.kube, name), "v1", kind, self.control_namespace)
             await cache.start()
             self.settings[name] = cache
         for path, spec in KINDS.items():

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import botocore.auth as botocore_auth  # pinned in requirements.lock (moto depends on it)
 import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from gitsail.secrets.external.aws import sign_v4
-
-botocore_auth = pytest.importorskip("botocore.auth", reason="botocore comes with moto[server]")
-from botocore.awsrequest import AWSRequest  # noqa: E402
-from botocore.credentials import Credentials  # noqa: E402
 
 
 @pytest.mark.parametrize("token", ["", "session-token-xyz"])
