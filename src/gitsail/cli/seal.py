@@ -471,7 +471,13 @@ def rotate(
                 ).strip()
             )
             if branch:
-                _git(["checkout", "-b", branch], top)
+                from gitsail.workflow.gitops import GitError, check_branch_name
+
+                try:  # never an option, never a ref git would refuse
+                    check_branch_name(branch, top)
+                except GitError as exc:
+                    raise SealingError(str(exc)) from None
+                _git(["switch", "-c", branch], top)
             _git(["add", "--", *(str(f.resolve()) for f in changed_files)], top)
             _git(
                 [

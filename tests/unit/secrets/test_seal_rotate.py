@@ -5,6 +5,7 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -54,7 +55,10 @@ def test_rotate_text_reseals_only_values_of_old_keys_and_keeps_the_layout(
     assert usage == [("ns", "old", key.fingerprint), ("ns", "new", newer.fingerprint)]
 
 
-def test_seal_rotate_commits_once_in_a_checkout(key: SealingKey, tmp_path: Path) -> None:
+@pytest.mark.parametrize("branch", ["rotate", "--orphan=x"])
+def test_seal_rotate_commits_once_in_a_checkout(
+    key: SealingKey, tmp_path: Path, branch: str
+) -> None:
     newer = generate_key(now=NOW + timedelta(days=30), key_size=2048)
     repo = tmp_path / "repo"
     (repo / "apps").mkdir(parents=True)
@@ -75,8 +79,13 @@ def test_seal_rotate_commits_once_in_a_checkout(key: SealingKey, tmp_path: Path)
     keys.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     result = CliRunner().invoke(
         app,
-        ["seal", "rotate", str(repo), "--recovery-private-key", str(keys), "--branch", "rotate"],
+        ["seal", "rotate", str(repo), "--recovery-private-key", str(keys), "--branch", branch],
     )
+    if branch.startswith("-"):  # never handed to git as an option: refused, nothing committed
+        assert result.exit_code == 1
+        assert "not a valid branch name" in result.output
+        assert _git(repo, "rev-list", "--count", "HEAD").strip() == "1"
+        return
     assert result.exit_code == 0, result.output
     assert "1 file(s) re-encrypted" in result.output
     assert _git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "rotate"
