@@ -21,9 +21,9 @@ from gitsail.cli.flux import (
     SOURCES,
     FluxKind,
     _handled,
-    _print_rows,
     _row,
 )
+from gitsail.cli.kindget import print_rows
 from gitsail.diff import diff_resource
 from gitsail.kinds.flux_inspect import (
     ObjectChange,
@@ -89,7 +89,7 @@ def test_a_piped_table_is_never_cut_and_markup_is_shown_as_text(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     message = "[bold]not markup[/bold] " + "x" * 300
-    _print_rows([{"name": "web", "message": message}], ("name", "message"))
+    print_rows([{"name": "web", "message": message}], ("name", "message"))
     header, line = capsys.readouterr().out.splitlines()
     assert header.split() == ["NAME", "MESSAGE"]
     assert line.split(maxsplit=1) == ["web", message]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import typer
 import yaml
 
 from gitsail.cli.app import AppNamespaceOption, ContextOption, KubeconfigOption
+from gitsail.cli.kindget import open_kube
 from gitsail.cli.output import Format, OutputOption, emit, fail
 from gitsail.kinds.argo_applicationset import (
     API_VERSION,
@@ -22,18 +21,11 @@ from gitsail.kinds.argo_applicationset import (
 )
 from gitsail.kinds.argo_applicationset_generators import Cluster, GeneratorError, generate
 from gitsail.kinds.errors import SpecError
-from gitsail.kube import Kube, KubeError, load_kubeconfig
+from gitsail.kube import KubeError
 from gitsail.model import Obj
 from gitsail.policy import Policy, PolicyError
 
 app = typer.Typer(help="Argo CD ApplicationSets: list, get, generate (offline).")
-
-
-@asynccontextmanager
-async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
-    path = kubeconfig.split(":")[0] if kubeconfig else None
-    async with Kube(await load_kubeconfig(path, context)) as kube:
-        yield kube
 
 
 def _condition(obj: Obj, kind: str) -> dict[str, Any]:
@@ -71,7 +63,7 @@ def list_sets(
     """List ApplicationSets with their generators and state."""
 
     async def main() -> list[Obj]:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             return await kube.list(API_VERSION, KIND, namespace)
 
     try:
@@ -95,7 +87,7 @@ def get(
     """One ApplicationSet: its conditions and the Applications it made."""
 
     async def main() -> Obj | None:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             return await kube.get(API_VERSION, KIND, name, namespace)
 
     try:

@@ -18,18 +18,10 @@ import typer
 from rich.text import Text
 
 from gitsail.cli.app import ContextOption, KubeconfigOption
-from gitsail.cli.flux import (
-    AllNamespacesOption,
-    _guarded,
-    _kube,
-    _print_rows,
-)
+from gitsail.cli.kindget import get_command, guarded, open_kube, read_objects, show_objects
 from gitsail.cli.output import (
     Format,
-    OutputOption,
     console,
-    emit,
-    err_console,
     fail,
 )
 from gitsail.kinds.externalsecret import ANNOTATION_FORCE_SYNC, synced_resource_version
@@ -79,49 +71,31 @@ def _get(kind: str, name: str | None, namespace: str, all_namespaces: bool, outp
     cluster = kind.startswith("Cluster")
 
     async def main() -> list[Obj]:
-        async with _kube(kubeconfig, context) as kube:
-            if name is not None and (cluster or not all_namespaces):
-                obj = await kube.get(API, kind, name, None if cluster else namespace)
-                if obj is None:
-                    raise fail(
-                        f"{kind} {name} not found"
-                        + ("" if cluster else f" in namespace {namespace}")
-                    )
-                return [obj]
-            objs = await kube.list(API, kind, None if (cluster or all_namespaces) else namespace)
-            if name is not None:
-                objs = [o for o in objs if (o.get("metadata") or {}).get("name") == name]
-            return sorted(
-                objs, key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"])
-            )
+        async with open_kube(kubeconfig, context) as kube:
+            return await read_objects(
+                kube, API, kind, name, namespace,
+                all_namespaces=all_namespaces, cluster_scoped=cluster,
+            )  # fmt: skip
 
-    objs: list[Obj] = _guarded(main())
-    if output is not Format.table:
-        emit(objs[0] if name is not None and len(objs) == 1 else objs, output)
-        return
-    if not objs:
-        err_console.print(f"no {kind} objects found", highlight=False)
-        return
     detail = ("store", "refresh", "refreshed") if kind == "ExternalSecret" else ("provider",)
-    columns: tuple[str, ...] = ("name", *detail, "ready", "status", "message")
-    if all_namespaces and not cluster:
-        columns = ("namespace", *columns)
-    _print_rows([_row(kind, o) for o in objs], columns)
+    show_objects(
+        guarded(main()),
+        one=name is not None,
+        output=output,
+        rows=lambda o: _row(kind, o),
+        columns=("name", *detail, "ready", "status", "message"),
+        with_namespace=all_namespaces and not cluster,
+        empty=f"no {kind} objects found",
+    )
 
 
 def _get_command(kind: str) -> Callable[..., None]:
-    def command(
-        name: str | None = typer.Argument(None, help=f"one {kind} (default: all)"),
-        namespace: str = NamespaceOption,
-        all_namespaces: bool = AllNamespacesOption,
-        output: Format = OutputOption,
-        kubeconfig: str | None = KubeconfigOption,
-        context: str | None = ContextOption,
-    ) -> None:
-        _get(kind, name, namespace, all_namespaces, output, kubeconfig, context)
-
-    command.__doc__ = f"Show {kind} objects: Ready, its reason and message."
-    return command
+    return get_command(
+        kind,
+        f"Show {kind} objects: Ready, its reason and message.",
+        lambda *args: _get(kind, *args),
+        NamespaceOption,
+    )
 
 
 def reconcile_externalsecret(
@@ -134,7 +108,7 @@ def reconcile_externalsecret(
     """Sync an ExternalSecret now, past the cache (ESO's force-sync annotation), and wait."""
 
     async def main() -> tuple[bool, str]:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             stamp = str(int(time.time() * 1000))
             try:
                 obj = await kube.merge_patch(
@@ -156,7 +130,7 @@ def reconcile_externalsecret(
                     return False, message or "no status yet (is the controller running?)"
                 await asyncio.sleep(0.5)
 
-    ok, message = _guarded(main())
+    ok, message = guarded(main())
     if not ok:
         raise fail(f"ExternalSecret {namespace}/{name} not synced within {timeout:.0f}s: {message}")
     console.print(

@@ -33,20 +33,24 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 from rich.text import Text
 
 from gitsail.cli.app import ContextOption, KubeconfigOption, run
+from gitsail.cli.kindget import (
+    get_command,
+    guarded,
+    open_kube,
+    read_objects,
+    show_objects,
+)
 from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.flux_helmrelease import parse_helmrelease
@@ -68,7 +72,7 @@ from gitsail.kinds.flux_kustomization import Kustomization, parse_kustomization
 from gitsail.kinds.flux_kustomization_build import build, build_local
 from gitsail.kinds.flux_receiver import REQUESTED_AT, rfc3339_nano
 from gitsail.kinds.status import ReconcileError
-from gitsail.kube import Gone, Kube, KubeError, load_kubeconfig
+from gitsail.kube import Gone, Kube, KubeError
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy, PolicyError
 from gitsail.render import Renderer
@@ -170,24 +174,7 @@ resume_app.add_typer(resume_source, name="source")
 NamespaceOption = typer.Option(
     DEFAULT_NAMESPACE, "--namespace", "-n", help="namespace of the Flux objects"
 )
-AllNamespacesOption = typer.Option(
-    False, "--all-namespaces", "-A", help="list the objects of every namespace"
-)
 TimeoutOption = typer.Option(300.0, "--timeout", help="seconds to wait for the reconcile")
-
-
-@asynccontextmanager
-async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
-    path = kubeconfig.split(":")[0] if kubeconfig else None
-    async with Kube(await load_kubeconfig(path, context)) as kube:
-        yield kube
-
-
-def _guarded(coro: Any) -> Any:
-    try:
-        return run(coro)
-    except KubeError as exc:
-        raise fail(str(exc)) from None
 
 
 # -- get ------------------------------------------------------------------------------------
@@ -213,17 +200,6 @@ def _row(flux: FluxKind, obj: Obj) -> dict[str, str]:
     }
 
 
-def _print_rows(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
-    """A table like flux's: plain columns; never cut or wrapped when piped."""
-    table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
-    for column in columns:
-        table.add_column(column.upper(), no_wrap=True)
-    for row in rows:
-        table.add_row(*(Text(row[c]) for c in columns))  # tenant text: never markup
-    out = console if console.is_terminal else Console(width=100_000, soft_wrap=True)
-    out.print(table)
-
-
 def _get(
     flux: FluxKind,
     name: str | None,
@@ -234,49 +210,30 @@ def _get(
     context: str | None,
 ) -> None:
     async def main() -> list[Obj]:
-        async with _kube(kubeconfig, context) as kube:
-            if name is not None and not all_namespaces:
-                obj = await kube.get(flux.api_version, flux.kind, name, namespace)
-                if obj is None:
-                    raise fail(f"{flux.kind} {name} not found in namespace {namespace}")
-                return [obj]
-            objs = await kube.list(
-                flux.api_version, flux.kind, None if all_namespaces else namespace
-            )
-            if name is not None:
-                objs = [o for o in objs if (o.get("metadata") or {}).get("name") == name]
-            return sorted(
-                objs,
-                key=lambda o: ((o["metadata"].get("namespace") or ""), o["metadata"]["name"]),
+        async with open_kube(kubeconfig, context) as kube:
+            return await read_objects(
+                kube, flux.api_version, flux.kind, name, namespace, all_namespaces=all_namespaces
             )
 
-    objs: list[Obj] = _guarded(main())
-    if output is not Format.table:
-        emit(objs[0] if name is not None and len(objs) == 1 else objs, output)
-        return
-    if not objs:
-        where = "any namespace" if all_namespaces else f"namespace {namespace}"
-        err_console.print(f"no {flux.kind} objects found in {where}", highlight=False)
-        return
-    columns: tuple[str, ...] = ("name", "revision", "suspended", "ready", "message")
-    if all_namespaces:
-        columns = ("namespace", *columns)
-    _print_rows([_row(flux, o) for o in objs], columns)
+    where = "any namespace" if all_namespaces else f"namespace {namespace}"
+    show_objects(
+        guarded(main()),
+        one=name is not None,
+        output=output,
+        rows=lambda o: _row(flux, o),
+        columns=("name", "revision", "suspended", "ready", "message"),
+        with_namespace=all_namespaces,
+        empty=f"no {flux.kind} objects found in {where}",
+    )
 
 
 def _get_command(flux: FluxKind) -> Callable[..., None]:
-    def command(
-        name: str | None = typer.Argument(None, help=f"one {flux.kind} (default: all)"),
-        namespace: str = NamespaceOption,
-        all_namespaces: bool = AllNamespacesOption,
-        output: Format = OutputOption,
-        kubeconfig: str | None = KubeconfigOption,
-        context: str | None = ContextOption,
-    ) -> None:
-        _get(flux, name, namespace, all_namespaces, output, kubeconfig, context)
-
-    command.__doc__ = f"Show {flux.kind} objects: revision, suspended, Ready and its message."
-    return command
+    return get_command(
+        flux.kind,
+        f"Show {flux.kind} objects: revision, suspended, Ready and its message.",
+        lambda *args: _get(flux, *args),
+        NamespaceOption,
+    )
 
 
 for _flux in SOURCES:
@@ -421,10 +378,10 @@ def _reconcile_command(flux: FluxKind) -> Callable[..., None]:
             context: str | None = ContextOption,
         ) -> None:
             async def main() -> None:
-                async with _kube(kubeconfig, context) as kube:
+                async with open_kube(kubeconfig, context) as kube:
                     await _reconcile(kube, flux, name, namespace, timeout)
 
-            _guarded(main())
+            guarded(main())
 
         source_command.__doc__ = (
             f"Fetch a {flux.kind} now (reconcile.fluxcd.io/requestedAt) and wait for it."
@@ -442,13 +399,13 @@ def _reconcile_command(flux: FluxKind) -> Callable[..., None]:
         context: str | None = ContextOption,
     ) -> None:
         async def main() -> None:
-            async with _kube(kubeconfig, context) as kube:
+            async with open_kube(kubeconfig, context) as kube:
                 if with_source:
                     source, source_name, source_ns = await _source_of(kube, flux, name, namespace)
                     await _reconcile(kube, source, source_name, source_ns, timeout)
                 await _reconcile(kube, flux, name, namespace, timeout)
 
-        _guarded(main())
+        guarded(main())
 
     command.__doc__ = f"Apply a {flux.kind} now (reconcile.fluxcd.io/requestedAt) and wait for it."
     return command
@@ -469,7 +426,7 @@ def _suspend(
     flux: FluxKind, name: str, namespace: str, kubeconfig: str | None, context: str | None
 ) -> None:
     async def main() -> None:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             await _fetch(kube, flux, name, namespace)
             _say("►", f"suspending {flux.noun} {name} in {namespace} namespace")
             await kube.merge_patch(
@@ -482,7 +439,7 @@ def _suspend(
             )
             _say("✔", f"{flux.noun} suspended")
 
-    _guarded(main())
+    guarded(main())
 
 
 def _resume(
@@ -495,7 +452,7 @@ def _resume(
     context: str | None,
 ) -> None:
     async def main() -> None:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             await _fetch(kube, flux, name, namespace)
             _say("►", f"resuming {flux.noun} {name} in {namespace} namespace")
             resume = {"spec": {"suspend": False}}
@@ -512,7 +469,7 @@ def _resume(
                 return
             await _request_and_wait(kube, flux, name, namespace, timeout, patch=resume)
 
-    _guarded(main())
+    guarded(main())
 
 
 WaitOption = typer.Option(True, "--wait/--no-wait", help="wait for the reconcile that follows")
@@ -610,7 +567,7 @@ def diff_kustomization(
         raise fail(str(exc), code=2) from exc
 
     async def main() -> list[ObjectChange]:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             obj, ks = await _load_kustomization(kube, name, namespace)
             inventory = _inventory(obj)
             with tempfile.TemporaryDirectory(prefix="gitsail-diff-") as work:
@@ -679,7 +636,7 @@ def diff_helmrelease(
         raise fail(str(exc), code=2) from exc
 
     async def main() -> ReleaseDiff:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             obj = await kube.get(HELMRELEASE_API_VERSION, "HelmRelease", name, namespace)
             if obj is None:
                 raise fail(f"HelmRelease {name} not found in namespace {namespace}", code=2)
@@ -744,13 +701,13 @@ def tree_kustomization(
     Argo CD Applications expanded."""
 
     async def main() -> TreeNode:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             await _fetch(kube, KUSTOMIZATION, name, namespace)
             return await managed_tree(
                 kube, ResourceKey(KUSTOMIZATION.group, "Kustomization", namespace, name)
             )
 
-    tree: TreeNode = _guarded(main())
+    tree: TreeNode = guarded(main())
     if output is not Format.table:
         emit(tree.to_dict(), output)
         return

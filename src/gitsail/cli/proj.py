@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import typer
 
 from gitsail.cli.app import ContextOption, KubeconfigOption
+from gitsail.cli.kindget import open_kube
 from gitsail.cli.output import Format, OutputOption, console, emit, fail
 from gitsail.kinds.argo_application import AppSpecError
 from gitsail.kinds.argo_appproject import API_VERSION, KIND, GroupKind, Project
-from gitsail.kube import Kube, KubeError, load_kubeconfig
+from gitsail.kube import KubeError
 from gitsail.model import Obj
 
 app = typer.Typer(help="Argo CD AppProjects: list, get, windows list.")
@@ -32,13 +32,6 @@ ProjectNamespaceOption = typer.Option(
 
 
 _CORE = '""'  # the core group, as argocd proj get shows it
-
-
-@asynccontextmanager
-async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
-    path = kubeconfig.split(":")[0] if kubeconfig else None
-    async with Kube(await load_kubeconfig(path, context)) as kube:
-        yield kube
 
 
 def _kinds(items: Iterable[GroupKind]) -> str:
@@ -89,7 +82,7 @@ def _read(
     kubeconfig: str | None, context: str | None, namespace: str, name: str | None
 ) -> list[Obj]:
     async def main() -> list[Obj]:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             if name is None:
                 return await kube.list(API_VERSION, KIND, namespace)
             obj = await kube.get(API_VERSION, KIND, name, namespace)
