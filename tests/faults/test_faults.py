@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from tests.integration.controller.conftest import (
     eventually,
 )
 from tests.integration.controller_process import ControllerProcess
+from tests.integration.helpers import StallingServer
 
 pytestmark = pytest.mark.integration
 
@@ -211,36 +210,6 @@ async def test_etcd_paused_for_ten_seconds(
     await assert_present(api, ns, "c")
 
 
-class _StallingServer:
-    """Accepts TCP connections and never answers: a git server that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
-
-
 @pytest.fixture
 def private_git(tmp_path: Path) -> Iterator[GitServer]:
     server = GitServer(tmp_path / "git").start()
@@ -261,7 +230,7 @@ async def test_git_server_down_and_slow(
     private_git.create_repo("down")
     work = Workdir(private_git.url("down"))
     work.commit_and_push({"app/a.yaml": configmap("a", v="1"), "app/b.yaml": configmap("b")}, "v1")
-    stalling = _StallingServer()
+    stalling = StallingServer()
     monkeypatch.setenv("GITSAIL_GIT_TIMEOUT", "5")
     controller = controller_process()
     try:

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +28,7 @@ from tests.integration.flux.test_gitrepository import (
     store,
 )
 from tests.integration.flux.test_kustomization import Flux, cm, flux, ks_kube, ks_reconciler, ready
+from tests.integration.helpers import StallingServer
 
 __all__ = ["flux", "harness", "ks_kube", "ks_reconciler", "store"]  # fixtures, for pytest
 
@@ -59,45 +58,15 @@ async def test_a_commit_outside_its_branch_is_reported_without_the_urls_password
     assert PASSWORD not in json.dumps(failed["status"])
 
 
-class _Hanging:
-    """A TCP server that accepts and never answers: a git server that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self.sock.settimeout(0.2)
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
-
-
 @pytest.fixture
-def hanging() -> Iterator[_Hanging]:
-    server = _Hanging()
+def hanging() -> Iterator[StallingServer]:
+    server = StallingServer()
     yield server
     server.close()
 
 
 async def test_a_fetch_that_times_out_is_reported_without_the_urls_password(
-    harness: Harness, hanging: _Hanging
+    harness: Harness, hanging: StallingServer
 ) -> None:
     url = f"http://{GIT_USER[0]}:{PASSWORD}@127.0.0.1:{hanging.port}/hangs.git"
     obj: dict[str, Any] = article(url)
