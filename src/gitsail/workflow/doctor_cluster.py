@@ -14,7 +14,9 @@ Read-only (list calls with the current kubeconfig's identity; nothing is written
 - ``mutable-tag``: containers of running Pods whose image has the tag ``latest`` or none
   (one finding per owner and image, not per replica).
 
-A kind that the cluster does not serve (no Argo CD or Flux CRDs) is simply not checked. The
+A kind that the cluster does not serve (no Argo CD or Flux CRDs), or that the identity may
+not list, is not checked and said so; any other failure (an unreachable cluster) is an
+error, never "no findings". The
 amount read is bounded (``MAX_OBJECTS`` per kind; more is said in a finding-free note).
 Findings carry ``cluster:KIND/NAMESPACE/NAME`` where a file finding carries its path, and
 line 0.
@@ -25,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gitsail.kube import Kube, KubeError
+from gitsail.kube import Forbidden, Kube, NotFound, NotFoundKind
 from gitsail.model import Obj
 from gitsail.workflow.doctor import Finding, sync_policy_findings
 from gitsail.workflow.imageref import ImageRefError, parse_image
@@ -154,7 +156,7 @@ async def _list(
 ) -> list[Obj]:
     try:
         items = await kube.list(api, kind, field_selector=field_selector)
-    except KubeError as exc:
+    except (NotFoundKind, NotFound, Forbidden) as exc:  # not served here, or not for us
         notes.append(f"{kind} ({api}) not checked: {exc}")
         return []
     if len(items) > MAX_OBJECTS:
