@@ -96,12 +96,15 @@ def _print(pipeline: Pipeline, written: list[str], output: Format) -> None:
         emit(data, output)
         return
     for path in written:
-        console.print(f"wrote [bold]{escape(path)}[/]")
+        console.print(f"wrote [bold]{escape(path)}[/]", soft_wrap=True)
     if pipeline.secrets:
         console.print("\nsecrets to add (never in the files):")
         for s in pipeline.secrets:
-            console.print(f"  [bold]{s.name}[/] ({s.where} repository): {escape(s.purpose)}")
+            console.print(
+                f"  [bold]{s.name}[/] ({s.where} repository): {escape(s.purpose)}",
+                soft_wrap=True,
+            )
     else:
         console.print("\nsecrets: none beyond the CI's built-in token")
     for note in pipeline.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)

@@ -102,7 +102,9 @@ def _safe_source(obj: Obj) -> AppSource | None:
 
 def preview_cmd(
     revisions: str = typer.Argument(
-        ..., help="BASE..HEAD (commits, branches or tags), or BASE with HEAD after it"
+        ...,
+        metavar="BASE..HEAD|BASE",
+        help="BASE..HEAD (commits, branches or tags), or BASE with HEAD after it",
     ),
     head_revision: str | None = typer.Argument(None, metavar="[HEAD]", help="HEAD (with BASE)"),
     offline: bool = typer.Option(

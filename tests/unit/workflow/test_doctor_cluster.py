@@ -93,3 +93,27 @@ def test_running_latest_images_once_per_owner() -> None:
         ("mutable-tag", "cluster:Pod/web/job"),
     ]
     assert "no tag (latest)" in findings[1].message
+
+
+def test_sarif_of_cluster_findings_keeps_the_sarif_shape() -> None:
+    """SARIF 2.1.0's required properties (no schema is vendored offline by a pinned
+    package; this checks what the specification requires of each object we emit)."""
+    from gitsail.workflow.doctor import RULES, sarif
+
+    findings = app_findings([_app("manual", None)]) + image_findings(
+        [_pod("p", "busybox:latest")]
+    )
+    report = sarif(findings)
+    assert report["version"] == "2.1.0"
+    (run,) = report["runs"]
+    rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    assert set(rule_ids) == set(RULES)
+    assert run["tool"]["driver"]["name"]
+    for result in run["results"]:
+        assert result["ruleId"] in rule_ids
+        assert result["level"] in ("none", "note", "warning", "error")
+        assert result["message"]["text"]
+        (location,) = result["locations"]
+        physical = location["physicalLocation"]
+        assert physical["artifactLocation"]["uri"].startswith("cluster:")
+        assert "region" not in physical  # no line 0: SARIF lines start at 1
