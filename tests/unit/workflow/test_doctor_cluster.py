@@ -100,9 +100,7 @@ def test_sarif_of_cluster_findings_keeps_the_sarif_shape() -> None:
     package; this checks what the specification requires of each object we emit)."""
     from gitsail.workflow.doctor import RULES, sarif
 
-    findings = app_findings([_app("manual", None)]) + image_findings(
-        [_pod("p", "busybox:latest")]
-    )
+    findings = app_findings([_app("manual", None)]) + image_findings([_pod("p", "busybox:latest")])
     report = sarif(findings)
     assert report["version"] == "2.1.0"
     (run,) = report["runs"]
