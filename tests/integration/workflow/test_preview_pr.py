@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir, git
+from tests.integration.helpers import Kube as HelperKube
 from tests.integration.workflow.conftest import gitsail_env
+from tests.integration.workflow.test_promote_preview import install_crds_sync
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +139,43 @@ def test_pr_refuses_what_the_source_layer_refuses(checkout: Workdir, tmp_path: P
     assert wrong.returncode == 1
     assert "not-the-token" not in wrong.stderr + wrong.stdout
     assert "Traceback" not in wrong.stderr
+
+
+def test_pr_with_live_diffs_the_fetched_head_against_the_cluster(
+    git_repo: Workdir, kube: HelperKube, namespace: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    """--pr --live: the head checkout fetched from the remote, rendered and compared with
+    the cluster (a server-side dry run) while it still exists; apps from the cluster."""
+    install_crds_sync(cluster)
+    config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  color: {}\n"
+    git_repo.commit_and_push({"apps/web/cm.yaml": config.format("blue")}, "web")
+    kube.create(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {"metadata": {"name": "web-config"}, "data": {"color": "blue"}},
+    )
+    url, _, _ = _plain(git_repo.remote)
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": url, "targetRevision": "main", "path": "apps/web"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace},
+        },
+    }
+    kube.create(f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/applications", app)
+    git_repo.write({"apps/web/cm.yaml": config.format("green")})
+    git_repo.commit("green")
+    git("push", "--quiet", "origin", "HEAD:refs/heads/green", cwd=git_repo.path)
+    shown = gitsail_env(
+        ["preview", "--pr", "--repo", git_repo.remote, "main", "green", "--live", "-o", "json"],
+        cwd=tmp_path,
+        env={"KUBECONFIG": str(cluster.kubeconfig)},
+    )
+    assert shown.returncode == 1, shown.stderr
+    report = json.loads(shown.stdout)
+    assert [a["name"] for a in report["affected"] if a["namespace"] == namespace] == ["web"]
+    (live,) = report["live"][f"Application/{namespace}/web"]
+    assert (live["name"], live["change"]) == ("web-config", "changed")
+    assert "+  color: green" in live["diff"]
