@@ -23,7 +23,7 @@ header saying how it was made and which secrets it needs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,7 +103,6 @@ class CIOptions:
     branch: str = "main"
     gitsail_image: str = "ghcr.io/gitsail/gitsail:0.1.0"
     context: str = "."
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 # -- validation ----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gitsail.model import Artifact
 from gitsail.policy import Policy
-from gitsail.source import GitSource, RepoCredentials, redact_url
+from gitsail.source import GitSource, RepoCredentials
 from gitsail.source.credentials import credentials_from_url
 from gitsail.workflow.preview import AppSource, Preview, Render, compare_trees
 
@@ -99,11 +99,3 @@ def preview_remote(
         return result
     finally:
         _remove(scratch)
-
-
-def shown_url(url: str) -> str:
-    """``url`` as it may be printed (no password, no token)."""
-    return redact_url(url)
-
-
-__all__ += ["shown_url"]
