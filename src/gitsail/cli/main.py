@@ -43,6 +43,7 @@ def build_app() -> typer.Typer:
     """Every command."""
     from gitsail.cli import app as app_cmd
     from gitsail.cli import appset as appset_cmd
+    from gitsail.cli import ci as ci_cmd
     from gitsail.cli import cluster as cluster_cmd
     from gitsail.cli import demo, dev, flux
     from gitsail.cli import image as image_cmd
@@ -73,6 +74,7 @@ def build_app() -> typer.Typer:
     app.add_typer(flux.tree_app, name="tree")
     app.add_typer(seal_app, name="seal")
     app.add_typer(image_cmd.app, name="image")
+    app.add_typer(ci_cmd.app, name="ci")  # `gitsail ci init github|gitlab`
     app.command()(install)
     app.command()(render)
     app.command()(promote)

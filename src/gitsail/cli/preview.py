@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from rich.markup import escape
 from gitsail.cli.output import console, fail
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj
+from gitsail.policy import Policy, PolicyError
 from gitsail.render import RenderError, RenderOptions, render_local
-from gitsail.source import normalize_repo_url
+from gitsail.source import SourceError, normalize_repo_url
 from gitsail.workflow.gitops import GitError, Repo
 from gitsail.workflow.live import live_diffs
 from gitsail.workflow.preview import AppSource, Preview, app_source, offline_apps, preview
+from gitsail.workflow.remote_preview import PASSWORD_ENV, preview_remote, remote_credentials
 from gitsail.workflow.rendered import ObjectDiff, markdown_diff
 from gitsail.workflow.yamledit import EditError
 
@@ -98,7 +101,12 @@ def _safe_source(obj: Obj) -> AppSource | None:
 
 
 def preview_cmd(
-    revisions: str = typer.Argument(..., help="BASE..HEAD (commits, branches or tags)"),
+    revisions: str = typer.Argument(
+        ...,
+        metavar="BASE..HEAD|BASE",
+        help="BASE..HEAD (commits, branches or tags), or BASE with HEAD after it",
+    ),
+    head_revision: str | None = typer.Argument(None, metavar="[HEAD]", help="HEAD (with BASE)"),
     offline: bool = typer.Option(
         False, "--offline", help="find apps in the repository's own manifests, not the cluster"
     ),
@@ -108,29 +116,49 @@ def preview_cmd(
     output: PreviewFormat = typer.Option(
         PreviewFormat.table, "--output", "-o", help="table, json, yaml or markdown"
     ),
-    path: Path = typer.Option(Path(), "--repo", help="the checkout (default: here)"),
+    repo_arg: str = typer.Option(
+        ".",
+        "--repo",
+        help="the checkout (default: here); with --pr, the remote repository's URL "
+        "(default: the checkout's --remote URL)",
+    ),
+    pr: bool = typer.Option(
+        False,
+        "--pr",
+        help="fetch BASE and HEAD from the remote (refs of a pull request) into a private "
+        f"cache instead of reading the checkout; a token in ${PASSWORD_ENV}",
+    ),
     live: bool = typer.Option(
         False, "--live", help="also diff each affected app's head render against the cluster"
     ),
 ) -> None:
     """Which apps a change affects (by the digest of the files each renders) and how their
     rendered manifests change. Exit 1 when something changes."""
-    base, head = _split(revisions)
+    if head_revision is not None:
+        if ".." in revisions:
+            raise fail("give BASE..HEAD or BASE HEAD, not both")
+        base, head = revisions, head_revision
+    else:
+        base, head = _split(revisions)
+    config = kubeconfig.split(":")[0] if kubeconfig else None
+    live_report: dict[str, list[ObjectDiff]] = {}
     try:
-        repo = Repo.at(path)
-        if offline:
-            result = preview(repo, base, head, apps=offline_apps, render=_render)
+        if pr:
+            result, live_report = _preview_pr(
+                repo_arg, remote, base, head, offline=offline, live=live,
+                kubeconfig=config, context=context,
+            )  # fmt: skip
         else:
-            url = repo.remote_url(remote)
-            found = asyncio.run(
-                _cluster_apps(kubeconfig.split(":")[0] if kubeconfig else None, context, url)
-            )
-            result = preview(repo, base, head, apps=lambda _b, _h: found, render=_render)
-        live_report: dict[str, list[ObjectDiff]] = {}
-        if live:
-            config = kubeconfig.split(":")[0] if kubeconfig else None
-            live_report = _live(repo, head, result, config, context)
-    except (GitError, EditError, RenderError, KubeError) as exc:
+            repo = Repo.at(Path(repo_arg))
+            if offline:
+                result = preview(repo, base, head, apps=offline_apps, render=_render)
+            else:
+                url = repo.remote_url(remote)
+                found = asyncio.run(_cluster_apps(config, context, url))
+                result = preview(repo, base, head, apps=lambda _b, _h: found, render=_render)
+            if live:
+                live_report = _live(repo, head, result, config, context)
+    except (GitError, EditError, RenderError, KubeError, SourceError, PolicyError) as exc:
         raise fail(str(exc)) from exc
     _print(result, output, live_report if live else None)
     if live_report and any(live_report.values()):
@@ -139,21 +167,60 @@ def preview_cmd(
         raise typer.Exit(1)
 
 
+def _preview_pr(
+    repo_arg: str,
+    remote: str,
+    base: str,
+    head: str,
+    *,
+    offline: bool,
+    live: bool,
+    kubeconfig: str | None,
+    context: str | None,
+) -> tuple[Preview, dict[str, list[ObjectDiff]]]:
+    """``--pr``: both refs fetched from the remote by the source layer (see
+    ``gitsail.workflow.remote_preview``)."""
+    url = repo_arg if repo_arg != "." else Repo.at(Path()).remote_url(remote)
+    policy = Policy.from_env()  # GITSAIL_ALLOW_FILE_URLS=true for a repository on disk
+    creds = remote_credentials(url)
+    if offline:
+        apps: Callable[[Path, Path], Sequence[AppSource]] = offline_apps
+    else:
+        found = asyncio.run(_cluster_apps(kubeconfig, context, url))
+        apps = lambda _b, _h: found  # noqa: E731
+    live_report: dict[str, list[ObjectDiff]] = {}
+
+    def on_head(root: Path, result: Preview) -> None:
+        live_report.update(_live_at(root, result, kubeconfig, context))
+
+    result = preview_remote(
+        url, base, head, apps=apps, render=_render, policy=policy, creds=creds,
+        on_head=on_head if live else None,
+    )  # fmt: skip
+    return result, live_report
+
+
 def _live(
     repo: Repo, head: str, result: Preview, kubeconfig: str | None, context: str | None
 ) -> dict[str, list[ObjectDiff]]:
     """Per affected app (not removed), its head render against the cluster."""
-    rendered: dict[str, tuple[list[Obj], str]] = {}
     scratch = Path(tempfile.mkdtemp(prefix="gitsail-live-"))
     try:
         root = scratch / "head"
         repo.export(head, root)
-        for p in result.affected:
-            if p.change != "removed" and not p.error:
-                objs = _render(root / p.app.path, root, p.app.options)
-                rendered[p.app.id] = (objs, p.app.options.namespace)
+        return _live_at(root, result, kubeconfig, context)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _live_at(
+    root: Path, result: Preview, kubeconfig: str | None, context: str | None
+) -> dict[str, list[ObjectDiff]]:
+    rendered: dict[str, tuple[list[Obj], str]] = {}
+    for p in result.affected:
+        if p.change != "removed" and not p.error:
+            objs = _render(root / p.app.path, root, p.app.options)
+            rendered[p.app.id] = (objs, p.app.options.namespace)
 
     async def compare() -> dict[str, list[ObjectDiff]]:
         async with Kube(await load_kubeconfig(kubeconfig, context)) as kube:

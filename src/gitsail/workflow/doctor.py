@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from gitsail.workflow.imageref import ImageRefError, parse_image
 from gitsail.workflow.imageset import KUSTOMIZATION_NAMES
 from gitsail.workflow.preview import AppSource, app_source
 
-__all__ = ["RULES", "Finding", "doctor", "sarif"]
+__all__ = ["RULES", "Finding", "doctor", "sarif", "sync_policy_findings"]
 
 MAX_FILES = 20_000
 MAX_FILE_BYTES = 1024 * 1024
@@ -56,6 +57,7 @@ RULES: dict[str, str] = {
     "mixed-tools": "The same tool for every environment",
     "no-limits": "Production workloads have resource limits",
     "no-probes": "Production workloads have probes",
+    "recurring-drift": "Drift detected and fixed at its cause (not again and again)",
     "invalid-yaml": "Every manifest can be read",
     "invalid-app": "Every app's spec is valid",
     "render-failed": "Every app renders",
@@ -227,49 +229,53 @@ def _mutable_tags(docs: Sequence[_Doc]) -> Iterator[Finding]:
 
 def _sync_policies(docs: Sequence[_Doc]) -> Iterator[Finding]:
     for doc in docs:
-        obj = doc.obj
-        if not isinstance(obj, dict):
-            continue
-        api, kind = str(obj.get("apiVersion") or ""), obj.get("kind")
-        name = (obj.get("metadata") or {}).get("name", "")
-        spec = obj.get("spec") or {}
-        if not isinstance(spec, dict):
-            continue
-        if api.startswith("argoproj.io/") and kind == "Application":
-            policy = spec.get("syncPolicy") or {}
-            automated = policy.get("automated") if isinstance(policy, dict) else None
-            if not isinstance(automated, dict) or automated.get("enabled") is False:
-                yield Finding(
-                    "no-automated-sync", "warning", doc.file, _line(doc, "spec"),
-                    f"Application {name} syncs only by hand",
-                    "add spec.syncPolicy.automated: {prune: true, selfHeal: true}",
-                )  # fmt: skip
-                continue
-            if automated.get("selfHeal") is not True:
-                yield Finding(
-                    "no-self-heal", "warning", doc.file, _line(doc, "spec", "syncPolicy"),
-                    f"Application {name} does not revert drift",
-                    "set spec.syncPolicy.automated.selfHeal: true",
-                )  # fmt: skip
-            if automated.get("prune") is not True:
-                yield Finding(
-                    "no-prune", "warning", doc.file, _line(doc, "spec", "syncPolicy"),
-                    f"Application {name} leaves objects deleted from Git running",
-                    "set spec.syncPolicy.automated.prune: true",
-                )  # fmt: skip
-        elif api.startswith("kustomize.toolkit.fluxcd.io/") and kind == "Kustomization":
-            if spec.get("prune") is not True:
-                yield Finding(
-                    "no-prune", "warning", doc.file, _line(doc, "spec"),
-                    f"Kustomization {name} leaves objects deleted from Git running",
-                    "set spec.prune: true",
-                )  # fmt: skip
-            if spec.get("suspend") is True:
-                yield Finding(
-                    "no-automated-sync", "warning", doc.file, _line(doc, "spec", "suspend"),
-                    f"Kustomization {name} is suspended in Git",
-                    "remove spec.suspend (suspend for an incident with gitsail suspend)",
-                )  # fmt: skip
+        if isinstance(doc.obj, dict):
+            yield from sync_policy_findings(doc.obj, doc.file, partial(_line, doc))
+
+
+def sync_policy_findings(obj: Obj, where: str, line: Callable[..., int]) -> Iterator[Finding]:
+    """The sync-policy rules for one Application or Flux Kustomization (from a file, or
+    live from the cluster: ``where`` names it, ``line(*keys)`` is the line of a key)."""
+    api, kind = str(obj.get("apiVersion") or ""), obj.get("kind")
+    name = (obj.get("metadata") or {}).get("name", "")
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        return
+    if api.startswith("argoproj.io/") and kind == "Application":
+        policy = spec.get("syncPolicy") or {}
+        automated = policy.get("automated") if isinstance(policy, dict) else None
+        if not isinstance(automated, dict) or automated.get("enabled") is False:
+            yield Finding(
+                "no-automated-sync", "warning", where, line("spec"),
+                f"Application {name} syncs only by hand",
+                "add spec.syncPolicy.automated: {prune: true, selfHeal: true}",
+            )  # fmt: skip
+            return
+        if automated.get("selfHeal") is not True:
+            yield Finding(
+                "no-self-heal", "warning", where, line("spec", "syncPolicy"),
+                f"Application {name} does not revert drift",
+                "set spec.syncPolicy.automated.selfHeal: true",
+            )  # fmt: skip
+        if automated.get("prune") is not True:
+            yield Finding(
+                "no-prune", "warning", where, line("spec", "syncPolicy"),
+                f"Application {name} leaves objects deleted from Git running",
+                "set spec.syncPolicy.automated.prune: true",
+            )  # fmt: skip
+    elif api.startswith("kustomize.toolkit.fluxcd.io/") and kind == "Kustomization":
+        if spec.get("prune") is not True:
+            yield Finding(
+                "no-prune", "warning", where, line("spec"),
+                f"Kustomization {name} leaves objects deleted from Git running",
+                "set spec.prune: true",
+            )  # fmt: skip
+        if spec.get("suspend") is True:
+            yield Finding(
+                "no-automated-sync", "warning", where, line("spec", "suspend"),
+                f"Kustomization {name} is suspended",
+                "remove spec.suspend (suspend for an incident with gitsail suspend)",
+            )  # fmt: skip
 
 
 def _url_fields(node: Node) -> Iterator[ScalarNode]:

@@ -263,30 +263,45 @@ def preview(
         base_root, head_root = scratch / "base", scratch / "head"
         base_commit = repo.export(base, base_root)
         head_commit = repo.export(head, head_root)
-        candidates = apps(base_root, head_root)
-        affected: list[AppPreview] = []
-        renders = 0
-        for app in sorted(candidates, key=lambda a: a.id):
-            try:
-                before, after = _digest(base_root, app), _digest(head_root, app)
-            except SourceError as exc:
-                affected.append(AppPreview(app, "changed", "", "", error=str(exc)))
-                continue
-            if before == after:
-                continue
-            change = "added" if not before else "removed" if not after else "changed"
-            try:
-                old = render(base_root / app.path, base_root, app.options) if before else []
-                new = render(head_root / app.path, head_root, app.options) if after else []
-                renders += bool(before) + bool(after)
-            except RenderError as exc:
-                affected.append(AppPreview(app, change, before, after, error=str(exc)))
-                continue
-            diffs = tuple(diff_renders(old, new))
-            affected.append(AppPreview(app, change, before, after, diffs))
-        return Preview(base_commit, head_commit, len(candidates), tuple(affected), renders)
+        return compare_trees(
+            (base_root, base_commit), (head_root, head_commit), apps=apps, render=render
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def compare_trees(
+    base: tuple[Path, str],
+    head: tuple[Path, str],
+    *,
+    apps: Callable[[Path, Path], Sequence[AppSource]],
+    render: Render,
+) -> Preview:
+    """The preview of two trees already on disk, each given as ``(root, commit)``: a local
+    checkout's exports (``preview``) or a remote's fetched checkouts (``preview --pr``)."""
+    (base_root, base_commit), (head_root, head_commit) = base, head
+    candidates = apps(base_root, head_root)
+    affected: list[AppPreview] = []
+    renders = 0
+    for app in sorted(candidates, key=lambda a: a.id):
+        try:
+            before, after = _digest(base_root, app), _digest(head_root, app)
+        except SourceError as exc:
+            affected.append(AppPreview(app, "changed", "", "", error=str(exc)))
+            continue
+        if before == after:
+            continue
+        change = "added" if not before else "removed" if not after else "changed"
+        try:
+            old = render(base_root / app.path, base_root, app.options) if before else []
+            new = render(head_root / app.path, head_root, app.options) if after else []
+            renders += bool(before) + bool(after)
+        except RenderError as exc:
+            affected.append(AppPreview(app, change, before, after, error=str(exc)))
+            continue
+        diffs = tuple(diff_renders(old, new))
+        affected.append(AppPreview(app, change, before, after, diffs))
+    return Preview(base_commit, head_commit, len(candidates), tuple(affected), renders)
 
 
 def offline_apps(base_root: Path, head_root: Path) -> list[AppSource]:
@@ -296,4 +311,4 @@ def offline_apps(base_root: Path, head_root: Path) -> list[AppSource]:
     return list(found.values())
 
 
-__all__ += ["offline_apps"]
+__all__ += ["compare_trees", "offline_apps"]
