@@ -61,12 +61,14 @@ spec:
 """
 
 FLUX_CRDS = {
+    "alerts.notification.toolkit.fluxcd.io",
     "gitrepositories.source.toolkit.fluxcd.io",
     "helmcharts.source.toolkit.fluxcd.io",
     "helmreleases.helm.toolkit.fluxcd.io",
     "helmrepositories.source.toolkit.fluxcd.io",
     "kustomizations.kustomize.toolkit.fluxcd.io",
     "ocirepositories.source.toolkit.fluxcd.io",
+    "providers.notification.toolkit.fluxcd.io",
     "receivers.notification.toolkit.fluxcd.io",
 }
 

@@ -157,6 +157,9 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
 ARGO_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.argo_kinds", "applicationset"),
     ("gitsail.controller.argo_projects", "appproject"),  # AppProject: the engine's admission
+    # Notifications (Flux Alert/Provider, Argo CD's notifications ConfigMap): Argo's need no
+    # Flux, so they are registered with the Argo kinds.
+    ("gitsail.controller.notifications", "alerts"),
 )
 # Retry of a Transient failure without a retry_after: 5 s doubling, at most 5 minutes.
 TRANSIENT_BACKOFF = (5.0, 300.0)
@@ -532,6 +535,8 @@ class Controller:
             read=self._read,
             artifacts=self.artifacts,
             enqueue=lambda key, reason: self.queue.add(key, reason),
+            namespaces=self.options.namespaces,
+            owns=self.sharding.owns,
         )
         for factory in self._factories:
             reconciler = factory(context)

@@ -343,6 +343,10 @@ class KindContext:
     artifacts: ArtifactStore  # where Flux sources store their artifacts (served over HTTP)
     # Queue an object now (a kind that watches something of its own, e.g. cluster Secrets).
     enqueue: Callable[[ObjectKey, str], None] | None = None
+    # The watched namespaces, and whether this replica owns an object's shard (namespace,
+    # name): what a kind that watches objects of other kinds needs (notifications).
+    namespaces: tuple[str, ...] = ()
+    owns: Callable[[str, str], bool] | None = None
 
 
 LiveGet = Callable[[str, str, str, "str | None"], Awaitable["Obj | None"]]
