@@ -148,7 +148,9 @@ class Notifications(KindDefaults):
         except SpecError as exc:
             log.warning("%s", exc)
             if self.events is not None:
-                await self.events.record(obj, reason="InvalidAlert", message=str(exc), type="Warning")
+                await self.events.record(
+                    obj, reason="InvalidAlert", message=str(exc), type="Warning"
+                )
         return None
 
     # -- watches -------------------------------------------------------------------------
@@ -158,7 +160,9 @@ class Notifications(KindDefaults):
         try:
             await cache.start()
         except KubeError as exc:
-            log.info("notifications: not watching %s %s in %s (%s)", api_version, kind, namespace, exc)
+            log.info(
+                "notifications: not watching %s %s in %s (%s)", api_version, kind, namespace, exc
+            )
             return None
         self.caches[(api_version, kind, namespace)] = cache
         return cache
@@ -288,11 +292,15 @@ class Notifications(KindDefaults):
                     continue
                 secret: Obj | None = None
                 if provider.secret_name:
-                    secret = await self.kube.get("v1", "Secret", provider.secret_name, alert.namespace)
+                    secret = await self.kube.get(
+                        "v1", "Secret", provider.secret_name, alert.namespace
+                    )
                     if secret is None:
                         self._report(f"{what}: Secret {provider.secret_name} does not exist")
                         continue
-                request = build_request(provider, credentials_from_secret(_secret_data(secret)), sent)
+                request = build_request(
+                    provider, credentials_from_secret(_secret_data(secret)), sent
+                )
             except (SpecError, DeliveryError) as exc:
                 self._report(f"{what}: {exc}")
                 continue
@@ -333,7 +341,9 @@ class Notifications(KindDefaults):
             return
         cfg = self._config()
         if cfg is None:
-            self._report(f"Application {namespace}/{name} subscribes, but {argo.CONFIGMAP} is missing")
+            self._report(
+                f"Application {namespace}/{name} subscribes, but {argo.CONFIGMAP} is missing"
+            )
             return
         uid = str(meta.get("uid") or "")
         state = self.argo_notified.get(uid)
@@ -351,7 +361,12 @@ class Notifications(KindDefaults):
             try:
                 await self.kube.merge_patch(*APPLICATION, name, patch, namespace=namespace)
             except KubeError as exc:
-                log.warning("Application %s/%s: cannot record notifications (%s); not sent", namespace, name, exc)
+                log.warning(
+                    "Application %s/%s: cannot record notifications (%s); not sent",
+                    namespace,
+                    name,
+                    exc,
+                )
                 return
             self.argo_notified[uid] = new
         for send in sends:
@@ -388,4 +403,3 @@ def alerts(ctx: KindContext) -> Notifications:
     )
     runtime.start()
     return runtime
-

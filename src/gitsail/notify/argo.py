@@ -104,6 +104,29 @@ def _literal(text: str) -> Any:
     return text[1:-1]
 
 
+def _clause(clause: str) -> Callable[[Obj], bool]:
+    if clause == "true":
+        return lambda app: True
+    if match := _COMPARE.match(clause):
+        get, want = compile_path(match[1]), _literal(match[3])
+        negate = match[2] == "!="
+
+        def compare(app: Obj) -> bool:
+            return bool(get(app) == want) != negate
+
+        return compare
+    if match := _IN.match(clause):
+        get_in = compile_path(match[1])
+        options = {_literal(m) for m in re.findall(_STRING, match[2] or "")}
+
+        def member(app: Obj) -> bool:
+            value = get_in(app)
+            return isinstance(value, str | bool) and value in options
+
+        return member
+    raise ConditionError(f"{clause!r} is not a condition gitsail evaluates")
+
+
 def compile_when(expr: str) -> Callable[[Obj], bool]:
     """The predicate of a ``when`` expression of the supported subset."""
     text = " ".join(str(expr).split())
@@ -113,22 +136,7 @@ def compile_when(expr: str) -> Callable[[Obj], bool]:
         raise ConditionError(f"{text!r}: only clauses joined by 'and' are evaluated by gitsail")
     checks: list[Callable[[Obj], bool]] = []
     for clause in re.split(r"\s+and\s+", text):
-        if clause == "true":
-            checks.append(lambda app: True)
-            continue
-        if match := _COMPARE.match(clause):
-            get, op, want = compile_path(match[1]), match[2], _literal(match[3])
-            if op == "==":
-                checks.append(lambda app, g=get, w=want: g(app) == w)
-            else:
-                checks.append(lambda app, g=get, w=want: g(app) != w)
-            continue
-        if match := _IN.match(clause):
-            get = compile_path(match[1])
-            options = {_literal(m) for m in re.findall(_STRING, match[2] or "")}
-            checks.append(lambda app, g=get, o=options: g(app) in o)  # type: ignore[misc]
-            continue
-        raise ConditionError(f"{clause!r} is not a condition gitsail evaluates")
+        checks.append(_clause(clause))
     return lambda app: all(check(app) for check in checks)
 
 

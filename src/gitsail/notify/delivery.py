@@ -172,4 +172,6 @@ class Dispatcher:
             delay = min(delay * 2, self.backoff[1])
         self.stats.failed += 1
         self.stats.last_error[n.what] = f"{where}: {problem}"
-        log.warning("%s: gave up after %d attempts (%s to %s)", n.what, self.attempts, problem, where)
+        log.warning(
+            "%s: gave up after %d attempts (%s to %s)", n.what, self.attempts, problem, where
+        )

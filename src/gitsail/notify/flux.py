@@ -132,7 +132,8 @@ def parse_provider(obj: Obj) -> ProviderSpec:
         ptype = spec.get("type")
         if ptype not in PROVIDER_TYPES:
             raise UnsupportedField(
-                "spec.type", f"{ptype!r} is not sent by gitsail (use {', '.join(sorted(PROVIDER_TYPES))})"
+                "spec.type",
+                f"{ptype!r} is not sent by gitsail (use {', '.join(sorted(PROVIDER_TYPES))})",
             )
         for unsupported in ("proxy", "proxySecretRef", "certSecretRef", "serviceAccountName"):
             if spec.get(unsupported):
@@ -190,7 +191,9 @@ def _patterns(value: object, where: str) -> tuple[re.Pattern[str], ...]:
     out = []
     for i, pattern in enumerate(value):
         if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN:
-            raise SpecError(f"{where}[{i}]", f"must be a string of at most {MAX_PATTERN} characters")
+            raise SpecError(
+                f"{where}[{i}]", f"must be a string of at most {MAX_PATTERN} characters"
+            )
         try:
             out.append(re.compile(pattern))
         except re.error as exc:

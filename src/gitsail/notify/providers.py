@@ -168,9 +168,7 @@ def _title(event: FluxEvent) -> str:
     return f"{event.get('kind')}/{event.get('name')}.{event.get('namespace')}"
 
 
-def build_request(
-    provider: ProviderSpec, creds: ProviderCredentials, event: FluxEvent
-) -> Request:
+def build_request(provider: ProviderSpec, creds: ProviderCredentials, event: FluxEvent) -> Request:
     """The request ``provider`` sends for ``event`` (``DeliveryError`` when it cannot)."""
     address = creds.address or provider.address
     parts = validate_address(address)
@@ -194,9 +192,7 @@ def build_request(
                     "author_name": _title(event),
                     "text": event.message,
                     "mrkdwn_in": ["text"],
-                    "fields": [
-                        {"title": k, "value": v, "short": False} for k, v in event.metadata
-                    ],
+                    "fields": [{"title": k, "value": v, "short": False} for k, v in event.metadata],
                 }
             ],
         }

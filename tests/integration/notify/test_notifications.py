@@ -37,8 +37,8 @@ from tests.integration.notify.conftest import Receiver
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 NOTIFY = "notification.toolkit.fluxcd.io/v1beta3"
-TOKEN = "hmac-key-0123456789"  # noqa: S105 (a test key)
-CI_TOKEN = "ci-bearer-abcdef"  # noqa: S105
+TOKEN = "hmac-key-0123456789"
+CI_TOKEN = "ci-bearer-abcdef"
 
 
 def catalog(receiver_url: str) -> dict[str, str]:
@@ -50,8 +50,7 @@ def catalog(receiver_url: str) -> dict[str, str]:
             "",
         ),
         "on-sync-succeeded": (
-            "app.status.operationState != nil and "
-            "app.status.operationState.phase in ['Succeeded']",
+            "app.status.operationState != nil and app.status.operationState.phase in ['Succeeded']",
             "",
         ),
         "on-health-degraded": ("app.status.health.status == 'Degraded'", ""),
@@ -80,11 +79,10 @@ def catalog(receiver_url: str) -> dict[str, str]:
                         "method": "POST",
                         "path": f"/{name}",
                         "body": (
-                            '{"app": "{{.app.metadata.name}}", "trigger": "%s", '
+                            f'{{"app": "{{{{.app.metadata.name}}}}", "trigger": "{name}", '
                             '"phase": "{{.app.status.operationState.phase}}", '
                             '"revision": "{{.app.status.operationState.syncResult.revision}}"}'
-                        )
-                        % name,
+                        ),
                     }
                 },
             }
@@ -228,22 +226,47 @@ async def test_kustomization_not_ready_sends_one_signed_alert_and_commit_statuse
             }
         )
     providers = {
-        "signed": {"type": "generic-hmac", "address": f"{receiver.url}/flux", "secretRef": {"name": "hmac-key"}},
-        "status": {"type": "github", "address": f"{receiver.url}/acme/manifests", "secretRef": {"name": "github-token"}},
+        "signed": {
+            "type": "generic-hmac",
+            "address": f"{receiver.url}/flux",
+            "secretRef": {"name": "hmac-key"},
+        },
+        "status": {
+            "type": "github",
+            "address": f"{receiver.url}/acme/manifests",
+            "secretRef": {"name": "github-token"},
+        },
     }
     for name, spec in providers.items():
         await api.create(
-            {"apiVersion": NOTIFY, "kind": "Provider", "metadata": {"name": name, "namespace": ns}, "spec": spec}
+            {
+                "apiVersion": NOTIFY,
+                "kind": "Provider",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": spec,
+            }
         )
     alerts = {
-        "errors": {"providerRef": {"name": "signed"}, "eventSeverity": "error", "summary": "test cluster",
-                   "eventSources": [{"kind": "Kustomization", "name": "*"}]},
-        "commits": {"providerRef": {"name": "status"}, "eventSeverity": "info",
-                    "eventSources": [{"kind": "Kustomization", "name": "app"}]},
+        "errors": {
+            "providerRef": {"name": "signed"},
+            "eventSeverity": "error",
+            "summary": "test cluster",
+            "eventSources": [{"kind": "Kustomization", "name": "*"}],
+        },
+        "commits": {
+            "providerRef": {"name": "status"},
+            "eventSeverity": "info",
+            "eventSources": [{"kind": "Kustomization", "name": "app"}],
+        },
     }
     for name, spec in alerts.items():
         await api.create(
-            {"apiVersion": NOTIFY, "kind": "Alert", "metadata": {"name": name, "namespace": ns}, "spec": spec}
+            {
+                "apiVersion": NOTIFY,
+                "kind": "Alert",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": spec,
+            }
         )
     name = git_repo.remote.rstrip("/").rsplit("/", 1)[-1]
     await api.create(
@@ -251,8 +274,12 @@ async def test_kustomization_not_ready_sends_one_signed_alert_and_commit_statuse
             "apiVersion": "source.toolkit.fluxcd.io/v1",
             "kind": "GitRepository",
             "metadata": {"name": "repo", "namespace": ns},
-            "spec": {"interval": "1m", "url": git_server.url(name), "ref": {"branch": "main"},
-                     "secretRef": {"name": "git-auth"}},
+            "spec": {
+                "interval": "1m",
+                "url": git_server.url(name),
+                "ref": {"branch": "main"},
+                "secretRef": {"name": "git-auth"},
+            },
         }
     )
 
@@ -268,8 +295,13 @@ async def test_kustomization_not_ready_sends_one_signed_alert_and_commit_statuse
             "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
             "kind": "Kustomization",
             "metadata": {"name": "app", "namespace": ns},
-            "spec": {"interval": "10m", "prune": True, "path": "./no-such-dir",
-                     "sourceRef": {"kind": "GitRepository", "name": "repo"}, "targetNamespace": ns},
+            "spec": {
+                "interval": "10m",
+                "prune": True,
+                "path": "./no-such-dir",
+                "sourceRef": {"kind": "GitRepository", "name": "repo"},
+                "targetNamespace": ns,
+            },
         }
     )
 
@@ -289,7 +321,9 @@ async def test_kustomization_not_ready_sends_one_signed_alert_and_commit_statuse
     assert event["metadata"]["summary"] == "test cluster"
     assert event["metadata"]["kustomize.toolkit.fluxcd.io/revision"] == f"main@sha1:{sha}"
     assert TOKEN not in alert.body.decode()
-    [failure] = await eventually(lambda: at("/api/v3/repos/acme/manifests/statuses/", 1), what="status")
+    [failure] = await eventually(
+        lambda: at("/api/v3/repos/acme/manifests/statuses/", 1), what="status"
+    )
     assert failure.path == f"/api/v3/repos/acme/manifests/statuses/{sha}"
     assert failure.json()["state"] == "failure"
     assert failure.headers["Authorization"] == "Bearer ghp-test-token"

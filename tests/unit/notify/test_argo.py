@@ -19,7 +19,7 @@ from gitsail.notify.argo import (
     subscriptions,
     webhook_request,
 )
-from gitsail.notify.providers import DeliveryError
+from gitsail.notify.providers import DeliveryError, validate_address
 
 # Argo CD's catalog conditions, as users copy them into argocd-notifications-cm.
 CATALOG = {
@@ -54,7 +54,8 @@ webhook:
     method: POST
     path: /apps/{{.app.metadata.name}}
     body: |
-      {"app": "{{.app.metadata.name}}", "phase": "{{.app.status.operationState.phase}}", "health": "{{.app.status.health.status}}", "url": "{{.context.argocdUrl}}"}
+      {"app": "{{.app.metadata.name}}", "phase": "{{.app.status.operationState.phase}}",
+       "health": "{{.app.status.health.status}}", "url": "{{.context.argocdUrl}}"}
 """
     for name in ("app-sync-succeeded", "app-sync-failed", "app-health-degraded", "app-deployed")
 }
@@ -67,12 +68,19 @@ headers:
 
 
 def config(**extra: str) -> Any:
-    data = {**CATALOG, **TEMPLATES, "service.webhook.ci": SERVICE,
-            "context": "argocdUrl: https://argocd.example.com\n", **extra}
+    data = {
+        **CATALOG,
+        **TEMPLATES,
+        "service.webhook.ci": SERVICE,
+        "context": "argocdUrl: https://argocd.example.com\n",
+        **extra,
+    }
     return parse_config(data, {"ci-token": "tok-123"})
 
 
-def app(phase: str | None, health: str = "Healthy", revision: str = "abc", **annotations: str) -> dict[str, Any]:
+def app(
+    phase: str | None, health: str = "Healthy", revision: str = "abc", **annotations: str
+) -> dict[str, Any]:
     status: dict[str, Any] = {"health": {"status": health}, "sync": {"status": "Synced"}}
     if phase:
         status["operationState"] = {"phase": phase, "syncResult": {"revision": revision}}
@@ -102,9 +110,15 @@ def fired(sends: list[Any]) -> list[str]:
 def test_catalog_conditions_parse_and_evaluate() -> None:
     cfg = config()
     assert cfg.problems == []
-    assert set(cfg.triggers) == {"on-sync-succeeded", "on-sync-failed", "on-health-degraded", "on-deployed"}
+    assert set(cfg.triggers) == {
+        "on-sync-succeeded",
+        "on-sync-failed",
+        "on-health-degraded",
+        "on-deployed",
+    }
     sends, _, problems = evaluate(app("Failed"), cfg, {}, 1)
-    assert problems == [] and fired(sends) == ["on-sync-failed"]
+    assert problems == []
+    assert fired(sends) == ["on-sync-failed"]
     sends, _, _ = evaluate(app("Succeeded"), cfg, {}, 1)
     assert fired(sends) == ["on-deployed", "on-sync-succeeded"]
     sends, _, _ = evaluate(app("Succeeded", health="Degraded"), cfg, {}, 1)
@@ -118,7 +132,8 @@ def test_each_event_notifies_once() -> None:
     sends, state, _ = evaluate(app("Failed"), cfg, {}, 1)
     assert len(sends) == 1
     again, state2, _ = evaluate(app("Failed"), cfg, state, 2)
-    assert again == [] and state2 == state
+    assert again == []
+    assert state2 == state
     # the condition goes false (a retry runs), then true again: a new failure, one notification
     _, state3, _ = evaluate(app("Running"), cfg, state2, 3)
     sends, _, _ = evaluate(app("Failed"), cfg, state3, 4)
@@ -137,7 +152,7 @@ def test_once_per_revision() -> None:
 
 
 def test_notified_state_round_trips_through_the_annotation() -> None:
-    sends, state, _ = evaluate(app("Failed"), config(), {}, 7)
+    _sends, state, _ = evaluate(app("Failed"), config(), {}, 7)
     obj = app("Failed", **{NOTIFIED_ANNOTATION: json.dumps(state)})
     assert notified_state(obj) == state
     assert evaluate(obj, config(), notified_state(obj), 8)[0] == []
@@ -153,7 +168,9 @@ def test_webhook_request_renders_path_body_and_secret_header() -> None:
     assert req.method == "POST"
     assert req.url == "https://ci.example.com/hooks/apps/guestbook"
     assert json.loads(req.body) == {
-        "app": "guestbook", "phase": "Failed", "health": "Degraded",
+        "app": "guestbook",
+        "phase": "Failed",
+        "health": "Degraded",
         "url": "https://argocd.example.com",
     }
     assert dict(req.headers)["Authorization"] == "Bearer tok-123"
@@ -165,11 +182,13 @@ def test_basic_auth_and_unknown_secret_reference() -> None:
         {"service.webhook.x": "url: https://h/x\nbasicAuth: {username: u, password: $pw}\n"},
         {"pw": "p"},
     )
-    assert dict(cfg.services["x"].headers)["Authorization"] == "Basic " + base64.b64encode(b"u:p").decode()
+    assert (
+        dict(cfg.services["x"].headers)["Authorization"]
+        == "Basic " + base64.b64encode(b"u:p").decode()
+    )
     cfg = parse_config({"service.webhook.x": "url: $missing\n"}, {})
+    assert cfg.services["x"].url == "$missing"  # an unknown key stays as written
     with pytest.raises(DeliveryError):
-        from gitsail.notify.providers import validate_address
-
         validate_address(cfg.services["x"].url)
 
 
@@ -192,7 +211,9 @@ def test_unknown_when_expressions_are_refused(when: str) -> None:
 
 
 def test_when_subset() -> None:
-    check = compile_when("app.status.sync.status != 'Synced' and app.metadata.name == \"guestbook\"")
+    check = compile_when(
+        "app.status.sync.status != 'Synced' and app.metadata.name == \"guestbook\""
+    )
     assert check({"status": {"sync": {"status": "OutOfSync"}}, "metadata": {"name": "guestbook"}})
     assert not check({"status": {"sync": {"status": "Synced"}}, "metadata": {"name": "guestbook"}})
     assert compile_when("true")({})
@@ -201,11 +222,15 @@ def test_when_subset() -> None:
 
 def test_subscriptions_and_default_triggers() -> None:
     cfg = config(defaultTriggers="- on-sync-failed\n- on-health-degraded\n")
-    obj = {"metadata": {"annotations": {
-        "notifications.argoproj.io/subscribe.ci": "",
-        "notifications.argoproj.io/subscribe.on-deployed.ci": "alice;bob",
-        "unrelated": "x",
-    }}}
+    obj = {
+        "metadata": {
+            "annotations": {
+                "notifications.argoproj.io/subscribe.ci": "",
+                "notifications.argoproj.io/subscribe.on-deployed.ci": "alice;bob",
+                "unrelated": "x",
+            }
+        }
+    }
     assert subscriptions(obj, cfg) == [
         ("on-sync-failed", "ci", ("",)),
         ("on-health-degraded", "ci", ("",)),
@@ -216,10 +241,13 @@ def test_subscriptions_and_default_triggers() -> None:
 def test_unknown_trigger_and_non_webhook_service_are_problems() -> None:
     cfg = config(**{"service.slack": "token: $slack-token\n"})
     assert any("only webhook services" in p for p in cfg.problems)
-    obj = app("Failed", **{
-        "notifications.argoproj.io/subscribe.on-sync-failed.slack": "ops",
-        "notifications.argoproj.io/subscribe.on-nothing.ci": "",
-    })
+    obj = app(
+        "Failed",
+        **{
+            "notifications.argoproj.io/subscribe.on-sync-failed.slack": "ops",
+            "notifications.argoproj.io/subscribe.on-nothing.ci": "",
+        },
+    )
     sends, _, problems = evaluate(obj, cfg, {}, 1)
     assert fired(sends) == ["on-sync-failed"]  # the ci one only
     assert any("'slack'" in p for p in problems)

@@ -48,7 +48,9 @@ async def test_retries_5xx_and_connection_errors_with_backoff() -> None:
     assert d.submit(notification())
     await d.drain()
     await d.stop()
-    assert len(seen) == 3 and d.stats.delivered == 1 and d.stats.failed == 0
+    assert len(seen) == 3
+    assert d.stats.delivered == 1
+    assert d.stats.failed == 0
     assert sleeps == [1.0, 2.0]
     assert seen[0].headers["X-Token"] == "t"
 
@@ -60,13 +62,15 @@ async def test_4xx_is_not_retried_and_attempts_are_bounded() -> None:
     await d.start()
     d.submit(notification("a"))
     await d.drain()
-    assert len(seen) == 1 and d.stats.failed == 1
+    assert len(seen) == 1
+    assert d.stats.failed == 1
     transport2, seen2 = recording([500] * 10)
     d2 = Dispatcher(transport=transport2, sleep=no_sleep, attempts=3, backoff=(1.0, 1.5))
     await d2.start()
     d2.submit(notification("b"))
     await d2.drain()
-    assert len(seen2) == 3 and d2.stats.failed == 1
+    assert len(seen2) == 3
+    assert d2.stats.failed == 1
     assert sleeps == [1.0, 1.5]
     await d.stop()
     await d2.stop()
@@ -83,12 +87,14 @@ async def test_duplicates_within_the_window_are_dropped() -> None:
     assert d.submit(notification("same"))
     await d.drain()
     await d.stop()
-    assert len(seen) == 2 and d.stats.duplicates == 1
+    assert len(seen) == 2
+    assert d.stats.duplicates == 1
 
 
 async def test_the_queue_is_bounded() -> None:
     d = Dispatcher(max_queue=2, sleep=no_sleep)  # not started: nothing is taken off
-    assert d.submit(notification("1")) and d.submit(notification("2"))
+    assert d.submit(notification("1"))
+    assert d.submit(notification("2"))
     assert not d.submit(notification("3"))
     assert d.stats.dropped == 1
 
@@ -100,4 +106,5 @@ async def test_redirects_are_not_followed() -> None:
     d.submit(notification())
     await d.drain()
     await d.stop()
-    assert len(seen) == 1 and d.stats.failed == 1
+    assert len(seen) == 1
+    assert d.stats.failed == 1

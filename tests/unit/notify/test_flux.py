@@ -65,7 +65,12 @@ def kustomization(status: str, reason: str, message: str, **extra: Any) -> dict[
 
 def test_provider_fields_and_defaults() -> None:
     spec = parse_provider(provider(channel="ops", timeout="1m30s", secretRef={"name": "s"}))
-    assert (spec.type, spec.channel, spec.timeout, spec.secret_name) == ("generic", "ops", 90.0, "s")
+    assert (spec.type, spec.channel, spec.timeout, spec.secret_name) == (
+        "generic",
+        "ops",
+        90.0,
+        "s",
+    )
     assert parse_provider(provider()).timeout == 15.0
 
 
@@ -100,8 +105,10 @@ def test_proxy_is_refused_not_ignored() -> None:
         ({"eventSeverity": "warning"}, "spec.eventSeverity"),
         ({"inclusionList": ["("]}, "spec.inclusionList[0]"),
         ({"exclusionList": ["x" * 600]}, "spec.exclusionList[0]"),
-        ({"eventSources": [{"kind": "Kustomization", "name": "a", "matchLabels": {"a": "b"}}]},
-         "spec.eventSources[0].matchLabels"),
+        (
+            {"eventSources": [{"kind": "Kustomization", "name": "a", "matchLabels": {"a": "b"}}]},
+            "spec.eventSources[0].matchLabels",
+        ),
     ],
 )
 def test_alert_refusals_name_the_field(spec: dict[str, Any], field: str) -> None:
@@ -114,10 +121,16 @@ def test_ready_state_ignores_in_progress() -> None:
     assert ready_state(kustomization("Unknown", "Progressing", "working")) is None
     assert ready_state({"status": {}}) is None
     failed = ready_state(
-        kustomization("False", "BuildFailed", "kustomize build failed",
-                      lastAttemptedRevision="main@sha1:" + "b" * 40)
+        kustomization(
+            "False",
+            "BuildFailed",
+            "kustomize build failed",
+            lastAttemptedRevision="main@sha1:" + "b" * 40,
+        )
     )
-    assert failed == ReadyState("False", "BuildFailed", "kustomize build failed", "main@sha1:" + "b" * 40)
+    assert failed == ReadyState(
+        "False", "BuildFailed", "kustomize build failed", "main@sha1:" + "b" * 40
+    )
 
 
 def test_event_has_flux_shape() -> None:
@@ -172,7 +185,9 @@ def test_matching_by_kind_name_namespace_labels() -> None:
         alert(eventSources=[{"kind": "Kustomization", "name": "*", "namespace": "apps"}])
     )
     assert not alert_matches(other_ns, _event())
-    labelled = alert(eventSources=[{"kind": "Kustomization", "name": "*", "matchLabels": {"team": "a"}}])
+    labelled = alert(
+        eventSources=[{"kind": "Kustomization", "name": "*", "matchLabels": {"team": "a"}}]
+    )
     assert alert_matches(parse_alert(labelled), _event())
     labelled["spec"]["eventSources"][0]["matchLabels"] = {"team": "b"}
     assert not alert_matches(parse_alert(labelled), _event())

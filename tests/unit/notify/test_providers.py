@@ -43,13 +43,16 @@ def event(severity: str = "error", revision: str = f"main@sha1:{SHA}") -> FluxEv
 
 
 def spec(ptype: str, address: str = "https://hooks.example.com/flux", **kw: str) -> ProviderSpec:
-    return ProviderSpec(namespace="apps", name="p", uid="abcdef0123456789", type=ptype, address=address, **kw)  # type: ignore[arg-type]
+    return ProviderSpec(
+        namespace="apps", name="p", uid="abcdef0123456789", type=ptype, address=address, **kw
+    )  # type: ignore[arg-type]
 
 
 def test_generic_posts_the_event_json() -> None:
     creds = credentials_from_secret({"headers": "X-Team: ops\nAuthorization: Bearer abc"})
     req = build_request(spec("generic"), creds, event())
-    assert req.method == "POST" and req.url == "https://hooks.example.com/flux"
+    assert req.method == "POST"
+    assert req.url == "https://hooks.example.com/flux"
     assert json.loads(req.body) == event().payload()
     headers = dict(req.headers)
     assert headers["Gotk-Component"] == "kustomize-controller"
@@ -68,7 +71,9 @@ def test_generic_hmac_signs_the_body() -> None:
 
 def test_secret_address_overrides_spec_address() -> None:
     creds = ProviderCredentials(address="https://other.example.com/hook?token=abc")
-    assert build_request(spec("generic"), creds, event()).url.startswith("https://other.example.com")
+    assert build_request(spec("generic"), creds, event()).url.startswith(
+        "https://other.example.com"
+    )
 
 
 def test_slack_message() -> None:
@@ -136,7 +141,12 @@ def test_commit_status_needs_a_commit_and_a_token() -> None:
 
 @pytest.mark.parametrize(
     ("revision", "sha"),
-    [(f"main@sha1:{SHA}", SHA), (f"main/{SHA}", SHA), (SHA, SHA), ("v1@sha256:" + "f" * 64, "f" * 64)],
+    [
+        (f"main@sha1:{SHA}", SHA),
+        (f"main/{SHA}", SHA),
+        (SHA, SHA),
+        ("v1@sha256:" + "f" * 64, "f" * 64),
+    ],
 )
 def test_commit_sha(revision: str, sha: str) -> None:
     assert commit_sha(revision) == sha
