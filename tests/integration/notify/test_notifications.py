@@ -27,12 +27,17 @@ from tests.integration.conftest import GIT_USER
 from tests.integration.controller.conftest import (
     AUTOMATED,
     RunningController,
+    api,
+    control_ns,
+    crds_installed,
     create_app,
     eventually,
     start_controller,
     stop_controller,
 )
 from tests.integration.notify.conftest import Receiver
+
+__all__ = ["api", "control_ns", "crds_installed"]  # re-exported fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -103,7 +108,6 @@ spec:
       nodeSelector: {gitsail.test/no-such-node: "true"}
       containers: [{name: web, image: registry.invalid/web:1}]
 """
-REFUSED = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_A_Valid_Name}\ndata: {k: v}\n"
 
 
 @pytest.fixture
@@ -134,14 +138,17 @@ async def test_failed_sync_and_degraded_app_each_notify_exactly_once(
             "data": catalog(receiver.url),
         }
     )
-    git_repo.commit_and_push({"app/bad.yaml": REFUSED}, "a manifest the apiserver refuses")
+    # The destination namespace does not exist yet: the sync fails (no retries).
+    target = f"{control_ns}-later"
+    git_repo.commit_and_push({"app/cm.yaml": configmap("first", v="1")}, "first")
     subscribe = "notifications.argoproj.io/subscribe"
     await create_app(
         api,
         control_ns,
         "shop",
         public_url(git_repo),
-        syncPolicy=AUTOMATED,
+        destination={"server": "https://kubernetes.default.svc", "namespace": target},
+        syncPolicy={**AUTOMATED, "retry": {"limit": 0}},
         metadata={
             "annotations": {
                 f"{subscribe}.on-sync-failed.ci": "",
@@ -155,14 +162,29 @@ async def test_failed_sync_and_degraded_app_each_notify_exactly_once(
         found = receiver.at(f"/argo/{path}")
         return found if len(found) >= n else None
 
+    try:
+        await _failed_then_degraded(api, git_repo, control_ns, target, receiver, count)
+    except AssertionError:
+        app = await api.get("argoproj.io/v1alpha1", "Application", "shop", control_ns)
+        app["metadata"].pop("managedFields", None)
+        print("DEBUG", json.dumps(app, indent=1)[:6000], receiver.requests)
+        raise
+    finally:
+        await api.delete("v1", "Namespace", target)
+
+
+async def _failed_then_degraded(
+    api: Kube, git_repo: Workdir, control_ns: str, target: str, receiver: Receiver, count: Any
+) -> None:
     [failed] = await eventually(lambda: count("on-sync-failed", 1), what="sync failed notice")
     assert failed.json()["app"] == "shop"
     assert failed.json()["phase"] in ("Failed", "Error")
     assert failed.headers["Authorization"] == f"Bearer {CI_TOKEN}"
     assert CI_TOKEN not in failed.body.decode()
 
-    # The fix: a Deployment the scheduler cannot place, so it degrades after the sync.
-    git_repo.commit_and_push({"app/bad.yaml": None, "app/web.yaml": UNSCHEDULABLE}, "web")
+    # The fix (the namespace), and a Deployment the scheduler cannot place: it degrades.
+    await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}})
+    git_repo.commit_and_push({"app/web.yaml": UNSCHEDULABLE}, "web")
     await eventually(lambda: count("on-sync-succeeded", 1), timeout=90, what="sync ok notice")
     [degraded] = await eventually(
         lambda: count("on-health-degraded", 1), timeout=90, what="degraded notice"
