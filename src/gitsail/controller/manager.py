@@ -537,6 +537,7 @@ class Controller:
             enqueue=lambda key, reason: self.queue.add(key, reason),
             namespaces=self.options.namespaces,
             owns=self.sharding.owns,
+            shared_cache=self._shared_cache,
         )
         for factory in self._factories:
             reconciler = factory(context)
@@ -730,6 +731,14 @@ class Controller:
                 await cache.start()
                 self.webhook_app_caches[namespace] = cache
             return cache
+
+    async def _shared_cache(self, kind: str, namespace: str) -> WatchCache | None:
+        """The watch cache of a registered kind in a namespace (the Application's: the
+        webhooks' cache), once this replica leads; None when the kind is not watched."""
+        if kind == APPLICATION:
+            return await self._application_cache(namespace)
+        await self.leading.wait()
+        return self.kind_caches.get((kind, namespace))
 
     async def _stop_webhook_watches(self) -> None:
         caches = list(self.webhook_app_caches.values())

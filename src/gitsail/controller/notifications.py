@@ -5,10 +5,11 @@ checks the spec and records a Warning Event on an Alert it cannot use), the runt
 when the replica starts leading and stops when it steps down, so one replica sends (with
 sharding: the replica of each object's shard, ``KindContext.owns``).
 
-It keeps its own watch caches, in every watched namespace, of Providers and Alerts, of the
-Flux kinds that report events (Kustomization, HelmRelease, GitRepository, OCIRepository,
-HelmRepository, HelmChart; a kind whose CRD is not served is skipped) and of Applications,
-plus ``argocd-notifications-cm`` and ``argocd-notifications-secret`` in the control namespace.
+It reads, in every watched namespace, the controller's own watch caches (``KindContext.
+shared_cache``: one copy of each object in memory) of Alerts, of the Flux kinds that report
+events (Kustomization, HelmRelease, GitRepository, OCIRepository, HelmRepository, HelmChart;
+a kind not served is skipped) and of Applications; it keeps its own only of Providers and of
+``argocd-notifications-cm`` and ``argocd-notifications-secret`` in the control namespace.
 Every watch event goes through one queue to one consumer, so the decisions about an object
 are taken in order:
 
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gitsail.controller.events import EventRecorder
-from gitsail.controller.registry import KindAPI, KindContext, KindDefaults
+from gitsail.controller.registry import KindAPI, KindContext, KindDefaults, SharedCache
 from gitsail.kinds.errors import SpecError
 from gitsail.kube import Kube, KubeError, WatchCache, WatchEvent
 from gitsail.kube.cache import NamedSource
@@ -102,6 +103,7 @@ class Notifications(KindDefaults):
         events: EventRecorder | None = None,
         owns: Callable[[str, str], bool] | None = None,
         dispatcher: Dispatcher | None = None,
+        shared_cache: SharedCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.kube = kube
@@ -111,7 +113,10 @@ class Notifications(KindDefaults):
         self.owns = owns or (lambda namespace, name: True)
         self.dispatcher = dispatcher or Dispatcher()
         self.clock = clock
+        self.shared_cache = shared_cache
         self.caches: dict[tuple[str, str, str], WatchCache] = {}  # (apiVersion, kind, ns)
+        self.shared: set[tuple[str, str, str]] = set()  # the controller's: not ours to stop
+        self._queues: list[tuple[WatchCache, asyncio.Queue[WatchEvent]]] = []
         self.config_caches: dict[str, WatchCache] = {}  # "cm" / "secret"
         self.flux_notified: dict[str, ReadyState] = {}  # uid -> the state last notified
         self.argo_notified: dict[str, dict[str, int]] = {}  # uid -> notified state we wrote
@@ -134,9 +139,14 @@ class Notifications(KindDefaults):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for cache in [*self.caches.values(), *self.config_caches.values()]:
+        for cache, queue in self._queues:
+            cache.unsubscribe(queue)
+        self._queues.clear()
+        own = [c for k, c in self.caches.items() if k not in self.shared]
+        for cache in [*own, *self.config_caches.values()]:
             await cache.stop()
         self.caches.clear()
+        self.shared.clear()
         self.config_caches.clear()
         await self.dispatcher.stop()
 
@@ -156,6 +166,14 @@ class Notifications(KindDefaults):
     # -- watches -------------------------------------------------------------------------
 
     async def _watch(self, api_version: str, kind: str, namespace: str) -> WatchCache | None:
+        """The controller's cache of the kind when it has one (all but Providers), else ours."""
+        key = (api_version, kind, namespace)
+        if self.shared_cache is not None and kind != PROVIDER:
+            shared = await self.shared_cache(kind, namespace)
+            if shared is not None:
+                self.caches[key] = shared
+                self.shared.add(key)
+            return shared
         cache = WatchCache(self.kube, api_version, kind, namespace)
         try:
             await cache.start()
@@ -164,11 +182,12 @@ class Notifications(KindDefaults):
                 "notifications: not watching %s %s in %s (%s)", api_version, kind, namespace, exc
             )
             return None
-        self.caches[(api_version, kind, namespace)] = cache
+        self.caches[key] = cache
         return cache
 
     def _pump(self, tag: str, cache: WatchCache) -> None:
         queue = cache.subscribe()
+        self._queues.append((cache, queue))
 
         async def pump() -> None:
             while True:
@@ -400,6 +419,7 @@ def alerts(ctx: KindContext) -> Notifications:
         control_namespace=ctx.settings.control_namespace,
         events=ctx.events,
         owns=ctx.owns,
+        shared_cache=ctx.shared_cache,
     )
     runtime.start()
     return runtime
