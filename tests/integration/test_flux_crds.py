@@ -98,6 +98,8 @@ async def test_flux_crds_install_idempotently_with_v1_stored(client: Kube) -> No
         stored, legacy = (
             ("v2", ["v2beta2", "v2beta1"])
             if name.startswith("helmreleases.")
+            else ("v1beta3", ["v1beta2"])  # notifications: v1beta3 is Flux's current API
+            if name.startswith(("providers.", "alerts."))
             else ("v1", ["v1beta2"])
         )
         assert served[stored]["storage"] is True
