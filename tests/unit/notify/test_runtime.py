@@ -1,0 +1,169 @@
+"""The controller's notifications runtime with in-memory caches and a recording dispatcher:
+one Flux event per Ready transition, none at start-up, none for a repeat; Argo CD state is
+recorded on the Application before anything is queued, and a lagging cache does not resend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, cast
+
+from gitsail.controller.notifications import Notifications
+from gitsail.kube import Kube
+from gitsail.model import Obj
+from gitsail.notify.argo import CONFIGMAP, NOTIFIED_ANNOTATION
+from gitsail.notify.delivery import Dispatcher, Notification
+from gitsail.notify.flux import API_VERSION
+
+NS = "flux-system"
+
+
+class FakeCache:
+    def __init__(self, *objs: Obj) -> None:
+        self.objs = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objs}
+
+    def get(self, namespace: str | None, name: str) -> Obj | None:
+        return self.objs.get((namespace or "", name))
+
+    def items(self) -> list[Obj]:
+        return list(self.objs.values())
+
+
+class Recording(Dispatcher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Notification] = []
+
+    def submit(self, notification: Notification) -> bool:
+        self.sent.append(notification)
+        return True
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+
+    async def merge_patch(
+        self, api_version: str, kind: str, name: str, body: Any, **kw: Any
+    ) -> Obj:
+        self.patches.append((name, body))
+        return {}
+
+
+def ks(status: str, message: str) -> Obj:
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "app", "namespace": NS, "uid": "u-1"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": status, "reason": "R", "message": message}]
+        },
+    }
+
+
+def runtime(kube: Any = None) -> tuple[Notifications, Recording]:
+    recording = Recording()
+    rt = Notifications(
+        cast(Kube, kube or FakeKube()),
+        namespaces=(NS,),
+        control_namespace=NS,
+        dispatcher=recording,
+        clock=lambda: 1000.0,
+    )
+    provider = {
+        "apiVersion": API_VERSION,
+        "kind": "Provider",
+        "metadata": {"name": "hook", "namespace": NS, "uid": "p-1"},
+        "spec": {"type": "generic", "address": "https://hooks.example.com/x"},
+    }
+    alert = {
+        "apiVersion": API_VERSION,
+        "kind": "Alert",
+        "metadata": {"name": "all", "namespace": NS},
+        "spec": {
+            "providerRef": {"name": "hook"},
+            "eventSources": [{"kind": "Kustomization", "name": "*"}],
+        },
+    }
+    rt.caches[(API_VERSION, "Provider", NS)] = cast(Any, FakeCache(provider))
+    rt.caches[(API_VERSION, "Alert", NS)] = cast(Any, FakeCache(alert))
+    return rt, recording
+
+
+async def settle(rt: Notifications) -> None:
+    await asyncio.gather(*rt._tasks)
+
+
+async def test_one_event_per_ready_transition() -> None:
+    rt, recording = runtime()
+    rt._on_flux(ks("False", "build failed"), seed=True)  # what start-up finds: not news
+    await settle(rt)
+    assert recording.sent == []
+    rt._on_flux(ks("False", "build failed"))  # the same failure again (a retry)
+    rt._on_flux(ks("Unknown", "reconciling"))  # in progress: no event, nothing forgotten
+    rt._on_flux(ks("False", "build failed"))
+    await settle(rt)
+    assert recording.sent == []
+    rt._on_flux(ks("True", "Applied revision: main@sha1:abc"))
+    rt._on_flux(ks("True", "Applied revision: main@sha1:abc"))
+    rt._on_flux(ks("False", "health check failed"))
+    await settle(rt)
+    bodies = [json.loads(n.request.body) for n in recording.sent]
+    assert [(b["severity"], b["message"]) for b in bodies] == [
+        ("info", "Applied revision: main@sha1:abc"),
+        ("error", "health check failed"),
+    ]
+
+
+async def test_a_suspended_provider_or_a_missing_one_sends_nothing() -> None:
+    rt, recording = runtime()
+    provider = rt.caches[(API_VERSION, "Provider", NS)].get(NS, "hook")
+    assert provider is not None
+    provider["spec"]["suspend"] = True
+    rt._on_flux(ks("False", "x"))
+    await settle(rt)
+    rt.caches[(API_VERSION, "Provider", NS)] = cast(Any, FakeCache())
+    rt._on_flux(ks("False", "y"))
+    await settle(rt)
+    assert recording.sent == []
+
+
+def application(phase: str, notified: dict[str, int] | None = None) -> Obj:
+    annotations = {"notifications.argoproj.io/subscribe.on-sync-failed.ci": ""}
+    if notified is not None:
+        annotations[NOTIFIED_ANNOTATION] = json.dumps(notified)
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "namespace": NS, "uid": "a-1", "annotations": annotations},
+        "status": {"operationState": {"phase": phase}},
+    }
+
+
+async def test_argo_state_is_written_first_and_a_lagging_cache_does_not_resend() -> None:
+    kube = FakeKube()
+    rt, recording = runtime(kube)
+    cm = {
+        "metadata": {"name": CONFIGMAP, "namespace": NS, "resourceVersion": "1"},
+        "data": {
+            "service.webhook.ci": "url: https://ci.example.com\n",
+            "trigger.on-sync-failed": (
+                "- when: app.status.operationState.phase in ['Failed']\n  send: [failed]\n"
+            ),
+            "template.failed": "webhook:\n  ci:\n    body: '{{.app.metadata.name}}'\n",
+        },
+    }
+    rt.config_caches["cm"] = cast(Any, FakeCache(cm))
+    await rt._on_app(application("Failed"))
+    assert len(kube.patches) == 1
+    assert len(recording.sent) == 1
+    assert recording.sent[0].request.body == b"shop"
+    written = json.loads(kube.patches[0][1]["metadata"]["annotations"][NOTIFIED_ANNOTATION])
+    # The watch cache still shows the Application without the annotation: no resend.
+    await rt._on_app(application("Failed"))
+    assert len(recording.sent) == 1
+    # A new runtime (a restart) reads the annotation: no resend either.
+    rt2, recording2 = runtime(FakeKube())
+    rt2.config_caches["cm"] = cast(Any, FakeCache(cm))
+    await rt2._on_app(application("Failed", written))
+    assert recording2.sent == []
