@@ -258,6 +258,11 @@ async def test_kustomization_not_ready_sends_one_signed_alert_and_commit_statuse
             "address": f"{receiver.url}/acme/manifests",
             "secretRef": {"name": "github-token"},
         },
+        "gitlab": {
+            "type": "gitlab",
+            "address": f"{receiver.url}/group/sub/manifests",
+            "secretRef": {"name": "github-token"},
+        },
     }
     for name, spec in providers.items():
         await api.create(
@@ -278,6 +283,10 @@ async def test_kustomization_not_ready_sends_one_signed_alert_and_commit_statuse
         "commits": {
             "providerRef": {"name": "status"},
             "eventSeverity": "info",
+            "eventSources": [{"kind": "Kustomization", "name": "app"}],
+        },
+        "gitlab-commits": {
+            "providerRef": {"name": "gitlab"},
             "eventSources": [{"kind": "Kustomization", "name": "app"}],
         },
     }
@@ -360,3 +369,9 @@ async def test_kustomization_not_ready_sends_one_signed_alert_and_commit_statuse
     assert [s.json()["state"] for s in statuses] == ["failure", "success"]
     assert statuses[1].json()["context"].startswith("kustomization/app/")
     assert len(receiver.at("/flux")) == 1
+    gitlab = await eventually(
+        lambda: at("/api/v4/projects/group%2Fsub%2Fmanifests/statuses/", 2), what="GitLab"
+    )
+    assert [g.json()["state"] for g in gitlab] == ["failed", "success"]
+    assert gitlab[0].path.endswith(f"/statuses/{sha}")
+    assert gitlab[0].headers["PRIVATE-TOKEN"] == "ghp-test-token"
