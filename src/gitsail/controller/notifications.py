@@ -60,6 +60,7 @@ from gitsail.notify.flux import (
     ready_state,
 )
 from gitsail.notify.providers import DeliveryError, build_request, credentials_from_secret
+from gitsail.policy import Policy
 
 __all__ = ["FLUX_EVENT_KINDS", "Notifications", "alerts"]
 
@@ -111,7 +112,7 @@ class Notifications(KindDefaults):
         self.control_namespace = control_namespace
         self.events = events
         self.owns = owns or (lambda namespace, name: True)
-        self.dispatcher = dispatcher or Dispatcher()
+        self.dispatcher = dispatcher or Dispatcher(policy=Policy.from_env())
         self.clock = clock
         self.shared_cache = shared_cache
         self.caches: dict[tuple[str, str, str], WatchCache] = {}  # (apiVersion, kind, ns)

@@ -42,6 +42,7 @@ import yaml
 from gitsail.kinds.gotemplate import GoTemplate, TemplateError
 from gitsail.model import Obj
 from gitsail.notify.providers import DeliveryError, Request, validate_address
+from gitsail.source import redact_text
 
 __all__ = [
     "CONFIGMAP",
@@ -394,4 +395,5 @@ def webhook_request(cfg: NotificationsConfig, send: Send, app: Obj) -> Request |
     validate_address(url)
     if hook.method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         raise DeliveryError(f"template {send.template!r}: method {hook.method!r} is not allowed")
-    return Request(hook.method, url, service.headers, body.encode())
+    # The body is about the Application: a URL's userinfo in it (a repoURL) is removed.
+    return Request(hook.method, url, service.headers, redact_text(body).encode())

@@ -7,9 +7,11 @@ counted and logged). Each is sent with its own timeout; a connection error, a ti
 429 or a 5xx is retried with doubling backoff (``backoff``) up to ``attempts`` times; any
 other answer ends it (2xx delivered, 4xx refused). Redirects are not followed.
 
-Logs name the notification (``what``) and the address without userinfo or query, and the
-status code: never a header, a body or a response (a receiver may echo a token back).
-The clock and the sleep are seams for tests.
+With a ``policy``, the host is resolved and refused when it is in the operator's denied
+networks (``GITSAIL_DENIED_NETWORKS``: cloud metadata and link-local by default), as for
+repositories. Logs name the notification (``what``) and the address's scheme, host and port
+(a path or query may carry a token), and the status code: never a header, a body or a
+response (a receiver may echo a token back). The clock and the sleep are seams for tests.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from gitsail.notify.providers import Request, safe_address
+from gitsail.policy import Policy
+from gitsail.source import SourceError
+from gitsail.source._urls import check_host
 
 __all__ = ["Dispatcher", "Notification", "Stats"]
 
@@ -65,6 +70,7 @@ class Dispatcher:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
         self.queue: asyncio.Queue[Notification] = asyncio.Queue(maxsize=max_queue)
         self.workers = workers
@@ -75,6 +81,7 @@ class Dispatcher:
         self.transport = transport
         self.sleep = sleep
         self.clock = clock
+        self.policy = policy  # the operator's denied networks, checked before each send
         self.stats = Stats()
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,6 +146,15 @@ class Dispatcher:
     async def _deliver(self, n: Notification) -> None:
         assert self._client is not None
         where = safe_address(n.request.url)
+        if self.policy is not None:
+            try:
+                host = httpx.URL(n.request.url).host
+                await check_host(host, self.policy, what=where)
+            except (SourceError, httpx.InvalidURL) as exc:
+                self.stats.failed += 1
+                self.stats.last_error[n.what] = str(exc)
+                log.warning("%s: not sent: %s", n.what, exc)
+                return
         delay = self.backoff[0]
         for attempt in range(1, self.attempts + 1):
             self.stats.attempts += 1

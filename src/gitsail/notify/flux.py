@@ -29,6 +29,7 @@ from typing import Any
 
 from gitsail.kinds.errors import SpecError, UnsupportedField
 from gitsail.model import Obj
+from gitsail.source import redact_text
 
 __all__ = [
     "ALERT",
@@ -303,7 +304,7 @@ def ready_state(obj: Obj) -> ReadyState | None:
             return ReadyState(
                 status=str(cond["status"]),
                 reason=str(cond.get("reason") or ""),
-                message=str(cond.get("message") or "")[:MAX_MESSAGE],
+                message=redact_text(str(cond.get("message") or ""))[:MAX_MESSAGE],
                 revision=revision,
             )
     return None

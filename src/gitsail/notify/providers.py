@@ -17,8 +17,8 @@
 The Secret (``secretRef``) may hold ``address`` (overrides ``spec.address``), ``token``,
 ``username`` and ``headers`` (a YAML map of header names to values); a ``proxy`` key is refused.
 Tokens go only into headers, never into a body or a log line. Addresses must be ``http`` or
-``https`` with a host, without whitespace; ``safe_address`` is what logs show (no userinfo,
-no query, which often carries a token).
+``https`` with a host, without whitespace; ``safe_address`` is what logs show (scheme, host
+and port: userinfo, path and query often carry a token).
 """
 
 from __future__ import annotations
@@ -95,14 +95,15 @@ def validate_address(url: str) -> urllib.parse.SplitResult:
 
 
 def safe_address(url: str) -> str:
-    """``scheme://host[:port]/path`` only: no userinfo, no query, no fragment."""
+    """``scheme://host[:port]`` only: userinfo, path and query may all carry a token (Slack
+    and Teams put it in the path)."""
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<unparseable address>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return f"{parts.scheme}://{host}{port}"
 
 
 def _headers_from(text: str) -> tuple[tuple[str, str], ...]:

@@ -108,3 +108,17 @@ async def test_redirects_are_not_followed() -> None:
     await d.stop()
     assert len(seen) == 1
     assert d.stats.failed == 1
+
+
+async def test_denied_networks_are_never_contacted() -> None:
+    from gitsail.policy import Policy
+
+    transport, seen = recording([])
+    d = Dispatcher(transport=transport, sleep=no_sleep, policy=Policy())
+    await d.start()
+    d.submit(notification("meta", url="http://169.254.169.254/latest/meta-data"))
+    d.submit(notification("ok", url="http://127.0.0.1:9/hook"))
+    await d.drain()
+    await d.stop()
+    assert [str(r.url) for r in seen] == ["http://127.0.0.1:9/hook"]
+    assert "denied network" in d.stats.last_error["test meta"]

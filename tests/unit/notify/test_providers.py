@@ -163,7 +163,8 @@ def test_addresses_refused(url: str) -> None:
 
 def test_errors_and_logs_never_show_userinfo_or_query() -> None:
     url = "https://user:hunter2@hooks.example.com/x?token=abc"
-    assert safe_address(url) == "https://hooks.example.com/x"
+    assert safe_address(url) == "https://hooks.example.com"
+    assert safe_address("https://hooks.slack.com/services/T0/B0/XXXX") == "https://hooks.slack.com"
     with pytest.raises(DeliveryError) as exc:
         validate_address("gopher://user:hunter2@h/x")
     assert "hunter2" not in str(exc.value)
