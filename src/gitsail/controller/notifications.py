@@ -252,7 +252,9 @@ class Notifications(KindDefaults):
             self.argo_notified.pop(uid, None)
             return
         if tag == "flux":
-            self._on_flux(obj)
+            news = self._on_flux(obj)
+            if news is not None:  # in order: one object's events are queued as they came
+                await self._dispatch_flux(news)
         elif tag == "app":
             await self._on_app(obj)
 
@@ -261,17 +263,17 @@ class Notifications(KindDefaults):
 
     # -- Flux ----------------------------------------------------------------------------
 
-    def _on_flux(self, obj: Obj, *, seed: bool = False) -> None:
+    def _on_flux(self, obj: Obj, *, seed: bool = False) -> FluxEvent | None:
+        """The event ``obj`` is news of, if any (``seed``: what start-up finds, never news)."""
         meta = obj.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         state = ready_state(obj)
         if state is None or self.flux_notified.get(uid) == state:
-            return
+            return None
         self.flux_notified[uid] = state
         if seed or not self.owns(str(meta.get("namespace") or ""), str(meta.get("name") or "")):
-            return
-        self._tasks.append(asyncio.create_task(self._dispatch_flux(flux_event(obj, state))))
-        self._tasks = [t for t in self._tasks if not t.done()]
+            return None
+        return flux_event(obj, state)
 
     def _alerts(self) -> list[AlertSpec]:
         found = []

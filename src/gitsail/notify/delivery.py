@@ -1,4 +1,8 @@
-"""Delivery: a bounded queue of notifications, sent by a few workers with retries.
+"""Delivery: bounded queues of notifications, sent by a few workers with retries.
+
+Each worker has its own FIFO queue and a destination (scheme, host, port) always goes to the
+same one, so notifications to one receiver are sent in the order they were queued, retries
+included: a commit's ``failure`` status can never land after the ``success`` that followed.
 
 ``Dispatcher.submit`` never blocks and never raises: a notification whose ``key`` was
 submitted within ``dedup_window`` seconds is dropped (one event → one notification, even
@@ -20,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,7 +77,9 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         policy: Policy | None = None,
     ) -> None:
-        self.queue: asyncio.Queue[Notification] = asyncio.Queue(maxsize=max_queue)
+        self.queues: list[asyncio.Queue[Notification]] = [
+            asyncio.Queue(maxsize=max(1, max_queue // workers)) for _ in range(workers)
+        ]
         self.workers = workers
         self.attempts = attempts
         self.backoff = backoff
@@ -100,7 +107,8 @@ class Dispatcher:
             log.debug("%s: already sent within the window; dropped", notification.what)
             return False
         try:
-            self.queue.put_nowait(notification)
+            destination = safe_address(notification.request.url).encode()
+            self.queues[zlib.crc32(destination) % len(self.queues)].put_nowait(notification)
         except asyncio.QueueFull:
             self.stats.dropped += 1
             log.warning("notification queue full: %s dropped", notification.what)
@@ -114,7 +122,8 @@ class Dispatcher:
             return
         self._client = httpx.AsyncClient(transport=self.transport, follow_redirects=False)
         self._tasks = [
-            asyncio.create_task(self._work(), name=f"notify-{i}") for i in range(self.workers)
+            asyncio.create_task(self._work(queue), name=f"notify-{i}")
+            for i, queue in enumerate(self.queues)
         ]
 
     async def stop(self) -> None:
@@ -130,18 +139,19 @@ class Dispatcher:
 
     async def drain(self) -> None:
         """Wait until everything submitted has been sent or given up (tests, shutdown)."""
-        await self.queue.join()
+        for queue in self.queues:
+            await queue.join()
 
-    async def _work(self) -> None:
+    async def _work(self, queue: asyncio.Queue[Notification]) -> None:
         while True:
-            notification = await self.queue.get()
+            notification = await queue.get()
             try:
                 await self._deliver(notification)
             except Exception:  # a worker must survive anything one notification does
                 log.exception("%s: delivery failed unexpectedly", notification.what)
                 self.stats.failed += 1
             finally:
-                self.queue.task_done()
+                queue.task_done()
 
     async def _deliver(self, n: Notification) -> None:
         assert self._client is not None

@@ -92,7 +92,7 @@ async def test_duplicates_within_the_window_are_dropped() -> None:
 
 
 async def test_the_queue_is_bounded() -> None:
-    d = Dispatcher(max_queue=2, sleep=no_sleep)  # not started: nothing is taken off
+    d = Dispatcher(max_queue=2, workers=1, sleep=no_sleep)  # not started: nothing taken off
     assert d.submit(notification("1"))
     assert d.submit(notification("2"))
     assert not d.submit(notification("3"))
@@ -122,3 +122,20 @@ async def test_denied_networks_are_never_contacted() -> None:
     await d.stop()
     assert [str(r.url) for r in seen] == ["http://127.0.0.1:9/hook"]
     assert "denied network" in d.stats.last_error["test meta"]
+
+
+async def test_one_destination_is_served_in_order_even_across_retries() -> None:
+    transport, seen = recording([503, 503])  # the first notification fails twice
+    d = Dispatcher(transport=transport, sleep=no_sleep, workers=4)
+    await d.start()
+    for i in range(3):
+        d.submit(notification(str(i), url=f"https://ci.example.com/status/{i}"))
+    await d.drain()
+    await d.stop()
+    assert [r.url.path for r in seen] == [
+        "/status/0",
+        "/status/0",
+        "/status/0",
+        "/status/1",
+        "/status/2",
+    ]

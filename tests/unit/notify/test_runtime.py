@@ -4,7 +4,6 @@ recorded on the Application before anything is queued, and a lagging cache does 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, cast
 
@@ -90,24 +89,22 @@ def runtime(kube: Any = None) -> tuple[Notifications, Recording]:
     return rt, recording
 
 
-async def settle(rt: Notifications) -> None:
-    await asyncio.gather(*rt._tasks)
+async def feed(rt: Notifications, obj: Obj) -> None:
+    event = rt._on_flux(obj)
+    if event is not None:
+        await rt._dispatch_flux(event)
 
 
 async def test_one_event_per_ready_transition() -> None:
     rt, recording = runtime()
-    rt._on_flux(ks("False", "build failed"), seed=True)  # what start-up finds: not news
-    await settle(rt)
+    assert rt._on_flux(ks("False", "build failed"), seed=True) is None  # start-up: not news
+    await feed(rt, ks("False", "build failed"))  # the same failure again (a retry)
+    await feed(rt, ks("Unknown", "reconciling"))  # in progress: no event, nothing forgotten
+    await feed(rt, ks("False", "build failed"))
     assert recording.sent == []
-    rt._on_flux(ks("False", "build failed"))  # the same failure again (a retry)
-    rt._on_flux(ks("Unknown", "reconciling"))  # in progress: no event, nothing forgotten
-    rt._on_flux(ks("False", "build failed"))
-    await settle(rt)
-    assert recording.sent == []
-    rt._on_flux(ks("True", "Applied revision: main@sha1:abc"))
-    rt._on_flux(ks("True", "Applied revision: main@sha1:abc"))
-    rt._on_flux(ks("False", "health check failed"))
-    await settle(rt)
+    await feed(rt, ks("True", "Applied revision: main@sha1:abc"))
+    await feed(rt, ks("True", "Applied revision: main@sha1:abc"))
+    await feed(rt, ks("False", "health check failed"))
     bodies = [json.loads(n.request.body) for n in recording.sent]
     assert [(b["severity"], b["message"]) for b in bodies] == [
         ("info", "Applied revision: main@sha1:abc"),
@@ -120,11 +117,9 @@ async def test_a_suspended_provider_or_a_missing_one_sends_nothing() -> None:
     provider = rt.caches[(API_VERSION, "Provider", NS)].get(NS, "hook")
     assert provider is not None
     provider["spec"]["suspend"] = True
-    rt._on_flux(ks("False", "x"))
-    await settle(rt)
+    await feed(rt, ks("False", "x"))
     rt.caches[(API_VERSION, "Provider", NS)] = cast(Any, FakeCache())
-    rt._on_flux(ks("False", "y"))
-    await settle(rt)
+    await feed(rt, ks("False", "y"))
     assert recording.sent == []
 
 
