@@ -162,3 +162,32 @@ async def test_argo_state_is_written_first_and_a_lagging_cache_does_not_resend()
     rt2.config_caches["cm"] = cast(Any, FakeCache(cm))
     await rt2._on_app(application("Failed", written))
     assert recording2.sent == []
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str, str]] = []
+
+    async def record(self, obj: Obj, *, reason: str, message: str, type: str = "Normal") -> None:
+        self.recorded.append((type, reason, message))
+
+
+async def test_an_alert_that_cannot_be_used_gets_a_warning_event() -> None:
+    events = FakeEvents()
+    rt = Notifications(
+        cast(Kube, FakeKube()),
+        namespaces=(NS,),
+        control_namespace=NS,
+        events=cast(Any, events),
+        dispatcher=Recording(),
+    )
+    bad = {
+        "apiVersion": API_VERSION,
+        "kind": "Alert",
+        "metadata": {"name": "bad", "namespace": NS},
+        "spec": {"providerRef": {"name": "hook"}, "eventSources": [], "eventSeverity": "all"},
+    }
+    assert await rt.reconcile(bad, frozenset()) is None
+    [(kind, reason, message)] = events.recorded
+    assert (kind, reason) == ("Warning", "InvalidAlert")
+    assert "spec.eventSources" in message
