@@ -167,7 +167,8 @@ async def test_failed_sync_and_degraded_app_each_notify_exactly_once(
     except AssertionError:
         app = await api.get("argoproj.io/v1alpha1", "Application", "shop", control_ns)
         app["metadata"].pop("managedFields", None)
-        print("DEBUG", json.dumps(app, indent=1)[:6000], receiver.requests)
+        print("the Application when the wait failed:", json.dumps(app, indent=1)[:6000])
+        print("the receiver got:", [(r.path, r.body[:200]) for r in receiver.requests])
         raise
     finally:
         await api.delete("v1", "Namespace", target)
