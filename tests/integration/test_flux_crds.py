@@ -61,12 +61,14 @@ spec:
 """
 
 FLUX_CRDS = {
+    "alerts.notification.toolkit.fluxcd.io",
     "gitrepositories.source.toolkit.fluxcd.io",
     "helmcharts.source.toolkit.fluxcd.io",
     "helmreleases.helm.toolkit.fluxcd.io",
     "helmrepositories.source.toolkit.fluxcd.io",
     "kustomizations.kustomize.toolkit.fluxcd.io",
     "ocirepositories.source.toolkit.fluxcd.io",
+    "providers.notification.toolkit.fluxcd.io",
     "receivers.notification.toolkit.fluxcd.io",
 }
 
@@ -96,6 +98,8 @@ async def test_flux_crds_install_idempotently_with_v1_stored(client: Kube) -> No
         stored, legacy = (
             ("v2", ["v2beta2", "v2beta1"])
             if name.startswith("helmreleases.")
+            else ("v1beta3", ["v1beta2"])  # notifications: v1beta3 is Flux's current API
+            if name.startswith(("providers.", "alerts."))
             else ("v1", ["v1beta2"])
         )
         assert served[stored]["storage"] is True

@@ -157,6 +157,9 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
 ARGO_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.argo_kinds", "applicationset"),
     ("gitsail.controller.argo_projects", "appproject"),  # AppProject: the engine's admission
+    # Notifications (Flux Alert/Provider, Argo CD's notifications ConfigMap): Argo's need no
+    # Flux, so they are registered with the Argo kinds.
+    ("gitsail.controller.notifications", "alerts"),
 )
 # Retry of a Transient failure without a retry_after: 5 s doubling, at most 5 minutes.
 TRANSIENT_BACKOFF = (5.0, 300.0)
@@ -532,6 +535,9 @@ class Controller:
             read=self._read,
             artifacts=self.artifacts,
             enqueue=lambda key, reason: self.queue.add(key, reason),
+            namespaces=self.options.namespaces,
+            owns=self.sharding.owns,
+            shared_cache=self._shared_cache,
         )
         for factory in self._factories:
             reconciler = factory(context)
@@ -725,6 +731,14 @@ class Controller:
                 await cache.start()
                 self.webhook_app_caches[namespace] = cache
             return cache
+
+    async def _shared_cache(self, kind: str, namespace: str) -> WatchCache | None:
+        """The watch cache of a registered kind in a namespace (the Application's: the
+        webhooks' cache), once this replica leads; None when the kind is not watched."""
+        if kind == APPLICATION:
+            return await self._application_cache(namespace)
+        await self.leading.wait()
+        return self.kind_caches.get((kind, namespace))
 
     async def _stop_webhook_watches(self) -> None:
         caches = list(self.webhook_app_caches.values())

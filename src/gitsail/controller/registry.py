@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from gitsail.controller.events import EventRecorder
     from gitsail.controller.metrics import Metrics
     from gitsail.controller.reconciler import ReconcileSettings
-    from gitsail.kube import Kube
+    from gitsail.kube import Kube, WatchCache
     from gitsail.source.artifacts import ArtifactStore
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "KindReconciler",
     "KindRegistry",
     "ObjectKey",
+    "SharedCache",
     "kstatus_ready",
     "own_status_write",
     "owner_keys",
@@ -343,8 +344,16 @@ class KindContext:
     artifacts: ArtifactStore  # where Flux sources store their artifacts (served over HTTP)
     # Queue an object now (a kind that watches something of its own, e.g. cluster Secrets).
     enqueue: Callable[[ObjectKey, str], None] | None = None
+    # The watched namespaces, and whether this replica owns an object's shard (namespace,
+    # name): what a kind that watches objects of other kinds needs (notifications).
+    namespaces: tuple[str, ...] = ()
+    owns: Callable[[str, str], bool] | None = None
+    # The controller's own watch cache of a registered kind in a namespace, once this
+    # replica leads (None: not watched), so a kind reading others' objects keeps no copy.
+    shared_cache: SharedCache | None = None
 
 
 LiveGet = Callable[[str, str, str, "str | None"], Awaitable["Obj | None"]]
 ReadObject = Callable[[ObjectKey, bool], Awaitable["Obj | None"]]
 KindFactory = Callable[[KindContext], KindReconciler]
+SharedCache = Callable[[str, str], Awaitable["WatchCache | None"]]

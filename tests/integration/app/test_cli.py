@@ -59,6 +59,8 @@ async def test_install_crds_only_is_idempotent(cluster: Cluster, crds: None) -> 
         "Kustomization",
         "OCIRepository",
         "Receiver",
+        "Provider",
+        "Alert",
         "SealedSecret",
         "SecretStore",
         "ClusterSecretStore",

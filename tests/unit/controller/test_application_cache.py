@@ -38,7 +38,10 @@ async def test_the_leader_reconciles_applications_from_the_webhooks_cache() -> N
         assert ctl.kind_caches[("Application", NS)] is shared
         assert ctl.app_caches == {NS: shared}
         assert cluster.lists.count("Application") == 1  # one list, one watch
-        assert len(shared._subscribers) == 1  # the leader's pump
+        # the leader's pump, and the notifications' (once their runtime has started)
+        notifications = ctl.registry["Alert"]
+        await notifications.started.wait()  # type: ignore[attr-defined]
+        assert len(shared._subscribers) == 2
     finally:
         await ctl._step_down()
     assert shared.running  # the webhooks still read it

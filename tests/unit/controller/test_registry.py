@@ -266,6 +266,7 @@ async def test_a_registered_kind_is_watched_and_reconciled_by_kind_namespace_and
             "Kustomization",
             "ApplicationSet",
             "AppProject",
+            "Alert",
         )
         assert isinstance(ctl.reconciler, AppReconciler)
         # One watch cache per served kind; a kind without CRDs is said and skipped.
@@ -274,6 +275,7 @@ async def test_a_registered_kind_is_watched_and_reconciled_by_kind_namespace_and
             ("Widget", NS),
             ("ApplicationSet", NS),
             ("AppProject", NS),
+            ("Alert", NS),
         }
         assert "Kustomization" in caplog.text
         assert "Install" in caplog.text
@@ -388,6 +390,7 @@ async def test_the_flux_option_registers_the_flux_kinds_after_the_others(
             "Widget",
             "ApplicationSet",
             "AppProject",
+            "Alert",
             "GitRepository",
         )
         (ctx,) = fake_flux_kind.BUILT
@@ -397,7 +400,12 @@ async def test_the_flux_option_registers_the_flux_kinds_after_the_others(
     off = controller(FakeCluster(), flux=False)
     await off._lead()
     try:
-        assert off.registry.kinds == ("Application", "ApplicationSet", "AppProject")  # Argo kinds
+        assert off.registry.kinds == (
+            "Application",
+            "ApplicationSet",
+            "AppProject",
+            "Alert",  # notifications: Argo CD's need no Flux
+        )
     finally:
         await off._step_down()
 
