@@ -327,7 +327,9 @@ def remove(
                 account = str(notes.get(ACCOUNT_ANNOTATION) or "")
                 if account and not keep_service_account:
                     lines += await _remove_account(entry, account, notes)
-                await control.delete("v1", "Secret", secret["metadata"]["name"], namespace)
+                await control.delete(
+                    "v1", "Secret", secret["metadata"]["name"], namespace, "Background"
+                )
                 lines.append(f"Cluster '{entry.server}' removed")
             return lines
 
@@ -356,7 +358,7 @@ def remove(
         async with Kube(target_config) as target:
             removed = await remove_service_account(target, name, system_namespace)
         return [f"deleted {what} on {entry.name}" for what in removed.deleted] + [
-            f"kept {what} on {entry.name}" for what in removed.kept
+            f"kept {what} on {entry.name} ({why})" for what, why in removed.kept
         ]
 
     try:

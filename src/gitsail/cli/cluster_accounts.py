@@ -164,7 +164,7 @@ class Removed:
     used), as ``Kind namespace/name`` strings."""
 
     deleted: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
 
 
 def _shown(obj: Obj) -> str:
@@ -183,17 +183,17 @@ async def remove_service_account(target: Kube, account: str, system_namespace: s
     for kind in ("ClusterRoleBinding", "RoleBinding"):
         for binding in await target.list(RBAC, kind, None, label_selector=selector):
             meta = binding["metadata"]
-            await target.delete(RBAC, kind, meta["name"], meta.get("namespace"))
+            await target.delete(RBAC, kind, meta["name"], meta.get("namespace"), "Background")
             out.deleted.append(_shown(binding))
     for kind, name in (("Secret", f"{account}-token"), ("ServiceAccount", account)):
         live = await target.get("v1", kind, name, system_namespace)
         if live is None:
             continue
         if _ours(live, mark):
-            await target.delete("v1", kind, name, system_namespace)
+            await target.delete("v1", kind, name, system_namespace, "Background")
             out.deleted.append(_shown(live))
         else:
-            out.kept.append(_shown(live) + " (not made by gitsail)")
+            out.kept.append((_shown(live), "not made by gitsail"))
     role = await target.get(RBAC, "ClusterRole", MANAGER_ROLE)
     if role is not None:
         users = [
@@ -204,10 +204,10 @@ async def remove_service_account(target: Kube, account: str, system_namespace: s
             and (b.get("roleRef") or {}).get("name") == MANAGER_ROLE
         ]
         if not _ours(role):
-            out.kept.append(_shown(role) + " (not made by gitsail)")
+            out.kept.append((_shown(role), "not made by gitsail"))
         elif users:
-            out.kept.append(_shown(role) + f" (still bound by {_shown(users[0])})")
+            out.kept.append((_shown(role), f"still bound by {_shown(users[0])}"))
         else:
-            await target.delete(RBAC, "ClusterRole", MANAGER_ROLE)
+            await target.delete(RBAC, "ClusterRole", MANAGER_ROLE, None, "Background")
             out.deleted.append(_shown(role))
     return out
