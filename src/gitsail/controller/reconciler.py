@@ -107,7 +107,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ORPHAN_INTERVAL = 60.0  # seconds between looks at an app's namespace for orphaned resources
+# Seconds between looks at an app's namespace for orphaned resources (Argo CD's default
+# reconciliation period); a refresh request or a changed project looks at once.
+ORPHAN_INTERVAL = 180.0
 
 FINALIZER = "resources-finalizer.argocd.argoproj.io"
 SKIP_RECONCILE = "argocd.argoproj.io/skip-reconcile"
@@ -534,8 +536,9 @@ class AppReconciler(KindDefaults):
         self, app: App, comparison: Comparison, memory: _Memory, refresh: bool
     ) -> None:
         """AppProject ``orphanedResources`` with ``warn``: count the orphaned resources of
-        the app's destination namespace (bounded metadata LISTs on its cluster, at most
-        once per ``ORPHAN_INTERVAL`` unless the project changed or a refresh was asked)
+        the app's destination namespace (bounded metadata LISTs on its cluster, shared by
+        the namespace's apps; at most once per ``ORPHAN_INTERVAL`` unless the project
+        changed or a refresh was asked)
         into ``memory.orphan_message``, which the status write turns into the condition.
         A failed look keeps what was said before; nothing is ever written to an orphan."""
         admission = self.engine.admission
@@ -546,10 +549,11 @@ class AppReconciler(KindDefaults):
         except KubeError as exc:
             log.warning("orphaned resources of %s/%s: %s", app.namespace, app.name, exc)
             return
+        changed = memory.orphans_project != project
         due = (
             refresh
+            or changed
             or memory.orphans_at is None
-            or memory.orphans_project != project
             or self.clock() - memory.orphans_at >= ORPHAN_INTERVAL
         )
         if not due:
@@ -558,7 +562,9 @@ class AppReconciler(KindDefaults):
         managed = [*(ResourceKey.of(o) for o in comparison.desired), *comparison.live]
         try:
             kube = await self.engine.destination_client(app)
-            found = await admission.orphans(app, kube, managed, warn_only=True)
+            found = await admission.orphans(
+                app, kube, managed, warn_only=True, fresh=refresh or changed
+            )
         except (KubeError, ComparisonError) as exc:
             log.warning("orphaned resources of %s/%s: %s", app.namespace, app.name, exc)
             memory.orphans_at = None  # look again next time

@@ -39,7 +39,12 @@ from gitsail.kinds.argo_appproject import (
     source_namespace_permitted,
     windows_verdict,
 )
-from gitsail.kinds.argo_appproject_orphans import Orphans, find_orphans
+from gitsail.kinds.argo_appproject_orphans import (
+    ORPHAN_READ_TTL,
+    NamespaceReads,
+    Orphans,
+    find_orphans,
+)
 from gitsail.kube import Conflict, Kube, KubeError, NotFoundKind
 from gitsail.model import Obj, ResourceKey
 from gitsail.source import redact_url
@@ -101,6 +106,8 @@ class ProjectAdmission:
         self._apps: dict[str, set[tuple[str, str]]] = {}
         self._parsed: dict[str, tuple[tuple[str, str, str], Project | None, str]] = {}
         self._judged: dict[str, str] = {}  # project -> the spec (JSON) its apps were judged by
+        # orphanedResources: one read of a namespace shared by its apps for a while
+        self.reads = NamespaceReads(ORPHAN_READ_TTL)
 
     def _destination(self, app: Delivery) -> tuple[str, str]:
         server, name = destination_of(app)
@@ -225,7 +232,13 @@ class ProjectAdmission:
         )
 
     async def orphans(
-        self, app: Delivery, kube: Kube, managed: Sequence[ResourceKey], *, warn_only: bool
+        self,
+        app: Delivery,
+        kube: Kube,
+        managed: Sequence[ResourceKey],
+        *,
+        warn_only: bool,
+        fresh: bool = False,
     ) -> Orphans | None:
         """The app's orphaned resources on ``kube`` (its destination), or None when its
         project does not look for them (no ``orphanedResources``; with ``warn_only``, also
@@ -237,7 +250,9 @@ class ProjectAdmission:
             return None
         if warn_only and not project.orphaned_warn:
             return None
-        return await find_orphans(kube, project, app.destination_namespace, managed)
+        return await find_orphans(
+            kube, project, app.destination_namespace, managed, reads=self.reads, fresh=fresh
+        )
 
     async def sync_refused(self, app: Delivery, *, automated: bool) -> str:
         if app.kind != "Application":

@@ -25,7 +25,8 @@ orphaned resources"), cleared when there are none.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from gitsail.kinds.argo_appproject import Project, kind_permitted
@@ -36,6 +37,8 @@ from gitsail.sync.ownership import owners_of
 __all__ = [
     "ORPHAN_CONDITION",
     "ORPHAN_READ_LIMIT",
+    "ORPHAN_READ_TTL",
+    "NamespaceReads",
     "Orphans",
     "find_orphans",
     "known_exclusion",
@@ -44,6 +47,7 @@ __all__ = [
 
 ORPHAN_CONDITION = "OrphanedResourceWarning"
 ORPHAN_READ_LIMIT = 5000  # objects read per look at a namespace (an outsider makes them)
+ORPHAN_READ_TTL = 60.0  # seconds a namespace's read is shared by its apps
 # Kinds that are not objects anyone delivers (Argo CD's default resource.exclusions).
 _SKIPPED_GROUPS = frozenset(
     {
@@ -147,6 +151,29 @@ async def read_namespace(
     return objects, False
 
 
+class NamespaceReads:
+    """``read_namespace`` results shared for ``ttl`` seconds per (client, namespace): the
+    apps of one namespace cost one read of it per ``ttl``, not one each."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._reads: dict[tuple[int, str], tuple[float, list[Obj], bool]] = {}
+
+    async def read(
+        self, kube: Kube, namespace: str, *, fresh: bool = False, limit: int = ORPHAN_READ_LIMIT
+    ) -> tuple[list[Obj], bool]:
+        key = (id(kube), namespace)
+        now = self.clock()
+        kept = self._reads.get(key)
+        if kept is not None and not fresh and now - kept[0] < self.ttl:
+            return kept[1], kept[2]
+        objects, truncated = await read_namespace(kube, namespace, limit=limit)
+        self._reads = {k: v for k, v in self._reads.items() if now - v[0] < self.ttl}
+        self._reads[key] = (now, objects, truncated)
+        return objects, truncated
+
+
 async def find_orphans(
     kube: Kube,
     project: Project,
@@ -154,8 +181,14 @@ async def find_orphans(
     managed: Sequence[ResourceKey] = (),
     *,
     limit: int = ORPHAN_READ_LIMIT,
+    reads: NamespaceReads | None = None,
+    fresh: bool = False,
 ) -> Orphans:
-    """The orphaned resources of ``namespace`` on ``kube`` for an app of ``project``."""
-    objects, truncated = await read_namespace(kube, namespace, limit=limit)
+    """The orphaned resources of ``namespace`` on ``kube`` for an app of ``project``
+    (through ``reads`` when given: a read shared with the namespace's other apps)."""
+    if reads is not None:
+        objects, truncated = await reads.read(kube, namespace, fresh=fresh, limit=limit)
+    else:
+        objects, truncated = await read_namespace(kube, namespace, limit=limit)
     keys = orphaned(project, namespace, objects, frozenset(managed))
     return Orphans(namespace, tuple(keys), truncated)

@@ -11,6 +11,7 @@ import pytest
 from gitsail.kinds.argo_application import AppSpecError
 from gitsail.kinds.argo_appproject import Project
 from gitsail.kinds.argo_appproject_orphans import (
+    NamespaceReads,
     Orphans,
     find_orphans,
     known_exclusion,
@@ -210,3 +211,22 @@ async def test_reading_stops_at_the_limit_and_says_the_result_is_incomplete() ->
     assert found.truncated
     assert found.message() == "Application has at least 3 orphaned resources"
     assert kube.listed == [("v1/ConfigMap", 3)]
+
+
+async def test_a_namespace_read_is_shared_for_a_while_and_fresh_on_request() -> None:
+    kube = FakeKube([info("", "v1", "ConfigMap")], {"ConfigMap": [obj("ConfigMap", "a")]})
+    clock = [100.0]
+    reads = NamespaceReads(60.0, clock=lambda: clock[0])
+    p = project(orphanedResources={})
+    for _ in range(3):  # three apps of the namespace
+        found = await find_orphans(kube, p, "team", reads=reads)  # type: ignore[arg-type]
+        assert found.message() == "Application has 1 orphaned resources"
+    assert len(kube.listed) == 1
+    kube.objects["ConfigMap"] = []
+    assert (await find_orphans(kube, p, "team", reads=reads)).keys  # type: ignore[arg-type]
+    found = await find_orphans(kube, p, "team", reads=reads, fresh=True)  # type: ignore[arg-type]
+    assert found.keys == ()
+    kube.objects["ConfigMap"] = [obj("ConfigMap", "b")]
+    clock[0] += 60
+    assert len((await find_orphans(kube, p, "team", reads=reads)).keys) == 1  # type: ignore[arg-type]
+    assert len(kube.listed) == 3
