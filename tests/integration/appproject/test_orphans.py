@@ -92,7 +92,7 @@ async def test_orphaned_resources_are_warned_about_listed_and_never_touched(
     async def warned() -> str:
         return await condition(api, control_ns, "tidy", WARNING)
 
-    assert await eventually(warned, timeout=60, what="the orphan warning") == (
+    assert await eventually(warned, timeout=120, what="the orphan warning") == (
         "Application has 2 orphaned resources"
     )
 
@@ -134,7 +134,7 @@ async def test_orphaned_resources_are_warned_about_listed_and_never_touched(
     async def cleared() -> bool:
         return await condition(api, control_ns, "tidy", WARNING) == ""
 
-    await eventually(cleared, timeout=60, what="the orphan warning cleared")
+    await eventually(cleared, timeout=120, what="the orphan warning cleared")
     code, out = await gitsail(
         cluster, "app", "resources", "tidy", "--orphaned", "-N", control_ns, "-o", "json"
     )
