@@ -87,7 +87,11 @@ async def test_orphaned_resources_are_warned_about_listed_and_never_touched(
         syncPolicy=AUTOMATED,
         destination={"server": IN_CLUSTER, "namespace": other_ns},
     )
-    await eventually(lambda: api.get("v1", "ConfigMap", "managed", other_ns), what="the app synced")
+    await eventually(
+        lambda: api.get("v1", "ConfigMap", "managed", other_ns),
+        timeout=120,  # a loaded shared machine
+        what="the app synced",
+    )
 
     async def warned() -> str:
         return await condition(api, control_ns, "tidy", WARNING)
