@@ -14,7 +14,10 @@ and stores that ServiceAccount's token instead.
 
 ``list`` shows every registered cluster with the connection status the controller records
 on its Secret (``status.gitsail.io/*`` annotations: state, server version, last error) and
-how many Applications of the namespace deliver to it. No command prints a credential.
+how many Applications of the namespace deliver to it. ``rm`` removes the registration and,
+unless ``--keep-service-account``, what ``add --service-account`` made on the target (only
+objects with gitsail's labels: ``gitsail.cli.cluster_accounts``). No command prints a
+credential.
 """
 
 from __future__ import annotations
