@@ -448,6 +448,12 @@ class AppEngine:
             _predictions=target.predictions,
         )
 
+    async def destination_client(self, app: Delivery) -> Kube:
+        """The client of ``app``'s destination cluster (``ComparisonError`` when it is not
+        registered or does not answer), for reads beyond the delivery (orphaned
+        resources)."""
+        return (await self._route(app)).cluster
+
     # -- reading ----------------------------------------------------------------------
 
     async def get_application(self, name: str, namespace: str | None = None) -> Obj | None:

@@ -49,7 +49,14 @@ from gitsail.cli.output import (
 )
 from gitsail.diff.sealed import opener_from_cluster
 from gitsail.kinds.argo_application import App, AppSpecError, parse_retry
-from gitsail.kinds.argo_appproject_admission import in_process_admission
+from gitsail.kinds.argo_appproject_admission import ProjectAdmission, in_process_admission
+from gitsail.kinds.argo_cluster import (
+    CLUSTER_SECRETS,
+    IN_CLUSTER,
+    IN_CLUSTER_NAME,
+    ClusterConfigError,
+    read_cluster_secret,
+)
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy, PolicyError
@@ -751,6 +758,94 @@ def delete(
     for key in deleted:
         console.print(f"deleted {key}")
     console.print(f"application {name} deleted" + ("" if cascade else " (resources kept)"))
+
+
+@app.command()
+def resources(
+    name: str,
+    orphaned: bool = typer.Option(
+        False,
+        "--orphaned",
+        help="the orphaned resources of its destination namespace instead (its AppProject "
+        "must set orphanedResources)",
+    ),
+    output: Format = OutputOption,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str = AppNamespaceOption,
+) -> None:
+    """List an Application's resources, or with --orphaned the objects of its destination
+    namespace that nothing tracks (as `argocd app resources --orphaned`). Read-only: an
+    orphan is never changed or deleted."""
+
+    async def main() -> list[dict[str, Any]]:
+        async with engine(kubeconfig, context, namespace) as eng:
+            current = await _load(eng, name)
+            if not orphaned:
+                status = current.raw.get("status") or {}
+                return [
+                    {
+                        "group": r.get("group", ""),
+                        "kind": r.get("kind", ""),
+                        "namespace": r.get("namespace", ""),
+                        "name": r.get("name", ""),
+                        "orphaned": False,
+                    }
+                    for r in status.get("resources") or []
+                ]
+            return await _orphan_rows(eng, current)
+
+    rows = _guard(lambda: run(main()))
+    if output is Format.table:
+        emit(rows, output, columns=("group", "kind", "namespace", "name", "orphaned"))
+    else:
+        emit(rows, output)
+
+
+async def _orphan_rows(eng: AppEngine, current: App) -> list[dict[str, Any]]:
+    admission = eng.admission
+    assert isinstance(admission, ProjectAdmission)
+    project, problem = await admission.project_for(current)
+    if project is None:
+        raise fail(problem)
+    if project.orphaned_warn is None:
+        raise fail(
+            f"project {project.name} does not monitor orphaned resources "
+            "(set spec.orphanedResources in the AppProject)"
+        )
+    if not current.destination_namespace:
+        raise fail(f"application {current.name} has no destination namespace")
+    async with _destination(eng, current) as kube:
+        managed = sorted(current.inventory.keys())
+        found = await admission.orphans(current, kube, managed, warn_only=False)
+    assert found is not None
+    if found.truncated:
+        err_console.print(
+            f"[yellow]warning:[/] namespace {found.namespace} holds more objects than are "
+            "read at once: the list is incomplete",
+            highlight=False,
+        )
+    return [{**row, "orphaned": True} for row in found.rows()]
+
+
+@asynccontextmanager
+async def _destination(eng: AppEngine, current: App) -> AsyncIterator[Kube]:
+    """A client of the app's destination: the control plane for in-cluster, else the
+    cluster its Secret registers (read here; its credentials are never printed)."""
+    server, cluster = current.destination_server, current.destination_name
+    if server in ("", IN_CLUSTER) and cluster in ("", IN_CLUSTER_NAME):
+        yield eng.control
+        return
+    for secret in await eng.control.list("v1", "Secret", eng.control_namespace, CLUSTER_SECRETS):
+        try:
+            entry = read_cluster_secret(secret)
+        except ClusterConfigError:
+            continue
+        if (server and entry.server == server.rstrip("/")) or (cluster and entry.name == cluster):
+            async with Kube(entry.config) as kube:
+                yield kube
+            return
+    raise fail(f"destination {server or cluster} is not a registered cluster")
 
 
 def _guard(call: Callable[[], T]) -> T:

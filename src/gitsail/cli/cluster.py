@@ -14,7 +14,10 @@ and stores that ServiceAccount's token instead.
 
 ``list`` shows every registered cluster with the connection status the controller records
 on its Secret (``status.gitsail.io/*`` annotations: state, server version, last error) and
-how many Applications of the namespace deliver to it. No command prints a credential.
+how many Applications of the namespace deliver to it. ``rm`` removes the registration and,
+unless ``--keep-service-account``, what ``add --service-account`` made on the target (only
+objects with gitsail's labels: ``gitsail.cli.cluster_accounts``). No command prints a
+credential.
 """
 
 from __future__ import annotations
@@ -23,12 +26,18 @@ import asyncio
 import base64
 import hashlib
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from gitsail.cli.cluster_accounts import (
+    ACCOUNT_ANNOTATION,
+    CONTEXT_ANNOTATION,
+    TokenTimeout,
+    create_service_account,
+    remove_service_account,
+)
 from gitsail.cli.output import Format, OutputOption, emit, fail
 from gitsail.kinds.argo_cluster import (
     CLUSTER_SECRETS,
@@ -41,7 +50,7 @@ from gitsail.kinds.argo_cluster import (
     cluster_secret,
     read_cluster_secret,
 )
-from gitsail.kube import ConfigError, Kube, KubeConfig, KubeError, check_names, load_kubeconfig
+from gitsail.kube import ConfigError, Kube, KubeConfig, KubeError, load_kubeconfig
 from gitsail.model import Obj
 
 app = typer.Typer(help="Clusters gitsail delivers to (Argo CD cluster Secrets): add, list, rm.")
@@ -53,8 +62,6 @@ ControlKubeconfigOption = typer.Option(
     None, "--control-kubeconfig", help="kubeconfig of the control plane (default: the usual)"
 )
 ControlContextOption = typer.Option(None, "--control-context", help="control plane context")
-MANAGER_ROLE = "gitsail-manager-role"
-TOKEN_WAIT = 30.0
 
 
 def _secret_name(name: str, server: str) -> str:
@@ -103,90 +110,6 @@ def argo_config(config: KubeConfig, token: str | None = None) -> dict[str, Any]:
     return out
 
 
-async def _service_account_token(
-    target: Kube, account: str, system_namespace: str, namespaces: tuple[str, ...]
-) -> str:
-    """Create the ServiceAccount, its token Secret, the manager ClusterRole and its
-    bindings on the target (idempotent, server-side apply); return the token."""
-    check_names("", "ServiceAccount", account, system_namespace)
-    manager = "gitsail-cluster-add"
-    await target.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": account, "namespace": system_namespace},
-        },
-        field_manager=manager,
-    )
-    token_secret = f"{account}-token"
-    await target.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/service-account-token",
-            "metadata": {
-                "name": token_secret,
-                "namespace": system_namespace,
-                "annotations": {"kubernetes.io/service-account.name": account},
-            },
-        },
-        field_manager=manager,
-    )
-    await target.apply(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": MANAGER_ROLE},
-            "rules": [
-                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                {"nonResourceURLs": ["*"], "verbs": ["*"]},
-            ],
-        },
-        field_manager=manager,
-    )
-    subject = {"kind": "ServiceAccount", "name": account, "namespace": system_namespace}
-    role_ref = {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": MANAGER_ROLE,
-    }
-    if namespaces:
-        for namespace in namespaces:
-            await target.apply(
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "RoleBinding",
-                    "metadata": {"name": f"{MANAGER_ROLE}-{account}", "namespace": namespace},
-                    "roleRef": role_ref,
-                    "subjects": [subject],
-                },
-                field_manager=manager,
-            )
-    else:
-        await target.apply(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": f"{MANAGER_ROLE}-{system_namespace}-{account}"},
-                "roleRef": role_ref,
-                "subjects": [subject],
-            },
-            field_manager=manager,
-        )
-    deadline = time.monotonic() + TOKEN_WAIT
-    while True:  # the token controller fills it in
-        secret = await target.get("v1", "Secret", token_secret, system_namespace)
-        token = ((secret or {}).get("data") or {}).get("token")
-        if token:
-            return base64.b64decode(token).decode()
-        if time.monotonic() > deadline:
-            raise fail(
-                f"the token Secret {system_namespace}/{token_secret} got no token within "
-                f"{TOKEN_WAIT:g}s (is kube-controller-manager's token controller running?)"
-            )
-        await asyncio.sleep(0.5)
-
-
 @app.command("add")
 def add(
     context: str = typer.Argument(..., help="the target's context in --kubeconfig"),
@@ -225,9 +148,12 @@ def add(
         token = None
         if service_account:
             async with Kube(target_config) as target:
-                token = await _service_account_token(
-                    target, service_account, system_namespace, limited
-                )
+                try:
+                    token = await create_service_account(
+                        target, service_account, system_namespace, limited
+                    )
+                except TokenTimeout as exc:
+                    raise fail(str(exc)) from None
         config = argo_config(target_config, token)
         async with Kube(await load_kubeconfig(control_kubeconfig, control_context)) as control:
             registered = await control.list(
@@ -243,6 +169,11 @@ def add(
                 namespaces=limited,
                 cluster_resources=cluster_resources,
             )
+            if service_account:  # what `cluster rm` removes from the target again
+                secret["metadata"]["annotations"] = {
+                    ACCOUNT_ANNOTATION: f"{system_namespace}/{service_account}",
+                    CONTEXT_ANNOTATION: context,
+                }
             if existing and not upsert:
                 raise fail(
                     f"cluster {server} is already registered (Secret "
@@ -362,31 +293,82 @@ def list_clusters(
 @app.command("rm")
 def remove(
     cluster: str = typer.Argument(..., help="server URL or name of the cluster"),
+    keep_service_account: bool = typer.Option(
+        False,
+        "--keep-service-account",
+        help="leave what `cluster add --service-account` made on the target; remove only "
+        "the registration",
+    ),
+    kubeconfig: str | None = typer.Option(
+        None,
+        "--kubeconfig",
+        envvar="KUBECONFIG",
+        help="kubeconfig with an administrator's context of the target (to remove the "
+        "ServiceAccount `add` made)",
+    ),
+    context: str | None = typer.Option(
+        None, "--context", help="that context (default: the one the cluster was added from)"
+    ),
     namespace: str = NamespaceOption,
     control_kubeconfig: str | None = ControlKubeconfigOption,
     control_context: str | None = ControlContextOption,
 ) -> None:
-    """Remove a cluster's registration (its Secret). Objects on the cluster stay."""
+    """Remove a cluster's registration (its Secret) and what `cluster add --service-account`
+    made on the target (only objects with gitsail's labels), unless --keep-service-account.
+    Delivered objects on the cluster stay."""
 
     async def main() -> list[str]:
         async with Kube(await load_kubeconfig(control_kubeconfig, control_context)) as control:
-            removed = []
+            lines = []
             for secret in await control.list(
                 "v1", "Secret", namespace, label_selector=CLUSTER_SECRETS
             ):
                 entry = _entry(secret)
-                if entry is not None and cluster in (entry.server, entry.name):
-                    await control.delete("v1", "Secret", secret["metadata"]["name"], namespace)
-                    removed.append(entry.server)
-            return removed
+                if entry is None or cluster not in (entry.server, entry.name):
+                    continue
+                notes = secret["metadata"].get("annotations") or {}
+                account = str(notes.get(ACCOUNT_ANNOTATION) or "")
+                if account and not keep_service_account:
+                    lines += await _remove_account(entry, account, notes)
+                await control.delete(
+                    "v1", "Secret", secret["metadata"]["name"], namespace, "Background"
+                )
+                lines.append(f"Cluster '{entry.server}' removed")
+            return lines
 
     if cluster in (IN_CLUSTER, IN_CLUSTER_NAME):
         raise fail("the in-cluster destination is the control plane itself: it cannot be removed")
+
+    async def _remove_account(
+        entry: ClusterEntry, account: str, notes: dict[str, Any]
+    ) -> list[str]:
+        system_namespace, _, name = account.partition("/")
+        where = context or str(notes.get(CONTEXT_ANNOTATION) or "")
+        path = kubeconfig.split(":")[0] if kubeconfig else None
+        try:
+            target_config = await load_kubeconfig(path, where or None)
+        except ConfigError as exc:
+            raise fail(
+                f"cannot reach cluster {entry.name!r} to remove ServiceAccount {account}: {exc}; "
+                "give its context with --context, or --keep-service-account to leave it"
+            ) from None
+        if target_config.server.rstrip("/") != entry.server:
+            raise fail(
+                f"context {where or '(current)'!r} is {target_config.server}, not cluster "
+                f"{entry.name!r} ({entry.server}): nothing removed; give the right --context, "
+                "or --keep-service-account"
+            )
+        async with Kube(target_config) as target:
+            removed = await remove_service_account(target, name, system_namespace)
+        return [f"deleted {what} on {entry.name}" for what in removed.deleted] + [
+            f"kept {what} on {entry.name} ({why})" for what, why in removed.kept
+        ]
+
     try:
-        removed = asyncio.run(main())
+        lines = asyncio.run(main())
     except (KubeError, ConfigError) as exc:
         raise fail(str(exc)) from None
-    if not removed:
+    if not lines:
         raise fail(f"no cluster named or at {cluster!r} is registered in {namespace}")
-    for server in removed:
-        typer.echo(f"Cluster '{server}' removed")
+    for line in lines:
+        typer.echo(line)

@@ -81,10 +81,12 @@ from gitsail.kinds.argo_application import (
     resources_status,
 )
 from gitsail.kinds.argo_appproject_admission import (
+    ProjectAdmission,
     retype_error,
     window_blocked,
     window_conditions,
 )
+from gitsail.kinds.argo_appproject_orphans import ORPHAN_CONDITION
 from gitsail.kinds.status import ReconcileError, Stalled, Transient
 from gitsail.kube import KubeError
 from gitsail.model import Obj, ResourceKey
@@ -104,6 +106,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Seconds between looks at an app's namespace for orphaned resources (Argo CD's default
+# reconciliation period); a refresh request or a changed project looks at once.
+ORPHAN_INTERVAL = 180.0
 
 FINALIZER = "resources-finalizer.argocd.argoproj.io"
 SKIP_RECONCILE = "argocd.argoproj.io/skip-reconcile"
@@ -232,6 +238,11 @@ class _Memory:
     failed_spec: str = ""
     failed_revision: str = ""
     failed_refresh: str = ""
+    # AppProject orphanedResources: the warning's message ("" none; None: no opinion yet,
+    # the condition is left as it is), when and under which project it was last looked at.
+    orphan_message: str | None = None
+    orphans_at: float | None = None
+    orphans_project: Any = None
 
 
 class AppReconciler(KindDefaults):
@@ -446,6 +457,7 @@ class AppReconciler(KindDefaults):
         memory.input_paths = _input_paths(comparison)
         memory.revision = comparison.artifact.revision
         await self._report_drift(app, comparison, memory, patch, reasons)
+        await self._look_for_orphans(app, comparison, memory, bool(refresh))
         delay = await self._maybe_auto_sync(app, comparison, memory, patch)
         if delay is not None:
             return delay
@@ -520,6 +532,45 @@ class AppReconciler(KindDefaults):
         self._write_status_if_changed(app, comparison, memory, patch)
         return self.settings.next_refresh()  # the poll already scheduled comes first
 
+    async def _look_for_orphans(
+        self, app: App, comparison: Comparison, memory: _Memory, refresh: bool
+    ) -> None:
+        """AppProject ``orphanedResources`` with ``warn``: count the orphaned resources of
+        the app's destination namespace (bounded metadata LISTs on its cluster, shared by
+        the namespace's apps; at most once per ``ORPHAN_INTERVAL`` unless the project
+        changed or a refresh was asked)
+        into ``memory.orphan_message``, which the status write turns into the condition.
+        A failed look keeps what was said before; nothing is ever written to an orphan."""
+        admission = self.engine.admission
+        if not isinstance(admission, ProjectAdmission):
+            return
+        try:
+            project, _ = await admission.project_for(app)
+        except KubeError as exc:
+            log.warning("orphaned resources of %s/%s: %s", app.namespace, app.name, exc)
+            return
+        changed = memory.orphans_project != project
+        due = (
+            refresh
+            or changed
+            or memory.orphans_at is None
+            or self.clock() - memory.orphans_at >= ORPHAN_INTERVAL
+        )
+        if not due:
+            return
+        memory.orphans_at, memory.orphans_project = self.clock(), project
+        managed = [*(ResourceKey.of(o) for o in comparison.desired), *comparison.live]
+        try:
+            kube = await self.engine.destination_client(app)
+            found = await admission.orphans(
+                app, kube, managed, warn_only=True, fresh=refresh or changed
+            )
+        except (KubeError, ComparisonError) as exc:
+            log.warning("orphaned resources of %s/%s: %s", app.namespace, app.name, exc)
+            memory.orphans_at = None  # look again next time
+            return
+        memory.orphan_message = "" if found is None else found.message()
+
     # -- status --------------------------------------------------------------------------
 
     def _export(self, app: App, sync: str, health: str) -> None:
@@ -537,8 +588,15 @@ class AppReconciler(KindDefaults):
         """Put the comparison's status into the reconcile's patch when it is news."""
         self._export(app, comparison.sync_status, str(comparison.app_health))
         old = app.raw.get("status") or {}
+        orphan = memory.orphan_message
+        said = [
+            c.get("message")
+            for c in old.get("conditions") or []
+            if c.get("type") == ORPHAN_CONDITION
+        ]
         unchanged = (
-            _already_said(extra, old)
+            (orphan is None or said == ([orphan] if orphan else []))
+            and _already_said(extra, old)
             and (old.get("sync") or {}).get("status") == comparison.sync_status
             and (old.get("sync") or {}).get("revision") == comparison.artifact.revision
             and (old.get("health") or {}).get("status") == str(comparison.app_health)
@@ -551,6 +609,10 @@ class AppReconciler(KindDefaults):
         if unchanged and self.clock() - memory.last_status_write < 300:
             return
         patch.update(AppEngine.application_status(app, comparison, extra=extra))
+        if orphan:  # AppProject orphanedResources (kept with its time while unchanged)
+            patch.put_condition(ORPHAN_CONDITION, orphan, at=now())
+        elif orphan is not None:
+            patch.drop_conditions(ORPHAN_CONDITION)
 
     async def _run_operation(self, app: App, memory: _Memory) -> float | None:
         """Run the requested operation; it records its own state as it goes (see the

@@ -45,6 +45,7 @@ __all__ = [
     "KIND",
     "Destination",
     "GroupKind",
+    "OrphanIgnore",
     "Project",
     "SyncWindow",
     "WindowVerdict",
@@ -80,6 +81,23 @@ class GroupKind:
 
     def matches(self, group: str, kind: str) -> bool:
         return _glob(self.group, group) and _glob(self.kind, kind)
+
+
+@dataclass(frozen=True)
+class OrphanIgnore:
+    """An ``orphanedResources.ignore`` entry: group, kind and name globs (an empty kind or
+    name matches any; an empty group only the core group), as Argo CD matches them."""
+
+    group: str
+    kind: str
+    name: str
+
+    def matches(self, group: str, kind: str, name: str) -> bool:
+        return (
+            (not self.kind or _glob(self.kind, kind))
+            and _glob(self.group, group)
+            and (not self.name or _glob(self.name, name))
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +169,7 @@ class Project:
     source_namespaces: tuple[str, ...] = ()
     sync_windows: tuple[SyncWindow, ...] = ()
     orphaned_warn: bool | None = None  # orphanedResources set: warn (True) or not
+    orphaned_ignore: tuple[OrphanIgnore, ...] = ()  # orphanedResources.ignore
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Project:
@@ -186,8 +205,9 @@ class Project:
                 _window(w, i) for i, w in enumerate(_objects(spec, "syncWindows"), 1)
             ),
             orphaned_warn=(
-                None if not isinstance(orphaned, Mapping) else bool(orphaned.get("warn", True))
+                None if not isinstance(orphaned, Mapping) else orphaned.get("warn") is not False
             ),
+            orphaned_ignore=_orphan_ignores(orphaned),
         )
 
 
@@ -383,6 +403,20 @@ def _objects(spec: Mapping[str, Any], key: str) -> Iterable[Mapping[str, Any]]:
 
 def _group_kinds(spec: Mapping[str, Any], key: str) -> tuple[GroupKind, ...]:
     return tuple(GroupKind(_str(g, "group"), _str(g, "kind")) for g in _objects(spec, key))
+
+
+def _orphan_ignores(orphaned: Any) -> tuple[OrphanIgnore, ...]:
+    if orphaned is None:
+        return ()
+    if not isinstance(orphaned, Mapping):
+        raise AppSpecError("AppProject spec.orphanedResources must be an object")
+    warn = orphaned.get("warn")
+    if warn is not None and not isinstance(warn, bool):
+        raise AppSpecError("AppProject spec.orphanedResources.warn must be true or false")
+    return tuple(
+        OrphanIgnore(_str(i, "group"), _str(i, "kind"), _str(i, "name"))
+        for i in _objects(orphaned, "ignore")
+    )
 
 
 def _window(obj: Mapping[str, Any], number: int) -> SyncWindow:

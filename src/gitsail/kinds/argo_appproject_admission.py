@@ -39,8 +39,14 @@ from gitsail.kinds.argo_appproject import (
     source_namespace_permitted,
     windows_verdict,
 )
+from gitsail.kinds.argo_appproject_orphans import (
+    ORPHAN_READ_TTL,
+    NamespaceReads,
+    Orphans,
+    find_orphans,
+)
 from gitsail.kube import Conflict, Kube, KubeError, NotFoundKind
-from gitsail.model import Obj
+from gitsail.model import Obj, ResourceKey
 from gitsail.source import redact_url
 
 __all__ = [
@@ -100,6 +106,8 @@ class ProjectAdmission:
         self._apps: dict[str, set[tuple[str, str]]] = {}
         self._parsed: dict[str, tuple[tuple[str, str, str], Project | None, str]] = {}
         self._judged: dict[str, str] = {}  # project -> the spec (JSON) its apps were judged by
+        # orphanedResources: one read of a namespace shared by its apps for a while
+        self.reads = NamespaceReads(ORPHAN_READ_TTL)
 
     def _destination(self, app: Delivery) -> tuple[str, str]:
         server, name = destination_of(app)
@@ -221,6 +229,29 @@ class ProjectAdmission:
         server, cluster = self._destination(app)
         return windows_verdict(
             project, app.name, app.destination_namespace, [server, cluster], self.now
+        )
+
+    async def orphans(
+        self,
+        app: Delivery,
+        kube: Kube,
+        managed: Sequence[ResourceKey],
+        *,
+        warn_only: bool,
+        fresh: bool = False,
+    ) -> Orphans | None:
+        """The app's orphaned resources on ``kube`` (its destination), or None when its
+        project does not look for them (no ``orphanedResources``; with ``warn_only``, also
+        ``warn: false``), it has no destination namespace, or its project is unusable."""
+        if app.kind != "Application" or not app.destination_namespace:
+            return None
+        project, _ = await self.project_for(app)
+        if project is None or project.orphaned_warn is None:
+            return None
+        if warn_only and not project.orphaned_warn:
+            return None
+        return await find_orphans(
+            kube, project, app.destination_namespace, managed, reads=self.reads, fresh=fresh
         )
 
     async def sync_refused(self, app: Delivery, *, automated: bool) -> str:

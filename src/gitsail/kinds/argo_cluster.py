@@ -35,6 +35,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ import yaml
 from gitsail.kinds._fields import Fields
 from gitsail.kinds.errors import UnsupportedField
 from gitsail.kube import ConfigError, ExecConfig, Kube, KubeConfig, KubeError
+from gitsail.kube.aws import AWSAuthConfig
 from gitsail.model import Obj
 
 __all__ = [
@@ -212,8 +214,7 @@ def _argo_config(config: dict[str, Any], server: str, name: str, where: str) -> 
     token = _text(config, "bearerToken", where)
     username = _text(config, "username", where)
     password = _text(config, "password", where)
-    if config.get("awsAuthConfig"):
-        raise ClusterConfigError(f"{where}: config.awsAuthConfig is not supported by gitsail")
+    aws = _aws_auth(config.get("awsAuthConfig"), where) if config.get("awsAuthConfig") else None
     return KubeConfig(
         server=server,
         context=name,
@@ -226,8 +227,38 @@ def _argo_config(config: dict[str, Any], server: str, name: str, where: str) -> 
         username=username,
         password=password if username is not None else None,
         exec=exec_config,
+        aws=aws,
         cluster_info={"server": server},
     )
+
+
+_EKS_CLUSTER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]{0,20}:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
+_PROFILE = re.compile(r"[A-Za-z0-9_.+@-]{1,128}")
+
+
+def _aws_auth(spec: Any, where: str) -> AWSAuthConfig:
+    """Argo CD's ``awsAuthConfig``: an EKS cluster name, an optional role to assume and an
+    optional profile of the controller's AWS credentials file (``gitsail.kube.aws``)."""
+    what = f"{where}: config.awsAuthConfig"
+    if not isinstance(spec, dict):
+        raise ClusterConfigError(f"{what} must be an object")
+    values = {}
+    for key, pattern in (
+        ("clusterName", _EKS_CLUSTER),
+        ("roleARN", _ROLE_ARN),
+        ("profile", _PROFILE),
+    ):
+        value = spec.get(key)
+        if value in (None, ""):
+            values[key] = ""
+            continue
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ClusterConfigError(f"{what}.{key} is not a valid {key}")
+        values[key] = value
+    if not values["clusterName"]:
+        raise ClusterConfigError(f"{what}.clusterName is required")
+    return AWSAuthConfig(values["clusterName"], values["roleARN"], values["profile"])
 
 
 def _argo_exec(spec: Any, where: str) -> ExecConfig:

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from gitsail.kube.aws import EKSTokenSource
 from gitsail.kube.config import ExecConfig, KubeConfig
 from gitsail.kube.errors import ConfigError
 from gitsail.process import kill_group
@@ -191,6 +192,7 @@ class KubeAuth(httpx.Auth):
         self._tls = tls
         self._lock = asyncio.Lock()
         self._exec: ExecCredential | None = None
+        self._aws: EKSTokenSource | None = None
         self._loaded_cert: bytes | None = None
         self._file_token: str | None = None
         self._file_read_at = float("-inf")
@@ -210,7 +212,8 @@ class KubeAuth(httpx.Auth):
 
     @property
     def _refreshable(self) -> bool:
-        return self._config.exec is not None or self._config.token_file is not None
+        cfg = self._config
+        return cfg.exec is not None or cfg.token_file is not None or cfg.aws is not None
 
     async def _authorize(self, request: httpx.Request, *, refresh: bool) -> None:
         header = await self._header(refresh=refresh)
@@ -222,6 +225,11 @@ class KubeAuth(httpx.Auth):
         if cfg.exec is not None:
             cred = await self._exec_credential(refresh=refresh)
             return f"Bearer {cred.token}" if cred.token else None
+        if cfg.aws is not None:  # Argo CD's awsAuthConfig
+            if self._aws is None:
+                self._aws = EKSTokenSource(cfg.aws)
+            async with self._lock:
+                return f"Bearer {await self._aws.token(refresh=refresh)}"
         if cfg.token:
             return f"Bearer {cfg.token}"
         if cfg.token_file is not None:

@@ -60,6 +60,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 LIST_PAGE_SIZE = 500
+METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
 
@@ -365,6 +366,29 @@ class Kube:
             if not token:
                 return items, resource_version
             params["continue"] = str(token)
+
+    async def list_metadata(
+        self, info: ResourceInfo, namespace: str, *, limit: int
+    ) -> tuple[builtins.list[Obj], bool]:
+        """At most ``limit`` objects of ``info`` in ``namespace``, metadata only
+        (``PartialObjectMetadataList``: a Secret's data is never read), each with its
+        resource's ``apiVersion`` and ``kind``; and whether more were left out. One request."""
+        check_names(info.group, info.kind, None, namespace)
+        context = describe("list", info.api_version, info.kind, None, namespace)
+        page = await self._json(
+            "GET",
+            info.path(namespace=namespace),
+            params={"limit": str(max(1, limit))},
+            context=context,
+            idempotent=True,
+            accept=METADATA_LIST_ACCEPT,
+        )
+        items: builtins.list[Obj] = []
+        for item in (page.get("items") or [])[: max(1, limit)]:
+            if isinstance(item, dict):
+                meta = item.get("metadata") or {}
+                items.append({"apiVersion": info.api_version, "kind": info.kind, "metadata": meta})
+        return items, bool((page.get("metadata") or {}).get("continue"))
 
     # -- writes -------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from gitsail.kube.aws import AWSAuthConfig
 from gitsail.kube.errors import ConfigError
 
 __all__ = ["ExecConfig", "KubeConfig", "in_cluster_config", "load_kubeconfig"]
@@ -69,6 +70,7 @@ class KubeConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     exec: ExecConfig | None = None
+    aws: AWSAuthConfig | None = None  # Argo CD's awsAuthConfig: EKS tokens (gitsail.kube.aws)
     # Passed to exec plugins that ask for cluster info (provideClusterInfo).
     cluster_info: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -77,6 +79,8 @@ class KubeConfig:
         """Which credential this config uses, for messages: exec, token, basic, cert, none."""
         if self.exec is not None:
             return "exec"
+        if self.aws is not None:
+            return "aws"
         if self.token or self.token_file:
             return "token"
         if self.username is not None:

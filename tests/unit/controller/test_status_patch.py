@@ -156,6 +156,7 @@ def test_a_rebased_patch_compares_with_the_fresher_object() -> None:
 
 class _Engine:
     field_manager = "gitsail"
+    admission = None  # no AppProject checks (AppEngine's default)
 
     def __init__(self, kube: FakeKube, diffs: tuple[ResourceDiff, ...] = ()) -> None:
         self.kube = kube

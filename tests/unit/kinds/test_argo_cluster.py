@@ -101,7 +101,8 @@ def test_the_name_defaults_to_the_server_and_the_fingerprint_follows_the_config(
         ({"tlsClientConfig": {"caData": "%%%"}}, "caData is not valid base64"),
         ({"bearerToken": 5}, "bearerToken must be a string"),
         ({"execProviderConfig": {"args": []}}, "needs a command"),
-        ({"awsAuthConfig": {"clusterName": "x"}}, "awsAuthConfig is not supported"),
+        ({"awsAuthConfig": {"clusterName": "x y"}}, "awsAuthConfig.clusterName is not a valid"),
+        ({"awsAuthConfig": {"profile": "p"}}, "awsAuthConfig.clusterName is required"),
     ],
 )
 def test_unusable_configs_are_refused_naming_the_field_not_the_value(

@@ -34,7 +34,17 @@ def test_public_api_is_exactly_all() -> None:
     assert set(gitsail.kube.__all__) == EXPECTED
     public = {n for n in dir(gitsail.kube) if not n.startswith("_")}
     # Submodules are importable attributes too; everything else public must be in __all__.
-    submodules = {"auth", "cache", "client", "config", "discovery", "errors", "retry", "watch"}
+    submodules = {
+        "auth",
+        "aws",
+        "cache",
+        "client",
+        "config",
+        "discovery",
+        "errors",
+        "retry",
+        "watch",
+    }
     assert public - submodules == EXPECTED
 
 
