@@ -85,7 +85,7 @@ async def test_a_changed_plaintext_shows_only_that_value_masked(key: SealingKey)
     [change] = changes
     assert [f.path for f in change.fields] == ["spec.encryptedData.password"]
     shown = render_changes(changes) + json.dumps([c.to_dict() for c in changes])
-    for value in ciphertexts(live, desired) + ["pw-0x51", "pw-0x52"]:
+    for value in [*ciphertexts(live, desired), "pw-0x51", "pw-0x52"]:
         assert value not in shown
 
 
