@@ -190,8 +190,14 @@ class Renderer:
         *,
         kube_version: str = "",
         api_versions: Sequence[str] = (),
+        scratch: Path | None = None,
     ) -> Rendered:
-        """The manifests of ``artifact`` with ``options``; RenderError when it cannot."""
+        """The manifests of ``artifact`` with ``options``; RenderError when it cannot.
+
+        ``scratch`` is where the render's temporary copy goes instead of ``work_dir``: a
+        private (``0700``, memory-backed) workspace when the artifact holds decrypted SOPS
+        inputs, so that no copy of them lands elsewhere. Such an artifact has no digest
+        (never cached)."""
         app_path = artifact.path if artifact.path not in ("", ".") else "."
         tool = ""
         try:
@@ -232,7 +238,7 @@ class Renderer:
         if artifact.digest:
             self._inflight[key] = future
         try:
-            manifests = await self._run(tool, artifact, options, kube_version, apis)
+            manifests = await self._run(tool, artifact, options, kube_version, apis, scratch)
             result = Rendered(manifests=tuple(manifests), tool=tool, key=key)
             if artifact.digest:
                 # Stored before the render stops being in flight: a caller arriving in
@@ -277,6 +283,7 @@ class Renderer:
         options: RenderOptions,
         kube_version: str,
         api_versions: Sequence[str],
+        scratch: Path | None = None,
     ) -> list[Obj]:
         root = artifact.root
         if tool == "directory":
@@ -297,7 +304,7 @@ class Renderer:
                 artifact.directory, root, directory, jsonnet=jsonnet
             )
         rel = artifact.directory.relative_to(root)
-        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="render-") as tmp:
+        with tempfile.TemporaryDirectory(dir=scratch or self.work_dir, prefix="render-") as tmp:
             work = Path(tmp)
             if tool == "kustomize":
                 copy = work / "src"
