@@ -9,9 +9,11 @@ import json
 from typing import Any
 
 from gitsail.diff import diff_resource
+from gitsail.diff.compare import SYNCED
 from gitsail.diff.redact import redact_secret
+from gitsail.diff.sealed import opener_for
 from gitsail.kinds.flux_inspect import DRIFTED, compare_build, render_changes
-from gitsail.secrets.keys import SealingKey
+from gitsail.secrets.keys import KeyRing, SealingKey
 from gitsail.secrets.sealedsecret import seal_secret
 from gitsail.sync import Inventory
 from tests.unit.secrets.test_sealed_diff import opener
@@ -114,3 +116,20 @@ def test_the_argo_diff_masks_ciphertext_too(key: SealingKey) -> None:
         assert value not in result.unified
         assert value not in json.dumps([result.desired, result.live])
     assert result.changed_paths == ("/spec/encryptedData/password",)
+
+
+def test_a_reseal_onto_a_newer_key_is_a_change_onto_the_same_or_older_is_not(
+    key: SealingKey, other_key: SealingKey
+) -> None:
+    ring = KeyRing((key, other_key))  # oldest first: other_key is the newest
+    open_value = opener_for(ring)
+    assert open_value is not None
+    on_old = sealed(key, password="pw")
+    on_new = sealed(other_key, password="pw")
+    # seal rotate after a renewal: the rotation must be applied (automated sync needs a diff)
+    rotated = diff_resource(on_new, on_old, open_sealed=open_value)
+    assert rotated.changed_paths == ("/spec/encryptedData/password",)
+    # re-sealed with the same key, or onto an older one: in sync
+    again = sealed(other_key, password="pw")
+    assert diff_resource(again, on_new, open_sealed=open_value).status == SYNCED
+    assert diff_resource(on_old, on_new, open_sealed=open_value).status == SYNCED
