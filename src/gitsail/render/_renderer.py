@@ -35,7 +35,7 @@ from gitsail.render._helm import helm_template
 from gitsail.render._jsonnet import Jsonnet, build_environment, code_imports, substitute
 from gitsail.render._kustomize import apply_kustomize_options, kustomize_build
 from gitsail.render._options import DirectoryOptions, RenderOptions, detect_tool
-from gitsail.render._process import ToolRunner
+from gitsail.render._process import ToolRunner, _scrub_work_dir
 from gitsail.render._workspace import copy_artifact, inside
 from gitsail.source import PathNotFound, SourceError, input_files
 
@@ -245,6 +245,10 @@ class Renderer:
                 # between finds one or the other, never neither (and renders again).
                 await self._store(key, tool, manifests)
         except RenderError as err:
+            if scratch is not None:  # its paths made repository-relative, as in work_dir
+                err = RenderError(
+                    _scrub_work_dir(err.detail, scratch), app_path=err.app_path, tool=err.tool
+                )
             future.set_exception(err.for_app(app_path, tool))
             future.exception()  # retrieved: waiters see it, nobody logs "never retrieved"
             raise err.for_app(app_path, tool) from None
