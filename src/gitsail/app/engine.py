@@ -50,11 +50,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from gitsail.app.admission import INVALID_SPEC, Admission
 from gitsail.app.model import IN_CLUSTER, Delivery, KindAdapter, Retry
-from gitsail.app.sops import decrypt_manifests
+from gitsail.app.sops import render_decrypted
 from gitsail.app.targets import Target, Targets, TargetUnavailable
 from gitsail.diff import DiffError, ResourceDiff, diff_resource, parse_ignore_differences
 from gitsail.diff.sealed import SealedOpener
@@ -532,8 +533,11 @@ class AppEngine:
         self.observer.fetched(time.monotonic() - started)
         return artifact
 
-    async def render(self, app: Delivery, artifact: Artifact) -> Rendered:
-        """Render ``artifact`` with the app's options; RenderError when they are unusable."""
+    async def render(
+        self, app: Delivery, artifact: Artifact, *, scratch: Path | None = None
+    ) -> Rendered:
+        """Render ``artifact`` with the app's options; RenderError when they are unusable.
+        ``scratch``: where the renderer's temporary copy goes (a private SOPS workspace)."""
         options = app.render
         if options is None:
             raise RenderError(app.render_problem or f"{app.display}: no render options")
@@ -547,6 +551,7 @@ class AppEngine:
             options,
             kube_version=str(version.get("gitVersion", "")),
             api_versions=mapper.api_versions(),
+            scratch=scratch,
         )
         self.observer.rendered(
             rendered.tool, time.monotonic() - started, self.renderer.stats.hits > hits
@@ -568,22 +573,21 @@ class AppEngine:
             transient, reason = _fetch_failure(exc)
             raise ComparisonError(str(exc), transient=transient, reason=reason) from exc
         try:
-            rendered = await self.render(app, artifact)
+            # SOPS: an opt-in for Applications (gitsail.app.sops): decrypted in memory, and
+            # encrypted generator inputs in a private copy, never in the shared checkout.
+            rendered = await render_decrypted(
+                self.control,
+                self.control_namespace,
+                app,
+                artifact,
+                lambda source, scratch: self.render(app, source, scratch=scratch),
+                work_dir=self.renderer.work_dir,
+                policy=self.renderer.policy,
+            )
         except (SourceError, RenderError) as exc:
             raise ComparisonError(
                 str(exc), revision=artifact.revision, reason="RenderFailed"
             ) from exc
-        try:
-            # Off the event loop: jq expressions are compiled in a worker, with a deadline.
-            rules = await asyncio.to_thread(parse_ignore_differences, list(app.ignore_differences))
-        except (DiffError, ValueError) as exc:
-            raise ComparisonError(
-                f"ignoreDifferences: {exc}", revision=artifact.revision, reason="InvalidSpec"
-            ) from exc
-        try:  # SOPS: an opt-in for Applications (gitsail.app.sops), in memory
-            manifests = await decrypt_manifests(
-                self.control, self.control_namespace, app, artifact, rendered.manifests
-            )
         except ReconcileError as exc:
             raise ComparisonError(
                 exc.message,
@@ -591,9 +595,16 @@ class AppEngine:
                 transient=exc.transient,
                 reason=exc.reason,
             ) from None
+        try:
+            # Off the event loop: jq expressions are compiled in a worker, with a deadline.
+            rules = await asyncio.to_thread(parse_ignore_differences, list(app.ignore_differences))
+        except (DiffError, ValueError) as exc:
+            raise ComparisonError(
+                f"ignoreDifferences: {exc}", revision=artifact.revision, reason="InvalidSpec"
+            ) from exc
         desired: list[Obj] = []
         hooks: list[Obj] = []
-        for number, obj in enumerate(manifests, start=1):
+        for number, obj in enumerate(rendered.manifests, start=1):
             is_hook = bool(hook_types(obj))
             _require_name(obj, number, generate_name_ok=is_hook)
             (hooks if is_hook else desired).append(obj)

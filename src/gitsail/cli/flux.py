@@ -52,6 +52,7 @@ from gitsail.cli.kindget import (
     show_objects,
 )
 from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
+from gitsail.diff.sealed import opener_from_cluster
 from gitsail.kinds.errors import SpecError
 from gitsail.kinds.flux_helmrelease import parse_helmrelease
 from gitsail.kinds.flux_helmrelease_inspect import (
@@ -554,6 +555,12 @@ def diff_kustomization(
     progress_bar: bool = typer.Option(
         True, "--progress-bar/--no-progress-bar", help="show progress while dry-running"
     ),
+    sealed_keys_namespace: str = typer.Option(
+        "kube-system",
+        "--sealed-secrets-keys-namespace",
+        help="where the Sealed Secrets keys are (read if allowed: a re-sealed, unchanged "
+        "SealedSecret value then shows as in sync)",
+    ),
     namespace: str = NamespaceOption,
     output: Format = OutputOption,
     kubeconfig: str | None = KubeconfigOption,
@@ -570,6 +577,8 @@ def diff_kustomization(
         async with open_kube(kubeconfig, context) as kube:
             obj, ks = await _load_kustomization(kube, name, namespace)
             inventory = _inventory(obj)
+            # Re-sealed, unchanged SealedSecret values are in sync when the keys are readable.
+            opener = await opener_from_cluster(kube, sealed_keys_namespace)
             with tempfile.TemporaryDirectory(prefix="gitsail-diff-") as work:
                 renderer = Renderer(work_dir=Path(work), policy=policy)
                 if path is not None:
@@ -592,6 +601,7 @@ def diff_kustomization(
                     inventory,
                     built.objects,
                     advance=lambda: progress.advance(task),
+                    open_sealed=opener,
                 )
 
     try:

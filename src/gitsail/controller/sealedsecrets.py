@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 
 from gitsail.controller.registry import KindAPI, KindContext, KindDefaults
 from gitsail.controller.sealedsecrets_metrics import KeyUsage
+from gitsail.diff.sealed import Opened, open_with_ring
 from gitsail.kinds.sealedsecret import API_VERSION, KIND, SealedSecretReconciler
 from gitsail.kube import Kube, KubeError
 from gitsail.model import Obj
@@ -44,7 +45,7 @@ from gitsail.secrets.keys import (
 )
 from gitsail.secrets.keystore import KeyStore
 from gitsail.secrets.sealedsecret import reencrypt, unsealed_values
-from gitsail.secrets.sealing import SealingError, hybrid_decrypt
+from gitsail.secrets.sealing import SealingError
 
 __all__ = ["MAX_BODY", "SealedSecrets", "SealedSecretsOptions"]
 
@@ -173,12 +174,10 @@ class SealedSecrets:
     def _keys_seen(self, ring: KeyRing) -> None:
         self._ring = ring
 
-    def open_sealed(self, ciphertext: str, label: bytes) -> bytes | None:
-        """A value's plaintext with the last keys read, or None (for the diff only)."""
-        try:
-            return hybrid_decrypt(self._ring.private_keys(), ciphertext, label)
-        except SealingError:
-            return None
+    def open_sealed(self, ciphertext: str, label: bytes) -> Opened | None:
+        """A value's plaintext and key rank with the last keys read, or None (for the diff
+        only)."""
+        return open_with_ring(self._ring, ciphertext, label)
 
     async def stop(self) -> None:
         if self._renewal is not None:

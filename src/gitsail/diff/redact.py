@@ -11,7 +11,14 @@ Values are compared by content: a ``data`` value is base64-decoded first and a
 ``stringData`` value is taken as UTF-8, so ``stringData: {password: s3cret}`` on one side and
 ``data: {password: czNjcmV0}`` on the other get the same mask. The annotation
 ``kubectl.kubernetes.io/last-applied-configuration`` (a full copy of the Secret) is removed.
-Objects other than core ``Secret`` pass through unchanged (copied).
+
+A Sealed Secrets ``SealedSecret`` (``bitnami.com/*``) has its ciphertext masked the same way:
+each ``spec.encryptedData`` value and the legacy ``spec.data`` blob. A ciphertext is not
+secret, but printing it as a "value change" says nothing a reader can use and churns on every
+re-seal; equal ciphertexts still get equal masks, so a diff shows *which* sealed value
+changed (after ``gitsail.diff.sealed`` has unified the re-sealed, unchanged ones).
+
+Objects other than these pass through unchanged (copied).
 """
 
 from __future__ import annotations
@@ -56,8 +63,35 @@ class _Masks:
         return found
 
 
+def _is_sealed_secret(obj: Obj) -> bool:
+    return obj.get("kind") == "SealedSecret" and str(obj.get("apiVersion") or "").startswith(
+        "bitnami.com/"
+    )
+
+
+def _redact_sealed(out: Obj, masks: _Masks) -> Obj:
+    spec = out.get("spec")
+    if not isinstance(spec, dict):
+        return out
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
+        meta["annotations"].pop(LAST_APPLIED, None)
+    values = spec.get("encryptedData")
+    if isinstance(values, dict):
+        for key in sorted(values):
+            if values[key] is not None:
+                values[key] = masks.mask("sealed", values[key])
+    elif values is not None:
+        spec["encryptedData"] = masks.mask("sealed", values)
+    if spec.get("data") is not None:
+        spec["data"] = masks.mask("sealed", spec["data"])
+    return out
+
+
 def _redact(obj: Obj, masks: _Masks) -> Obj:
     out: Obj = copy.deepcopy(obj)
+    if _is_sealed_secret(out):
+        return _redact_sealed(out, masks)
     if not is_core_secret(out):
         return out
     meta = out.get("metadata")
@@ -76,7 +110,8 @@ def _redact(obj: Obj, masks: _Masks) -> Obj:
 
 
 def redact_secret(obj: Obj) -> Obj:
-    """A copy of ``obj`` with Secret values masked (other kinds: an unchanged copy)."""
+    """A copy of ``obj`` with Secret values and SealedSecret ciphertext masked (other
+    kinds: an unchanged copy)."""
     return _redact(obj, _Masks())
 
 

@@ -10,10 +10,16 @@ takes the live ciphertext. What remains different is a real change: another plai
 added or removed, a value no key opens, or a change of scope or identity (different labels:
 nothing is unified).
 
-The keys come through ``SealedOpener`` (a ciphertext and an OAEP label → the plaintext, or
-None), supplied by whoever holds them (the controller's key store): this module never sees a
-key, returns no plaintext, and compares plaintexts only with each other. Without an opener a
-SealedSecret is compared as any object.
+A value re-sealed with a **newer** key than the live one (``gitsail seal rotate`` after a key
+renewal) is a real change too, although its plaintext is the same: otherwise an Application
+with automated sync would compare as in sync after the rotation commit, never apply it, and
+the old key would stay in use. Unified is only a re-seal with the same key or an older one.
+
+The keys come through ``SealedOpener`` (a ciphertext and an OAEP label → ``Opened``: the
+plaintext and the rank of the key that opened it, higher is newer; or None), supplied by
+whoever holds them (the controller's key store): this module never sees a key, returns no
+plaintext, and compares plaintexts only with each other. Without an opener a SealedSecret is
+compared as any object.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import copy
 import hmac
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitsail.kube import Kube, KubeError
 from gitsail.model import Obj
@@ -30,14 +36,25 @@ from gitsail.secrets.sealedsecret import sealed_identity
 from gitsail.secrets.sealing import SealingError, hybrid_decrypt
 
 __all__ = [
+    "Opened",
     "SealedOpener",
     "is_sealed_secret",
+    "open_with_ring",
     "opener_for",
     "opener_from_cluster",
     "unify_resealed",
 ]
 
-SealedOpener = Callable[[str, bytes], "bytes | None"]
+
+class Opened(NamedTuple):
+    """An opened value: its plaintext, and the rank of the key that opened it (the key's
+    position in the ring, oldest first: higher is newer)."""
+
+    plaintext: bytes
+    rank: int
+
+
+SealedOpener = Callable[[str, bytes], "Opened | None"]
 
 _GROUP = "bitnami.com/"
 
@@ -69,9 +86,10 @@ def unify_resealed(desired: Obj, live: Obj, opener: SealedOpener) -> Obj:
         old = have.get(key)
         if not isinstance(value, str) or not isinstance(old, str) or value == old:
             continue
-        new_plain, old_plain = opener(value, label), opener(old, label)
-        opened = new_plain is not None and old_plain is not None
-        if opened and hmac.compare_digest(new_plain or b"", old_plain or b""):
+        new, current = opener(value, label), opener(old, label)
+        if new is None or current is None or new.rank > current.rank:
+            continue  # unopened, or moved to a newer key (a rotation): a real change
+        if hmac.compare_digest(new.plaintext, current.plaintext):
             same[key] = old
     if not same:
         return desired
@@ -80,17 +98,24 @@ def unify_resealed(desired: Obj, live: Obj, opener: SealedOpener) -> Obj:
     return out
 
 
+def open_with_ring(ring: KeyRing, ciphertext: str, label: bytes) -> Opened | None:
+    """``ciphertext`` opened with the keys of ``ring`` (newest tried first), or None."""
+    ranked = list(enumerate(k.private_key for k in ring.keys))
+    for rank, key in reversed(ranked):
+        try:
+            return Opened(hybrid_decrypt([key], ciphertext, label), rank)
+        except SealingError:
+            continue
+    return None
+
+
 def opener_for(ring: KeyRing) -> SealedOpener | None:
     """An opener over ``ring`` (None when it holds no key)."""
     if not ring.keys:
         return None
-    keys = ring.private_keys()
 
-    def open_value(ciphertext: str, label: bytes) -> bytes | None:
-        try:
-            return hybrid_decrypt(keys, ciphertext, label)
-        except SealingError:
-            return None
+    def open_value(ciphertext: str, label: bytes) -> Opened | None:
+        return open_with_ring(ring, ciphertext, label)
 
     return open_value
 

@@ -34,12 +34,7 @@ What kustomize-controller does, and how gitsail does it:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from gitsail.kinds.flux_kustomization import Kustomization
 from gitsail.kinds.status import Stalled, Transient
@@ -53,6 +48,7 @@ from gitsail.secrets.sops_build import (
     Decryptor,
     describe,
     identities_from_secret,
+    private_workspace,
 )
 
 __all__ = [
@@ -97,30 +93,3 @@ async def load_decryptor(kube: Kube, ks: Kustomization) -> Decryptor | None:
         raise Transient(DECRYPTION_FAILED, f"decryption {shown} not found")
     identities, digest = identities_from_secret(secret, shown)
     return Decryptor(where=where, identities=identities, digest=digest, secret=shown)
-
-
-_MIN_SHM_FREE = 256 << 20  # containers often get a 64 MiB /dev/shm: too small for a checkout
-
-
-def _usable_memory_dir(path: Path) -> bool:
-    try:
-        stats = os.statvfs(path)
-    except OSError:
-        return False
-    free = stats.f_bavail * stats.f_frsize
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK) and free >= _MIN_SHM_FREE
-
-
-@contextlib.contextmanager
-def private_workspace(fallback: Path, prefix: str) -> Iterator[Path]:
-    """A fresh ``0700`` directory for a build that will hold decrypted generator inputs:
-    under ``/dev/shm`` (memory) when the host has it with room to spare (256 MiB free), else
-    under ``fallback``; removed on exit whatever happens."""
-    shm = Path("/dev/shm")  # noqa: S108 - a fresh mkdtemp below, mode 0700
-    base = shm if _usable_memory_dir(shm) else fallback
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
-    try:
-        path.chmod(0o700)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

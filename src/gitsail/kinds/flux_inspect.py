@@ -21,6 +21,7 @@ import yaml
 
 from gitsail.diff import ResourceDiff, diff_resource
 from gitsail.diff.pointer import parse_pointer
+from gitsail.diff.sealed import SealedOpener
 from gitsail.kinds.flux_kustomization import API_VERSIONS, Kustomization
 from gitsail.kinds.flux_kustomization_reconciler import FIELD_MANAGER as RECONCILER_FIELD_MANAGER
 from gitsail.kinds.flux_kustomization_reconciler import if_not_present, prune_disabled, skipped
@@ -150,6 +151,7 @@ async def compare_build(
     objects: Sequence[Obj],
     *,
     advance: Callable[[], None] = lambda: None,
+    open_sealed: SealedOpener | None = None,
 ) -> list[ObjectChange]:
     """What applying ``objects`` (a build of ``ks``) would change, found by server-side
     dry runs (``dryRun=All``: nothing is written) as kustomize-controller's field manager.
@@ -157,7 +159,10 @@ async def compare_build(
     Objects the reconciler skips (``…/reconcile: disabled``, ``…/ssa: Ignore``, an existing
     ``…/ssa: IfNotPresent``) are not compared; inventory entries the build no longer has
     are ``deleted`` when ``spec.prune`` is on, they exist and are not ``…/prune: disabled``.
-    ``advance`` is called once per object (a progress bar)."""
+    ``advance`` is called once per object (a progress bar). With ``open_sealed`` (the
+    Sealed Secrets keys, as ``app diff`` gets them) a SealedSecret re-sealed with the same
+    plaintext is not a change (``gitsail.diff.sealed``); SealedSecret ciphertext is masked
+    in the field changes either way (``gitsail.diff.redact``)."""
     owner = FluxLabels(ks.name, ks.namespace)
     target_namespace = ks.render.target_namespace or ""
     changes: list[ObjectChange] = []
@@ -184,7 +189,7 @@ async def compare_build(
         if live is None:
             changes.append(ObjectChange(_ref(key), CREATED))
             continue
-        compared = diff_resource(predicted, live)
+        compared = diff_resource(predicted, live, open_sealed=open_sealed)
         if not compared.synced:
             changes.append(ObjectChange(_ref(key), DRIFTED, field_changes(compared)))
     if ks.sync.prune:

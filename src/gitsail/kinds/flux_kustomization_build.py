@@ -730,13 +730,18 @@ async def _kustomize(
     if directory.is_dir() and not directory.is_symlink():
         await asyncio.to_thread(decryptor.prepare, artifact.root, artifact.path)
     try:
-        return await _kustomize_plain(ks, artifact, renderer, missing)
+        # The render's own copy goes into the private workspace too (artifact.root's parent).
+        return await _kustomize_plain(ks, artifact, renderer, missing, artifact.root.parent)
     except ReconcileError as exc:
         raise Stalled(exc.reason, decryptor.scrub(exc.message)) from None
 
 
 async def _kustomize_plain(
-    ks: Kustomization, artifact: Artifact, renderer: Renderer, missing: str
+    ks: Kustomization,
+    artifact: Artifact,
+    renderer: Renderer,
+    missing: str,
+    scratch: Path | None = None,
 ) -> list[Obj]:
     """Kustomize ``artifact.path`` of the workspace ``artifact.root`` with Flux's edits."""
     path = artifact.path
@@ -753,7 +758,7 @@ async def _kustomize_plain(
         kustomize=kustomize_options(ks.render),
     )
     try:
-        rendered = await renderer.render(artifact, options)
+        rendered = await renderer.render(artifact, options, scratch=scratch)
     except RenderError as exc:
         raise Stalled(BUILD_FAILED, f"kustomize build failed: {exc}") from exc
     return list(rendered.manifests)

@@ -35,7 +35,7 @@ from gitsail.render._helm import helm_template
 from gitsail.render._jsonnet import Jsonnet, build_environment, code_imports, substitute
 from gitsail.render._kustomize import apply_kustomize_options, kustomize_build
 from gitsail.render._options import DirectoryOptions, RenderOptions, detect_tool
-from gitsail.render._process import ToolRunner
+from gitsail.render._process import ToolRunner, _scrub_work_dir
 from gitsail.render._workspace import copy_artifact, inside
 from gitsail.source import PathNotFound, SourceError, input_files
 
@@ -190,8 +190,14 @@ class Renderer:
         *,
         kube_version: str = "",
         api_versions: Sequence[str] = (),
+        scratch: Path | None = None,
     ) -> Rendered:
-        """The manifests of ``artifact`` with ``options``; RenderError when it cannot."""
+        """The manifests of ``artifact`` with ``options``; RenderError when it cannot.
+
+        ``scratch`` is where the render's temporary copy goes instead of ``work_dir``: a
+        private (``0700``, memory-backed) workspace when the artifact holds decrypted SOPS
+        inputs, so that no copy of them lands elsewhere. Such an artifact has no digest
+        (never cached)."""
         app_path = artifact.path if artifact.path not in ("", ".") else "."
         tool = ""
         try:
@@ -232,13 +238,17 @@ class Renderer:
         if artifact.digest:
             self._inflight[key] = future
         try:
-            manifests = await self._run(tool, artifact, options, kube_version, apis)
+            manifests = await self._run(tool, artifact, options, kube_version, apis, scratch)
             result = Rendered(manifests=tuple(manifests), tool=tool, key=key)
             if artifact.digest:
                 # Stored before the render stops being in flight: a caller arriving in
                 # between finds one or the other, never neither (and renders again).
                 await self._store(key, tool, manifests)
         except RenderError as err:
+            if scratch is not None:  # its paths made repository-relative, as in work_dir
+                err = RenderError(
+                    _scrub_work_dir(err.detail, scratch), app_path=err.app_path, tool=err.tool
+                )
             future.set_exception(err.for_app(app_path, tool))
             future.exception()  # retrieved: waiters see it, nobody logs "never retrieved"
             raise err.for_app(app_path, tool) from None
@@ -277,6 +287,7 @@ class Renderer:
         options: RenderOptions,
         kube_version: str,
         api_versions: Sequence[str],
+        scratch: Path | None = None,
     ) -> list[Obj]:
         root = artifact.root
         if tool == "directory":
@@ -297,7 +308,7 @@ class Renderer:
                 artifact.directory, root, directory, jsonnet=jsonnet
             )
         rel = artifact.directory.relative_to(root)
-        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="render-") as tmp:
+        with tempfile.TemporaryDirectory(dir=scratch or self.work_dir, prefix="render-") as tmp:
             work = Path(tmp)
             if tool == "kustomize":
                 copy = work / "src"

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import posixpath
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ __all__ = [
     "Decryptor",
     "describe",
     "identities_from_secret",
+    "private_workspace",
 ]
 
 DECRYPTION_FAILED = "DecryptionFailed"
@@ -140,6 +144,14 @@ class Decryptor:
             self._verified[loaded.metadata.mac] = opened.data_key
 
     def _decrypt_generator_inputs(self, root: Path, path: str) -> None:
+        for directory, ref, fmt in self._generator_input_refs(root, path):
+            self._decrypt_in_place(root, directory, ref, fmt)
+
+    def _generator_input_refs(
+        self, root: Path, path: str
+    ) -> Iterator[tuple[str, str, sops.Format]]:
+        """(kustomization directory, reference, format) of every generator input and patch
+        file of the kustomizations reached from ``path`` (``resources``/``components``)."""
         pending = [posixpath.normpath(path or ".")]
         seen: set[str] = set()
         while pending:
@@ -153,7 +165,7 @@ class Decryptor:
             if kustomization is None:
                 continue
             for ref, fmt in _generator_inputs(kustomization):
-                self._decrypt_in_place(root, directory, ref, fmt)
+                yield directory, ref, fmt
             for ref in _strings(kustomization.get("resources")) + _strings(
                 kustomization.get("components")
             ):
@@ -162,6 +174,25 @@ class Decryptor:
                     continue
                 if (root / target).is_dir():
                     pending.append(target)
+
+    def encrypted_generator_inputs(self, root: Path, path: str) -> list[str]:
+        """The generator inputs (and patch files) under ``root`` reached from ``path`` that
+        carry SOPS metadata, relative to ``root``: only read, nothing is decrypted. An input
+        over the size limit is listed (``prepare`` refuses it)."""
+        resolved = root.resolve()
+        found: list[str] = []
+        for directory, ref, fmt in self._generator_input_refs(resolved, path):
+            rel = posixpath.normpath(posixpath.join(directory, ref))
+            target = (resolved / rel).resolve()
+            if resolved not in target.parents or not target.is_file():
+                continue
+            if (resolved / rel).is_symlink():
+                continue
+            if target.stat().st_size > sops.MAX_FILE_BYTES or sops.has_marker(
+                target.read_bytes(), fmt
+            ):
+                found.append(rel)
+        return sorted(set(found))
 
     @staticmethod
     def _kustomization(root: Path, directory: str) -> dict[str, Any] | None:
@@ -311,3 +342,30 @@ def _generator_inputs(kustomization: dict[str, Any]) -> list[tuple[str, sops.For
         if isinstance(patch_path, str) and "://" not in patch_path:
             found.append((patch_path, sops.format_for_path(patch_path)))
     return [(ref, fmt) for ref, fmt in found if ref and not posixpath.isabs(ref)]
+
+
+_MIN_SHM_FREE = 256 << 20  # containers often get a 64 MiB /dev/shm: too small for a checkout
+
+
+def _usable_memory_dir(path: Path) -> bool:
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    free = stats.f_bavail * stats.f_frsize
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK) and free >= _MIN_SHM_FREE
+
+
+@contextlib.contextmanager
+def private_workspace(fallback: Path, prefix: str) -> Iterator[Path]:
+    """A fresh ``0700`` directory for a build that will hold decrypted generator inputs:
+    under ``/dev/shm`` (memory) when the host has it with room to spare (256 MiB free), else
+    under ``fallback``; removed on exit whatever happens."""
+    shm = Path("/dev/shm")  # noqa: S108 - a fresh mkdtemp below, mode 0700
+    base = shm if _usable_memory_dir(shm) else fallback
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    try:
+        path.chmod(0o700)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -66,7 +66,9 @@ class FakeRenderer:
         self.work_dir = work_dir
         self.seen: list[list[str]] = []
 
-    async def render(self, artifact: Artifact, options: RenderOptions) -> Rendered:
+    async def render(
+        self, artifact: Artifact, options: RenderOptions, scratch: Path | None = None
+    ) -> Rendered:
         root = artifact.root
         self.seen.append(sorted(p.relative_to(root).as_posix() for p in root.rglob("*")))
         objects = [

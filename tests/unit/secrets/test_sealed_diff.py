@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from gitsail.diff import diff_resource
 from gitsail.diff.compare import OUT_OF_SYNC, SYNCED
-from gitsail.diff.sealed import opener_from_cluster
+from gitsail.diff.sealed import Opened, opener_from_cluster
 from gitsail.kube import Kube
 from gitsail.secrets.keys import SealingKey, key_secret
 from gitsail.secrets.sealedsecret import seal_secret
@@ -26,9 +26,9 @@ def sealed(key: SealingKey, **values: str) -> dict[str, Any]:
 
 
 def opener(key: SealingKey) -> Any:
-    def open_value(ciphertext: str, label: bytes) -> bytes | None:
+    def open_value(ciphertext: str, label: bytes) -> Opened | None:
         try:
-            return hybrid_decrypt([key.private_key], ciphertext, label)
+            return Opened(hybrid_decrypt([key.private_key], ciphertext, label), 0)
         except SealingError:
             return None
 
