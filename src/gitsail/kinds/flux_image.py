@@ -113,6 +113,7 @@ class ImageUpdateAutomation:
     interval: float
     policy_selector: tuple[tuple[str, str], ...]
     suspend: bool
+    message_values: tuple[tuple[str, str], ...] = ()
 
 
 def _check_pattern(spec: Fields, name: str, value: str) -> str:
@@ -267,7 +268,7 @@ def parse_image_update_automation(obj: Any) -> ImageUpdateAutomation:
         author_email = author.need_string("email")
         author.finish()
         template = commit.string("messageTemplate") or ""
-        commit.string_map("messageTemplateValues")
+        values = commit.string_map("messageTemplateValues")
         _refuse(commit, (("signingKey", "signed commits are not implemented by gitsail yet"),))
         commit.finish()
         push = git.obj("push")
@@ -308,6 +309,7 @@ def parse_image_update_automation(obj: Any) -> ImageUpdateAutomation:
         interval=interval,
         policy_selector=labels,
         suspend=suspend,
+        message_values=values,
     )
 
 
