@@ -44,8 +44,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from gitsail.kinds._fields import annotation
 from gitsail.kinds.errors import SpecError
-from gitsail.kinds.flux_gitrepository import parse_git_repository
+from gitsail.kinds.flux_gitrepository import REQUESTED_AT, parse_git_repository
 from gitsail.kinds.flux_gitrepository_reconciler import (
     credentials_from_secret,
     stalled_on_spec_status,
@@ -214,6 +215,9 @@ class _Base:
     async def write_status(
         self, obj: Obj, current: Mapping[str, Any], status: Mapping[str, Any]
     ) -> None:
+        requested = annotation(obj, REQUESTED_AT)
+        if requested is not None:  # `flux reconcile` / `gitsail reconcile image ...`
+            status = {**status, "lastHandledReconcileAt": requested}
         patch = status_patch(current, status)
         if patch is None:
             return
