@@ -7,18 +7,21 @@ distribution API, no Docker) is scanned by an ImageRepository, chosen by an Imag
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import git
 from gitsail.dev.registry import Registry
 from gitsail.model import Obj
 from tests.integration.controller.conftest import api, control_ns, crds_installed, eventually
 from tests.integration.flux.test_flux_controller import (
-    REQUESTED_AT,
     FluxEnv,
     condition,
     flux,
@@ -81,13 +84,22 @@ async def _image_status(flux: FluxEnv, kind: str, name: str) -> dict[str, Any]:
     return dict((obj or {}).get("status") or {})
 
 
-async def _rescan(flux: FluxEnv) -> None:
-    """What ``gitsail reconcile image repository app`` writes."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    await flux.api.merge_patch(
-        IMAGE_API, "ImageRepository", "app", {"metadata": {"annotations": {REQUESTED_AT: now}}},
-        flux.ns,
+async def _cli(cluster: Cluster, *args: str) -> str:
+    """The CLI as a process (the controller runs in this event loop: never block it)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gitsail", *args, "--kubeconfig", str(cluster.kubeconfig),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, (out + err).decode()
+    return out.decode()
+
+
+async def _rescan(flux: FluxEnv, cluster: Cluster) -> None:
+    """``gitsail reconcile image repository app``: scan now, wait for it."""
+    out = await _cli(cluster, "reconcile", "image", "repository", "app", "-n", flux.ns)
+    assert "ImageRepository reconciliation completed" in out
 
 
 def _remote(flux: FluxEnv, *args: str) -> str:
@@ -97,7 +109,7 @@ def _remote(flux: FluxEnv, *args: str) -> str:
 
 
 async def test_pushed_image_is_chosen_committed_and_deployed(
-    flux: FluxEnv, registry: Registry
+    flux: FluxEnv, registry: Registry, cluster: Cluster
 ) -> None:
     ns = flux.ns
     image = f"{registry.host}/app"
@@ -184,11 +196,11 @@ async def test_pushed_image_is_chosen_committed_and_deployed(
 
     # 2.0.0 is outside the range: scanned, not chosen, nothing committed. 1.3.0 is next.
     push_image(registry, "app", "2.0.0")
-    await _rescan(flux)
+    await _rescan(flux, cluster)
     await eventually(lambda: _scan_with(flux, "2.0.0"), timeout=60, what="the scan of 2.0.0")
     assert (await _image_status(flux, "ImagePolicy", "app"))["latestRef"]["tag"] == "1.2.0"
     push_image(registry, "app", "1.3.0")
-    await _rescan(flux)
+    await _rescan(flux, cluster)
     policy = await eventually(
         lambda: _latest(flux, "1.3.0"), timeout=60, what="the ImagePolicy choosing 1.3.0"
     )
@@ -203,6 +215,14 @@ async def test_pushed_image_is_chosen_committed_and_deployed(
     await eventually(
         lambda: _deployed(flux, f"{image}:1.3.0"), timeout=90, what="the Deployment at 1.3.0"
     )
+    # What `gitsail get images` shows of the three.
+    table = await _cli(cluster, "get", "images", "all", "-n", ns)
+    assert f"{image}:1.3.0" in table, table
+    assert second[:12] in table, table
+    listed = json.loads(
+        await _cli(cluster, "get", "images", "policy", "app", "-n", ns, "-o", "json")
+    )
+    assert listed["status"]["latestRef"] == {"name": image, "tag": "1.3.0"}
 
 
 async def _scan_with(flux: FluxEnv, tag: str) -> dict[str, Any] | None:
