@@ -37,7 +37,7 @@ from typing import Any
 
 from gitsail.kinds._fields import Fields, object_fields, shown
 from gitsail.kinds.errors import SpecError, UnsupportedField
-from gitsail.source.semver import parse_version, resolve_semver
+from gitsail.source.semver import is_semver_constraint, parse_version, resolve_semver
 
 __all__ = [
     "API_VERSIONS",
@@ -203,7 +203,11 @@ def parse_image_policy(obj: Any) -> ImagePolicy:
         block = policy.obj(kind)
         semver_range, order = "", "asc"
         if kind == "semver":
-            semver_range = block.need_string("range")
+            semver_range = block.need_string("range").strip()
+            if parse_version(semver_range) is not None:
+                semver_range = f"={semver_range}"  # Masterminds: a version is "= version"
+            if len(semver_range) > MAX_PATTERN or not is_semver_constraint(semver_range):
+                raise SpecError(block.at("range"), f"not a semver range: {shown(semver_range)}")
         else:
             order = block.choice("order", ("asc", "desc"), "asc")
         block.finish()
