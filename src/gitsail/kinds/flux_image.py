@@ -23,6 +23,9 @@ is a subset for what users write (named groups ``(?P<name>..)``). A pattern's le
 tag list's size are bounded (``MAX_PATTERN``, ``MAX_TAGS``): a tenant's regular expression
 runs in the controller.
 
+A semver range is checked when parsed (a version alone is ``= version``, as Masterminds
+reads it). The reconcilers are in ``flux_image_reconciler``.
+
 Refused with a message (not implemented): ``verify``, ``certSecretRef``, ``proxySecretRef``,
 ``serviceAccountName``, ``digestReflectionPolicy`` other than ``Never``, commit signing keys,
 ``push.refspec``, and ``update.strategy`` other than ``Setters``.
