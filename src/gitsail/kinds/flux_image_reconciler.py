@@ -499,7 +499,7 @@ class ImageUpdateAutomationReconciler(_Base):
         try:
             source = await self._source(auto)
             policies = await self._policies(auto)
-            pushed, result = await self._run(auto, source, policies)
+            pushed = await self._run(auto, source, policies)
         except ReconcileError as exc:
             error = exc
             status = self.failed(current, exc, auto.generation)
@@ -521,8 +521,6 @@ class ImageUpdateAutomationReconciler(_Base):
                 status["lastPushCommit"] = pushed.commit
                 status["lastPushTime"] = self.now()
                 status["observedSourceRevision"] = f"{pushed.branch}@sha1:{pushed.commit}"
-            elif result is not None and result.base:
-                status["observedSourceRevision"] = f"{result.branch}@sha1:{result.base}"
         await self.write_status(obj, current, status)
         return self.next_run(key, error, auto.interval)
 
@@ -585,10 +583,10 @@ class ImageUpdateAutomationReconciler(_Base):
 
     async def _run(
         self, auto: ImageUpdateAutomation, source: _Source, policies: Mapping[str, PolicyImage]
-    ) -> tuple[PushResult | None, _Outcome | None]:
-        outcome = _Outcome(branch=auto.push_branch or source.branch)
+    ) -> PushResult | None:
+        outcome = _Outcome()
         if not policies:
-            return None, outcome
+            return None
 
         def edit(work: Path) -> list[str]:
             result = apply_setters(work, auto.update_path, policies)
@@ -599,7 +597,8 @@ class ImageUpdateAutomationReconciler(_Base):
 
         def message() -> str:
             template = auto.message_template or DEFAULT_MESSAGE
-            assert outcome.result is not None
+            if outcome.result is None:  # push_change asks only after an edit
+                raise InvalidSource("no update to describe in a commit message")
             return render_message(template, auto, outcome.result)
 
         try:
@@ -621,11 +620,9 @@ class ImageUpdateAutomationReconciler(_Base):
             raise Transient(AUTHENTICATION_FAILED, exc.message) from None
         except SourceError as exc:
             raise Transient(GIT_OPERATION_FAILED, exc.message) from None
-        return pushed, outcome
+        return pushed
 
 
 @dataclass
 class _Outcome:
-    branch: str
-    base: str = ""
     result: SetterResult | None = None

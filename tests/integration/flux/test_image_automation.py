@@ -8,6 +8,7 @@ distribution API, no Docker) is scanned by an ImageRepository, chosen by an Imag
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -19,7 +20,10 @@ import pytest
 from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import git
 from gitsail.dev.registry import Registry
+from gitsail.kinds.flux_image_reconciler import ImageRepositoryReconciler, TagStore
+from gitsail.kube import Kube
 from gitsail.model import Obj
+from gitsail.source.oci import OCIClient
 from tests.integration.controller.conftest import api, control_ns, crds_installed, eventually
 from tests.integration.flux.test_flux_controller import (
     FluxEnv,
@@ -247,3 +251,53 @@ async def _deployed(flux: FluxEnv, reference: str) -> Obj | None:
     containers = (((live or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
     images = [c.get("image") for c in containers.get("containers") or []]
     return live if images == [reference] else None
+
+
+async def test_scan_of_a_registry_with_basic_auth_uses_the_docker_config_secret(
+    flux_kube: Kube, namespace: str
+) -> None:
+    """The ImageRepository reconciler alone against a registry behind htpasswd: the right
+    Secret lists the tags, a wrong one is AuthenticationFailed and shows no password."""
+    with Registry(credentials=("robot", "pull-s3cret")) as private:
+        for tag in ("1.0.0", "1.1.0"):
+            push_image(private, "team/app", tag)
+        for name, password in (("good", "pull-s3cret"), ("bad", "wrong-s3cret")):
+            auth = base64.b64encode(f"robot:{password}".encode()).decode()
+            config = {"auths": {private.host: {"auth": auth}}}
+            await flux_kube.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "type": "kubernetes.io/dockerconfigjson",
+                    "stringData": {".dockerconfigjson": json.dumps(config)},
+                }
+            )
+            await flux_kube.create(
+                {
+                    "apiVersion": IMAGE_API,
+                    "kind": "ImageRepository",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {
+                        "image": f"{private.host}/team/app",
+                        "interval": "1h",
+                        "secretRef": {"name": name},
+                    },
+                }
+            )
+        reconciler = ImageRepositoryReconciler(flux_kube, OCIClient(), TagStore())
+        for name in ("good", "bad"):
+            obj = await flux_kube.get(IMAGE_API, "ImageRepository", name, namespace)
+            assert obj is not None
+            await reconciler.reconcile(obj)
+    good = await flux_kube.get(IMAGE_API, "ImageRepository", "good", namespace)
+    bad = await flux_kube.get(IMAGE_API, "ImageRepository", "bad", namespace)
+    assert good is not None
+    assert bad is not None
+    assert good["status"]["lastScanResult"]["latestTags"] == ["1.1.0", "1.0.0"]
+    assert condition(good)["status"] == "True"
+    assert (condition(bad)["status"], condition(bad)["reason"]) == (
+        "False",
+        "AuthenticationFailed",
+    )
+    assert "s3cret" not in json.dumps(bad["status"])
