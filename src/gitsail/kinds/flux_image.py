@@ -167,7 +167,7 @@ def parse_image_repository(obj: Any) -> ImageRepository:
             raise UnsupportedField(spec.at("provider"), "only provider generic is implemented")
         insecure = spec.boolean("insecure")
         suspend = spec.boolean("suspend")
-        spec.raw("accessFrom")  # cross-namespace policy refs: every namespace may refer
+        spec.raw("accessFrom")  # read by the ImagePolicy reconciler (cross-namespace refs)
         spec.finish()
     except SpecError as exc:
         raise exc.about(subject) from None

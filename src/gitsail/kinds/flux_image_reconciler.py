@@ -103,6 +103,7 @@ READ_OPERATION_FAILED = "ReadOperationFailed"
 INVALID_SPEC = "InvalidSpec"
 GIT_OPERATION_FAILED = "GitOperationFailed"
 UPDATE_FAILED = "UpdateFailed"
+ACCESS_DENIED = "AccessDenied"
 RETRY_BASE = 1.0
 POLICY_WAIT = 5.0  # a policy whose repository has no scan in this process yet
 MAX_POLICIES = 1000  # policies of one namespace an automation considers
@@ -441,6 +442,12 @@ class ImagePolicyReconciler(_Base):
             raise Transient(
                 DEPENDENCY_NOT_READY, f"ImageRepository {ns}/{name} has an invalid spec"
             ) from None
+        if ns != policy.namespace and not await self._access_allowed(repo, policy.namespace):
+            raise Stalled(
+                ACCESS_DENIED,
+                f"ImageRepository {ns}/{name} does not grant access to namespace "
+                f"{policy.namespace} (spec.accessFrom.namespaceSelectors)",
+            )
         scan = self.store.get((ns, name))
         last = (repo.get("status") or {}).get("lastScanResult") or {}
         if scan is None or (last.get("revision") and last.get("revision") != scan[0]):
@@ -457,6 +464,27 @@ class ImagePolicyReconciler(_Base):
                 f"the {policy.kind} policy",
             )
         return spec.image, tag
+
+    async def _access_allowed(self, repo: Obj, namespace: str) -> bool:
+        """Flux's ACL: another namespace's policy may read this repository's tags only when
+        ``spec.accessFrom.namespaceSelectors`` has a selector matching that namespace's
+        labels (``matchLabels: {}`` matches every namespace); no ``accessFrom``: denied."""
+        access = (repo.get("spec") or {}).get("accessFrom")
+        selectors = access.get("namespaceSelectors") if isinstance(access, dict) else None
+        if not isinstance(selectors, list) or not selectors:
+            return False
+        try:
+            found = await self.control_plane.get("v1", "Namespace", namespace)
+        except KubeError:
+            return False
+        labels = ((found or {}).get("metadata") or {}).get("labels") or {}
+        for selector in selectors[:MAX_POLICIES]:
+            wanted = selector.get("matchLabels") if isinstance(selector, dict) else None
+            if wanted is None:
+                wanted = {}
+            if isinstance(wanted, dict) and all(labels.get(k) == v for k, v in wanted.items()):
+                return True
+        return False
 
 
 # -- ImageUpdateAutomation ---------------------------------------------------------------

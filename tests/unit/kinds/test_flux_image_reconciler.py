@@ -209,3 +209,37 @@ async def test_a_bad_spec_is_stalled_without_a_scan() -> None:
     assert registry.asked == []
     stalled = next(c for c in repo["status"]["conditions"] if c["type"] == "Stalled")
     assert "pw" not in stalled["message"]
+
+
+@pytest.mark.parametrize(
+    ("access", "allowed"),
+    [
+        (None, False),
+        ({"namespaceSelectors": [{"matchLabels": {"team": "b"}}]}, False),
+        ({"namespaceSelectors": [{"matchLabels": {"team": "a"}}]}, True),
+        ({"namespaceSelectors": [{"matchLabels": {}}]}, True),
+    ],
+)
+async def test_a_policy_in_another_namespace_needs_access_from(
+    access: dict[str, Any] | None, allowed: bool
+) -> None:
+    repo = _obj("ImageRepository", {"image": "ghcr.io/org/app", "interval": "1m"})
+    if access is not None:
+        repo["spec"]["accessFrom"] = access
+    policy = _obj("ImagePolicy", {"imageRepositoryRef": {"name": "app", "namespace": "flux-system"},
+                                  "policy": {"alphabetical": {}}})  # fmt: skip
+    policy["metadata"]["namespace"] = "tenant-a"
+    labels = {"team": "a"}
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "tenant-a", "namespace": "", "labels": labels},
+    }
+    plane, store = FakePlane(repo, policy, namespace), TagStore()
+    await ImageRepositoryReconciler(plane, FakeRegistry(["1.0.0"]), store).reconcile(repo)
+    await ImagePolicyReconciler(plane, store).reconcile(policy)
+    if allowed:
+        assert policy["status"]["latestRef"]["tag"] == "1.0.0"
+    else:
+        assert _ready(policy)["reason"] == "AccessDenied"
+        assert "latestRef" not in policy["status"]
