@@ -554,6 +554,14 @@ class ImageUpdateAutomationReconciler(_Base):
 
     async def _source(self, auto: ImageUpdateAutomation) -> _Source:
         ns, name = auto.source_namespace, auto.source_name
+        if ns != auto.namespace:
+            # It would push with another namespace's Git credentials: never.
+            raise Stalled(
+                ACCESS_DENIED,
+                f"sourceRef names GitRepository {ns}/{name} in another namespace; an "
+                "ImageUpdateAutomation may only push through a GitRepository of its own "
+                "namespace",
+            )
         try:
             obj = await self.control_plane.get(
                 "source.toolkit.fluxcd.io/v1", "GitRepository", name, ns

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +14,14 @@ import pytest
 from gitsail.kinds.flux_image_reconciler import (
     ImagePolicyReconciler,
     ImageRepositoryReconciler,
+    ImageUpdateAutomationReconciler,
     TagStore,
     canonical_image,
 )
 from gitsail.model import Obj
 from gitsail.source.credentials import RepoCredentials
 from gitsail.source.errors import AuthError, InvalidSource
+from gitsail.source.git import GitSource
 
 API = "image.toolkit.fluxcd.io/v1"
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
@@ -243,3 +246,18 @@ async def test_a_policy_in_another_namespace_needs_access_from(
     else:
         assert _ready(policy)["reason"] == "AccessDenied"
         assert "latestRef" not in policy["status"]
+
+
+async def test_an_automation_never_pushes_through_another_namespace_s_repository() -> None:
+    auto = _obj(
+        "ImageUpdateAutomation",
+        {
+            "interval": "1m",
+            "sourceRef": {"kind": "GitRepository", "name": "repo", "namespace": "other"},
+            "git": {"commit": {"author": {"name": "bot", "email": "bot@example.invalid"}}},
+        },
+    )
+    git = GitSource(Path("/nonexistent-never-used"))
+    assert await ImageUpdateAutomationReconciler(FakePlane(auto), git).reconcile(auto) == 60.0
+    assert _ready(auto)["reason"] == "AccessDenied"
+    assert "lastPushCommit" not in auto["status"]
