@@ -12,30 +12,64 @@ the controller to handle it, as for the other Flux kinds (``gitsail.cli.flux``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
-from gitsail.cli.app import ContextOption, KubeconfigOption
+from gitsail.cli.app import ContextOption, KubeconfigOption, run
 from gitsail.cli.flux import (
-    AllNamespacesOption,
     FluxKind,
     NamespaceOption,
     TimeoutOption,
-    _guarded,
-    _kube,
-    _print_rows,
     _ready,
     _reconcile,
     _resume_command,
     _suspend_command,
 )
-from gitsail.cli.output import Format, OutputOption, emit, err_console, fail
+from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
+from gitsail.kube import Kube, KubeError, load_kubeconfig
 from gitsail.model import Obj
 
 __all__ = ["IMAGE_KINDS", "register"]
 
 _API = "image.toolkit.fluxcd.io/v1"
+AllNamespacesOption = typer.Option(
+    False, "--all-namespaces", "-A", help="list the objects of every namespace"
+)
+
+
+# The same small helpers as the Flux verbs' (kept here so this module depends only on
+# ``gitsail.cli.flux``'s kind table and reconcile/suspend/resume verbs).
+@asynccontextmanager
+async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
+    path = kubeconfig.split(":")[0] if kubeconfig else None
+    async with Kube(await load_kubeconfig(path, context)) as kube:
+        yield kube
+
+
+def _guarded(coro: Any) -> Any:
+    try:
+        return run(coro)
+    except KubeError as exc:
+        raise fail(str(exc)) from None
+
+
+def _print_rows(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
+    """A table like flux's: plain columns; never cut or wrapped when piped."""
+    table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
+    for column in columns:
+        table.add_column(column.upper(), no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(row[c]) for c in columns))  # tenant text: never markup
+    out = console if console.is_terminal else Console(width=100_000, soft_wrap=True)
+    out.print(table)
+
+
 REPOSITORY = FluxKind("ImageRepository", _API, "image repository", "scanned")
 POLICY = FluxKind("ImagePolicy", _API, "image policy", "resolved")
 UPDATE = FluxKind("ImageUpdateAutomation", _API, "image update", "ran")
