@@ -18,6 +18,7 @@ BENCHMARKS = {
     "vault-injector": "benchmarks.vault_injector_bench",
     "server": "benchmarks.server_bench",
     "preview": "benchmarks.preview_bench",
+    "image-setters": "benchmarks.image_setters_bench",
 }
 
 

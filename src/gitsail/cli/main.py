@@ -65,6 +65,9 @@ def build_app() -> typer.Typer:
     from gitsail.cli.externalsecrets import register as register_external_secrets
 
     register_external_secrets(flux.get_app, flux.reconcile_app)
+    from gitsail.cli.flux_image import register as register_image_automation
+
+    register_image_automation(flux.get_app, flux.reconcile_app, flux.suspend_app, flux.resume_app)
     app.add_typer(cluster_cmd.app, name="cluster")  # Argo CD cluster Secrets
     app.add_typer(flux.get_app, name="get")
     app.add_typer(flux.reconcile_app, name="reconcile")

@@ -152,6 +152,9 @@ FLUX_KINDS: tuple[tuple[str, str], ...] = (
     ("gitsail.controller.flux", "helmrepository"),
     ("gitsail.controller.flux", "helmchart"),
     ("gitsail.controller.flux", "helmrelease"),
+    ("gitsail.controller.flux_image", "imagerepository"),
+    ("gitsail.controller.flux_image", "imagepolicy"),
+    ("gitsail.controller.flux_image", "imageupdateautomation"),
 )
 # The Argo CD kinds beside the Application, reconciled like the Flux ones (same shape).
 ARGO_KINDS: tuple[tuple[str, str], ...] = (

@@ -23,6 +23,9 @@ is a subset for what users write (named groups ``(?P<name>..)``). A pattern's le
 tag list's size are bounded (``MAX_PATTERN``, ``MAX_TAGS``): a tenant's regular expression
 runs in the controller.
 
+A semver range is checked when parsed (a version alone is ``= version``, as Masterminds
+reads it). The reconcilers are in ``flux_image_reconciler``.
+
 Refused with a message (not implemented): ``verify``, ``certSecretRef``, ``proxySecretRef``,
 ``serviceAccountName``, ``digestReflectionPolicy`` other than ``Never``, commit signing keys,
 ``push.refspec``, and ``update.strategy`` other than ``Setters``.
@@ -37,7 +40,7 @@ from typing import Any
 
 from gitsail.kinds._fields import Fields, object_fields, shown
 from gitsail.kinds.errors import SpecError, UnsupportedField
-from gitsail.source.semver import parse_version, resolve_semver
+from gitsail.source.semver import is_semver_constraint, parse_version, resolve_semver
 
 __all__ = [
     "API_VERSIONS",
@@ -113,6 +116,7 @@ class ImageUpdateAutomation:
     interval: float
     policy_selector: tuple[tuple[str, str], ...]
     suspend: bool
+    message_values: tuple[tuple[str, str], ...] = ()
 
 
 def _check_pattern(spec: Fields, name: str, value: str) -> str:
@@ -163,7 +167,7 @@ def parse_image_repository(obj: Any) -> ImageRepository:
             raise UnsupportedField(spec.at("provider"), "only provider generic is implemented")
         insecure = spec.boolean("insecure")
         suspend = spec.boolean("suspend")
-        spec.raw("accessFrom")  # cross-namespace policy refs: every namespace may refer
+        spec.raw("accessFrom")  # read by the ImagePolicy reconciler (cross-namespace refs)
         spec.finish()
     except SpecError as exc:
         raise exc.about(subject) from None
@@ -202,7 +206,11 @@ def parse_image_policy(obj: Any) -> ImagePolicy:
         block = policy.obj(kind)
         semver_range, order = "", "asc"
         if kind == "semver":
-            semver_range = block.need_string("range")
+            semver_range = block.need_string("range").strip()
+            if parse_version(semver_range) is not None:
+                semver_range = f"={semver_range}"  # Masterminds: a version is "= version"
+            if len(semver_range) > MAX_PATTERN or not is_semver_constraint(semver_range):
+                raise SpecError(block.at("range"), f"not a semver range: {shown(semver_range)}")
         else:
             order = block.choice("order", ("asc", "desc"), "asc")
         block.finish()
@@ -267,7 +275,7 @@ def parse_image_update_automation(obj: Any) -> ImageUpdateAutomation:
         author_email = author.need_string("email")
         author.finish()
         template = commit.string("messageTemplate") or ""
-        commit.string_map("messageTemplateValues")
+        values = commit.string_map("messageTemplateValues")
         _refuse(commit, (("signingKey", "signed commits are not implemented by gitsail yet"),))
         commit.finish()
         push = git.obj("push")
@@ -308,6 +316,7 @@ def parse_image_update_automation(obj: Any) -> ImageUpdateAutomation:
         interval=interval,
         policy_selector=labels,
         suspend=suspend,
+        message_values=values,
     )
 
 

@@ -7,9 +7,13 @@ separated by ``|``, each command's result passed as the *last* argument of the n
 does. Operands are fields (``.cluster``, ``.path.basename``, ``.`` itself, ``$`` and
 ``$.a``), literals (``"double"`` and ```raw``` strings, numbers, ``true``, ``false``,
 ``nil``), parenthesized pipelines (``(index .m "k").x``) and function calls. Control
-structures: ``if`` / ``else if`` / ``else`` / ``end``; ``range`` and ``with`` are refused at
-parse time (``TemplateError``), like an unknown function (``function "cluster" not
-defined``, which is what Argo answers for ``{{cluster}}`` under goTemplate).
+structures: ``if`` / ``else if`` / ``else`` / ``end`` and ``range`` (``range PIPELINE``,
+``range $v := PIPELINE``, ``range $k, $v := PIPELINE``, with an optional ``else`` for an
+empty collection; ``.`` is the element inside, ``$`` stays the data; maps in sorted key
+order, as Go ranges over them); ``with``, ``define`` and ``template`` are refused at parse
+time (``TemplateError``), like an unknown function (``function "cluster" not defined``,
+which is what Argo answers for ``{{cluster}}`` under goTemplate) and a variable no
+``range`` declared.
 
 Missing keys follow Go's ``missingkey`` option: ``default`` (and ``zero``, for Argo's
 ``map[string]any`` parameters the same) print ``<no value>``; ``error`` makes the render
@@ -369,11 +373,29 @@ class _If:
     branches: tuple[tuple[_Pipeline | None, tuple[Any, ...]], ...]
 
 
+@dataclass(frozen=True)
+class _Range:
+    pipeline: _Pipeline
+    key: str  # "$k" or ""
+    value: str  # "$v" or ""
+    body: tuple[Any, ...]
+    empty: tuple[Any, ...]  # the {{else}} part
+
+
+_RANGE_VARS = re.compile(r"^(\$[A-Za-z0-9_]+)\s*(?:,\s*(\$[A-Za-z0-9_]+)\s*)?:=\s*(.*)$", re.DOTALL)
+
+
 class _Parser:
-    def __init__(self, tokens: list[tuple[str, str]], functions: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        tokens: list[tuple[str, str]],
+        functions: Mapping[str, Any],
+        variables: frozenset[str] = frozenset(),
+    ) -> None:
         self.tokens = tokens
         self.pos = 0
         self.functions = functions
+        self.variables = variables
 
     def pipeline(self, closing: str | None = None) -> _Pipeline:
         commands: list[tuple[_Operand, ...]] = []
@@ -411,7 +433,7 @@ class _Parser:
             return _Operand("field", None, chain=tuple(p for p in value.split(".") if p))
         if kind == "var":
             name, *rest = value.split(".")
-            if name != "$":
+            if name != "$" and name not in self.variables:
                 raise TemplateError(f"undefined variable {name!r}")
             return _Operand("var", name, chain=tuple(rest))
         if kind == "ident":
@@ -435,11 +457,13 @@ class _Parser:
         raise TemplateError(f"unexpected {value!r}")
 
 
-def _parse_pipeline(body: str, functions: Mapping[str, Any]) -> _Pipeline:
+def _parse_pipeline(
+    body: str, functions: Mapping[str, Any], variables: frozenset[str] = frozenset()
+) -> _Pipeline:
     tokens = _tokens(body)
     if not tokens:
         raise TemplateError("missing value for command")
-    parser = _Parser(tokens, functions)
+    parser = _Parser(tokens, functions, variables)
     pipeline = parser.pipeline()
     if parser.pos != len(tokens):
         raise TemplateError(f"unexpected {tokens[parser.pos][1]!r} in {body!r}")
@@ -447,9 +471,13 @@ def _parse_pipeline(body: str, functions: Mapping[str, Any]) -> _Pipeline:
 
 
 def _parse(parts: Sequence[_Text | _Action], functions: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Nodes: str (text), _Pipeline (print it), _If."""
-    stack: list[tuple[list[Any], list[tuple[_Pipeline | None, tuple[Any, ...]]], Any]] = []
+    """Nodes: str (text), _Pipeline (print it), _If, _Range."""
+    # One frame per open block: (outer nodes, "if" or "range", if-branches, the pending
+    # condition or range header, the variables visible outside it).
+    stack: list[tuple[list[Any], str, list[tuple[_Pipeline | None, tuple[Any, ...]]], Any,
+                      frozenset[str]]] = []  # fmt: skip
     nodes: list[Any] = []
+    variables: frozenset[str] = frozenset()
     for part in parts:
         if isinstance(part, _Text):
             nodes.append(part.text)
@@ -458,34 +486,59 @@ def _parse(parts: Sequence[_Text | _Action], functions: Mapping[str, Any]) -> tu
         word = body.split(None, 1)[0] if body else ""
         rest = body[len(word) :].strip()
         if word == "if":
-            stack.append((nodes, [], _parse_pipeline(rest, functions)))
+            stack.append((nodes, "if", [], _parse_pipeline(rest, functions, variables), variables))
+            nodes = []
+        elif word == "range":
+            declared = _RANGE_VARS.match(rest)
+            key = value = ""
+            if declared:
+                first, second, rest = declared.group(1), declared.group(2), declared.group(3)
+                key, value = (first, second) if second else ("", first)
+            header = (_parse_pipeline(rest, functions, variables), key, value, None)
+            stack.append((nodes, "range", [], header, variables))
+            variables = variables | {v for v in (key, value) if v}
             nodes = []
         elif word == "else":
             if not stack:
                 raise TemplateError("unexpected {{else}}")
-            outer, branches, cond = stack.pop()
+            outer, block, branches, cond, seen = stack.pop()
+            if block == "range":
+                if rest or cond[3] is not None:
+                    raise TemplateError("unexpected {{else}} in range")
+                stack.append((outer, block, branches, (*cond[:3], tuple(nodes)), seen))
+                variables = seen
+                nodes = []
+                continue
             branches.append((cond, tuple(nodes)))
             nxt: Any = None
             if rest:
                 head = rest.split(None, 1)[0]
                 if head != "if":
                     raise TemplateError(f"unexpected {rest!r} after else")
-                nxt = _parse_pipeline(rest[2:].strip(), functions)
-            stack.append((outer, branches, nxt if rest else "else"))
+                nxt = _parse_pipeline(rest[2:].strip(), functions, variables)
+            stack.append((outer, block, branches, nxt if rest else "else", seen))
             nodes = []
         elif word == "end":
             if not stack:
                 raise TemplateError("unexpected {{end}}")
-            outer, branches, cond = stack.pop()
-            branches.append((None if cond == "else" else cond, tuple(nodes)))
-            outer.append(_If(tuple(branches)))
+            outer, block, branches, cond, seen = stack.pop()
+            variables = seen
+            if block == "range":
+                pipeline, key, value, loop = cond
+                if loop is None:
+                    outer.append(_Range(pipeline, key, value, tuple(nodes), ()))
+                else:
+                    outer.append(_Range(pipeline, key, value, loop, tuple(nodes)))
+            else:
+                branches.append((None if cond == "else" else cond, tuple(nodes)))
+                outer.append(_If(tuple(branches)))
             nodes = outer
-        elif word in ("range", "with", "define", "template", "block", "break", "continue"):
+        elif word in ("with", "define", "template", "block", "break", "continue"):
             raise TemplateError(f"{{{{{word}}}}} is not supported by gitsail's Go templates")
         else:
-            nodes.append(_parse_pipeline(body, functions))
+            nodes.append(_parse_pipeline(body, functions, variables))
     if stack:
-        raise TemplateError("unexpected EOF: an {{if}} has no {{end}}")
+        raise TemplateError(f"unexpected EOF: an {{{{{stack[-1][1]}}}}} has no {{{{end}}}}")
     return tuple(nodes)
 
 
@@ -516,6 +569,8 @@ class GoTemplate:
 class _Eval:
     def __init__(self, data: Any, strict: bool, functions: Mapping[str, Callable[..., Any]]):
         self.data = data
+        self.dot = data
+        self.vars: dict[str, Any] = {}
         self.strict = strict
         self.functions = functions
 
@@ -525,11 +580,42 @@ class _Eval:
                 out.append(node)
             elif isinstance(node, _Pipeline):
                 out.append(go_sprint(self.pipeline(node)))
+            elif isinstance(node, _Range):
+                self.range(node, out)
             else:
                 for cond, body in node.branches:
                     if cond is None or _truthy(self.pipeline(cond)):
                         self.nodes(body, out)
                         break
+
+    def range(self, node: _Range, out: list[str]) -> None:
+        collection = self.pipeline(node.pipeline)
+        items: list[tuple[Any, Any]]
+        if collection is None:
+            items = []
+        elif isinstance(collection, Mapping):
+            keys = sorted(collection, key=lambda k: (not isinstance(k, (int, float)), go_sprint(k)))
+            items = [(k, collection[k]) for k in keys]
+        elif isinstance(collection, (list, tuple)):
+            items = list(enumerate(collection))
+        elif isinstance(collection, int) and not isinstance(collection, bool):
+            items = [(i, i) for i in range(collection)]
+        else:
+            raise TemplateError(f"range can't iterate over {go_sprint(collection)}")
+        if not items:
+            self.nodes(node.empty, out)
+            return
+        saved_dot, saved_vars = self.dot, dict(self.vars)
+        try:
+            for key, value in items:
+                self.dot = value
+                if node.key:
+                    self.vars[node.key] = key
+                if node.value:
+                    self.vars[node.value] = value
+                self.nodes(node.body, out)
+        finally:
+            self.dot, self.vars = saved_dot, saved_vars
 
     def pipeline(self, pipeline: _Pipeline) -> Any:
         value: Any = None
@@ -558,7 +644,11 @@ class _Eval:
             return self.command((op,), ())
         if op.kind == "pipe":
             return self.fields(self.pipeline(op.value), op.chain)
-        return self.fields(self.data, op.chain)  # field or $
+        if op.kind == "var" and op.value != "$":
+            return self.fields(self.vars.get(op.value), op.chain)
+        if op.kind == "var":
+            return self.fields(self.data, op.chain)  # $
+        return self.fields(self.dot, op.chain)  # a field of .
 
     def fields(self, value: Any, chain: Sequence[str]) -> Any:
         for name in chain:

@@ -43,7 +43,7 @@ def push_image(registry: Registry, repository: str, tag: str, *, layer: bytes = 
     """Push a small OCI image (config + one layer) as ``repository:tag`` through the
     distribution API (what ``docker push`` does); returns its manifest digest."""
     base = f"http://{registry.host}/v2/{repository}"
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, auth=registry.credentials) as client:  # basic auth if any
 
         def upload(data: bytes) -> dict[str, object]:
             digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -74,7 +74,9 @@ def test_fasttemplate_syntax_under_go_template_is_an_undefined_function() -> Non
         GoTemplate("{{cluster}}")
 
 
-@pytest.mark.parametrize("source", ["{{ if .a }}x", "{{ end }}", "{{ range .a }}{{ end }}", "{{"])
+@pytest.mark.parametrize(
+    "source", ["{{ if .a }}x", "{{ end }}", "{{ range .a }}", "{{ with .a }}{{ end }}", "{{"]
+)
 def test_templates_that_do_not_parse_are_refused(source: str) -> None:
     with pytest.raises(TemplateError):
         GoTemplate(source)

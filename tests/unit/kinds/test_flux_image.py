@@ -160,3 +160,42 @@ def test_signing_keys_are_refused_as_not_implemented() -> None:
     obj["spec"]["git"]["commit"]["signingKey"] = {"secretRef": {"name": "gpg"}}
     with pytest.raises(UnsupportedField):
         parse_image_update_automation(obj)
+
+
+@pytest.mark.parametrize(
+    ("semver_range", "chosen"),
+    [
+        (">=1.0.0 <2.0.0", "1.10.0"),
+        ("~1.2", "1.2.9"),
+        ("^1", "1.10.0"),
+        ("1.x", "1.10.0"),
+        ("1.2.0", "1.2.0"),  # a version alone is "= version", as Masterminds reads it
+        ("<1.0.0", "0.9.1"),
+        ("1.2.x", "1.2.9"),  # and the 1.3.0-rc.1 pre-release is never chosen
+    ],
+)
+def test_semver_ranges_as_flux_reads_them(semver_range: str, chosen: str) -> None:
+    tags = ["0.9.1", "1.0.0", "1.2.0", "1.2.9", "1.3.0-rc.1", "1.10.0", "2.0.0", "latest"]
+    assert select_tag(_policy({"semver": {"range": semver_range}}), tags) == chosen
+
+
+@pytest.mark.parametrize("semver_range", ["garbage", "1.2.x.y", ">= <"])
+def test_a_semver_range_that_does_not_parse_is_refused(semver_range: str) -> None:
+    with pytest.raises(SpecError, match="not a semver range"):
+        _policy({"semver": {"range": semver_range}})
+
+
+def test_filter_tags_with_numbered_groups_and_no_match() -> None:
+    policy = _policy(
+        {"alphabetical": {}}, filterTags={"pattern": r"^build-(\d{8})$", "extract": "$1"}
+    )
+    assert select_tag(policy, ["build-20240101", "build-20231231", "other"]) == "build-20240101"
+    assert select_tag(policy, ["other", "latest"]) is None
+
+
+def test_alphabetical_sorts_by_extracted_value_not_tag() -> None:
+    policy = _policy(
+        {"alphabetical": {"order": "asc"}},
+        filterTags={"pattern": r"^(?P<env>[a-z]+)-(?P<ts>\d+)$", "extract": "$ts"},
+    )
+    assert select_tag(policy, ["zeta-100", "alpha-200", "beta-150"]) == "alpha-200"
