@@ -12,16 +12,11 @@ the controller to handle it, as for the other Flux kinds (``gitsail.cli.flux``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from gitsail.cli.app import ContextOption, KubeconfigOption, run
+from gitsail.cli.app import ContextOption, KubeconfigOption
 from gitsail.cli.flux import (
     FluxKind,
     NamespaceOption,
@@ -31,44 +26,19 @@ from gitsail.cli.flux import (
     _resume_command,
     _suspend_command,
 )
-from gitsail.cli.output import Format, OutputOption, console, emit, err_console, fail
-from gitsail.kube import Kube, KubeError, load_kubeconfig
+from gitsail.cli.kindget import (
+    AllNamespacesOption,
+    guarded,
+    open_kube,
+    print_rows,
+    read_objects,
+)
+from gitsail.cli.output import Format, OutputOption, emit, err_console
 from gitsail.model import Obj
 
 __all__ = ["IMAGE_KINDS", "register"]
 
 _API = "image.toolkit.fluxcd.io/v1"
-AllNamespacesOption = typer.Option(
-    False, "--all-namespaces", "-A", help="list the objects of every namespace"
-)
-
-
-# The same small helpers as the Flux verbs' (kept here so this module depends only on
-# ``gitsail.cli.flux``'s kind table and reconcile/suspend/resume verbs).
-@asynccontextmanager
-async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
-    path = kubeconfig.split(":")[0] if kubeconfig else None
-    async with Kube(await load_kubeconfig(path, context)) as kube:
-        yield kube
-
-
-def _guarded(coro: Any) -> Any:
-    try:
-        return run(coro)
-    except KubeError as exc:
-        raise fail(str(exc)) from None
-
-
-def _print_rows(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
-    """A table like flux's: plain columns; never cut or wrapped when piped."""
-    table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
-    for column in columns:
-        table.add_column(column.upper(), no_wrap=True)
-    for row in rows:
-        table.add_row(*(Text(row[c]) for c in columns))  # tenant text: never markup
-    out = console if console.is_terminal else Console(width=100_000, soft_wrap=True)
-    out.print(table)
-
 
 REPOSITORY = FluxKind("ImageRepository", _API, "image repository", "scanned")
 POLICY = FluxKind("ImagePolicy", _API, "image policy", "resolved")
@@ -118,26 +88,16 @@ def _list(
 ) -> None:
     async def main() -> list[tuple[FluxKind, list[Obj]]]:
         found: list[tuple[FluxKind, list[Obj]]] = []
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             for flux in kinds:
-                if name is not None and not all_namespaces:
-                    obj = await kube.get(flux.api_version, flux.kind, name, namespace)
-                    if obj is None:
-                        raise fail(f"{flux.kind} {name} not found in namespace {namespace}")
-                    found.append((flux, [obj]))
-                    continue
-                objs = await kube.list(
-                    flux.api_version, flux.kind, None if all_namespaces else namespace
-                )
-                if name is not None:
-                    objs = [o for o in objs if (o.get("metadata") or {}).get("name") == name]
-                objs.sort(
-                    key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"])
-                )
+                objs = await read_objects(
+                    kube, flux.api_version, flux.kind, name, namespace,
+                    all_namespaces=all_namespaces,
+                )  # fmt: skip
                 found.append((flux, objs))
         return found
 
-    found: list[tuple[FluxKind, list[Obj]]] = _guarded(main())
+    found: list[tuple[FluxKind, list[Obj]]] = guarded(main())
     if output is not Format.table:
         everything = [o for _, objs in found for o in objs]
         single = name is not None and len(kinds) == 1 and len(everything) == 1
@@ -151,7 +111,7 @@ def _list(
         columns = _COLUMNS[flux.kind]
         if all_namespaces:
             columns = ("namespace", *columns)
-        _print_rows([_columns(flux, o) for o in objs], columns)
+        print_rows([_columns(flux, o) for o in objs], columns)
 
 
 def _get_command(kinds: list[FluxKind]) -> Callable[..., None]:
@@ -179,10 +139,10 @@ def _reconcile_command(flux: FluxKind) -> Callable[..., None]:
         context: str | None = ContextOption,
     ) -> None:
         async def main() -> None:
-            async with _kube(kubeconfig, context) as kube:
+            async with open_kube(kubeconfig, context) as kube:
                 await _reconcile(kube, flux, name, namespace, timeout)
 
-        _guarded(main())
+        guarded(main())
 
     command.__doc__ = f"Reconcile the {flux.kind} now (reconcile.fluxcd.io/requestedAt); wait."
     return command

@@ -8,12 +8,12 @@ import typer
 from rich.markup import escape
 
 from gitsail.cli.output import Format, OutputOption, console, emit, fail
+from gitsail.source.yamledit import EditError
 from gitsail.workflow.gitops import GitError, Repo
 from gitsail.workflow.imageref import ImageRefError, parse_update
 from gitsail.workflow.imageset import FileEdit, plan_image_set
 from gitsail.workflow.publish import Published, publish
 from gitsail.workflow.registry import RegistryCheck, verify_image
-from gitsail.workflow.yamledit import EditError
 
 __all__ = ["app", "changes_rows", "print_published"]
 

@@ -22,12 +22,12 @@ from gitsail.model import Obj
 from gitsail.policy import Policy, PolicyError
 from gitsail.render import RenderError, RenderOptions, render_local
 from gitsail.source import SourceError, normalize_repo_url
+from gitsail.source.yamledit import EditError
 from gitsail.workflow.gitops import GitError, Repo
 from gitsail.workflow.live import live_diffs
 from gitsail.workflow.preview import AppSource, Preview, app_source, offline_apps, preview
 from gitsail.workflow.remote_preview import PASSWORD_ENV, preview_remote, remote_credentials
 from gitsail.workflow.rendered import ObjectDiff, markdown_diff
-from gitsail.workflow.yamledit import EditError
 
 __all__ = ["preview_cmd"]
 

@@ -12,10 +12,10 @@ from gitsail.cli.image import changes_rows, print_published
 from gitsail.cli.output import Format, OutputOption, console, emit, fail
 from gitsail.model import Obj
 from gitsail.render import RenderError, render_local
+from gitsail.source.yamledit import EditError
 from gitsail.workflow.gitops import GitError, Repo
 from gitsail.workflow.promote import plan_promotion
 from gitsail.workflow.publish import publish
-from gitsail.workflow.yamledit import EditError
 
 __all__ = ["promote", "render_app"]
 

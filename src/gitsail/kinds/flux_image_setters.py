@@ -21,9 +21,7 @@ scalar, an anchor) is an ``EditError`` naming the file and line.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,8 @@ from gitsail.source.yamledit import (
     Splice,
     apply_splices,
     compose,
-    line_end,
     lookup,
+    parse_setter_marker,
     replace_scalar,
     walk,
 )
@@ -52,7 +50,6 @@ __all__ = [
 ]
 
 MAX_FILES = 5000
-MARKER = re.compile(r'#\s*(\{\s*"\$imagepolicy"\s*:\s*"[^"]*"\s*\})')
 
 
 @dataclass(frozen=True)
@@ -89,23 +86,7 @@ class SetterResult:
     markers: int  # markers seen (for a policy given or not)
 
 
-def parse_marker(text: str, node: Node) -> tuple[str, str] | None:
-    """(policy ``ns:name``, field ``""``/``tag``/``name``/``digest``) of the setter comment on
-    ``node``'s last line, if there is one."""
-    end = line_end(text, int(node.end_mark.index))
-    match = MARKER.search(text, int(node.end_mark.index), end)
-    if match is None:
-        return None
-    try:
-        ref = str(json.loads(match.group(1))["$imagepolicy"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    parts = ref.split(":")
-    if len(parts) == 2 and all(parts):
-        return ref, ""
-    if len(parts) == 3 and all(parts[:2]) and parts[2] in ("tag", "name", "digest"):
-        return ":".join(parts[:2]), parts[2]
-    return None
+parse_marker = parse_setter_marker
 
 
 def _yaml_files(root: Path, start: Path) -> list[Path]:

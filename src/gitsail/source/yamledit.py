@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ __all__ = [
     "last_index",
     "line_end",
     "lookup",
+    "parse_setter_marker",
     "replace_scalar",
     "scalar_text",
     "set_key",
@@ -203,4 +205,26 @@ def delete_key(text: str, mapping: Node, key: str, where: str) -> Splice | None:
             raise EditError(f"{where}:{key_node.start_mark.line + 1}: cannot remove the only key")
         end = line_end(text, last_index(value))
         return Splice(start, min(end + 1, len(text)), "")
+    return None
+
+
+SETTER_MARKER = re.compile(r'#\s*(\{\s*"\$imagepolicy"\s*:\s*"[^"]*"\s*\})')
+
+
+def parse_setter_marker(text: str, node: Node) -> tuple[str, str] | None:
+    """(policy ``ns:name``, field ``""``/``tag``/``name``/``digest``) of the Flux setter
+    comment (``# {"$imagepolicy": "ns:name[:field]"}``) on ``node``'s last line, if any."""
+    end = line_end(text, int(node.end_mark.index))
+    match = SETTER_MARKER.search(text, int(node.end_mark.index), end)
+    if match is None:
+        return None
+    try:
+        ref = str(json.loads(match.group(1))["$imagepolicy"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    parts = ref.split(":")
+    if len(parts) == 2 and all(parts):
+        return ref, ""
+    if len(parts) == 3 and all(parts[:2]) and parts[2] in ("tag", "name", "digest"):
+        return ":".join(parts[:2]), parts[2]
     return None

@@ -25,16 +25,13 @@ key order, quoting and indentation stay as they were.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gitsail.workflow.imageref import ImageRefError, ImageUpdate, parse_image
-from gitsail.workflow.yamledit import (
+from gitsail.source.yamledit import (
     EditError,
     Splice,
     apply_splices,
@@ -43,11 +40,13 @@ from gitsail.workflow.yamledit import (
     last_index,
     line_end,
     lookup,
+    parse_setter_marker,
     replace_scalar,
     scalar_text,
     set_key,
     walk,
 )
+from gitsail.workflow.imageref import ImageRefError, ImageUpdate, parse_image
 
 __all__ = [
     "KUSTOMIZATION_NAMES",
@@ -62,7 +61,6 @@ __all__ = [
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MAX_FILES = 2000
-_MARKER = re.compile(r'#\s*(\{\s*"\$imagepolicy"\s*:\s*"[^"]*"\s*\})')
 
 
 @dataclass(frozen=True)
@@ -259,24 +257,6 @@ def _image_scalar(value: Node) -> str:
         return ""
 
 
-def _marker(text: str, node: Node) -> tuple[str, str] | None:
-    """(policy ``ns:name``, field) of a setter comment on ``node``'s line, if any."""
-    end = line_end(text, int(node.end_mark.index))
-    match = _MARKER.search(text, int(node.end_mark.index), end)
-    if match is None:
-        return None
-    try:
-        ref = str(json.loads(match.group(1))["$imagepolicy"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    parts = ref.split(":")
-    if len(parts) == 2:
-        return ref, ""
-    if len(parts) == 3 and parts[2] in ("tag", "name", "digest"):
-        return ":".join(parts[:2]), parts[2]
-    return None
-
-
 def _values_edit(
     path: Path,
     update: ImageUpdate,
@@ -307,7 +287,7 @@ def _values_edit(
         for path_keys, node in walk(doc):
             dotted = ".".join(path_keys)
             if isinstance(node, ScalarNode) and policy:
-                marker = _marker(text, node)
+                marker = parse_setter_marker(text, node)
                 if marker is not None and marker[0] == policy:
                     part = {
                         "": str(target),

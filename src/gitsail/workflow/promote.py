@@ -26,6 +26,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, ScalarNode
 
 from gitsail.model import Obj
+from gitsail.source.yamledit import EditError, compose, lookup, walk
 from gitsail.workflow.imageref import ImageRefError, ImageUpdate, parse_image
 from gitsail.workflow.imageset import (
     Change,
@@ -35,7 +36,6 @@ from gitsail.workflow.imageset import (
     plan_image_set,
 )
 from gitsail.workflow.rendered import ObjectDiff, diff_renders, markdown_diff
-from gitsail.workflow.yamledit import EditError, compose, lookup, walk
 
 __all__ = ["ImageVersion", "Promotion", "environment_images", "plan_promotion", "render_diff"]
 

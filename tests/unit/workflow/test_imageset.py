@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from gitsail.source.yamledit import EditError
 from gitsail.workflow.imageref import ImageRef, ImageRefError, parse_image, parse_update
 from gitsail.workflow.imageset import plan_image_set
-from gitsail.workflow.yamledit import EditError
 
 DIGEST = "sha256:" + "ab" * 32
 
