@@ -36,6 +36,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from gitsail.kinds.argo_appproject_roles import RoleError, role_rules, roles_of
+from gitsail.model import Obj
+
 __all__ = [
     "BUILTIN_POLICY",
     "RESOURCES",
@@ -85,6 +88,7 @@ class Rule:
     action: str
     obj: str
     allow: bool
+    prefix: str = ""  # a project role's: objects outside it never match
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class Policy:
         for rule in self.rules:
             if rule.subject not in subjects:
                 continue
+            if rule.prefix and not obj.startswith(rule.prefix):
+                continue
             if not (
                 _match(rule.resource, resource, self.regex)
                 and _match(rule.action, action, self.regex)
@@ -129,6 +135,54 @@ class Policy:
                 return False
             allowed = True
         return allowed
+
+    def with_project_roles(self, projects: Iterable[Obj]) -> tuple[Policy, list[str]]:
+        """This policy plus the roles of ``projects`` (AppProjects): their ``p`` lines,
+        limited to the project's own objects, and ``g, GROUP, proj:P:R`` for each of a
+        role's groups. A role that cannot be read is left out whole; its error is returned."""
+        rules = list(self.rules)
+        groups = {k: set(v) for k, v in self.groups.items()}
+        errors = []
+        for project in projects:
+            try:
+                roles = roles_of(project)
+                parsed = [(role, role_rules(role)) for role in roles]
+            except RoleError as exc:
+                errors.append(str(exc))
+                continue
+            for role, role_lines in parsed:
+                if self.regex:
+                    # The object must still be inside the project: a pattern such as
+                    # "p/.*|other/.*" is bounded by the prefix check, not trusted.
+                    try:
+                        for line in role_lines:
+                            for pattern in (line.resource, line.action, line.obj):
+                                if pattern != "*":
+                                    _compile(pattern, True)
+                    except re.error:
+                        errors.append(f"project {role.project} role {role.name}: a bad regex")
+                        continue
+                for line in role_lines:
+                    rules.append(
+                        Rule(
+                            line.subject,
+                            line.resource,
+                            line.action,
+                            line.obj,
+                            line.allow,
+                            f"{line.project}/",
+                        )
+                    )
+                for group in role.groups:
+                    groups.setdefault(group, set()).add(role.subject)
+        combined = Policy(
+            rules=tuple(rules),
+            groups={k: frozenset(v) for k, v in groups.items()},
+            default=self.default,
+            regex=self.regex,
+            scopes=self.scopes,
+        )
+        return combined, errors
 
 
 @lru_cache(maxsize=4096)
