@@ -146,10 +146,15 @@ class Policy:
         for project in projects:
             try:
                 roles = roles_of(project)
-                parsed = [(role, role_rules(role)) for role in roles]
-            except RoleError as exc:
+            except RoleError as exc:  # the project's roles cannot be read: none counts
                 errors.append(str(exc))
                 continue
+            parsed = []
+            for role in roles:
+                try:
+                    parsed.append((role, role_rules(role)))
+                except RoleError as exc:  # this role grants nothing; the others do
+                    errors.append(str(exc))
             for role, role_lines in parsed:
                 if self.regex:
                     # The object must still be inside the project: a pattern such as

@@ -126,3 +126,12 @@ def test_role_rules_of_a_role() -> None:
     assert [r.allow for r in rules] == [True, True, False]
     assert role.subject == "proj:team-a:ci"
     assert role.groups == ("team-a-devs",)
+
+
+def test_a_bad_role_does_not_take_the_projects_other_roles_with_it() -> None:
+    bad = {"name": "bad", "policies": ["p, proj:team-a:bad, applications, get, other/*"]}
+    policy, errors = parse_policy(None).with_project_roles([project("team-a", CI, bad)])
+    assert len(errors) == 1
+    assert "role bad" in errors[0]
+    assert policy.enforce("proj:team-a:ci", "applications", "get", "team-a/web")
+    assert not policy.enforce("proj:team-a:bad", "applications", "get", "other/web")
