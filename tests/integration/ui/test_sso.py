@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
-from gitsail.dev.cluster import free_ports
+from gitsail.cli.main import app as cli
+from gitsail.dev.cluster import Cluster, free_ports
 from gitsail.dev.gitserver import Workdir
 from gitsail.kube import Kube
 from tests.integration.controller.conftest import eventually
@@ -291,3 +294,65 @@ async def test_project_roles_groups_and_tokens(
             return r.status_code == 401
 
         await eventually(refused, timeout=20, what="the revoked role token refused")
+
+
+async def run_cli(*args: str) -> str:
+    """The CLI as a user runs it (in a thread: it runs its own event loop)."""
+    result = await asyncio.to_thread(CliRunner().invoke, cli, list(args))
+    assert result.exit_code == 0, result.output
+    return str(result.output)
+
+
+async def test_proj_role_create_token_cli(
+    server: RunningServer, api: Kube, git_repo: Workdir, cluster: Cluster
+) -> None:
+    """`gitsail proj role create-token|list-tokens|delete-token`, then the token at the
+    server: accepted while listed, refused once deleted."""
+    url, ns = server.url, server.namespace
+    await two_apps(api, server, git_repo)
+    await api.merge_patch(
+        "argoproj.io/v1alpha1",
+        "AppProject",
+        "team-a",
+        {
+            "spec": {
+                "roles": [
+                    {
+                        "name": "deploy",
+                        "policies": ["p, proj:team-a:deploy, applications, get, team-a/*, allow"],
+                    }
+                ]
+            }
+        },
+        ns,
+    )
+    common = ("--kubeconfig", str(cluster.kubeconfig), "-n", ns)
+    token = (
+        await run_cli("proj", "role", "create-token", "team-a", "deploy", "-e", "2h", "-t", *common)
+    ).strip()
+    listed = json.loads(
+        await run_cli("proj", "role", "list-tokens", "team-a", "deploy", "-o", "json", *common)
+    )
+    (entry,) = listed
+    assert entry["expires-at"] - entry["issued-at"] == 7200
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def accepted() -> bool:
+            r = await client.get(f"{url}/api/v1/applications", headers=bearer(token))
+            return r.status_code == 200 and visible(r) == {"a-web"}
+
+        await eventually(accepted, timeout=20, what="the CLI's role token accepted")
+        await run_cli(
+            "proj", "role", "delete-token", "team-a", "deploy", str(entry["issued-at"]), *common
+        )
+
+        async def refused() -> bool:
+            r = await client.get(f"{url}/api/v1/applications", headers=bearer(token))
+            return r.status_code == 401
+
+        await eventually(refused, timeout=20, what="the deleted token refused")
+    missing = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["proj", "role", "create-token", "team-a", "nope", *common]
+    )
+    assert missing.exit_code != 0
+    assert "has no role nope" in missing.output
