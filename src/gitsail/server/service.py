@@ -30,10 +30,12 @@ from gitsail.app.engine import AppEngine, Comparison, ComparisonError
 from gitsail.cli.operation import (
     API_VERSION,
     ApplicationGone,
+    NoOperation,
     OperationInProgress,
     check_sync_allowed,
     request_operation,
     request_refresh,
+    request_termination,
     sync_operation,
 )
 from gitsail.controller.events import EventRecorder
@@ -597,61 +599,31 @@ class Service:
         return written
 
     async def terminate(self, user: User, namespace: str, name: str) -> Obj:
-        """Stop the Application's operation.
+        """Stop the Application's operation (``gitsail.cli.operation.request_termination``).
 
         A running one is asked to stop as Argo CD does, through the Application only:
-        ``status.operationState.phase`` becomes ``Terminating`` (written against the
-        resourceVersion read, so it never replaces a newer state). The controller checks it
+        ``status.operationState.phase`` becomes ``Terminating``. The controller checks it
         before each sync wave and while it waits, starts nothing more and ends the operation
         as Failed, "Operation terminated". One the controller has not started yet is
         withdrawn (its ``operation`` field removed).
         """
-        current = self.get(user, "applications", namespace, name, "sync")
-        for _ in range(5):
-            phase = ((current.get("status") or {}).get("operationState") or {}).get("phase")
-            if phase == "Terminating":
-                return current  # asked already (a double click)
-            if phase == "Running":
-                version = (current.get("metadata") or {}).get("resourceVersion")
-                try:
-                    obj = await self.kube.merge_patch(
-                        API_VERSION,
-                        "Application",
-                        name,
-                        {
-                            "metadata": {"resourceVersion": version},
-                            "status": {"operationState": {"phase": "Terminating"}},
-                        },
-                        namespace,
-                    )
-                except Conflict:
-                    current = await self.kube.get(API_VERSION, "Application", name, namespace) or {}
-                    continue
-                except NotFound:
-                    raise ApiError(
-                        404, f"application {name} not found in namespace {namespace}"
-                    ) from None
-                await self._audit(
-                    obj, "OperationTerminated", f"{user.name} terminated the running operation"
-                )
-                return obj
-            break
-        if not current.get("operation"):
-            raise ApiError(400, "Unable to terminate operation. No operation is in progress")
-        version = (current.get("metadata") or {}).get("resourceVersion")
+        self.get(user, "applications", namespace, name, "sync")
         try:
-            obj = await self.kube.merge_patch(
-                API_VERSION,
-                "Application",
-                name,
-                {"metadata": {"resourceVersion": version}, "operation": None},
-                namespace,
-            )
+            obj, what = await request_termination(self.kube, namespace, name)
+        except NoOperation as exc:
+            raise ApiError(400, str(exc)) from None
+        except ApplicationGone as exc:
+            raise ApiError(404, str(exc)) from None
         except Conflict:
-            raise ApiError(
-                409, "the operation changed meanwhile (it may have started); retry"
-            ) from None
-        await self._audit(obj, "OperationTerminated", f"{user.name} withdrew the pending operation")
+            raise ApiError(409, "the operation kept changing meanwhile; retry") from None
+        if what == "terminating":
+            await self._audit(
+                obj, "OperationTerminated", f"{user.name} terminated the running operation"
+            )
+        elif what == "withdrawn":
+            await self._audit(
+                obj, "OperationTerminated", f"{user.name} withdrew the pending operation"
+            )
         return obj
 
     async def delete(self, user: User, namespace: str, name: str, cascade: bool) -> None:

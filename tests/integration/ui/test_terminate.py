@@ -4,11 +4,16 @@ next wave and ends the operation Failed, "Operation terminated"."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from gitsail.cli.main import app as cli
+from gitsail.cli.operation import request_operation
+from gitsail.dev.cluster import Cluster
 from gitsail.dev.gitserver import Workdir
 from gitsail.kube import Kube
 from tests.integration.app.conftest import configmap, public_url
@@ -103,3 +108,46 @@ async def test_terminate_a_running_sync(
         )
         messages = [e.get("message", "") for e in events.json()["items"]]
         assert any("deployer terminated the running operation" in m for m in messages), messages
+
+
+async def test_terminate_op_cli(
+    server: RunningServer, api: Kube, git_repo: Workdir, cluster: Cluster
+) -> None:
+    """`gitsail app terminate-op` writes the same request; the controller honours it."""
+    ns = server.namespace
+    git_repo.commit_and_push({"app/stuck.yaml": STUCK, "app/later.yaml": LATER}, "waves")
+    await project(api, ns, "default")
+    await create_app(api, ns, "slow-cli", public_url(git_repo))
+    await request_operation(
+        api, ns, "slow-cli", {"sync": {"revision": "main"}, "initiatedBy": {"username": "t"}}
+    )
+
+    async def waiting() -> bool:
+        state = (await app_status(api, ns, "slow-cli")).get("operationState") or {}
+        return state.get("phase") == "Running" and "waiting for healthy" in str(
+            state.get("message")
+        )
+
+    await eventually(waiting, timeout=90, what="the sync waiting on wave 0")
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["app", "terminate-op", "slow-cli", "-N", ns, "--kubeconfig", str(cluster.kubeconfig)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "operation terminating" in result.output
+
+    async def ended() -> dict[str, Any] | None:
+        state = (await app_status(api, ns, "slow-cli")).get("operationState") or {}
+        return state if state.get("phase") in ("Failed", "Error", "Succeeded") else None
+
+    state = await eventually(ended, timeout=60, what="the operation ended")
+    assert (state["phase"], state["message"]) == ("Failed", "Operation terminated")
+    assert await api.get("v1", "ConfigMap", "later-wave", ns) is None
+    again = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["app", "terminate-op", "slow-cli", "-N", ns, "--kubeconfig", str(cluster.kubeconfig)],
+    )
+    assert again.exit_code != 0
+    assert "No operation is in progress" in again.output
