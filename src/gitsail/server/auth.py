@@ -15,7 +15,10 @@ Accounts are declared as Argo CD declares them:
 
 Tokens are JWTs (RFC 7519) signed with HMAC-SHA256 by ``server.secretkey``: ``sub`` (the
 account), ``iat``, ``nbf``, ``exp``, ``jti``, ``iss`` ``gitsail``; login sessions carry
-``typ: session``, API tokens ``typ: apiKey`` and must still be listed to be valid.
+``typ: session``, API tokens ``typ: apiKey`` and must still be listed to be valid. An OIDC
+sign-in (``gitsail.server.oidc``) gets ``typ: sso`` with ``claims``, the values of the ID
+token's claims named in ``scopes``; an AppProject role's token has ``typ: project`` and the
+subject ``proj:P:R`` (``gitsail.kinds.argo_appproject_roles``, listed in the project).
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ The ConfigMap's keys, as Argo CD documents them:
 - ``policy.default``: the role every authenticated user has (e.g. ``role:readonly``).
 - ``policy.matchMode``: ``glob`` (default: ``*`` matches any run of characters, ``/``
   included) or ``regex`` (each pattern a full-match regular expression).
-- ``scopes``: the token claims that name groups (``[groups]`` by default); used for OIDC
-  tokens only, kept here so a caller can read it.
+- ``scopes``: the ID token claims whose values are a user's groups (``[groups]`` by
+  default); for users signed in through OIDC.
+
+AppProject roles (``Policy.with_project_roles``) add their ``p`` lines, each bounded to its
+project's objects whatever its pattern, and ``g, GROUP, proj:P:R`` for their groups.
 
 Evaluation: every ``p`` line whose subject is the user, one of the user's groups, or a role
 any of them reaches through ``g`` lines (the default role too), and whose resource, action
