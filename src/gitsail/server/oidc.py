@@ -371,8 +371,9 @@ class OidcProvider:
                     return key
         raise OidcError("the ID token is signed with a key the issuer does not publish")
 
-    async def verify(self, token: str, nonce: str) -> dict[str, Any]:
-        """The claims of an ID token this issuer signed for this client and this sign-in."""
+    async def verify(self, token: str, nonce: str | None) -> dict[str, Any]:
+        """The claims of an ID token this issuer signed for this client and this sign-in
+        (``nonce``; None for a bearer ID token, whose sign-in was not this server's)."""
         if len(token) > 16384:
             raise OidcError("the ID token is too large")
         try:
@@ -413,7 +414,7 @@ class OidcProvider:
         ):
             raise OidcError("the ID token has several audiences and azp is not this client")
         got = claims.get("nonce")
-        if not isinstance(got, str) or not hmac.compare_digest(got, nonce):
+        if nonce is not None and (not isinstance(got, str) or not hmac.compare_digest(got, nonce)):
             raise OidcError("the ID token's nonce does not match this sign-in")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 255:

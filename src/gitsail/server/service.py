@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import secrets
@@ -249,6 +250,35 @@ class Service:
             raise ApiError(401, "invalid session: token is revoked")
         return User(claims.subject, claims)
 
+    async def authenticate_bearer(self, token: str) -> User:
+        """A bearer token: one of this server's, or else an ID token of the OIDC issuer
+        (what ``argocd login --sso`` sends), verified as at sign-in but for the nonce,
+        which only the sign-in that asked for it knows."""
+        try:
+            return self.authenticate(token)
+        except ApiError as first:
+            try:
+                provider = self.oidc()
+            except ApiError:
+                provider = None
+            if provider is None or not _is_rs256(token):
+                raise first from None
+        try:
+            id_claims = await provider.verify(token, nonce=None)
+        except OidcError as exc:
+            raise ApiError(401, f"invalid session: {exc}") from None
+        subject = self._sso_subject(id_claims)
+        try:
+            values = claim_values(id_claims, self.rbac().scopes)
+        except OidcError as exc:
+            raise ApiError(401, f"invalid session: {exc}") from None
+        scoped = tuple((k, tuple(v)) for k, v in values.items())
+        jti = str(id_claims.get("jti") or hashlib.sha256(token.encode()).hexdigest()[:32])
+        claims = Claims(subject, jti, int(id_claims.get("exp") or 0), "sso", (), scoped)
+        if claims.token_id in self.revoked:
+            raise ApiError(401, "invalid session: token is revoked")
+        return self._sso_user(claims)
+
     def _sso_user(self, claims: Claims) -> User:
         """A user signed in through OIDC: their RBAC subjects besides the name are the
         values of the claims ``scopes`` names now (a claim removed from ``scopes`` stops
@@ -308,15 +338,21 @@ class Service:
         """``url`` of ``argocd-cm``: the server's address as browsers see it ("" unset)."""
         return str(self.state.settings_data("argocd-cm").get("url") or "").rstrip("/")
 
-    async def sso_login(self, id_claims: dict[str, Any]) -> tuple[str, Claims]:
-        """A session for the verified ID token's subject, with the values of the claims
-        ``scopes`` names. Refused for a subject that is a local account's or a project
-        role's name: a sign-in elsewhere never becomes a local identity."""
+    def _sso_subject(self, id_claims: dict[str, Any]) -> str:
+        """The ID token's ``sub``; refused when it is a local account's or a project role's
+        name, or a role's: a sign-in elsewhere never becomes a local identity."""
         subject = str(id_claims["sub"])
         if subject in self.accounts() or subject.startswith(("proj:", "role:")):
             raise ApiError(
                 401, f"SSO subject {subject!r} is a local account or a role name: refused"
             )
+        return subject
+
+    async def sso_login(self, id_claims: dict[str, Any]) -> tuple[str, Claims]:
+        """A session for the verified ID token's subject, with the values of the claims
+        ``scopes`` names. Refused for a subject that is a local account's or a project
+        role's name: a sign-in elsewhere never becomes a local identity."""
+        subject = self._sso_subject(id_claims)
         try:
             values = claim_values(id_claims, self.rbac().scopes)
         except OidcError as exc:
@@ -841,6 +877,16 @@ class Service:
             raise ApiError(404, f"{spec.kind} {name} not found in namespace {namespace}") from None
         await self._audit(obj, "ResourceUpdated", f"{user.name} requested {action}")
         return obj
+
+
+def _is_rs256(token: str) -> bool:
+    """Whether a token's header says RS256 (an issuer's ID token, not one of ours)."""
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError):
+        return False
+    return isinstance(header, dict) and header.get("alg") == "RS256"
 
 
 def _resource_keys(value: Any) -> list[ResourceKey]:

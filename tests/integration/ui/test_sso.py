@@ -356,3 +356,39 @@ async def test_proj_role_create_token_cli(
     )
     assert missing.exit_code != 0
     assert "has no role nope" in missing.output
+
+
+async def test_an_id_token_as_a_bearer_token(server: RunningServer, api: Kube) -> None:
+    """What `argocd login --sso` sends: the issuer's ID token itself, verified as at sign-in
+    (but for the nonce), with its groups."""
+    url = server.url
+    async with serve_issuer() as issuer:
+        await configure_sso(api, server, issuer)
+        async with httpx.AsyncClient(timeout=30) as client:
+            token = issuer.id_token(nonce=None)
+            me = await client.get(f"{url}/api/v1/session/userinfo", headers=bearer(token))
+            assert me.status_code == 200, me.text
+            assert me.json()["username"] == "sso-user-1"
+            assert me.json()["groups"] == ["team-a-devs", "everyone"]
+            issuer.tamper = {"aud": "another-client"}
+            other = await client.get(
+                f"{url}/api/v1/session/userinfo", headers=bearer(issuer.id_token(None))
+            )
+            assert other.status_code == 401, other.text
+            assert "another client" in other.text
+            issuer.tamper = {"sub": "admin"}  # the local admin's name: never
+            admin = await client.get(
+                f"{url}/api/v1/applications", headers=bearer(issuer.id_token(None))
+            )
+            assert admin.status_code == 401, admin.text
+            issuer.tamper = {}
+            issuer.sign_with_unpublished_key = True
+            forged = await client.get(
+                f"{url}/api/v1/session/userinfo", headers=bearer(issuer.id_token(None))
+            )
+            assert forged.status_code == 401
+            # As a cookie (not a bearer header) it is not taken: cookies hold gitsail's own.
+            cookie = await client.get(
+                f"{url}/api/v1/session/userinfo", headers={"Cookie": f"argocd.token={token}"}
+            )
+            assert cookie.status_code == 401
