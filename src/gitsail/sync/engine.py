@@ -289,6 +289,28 @@ class _Operation:
         if self.seams.terminated is not None and await self.seams.terminated():
             raise _Terminated(TERMINATED_MESSAGE)
 
+    async def stop_running_hooks(self) -> None:
+        """On termination, delete the hook objects this operation started that still run
+        (as Argo CD does): only the object it created (its uid), in the background."""
+        for result in list(self.results.values()):
+            if not result.hook_type or result.hook_phase != "Running" or not result.uid:
+                continue
+            key = result.key
+            api_version = f"{key.group}/{result.version}" if key.group else result.version
+            message = "terminated"
+            try:
+                await self.kube.delete(
+                    api_version,
+                    key.kind,
+                    key.name,
+                    key.namespace or None,
+                    propagation="Background",
+                    preconditions={"uid": result.uid},
+                )
+            except KubeError as exc:  # gone, or another object now: nothing of ours to stop
+                message = f"terminated; not deleted: {exc.message}"
+            self.record(replace(result, hook_phase="Failed", message=message))
+
     async def pause(self, token: int, deadline: float, interval: float | None = None) -> None:
         """Until something changed since ``token`` (at most ``recheck_interval``), or the
         poll interval without watch events; never past ``deadline``."""
@@ -945,6 +967,7 @@ async def run_sync(
         await op.ensure_namespace()
         await _run_phases(op, tasks)
     except _Terminated:
+        await op.stop_running_hooks()
         results = tuple(op.results.values())
         return SyncResult(
             "Failed", TERMINATED_MESSAGE, results, _held(last, desired, op, dropped), True

@@ -98,3 +98,22 @@ async def test_not_asked_to_stop_the_sync_runs_to_the_end() -> None:
     assert result.phase == "Succeeded"
     assert not result.terminated
     assert world.asked >= 3  # asked before each wave at least
+
+
+class StopOnHook(Stoppable):
+    async def after(self, token: int) -> None:
+        if self.saved and self.saved[-1].message.startswith("waiting for completion of hook"):
+            self.stop = True  # Terminate while the PreSync Job runs
+        await World.after(self, token)
+
+
+async def test_a_running_hook_is_deleted_on_termination() -> None:
+    cluster = Cluster()
+    world = StopOnHook(cluster)
+    world.jobs_finish = False  # the migration never ends
+    result = await world.run()
+    assert result.terminated
+    (row,) = [r for r in result.resources if r.hook_type]
+    assert (row.hook_type, row.hook_phase, row.message) == ("PreSync", "Failed", "terminated")
+    assert row.key not in cluster.objects  # the Job this run created is deleted
+    assert cluster.applies_of("config") == 0  # nothing after the hook started
