@@ -151,3 +151,64 @@ async def test_terminate_op_cli(
     )
     assert again.exit_code != 0
     assert "No operation is in progress" in again.output
+
+
+STUCK_HOOK = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  annotations:
+    argocd.argoproj.io/hook: PreSync
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector: {gitsail.test/no-such-node: "true"}
+      containers: [{name: m, image: registry.invalid/migrate:1}]
+"""
+
+
+async def test_terminate_deletes_the_running_hook(
+    server: RunningServer, api: Kube, git_repo: Workdir
+) -> None:
+    ns = server.namespace
+    git_repo.commit_and_push(
+        {"app/hook.yaml": STUCK_HOOK, "app/cm.yaml": configmap("after-hook", v="1")}, "hook"
+    )
+    await project(api, ns, "default")
+    await create_app(api, ns, "hooked", public_url(git_repo))
+    await request_operation(
+        api, ns, "hooked", {"sync": {"revision": "main"}, "initiatedBy": {"username": "t"}}
+    )
+
+    async def waiting() -> bool:
+        state = (await app_status(api, ns, "hooked")).get("operationState") or {}
+        return "waiting for completion of hook" in str(state.get("message"))
+
+    await eventually(waiting, timeout=90, what="the sync waiting on its PreSync hook")
+    assert await api.get("batch/v1", "Job", "migrate", ns) is not None
+    async with httpx.AsyncClient(timeout=60) as client:
+        token = await login(client, server.url, "deployer", PASSWORDS["deployer"])
+        stop = await client.delete(
+            f"{server.url}/api/v1/applications/hooked/operation",
+            params={"appNamespace": ns},
+            headers=bearer(token),
+        )
+        assert stop.status_code == 200, stop.text
+
+    async def ended() -> dict[str, Any] | None:
+        state = (await app_status(api, ns, "hooked")).get("operationState") or {}
+        return state if state.get("phase") in ("Failed", "Error", "Succeeded") else None
+
+    state = await eventually(ended, timeout=60, what="the operation ended")
+    assert state["message"] == "Operation terminated"
+    (row,) = [r for r in state["syncResult"]["resources"] if r.get("hookType")]
+    assert (row["hookPhase"], row["message"]) == ("Failed", "terminated")
+
+    async def job_gone() -> bool:
+        job = await api.get("batch/v1", "Job", "migrate", ns)
+        return job is None or bool(job["metadata"].get("deletionTimestamp"))
+
+    await eventually(job_gone, timeout=30, what="the hook Job deleted")
+    assert await api.get("v1", "ConfigMap", "after-hook", ns) is None
