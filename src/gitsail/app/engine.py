@@ -67,7 +67,7 @@ from gitsail.health import (
     application_health_configured,
     resource_health,
 )
-from gitsail.kube import Kube, KubeError, NotFoundKind, PreconditionFailed, check_names
+from gitsail.kube import Conflict, Kube, KubeError, NotFoundKind, PreconditionFailed, check_names
 from gitsail.model import Artifact, Obj, ResourceKey
 from gitsail.render import Rendered, Renderer, RenderError
 from gitsail.source import (
@@ -84,6 +84,7 @@ from gitsail.source import (
 )
 from gitsail.source.oci import OCIClient
 from gitsail.sync.engine import (
+    TERMINATED_MESSAGE,
     Changes,
     Checkpoint,
     OperationProgress,
@@ -280,6 +281,41 @@ def _resume_point(app_obj: Obj, operation: dict[str, Any] | None) -> _Resume | N
         return None
     revision = str((state.get("syncResult") or {}).get("revision") or "")
     return _Resume(progress, str(state.get("startedAt") or now()), revision)
+
+
+TERMINATING = "Terminating"
+TERMINATION_POLL_SECONDS = 1.0  # a running sync reads its Application at most this often
+
+
+def terminating(app_obj: Obj | None) -> bool:
+    """Whether the operation was asked to stop: ``operationState.phase: Terminating``, what
+    ``DELETE /api/v1/applications/{name}/operation`` (Argo CD's path) writes."""
+    state = ((app_obj or {}).get("status") or {}).get("operationState")
+    return isinstance(state, dict) and state.get("phase") == TERMINATING
+
+
+@dataclass
+class _Termination:
+    """What a running sync knows of a request to stop it. Read from the Application
+    (throttled); once seen, it stays seen, and progress is no longer written over it."""
+
+    read: Callable[[], Awaitable[Obj | None]]
+    clock: Callable[[], float] = time.monotonic
+    seen: bool = False
+    _last: float = -1e9
+
+    async def __call__(self) -> bool:
+        if self.seen:
+            return True
+        now = self.clock()
+        if now - self._last < TERMINATION_POLL_SECONDS:
+            return False
+        self._last = now
+        try:
+            self.seen = terminating(await self.read())
+        except KubeError as exc:  # unknown: go on, and ask again later
+            log.warning("could not read whether the operation was terminated: %s", exc)
+        return self.seen
 
 
 def operation_start(operation: dict[str, Any], started: str, retry_count: int = 0) -> Obj:
@@ -905,6 +941,14 @@ class AppEngine:
         if source is not None:
             # In the kind's own terms (Argo CD: a history entry's ``source``).
             app = _adapter(app).with_source(app, source)
+        if terminating(app.origin) and not dry_run:
+            # Asked to stop before this attempt began (e.g. while a retry was waiting).
+            result = SyncResult("Failed", TERMINATED_MESSAGE, terminated=True)
+            await self._finish(app, operation, result, started, "", None, False, None, 0)
+            return OperationOutcome(result, "", None, None)
+        termination = _Termination(
+            lambda: self.control.get(app.api_version, app.kind, app.name, app.namespace)
+        )
         if self.admission is not None and not dry_run and resume is None:  # sync windows
             automated = bool((operation.get("initiatedBy") or {}).get("automated"))
             refused = await self.admission.sync_refused(app, automated=automated)
@@ -972,7 +1016,8 @@ class AppEngine:
             progress,
             lookup=self.live,
             changes=self.changes,
-            checkpoint=self._checkpoint(app, comparison.artifact.revision),
+            checkpoint=self._checkpoint(app, comparison.artifact.revision, termination),
+            terminated=termination if not dry_run else None,
         )
         revision_done = comparison.artifact.revision
         retry_at = await self._finish(
@@ -980,22 +1025,45 @@ class AppEngine:
         )
         return OperationOutcome(result, revision_done, comparison, retry_at)
 
-    def _checkpoint(self, app: Delivery, revision: str) -> Checkpoint:
+    def _checkpoint(
+        self, app: Delivery, revision: str, termination: _Termination | None = None
+    ) -> Checkpoint:
         """Writes the progress of the running sync into ``operationState`` (Argo CD's
         ``phase: Running``, ``message``, ``syncResult``), for a restarted controller; called
-        by the sync only where a resume differs from a rerun (``gitsail.sync.engine``)."""
+        by the sync only where a resume differs from a rerun (``gitsail.sync.engine``).
+
+        With ``termination``, the write is conditional on the Application's
+        resourceVersion and never replaces a ``Terminating`` phase: a request to stop that
+        lands while progress is written is not lost."""
 
         async def write(progress: OperationProgress) -> None:
             state = progress.to_state()
             state["syncResult"].update(revision=revision, source=_adapter(app).source_status(app))
             try:
-                await self.control.merge_patch(
-                    app.api_version,
-                    app.kind,
-                    app.name,
-                    {"status": {"operationState": state}},
-                    namespace=app.namespace,
-                )
+                for _ in range(5):
+                    guard: dict[str, Any] = {}
+                    if termination is not None:
+                        if termination.seen:
+                            return
+                        current = await self.control.get(
+                            app.api_version, app.kind, app.name, app.namespace
+                        )
+                        if terminating(current):
+                            termination.seen = True
+                            return
+                        version = ((current or {}).get("metadata") or {}).get("resourceVersion")
+                        guard = {"metadata": {"resourceVersion": version}} if version else {}
+                    try:
+                        await self.control.merge_patch(
+                            app.api_version,
+                            app.kind,
+                            app.name,
+                            {**guard, "status": {"operationState": state}},
+                            namespace=app.namespace,
+                        )
+                        return
+                    except Conflict:
+                        continue  # changed meanwhile: read again (maybe a termination)
             except KubeError as exc:  # the sync goes on; a restart would start it over
                 log.warning("progress of %s/%s not recorded: %s", app.namespace, app.name, exc)
 
@@ -1016,6 +1084,8 @@ class AppEngine:
         """Record the attempt; the epoch time of the scheduled retry, or None when done."""
         if dry_run:
             return None
+        if result.terminated:
+            retry = None  # stopping was asked for: never retried
         finished = now()
         phase, message, retry_at = result.phase, result.message, None
         if phase in ("Failed", "Error") and retry is not None:

@@ -24,6 +24,7 @@ from gitsail.app.engine import AppEngine, Comparison, ComparisonError
 from gitsail.cli.operation import (
     API_VERSION,
     ApplicationGone,
+    NoOperation,
     OperationInProgress,
     OperationView,
     WaitTimedOut,
@@ -34,6 +35,7 @@ from gitsail.cli.operation import (
     refreshed,
     request_operation,
     request_refresh,
+    request_termination,
     retry_strategy,
     sync_operation,
     watch_application,
@@ -715,6 +717,31 @@ def rollback(
         raise typer.Exit(1)
 
 
+@app.command("terminate-op")
+def terminate_op(
+    name: str,
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+    namespace: str = AppNamespaceOption,
+) -> None:
+    """Stop the app's operation (as `argocd app terminate-op`): a running sync stops before
+    its next wave and ends Failed, "Operation terminated"; one not started is withdrawn."""
+
+    async def main() -> str:
+        async with engine(kubeconfig, context, namespace) as eng:
+            _, what = await request_termination(eng.kube, namespace, name)
+            return what
+
+    what = _guard(lambda: run(main()))
+    typer.echo(
+        {
+            "terminating": f"Application '{name}' operation terminating",
+            "already": f"Application '{name}' operation already terminating",
+            "withdrawn": f"Application '{name}' pending operation withdrawn",
+        }[what]
+    )
+
+
 @app.command()
 def delete(
     name: str,
@@ -859,6 +886,7 @@ def _guard(call: Callable[[], T]) -> T:
         OSError,
         OperationInProgress,
         ApplicationGone,
+        NoOperation,
     ) as exc:
         raise fail(str(exc)) from exc
 

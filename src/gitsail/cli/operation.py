@@ -40,6 +40,7 @@ __all__ = [
     "AppConditions",
     "ApplicationApi",
     "ApplicationGone",
+    "NoOperation",
     "OperationInProgress",
     "OperationView",
     "WaitTimedOut",
@@ -51,6 +52,7 @@ __all__ = [
     "refreshed",
     "request_operation",
     "request_refresh",
+    "request_termination",
     "retry_strategy",
     "sync_operation",
     "watch_application",
@@ -236,6 +238,48 @@ async def request_operation(
         "Conflict",
         f"application {namespace}/{name} kept changing; the operation was not written",
     )
+
+
+class NoOperation(Exception):
+    """Nothing to terminate (Argo CD's words)."""
+
+    def __init__(self) -> None:
+        super().__init__("Unable to terminate operation. No operation is in progress")
+
+
+async def request_termination(kube: ApplicationApi, namespace: str, name: str) -> tuple[Obj, str]:
+    """Stop the Application's operation, as Argo CD's ``terminate-op``: a running one gets
+    ``status.operationState.phase: Terminating`` (the controller, or a CLI running the sync,
+    stops before its next step); one not started yet is withdrawn. Each write carries the
+    resourceVersion read, so a change in between is read again, never overwritten.
+
+    Returns the Application as written and ``terminating``, ``withdrawn`` or ``already``
+    (a termination was asked for before). NoOperation when there is nothing to stop.
+    """
+    for _ in range(_CONFLICT_RETRIES):
+        app = await kube.get(API_VERSION, KIND, name, namespace)
+        if app is None:
+            raise ApplicationGone(namespace, name)
+        phase = ((app.get("status") or {}).get("operationState") or {}).get("phase")
+        version = (app.get("metadata") or {}).get("resourceVersion")
+        if phase == "Terminating":
+            return app, "already"
+        patch: dict[str, Any] = {"metadata": {"resourceVersion": version}}
+        if phase == "Running":
+            patch["status"] = {"operationState": {"phase": "Terminating"}}
+            what = "terminating"
+        elif app.get("operation"):
+            patch["operation"] = None
+            what = "withdrawn"
+        else:
+            raise NoOperation
+        try:
+            return await kube.merge_patch(API_VERSION, KIND, name, patch, namespace=namespace), what
+        except NotFound:
+            raise ApplicationGone(namespace, name) from None
+        except Conflict:
+            continue  # changed since we read it (maybe started): read again
+    raise Conflict(409, "Conflict", f"application {namespace}/{name} kept changing; not terminated")
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,9 @@ def list_windows(
         typer.echo(f"AppProject {namespace}/{name} has no sync windows")
         return
     _table(rows)
+
+
+# Registered last: the role token commands live in a module of their own.
+from gitsail.cli.proj_role import role  # noqa: E402
+
+app.add_typer(role, name="role")

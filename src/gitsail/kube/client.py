@@ -25,6 +25,7 @@ import asyncio
 import builtins
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from gitsail.model import Obj
 __all__ = ["Kube", "service_account_user"]
 
 log = logging.getLogger(__name__)
+_CONTAINER = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -481,6 +483,36 @@ class Kube:
                 413, "TooLarge", f"service {namespace}/{service} answered over {max_bytes} bytes"
             )
         return response.content
+
+    async def pod_logs(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        limit_bytes: int = 1 << 20,
+    ) -> str:
+        """``GET pods/<name>/log``: the Pod's log text (the API server asks the kubelet; a
+        cluster without one answers an error, raised as its ``KubeError``). At most
+        ``limit_bytes``, the last ``tail_lines`` lines when given."""
+        check_names("", "Pod", name, namespace)
+        params = {"limitBytes": str(max(1, limit_bytes))}
+        if container:
+            if not _CONTAINER.fullmatch(container):
+                raise InvalidName("container", container, "a DNS label", kind="Pod")
+            params["container"] = container
+        if tail_lines is not None:
+            params["tailLines"] = str(max(0, tail_lines))
+        response = await self._send(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+            params=params,
+            accept="text/plain",
+            context=f"logs of pod {namespace}/{name}",
+            idempotent=True,
+        )
+        return response.content[:limit_bytes].decode("utf-8", errors="replace")
 
     async def create_subresource(
         self,

@@ -150,6 +150,46 @@ async def delete_token(request: Request) -> Response:
     return JSONResponse({})
 
 
+@endpoint(
+    "POST",
+    "/api/v1/projects/{project}/roles/{role}/token",
+    "Create a token of an AppProject role (recorded in the project)",
+    body="{expiresIn: seconds, 0 = never, id}",
+)
+async def create_project_token(request: Request) -> Response:
+    user = await user_of(request)
+    body = await json_body(request)
+    seconds = body.get("expiresIn", 0)
+    token_id = body.get("id") or None
+    if not isinstance(seconds, int):
+        raise ApiError(422, "expiresIn is an integer number of seconds")
+    if token_id is not None and not isinstance(token_id, str):
+        raise ApiError(422, "id is a string")
+    _names(service_of(request).control_namespace, request.path_params["project"])
+    return JSONResponse(
+        await service_of(request).create_project_token(
+            user, request.path_params["project"], request.path_params["role"], seconds, token_id
+        )
+    )
+
+
+@endpoint(
+    "DELETE",
+    "/api/v1/projects/{project}/roles/{role}/token/{iat}",
+    "Revoke the token of an AppProject role issued at iat",
+)
+async def delete_project_token(request: Request) -> Response:
+    user = await user_of(request)
+    raw = request.path_params["iat"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise ApiError(400, "iat is the token's issue time (seconds since the epoch)")
+    _names(service_of(request).control_namespace, request.path_params["project"])
+    await service_of(request).delete_project_token(
+        user, request.path_params["project"], request.path_params["role"], int(raw)
+    )
+    return JSONResponse({})
+
+
 # -- Applications (Argo CD's paths) -------------------------------------------------------
 
 
@@ -221,7 +261,7 @@ async def rollback_application(request: Request) -> Response:
 @endpoint(
     "DELETE",
     "/api/v1/applications/{name}/operation",
-    "Withdraw an operation the controller has not started",
+    "Terminate the running operation (or withdraw one not started yet)",
 )
 async def terminate_operation(request: Request) -> Response:
     user = await user_of(request)
@@ -283,6 +323,65 @@ async def managed_resources(request: Request) -> Response:
             }
         )
     return JSONResponse({"items": items})
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ApiError(400, f"{name} is required")
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise ApiError(400, f"{name} is a non-negative integer")
+    return int(raw)
+
+
+@endpoint(
+    "GET",
+    "/api/v1/applications/{name}/revisions/diff",
+    "The diff between two history entries (?from=ID&to=ID): each rendered again from its "
+    "source and revision; Secret values masked",
+)
+async def revisions_diff(request: Request) -> Response:
+    user = await user_of(request)
+    ns, name = _names(_app_ns(request), request.path_params["name"])
+    return JSONResponse(
+        await service_of(request).revision_diff(
+            user, ns, name, _int_param(request, "from"), _int_param(request, "to")
+        )
+    )
+
+
+@endpoint(
+    "GET",
+    "/api/v1/applications/{name}/drift",
+    "Who changed each out-of-sync field (field managers, from managedFields) and the "
+    "controller's last report (status.drift)",
+)
+async def app_drift(request: Request) -> Response:
+    user = await user_of(request)
+    ns, name = _names(_app_ns(request), request.path_params["name"])
+    return JSONResponse(await service_of(request).drift(user, ns, name))
+
+
+@endpoint(
+    "GET",
+    "/api/v1/applications/{name}/logs",
+    "Logs of a Pod of the app's tree (?podName=&namespace=&container=&tailLines=); "
+    "available: false with the API server's message when the cluster has none",
+)
+async def app_logs(request: Request) -> Response:
+    user = await user_of(request)
+    ns, name = _names(_app_ns(request), request.path_params["name"])
+    pod_ns, pod = _names(
+        request.query_params.get("namespace") or "", request.query_params.get("podName") or ""
+    )
+    tail = min(_int_param(request, "tailLines", 1000), 10000)
+    return JSONResponse(
+        await service_of(request).pod_logs(
+            user, ns, name, pod_ns, pod, request.query_params.get("container") or None, tail
+        )
+    )
 
 
 @endpoint("GET", "/api/v1/applications/{name}/events", "Kubernetes Events of the Application")

@@ -21,6 +21,7 @@ from gitsail.kube import Kube, KubeConfig
 from gitsail.policy import Policy
 from gitsail.server.api import api_routes
 from gitsail.server.service import INITIAL_ADMIN_SECRET, Service
+from gitsail.server.sso import sso_routes
 from gitsail.server.state import ServerState
 from gitsail.server.ui import ui_routes
 
@@ -38,7 +39,7 @@ def make_app(service: Service) -> Starlette:
         # Unauthenticated: says it is up and which kinds it serves, nothing about objects.
         return JSONResponse({"status": "ok", "unavailable": sorted(service.state.unavailable)})
 
-    app = Starlette(routes=[*api_routes(), *ui_routes()])
+    app = Starlette(routes=[*api_routes(), *sso_routes(), *ui_routes()])
     app.add_route("/healthz", healthz)
     app.state.service = service
 

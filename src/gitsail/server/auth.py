@@ -15,7 +15,10 @@ Accounts are declared as Argo CD declares them:
 
 Tokens are JWTs (RFC 7519) signed with HMAC-SHA256 by ``server.secretkey``: ``sub`` (the
 account), ``iat``, ``nbf``, ``exp``, ``jti``, ``iss`` ``gitsail``; login sessions carry
-``typ: session``, API tokens ``typ: apiKey`` and must still be listed to be valid.
+``typ: session``, API tokens ``typ: apiKey`` and must still be listed to be valid. An OIDC
+sign-in (``gitsail.server.oidc``) gets ``typ: sso`` with ``claims``, the values of the ID
+token's claims named in ``scopes``; an AppProject role's token has ``typ: project`` and the
+subject ``proj:P:R`` (``gitsail.kinds.argo_appproject_roles``, listed in the project).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
 ISSUER = "gitsail"
 SESSION_SECONDS = 24 * 3600
 MAX_TOKEN_BYTES = 8192
+KINDS = ("session", "apiKey", "sso", "project")
 MAX_PASSWORD_BYTES = 72  # bcrypt reads no more
 _NAME = __import__("re").compile(r"^[a-z0-9]([-a-z0-9_.]{0,62}[a-z0-9])?$")
 
@@ -71,8 +75,10 @@ class Claims:
     subject: str
     token_id: str
     expires: int
-    kind: str  # "session" or "apiKey"
+    kind: str  # "session", "apiKey", "sso" (signed in through OIDC) or "project" (a role's)
     groups: tuple[str, ...] = ()
+    # sso: the values of the ID token's claims named in argocd-rbac-cm's ``scopes``
+    scope_claims: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _b64(data: bytes) -> str:
@@ -109,8 +115,10 @@ def issue_token(
     seconds: int = SESSION_SECONDS,
     now: float | None = None,
     token_id: str | None = None,
+    scope_claims: dict[str, list[str]] | None = None,
 ) -> tuple[str, Claims]:
-    """A signed token for ``subject`` valid ``seconds`` (0: no expiry, API tokens only)."""
+    """A signed token for ``subject`` valid ``seconds`` (0: no expiry, API tokens only).
+    ``scope_claims``: an OIDC sign-in's claim values (``kind`` ``sso``)."""
     issued = int(time.time() if now is None else now)
     expires = issued + seconds if seconds > 0 else 0
     jti = token_id or secrets.token_hex(16)
@@ -124,10 +132,13 @@ def issue_token(
     }
     if expires:
         payload["exp"] = expires
+    if scope_claims:
+        payload["claims"] = scope_claims
     head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     signature = _b64(hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest())
-    return f"{head}.{body}.{signature}", Claims(subject, jti, expires, kind)
+    scoped = tuple((k, tuple(v)) for k, v in (scope_claims or {}).items())
+    return f"{head}.{body}.{signature}", Claims(subject, jti, expires, kind, (), scoped)
 
 
 def verify_token(key: bytes, token: str, *, now: float | None = None) -> Claims:
@@ -155,13 +166,16 @@ def verify_token(key: bytes, token: str, *, now: float | None = None) -> Claims:
     if not isinstance(nbf, int) or current + 60 < nbf:
         raise AuthError("token is not valid yet")
     subject, jti, kind = payload.get("sub"), payload.get("jti"), payload.get("typ")
-    if (
-        not isinstance(subject, str)
-        or not isinstance(jti, str)
-        or kind not in ("session", "apiKey")
+    if not isinstance(subject, str) or not isinstance(jti, str) or kind not in KINDS:
+        raise AuthError("malformed token")
+    scoped = payload.get("claims") or {}
+    if not isinstance(scoped, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in scoped.values()
     ):
         raise AuthError("malformed token")
-    return Claims(subject, jti, expires, kind)
+    return Claims(
+        subject, jti, expires, kind, (), tuple((str(k), tuple(v)) for k, v in scoped.items())
+    )
 
 
 def csrf_token(key: bytes, session_token_id: str) -> str:

@@ -77,7 +77,9 @@ async def user_of(request: Request) -> User:
     token, from_cookie = token_of(request)
     if not token:
         raise ApiError(401, "no session: sign in (POST /api/v1/session) or send a bearer token")
-    user = service.authenticate(token)
+    user = (
+        await service.authenticate_bearer(token) if not from_cookie else service.authenticate(token)
+    )
     if from_cookie and request.method in UNSAFE:
         expected = csrf_token(service.signing_key(), user.claims.token_id)
         given = request.headers.get(CSRF_HEADER, "")

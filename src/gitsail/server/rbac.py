@@ -9,8 +9,11 @@ The ConfigMap's keys, as Argo CD documents them:
 - ``policy.default``: the role every authenticated user has (e.g. ``role:readonly``).
 - ``policy.matchMode``: ``glob`` (default: ``*`` matches any run of characters, ``/``
   included) or ``regex`` (each pattern a full-match regular expression).
-- ``scopes``: the token claims that name groups (``[groups]`` by default); used for OIDC
-  tokens only, kept here so a caller can read it.
+- ``scopes``: the ID token claims whose values are a user's groups (``[groups]`` by
+  default); for users signed in through OIDC.
+
+AppProject roles (``Policy.with_project_roles``) add their ``p`` lines, each bounded to its
+project's objects whatever its pattern, and ``g, GROUP, proj:P:R`` for their groups.
 
 Evaluation: every ``p`` line whose subject is the user, one of the user's groups, or a role
 any of them reaches through ``g`` lines (the default role too), and whose resource, action
@@ -35,6 +38,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+from gitsail.kinds.argo_appproject_roles import RoleError, role_rules, roles_of
+from gitsail.model import Obj
 
 __all__ = [
     "BUILTIN_POLICY",
@@ -85,6 +91,7 @@ class Rule:
     action: str
     obj: str
     allow: bool
+    prefix: str = ""  # a project role's: objects outside it never match
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ class Policy:
         for rule in self.rules:
             if rule.subject not in subjects:
                 continue
+            if rule.prefix and not obj.startswith(rule.prefix):
+                continue
             if not (
                 _match(rule.resource, resource, self.regex)
                 and _match(rule.action, action, self.regex)
@@ -129,6 +138,59 @@ class Policy:
                 return False
             allowed = True
         return allowed
+
+    def with_project_roles(self, projects: Iterable[Obj]) -> tuple[Policy, list[str]]:
+        """This policy plus the roles of ``projects`` (AppProjects): their ``p`` lines,
+        limited to the project's own objects, and ``g, GROUP, proj:P:R`` for each of a
+        role's groups. A role that cannot be read is left out whole; its error is returned."""
+        rules = list(self.rules)
+        groups = {k: set(v) for k, v in self.groups.items()}
+        errors = []
+        for project in projects:
+            try:
+                roles = roles_of(project)
+            except RoleError as exc:  # the project's roles cannot be read: none counts
+                errors.append(str(exc))
+                continue
+            parsed = []
+            for role in roles:
+                try:
+                    parsed.append((role, role_rules(role)))
+                except RoleError as exc:  # this role grants nothing; the others do
+                    errors.append(str(exc))
+            for role, role_lines in parsed:
+                if self.regex:
+                    # The object must still be inside the project: a pattern such as
+                    # "p/.*|other/.*" is bounded by the prefix check, not trusted.
+                    try:
+                        for line in role_lines:
+                            for pattern in (line.resource, line.action, line.obj):
+                                if pattern != "*":
+                                    _compile(pattern, True)
+                    except re.error:
+                        errors.append(f"project {role.project} role {role.name}: a bad regex")
+                        continue
+                for line in role_lines:
+                    rules.append(
+                        Rule(
+                            line.subject,
+                            line.resource,
+                            line.action,
+                            line.obj,
+                            line.allow,
+                            f"{line.project}/",
+                        )
+                    )
+                for group in role.groups:
+                    groups.setdefault(group, set()).add(role.subject)
+        combined = Policy(
+            rules=tuple(rules),
+            groups={k: frozenset(v) for k, v in groups.items()},
+            default=self.default,
+            regex=self.regex,
+            scopes=self.scopes,
+        )
+        return combined, errors
 
 
 @lru_cache(maxsize=4096)

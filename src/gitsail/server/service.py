@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import secrets
@@ -24,24 +25,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError
 from gitsail.cli.operation import (
     API_VERSION,
     ApplicationGone,
+    NoOperation,
     OperationInProgress,
     check_sync_allowed,
     request_operation,
     request_refresh,
+    request_termination,
     sync_operation,
 )
 from gitsail.controller.events import EventRecorder
 from gitsail.kinds.argo_application import App, AppSpecError
 from gitsail.kinds.argo_appproject_admission import in_process_admission
+from gitsail.kinds.argo_appproject_roles import (
+    RoleError,
+    create_role_token,
+    delete_role_token,
+    roles_of,
+    token_ids,
+)
 from gitsail.kinds.flux_receiver import REQUESTED_AT, rfc3339_nano
 from gitsail.kube import Conflict, Kube, KubeError, NotFound
 from gitsail.model import Obj, ResourceKey
 from gitsail.policy import Policy
-from gitsail.render import Renderer
+from gitsail.render import Renderer, RenderError
 from gitsail.server.auth import (
     Account,
     AuthError,
@@ -53,10 +65,13 @@ from gitsail.server.auth import (
     verify_password,
     verify_token,
 )
+from gitsail.server.history import drift_rows, revision_diff, tree_pod
+from gitsail.server.oidc import OidcError, OidcProvider, claim_values, parse_oidc_config
 from gitsail.server.rbac import Policy as RbacPolicy
 from gitsail.server.rbac import RbacError, app_object, parse_policy
 from gitsail.server.state import KINDS, KindSpec, ServerState
-from gitsail.source import GitSource, HelmRepoSource
+from gitsail.server.views import resource_tree
+from gitsail.source import GitSource, HelmRepoSource, SourceError
 
 __all__ = ["ApiError", "Service", "User"]
 
@@ -65,6 +80,7 @@ log = logging.getLogger(__name__)
 INITIAL_ADMIN_SECRET = "argocd-initial-admin-secret"  # noqa: S105 (a name)
 DIFF_CACHE_SECONDS = 30.0
 DIFF_CONCURRENCY = 2
+MAX_COOKIE_TOKEN = 4000  # browsers keep cookies of at most 4096 bytes
 MAX_DECISIONS = 100_000  # remembered RBAC decisions (cleared whenever the policy changes)
 
 
@@ -93,9 +109,12 @@ class Service:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     revoked: dict[str, int] = field(default_factory=dict)  # session token id -> expiry
     _rbac: tuple[str, RbacPolicy] | None = None
+    _oidc: tuple[str, OidcProvider | None] | None = None
+    oidc_transport: httpx.AsyncBaseTransport | None = None  # unit tests: an in-memory issuer
     _decisions: dict[tuple[str, tuple[str, ...], str, str, str], bool] = field(default_factory=dict)
     _engine: AppEngine | None = None
     _diffs: dict[tuple[str, str, str], tuple[float, Comparison]] = field(default_factory=dict)
+    _renders: dict[tuple[str, str, str, str], tuple[Obj, ...]] = field(default_factory=dict)
     _diff_gate: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(DIFF_CONCURRENCY)
     )
@@ -218,6 +237,10 @@ class Service:
             raise ApiError(401, f"invalid session: {exc}") from None
         if claims.token_id in self.revoked:
             raise ApiError(401, "invalid session: token is revoked")
+        if claims.kind == "sso":
+            return self._sso_user(claims)
+        if claims.kind == "project":
+            return self._project_user(claims)
         account = self.accounts().get(claims.subject)
         if account is None or not account.enabled:
             raise ApiError(401, f"invalid session: account {claims.subject} is not enabled")
@@ -226,6 +249,160 @@ class Service:
         ):
             raise ApiError(401, "invalid session: token is revoked")
         return User(claims.subject, claims)
+
+    async def authenticate_bearer(self, token: str) -> User:
+        """A bearer token: one of this server's, or else an ID token of the OIDC issuer
+        (what ``argocd login --sso`` sends), verified as at sign-in but for the nonce,
+        which only the sign-in that asked for it knows."""
+        try:
+            return self.authenticate(token)
+        except ApiError as first:
+            try:
+                provider = self.oidc()
+            except ApiError:
+                provider = None
+            if provider is None or not _is_rs256(token):
+                raise first from None
+        try:
+            id_claims = await provider.verify(token, nonce=None)
+        except OidcError as exc:
+            raise ApiError(401, f"invalid session: {exc}") from None
+        subject = self._sso_subject(id_claims)
+        try:
+            values = claim_values(id_claims, self.rbac().scopes)
+        except OidcError as exc:
+            raise ApiError(401, f"invalid session: {exc}") from None
+        scoped = tuple((k, tuple(v)) for k, v in values.items())
+        jti = str(id_claims.get("jti") or hashlib.sha256(token.encode()).hexdigest()[:32])
+        claims = Claims(subject, jti, int(id_claims.get("exp") or 0), "sso", (), scoped)
+        if claims.token_id in self.revoked:
+            raise ApiError(401, "invalid session: token is revoked")
+        return self._sso_user(claims)
+
+    def _sso_user(self, claims: Claims) -> User:
+        """A user signed in through OIDC: their RBAC subjects besides the name are the
+        values of the claims ``scopes`` names now (a claim removed from ``scopes`` stops
+        counting at once; one added counts from the next sign-in)."""
+        if self.oidc() is None:
+            raise ApiError(401, "invalid session: SSO is no longer configured")
+        scopes = self.rbac().scopes
+        groups = tuple(v for name, values in claims.scope_claims if name in scopes for v in values)
+        return User(claims.subject, claims, groups)
+
+    def _project_user(self, claims: Claims) -> User:
+        """A project role's token: valid while the role exists and lists the token's id."""
+        parts = claims.subject.split(":")
+        if len(parts) != 3 or parts[0] != "proj":
+            raise ApiError(401, "invalid session: not a project role's token")
+        _, project, role = parts
+        obj = self.state.get("projects", self.control_namespace, project) if project else None
+        if obj is None:
+            raise ApiError(401, f"invalid session: project {project} does not exist")
+        try:
+            names = {r.name for r in roles_of(obj)}
+        except RoleError:
+            names = set()
+        if role not in names:
+            raise ApiError(401, f"invalid session: project {project} has no role {role}")
+        if claims.token_id not in token_ids(obj, role):
+            raise ApiError(401, "invalid session: token is revoked")
+        return User(claims.subject, claims)
+
+    # -- OIDC ---------------------------------------------------------------------------
+
+    def oidc(self) -> OidcProvider | None:
+        """The issuer of ``oidc.config`` (None when SSO is not configured); 503 when the
+        configuration cannot be used. Kept (with its cached keys) until the settings change."""
+        version = (
+            f"{self.state.settings_version('argocd-cm')}/"
+            f"{self.state.settings_version('argocd-secret')}"
+        )
+        if self._oidc is None or self._oidc[0] != version:
+            try:
+                config = parse_oidc_config(
+                    self.state.settings_data("argocd-cm"), self.state.settings_data("argocd-secret")
+                )
+            except OidcError as exc:
+                raise ApiError(503, f"SSO is misconfigured: {exc}") from None
+            old = self._oidc[1] if self._oidc is not None else None
+            if config is None:
+                provider = None
+            elif old is not None and old.config == config:
+                provider = old
+            else:
+                provider = OidcProvider(config, transport=self.oidc_transport)
+            self._oidc = (version, provider)
+        return self._oidc[1]
+
+    def external_url(self) -> str:
+        """``url`` of ``argocd-cm``: the server's address as browsers see it ("" unset)."""
+        return str(self.state.settings_data("argocd-cm").get("url") or "").rstrip("/")
+
+    def _sso_subject(self, id_claims: dict[str, Any]) -> str:
+        """The ID token's ``sub``; refused when it is a local account's or a project role's
+        name, or a role's: a sign-in elsewhere never becomes a local identity."""
+        subject = str(id_claims["sub"])
+        if subject in self.accounts() or subject.startswith(("proj:", "role:")):
+            raise ApiError(
+                401, f"SSO subject {subject!r} is a local account or a role name: refused"
+            )
+        return subject
+
+    async def sso_login(self, id_claims: dict[str, Any]) -> tuple[str, Claims]:
+        """A session for the verified ID token's subject, with the values of the claims
+        ``scopes`` names. Refused for a subject that is a local account's or a project
+        role's name: a sign-in elsewhere never becomes a local identity."""
+        subject = self._sso_subject(id_claims)
+        try:
+            values = claim_values(id_claims, self.rbac().scopes)
+        except OidcError as exc:
+            raise ApiError(401, f"SSO sign-in refused: {exc}") from None
+        token, claims = issue_token(self.signing_key(), subject, kind="sso", scope_claims=values)
+        if len(token) > MAX_COOKIE_TOKEN:
+            raise ApiError(401, "SSO sign-in refused: the groups do not fit in a session cookie")
+        return token, claims
+
+    async def create_project_token(
+        self, user: User, project: str, role: str, seconds: int, token_id: str | None
+    ) -> dict[str, Any]:
+        """A token of a project role, recorded in the AppProject (``projects, update``)."""
+        self.get(user, "projects", self.control_namespace, project, "update")
+        if seconds < 0 or seconds > 10 * 365 * 24 * 3600:
+            raise ApiError(422, "expiresIn is between 0 (no expiry) and ten years in seconds")
+        try:
+            token, record = await create_role_token(
+                self.kube,
+                self.control_namespace,
+                project,
+                role,
+                self.signing_key(),
+                seconds=seconds,
+                token_id=token_id,
+            )
+        except RoleError as exc:
+            raise ApiError(404 if "has no role" in str(exc) else 400, str(exc)) from None
+        obj = self.state.get("projects", self.control_namespace, project) or {}
+        await self._audit(
+            {**obj, "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject"},
+            "ResourceUpdated",
+            f"{user.name} created a token of role {role} (id {record['id']})",
+        )
+        return {"token": token}
+
+    async def delete_project_token(
+        self, user: User, project: str, role: str, issued_at: int
+    ) -> None:
+        self.get(user, "projects", self.control_namespace, project, "update")
+        try:
+            await delete_role_token(self.kube, self.control_namespace, project, role, issued_at)
+        except RoleError as exc:
+            raise ApiError(404, str(exc)) from None
+        obj = self.state.get("projects", self.control_namespace, project) or {}
+        await self._audit(
+            {**obj, "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject"},
+            "ResourceUpdated",
+            f"{user.name} deleted the token of role {role} issued at {issued_at}",
+        )
 
     async def create_api_token(self, user: User, account_name: str, seconds: int) -> dict[str, Any]:
         """A new API token of ``account_name`` (``apiKey`` capability), recorded in
@@ -282,9 +459,20 @@ class Service:
 
     # -- permissions ------------------------------------------------------------------
 
+    def _projects(self) -> list[Obj]:
+        """The AppProjects of the control namespace (only those define roles)."""
+        return [
+            p
+            for p in self.state.items("projects")
+            if (p.get("metadata") or {}).get("namespace") == self.control_namespace
+        ]
+
     def rbac(self) -> RbacPolicy:
-        """The policy of ``argocd-rbac-cm``, parsed again only when the ConfigMap changed."""
-        version = self.state.settings_version("argocd-rbac-cm")
+        """The policy of ``argocd-rbac-cm`` and of the AppProjects' roles, built again only
+        when the ConfigMap or a project changed."""
+        version = (
+            f"{self.state.settings_version('argocd-rbac-cm')}/{self.state.version('projects')}"
+        )
         if self._rbac is None or self._rbac[0] != version:
             data = self.state.settings_data("argocd-rbac-cm")
             try:
@@ -292,6 +480,9 @@ class Service:
             except RbacError as exc:
                 log.error("argocd-rbac-cm is refused (only the built-in policy applies): %s", exc)
                 policy = parse_policy(None)
+            policy, refused = policy.with_project_roles(self._projects())
+            for error in refused:
+                log.error("an AppProject role is refused (it grants nothing): %s", error)
             self._rbac = (version, policy)
             self._decisions.clear()
         return self._rbac[1]
@@ -444,35 +635,31 @@ class Service:
         return written
 
     async def terminate(self, user: User, namespace: str, name: str) -> Obj:
-        """Withdraw a sync the controller has not started yet (its ``operation`` field).
+        """Stop the Application's operation (``gitsail.cli.operation.request_termination``).
 
-        A running operation cannot be stopped: the controller has no termination yet, so
-        that is refused rather than pretended.
+        A running one is asked to stop as Argo CD does, through the Application only:
+        ``status.operationState.phase`` becomes ``Terminating``. The controller checks it
+        before each sync wave and while it waits, starts nothing more and ends the operation
+        as Failed, "Operation terminated". One the controller has not started yet is
+        withdrawn (its ``operation`` field removed).
         """
-        current = self.get(user, "applications", namespace, name, "sync")
-        if not current.get("operation"):
-            raise ApiError(400, "Unable to terminate operation. No operation is in progress")
-        state = (current.get("status") or {}).get("operationState") or {}
-        if state.get("phase") == "Running":
-            raise ApiError(
-                501,
-                "terminating a running operation is not supported by gitsail yet; "
-                "it ends when its sync does",
-            )
-        version = (current.get("metadata") or {}).get("resourceVersion")
+        self.get(user, "applications", namespace, name, "sync")
         try:
-            obj = await self.kube.merge_patch(
-                API_VERSION,
-                "Application",
-                name,
-                {"metadata": {"resourceVersion": version}, "operation": None},
-                namespace,
-            )
+            obj, what = await request_termination(self.kube, namespace, name)
+        except NoOperation as exc:
+            raise ApiError(400, str(exc)) from None
+        except ApplicationGone as exc:
+            raise ApiError(404, str(exc)) from None
         except Conflict:
-            raise ApiError(
-                409, "the operation changed meanwhile (it may have started); retry"
-            ) from None
-        await self._audit(obj, "OperationTerminated", f"{user.name} withdrew the pending operation")
+            raise ApiError(409, "the operation kept changing meanwhile; retry") from None
+        if what == "terminating":
+            await self._audit(
+                obj, "OperationTerminated", f"{user.name} terminated the running operation"
+            )
+        elif what == "withdrawn":
+            await self._audit(
+                obj, "OperationTerminated", f"{user.name} withdrew the pending operation"
+            )
         return obj
 
     async def delete(self, user: User, namespace: str, name: str, cascade: bool) -> None:
@@ -551,6 +738,120 @@ class Service:
         self._diffs[key] = (time.monotonic(), comparison)
         return comparison
 
+    async def _render_entry(self, obj: Obj, entry: dict[str, Any]) -> tuple[Obj, ...]:
+        """The objects a history entry deployed: its source at its revision, rendered again
+        (the entry's own source when it has one, so a later change of path shows)."""
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        source = entry.get("source")
+        if (
+            isinstance(source, dict)
+            and source.get("repoURL")
+            and isinstance(spec.get("source"), dict)
+        ):
+            obj = {**obj, "spec": {**spec, "source": source}}
+        revision = str(entry.get("revision") or "")
+        if not revision:
+            raise ApiError(400, f"history entry {entry.get('id')} names no revision")
+        key = (
+            str(meta.get("namespace")),
+            str(meta.get("name")),
+            json.dumps(source, sort_keys=True),
+            revision,
+        )
+        cached = self._renders.get(key)
+        if cached is not None:
+            return cached
+        try:
+            app = App.from_application(obj)
+        except AppSpecError as exc:
+            raise ApiError(400, f"the application's spec cannot be read: {exc}") from None
+        async with self._diff_gate:
+            try:
+                engine = self.engine()
+                artifact = await engine.fetch(app, revision)
+                rendered = await engine.render(app, artifact)
+            except (SourceError, RenderError, KubeError) as exc:
+                raise ApiError(502, f"revision {revision[:12]} cannot be rendered: {exc}") from None
+        if len(self._renders) > 50:
+            self._renders.clear()
+        self._renders[key] = rendered.manifests
+        return rendered.manifests
+
+    async def revision_diff(
+        self, user: User, namespace: str, name: str, from_id: int, to_id: int
+    ) -> dict[str, Any]:
+        """The resources that differ between two history entries (Secrets masked)."""
+        obj = self.get(user, "applications", namespace, name)
+        entries = {
+            h.get("id"): h
+            for h in (obj.get("status") or {}).get("history") or []
+            if isinstance(h, dict)
+        }
+        ends = []
+        for wanted in (from_id, to_id):
+            entry = entries.get(wanted)
+            if entry is None:
+                raise ApiError(404, f"application {name} has no history entry {wanted}")
+            ends.append(entry)
+        old, new = [await self._render_entry(obj, e) for e in ends]
+        destination = str(((obj.get("spec") or {}).get("destination") or {}).get("namespace") or "")
+        labels = [f"#{e.get('id')} {str(e.get('revision') or '')[:12]}" for e in ends]
+        return {
+            "from": {"id": from_id, "revision": ends[0].get("revision")},
+            "to": {"id": to_id, "revision": ends[1].get("revision")},
+            "items": revision_diff(old, new, labels[0], labels[1], destination),
+        }
+
+    async def drift(self, user: User, namespace: str, name: str) -> dict[str, Any]:
+        """Who changed each out-of-sync field, now (managedFields) and as last reported by
+        the controller (``status.drift``)."""
+        obj = self.get(user, "applications", namespace, name)
+        comparison = await self.compare(user, namespace, name)
+        reported = (obj.get("status") or {}).get("drift") or []
+        return {
+            "items": drift_rows(comparison.diffs, comparison.live, self.engine().field_manager),
+            "reported": [r for r in reported if isinstance(r, dict)][:500],
+        }
+
+    async def pod_logs(
+        self,
+        user: User,
+        namespace: str,
+        name: str,
+        pod_namespace: str,
+        pod: str,
+        container: str | None,
+        tail_lines: int,
+    ) -> dict[str, Any]:
+        """The logs of a Pod of the app's tree (``logs, get`` on the app). A cluster that
+        has none (kwok's Pods have no kubelet) answers with ``available: false`` and the
+        API server's message."""
+        obj = self.get(user, "applications", namespace, name)
+        self.require(user, "logs", "get", self.object_of(KINDS["applications"], obj))
+        tree = resource_tree(obj, await self.state.derived_items())
+        if tree_pod(tree["nodes"], pod_namespace, pod) is None:
+            raise ApiError(404, f"pod {pod_namespace}/{pod} is not in application {name}'s tree")
+        out: dict[str, Any] = {
+            "namespace": pod_namespace,
+            "podName": pod,
+            "container": container or "",
+        }
+        try:
+            text = await self.kube.pod_logs(
+                pod, pod_namespace, container=container, tail_lines=tail_lines
+            )
+        except NotFound:
+            raise ApiError(404, f"pod {pod_namespace}/{pod} not found") from None
+        except KubeError as exc:
+            return {**out, "available": False, "content": "", "message": str(exc)}
+        return {
+            **out,
+            "available": bool(text),
+            "content": text,
+            "message": "" if text else "the pod has written no logs",
+        }
+
     # -- Flux actions -----------------------------------------------------------------
 
     async def flux_action(
@@ -576,6 +877,16 @@ class Service:
             raise ApiError(404, f"{spec.kind} {name} not found in namespace {namespace}") from None
         await self._audit(obj, "ResourceUpdated", f"{user.name} requested {action}")
         return obj
+
+
+def _is_rs256(token: str) -> bool:
+    """Whether a token's header says RS256 (an issuer's ID token, not one of ours)."""
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError):
+        return False
+    return isinstance(header, dict) and header.get("alg") == "RS256"
 
 
 def _resource_keys(value: Any) -> list[ResourceKey]:

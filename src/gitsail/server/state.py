@@ -110,6 +110,7 @@ class ServerState:
         self._derived_lock = asyncio.Lock()
         self._listeners: set[asyncio.Queue[Change | None]] = set()
         self._pumps: list[asyncio.Task[None]] = []
+        self._changes: dict[str, int] = {}  # kind path -> changes seen (memo keys)
 
     async def start(self) -> None:
         for name, kind in (
@@ -170,6 +171,11 @@ class ServerState:
                     return obj
         return None
 
+    def version(self, path: str) -> int:
+        """How many changes of a kind were seen: a memo of what is derived from it is
+        stale once this moves."""
+        return self._changes.get(path, 0)
+
     def settings_version(self, name: str) -> str:
         """The resourceVersion of a settings object ("" when it does not exist)."""
         cache = self.settings.get(name)
@@ -213,6 +219,7 @@ class ServerState:
             while True:
                 event = await queue.get()
                 change = Change(path, event.type, event.object)
+                self._changes[path] = self._changes.get(path, 0) + 1
                 for listener in list(self._listeners):
                     try:
                         listener.put_nowait(change)

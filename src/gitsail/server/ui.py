@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from gitsail.kube import InvalidName, check_names
 from gitsail.server.auth import SESSION_SECONDS, csrf_token
+from gitsail.server.history import drift_rows
 from gitsail.server.http import COOKIE, form_of, service_of, user_of
 from gitsail.server.service import ApiError, User
 from gitsail.server.state import KINDS
@@ -105,8 +106,22 @@ def _names(namespace: str, name: str) -> tuple[str, str]:
 # -- sign in and out ------------------------------------------------------------------
 
 
+def _sso_name(request: Request) -> str:
+    """The SSO button's provider name ("" without SSO, or with a broken configuration)."""
+    try:
+        provider = service_of(request).oidc()
+    except ApiError:
+        return ""
+    return provider.config.name if provider is not None else ""
+
+
 async def login_page(request: Request) -> Response:
-    return _render(request, "login.html", next=_safe_next(request.query_params.get("next")))
+    return _render(
+        request,
+        "login.html",
+        next=_safe_next(request.query_params.get("next")),
+        sso=_sso_name(request),
+    )
 
 
 def _safe_next(value: str | None) -> str:
@@ -120,14 +135,27 @@ async def login_submit(request: Request) -> Response:
     try:
         form = _Form(await form_of(request))
     except ApiError as exc:
-        return _render(request, "login.html", exc.status, error=exc.message, next="/applications")
+        return _render(
+            request,
+            "login.html",
+            exc.status,
+            error=exc.message,
+            next="/applications",
+            sso=_sso_name(request),
+        )
     username, password = form.get("username"), form.get("password")
     target = _safe_next(form.get("next"))
     try:
         token, _ = await service_of(request).login(username, password)
     except ApiError as exc:
         return _render(
-            request, "login.html", exc.status, error=exc.message, next=target, username=username
+            request,
+            "login.html",
+            exc.status,
+            error=exc.message,
+            next=target,
+            username=username,
+            sso=_sso_name(request),
         )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -263,9 +291,12 @@ async def application_diff(request: Request) -> Response:
     async def run() -> Response:
         user = await user_of(request)
         ns, name = _names(request.path_params["namespace"], request.path_params["name"])
-        comparison = await service_of(request).compare(user, ns, name)
+        service = service_of(request)
+        comparison = await service.compare(user, ns, name)
         diffs = sorted(comparison.diffs, key=lambda d: d.key)
         mode = "split" if request.query_params.get("mode") == "split" else "unified"
+        obj = service.get(user, "applications", ns, name)
+        reported = ((obj.get("status") or {}).get("drift")) or []
         return _render(
             request,
             "app_diff.html",
@@ -275,6 +306,8 @@ async def application_diff(request: Request) -> Response:
             name=name,
             revision=comparison.artifact.revision,
             yaml=_yaml,
+            drift=drift_rows(comparison.diffs, comparison.live, service.engine().field_manager),
+            reported=[r for r in reported if isinstance(r, dict)][:500],
         )
 
     return await _guard(request, run)
@@ -286,6 +319,33 @@ def _yaml(obj: Any) -> str:
     if obj is None:
         return ""
     return str(yaml.safe_dump(obj, sort_keys=True, default_flow_style=False))
+
+
+async def application_history_diff(request: Request) -> Response:
+    async def run() -> Response:
+        user = await user_of(request)
+        ns, name = _names(request.path_params["namespace"], request.path_params["name"])
+        try:
+            ends = [int(request.query_params.get(k) or "") for k in ("from", "to")]
+        except ValueError:
+            raise ApiError(400, "from and to are ids of history entries") from None
+        result = await service_of(request).revision_diff(user, ns, name, ends[0], ends[1])
+        return _render(request, "history_diff.html", result=result)
+
+    return await _guard(request, run)
+
+
+async def application_logs(request: Request) -> Response:
+    async def run() -> Response:
+        user = await user_of(request)
+        ns, name = _names(request.path_params["namespace"], request.path_params["name"])
+        pod_ns, pod = _names(
+            request.query_params.get("namespace") or "", request.query_params.get("podName") or ""
+        )
+        logs = await service_of(request).pod_logs(user, ns, name, pod_ns, pod, None, 1000)
+        return _render(request, "logs.html", logs=logs)
+
+    return await _guard(request, run)
 
 
 async def application_events(request: Request) -> Response:
@@ -337,8 +397,9 @@ async def application_action(request: Request) -> Response:
             await service.rollback(user, ns, name, history_id, bool(form.get("prune")), False)
             message = f"Rollback to {history_id} requested"
         elif action == "terminate":
-            await service.terminate(user, ns, name)
-            message = "Operation withdrawn"
+            obj = await service.terminate(user, ns, name)
+            phase = ((obj.get("status") or {}).get("operationState") or {}).get("phase")
+            message = "Termination requested" if phase == "Terminating" else "Operation withdrawn"
         elif action == "delete":
             await service.delete(user, ns, name, bool(form.get("cascade")))
             return RedirectResponse("/applications", status_code=303)
@@ -465,6 +526,8 @@ def ui_routes() -> list[Route | Mount]:
         Route("/applications/{namespace}/{name}", application),
         Route("/applications/{namespace}/{name}/diff", application_diff),
         Route("/applications/{namespace}/{name}/events", application_events),
+        Route("/applications/{namespace}/{name}/history-diff", application_history_diff),
+        Route("/applications/{namespace}/{name}/logs", application_logs),
         Route("/applications/{namespace}/{name}/{action}", application_action, methods=["POST"]),
         Route("/flux", flux),
         Route("/flux/{kind}/{namespace}/{name}/{action}", flux_action, methods=["POST"]),

@@ -323,7 +323,48 @@ def resource_tree(app: Obj, derived: Mapping[str, Sequence[Obj]]) -> dict[str, A
         nodes.append(node)
         seen.add((str(node["namespace"]), str(node["kind"]), str(node["name"])))
         children(node, 1)
+    # The last operation's hooks (a PreSync Job...): not managed resources, but their Pods
+    # and logs are what one looks at when a hook fails.
+    result = ((app.get("status") or {}).get("operationState") or {}).get("syncResult") or {}
+    for res in result.get("resources") or []:
+        if not isinstance(res, dict) or not res.get("hookType"):
+            continue
+        key = (
+            str(res.get("namespace") or ""),
+            str(res.get("kind") or ""),
+            str(res.get("name") or ""),
+        )
+        if key in seen or not key[1] or not key[2]:
+            continue
+        seen.add(key)
+        phase = str(res.get("hookPhase") or "")
+        node = {
+            "group": str(res.get("group") or ""),
+            "version": str(res.get("version") or ""),
+            "kind": key[1],
+            "namespace": key[0],
+            "name": key[2],
+            "status": "",
+            "health": {
+                "status": _HOOK_HEALTH.get(phase, "Unknown"),
+                "message": str(res.get("message") or ""),
+            },
+            "parentRefs": [],
+            "hook": True,
+            "hookType": str(res.get("hookType")),
+        }
+        nodes.append(node)
+        children(node, 1)
     return {"nodes": nodes}
+
+
+_HOOK_HEALTH = {
+    "Succeeded": "Healthy",
+    "Running": "Progressing",
+    "Failed": "Degraded",
+    "Error": "Degraded",
+    "Terminating": "Progressing",
+}
 
 
 def _derived_health(obj: Obj) -> dict[str, str]:

@@ -98,6 +98,7 @@ from gitsail.sync.plan import (
 from gitsail.sync.progress import OperationProgress, ResourceResult, object_ref
 
 __all__ = [
+    "TERMINATED_MESSAGE",
     "Changes",
     "Checkpoint",
     "LiveLookup",
@@ -106,6 +107,7 @@ __all__ = [
     "SyncError",
     "SyncRequest",
     "SyncResult",
+    "Terminated",
     "run_sync",
 ]
 
@@ -169,11 +171,14 @@ class SyncResult:
     message: str
     resources: tuple[ResourceResult, ...] = ()
     inventory: Inventory | None = None  # what the owner holds now (None: unchanged)
+    terminated: bool = False  # stopped on request (Argo CD's "Operation terminated")
 
 
 Progress = Callable[[ResourceResult], None]
 LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
 Checkpoint = Callable[[OperationProgress], Awaitable[None]]
+Terminated = Callable[[], Awaitable[bool]]
+TERMINATED_MESSAGE = "Operation terminated"
 
 
 class Changes(Protocol):
@@ -191,6 +196,10 @@ class Changes(Protocol):
 
 class _Failed(Exception):
     pass
+
+
+class _Terminated(Exception):
+    """The operation was asked to stop: raised between steps and while waiting."""
 
 
 def _behind(live: Obj | None, written: Obj) -> bool:
@@ -230,6 +239,7 @@ class _Seams:
     changes: Changes | None
     checkpoint: Checkpoint | None
     clock: Callable[[], float]
+    terminated: Terminated | None = None
 
 
 class _Operation:
@@ -273,9 +283,38 @@ class _Operation:
     def token(self) -> int:
         return self.seams.changes.seen() if self.seams.changes is not None else 0
 
+    async def stop_if_terminated(self) -> None:
+        """Raise ``_Terminated`` when the operation was asked to stop (checked before each
+        step and on each pause of a wait, so a termination ends a long health wait too)."""
+        if self.seams.terminated is not None and await self.seams.terminated():
+            raise _Terminated(TERMINATED_MESSAGE)
+
+    async def stop_running_hooks(self) -> None:
+        """On termination, delete the hook objects this operation started that still run
+        (as Argo CD does): only the object it created (its uid), in the background."""
+        for result in list(self.results.values()):
+            if not result.hook_type or result.hook_phase != "Running" or not result.uid:
+                continue
+            key = result.key
+            api_version = f"{key.group}/{result.version}" if key.group else result.version
+            message = "terminated"
+            try:
+                await self.kube.delete(
+                    api_version,
+                    key.kind,
+                    key.name,
+                    key.namespace or None,
+                    propagation="Background",
+                    preconditions={"uid": result.uid},
+                )
+            except KubeError as exc:  # gone, or another object now: nothing of ours to stop
+                message = f"terminated; not deleted: {exc.message}"
+            self.record(replace(result, hook_phase="Failed", message=message))
+
     async def pause(self, token: int, deadline: float, interval: float | None = None) -> None:
         """Until something changed since ``token`` (at most ``recheck_interval``), or the
         poll interval without watch events; never past ``deadline``."""
+        await self.stop_if_terminated()
         remaining = max(0.0, deadline - self.clock())
         changes = self.seams.changes
         if changes is None or interval is not None:
@@ -857,6 +896,7 @@ async def run_sync(
     changes: Changes | None = None,
     checkpoint: Checkpoint | None = None,
     clock: Callable[[], float] = time.monotonic,
+    terminated: Terminated | None = None,
 ) -> SyncResult:
     """Run one sync operation; never raises for cluster errors (they become the result).
 
@@ -865,8 +905,12 @@ async def run_sync(
     (default: read again every ``poll_interval``). ``checkpoint`` is told the progress when
     a step starts, a hook starts or ends and a health wait begins, so that a restarted
     caller can pass it back as ``SyncRequest.resume``. ``clock`` measures the timeouts.
+    ``terminated`` says whether the operation was asked to stop: it is asked before each
+    step (a wave, the prunes of a phase) and on each pause of a wait; once it says yes, no
+    further step starts and the result is Failed, "Operation terminated" (no SyncFail hooks:
+    stopping was asked for, nothing failed).
     """
-    op = _Operation(kube, request, progress, _Seams(lookup, changes, checkpoint, clock))
+    op = _Operation(kube, request, progress, _Seams(lookup, changes, checkpoint, clock, terminated))
     try:
         await kube.discover()
         desired = [await op.prepare(obj) for obj in request.desired]
@@ -922,8 +966,16 @@ async def run_sync(
             raise _Failed(resume.message)
         await op.ensure_namespace()
         await _run_phases(op, tasks)
+    except _Terminated:
+        await op.stop_running_hooks()
+        results = tuple(op.results.values())
+        return SyncResult(
+            "Failed", TERMINATED_MESSAGE, results, _held(last, desired, op, dropped), True
+        )
     except _Failed as exc:
-        await _run_sync_fail_hooks(op, desired, str(exc))
+        # Asked to stop while its SyncFail hooks ran: the failure stands.
+        with contextlib.suppress(_Terminated):
+            await _run_sync_fail_hooks(op, desired, str(exc))
         results = tuple(op.results.values())
         return SyncResult("Failed", str(exc), results, _held(last, desired, op, dropped))
     except KubeError as exc:
@@ -982,6 +1034,7 @@ async def _run_phases(op: _Operation, tasks: Sequence[SyncTask]) -> None:
         )
         grouped = waves(applies, phase)
         for position, (wave, wave_tasks) in enumerate(grouped):
+            await op.stop_if_terminated()
             for task in wave_tasks:
                 if task.action is TaskAction.hook:
                     await op.run_hook(task)
@@ -991,6 +1044,8 @@ async def _run_phases(op: _Operation, tasks: Sequence[SyncTask]) -> None:
             # Health gates only what comes after: a later wave, phase or PruneLast prunes.
             if position + 1 < len(grouped) or later_work or prune_last:
                 await op.wait_healthy()
+        if prunes:
+            await op.stop_if_terminated()
         for task in prunes:
             if not task.options.flag("PruneLast") and not op.carry_over(task):
                 await op.prune(task)
