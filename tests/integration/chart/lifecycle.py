@@ -1,14 +1,16 @@
 """The chart's life in the dev cluster with its controller running as its pod would:
-`helm install` (least-privilege RBAC, one delivery namespace), the controller started with
-the live Deployment's arguments and a token of its ServiceAccount (kwok runs no containers,
-so the caller runs it: from the source checkout or from the image's filesystem), an
-Application delivered into the delivery namespace and one refused elsewhere, `helm upgrade`
+`helm install` (least-privilege RBAC, one delivery namespace), the controller and the server
+started with the live Deployments' arguments and tokens of their ServiceAccounts (kwok runs
+no containers, so the caller runs them: from the source checkout or from the image's
+filesystem), an Application delivered into the delivery namespace and one refused
+elsewhere, the server listing them and requesting a sync with its own rights, `helm upgrade`
 adding that namespace (the refused app then syncs), and `helm uninstall` leaving no object.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from gitsail.dev.cluster import Cluster, free_ports
@@ -77,6 +80,41 @@ async def _synced(api: Kube, ns: str, name: str) -> bool:
     )
 
 
+async def _start(
+    api: Kube, cluster: Cluster, ns: str, name: str, run: Runner, log: Path
+) -> tuple[subprocess.Popen[bytes], str, dict[str, Any]]:
+    """Deployment ``name``'s container run by ``run`` with its ServiceAccount's token on a
+    loopback port; returns the process, its URL and the container spec."""
+    deployment = await api.get("apps/v1", "Deployment", name, ns)
+    assert deployment is not None, name
+    pod = deployment["spec"]["template"]["spec"]
+    container: dict[str, Any] = pod["containers"][0]
+    # The pod's ServiceAccount mount is replaced by a kubeconfig with a token of the same
+    # account (``run`` adds --kubeconfig), so the server's --in-cluster goes.
+    args = [a for a in container["args"] if a != "--in-cluster"]
+    (port,) = free_ports(1)
+    args[args.index("--listen") + 1] = f"127.0.0.1:{port}"  # loopback, not the pod's IP
+    answer = await api.create_subresource(
+        "v1",
+        "ServiceAccount",
+        pod["serviceAccountName"],
+        "token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        ns,
+    )
+    proc = run(args, token_kubeconfig(cluster, str(answer["status"]["token"])), log)
+    return proc, f"http://127.0.0.1:{port}", container
+
+
+async def _healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"exited: {await asyncio.to_thread(log.read_text)}")
+    async with httpx.AsyncClient() as client:
+        with contextlib.suppress(httpx.HTTPError):
+            return (await client.get(f"{url}/healthz", timeout=2)).status_code == 200
+    return False
+
+
 async def chart_lifecycle(
     api: Kube,
     cluster: Cluster,
@@ -106,31 +144,18 @@ async def chart_lifecycle(
     one = ["--set", f"rbac.deliverNamespaces={{{deliver}}}"]
     helm(home, "install", "gitsail", str(CHART), *common, *one, "--wait=false", kubeconfig=kc)
     proc: subprocess.Popen[bytes] | None = None
+    server: subprocess.Popen[bytes] | None = None
     log = tmp_path / "controller.log"
+    server_log = tmp_path / "server.log"
     seen: dict[str, Any] = {}
     try:
-        deployment = await api.get("apps/v1", "Deployment", "gitsail-controller", control_ns)
-        assert deployment is not None
-        pod = deployment["spec"]["template"]["spec"]
-        container = pod["containers"][0]
-        seen["container"] = container
-        args = list(container["args"])
-        (port,) = free_ports(1)
-        args[args.index("--listen") + 1] = f"127.0.0.1:{port}"  # loopback, not the pod's IP
-        answer = await api.create_subresource(
-            "v1",
-            "ServiceAccount",
-            pod["serviceAccountName"],
-            "token",
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
-            control_ns,
+        proc, _, seen["container"] = await _start(
+            api, cluster, control_ns, "gitsail-controller", run, log
         )
-        kubeconfig = token_kubeconfig(cluster, str(answer["status"]["token"]))
         git_repo.commit_and_push(
             {"in/cm.yaml": configmap("inside", v="1"), "out/cm.yaml": configmap("outside", v="1")},
             "two apps",
         )
-        proc = run(args, kubeconfig, log)
         repo = public_url(git_repo)
         dest = {"server": "https://kubernetes.default.svc"}
         for name, path, ns in (("inside", "in", deliver), ("outside", "out", elsewhere)):
@@ -157,6 +182,38 @@ async def chart_lifecycle(
         assert "forbidden" in seen["refused"].lower(), seen["refused"]
         assert await api.get("v1", "ConfigMap", "outside", elsewhere) is None
 
+        # The server with its own rights: lists the apps, requests a sync (operation field).
+        server, url, _ = await _start(api, cluster, control_ns, "gitsail-server", run, server_log)
+        await eventually(
+            lambda: _healthy(server, url, server_log), timeout=90, what="server /healthz"
+        )
+        secret = await eventually(
+            lambda: api.get("v1", "Secret", "argocd-initial-admin-secret", control_ns),
+            timeout=30,
+            what="the admin's first password",
+        )
+        password = base64.b64decode(secret["data"]["password"]).decode()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            login = await client.post(
+                "/api/v1/session", json={"username": "admin", "password": password}
+            )
+            assert login.status_code == 200, login.text
+            auth = {"Authorization": f"Bearer {login.json()['token']}"}
+            listed = await client.get("/api/v1/applications", headers=auth)
+            assert listed.status_code == 200, listed.text
+            names = {a["metadata"]["name"] for a in listed.json()["items"]}
+            assert names == {"inside", "outside"}
+            before = (await app_status(api, control_ns, "inside"))["operationState"]["startedAt"]
+            synced = await client.post("/api/v1/applications/inside/sync", json={}, headers=auth)
+            assert synced.status_code == 200, synced.text
+
+        async def resynced() -> bool:
+            state = (await app_status(api, control_ns, "inside")).get("operationState") or {}
+            return state.get("startedAt") != before and state.get("phase") == "Succeeded"
+
+        await eventually(resynced, timeout=90, what="the sync the server requested")
+        assert "forbidden" not in server_log.read_text().lower(), server_log.read_text()[-3000:]
+
         # helm upgrade: a second delivery namespace; a refresh of the refused app syncs it.
         two = ["--set", f"rbac.deliverNamespaces={{{deliver},{elsewhere}}}"]
         helm(home, "upgrade", "gitsail", str(CHART), *common, *two, kubeconfig=kc)
@@ -173,8 +230,9 @@ async def chart_lifecycle(
         assert await api.get("v1", "ConfigMap", "outside", elsewhere) is not None
         assert await _synced(api, control_ns, "inside")
     finally:
-        if proc is not None:
-            stop(proc)
+        for running in (proc, server):
+            if running is not None:
+                stop(running)
         helm(home, "uninstall", "gitsail", "-n", control_ns, "--wait", kubeconfig=kc)
     # Nothing of the release is left (the CRDs were not its own here; crds.keep anyway).
     rbac = "rbac.authorization.k8s.io/v1"

@@ -33,7 +33,7 @@ async def test_chart_install_deliver_upgrade_uninstall_with_least_privilege(
     crds_installed: None,  # noqa: F811
 ) -> None:
     def run(args: list[str], kubeconfig: str, log: Path) -> subprocess.Popen[bytes]:
-        path = tmp_path / "sa-kubeconfig"
+        path = tmp_path / f"{log.stem}.kubeconfig"
         path.write_text(kubeconfig)
         path.chmod(0o600)
         with log.open("ab") as out:

@@ -172,14 +172,14 @@ async def test_chart_deployment_spec_run_from_the_image(
     home = rootfs / "home" / "gitsail"
 
     def run(args: list[str], kubeconfig: str, log: Path) -> subprocess.Popen[bytes]:
-        path = home / "kubeconfig"
+        path = home / f"{log.stem}.kubeconfig"
         path.write_text(kubeconfig)
         path.chmod(0o600)
         os.chown(path, 65532, 65532)
         argv = [
             "chroot", "--userspec=65532:65532", str(rootfs),
             "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/gitsail",
-            "/usr/local/bin/gitsail", *args, "--kubeconfig", "/home/gitsail/kubeconfig",
+            "/usr/local/bin/gitsail", *args, "--kubeconfig", f"/home/gitsail/{path.name}",
         ]  # fmt: skip
         with log.open("ab") as out:
             return subprocess.Popen(
@@ -192,5 +192,6 @@ async def test_chart_deployment_spec_run_from_the_image(
             api, cluster, control_ns, git_repo, tmp_path, run, image="127.0.0.1:5000/gitsail"
         )
     finally:
-        (home / "kubeconfig").unlink(missing_ok=True)
+        for path in home.glob("*.kubeconfig"):
+            path.unlink()
     assert seen["container"]["image"] == f"127.0.0.1:5000/gitsail:{image.version}"
