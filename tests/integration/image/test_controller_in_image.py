@@ -28,23 +28,14 @@ from tests.integration.controller.conftest import (  # noqa: F401 (fixtures)
     crds_installed,
 )
 from tests.integration.helpers import Kube, eventually
-from tests.integration.image.conftest import Image
+from tests.integration.image.conftest import Image, devices
 
 pytestmark = [pytest.mark.integration, pytest.mark.image]
 
 
-def _devices(rootfs: Path) -> None:
-    """The device nodes a runtime gives every container (the image has none)."""
-    for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("random", 1, 8), ("urandom", 1, 9)):
-        node = rootfs / "dev" / name
-        if not node.exists():
-            os.mknod(node, 0o20666, os.makedev(major, minor))
-            node.chmod(0o666)
-
-
 @pytest.fixture
 def controller_home(rootfs: Path, cluster: Cluster) -> Iterator[Path]:
-    _devices(rootfs)
+    devices(rootfs)
     home = rootfs / "home" / "gitsail"
     shutil.copy(cluster.kubeconfig, home / "kubeconfig")
     os.chown(home / "kubeconfig", 65532, 65532)
@@ -168,7 +159,7 @@ async def test_chart_deployment_spec_run_from_the_image(
     """helm install, then the in-cluster Deployment's container (its arguments, its
     ServiceAccount's token) run from the image's filesystem, then helm upgrade and
     uninstall (tests/integration/chart/lifecycle.py)."""
-    _devices(rootfs)
+    devices(rootfs)
     home = rootfs / "home" / "gitsail"
 
     def run(args: list[str], kubeconfig: str, log: Path) -> subprocess.Popen[bytes]:
