@@ -174,7 +174,9 @@ def test_values_shape_the_controller(helm_home: Path) -> None:
 
 
 def test_least_privilege_rbac_grants_wildcards_only_per_namespace(helm_home: Path) -> None:
-    objs = template(helm_home, "rbac.deliverNamespaces={web,db}")  # clusterAdmin: default off
+    objs = template(  # clusterAdmin: default off
+        helm_home, "rbac.deliverNamespaces={web,db}", "controller.extraNamespaces={team,web}"
+    )
     cluster_roles = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ClusterRole"}
     for name in ("gitsail-controller", "gitsail-server"):
         for rule in cluster_roles[name]["rules"]:
@@ -185,7 +187,7 @@ def test_least_privilege_rbac_grants_wildcards_only_per_namespace(helm_home: Pat
         for o in objs
         if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == "gitsail-controller-deliver"
     }
-    assert bindings == {"argocd", "web", "db"}
+    assert bindings == {"argocd", "web", "db", "team"}  # the watched namespaces too
     wildcard_roles = {
         name
         for name, role in cluster_roles.items()
