@@ -34,3 +34,53 @@ capabilities:
   drop:
     - ALL
 {{- end -}}
+
+{{/* The API groups of gitsail's own kinds (app/install_rbac.py OWN_GROUPS). */}}
+{{- define "gitsail.ownGroups" -}}
+- argoproj.io
+- source.toolkit.fluxcd.io
+- kustomize.toolkit.fluxcd.io
+- helm.toolkit.fluxcd.io
+- notification.toolkit.fluxcd.io
+- image.toolkit.fluxcd.io
+- bitnami.com
+- external-secrets.io
+- generators.external-secrets.io
+{{- end -}}
+
+{{/* A ClusterRoleBinding of the ClusterRole `name` to the ServiceAccount `sa` of `ns`. */}}
+{{- define "gitsail.clusterRoleBinding" }}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- .labels | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ .name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ .sa }}
+    namespace: {{ .ns }}
+{{- end }}
+
+{{/* A RoleBinding in `at` of the ClusterRole `role` to the ServiceAccount `sa` of `ns`. */}}
+{{- define "gitsail.roleBinding" }}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .name }}
+  namespace: {{ .at }}
+  labels:
+    {{- .labels | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ .role }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ .sa }}
+    namespace: {{ .ns }}
+{{- end }}

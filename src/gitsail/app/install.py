@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 
 import yaml
 
+from gitsail.app.install_rbac import controller_rbac, server_rbac
+from gitsail.app.install_vault_injector import WEBHOOK_NAME, with_vault_injector
 from gitsail.health import HealthStatus, resource_health
 from gitsail.kube import Kube
 from gitsail.model import Obj, ResourceKey
@@ -24,8 +26,11 @@ from gitsail.model import Obj, ResourceKey
 __all__ = [
     "CRD_FAMILIES",
     "DEFAULT_IMAGE",
+    "UnsafeCRDChange",
+    "check_crd_upgrade",
     "controller_manifests",
     "crd_manifests",
+    "dropped_stored_versions",
     "install_controller",
     "install_crds",
 ]
@@ -53,12 +58,64 @@ def crd_manifests(families: Iterable[str] = tuple(CRD_FAMILIES)) -> list[Obj]:
     return docs
 
 
+class UnsafeCRDChange(Exception):
+    """Applying a CRD would stop serving a version objects may still be stored in."""
+
+
+def dropped_stored_versions(crd: Obj, live: Obj | None) -> list[str]:
+    """The versions in the live CRD's ``status.storedVersions`` that ``crd`` no longer
+    serves (not listed, or ``served: false``): objects stored in them would be unreadable.
+    A live CRD whose stored versions cannot be read refuses too (nothing to compare)."""
+    if live is None:
+        return []
+    stored = (live.get("status") or {}).get("storedVersions")
+    if stored is None:
+        return []  # never stored anything yet (a CRD being created)
+    if not isinstance(stored, list) or not all(isinstance(v, str) for v in stored):
+        raise UnsafeCRDChange(
+            f"CRD {live.get('metadata', {}).get('name')}: status.storedVersions is not a "
+            "list of names; refusing to change it"
+        )
+    served = {
+        str(v.get("name"))
+        for v in (crd.get("spec") or {}).get("versions") or []
+        if isinstance(v, dict) and v.get("served", False) is True
+    }
+    return [v for v in stored if v not in served]
+
+
+async def check_crd_upgrade(kube: Kube, crds: Iterable[Obj]) -> None:
+    """Refuse (before anything is applied) CRDs that stop serving a stored version."""
+    problems = []
+    for crd in crds:
+        name = str(crd["metadata"]["name"])
+        live = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+        dropped = dropped_stored_versions(crd, live)
+        if dropped:
+            problems.append(
+                f"CRD {name}: version(s) {', '.join(dropped)} are in status.storedVersions "
+                "but would no longer be served"
+            )
+    if problems:
+        raise UnsafeCRDChange(
+            "; ".join(problems)
+            + ". Objects stored in those versions would become unreadable: migrate them to "
+            "a served version (read and write each object back), remove the version from "
+            "status.storedVersions, then install again"
+        )
+
+
 async def install_crds(
     kube: Kube, *, families: Iterable[str] = tuple(CRD_FAMILIES), wait_seconds: float = 60.0
 ) -> list[str]:
-    """Apply the families' CRDs and wait until each is Established; returns their names."""
+    """Apply the families' CRDs and wait until each is Established; returns their names.
+
+    Refuses (``UnsafeCRDChange``, nothing applied) when a CRD would stop serving a version
+    listed in the live CRD's ``status.storedVersions``."""
     names = []
-    for crd in crd_manifests(families):
+    crds = crd_manifests(families)
+    await check_crd_upgrade(kube, crds)
+    for crd in crds:
         await kube.apply(crd, field_manager="gitsail-install", force=True)
         names.append(str(crd["metadata"]["name"]))
     deadline = time.monotonic() + wait_seconds
@@ -118,40 +175,6 @@ def _pod_spec(service_account: str, container: Obj) -> Obj:
         ],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "home", "emptyDir": {}}],
     }
-
-
-def _controller_rbac(namespace: str) -> list[Obj]:
-    """ServiceAccount and a ClusterRole on everything (an Application may deliver any kind,
-    as with Argo CD's application controller; the chart's ``rbac.clusterAdmin: false``
-    narrows it)."""
-    labels = _labels(CONTROLLER)
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": CONTROLLER, "namespace": namespace, "labels": labels},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": CONTROLLER, "labels": labels},
-            "rules": [
-                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                {"nonResourceURLs": ["*"], "verbs": ["*"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": CONTROLLER, "labels": labels},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": CONTROLLER,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": CONTROLLER, "namespace": namespace}],
-        },
-    ]
 
 
 def _controller_workload(
@@ -214,19 +237,33 @@ def controller_manifests(
     replicas: int = 1,
     sealed_secrets: bool = False,
     external_secrets: bool = False,
+    vault_injector: bool = False,
+    cluster_admin: bool = False,
+    deliver_namespaces: Sequence[str] = (),
+    deliver_cluster_wide: bool = False,
+    server_diff: bool = False,
 ) -> list[Obj]:
     """Namespace, RBAC, Deployment and Service of the controller (``gitsail install``).
 
-    The controller needs to read and write any kind an Application may deliver, as Argo
-    CD's application controller does, so its ClusterRole allows every verb on every
-    resource; narrow it per cluster if your apps only manage some kinds. Replicas elect a
-    leader through a Lease in ``namespace``. ``sealed_secrets`` runs it with
-    ``--sealed-secrets`` (keys in ``kube-system``, as Bitnami's controller keeps them);
-    ``external_secrets`` with ``--external-secrets``.
+    Least privilege unless ``cluster_admin``: the controller delivers into its namespace and
+    ``deliver_namespaces`` (or every namespace's built-in kinds with
+    ``deliver_cluster_wide``); see ``gitsail.app.install_rbac``. Replicas elect a leader
+    through a Lease in ``namespace``. ``sealed_secrets`` runs it with ``--sealed-secrets``
+    (keys in ``kube-system``, as Bitnami's controller keeps them); ``external_secrets``
+    with ``--external-secrets``; ``vault_injector`` adds the RBAC of the injector's webhook
+    registration (``with_vault_injector`` turns the injector on in the Deployment).
     """
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-        *_controller_rbac(namespace),
+        *controller_rbac(
+            namespace,
+            cluster_admin=cluster_admin,
+            deliver_namespaces=deliver_namespaces,
+            deliver_cluster_wide=deliver_cluster_wide,
+            sealed_secrets=sealed_secrets,
+            external_secrets=external_secrets,
+            vault_injector=WEBHOOK_NAME if vault_injector else "",
+        ),
         *_controller_workload(
             namespace,
             image=image,
@@ -234,17 +271,24 @@ def controller_manifests(
             sealed_secrets=sealed_secrets,
             external_secrets=external_secrets,
         ),
-        *server_manifests(namespace, image=image),
+        *server_manifests(
+            namespace, image=image, deliver_namespaces=deliver_namespaces, server_diff=server_diff
+        ),
     ]
 
 
-def server_manifests(namespace: str = "argocd", *, image: str = DEFAULT_IMAGE) -> list[Obj]:
+def server_manifests(
+    namespace: str = "argocd",
+    *,
+    image: str = DEFAULT_IMAGE,
+    deliver_namespaces: Sequence[str] = (),
+    server_diff: bool = False,
+) -> list[Obj]:
     """ServiceAccount, RBAC, Deployment and Service of ``gitsail server`` (API and web UI).
 
-    Its ClusterRole is Argo CD's API server's: read everything (lists, trees, diffs), patch
-    (dry-run applies of the live diff; the Applications' and Flux objects' requests) and
-    delete, write Events (the audit trail) and Secrets (the signing key, the admin's first
-    password). It reconciles nothing; the controller does.
+    Its RBAC (``gitsail.app.install_rbac.server_rbac``): read gitsail's kinds and the
+    built-in kinds it shows, patch and delete Applications, write Events, and Secrets only
+    in its control namespace. It reconciles nothing; the controller does.
     """
     name = "gitsail-server"
     labels = _labels(name)
@@ -257,34 +301,8 @@ def server_manifests(namespace: str = "argocd", *, image: str = DEFAULT_IMAGE) -
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }
-    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": labels},
-            "rules": [
-                {
-                    "apiGroups": ["*"],
-                    "resources": ["*"],
-                    "verbs": ["get", "list", "watch", "patch", "delete"],
-                },
-                {"apiGroups": [""], "resources": ["events", "secrets"], "verbs": ["create"]},
-                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": labels},
-            "roleRef": role_ref,
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
+        *server_rbac(namespace, deliver_namespaces=deliver_namespaces, server_diff=server_diff),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -319,6 +337,10 @@ async def install_controller(
     sealed_secrets: bool = False,
     vault_injector: bool = False,
     external_secrets: bool = False,
+    cluster_admin: bool = False,
+    deliver_namespaces: Sequence[str] = (),
+    deliver_cluster_wide: bool = False,
+    server_diff: bool = False,
 ) -> list[str]:
     """Apply the controller's manifests (after the CRDs); returns what was applied."""
     applied = []
@@ -328,10 +350,13 @@ async def install_controller(
         replicas=replicas,
         sealed_secrets=sealed_secrets,
         external_secrets=external_secrets,
+        vault_injector=vault_injector,
+        cluster_admin=cluster_admin,
+        deliver_namespaces=deliver_namespaces,
+        deliver_cluster_wide=deliver_cluster_wide,
+        server_diff=server_diff,
     )
     if vault_injector:  # the controller also serves the Vault Agent injector webhook
-        from gitsail.app.install_vault_injector import with_vault_injector
-
         manifests = with_vault_injector(manifests, namespace)
     for obj in manifests:
         await kube.apply(obj, field_manager="gitsail-install", force=True)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from gitsail.model import Obj
 
-__all__ = ["PORT", "with_vault_injector"]
+__all__ = ["PORT", "WEBHOOK_NAME", "with_vault_injector"]
 
 PORT = 8443
+WEBHOOK_NAME = "gitsail-vault-agent-injector"  # the controller's --vault-injector-name default
 CONTROLLER = "gitsail-controller"  # the Deployment and Service ``controller_manifests`` names
 
 

@@ -10,11 +10,13 @@ import yaml
 from gitsail.app.install import (
     CRD_FAMILIES,
     DEFAULT_IMAGE,
+    UnsafeCRDChange,
     controller_manifests,
     crd_manifests,
     install_controller,
     install_crds,
 )
+from gitsail.app.install_rbac import validate_namespaces
 from gitsail.cli.output import console, fail
 from gitsail.kube import Kube, KubeError, load_kubeconfig
 
@@ -42,6 +44,29 @@ def install(
         "--external-secrets",
         help="the External Secrets CRDs, and the controller run with --external-secrets",
     ),
+    cluster_admin: bool = typer.Option(
+        False,
+        "--cluster-admin",
+        help="grant the controller every verb on every resource cluster-wide (Argo CD's "
+        "default); without it, it delivers only into its namespace and --deliver-namespace",
+    ),
+    deliver_namespaces: list[str] = typer.Option(
+        [],
+        "--deliver-namespace",
+        help="a namespace Applications may deliver into (repeat the flag)",
+    ),
+    deliver_cluster_wide: bool = typer.Option(
+        False,
+        "--deliver-cluster-wide",
+        help="let the controller write the built-in namespaced kinds (Secrets too) in every "
+        "namespace; cluster-scoped kinds stay refused",
+    ),
+    server_diff: bool = typer.Option(
+        False,
+        "--server-diff",
+        help="let the server read and dry-run every kind (Secrets too) in the delivery "
+        "namespaces, for its live diffs",
+    ),
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
@@ -52,7 +77,9 @@ def install(
     """Install gitsail: the CRDs it serves (Argo CD's Application, AppProject,
     ApplicationSet; Flux's GitRepository, Kustomization, Receiver; Bitnami's SealedSecret;
     --argocd, --flux or --sealed-secrets for one family) and, unless --crds-only, the
-    controller (namespace, RBAC, Deployment)."""
+    controller (namespace, RBAC, Deployment) and the server. Least privilege unless
+    --cluster-admin (docs/install.md: what each RBAC choice allows). A CRD that would stop
+    serving a version its objects are stored in is refused before anything is applied."""
     chosen_families = (
         ("argocd", argocd),
         ("flux", flux),
@@ -61,6 +88,10 @@ def install(
     )
     families = [f for f, chosen in chosen_families if chosen]
     families = families or list(CRD_FAMILIES)
+    try:
+        deliver_namespaces = validate_namespaces(deliver_namespaces)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     manifests = crd_manifests(families)
     if not crds_only:
         manifests += controller_manifests(
@@ -69,6 +100,11 @@ def install(
             replicas=replicas,
             sealed_secrets=sealed_secrets,
             external_secrets=external_secrets,
+            vault_injector=vault_injector,
+            cluster_admin=cluster_admin,
+            deliver_namespaces=deliver_namespaces,
+            deliver_cluster_wide=deliver_cluster_wide,
+            server_diff=server_diff,
         )
     if vault_injector and not crds_only:
         from gitsail.app.install_vault_injector import with_vault_injector
@@ -94,12 +130,16 @@ def install(
                     sealed_secrets=sealed_secrets,
                     vault_injector=vault_injector,
                     external_secrets=external_secrets,
+                    cluster_admin=cluster_admin,
+                    deliver_namespaces=deliver_namespaces,
+                    deliver_cluster_wide=deliver_cluster_wide,
+                    server_diff=server_diff,
                 )
             return done
 
     try:
         lines = asyncio.run(main())
-    except (KubeError, OSError, TimeoutError) as exc:
+    except (KubeError, OSError, TimeoutError, UnsafeCRDChange) as exc:
         raise fail(str(exc)) from exc
     for line in lines:
         console.print(line, highlight=False)

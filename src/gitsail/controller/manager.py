@@ -96,7 +96,15 @@ from gitsail.kinds.argo_application import (
     parse_duration,
 )
 from gitsail.kinds.status import Stalled, Transient
-from gitsail.kube import Kube, KubeError, NotFound, NotFoundKind, WatchCache, WatchEvent
+from gitsail.kube import (
+    Forbidden,
+    Kube,
+    KubeError,
+    NotFound,
+    NotFoundKind,
+    WatchCache,
+    WatchEvent,
+)
 from gitsail.kube.cache import NamedSource
 from gitsail.model import Obj
 from gitsail.policy import Policy
@@ -289,7 +297,14 @@ class _LiveCaches:
                 self._unwatchable.add(gvk)
                 return None
             cache = WatchCache(self.kube, api_version, kind)
-            await cache.start()
+            try:
+                await cache.start()
+            except Forbidden:
+                # Least-privilege RBAC (docs/install.md): no cluster-wide list of this kind;
+                # plain GETs in the delivery namespaces, drift seen at the next resync.
+                self._unwatchable.add(gvk)
+                log.info("not watching %s %s cluster-wide (forbidden)", api_version, kind)
+                return None
             for obj in cache.items():
                 self._relevant(WatchEvent("ADDED", obj))
             queue = cache.subscribe()

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from gitsail.app.install import controller_manifests, crd_manifests
+from gitsail.app.install_vault_injector import with_vault_injector
 from gitsail.dev.cluster import Cluster
 from gitsail.toolchain import find_binary
 from tests.integration.helpers import Kube, eventually
@@ -173,19 +174,71 @@ def test_values_shape_the_controller(helm_home: Path) -> None:
 
 
 def test_least_privilege_rbac_grants_wildcards_only_per_namespace(helm_home: Path) -> None:
-    objs = template(helm_home, "rbac.clusterAdmin=false", "rbac.deliverNamespaces={web,db}")
+    objs = template(  # clusterAdmin: default off
+        helm_home, "rbac.deliverNamespaces={web,db}", "controller.extraNamespaces={team,web}"
+    )
     cluster_roles = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ClusterRole"}
-    main = cluster_roles["gitsail-controller"]
-    for rule in main["rules"]:
-        assert rule.get("resources") != ["*"] or "*" not in rule.get("apiGroups", []), rule
-        assert rule.get("nonResourceURLs") != ["*"]
+    for name in ("gitsail-controller", "gitsail-server"):
+        for rule in cluster_roles[name]["rules"]:
+            assert rule.get("resources") != ["*"] or "*" not in rule.get("apiGroups", []), rule
+            assert "*" not in rule.get("nonResourceURLs", []), rule
     bindings = {
         o["metadata"]["namespace"]
         for o in objs
         if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == "gitsail-controller-deliver"
     }
-    assert bindings == {"argocd", "web", "db"}
-    assert not [o for o in objs if o["kind"] == "ClusterRoleBinding" and "deliver" in str(o)]
+    assert bindings == {"argocd", "web", "db", "team"}  # the watched namespaces too
+    wildcard_roles = {
+        name
+        for name, role in cluster_roles.items()
+        if any("*" in r.get("apiGroups", []) for r in role["rules"])
+    }
+    cluster_bound = {o["roleRef"]["name"] for o in objs if o["kind"] == "ClusterRoleBinding"}
+    assert wildcard_roles == {"gitsail-controller-deliver"}
+    assert not wildcard_roles & cluster_bound
+    admin = template(helm_home, "rbac.clusterAdmin=true")
+    role = next(o for o in admin if _key(o) == ("ClusterRole", "", "gitsail-controller"))
+    assert role["rules"][0] == {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+    assert not [o for o in admin if o["kind"] == "RoleBinding" and "deliver" in str(o)]
+
+
+# chart values -> the same choice as `controller_manifests` keyword arguments
+RBAC_CHOICES = [
+    ([], {}),
+    (["rbac.clusterAdmin=true"], {"cluster_admin": True}),
+    (
+        ["rbac.deliverNamespaces={web,db}", "rbac.serverDiff=true"],
+        {"deliver_namespaces": ["web", "db"], "server_diff": True},
+    ),
+    (
+        [
+            "rbac.deliverClusterWide=true",
+            "controller.sealedSecrets=true",
+            "controller.externalSecrets=true",
+            "controller.vaultInjector=true",
+        ],
+        {
+            "deliver_cluster_wide": True,
+            "sealed_secrets": True,
+            "external_secrets": True,
+            "vault_injector": True,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("sets", "kwargs"), RBAC_CHOICES)
+def test_every_rbac_choice_renders_what_gitsail_install_makes(
+    helm_home: Path, sets: list[str], kwargs: dict[str, Any]
+) -> None:
+    rendered = {_key(o): _without_helm(o) for o in template(helm_home, "crds.install=false", *sets)}
+    made = controller_manifests("argocd", **kwargs)
+    if kwargs.get("vault_injector"):
+        made = with_vault_injector(made, "argocd")
+    installed = {_key(o): o for o in made if o["kind"] != "Namespace"}
+    assert sorted(rendered) == sorted(installed)
+    for key, obj in installed.items():
+        assert rendered[key] == obj, key
 
 
 @pytest.mark.parametrize(
@@ -273,6 +326,8 @@ def test_server_component_renders_restricted_with_an_optional_ingress(helm_home:
         ("ServiceAccount", "gitsail-server"),
         ("ClusterRole", "gitsail-server"),
         ("ClusterRoleBinding", "gitsail-server"),
+        ("ClusterRole", "gitsail-server-control"),
+        ("RoleBinding", "gitsail-server-control"),
         ("Deployment", "gitsail-server"),
         ("Service", "gitsail-server"),
         ("Ingress", "gitsail-server"),
@@ -280,8 +335,8 @@ def test_server_component_renders_restricted_with_an_optional_ingress(helm_home:
     pod = server[("Deployment", "gitsail-server")]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["containers"][0]["args"][:4] == ["server", "--in-cluster", "--namespace", "argocd"]
-    verbs = server[("ClusterRole", "gitsail-server")]["rules"][0]["verbs"]
-    assert "create" not in verbs
-    assert "update" not in verbs
+    for rule in server[("ClusterRole", "gitsail-server")]["rules"]:
+        assert "secrets" not in rule.get("resources", []), rule
+        assert not {"create", "update"} & set(rule["verbs"]) or rule["resources"] == ["events"]
     off = template(helm_home, "server.enabled=false")
     assert not [o for o in off if "server" in o["metadata"]["name"]]

@@ -58,6 +58,8 @@ async def test_an_application_delivers_the_gitsail_chart_from_git(
                     {"name": "rbac.clusterRoleName", "value": role},
                     {"name": "server.clusterRoleName", "value": f"{role}-server"},
                     {"name": "image.repository", "value": "127.0.0.1:5000/gitsail"},
+                    # it delivers itself: ClusterRoles and CRDs (docs/install.md)
+                    {"name": "rbac.clusterAdmin", "value": "true"},
                 ],
             },
         },
@@ -70,7 +72,9 @@ async def test_an_application_delivers_the_gitsail_chart_from_git(
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == "127.0.0.1:5000/gitsail:0.1.0"
         assert container["args"][:3] == ["controller", "--namespace", namespace]
-        assert await kube_client.get("rbac.authorization.k8s.io/v1", "ClusterRole", role)
+        cluster_role = await kube_client.get("rbac.authorization.k8s.io/v1", "ClusterRole", role)
+        assert cluster_role is not None
+        assert cluster_role["rules"][0] == {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
 
         deadline = time.monotonic() + 90
         while True:

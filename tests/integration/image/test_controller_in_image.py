@@ -18,26 +18,24 @@ import pytest
 
 from gitsail.dev.cluster import Cluster, free_ports
 from gitsail.dev.gitserver import GitServer, Workdir
+from gitsail.kube import Kube as GitsailKube
 from tests.integration.app.conftest import crds  # noqa: F401 (fixture)
+from tests.integration.chart.lifecycle import chart_lifecycle
 from tests.integration.conftest import GIT_USER
+from tests.integration.controller.conftest import (  # noqa: F401 (fixtures)
+    api,
+    control_ns,
+    crds_installed,
+)
 from tests.integration.helpers import Kube, eventually
-from tests.integration.image.conftest import Image
+from tests.integration.image.conftest import Image, devices
 
 pytestmark = [pytest.mark.integration, pytest.mark.image]
 
 
-def _devices(rootfs: Path) -> None:
-    """The device nodes a runtime gives every container (the image has none)."""
-    for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("random", 1, 8), ("urandom", 1, 9)):
-        node = rootfs / "dev" / name
-        if not node.exists():
-            os.mknod(node, 0o20666, os.makedev(major, minor))
-            node.chmod(0o666)
-
-
 @pytest.fixture
 def controller_home(rootfs: Path, cluster: Cluster) -> Iterator[Path]:
-    _devices(rootfs)
+    devices(rootfs)
     home = rootfs / "home" / "gitsail"
     shutil.copy(cluster.kubeconfig, home / "kubeconfig")
     os.chown(home / "kubeconfig", 65532, 65532)
@@ -146,3 +144,45 @@ def test_controller_from_the_image_delivers_an_application(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+async def test_chart_deployment_spec_run_from_the_image(
+    api: GitsailKube,  # noqa: F811
+    cluster: Cluster,
+    control_ns: str,  # noqa: F811
+    git_repo: Workdir,
+    tmp_path: Path,
+    crds_installed: None,  # noqa: F811
+    image: Image,
+    rootfs: Path,
+) -> None:
+    """helm install, then the in-cluster Deployment's container (its arguments, its
+    ServiceAccount's token) run from the image's filesystem, then helm upgrade and
+    uninstall (tests/integration/chart/lifecycle.py)."""
+    devices(rootfs)
+    home = rootfs / "home" / "gitsail"
+
+    def run(args: list[str], kubeconfig: str, log: Path) -> subprocess.Popen[bytes]:
+        path = home / f"{log.stem}.kubeconfig"
+        path.write_text(kubeconfig)
+        path.chmod(0o600)
+        os.chown(path, 65532, 65532)
+        argv = [
+            "chroot", "--userspec=65532:65532", str(rootfs),
+            "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/gitsail",
+            "/usr/local/bin/gitsail", *args, "--kubeconfig", f"/home/gitsail/{path.name}",
+        ]  # fmt: skip
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd="/",
+            )  # fmt: skip
+
+    try:
+        seen = await chart_lifecycle(
+            api, cluster, control_ns, git_repo, tmp_path, run, image="127.0.0.1:5000/gitsail"
+        )
+    finally:
+        for path in home.glob("*.kubeconfig"):
+            path.unlink()
+    assert seen["container"]["image"] == f"127.0.0.1:5000/gitsail:{image.version}"

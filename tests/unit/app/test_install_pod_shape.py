@@ -30,9 +30,19 @@ def _check_restricted(pod: dict) -> None:  # type: ignore[type-arg]
 
 def test_components_in_apply_order() -> None:
     manifests = controller_manifests("gs", replicas=2, sealed_secrets=True)
-    component = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
-    assert [o["kind"] for o in manifests] == ["Namespace", *component, *component]
-    names = [o["metadata"]["name"] for o in manifests[1:]]
-    assert names == ["gitsail-controller"] * 5 + ["gitsail-server"] * 5
+    assert manifests[0]["kind"] == "Namespace"
+    # each component: its ServiceAccount, then its RBAC, then its Deployment and Service
+    for component in ("gitsail-controller", "gitsail-server"):
+        kinds = [
+            o["kind"]
+            for o in manifests
+            if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == component
+        ]
+        assert kinds[0] == "ServiceAccount"
+        assert kinds[-2:] == ["Deployment", "Service"]
+        assert set(kinds[1:-2]) <= {"ClusterRole", "ClusterRoleBinding", "RoleBinding"}
+    assert [o["metadata"]["labels"]["app.kubernetes.io/name"] for o in manifests[1:]] == sorted(
+        o["metadata"]["labels"]["app.kubernetes.io/name"] for o in manifests[1:]
+    )
     args = _deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:3] == ["controller", "--namespace", "gs"]
