@@ -281,6 +281,12 @@ def server_rbac(
             "resources": ["applications", "applicationsets"],
             "verbs": ["patch", "delete"],
         },
+        # project role tokens (spec.roles[].jwtTokens, status.jwtTokensByRole)
+        {
+            "apiGroups": ["argoproj.io"],
+            "resources": ["appprojects", "appprojects/status"],
+            "verbs": ["patch"],
+        },
         # reconcile/suspend/resume requests of the Flux kinds
         {"apiGroups": list(OWN_GROUPS[1:6]), "resources": ["*"], "verbs": ["patch"]},
         *_rules(_SERVER_READ, READ),

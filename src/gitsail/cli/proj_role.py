@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import typer
 
 from gitsail.cli.app import ContextOption, KubeconfigOption
+from gitsail.cli.kindget import open_kube
 from gitsail.cli.output import Format, OutputOption, emit, fail
 from gitsail.kinds.argo_application import AppSpecError, parse_duration
 from gitsail.kinds.argo_appproject import API_VERSION, KIND
@@ -27,20 +26,13 @@ from gitsail.kinds.argo_appproject_roles import (
     delete_role_token,
     server_key,
 )
-from gitsail.kube import Kube, KubeError, load_kubeconfig
+from gitsail.kube import KubeError
 
 __all__ = ["role"]
 
 ProjectNamespaceOption = typer.Option(
     "argocd", "--namespace", "-n", help="namespace of the AppProjects (the control namespace)"
 )
-
-
-@asynccontextmanager
-async def _kube(kubeconfig: str | None, context: str | None) -> AsyncIterator[Kube]:
-    path = kubeconfig.split(":")[0] if kubeconfig else None
-    async with Kube(await load_kubeconfig(path, context)) as kube:
-        yield kube
 
 
 def _rows(rows: list[dict[str, Any]], title: str | None = None) -> None:
@@ -88,7 +80,7 @@ def create_token(
     seconds = _expiry(expires_in)
 
     async def main() -> tuple[str, dict[str, Any]]:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             key = await server_key(kube, namespace)
             return await create_role_token(
                 kube, namespace, project, role_name, key, seconds=seconds, token_id=token_id
@@ -126,7 +118,7 @@ def delete_token(
     delete-token`): the server refuses it from then on."""
 
     async def main() -> None:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             await delete_role_token(kube, namespace, project, role_name, issued_at)
 
     try:
@@ -148,7 +140,7 @@ def list_tokens(
     """The tokens of a project role still listed (id, issued at, expires at)."""
 
     async def main() -> dict[str, Any] | None:
-        async with _kube(kubeconfig, context) as kube:
+        async with open_kube(kubeconfig, context) as kube:
             return await kube.get(API_VERSION, KIND, project, namespace)
 
     try:
