@@ -45,6 +45,18 @@ def install(
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
+    shards: int = typer.Option(
+        1,
+        "--shards",
+        help="split the apps over N shards: the controller runs as a StatefulSet "
+        "(--replicas defaults to N; docs/scale.md)",
+    ),
+    shard_assignment: str = typer.Option(
+        "auto",
+        "--shard-assignment",
+        help="auto: replicas claim shard Leases (a dead one's shards move); ordinal: the "
+        "pod ordinal is the shard",
+    ),
     print_only: bool = typer.Option(False, "--print", help="print the manifests instead"),
     kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
     context: str | None = typer.Option(None, "--context"),
@@ -74,6 +86,13 @@ def install(
         from gitsail.app.install_vault_injector import with_vault_injector
 
         with_vault_injector(manifests, namespace)
+    from gitsail.app.install_shards import check_shards, with_shards
+
+    try:
+        check_shards(shards, replicas, shard_assignment)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    with_shards(manifests, shards, replicas=replicas, assignment=shard_assignment)
     if print_only:
         print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
         return
@@ -94,6 +113,8 @@ def install(
                     sealed_secrets=sealed_secrets,
                     vault_injector=vault_injector,
                     external_secrets=external_secrets,
+                    shards=shards,
+                    shard_assignment=shard_assignment,
                 )
             return done
 

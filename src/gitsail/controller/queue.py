@@ -13,6 +13,13 @@ seconds) can never postpone a periodic poll forever. A handler that raises is re
 after ``error_delay``, doubling per consecutive failure up to ``max_error_delay``; one
 success resets it.
 
+Two lanes: ``add(key, reason, urgent=True)`` (a managed object changed: a health
+transition or a drift to heal) puts the key ahead of every normal one (a new or polled
+app), and its reconcile's apiserver requests wait in the client's urgent lane too
+(``gitsail.kube.flow``). So when a fleet-wide rollout fills the queue with a thousand
+first syncs, a drift on an app already synced waits for a free worker, not for the
+rollout. A key already waiting in the normal lane is moved up when it turns urgent.
+
 This is level-triggered: the handler is told *why* (the reasons) only as a hint; it must
 read current state and converge, so dropping or merging reasons is always safe.
 """
@@ -21,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gitsail.controller.registry import ObjectKey
+from gitsail.kube import urgent as urgent_lane
 
 __all__ = ["Key", "WorkQueue"]
 
@@ -44,6 +53,7 @@ class _Slot:
     timer: asyncio.TimerHandle | None = None
     due: float = 0.0
     failures: int = 0  # consecutive handler exceptions
+    urgent: bool = False  # the next run is urgent (queued in the urgent lane)
 
 
 class WorkQueue:
@@ -64,7 +74,9 @@ class WorkQueue:
     ) -> None:
         self._handler = handler
         self._slots: dict[Key, _Slot] = {}
-        self._ready: asyncio.Queue[Key] = asyncio.Queue()
+        # (lane, arrival, key): lane 0 (urgent) before 1, first come first served within.
+        self._ready: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
+        self._arrival = itertools.count()
         self._concurrency = concurrency
         self._error_delay = error_delay
         self._max_error_delay = max_error_delay
@@ -93,16 +105,26 @@ class WorkQueue:
             if slot.timer is not None:
                 slot.timer.cancel()
 
-    def add(self, key: Key, reason: str = "") -> None:
+    def add(self, key: Key, reason: str = "", *, urgent: bool = False) -> None:
         slot = self._slots.setdefault(key, _Slot(set()))
         if reason:
             slot.reasons.add(reason)
         if slot.running:
             slot.dirty = True
+            slot.urgent = slot.urgent or urgent
             return
         if not slot.dirty:
             slot.dirty = True
-            self._ready.put_nowait(key)
+            slot.urgent = urgent
+            self._put(key, urgent)
+        elif urgent and not slot.urgent:
+            # Waiting in the normal lane: queue it again, urgently; the later entry is
+            # skipped (the key is no longer dirty when it comes up).
+            slot.urgent = True
+            self._put(key, True)
+
+    def _put(self, key: Key, urgent: bool) -> None:
+        self._ready.put_nowait((0 if urgent else 1, next(self._arrival), key))
 
     def add_after(self, key: Key, delay: float, reason: str = "") -> None:
         if delay <= 0:
@@ -134,17 +156,20 @@ class WorkQueue:
 
     async def _work(self) -> None:
         while True:
-            key = await self._ready.get()
+            _, _, key = await self._ready.get()
             slot = self._slots.get(key)
-            if slot is None or slot.running:
-                continue
+            if slot is None or slot.running or not slot.dirty:
+                continue  # gone, running, or a stale entry of a key already processed
             slot.running = True
             slot.dirty = False
+            urgent = slot.urgent
+            slot.urgent = False
             reasons = frozenset(slot.reasons)
             slot.reasons.clear()
             delay: float | None
             try:
-                delay = await self._handler(key, reasons)
+                with urgent_lane(urgent):
+                    delay = await self._handler(key, reasons)
                 slot.failures = 0
             except asyncio.CancelledError:
                 raise
@@ -158,6 +183,6 @@ class WorkQueue:
                 slot.running = False
                 self.processed += 1
             if slot.dirty:
-                self._ready.put_nowait(key)
+                self._put(key, slot.urgent)
             elif delay is not None:
                 self.add_after(key, delay, "requeue")
