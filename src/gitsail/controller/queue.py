@@ -18,7 +18,10 @@ transition or a drift to heal) puts the key ahead of every normal one (a new or 
 app), and its reconcile's apiserver requests wait in the client's urgent lane too
 (``gitsail.kube.flow``). So when a fleet-wide rollout fills the queue with a thousand
 first syncs, a drift on an app already synced waits for a free worker, not for the
-rollout. A key already waiting in the normal lane is moved up when it turns urgent.
+rollout: every worker takes urgent keys first, and ``urgent_workers`` (2) more workers
+take only urgent keys, so a heal does not even wait for a worker that a rollout's slow
+first syncs hold. A key already waiting in the normal lane is moved up when it turns
+urgent.
 
 This is level-triggered: the handler is told *why* (the reasons) only as a hint; it must
 read current state and converge, so dropping or merging reasons is always safe.
@@ -27,8 +30,8 @@ read current state and converge, so dropping or merging reasons is always safe.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -69,15 +72,20 @@ class WorkQueue:
         handler: Handler,
         *,
         concurrency: int = 10,
+        urgent_workers: int = 2,
         error_delay: float = 5.0,
         max_error_delay: float = 300.0,
     ) -> None:
         self._handler = handler
         self._slots: dict[Key, _Slot] = {}
-        # (lane, arrival, key): lane 0 (urgent) before 1, first come first served within.
-        self._ready: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
-        self._arrival = itertools.count()
+        # The two lanes, first come first served within each; every worker takes an urgent
+        # key first, and ``urgent_workers`` more take only urgent keys (so a heal never
+        # waits for a worker busy with a rollout's slow first syncs).
+        self._urgent: collections.deque[Key] = collections.deque()
+        self._normal: collections.deque[Key] = collections.deque()
+        self._wake = asyncio.Event()
         self._concurrency = concurrency
+        self._urgent_workers = urgent_workers
         self._error_delay = error_delay
         self._max_error_delay = max_error_delay
         self._workers: list[asyncio.Task[None]] = []
@@ -85,13 +93,16 @@ class WorkQueue:
 
     @property
     def depth(self) -> int:
-        return self._ready.qsize()
+        return len(self._urgent) + len(self._normal)
 
     def start(self) -> None:
         if not self._workers:
             self._workers = [
-                asyncio.create_task(self._work(), name=f"gitsail-worker-{i}")
+                asyncio.create_task(self._work(False), name=f"gitsail-worker-{i}")
                 for i in range(self._concurrency)
+            ] + [
+                asyncio.create_task(self._work(True), name=f"gitsail-urgent-worker-{i}")
+                for i in range(self._urgent_workers)
             ]
 
     async def stop(self) -> None:
@@ -124,7 +135,19 @@ class WorkQueue:
             self._put(key, True)
 
     def _put(self, key: Key, urgent: bool) -> None:
-        self._ready.put_nowait((0 if urgent else 1, next(self._arrival), key))
+        (self._urgent if urgent else self._normal).append(key)
+        self._wake.set()
+
+    async def _next(self, urgent_only: bool) -> Key:
+        while True:
+            if self._urgent:
+                return self._urgent.popleft()
+            if self._normal and not urgent_only:
+                return self._normal.popleft()
+            # Nothing for this worker: wait for the next put (no await since the check, so
+            # no put can be missed; workers woken together re-check the lanes).
+            self._wake.clear()
+            await self._wake.wait()
 
     def add_after(self, key: Key, delay: float, reason: str = "") -> None:
         if delay <= 0:
@@ -154,9 +177,9 @@ class WorkQueue:
             slot.timer = None
         self.add(key, reason)
 
-    async def _work(self) -> None:
+    async def _work(self, urgent_only: bool) -> None:
         while True:
-            _, _, key = await self._ready.get()
+            key = await self._next(urgent_only)
             slot = self._slots.get(key)
             if slot is None or slot.running or not slot.dirty:
                 continue  # gone, running, or a stale entry of a key already processed

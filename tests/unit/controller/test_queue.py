@@ -189,7 +189,7 @@ async def test_an_urgent_key_runs_before_a_queue_of_normal_ones_in_the_urgent_la
         await calls.record(reasons)
         return None
 
-    queue = WorkQueue(handler, concurrency=1)
+    queue = WorkQueue(handler, concurrency=1, urgent_workers=0)
     queue.start()
     queue.add(ObjectKey("Application", "ns", "blocker"), "first")
     await asyncio.sleep(0)  # the one worker is busy with it
@@ -233,3 +233,29 @@ async def test_a_key_made_urgent_while_running_runs_again_urgently() -> None:
     await queue.stop()
     assert lanes[0] != URGENT
     assert lanes[1] == URGENT
+
+
+async def test_an_urgent_key_runs_while_every_normal_worker_is_busy() -> None:
+    calls = Calls()
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    async def handler(key: Key, reasons: frozenset[str]) -> float | None:
+        ran.append(key.name)
+        await calls.record(reasons)
+        if key.name.startswith("slow"):
+            await release.wait()
+        return None
+
+    queue = WorkQueue(handler, concurrency=2, urgent_workers=1)
+    queue.start()
+    for i in range(5):
+        queue.add(ObjectKey("Application", "ns", f"slow-{i}"), "added")
+    await calls.wait(2)  # both normal workers hold a slow first sync
+    queue.add(ObjectKey("Application", "ns", "healed"), "managed", urgent=True)
+    await calls.wait(3)
+    assert ran == ["slow-0", "slow-1", "healed"]
+    assert queue.depth == 3  # the other slow ones still wait; the urgent worker took none
+    release.set()
+    await calls.wait(6)
+    await queue.stop()

@@ -156,3 +156,20 @@ async def test_the_client_pauses_its_budget_on_429_and_counts_requests() -> None
         flow.pause(5)
         await kube._send("GET", "/api/v1/namespaces/x", context="get", idempotent=True)
         assert t.now == pytest.approx(1007.0)  # and a pause holds every request
+
+
+@pytest.mark.parametrize(
+    ("qps", "burst"), [(-1.0, 10), (float("nan"), 10), (1e9, 10), (50.0, 0), (50.0, 10**9)]
+)
+def test_the_controller_refuses_a_budget_out_of_range(qps: float, burst: int) -> None:
+    from gitsail.controller.kube_metrics import kube_flow
+
+    with pytest.raises(ValueError, match="--kube-"):
+        kube_flow(qps, burst)
+
+
+def test_the_controller_budget_and_no_limit() -> None:
+    from gitsail.controller.kube_metrics import KUBE_BURST, KUBE_QPS, kube_flow
+
+    assert kube_flow(KUBE_QPS, KUBE_BURST).limited
+    assert not kube_flow(0, 1).limited
