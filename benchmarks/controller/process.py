@@ -203,7 +203,7 @@ class ControllerProcess:
 
     async def _sample_rss(self) -> None:
         while True:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, KeyError):  # (gone, or a zombie: no VmRSS)
                 self.peak_rss_mib = max(self.peak_rss_mib, proc_sample(self.pid).rss_mib)
             await asyncio.sleep(0.5)
 

@@ -108,7 +108,7 @@ async def shards_phase(
     elapsed = time.monotonic() - t0
     s1 = [c.sample() for c in ctls]
     m1 = [await c.metrics() for c in ctls]
-    per_replica = []
+    per_replica: list[dict[str, Any]] = []
     for r, ctl in enumerate(ctls):
         per_replica.append(
             {
@@ -129,6 +129,7 @@ async def shards_phase(
     assert victim.proc is not None
     victim.proc.kill()
     killed = time.monotonic()
+    await asyncio.to_thread(victim.proc.wait, 10)
     log(f"killed {victim.label} (pid {victim.pid}) holding shards {moved}")
     rebalance_s: float | None = None
     while time.monotonic() - killed < 120:
