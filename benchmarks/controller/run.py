@@ -39,6 +39,13 @@ from gitsail.kube import (
 )
 
 
+def _save_partial(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """What is measured so far, next to ``--out`` (a long run cut short keeps it)."""
+    if args.out:
+        path = Path(args.out).with_suffix(".partial.json")
+        path.write_text(json.dumps({"partial": True, "results": results}, indent=2) + "\n")
+
+
 async def run(args: argparse.Namespace, counts: list[int], reps: int) -> dict[str, Any]:
     name = args.cluster
     existed = devcluster.load(name)
@@ -107,6 +114,7 @@ async def run(args: argparse.Namespace, counts: list[int], reps: int) -> dict[st
                             if conv["total_s"] is not None:
                                 conv["ratio_to_raw"] = round(conv["total_s"] / raw["total_s"], 2)
                         results["convergence"].append(conv)
+                        _save_partial(args, results)
                     if args.shard_apps:
                         await bench.clean()
                         results["shards"] = await shards_phase(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from gitsail.kube import FlowControl, Kube
+from gitsail.kube import FlowControl, Kube, RequestStats
 
 __all__ = ["KUBE_BURST", "KUBE_QPS", "KubeCollector", "kube_flow"]
 
@@ -54,13 +54,15 @@ class KubeCollector(Collector):
         self.kube = kube
 
     def collect(self) -> Iterator[CounterMetricFamily]:
+        # (A stand-in for Kube in tests may have neither: then nothing is counted.)
+        stats = getattr(self.kube, "stats", None) or RequestStats()
+        flow = getattr(self.kube, "flow", None) or FlowControl(0, 1)
         requests = CounterMetricFamily(
             "gitsail_kube_requests", "Requests sent to the apiserver, by verb", labels=["verb"]
         )
-        for verb, count in sorted(self.kube.stats.requests.items()):
+        for verb, count in sorted(stats.requests.items()):
             requests.add_metric([verb], count)
         yield requests
-        flow = self.kube.flow
         yield CounterMetricFamily(
             "gitsail_kube_throttled_requests",
             "Requests that waited for the client-side QPS budget",
@@ -74,5 +76,5 @@ class KubeCollector(Collector):
         yield CounterMetricFamily(
             "gitsail_kube_rejected",
             "429 answers from the apiserver (retried after Retry-After)",
-            value=self.kube.stats.throttled_429,
+            value=stats.throttled_429,
         )

@@ -7,6 +7,7 @@ EXPECTED = {
     "ConfigError",
     "Conflict",
     "ExecConfig",
+    "FlowControl",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -19,6 +20,7 @@ EXPECTED = {
     "PreconditionFailed",
     "RESTMapper",
     "ResourceInfo",
+    "RequestStats",
     "RetryPolicy",
     "ServerError",
     "Unauthorized",
@@ -27,6 +29,7 @@ EXPECTED = {
     "check_names",
     "load_kubeconfig",
     "service_account_user",
+    "urgent",
 }
 
 
@@ -34,7 +37,17 @@ def test_public_api_is_exactly_all() -> None:
     assert set(gitsail.kube.__all__) == EXPECTED
     public = {n for n in dir(gitsail.kube) if not n.startswith("_")}
     # Submodules are importable attributes too; everything else public must be in __all__.
-    submodules = {"auth", "cache", "client", "config", "discovery", "errors", "retry", "watch"}
+    submodules = {
+        "auth",
+        "cache",
+        "client",
+        "config",
+        "discovery",
+        "errors",
+        "flow",
+        "retry",
+        "watch",
+    }
     assert public - submodules == EXPECTED
 
 
