@@ -121,8 +121,10 @@ class WorkQueue:
         if reason:
             slot.reasons.add(reason)
         if slot.running:
+            # Its run in progress (a sync creating the objects whose events these are) sees
+            # most of the change already: the rerun waits in the normal lane, where more
+            # events coalesce into it, instead of one urgent rerun per event.
             slot.dirty = True
-            slot.urgent = slot.urgent or urgent
             return
         if not slot.dirty:
             slot.dirty = True

@@ -208,7 +208,7 @@ async def test_an_urgent_key_runs_before_a_queue_of_normal_ones_in_the_urgent_la
     assert dict(order)["rollout-8"] != URGENT
 
 
-async def test_a_key_made_urgent_while_running_runs_again_urgently() -> None:
+async def test_a_key_made_urgent_while_running_runs_again_in_the_normal_lane() -> None:
     from gitsail.kube.flow import URGENT, current_lane
 
     lanes: list[int] = []
@@ -232,7 +232,7 @@ async def test_a_key_made_urgent_while_running_runs_again_urgently() -> None:
     await calls.wait(2)
     await queue.stop()
     assert lanes[0] != URGENT
-    assert lanes[1] == URGENT
+    assert lanes[1] != URGENT  # events during its own run coalesce into a normal rerun
 
 
 async def test_an_urgent_key_runs_while_every_normal_worker_is_busy() -> None:
