@@ -12,7 +12,7 @@ import sys
 
 BENCHMARKS = {
     "render": "benchmarks.render_bench",
-    "controller": "benchmarks.controller_bench",
+    "controller": "benchmarks.controller",
     "flux": "benchmarks.flux_bench",
     "helm": "benchmarks.helm_bench",
     "vault-injector": "benchmarks.vault_injector_bench",

@@ -341,8 +341,11 @@ async def install_controller(
     deliver_namespaces: Sequence[str] = (),
     deliver_cluster_wide: bool = False,
     server_diff: bool = False,
+    shards: int = 1,
+    shard_assignment: str = "auto",
 ) -> list[str]:
-    """Apply the controller's manifests (after the CRDs); returns what was applied."""
+    """Apply the controller's manifests (after the CRDs); returns what was applied.
+    ``shards`` > 1 runs the controller as a sharded StatefulSet (``install_shards``)."""
     applied = []
     manifests = controller_manifests(
         namespace,
@@ -358,7 +361,12 @@ async def install_controller(
     )
     if vault_injector:  # the controller also serves the Vault Agent injector webhook
         manifests = with_vault_injector(manifests, namespace)
+    from gitsail.app.install_shards import remove_other_workload, with_shards
+
+    with_shards(manifests, shards, replicas=replicas, assignment=shard_assignment)
     for obj in manifests:
         await kube.apply(obj, field_manager="gitsail-install", force=True)
         applied.append(f"{obj['kind'].lower()} {ResourceKey.of(obj)}")
+    if removed := await remove_other_workload(kube, namespace, shards):
+        applied.append(removed)
     return applied

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from gitsail.cli.output import fail
+from gitsail.controller.kube_metrics import KUBE_BURST, KUBE_QPS, kube_flow
 from gitsail.controller.manager import Controller, ControllerOptions
 from gitsail.controller.server import make_server
 from gitsail.diff import jqpath
@@ -157,6 +158,19 @@ def controller(
         help="agent image of injected pods (annotation agent-image overrides)",
     ),
     concurrency: int = typer.Option(10, "--concurrency", help="apps reconciled in parallel"),
+    kube_qps: float = typer.Option(
+        KUBE_QPS,
+        "--kube-qps",
+        envvar="GITSAIL_KUBE_QPS",
+        help="apiserver requests per second, client side (0: no limit); health checks and "
+        "self-heal are served before first syncs when the budget is short",
+    ),
+    kube_burst: int = typer.Option(
+        KUBE_BURST,
+        "--kube-burst",
+        envvar="GITSAIL_KUBE_BURST",
+        help="requests above --kube-qps in a burst",
+    ),
     leader_elect: bool = typer.Option(True, "--leader-elect/--no-leader-elect"),
     shards: int = typer.Option(
         1,
@@ -192,6 +206,10 @@ def controller(
         raise fail(str(exc)) from exc
     jqpath.configure(policy)  # jq workers with the operator's time and memory limits
     shard_index = _shard_index(shards, shard)
+    try:
+        kube_flow(kube_qps, kube_burst)  # checked before anything starts
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     options = ControllerOptions(
         shards=shards,
         shard=shard_index,
@@ -244,7 +262,7 @@ def controller(
 
     async def main() -> None:
         config = await load_kubeconfig(kubeconfig.split(":")[0] if kubeconfig else None, context)
-        async with Kube(config) as kube:
+        async with Kube(config, flow=kube_flow(kube_qps, kube_burst)) as kube:
             sealed = None
             if sealed_options is not None:
                 from gitsail.controller.sealedsecrets import SealedSecrets

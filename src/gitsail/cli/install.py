@@ -70,6 +70,18 @@ def install(
     namespace: str = typer.Option("argocd", "--namespace", "-n", help="control namespace"),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="controller image"),
     replicas: int = typer.Option(1, "--replicas", help="controller replicas (leader election)"),
+    shards: int = typer.Option(
+        1,
+        "--shards",
+        help="split the apps over N shards: the controller runs as a StatefulSet "
+        "(--replicas defaults to N; docs/scale.md)",
+    ),
+    shard_assignment: str = typer.Option(
+        "auto",
+        "--shard-assignment",
+        help="auto: replicas claim shard Leases (a dead one's shards move); ordinal: the "
+        "pod ordinal is the shard",
+    ),
     print_only: bool = typer.Option(False, "--print", help="print the manifests instead"),
     kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
     context: str | None = typer.Option(None, "--context"),
@@ -110,6 +122,13 @@ def install(
         from gitsail.app.install_vault_injector import with_vault_injector
 
         with_vault_injector(manifests, namespace)
+    from gitsail.app.install_shards import check_shards, with_shards
+
+    try:
+        check_shards(shards, replicas, shard_assignment)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    with_shards(manifests, shards, replicas=replicas, assignment=shard_assignment)
     if print_only:
         print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
         return
@@ -134,6 +153,8 @@ def install(
                     deliver_namespaces=deliver_namespaces,
                     deliver_cluster_wide=deliver_cluster_wide,
                     server_diff=server_diff,
+                    shards=shards,
+                    shard_assignment=shard_assignment,
                 )
             return done
 

@@ -58,6 +58,7 @@ from gitsail.app.engine import AppEngine, PipelineObserver
 from gitsail.app.targets import Target
 from gitsail.controller.clusters import ClusterPool
 from gitsail.controller.events import EventRecorder
+from gitsail.controller.kube_metrics import KubeCollector
 from gitsail.controller.lease import LeaderElector
 from gitsail.controller.metrics import RENDER_TOOLS, Metrics
 from gitsail.controller.queue import WorkQueue
@@ -383,6 +384,8 @@ class Controller:
         self.kube = kube
         self.options = options
         self.metrics = metrics or Metrics()
+        with contextlib.suppress(ValueError):  # (a Metrics shared by two controllers: once)
+            self.metrics.registry.register(KubeCollector(kube))  # requests at the client
         self.events = EventRecorder(kube, host=options.identity)
         self.live = _LiveCaches(kube, self._on_managed_event)
         policy = Policy.from_env()  # the operator's limits (GITSAIL_* on the Deployment)
@@ -667,7 +670,11 @@ class Controller:
         meta = event.object.get("metadata") or {}
         for key in self.registry.keys_for_managed(event.object):
             if key.namespace in self.options.namespaces and key.kind in self.registry:
-                self.queue.add(key, f"{what}:{event.object.get('kind')}/{meta.get('name')}")
+                self.queue.add(
+                    key,
+                    f"{what}:{event.object.get('kind')}/{meta.get('name')}",
+                    urgent=True,  # health or drift: ahead of a rollout's first syncs
+                )
 
     async def _read(self, key: ObjectKey, fresh: bool) -> Obj | None:
         """An object of a registered kind: from its watch cache, or the server when

@@ -22,6 +22,7 @@ from gitsail.kube.errors import (
     ServerError,
     Unauthorized,
 )
+from gitsail.kube.flow import FlowControl, RequestStats, urgent
 from gitsail.kube.retry import Backoff, RetryPolicy
 from gitsail.kube.watch import WatchEvent
 
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "ExecConfig",
+    "FlowControl",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -41,6 +43,7 @@ __all__ = [
     "NotFoundKind",
     "PreconditionFailed",
     "RESTMapper",
+    "RequestStats",
     "ResourceInfo",
     "RetryPolicy",
     "ServerError",
@@ -50,4 +53,5 @@ __all__ = [
     "check_names",
     "load_kubeconfig",
     "service_account_user",
+    "urgent",
 ]

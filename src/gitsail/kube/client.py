@@ -49,6 +49,7 @@ from gitsail.kube.errors import (
     error_from_response,
     error_from_transport,
 )
+from gitsail.kube.flow import FlowControl, RequestStats
 from gitsail.kube.retry import RetryPolicy
 from gitsail.kube.watch import WatchEvent, parse_event
 from gitsail.model import Obj
@@ -115,9 +116,15 @@ class Kube:
         timeout: float = 30.0,
         rediscover_interval: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        flow: FlowControl | None = None,
     ) -> None:
         self.config = config
         self.retry = retry or RetryPolicy()
+        # Client-side flow control (``gitsail.kube.flow``): none unless given (the CLI's
+        # one-shot commands); the controller passes its --kube-qps/--kube-burst budget.
+        # Impersonating views share it: one budget per server, whoever a request acts as.
+        self.flow = flow or FlowControl(0, 1)
+        self.stats = RequestStats()
         self.rediscover_interval = rediscover_interval
         tls = ssl_context(config)
         self._client = httpx.AsyncClient(
@@ -210,8 +217,13 @@ class Kube:
             headers.append(("Content-Type", content_type))
         if accept:
             headers.append(("Accept", accept))
+        key = "APPLY" if content_type == APPLY_PATCH else method
+        if params and "dryRun" in params:
+            key += "+dry-run"
         attempt = 0
         while True:
+            await self.flow.acquire()
+            self.stats.count(key)
             try:
                 response = await self._client.request(
                     method,
@@ -237,9 +249,16 @@ class Kube:
                 if not retry or isinstance(error, Invalid):
                     raise error
                 delay = self.retry.delay(attempt, response.headers.get("Retry-After"))
+                if code == 429:
+                    # The server sheds load (API Priority and Fairness): every request to it
+                    # waits, not just this one; Retry-After is bounded by the retry policy.
+                    self.stats.throttled_429 += 1
+                    self.flow.pause(delay)
+                    delay = 0.0  # the next acquire() waits out the pause
                 log.debug("%s: HTTP %d, retrying in %.1fs", context, code, delay)
             attempt += 1
-            await asyncio.sleep(delay)
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         response = await self._send(method, path, **kwargs)
@@ -721,6 +740,8 @@ class Kube:
             timeout=timeout,
             extensions=self._extensions,
         )
+        await self.flow.acquire()
+        self.stats.count("WATCH")
         try:
             response = await self._client.send(request, stream=True)
         except httpx.TransportError as exc:

@@ -173,3 +173,89 @@ async def test_objects_of_two_kinds_with_one_name_are_two_keys() -> None:
         ObjectKey("GitRepository", "ns", "podinfo"),
         ObjectKey("Kustomization", "ns", "podinfo"),
     ]
+
+
+async def test_an_urgent_key_runs_before_a_queue_of_normal_ones_in_the_urgent_lane() -> None:
+    from gitsail.kube.flow import URGENT, current_lane
+
+    order: list[tuple[str, int]] = []
+    calls = Calls()
+    release = asyncio.Event()
+
+    async def handler(key: Key, reasons: frozenset[str]) -> float | None:
+        if key.name == "blocker":
+            await release.wait()
+        order.append((key.name, current_lane()))
+        await calls.record(reasons)
+        return None
+
+    queue = WorkQueue(handler, concurrency=1, urgent_workers=0)
+    queue.start()
+    queue.add(ObjectKey("Application", "ns", "blocker"), "first")
+    await asyncio.sleep(0)  # the one worker is busy with it
+    for i in range(50):
+        queue.add(ObjectKey("Application", "ns", f"rollout-{i}"), "added")
+    queue.add(ObjectKey("Application", "ns", "rollout-7"), "managed", urgent=True)  # moved up
+    queue.add(ObjectKey("Application", "ns", "synced"), "managed", urgent=True)
+    release.set()
+    await calls.wait(52)
+    await queue.stop()
+    names = [name for name, _ in order]
+    assert names[:3] == ["blocker", "rollout-7", "synced"]
+    assert names.count("rollout-7") == 1  # its stale normal entry was skipped
+    assert dict(order)["synced"] == URGENT
+    assert dict(order)["rollout-7"] == URGENT
+    assert dict(order)["rollout-8"] != URGENT
+
+
+async def test_a_key_made_urgent_while_running_runs_again_in_the_normal_lane() -> None:
+    from gitsail.kube.flow import URGENT, current_lane
+
+    lanes: list[int] = []
+    calls = Calls()
+    gate = asyncio.Event()
+
+    async def handler(key: Key, reasons: frozenset[str]) -> float | None:
+        lanes.append(current_lane())
+        await calls.record(reasons)
+        if len(lanes) == 1:
+            await gate.wait()
+        return None
+
+    queue = WorkQueue(handler, concurrency=2)
+    queue.start()
+    key = ObjectKey("Application", "ns", "a")
+    queue.add(key, "added")
+    await calls.wait(1)
+    queue.add(key, "managed", urgent=True)
+    gate.set()
+    await calls.wait(2)
+    await queue.stop()
+    assert lanes[0] != URGENT
+    assert lanes[1] != URGENT  # events during its own run coalesce into a normal rerun
+
+
+async def test_an_urgent_key_runs_while_every_normal_worker_is_busy() -> None:
+    calls = Calls()
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    async def handler(key: Key, reasons: frozenset[str]) -> float | None:
+        ran.append(key.name)
+        await calls.record(reasons)
+        if key.name.startswith("slow"):
+            await release.wait()
+        return None
+
+    queue = WorkQueue(handler, concurrency=2, urgent_workers=1)
+    queue.start()
+    for i in range(5):
+        queue.add(ObjectKey("Application", "ns", f"slow-{i}"), "added")
+    await calls.wait(2)  # both normal workers hold a slow first sync
+    queue.add(ObjectKey("Application", "ns", "healed"), "managed", urgent=True)
+    await calls.wait(3)
+    assert ran == ["slow-0", "slow-1", "healed"]
+    assert queue.depth == 3  # the other slow ones still wait; the urgent worker took none
+    release.set()
+    await calls.wait(6)
+    await queue.stop()

@@ -240,10 +240,12 @@ class FakeCluster:
 class RecordingQueue:
     def __init__(self) -> None:
         self.added: list[tuple[ObjectKey, str]] = []
+        self.urgent: list[bool] = []
         self.depth = 0
 
-    def add(self, key: ObjectKey, reason: str = "") -> None:
+    def add(self, key: ObjectKey, reason: str = "", *, urgent: bool = False) -> None:
         self.added.append((key, reason))
+        self.urgent.append(urgent)
 
 
 def controller(cluster: FakeCluster, *kinds: Any, flux: bool = False) -> Controller:
@@ -318,6 +320,8 @@ async def test_a_managed_object_wakes_each_registered_owner_in_watched_namespace
     assert ctl.queue.added == [  # type: ignore[attr-defined]
         (ObjectKey("Kustomization", NS, "apps"), "changed:ConfigMap/c")
     ]
+    # A managed object's change (health, drift) goes to the urgent lane.
+    assert ctl.queue.urgent == [True]  # type: ignore[attr-defined]
 
 
 async def test_typed_failures_say_what_happens_next() -> None:

@@ -7,6 +7,7 @@ EXPECTED = {
     "ConfigError",
     "Conflict",
     "ExecConfig",
+    "FlowControl",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -19,6 +20,7 @@ EXPECTED = {
     "PreconditionFailed",
     "RESTMapper",
     "ResourceInfo",
+    "RequestStats",
     "RetryPolicy",
     "ServerError",
     "Unauthorized",
@@ -27,6 +29,7 @@ EXPECTED = {
     "check_names",
     "load_kubeconfig",
     "service_account_user",
+    "urgent",
 }
 
 
@@ -42,6 +45,7 @@ def test_public_api_is_exactly_all() -> None:
         "config",
         "discovery",
         "errors",
+        "flow",
         "retry",
         "watch",
     }
