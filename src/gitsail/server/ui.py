@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from gitsail.kube import InvalidName, check_names
 from gitsail.server.auth import SESSION_SECONDS, csrf_token
+from gitsail.server.graph import app_graph, flux_graph
 from gitsail.server.history import drift_rows
 from gitsail.server.http import COOKIE, form_of, service_of, user_of
 from gitsail.server.service import ApiError, User
@@ -264,11 +265,17 @@ async def application(request: Request) -> Response:
         spec = KINDS["applications"]
         tree = resource_tree(obj, await service.state.derived_items())
         status = obj.get("status") or {}
+        row = summary("Application", obj)
+        tree_view = "list" if request.query_params.get("tree") == "list" else "graph"
         context = {
             **_context(request, user),
             "app": obj,
-            "row": summary("Application", obj),
+            "row": row,
             "tree": tree["nodes"],
+            "tree_view": tree_view,
+            "graph": app_graph(row["name"], row["health"], row["sync"], tree["nodes"])
+            if tree_view == "graph"
+            else None,
             "status": status,
             "history": list(reversed(status.get("history") or [])),
             "operation": status.get("operationState") or {},
@@ -454,7 +461,13 @@ async def flux(request: Request) -> Response:
                     "unavailable": path in service.state.unavailable,
                 }
             )
-        return _render(request, "flux.html", **_context(request, user), sections=sections)
+        deliveries = [
+            r for s in sections if s["kind"] in ("Kustomization", "HelmRelease") for r in s["rows"]
+        ]
+        graph = flux_graph(deliveries) if deliveries else None
+        return _render(
+            request, "flux.html", **_context(request, user), sections=sections, graph=graph
+        )
 
     return await _guard(request, run)
 
