@@ -427,6 +427,7 @@ async def flux(request: Request) -> Response:
         user = await user_of(request)
         service = service_of(request)
         sections = []
+        deliveries: list[dict[str, Any]] = []  # for the dependsOn graph
         for path in (
             "kustomizations",
             "helmreleases",
@@ -453,6 +454,8 @@ async def flux(request: Request) -> Response:
                         "path": path,
                     }
                 )
+            if spec.kind in ("Kustomization", "HelmRelease"):
+                deliveries.extend(rows)
             sections.append(
                 {
                     "path": path,
@@ -461,9 +464,6 @@ async def flux(request: Request) -> Response:
                     "unavailable": path in service.state.unavailable,
                 }
             )
-        deliveries = [
-            r for s in sections if s["kind"] in ("Kustomization", "HelmRelease") for r in s["rows"]
-        ]
         graph = flux_graph(deliveries) if deliveries else None
         return _render(
             request, "flux.html", **_context(request, user), sections=sections, graph=graph

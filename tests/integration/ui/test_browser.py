@@ -86,8 +86,8 @@ async def test_sign_in_filter_open_sync_diff_rollback(
 
     await table.get_by_role("link", name="b-web").click()
     await expect(page.get_by_role("heading", name="b-web", exact=True)).to_be_visible()
-    tree = page.get_by_role("tree", name="Resource tree")
-    await expect(tree).to_contain_text("ui-cm", timeout=LIVE)  # compared by the controller
+    graph = page.get_by_role("group", name="Resource graph")  # the default view
+    await expect(graph).to_contain_text("ui-cm", timeout=LIVE)  # compared by the controller
     status = page.get_by_test_id("sync-status")
     await expect(status).to_have_text("OutOfSync", timeout=LIVE)
 
@@ -106,10 +106,30 @@ async def test_sign_in_filter_open_sync_diff_rollback(
     await expect(page.get_by_test_id("operation")).to_contain_text("Succeeded", timeout=LIVE)
     await page.evaluate("window.scrollTo(0, 0)")
     await shot(page, "ui-application")
+    await expect(graph.get_by_role("group", name="ConfigMap ui-cm: Synced")).to_be_visible()
+    await graph.scroll_into_view_if_needed()
+    await shot(page, "ui-graph")
+    # The list, the graph's alternative, is kept in the URL (and by live updates).
+    await page.get_by_role("link", name="List", exact=True).click()
+    tree = page.get_by_role("tree", name="Resource tree")
+    await expect(tree).to_contain_text("ui-cm")
+    assert "tree=list" in page.url
+    await page.get_by_role("link", name="Graph", exact=True).click()
+    await expect(graph).to_contain_text("ui-cm")
+
+    # Another path in Git, and the app moved to it: a rollback restores the entry's own
+    # source (path app, revision 1), as Argo CD does, not just its revision.
 
     # Git changes; a refresh makes the controller compare: OutOfSync, then sync again.
     git_repo.commit_and_push(
-        {"app/cm.yaml": configmap("ui-cm", v="2"), "app/secret.yaml": SECRET}, "v2"
+        {"app2/cm.yaml": configmap("ui-cm", v="2"), "app2/secret.yaml": SECRET}, "v2"
+    )
+    await api.merge_patch(
+        "argoproj.io/v1alpha1",
+        "Application",
+        "b-web",
+        {"spec": {"source": {"path": "app2"}}},
+        server.namespace,
     )
     await page.get_by_role("button", name="Refresh").click()
     await expect(status).to_have_text("OutOfSync", timeout=LIVE)
@@ -132,6 +152,8 @@ async def test_sign_in_filter_open_sync_diff_rollback(
 
     await eventually(rolled_back, timeout=120, what="the rollback to revision 1 applied")
     await expect(history.get_by_role("row")).to_have_count(4, timeout=LIVE)
+    app = await api.get("argoproj.io/v1alpha1", "Application", "b-web", server.namespace)
+    assert ((app or {})["status"]["history"][-1].get("source") or {}).get("path") == "app"
 
 
 async def test_readonly_user_sees_no_sync_button(
