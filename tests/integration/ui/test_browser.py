@@ -16,7 +16,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from gitsail.dev.gitserver import Workdir
 from gitsail.kube import Kube
-from tests.integration.app.conftest import configmap
+from tests.integration.app.conftest import configmap, public_url
 from tests.integration.ui.conftest import PASSWORDS, RunningServer
 from tests.integration.ui.test_api import SECRET, SECRET_VALUE, two_apps
 
@@ -79,6 +79,10 @@ async def test_sign_in_filter_open_sync_diff_rollback(
     await expect(table.get_by_role("link", name="a-web")).to_be_visible()
     await expect(table.get_by_role("link", name="b-web")).to_be_visible()
     await shot(page, "ui-applications")
+    await page.goto(f"{server.url}/applications?view=tiles")
+    await expect(page.locator("ul.tiles li")).to_have_count(2)
+    await shot(page, "ui-tiles")
+    await page.goto(f"{server.url}/applications")
 
     await page.get_by_role("searchbox", name="Search").fill("b-web")
     await expect(table.get_by_role("link", name="a-web")).to_have_count(0)
@@ -180,3 +184,64 @@ async def test_project_limited_user_sees_only_her_apps(
     response = await page.goto(f"{server.url}/applications/{server.namespace}/b-web")
     assert response is not None
     assert response.status == 404
+
+
+async def test_flux_page_draws_the_dependency_graph(
+    server: RunningServer, api: Kube, git_repo: Workdir, browser: BrowserContext
+) -> None:
+    """Real Kustomizations reconciled by the in-process controller: three become Ready,
+    the fourth names a path that does not exist; the graph goes dependency → dependant."""
+    ns = server.namespace
+    git_repo.commit_and_push(
+        {
+            "infra/cm.yaml": configmap("infra-cm", v="1"),
+            "apps/cm.yaml": configmap("apps-cm", v="1"),
+            "monitoring/cm.yaml": configmap("monitoring-cm", v="1"),
+        },
+        "flux",
+    )
+    await api.create(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "gitops", "namespace": ns},
+            "spec": {
+                "interval": "1m",
+                "url": public_url(git_repo),
+                "ref": {"branch": "main"},
+                "secretRef": {"name": "creds"},
+            },
+        }
+    )
+    for name, path, deps in (
+        ("infra", "./infra", []),
+        ("apps", "./apps", ["infra"]),
+        ("monitoring", "./monitoring", ["infra"]),
+        ("tenants", "./tenants", ["apps", "monitoring"]),  # no such path: not Ready
+    ):
+        await api.create(
+            {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "interval": "10m",
+                    "path": path,
+                    "prune": True,
+                    "targetNamespace": ns,
+                    "sourceRef": {"kind": "GitRepository", "name": "gitops"},
+                    "dependsOn": [{"name": d} for d in deps],
+                },
+            }
+        )
+    page = await browser.new_page()
+    await sign_in(page, server.url, "admin", server.admin_password)
+    await page.goto(f"{server.url}/flux")
+    graph = page.get_by_role("group", name="Dependency graph")
+    for name in ("infra", "apps", "monitoring"):  # live: the page updates itself
+        node = graph.get_by_role("group", name=f"Kustomization {ns}/{name}: Healthy")
+        await expect(node).to_be_visible(timeout=LIVE)
+    failed = graph.get_by_role("group", name=f"Kustomization {ns}/tenants: Degraded")
+    await expect(failed).to_be_visible(timeout=LIVE)
+    await expect(graph.locator("path")).to_have_count(4)
+    await shot(page, "ui-flux")
