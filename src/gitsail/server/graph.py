@@ -44,6 +44,7 @@ class InNode:
     sync: str = ""
     parents: tuple[str, ...] = ()
     extra: tuple[tuple[str, str], ...] = ()  # (key, value) for the template (namespace...)
+    full_name: str = ""  # the name in the accessible title, when not ``name`` (ns/name)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def layout(nodes: Sequence[InNode], max_nodes: int = MAX_NODES) -> Graph | None:
                 label=_short(n.name),
                 health=n.health,
                 sync=n.sync,
-                title=f"{n.kind} {n.name}" + (f": {state}" if state else ""),
+                title=f"{n.kind} {n.full_name or n.name}" + (f": {state}" if state else ""),
                 column=col,
                 row=row,
                 x=x,
@@ -238,10 +239,11 @@ def flux_graph(rows: Sequence[Mapping[str, Any]]) -> Graph | None:
             InNode(
                 id=f"{kind}/{ns}/{name}",
                 kind=kind,
-                name=f"{ns}/{name}",
+                name=name,
+                full_name=f"{ns}/{name}",
                 health=str(r.get("health") or ""),
                 parents=tuple(f"{kind}/{d}" for d in r.get("depends") or ()),
-                extra=(("namespace", ns), ("short", name)),
+                extra=(("namespace", ns),),
             )
         )
     return layout(items)

@@ -111,8 +111,6 @@ async def test_sign_in_filter_open_sync_diff_rollback(
     await page.evaluate("window.scrollTo(0, 0)")
     await shot(page, "ui-application")
     await expect(graph.get_by_role("group", name="ConfigMap ui-cm: Synced")).to_be_visible()
-    await graph.scroll_into_view_if_needed()
-    await shot(page, "ui-graph")
     # The list, the graph's alternative, is kept in the URL (and by live updates).
     await page.get_by_role("link", name="List", exact=True).click()
     tree = page.get_by_role("tree", name="Resource tree")

@@ -114,3 +114,4 @@ def test_flux_graph_edges_go_from_dependency_to_dependant_of_the_same_kind() -> 
     assert by["Kustomization/f/apps"].column == 1
     assert by["HelmRelease/f/infra"].column == 0
     assert by["Kustomization/f/apps"].title == "Kustomization f/apps: Degraded"
+    assert by["Kustomization/f/apps"].label == "apps"
