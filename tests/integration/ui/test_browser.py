@@ -241,5 +241,5 @@ async def test_flux_page_draws_the_dependency_graph(
         await expect(node).to_be_visible(timeout=LIVE)
     failed = graph.get_by_role("group", name=f"Kustomization {ns}/tenants: Degraded")
     await expect(failed).to_be_visible(timeout=LIVE)
-    await expect(graph.locator("path")).to_have_count(4)
+    await expect(graph.locator("g.edges path")).to_have_count(4)
     await shot(page, "ui-flux")
