@@ -1165,8 +1165,11 @@ class AppEngine:
         spec = operation["sync"]
         automated = bool((operation.get("initiatedBy") or {}).get("automated"))
         resources = [ResourceKey.from_ref(r) for r in spec.get("resources") or []]
+        # A rollback carries the history entry's source: this operation renders it, not spec.
+        source = spec.get("source")
         outcome = await self.sync(
             app,
+            source=source if isinstance(source, dict) and source else None,
             revision=str(spec["revision"]) if spec.get("revision") else None,
             prune=bool(spec.get("prune", False)),
             dry_run=bool(spec.get("dryRun", False)),

@@ -54,6 +54,7 @@ __all__ = [
     "request_refresh",
     "request_termination",
     "retry_strategy",
+    "rollback_operation",
     "sync_operation",
     "watch_application",
 ]
@@ -186,6 +187,32 @@ def sync_operation(
     retry = retry if retry is not None else policy.get("retry")
     if retry:
         operation["retry"] = retry
+    return operation
+
+
+def rollback_operation(
+    app: Obj,
+    entry: dict[str, Any],
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    initiated_by: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``operation`` of a rollback to the history ``entry``, as Argo CD writes it.
+
+    The sync carries the entry's revision and the entry's own ``source`` (repository,
+    path or chart, Helm/Kustomize options as recorded) pinned at that revision, so the
+    controller renders what was deployed then, not the current spec. An entry without a
+    source (a multi-source app's ``sources``, or an old entry) syncs its revision with
+    the app's current source.
+    """
+    revision = str(entry.get("revision") or "")
+    operation = sync_operation(
+        app, revision=revision, prune=prune, dry_run=dry_run, initiated_by=initiated_by
+    )
+    source = entry.get("source")
+    if isinstance(source, dict) and source:
+        operation["sync"]["source"] = {**source, "targetRevision": operation["sync"]["revision"]}
     return operation
 
 

@@ -37,6 +37,7 @@ from gitsail.cli.operation import (
     request_operation,
     request_refresh,
     request_termination,
+    rollback_operation,
     sync_operation,
 )
 from gitsail.controller.events import EventRecorder
@@ -614,12 +615,8 @@ class Service:
         )
         if entry is None:
             raise ApiError(404, f"application {name} has no history entry {history_id}")
-        operation = sync_operation(
-            current,
-            revision=str(entry.get("revision") or ""),
-            prune=prune,
-            dry_run=dry_run,
-            initiated_by={"username": user.name},
+        operation = rollback_operation(
+            current, entry, prune=prune, dry_run=dry_run, initiated_by={"username": user.name}
         )
         try:
             written = await request_operation(self.kube, namespace, name, operation)

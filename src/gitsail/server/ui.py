@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from gitsail.kube import InvalidName, check_names
 from gitsail.server.auth import SESSION_SECONDS, csrf_token
+from gitsail.server.graph import app_graph, flux_graph
 from gitsail.server.history import drift_rows
 from gitsail.server.http import COOKIE, form_of, service_of, user_of
 from gitsail.server.service import ApiError, User
@@ -264,11 +265,17 @@ async def application(request: Request) -> Response:
         spec = KINDS["applications"]
         tree = resource_tree(obj, await service.state.derived_items())
         status = obj.get("status") or {}
+        row = summary("Application", obj)
+        tree_view = "list" if request.query_params.get("tree") == "list" else "graph"
         context = {
             **_context(request, user),
             "app": obj,
-            "row": summary("Application", obj),
+            "row": row,
             "tree": tree["nodes"],
+            "tree_view": tree_view,
+            "graph": app_graph(row["name"], row["health"], row["sync"], tree["nodes"])
+            if tree_view == "graph"
+            else None,
             "status": status,
             "history": list(reversed(status.get("history") or [])),
             "operation": status.get("operationState") or {},
@@ -420,6 +427,7 @@ async def flux(request: Request) -> Response:
         user = await user_of(request)
         service = service_of(request)
         sections = []
+        deliveries: list[dict[str, Any]] = []  # for the dependsOn graph
         for path in (
             "kustomizations",
             "helmreleases",
@@ -446,6 +454,8 @@ async def flux(request: Request) -> Response:
                         "path": path,
                     }
                 )
+            if spec.kind in ("Kustomization", "HelmRelease"):
+                deliveries.extend(rows)
             sections.append(
                 {
                     "path": path,
@@ -454,7 +464,10 @@ async def flux(request: Request) -> Response:
                     "unavailable": path in service.state.unavailable,
                 }
             )
-        return _render(request, "flux.html", **_context(request, user), sections=sections)
+        graph = flux_graph(deliveries) if deliveries else None
+        return _render(
+            request, "flux.html", **_context(request, user), sections=sections, graph=graph
+        )
 
     return await _guard(request, run)
 

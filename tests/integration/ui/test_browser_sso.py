@@ -70,8 +70,8 @@ async def test_terminate_and_pod_logs_in_the_browser(
 
     # The stuck Deployment's Pod (Pending: no node matches): its logs panel says why
     # there are none, with the API server's answer.
-    tree = page.get_by_role("tree", name="Resource tree")
-    logs_button = tree.get_by_role("button", name="Logs of pod stuck-")
+    graph = page.get_by_role("group", name="Resource graph")
+    logs_button = graph.get_by_role("button", name="Logs of pod stuck-")
     await expect(logs_button.first).to_be_visible(timeout=LIVE)
     await logs_button.first.click()
     await expect(page.get_by_test_id("no-logs")).to_contain_text("No logs:", timeout=LIVE)

@@ -471,3 +471,39 @@ async def test_watch_survives_a_dropped_connection_but_not_a_dead_server() -> No
     with pytest.raises(ServerError):
         await anext(versions)
     assert api.watched_from == ["1", "1", "2", "2", "2", "2"]
+
+
+def test_rollback_operation_carries_the_history_entrys_source_at_its_revision() -> None:
+    from gitsail.cli.operation import rollback_operation
+
+    app = {
+        "spec": {
+            "source": {"repoURL": "https://git/r.git", "path": "now", "targetRevision": "main"},
+            "syncPolicy": {"syncOptions": ["CreateNamespace=true"]},
+        }
+    }
+    entry = {
+        "id": 0,
+        "revision": "abc123",
+        "source": {
+            "repoURL": "https://git/r.git",
+            "path": "then",
+            "targetRevision": "main",
+            "helm": {"valueFiles": ["prod.yaml"]},
+        },
+    }
+    op = rollback_operation(app, entry, prune=True, initiated_by={"username": "u"})
+    assert op["sync"]["revision"] == "abc123"
+    assert op["sync"]["source"] == {
+        "repoURL": "https://git/r.git",
+        "path": "then",
+        "targetRevision": "abc123",
+        "helm": {"valueFiles": ["prod.yaml"]},
+    }
+    assert op["sync"]["prune"] is True
+    assert op["sync"]["syncOptions"] == ["CreateNamespace=true"]
+    assert op["initiatedBy"] == {"username": "u"}
+    # An entry without a source (old entries, multi-source apps): the revision only.
+    bare = rollback_operation(app, {"id": 1, "revision": "def456"})
+    assert bare["sync"]["revision"] == "def456"
+    assert "source" not in bare["sync"]

@@ -138,6 +138,28 @@ async def test_bad_filters_are_400_and_pages_are_bounded(client: httpx.AsyncClie
     assert len(tree.json()["nodes"]) == 5
 
 
+async def test_app_page_draws_the_tree_as_a_graph_or_as_the_list(
+    client: httpx.AsyncClient,
+) -> None:
+    token, _ = issue_token(KEY, "admin")
+    client.cookies.set("argocd.token", token)
+    graph = await client.get(f"/applications/{NS}/app-0003")
+    assert graph.status_code == 200
+    assert 'aria-label="Resource graph"' in graph.text
+    assert 'role="tree"' not in graph.text
+    assert graph.text.count('class="gnode') == 6  # the Application and its 5 resources
+    assert graph.text.count("marker-end=") == 5  # the edges
+    assert 'aria-label="Deployment app-0003-0' in graph.text
+    assert "part=live&amp;tree=graph" in graph.text  # live updates keep the view
+    listed = await client.get(f"/applications/{NS}/app-0003?tree=list")
+    assert 'role="tree"' in listed.text
+    assert "Resource graph" not in listed.text
+    assert "part=live&amp;tree=list" in listed.text
+    live = await client.get(f"/applications/{NS}/app-0003?part=live&tree=graph")
+    assert 'aria-label="Resource graph"' in live.text
+    assert "<html" not in live.text
+
+
 async def test_flux_page_shows_dependencies_and_hides_what_is_not_allowed() -> None:
     cluster = MemoryCluster()
     cluster.add(
@@ -188,6 +210,10 @@ async def test_flux_page_shows_dependencies_and_hides_what_is_not_allowed() -> N
         page = await c.get("/flux")
         assert page.status_code == 200
         assert "flux-system/development" in page.text  # staging's dependsOn
+        # The dependency graph shows what the user may see: no node for the others.
+        assert 'aria-label="Dependency graph"' in page.text
+        assert 'aria-label="Kustomization flux-system/staging: Healthy"' in page.text
+        assert page.text.count('class="gnode') == 1
         assert "production" not in page.text
         listed = await c.get("/api/v1/kustomizations")
         assert [k["metadata"]["name"] for k in listed.json()["items"]] == ["staging"]
