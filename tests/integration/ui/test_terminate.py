@@ -98,9 +98,14 @@ async def test_terminate_a_running_sync(
         # Wave 1 never started; wave 0 was applied before the request.
         assert await api.get("v1", "ConfigMap", "later-wave", ns) is None
         assert await api.get("apps/v1", "Deployment", "stuck", ns) is not None
-        obj = await api.get("argoproj.io/v1alpha1", "Application", "slow", ns)
-        assert obj is not None
-        assert not obj.get("operation")
+
+        # The request field is cleared by its own write after the status one (the status is a
+        # subresource), so it is awaited, with a deadline, like the phase above.
+        async def cleared() -> dict[str, Any] | None:
+            obj = await api.get("argoproj.io/v1alpha1", "Application", "slow", ns)
+            return obj if obj is not None and not obj.get("operation") else None
+
+        obj = await eventually(cleared, timeout=30, what="the operation request cleared")
         assert not (obj.get("status") or {}).get("history")  # nothing was deployed
 
         events = await client.get(
