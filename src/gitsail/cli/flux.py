@@ -368,26 +368,31 @@ async def _source_of(
     return source, str(ref["name"]), str(ref.get("namespace") or namespace)
 
 
+def plain_reconcile_command(flux: FluxKind, doc: str) -> Callable[..., None]:
+    """``reconcile <kind> NAME``: request a reconcile of one object and wait for it."""
+
+    def command(
+        name: str = typer.Argument(..., help=f"the {flux.kind}"),
+        namespace: str = NamespaceOption,
+        timeout: float = TimeoutOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+    ) -> None:
+        async def main() -> None:
+            async with open_kube(kubeconfig, context) as kube:
+                await _reconcile(kube, flux, name, namespace, timeout)
+
+        guarded(main())
+
+    command.__doc__ = doc
+    return command
+
+
 def _reconcile_command(flux: FluxKind) -> Callable[..., None]:
     if flux.is_source:
-
-        def source_command(
-            name: str = typer.Argument(..., help=f"the {flux.kind}"),
-            namespace: str = NamespaceOption,
-            timeout: float = TimeoutOption,
-            kubeconfig: str | None = KubeconfigOption,
-            context: str | None = ContextOption,
-        ) -> None:
-            async def main() -> None:
-                async with open_kube(kubeconfig, context) as kube:
-                    await _reconcile(kube, flux, name, namespace, timeout)
-
-            guarded(main())
-
-        source_command.__doc__ = (
-            f"Fetch a {flux.kind} now (reconcile.fluxcd.io/requestedAt) and wait for it."
+        return plain_reconcile_command(
+            flux, f"Fetch a {flux.kind} now (reconcile.fluxcd.io/requestedAt) and wait for it."
         )
-        return source_command
 
     def command(
         name: str = typer.Argument(..., help=f"the {flux.kind}"),

@@ -20,11 +20,10 @@ from gitsail.cli.app import ContextOption, KubeconfigOption
 from gitsail.cli.flux import (
     FluxKind,
     NamespaceOption,
-    TimeoutOption,
     _ready,
-    _reconcile,
     _resume_command,
     _suspend_command,
+    plain_reconcile_command,
 )
 from gitsail.cli.kindget import (
     AllNamespacesOption,
@@ -131,21 +130,9 @@ def _get_command(kinds: list[FluxKind]) -> Callable[..., None]:
 
 
 def _reconcile_command(flux: FluxKind) -> Callable[..., None]:
-    def command(
-        name: str = typer.Argument(..., help=f"the {flux.kind}"),
-        namespace: str = NamespaceOption,
-        timeout: float = TimeoutOption,
-        kubeconfig: str | None = KubeconfigOption,
-        context: str | None = ContextOption,
-    ) -> None:
-        async def main() -> None:
-            async with open_kube(kubeconfig, context) as kube:
-                await _reconcile(kube, flux, name, namespace, timeout)
-
-        guarded(main())
-
-    command.__doc__ = f"Reconcile the {flux.kind} now (reconcile.fluxcd.io/requestedAt); wait."
-    return command
+    return plain_reconcile_command(
+        flux, f"Reconcile the {flux.kind} now (reconcile.fluxcd.io/requestedAt); wait."
+    )
 
 
 def register(
