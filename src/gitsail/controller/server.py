@@ -19,6 +19,13 @@ sender may retry, and the delivery is not remembered as seen.
 ``make_server`` gives the uvicorn server the same limits as a second line: concurrent
 connections, keep-alive, header size, and a deadline for the request head (uvicorn has
 none: a connection that trickles its headers would otherwise be held forever).
+
+A refused request is usually still sending its body. Closing a socket whose unread input
+is not empty makes the kernel send a reset, and a reset may reach the client before the
+refusal does, so the client would see "connection reset" instead of the 413 or 408. The
+server therefore closes as HTTP servers do (a lingering close): it ends its side of the
+connection, reads and discards what still arrives for at most ``LINGER_SECONDS`` and
+``LINGER_BYTES``, then closes.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import h11
 import uvicorn
@@ -62,6 +69,10 @@ KEEP_ALIVE_SECONDS = 5
 # Connections (and requests) uvicorn serves at once, per webhook slot: room for probes,
 # scrapes and keep-alive connections; beyond it uvicorn answers 503 itself.
 CONNECTIONS_PER_WEBHOOK_SLOT = 4
+# After the server ends a connection, input is read and discarded this long at most.
+LINGER_SECONDS = 1.0
+# ... and at most this much of it: a client that floods is reset sooner.
+LINGER_BYTES = 1024 * 1024
 
 
 def make_app(
@@ -158,16 +169,88 @@ def make_server(
     return uvicorn.Server(config)
 
 
+class LingeringTransport:
+    """A transport whose ``close`` ends the writing side at once and the connection only
+    after the peer has closed too, ``linger`` seconds have passed or ``limit`` bytes
+    arrived; what arrives meanwhile is dropped (``discard``). Everything else is the
+    wrapped transport's."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        linger: float,
+        limit: int = LINGER_BYTES,
+    ) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._linger = linger
+        self._left = limit
+        self._timer: asyncio.TimerHandle | None = None
+        self.lingering = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        if not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self.lingering = True
+        try:
+            self._transport.write_eof()  # flushes what was written, then FIN
+        except OSError:
+            self._transport.close()
+            return
+        self._transport.resume_reading()  # drain, even if flow control had paused it
+        self._timer = self._loop.call_later(self._linger, self.abort_linger)
+
+    def discard(self, data: bytes) -> None:
+        """Input that arrived while lingering: dropped, and counted against the limit."""
+        self._left -= len(data)
+        if self._left < 0:
+            self.abort_linger()
+
+    def abort_linger(self) -> None:
+        """End the connection now (the linger is over or the peer closed)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._transport.is_closing():
+            self._transport.close()
+
+
 class _HeadDeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose request head is not complete
-    ``deadline`` seconds after it opened or after its previous response."""
+    ``deadline`` seconds after it opened or after its previous response, and closing
+    every connection with a lingering close (``LingeringTransport``)."""
 
     deadline: float = 10.0
+    linger: float = LINGER_SECONDS
     _head_timer: asyncio.TimerHandle | None = None
+    _lingering: LingeringTransport | None = None
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
+        self._lingering = LingeringTransport(transport, self.loop, self.linger)
+        super().connection_made(cast(asyncio.Transport, self._lingering))
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is not None and self._lingering.lingering:
+            self._lingering.discard(data)  # the response is sent; the rest is dropped
+            return
+        super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._lingering is not None and self._lingering.lingering:
+            self._lingering.abort_linger()
+            return
+        super().eof_received()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -176,6 +259,8 @@ class _HeadDeadlineProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
+        if self._lingering is not None:
+            self._lingering.abort_linger()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
