@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -96,6 +94,7 @@ from gitsail.sync.engine import (
 from gitsail.sync.inventory import Inventory
 from gitsail.sync.ownership import shared_resource_warning
 from gitsail.sync.plan import hook_types
+from gitsail.sync.predictions import Predictions, live_version
 
 __all__ = [
     "AppEngine",
@@ -370,22 +369,6 @@ def _with_sync_error(app_obj: Obj, result: SyncResult, revision: str) -> Obj:
 LiveLookup = Callable[[str, str, str, str | None], Awaitable[Obj | None]]
 
 
-def _live_version(live: Obj | None) -> str:
-    """What a dry-run prediction depends on in the live object.
-
-    For kinds with ``metadata.generation`` that is the generation plus the rest of the
-    metadata: status writes (which change the resourceVersion all the time) do not change
-    what applying the manifest would produce, so the prediction is reused across them.
-    Other kinds use the resourceVersion. "" (no live object) is never memoized.
-    """
-    meta = (live or {}).get("metadata") or {}
-    if "generation" not in meta:
-        return str(meta.get("resourceVersion", ""))
-    stable = {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode())
-    return f"g{meta['generation']}:{digest.hexdigest()}"
-
-
 class PipelineObserver:
     """Told how long fetches and renders take (the controller turns this into metrics)."""
 
@@ -427,7 +410,7 @@ class AppEngine:
     # delivery's destination; ``bound`` is the destination of such a view.
     targets: Targets | None = None
     bound: Target | None = None
-    _predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
+    _predictions: Predictions = field(default_factory=Predictions, repr=False)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -748,7 +731,7 @@ class AppEngine:
                 )
             except KubeError:
                 return None
-            if current is None or _live_version(current) != _live_version(seen):
+            if current is None or live_version(current) != live_version(seen):
                 return None
             live[key] = current
             health[key] = resource_health(current)
@@ -780,24 +763,23 @@ class AppEngine:
         return app.owner.mark(prepared)
 
     async def _dry_run(self, obj: Obj, current: Obj | None) -> Obj:
-        """What the object would look like after apply; the manifest itself if that is unknown."""
-        desired = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-        live_version = _live_version(current)
-        memo_key = (desired, live_version)
-        if live_version and memo_key in self._predictions:
-            return self._predictions[memo_key]
+        """What the object would look like after apply; the manifest itself if that is
+        unknown. A missing object is not asked about: it diffs as missing whatever the
+        server would default, and the sync validates the create before it applies."""
+        if current is None:
+            return obj
+        known = self._predictions.get(obj, current, field_manager=self.field_manager)
+        if known is not None:
+            return known
         try:
             predicted = await self.cluster.apply(
                 obj, field_manager=self.field_manager, force=True, dry_run=True
             )
         except KubeError:
-            # Missing namespace, kind not served yet, or invalid: the sync's own validation
+            # Invalid, or the kind is not served any more: the sync's own validation
             # reports it; for the comparison the object is simply out of sync.
             return obj
-        if live_version:
-            if len(self._predictions) > 20_000:
-                self._predictions.clear()
-            self._predictions[memo_key] = predicted
+        self._predictions.put(obj, current, predicted, field_manager=self.field_manager)
         return predicted
 
     # -- status ------------------------------------------------------------------------
@@ -1017,6 +999,7 @@ class AppEngine:
             lookup=self.live,
             changes=self.changes,
             checkpoint=self._checkpoint(app, comparison.artifact.revision, termination),
+            predictions=self._predictions,
             terminated=termination if not dry_run else None,
         )
         revision_done = comparison.artifact.revision

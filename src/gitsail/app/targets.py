@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from gitsail.app.model import Delivery
 from gitsail.kube import Kube
 from gitsail.model import Obj
+from gitsail.sync.predictions import Predictions
 
 __all__ = ["Target", "TargetUnavailable", "Targets"]
 
@@ -55,7 +56,7 @@ class Target:
     changes: Any = None  # gitsail.sync.engine.Changes: wakes health waits on watch events
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     cluster_resources: bool = True
-    predictions: dict[tuple[str, str], Obj] = field(default_factory=dict, repr=False)
+    predictions: Predictions = field(default_factory=Predictions, repr=False)
     settings: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
     def allows(self, namespace: str) -> str:

@@ -95,6 +95,7 @@ from gitsail.sync.plan import (
     plan_tasks,
     waves,
 )
+from gitsail.sync.predictions import Predictions
 from gitsail.sync.progress import OperationProgress, ResourceResult, object_ref
 
 __all__ = [
@@ -240,6 +241,7 @@ class _Seams:
     checkpoint: Checkpoint | None
     clock: Callable[[], float]
     terminated: Terminated | None = None
+    predictions: Predictions | None = None
 
 
 class _Operation:
@@ -464,6 +466,8 @@ class _Operation:
                     continue
                 if missing_ns and task.key.namespace == self.req.destination_namespace:
                     continue  # the namespace is created by this sync (CreateNamespace)
+                if self._known(task, live):
+                    continue  # the server accepted this apply onto this very object
                 predicted = await self._dry_run(task, live)
                 # A cache behind the server (or without an object created since): the
                 # server's object decides.
@@ -477,6 +481,22 @@ class _Operation:
             except KubeError as exc:
                 errors.append(f"{task.key}: {exc.message}")
         return errors
+
+    def _validation(self, task: SyncTask) -> str:
+        return "Ignore" if task.options.get("Validate") == "false" else "Strict"
+
+    def _known(self, task: SyncTask, live: Obj | None) -> bool:
+        """Whether a server-side apply of ``task`` onto ``live`` was answered before
+        (``Predictions``): an apply task that is not a Replace, onto an existing object."""
+        predictions = self.seams.predictions
+        if predictions is None or task.obj is None or live is None:
+            return False
+        if task.action is not TaskAction.apply or task.options.flag("Replace"):
+            return False
+        known = predictions.get(
+            task.obj, live, field_manager=self.req.field_manager, validation=self._validation(task)
+        )
+        return known is not None
 
     async def _cached(self, task: SyncTask) -> Obj | None:
         """The watch cache's view of ``task``'s object (``lookup`` is set)."""
@@ -518,7 +538,7 @@ class _Operation:
             meta = dict(task.obj.get("metadata") or {})
             if task.key.name:
                 meta["generateName"] = meta.pop("name")
-            validation = "Ignore" if task.options.get("Validate") == "false" else "Strict"
+            validation = self._validation(task)
             return await self.kube.create(
                 {**task.obj, "metadata": meta},
                 dry_run=True,
@@ -555,7 +575,7 @@ class _Operation:
 
     async def _apply(self, task: SyncTask, *, dry_run: bool) -> Obj:
         assert task.obj is not None
-        validation = "Ignore" if task.options.get("Validate") == "false" else "Strict"
+        validation = self._validation(task)
         if task.options.flag("Replace"):
             return await self._put(task, dry_run=dry_run, validation=validation)
         try:
@@ -596,6 +616,14 @@ class _Operation:
         except KubeError as exc:
             self.record(self._result(task, "SyncFailed", exc.message))
             raise _Failed(f"{task.key}: {exc.message}") from exc
+        predictions = self.seams.predictions
+        if predictions is not None and task.obj is not None and not task.options.flag("Replace"):
+            predictions.applied(
+                task.obj,
+                written,
+                field_manager=self.req.field_manager,
+                validation=self._validation(task),
+            )
         if task.key.kind == "CustomResourceDefinition":
             await self._wait_established(task)
         self.applied.append((task.api_version, task.key, written))
@@ -897,6 +925,7 @@ async def run_sync(
     checkpoint: Checkpoint | None = None,
     clock: Callable[[], float] = time.monotonic,
     terminated: Terminated | None = None,
+    predictions: Predictions | None = None,
 ) -> SyncResult:
     """Run one sync operation; never raises for cluster errors (they become the result).
 
@@ -908,9 +937,12 @@ async def run_sync(
     ``terminated`` says whether the operation was asked to stop: it is asked before each
     step (a wave, the prunes of a phase) and on each pause of a wait; once it says yes, no
     further step starts and the result is Failed, "Operation terminated" (no SyncFail hooks:
-    stopping was asked for, nothing failed).
+    stopping was asked for, nothing failed). ``predictions`` are the dry-run answers the
+    caller already has (``gitsail.sync.predictions``): validation skips those, and every
+    apply adds its result.
     """
-    op = _Operation(kube, request, progress, _Seams(lookup, changes, checkpoint, clock, terminated))
+    seams = _Seams(lookup, changes, checkpoint, clock, terminated, predictions)
+    op = _Operation(kube, request, progress, seams)
     try:
         await kube.discover()
         desired = [await op.prepare(obj) for obj in request.desired]

@@ -270,3 +270,27 @@ async def test_a_record_without_a_kind_adapter_cannot_have_its_status_written() 
     engine = _engine(FakeKube("control"))
     with pytest.raises(TypeError, match="no kind adapter"):
         await engine.write_status(_delivery(), None, error="x")
+
+
+class DryRunKube(FakeKube):
+    async def apply(self, obj: Obj, **kw: Any) -> Obj:
+        assert kw.get("dry_run"), "the comparison only dry-runs"
+        self.calls.append(("dry-run", obj["kind"]))
+        return {**obj, "metadata": {**obj["metadata"], "uid": "u1"}}
+
+
+async def test_a_comparison_dry_runs_once_per_object_version_and_never_a_create() -> None:
+    target = DryRunKube("target")
+    engine = _engine(FakeKube("control"), target)
+    manifest = ArgoTracking("web").mark(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "prod"}}
+    )
+    assert await engine._dry_run(manifest, None) is manifest  # diffs as missing; no request
+    current = _live_config_map(ArgoTracking("web"))
+    first = await engine._dry_run(manifest, current)
+    again = await engine._dry_run(manifest, current)
+    assert first == again
+    assert first["metadata"]["uid"] == "u1"
+    newer = {**current, "metadata": {**current["metadata"], "resourceVersion": "8"}}
+    await engine._dry_run(manifest, newer)
+    assert target.calls == [("dry-run", "ConfigMap"), ("dry-run", "ConfigMap")]

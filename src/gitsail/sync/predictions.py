@@ -1,0 +1,97 @@
+"""Server-side apply answers already known, so that they are not asked for again.
+
+A dry-run apply of a manifest onto a live object has one answer while neither changes. The
+comparison asks it for every object it diffs, the sync's validation asks it again before
+applying, and after a sync the next comparison asks it of the object the apply just
+returned. ``Predictions`` keeps those answers, keyed by the manifest's digest, the live
+object's version (``live_version``), the field manager and the field validation:
+
+- the comparison reuses an answer while the live object is the same version;
+- the sync's validation skips the dry run whose answer is known: the server accepted that
+  very apply onto that very object;
+- a real apply records its result as the answer for the object it produced (applying the
+  same manifest again, with the same manager, gives the same object), so the comparison
+  after a sync needs no dry run for objects nobody else changed since.
+
+Nothing is memoized against a missing object (a create): only the server can validate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from gitsail.model import Obj
+
+__all__ = ["Predictions", "live_version", "manifest_digest"]
+
+DEFAULT_LIMIT = 20_000
+
+
+def live_version(live: Obj | None) -> str:
+    """What a dry-run answer depends on in the live object ("" for none).
+
+    For kinds with ``metadata.generation`` that is the generation plus the rest of the
+    metadata: status writes (which change the resourceVersion all the time) do not change
+    what applying the manifest would produce, so the answer is reused across them. Other
+    kinds use the resourceVersion.
+    """
+    meta = (live or {}).get("metadata") or {}
+    if "generation" not in meta:
+        return str(meta.get("resourceVersion", ""))
+    stable = {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode())
+    return f"g{meta['generation']}:{digest.hexdigest()}"
+
+
+def manifest_digest(obj: Obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Predictions:
+    """Dry-run answers by (manifest, live version, field manager, field validation); at most
+    ``limit`` of them (all forgotten at once when full: they are only a shortcut)."""
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        self.limit = limit
+        self._answers: dict[tuple[str, str, str, str], Obj] = {}
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(
+        self, obj: Obj, live: Obj | None, *, field_manager: str, validation: str = "Strict"
+    ) -> Obj | None:
+        """The known answer of applying ``obj`` onto ``live``, or None."""
+        version = live_version(live)
+        if not version:
+            return None
+        answer = self._answers.get((manifest_digest(obj), version, field_manager, validation))
+        if answer is not None:
+            self.hits += 1
+        return answer
+
+    def put(
+        self,
+        obj: Obj,
+        live: Obj | None,
+        answer: Obj,
+        *,
+        field_manager: str,
+        validation: str = "Strict",
+    ) -> None:
+        """Remember ``answer`` (a dry run's, or a real apply's) for ``obj`` onto ``live``."""
+        version = live_version(live)
+        if not version:
+            return
+        if len(self._answers) >= self.limit:
+            self._answers.clear()
+        self._answers[(manifest_digest(obj), version, field_manager, validation)] = answer
+
+    def applied(
+        self, obj: Obj, written: Obj, *, field_manager: str, validation: str = "Strict"
+    ) -> None:
+        """``obj`` was applied and the server stored ``written``: applying it again onto
+        ``written`` gives ``written``."""
+        self.put(obj, written, written, field_manager=field_manager, validation=validation)

@@ -1,0 +1,137 @@
+"""Dry-run answers already known are not asked for again (``gitsail.sync.predictions``).
+
+The comparison and the sync's validation both dry-run an apply before writing; after a sync,
+the object the apply returned is the answer to the next dry run of the same manifest. The
+fakes are the resume tests' in-memory cluster and watch cache, counting the dry runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+from gitsail.kube import Kube
+from gitsail.model import Obj, ResourceKey
+from gitsail.sync import SyncRequest, run_sync
+from gitsail.sync.predictions import Predictions, live_version
+from tests.unit.sync.test_resume import OWNER, Cluster, World, configmap, deployment
+
+
+class Counting(Cluster):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dry_runs: list[str] = []
+
+    async def apply(self, obj: Obj, *, dry_run: bool = False, **kw: Any) -> Obj:
+        if dry_run:
+            self.dry_runs.append(obj["metadata"]["name"])
+        return await super().apply(obj, dry_run=dry_run, **kw)
+
+
+def request(*desired: Obj) -> SyncRequest:
+    return SyncRequest(destination_namespace="shop", desired=desired, owner=OWNER)
+
+
+async def sync(world: World, predictions: Predictions, *desired: Obj) -> str:
+    result = await run_sync(
+        cast(Kube, world.cluster),
+        request(*desired),
+        lookup=world.lookup,
+        changes=world,
+        checkpoint=world.checkpoint,
+        clock=world.clock,
+        predictions=predictions,
+    )
+    return result.phase
+
+
+def live(name: str, **meta: Any) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **meta}}
+
+
+# -- the memo ---------------------------------------------------------------------------
+
+
+def test_nothing_is_known_about_a_missing_object() -> None:
+    predictions = Predictions()
+    predictions.put(configmap("a", 0), None, configmap("a", 0), field_manager="m")
+    assert len(predictions) == 0
+    assert predictions.get(configmap("a", 0), None, field_manager="m") is None
+
+
+def test_an_answer_is_reused_for_the_same_manifest_live_version_manager_and_validation() -> None:
+    predictions = Predictions()
+    current = live("a", resourceVersion="7")
+    answer = {**configmap("a", 0), "status": "answered"}
+    predictions.put(configmap("a", 0), current, answer, field_manager="m")
+    assert predictions.get(configmap("a", 0), current, field_manager="m") == answer
+    assert (
+        predictions.get(configmap("a", 0), live("a", resourceVersion="8"), field_manager="m")
+        is None
+    )
+    assert predictions.get(configmap("b", 0), current, field_manager="m") is None
+    assert predictions.get(configmap("a", 0), current, field_manager="other") is None
+    assert (
+        predictions.get(configmap("a", 0), current, field_manager="m", validation="Ignore") is None
+    )
+
+
+def test_a_status_write_keeps_the_answer_of_a_kind_with_a_generation() -> None:
+    before = live("d", generation=3, resourceVersion="10", labels={"a": "1"})
+    status_written = {**before, "metadata": {**before["metadata"], "resourceVersion": "11"}}
+    relabelled = {**before, "metadata": {**before["metadata"], "labels": {"a": "2"}}}
+    assert live_version(before) == live_version(status_written)
+    assert live_version(before) != live_version(relabelled)
+
+
+def test_a_full_memo_forgets_everything_and_starts_again() -> None:
+    predictions = Predictions(limit=2)
+    for number in range(3):
+        current = live("a", resourceVersion=str(number))
+        predictions.put(configmap("a", 0), current, current, field_manager="m")
+    assert len(predictions) == 1
+
+
+# -- in a sync --------------------------------------------------------------------------
+
+
+async def test_creates_are_dry_run_and_a_repeated_sync_of_applied_objects_is_not() -> None:
+    cluster = Counting()
+    world = World(cluster)
+    world.gate_open = True
+    predictions = Predictions()
+    desired = (configmap("config", 0), deployment("web", 0))
+    assert await sync(world, predictions, *desired) == "Succeeded"
+    assert sorted(cluster.dry_runs) == ["config", "web"]  # a create is validated
+    world.step()  # the cache catches up (the Deployment's status was written)
+    cluster.dry_runs.clear()
+    assert await sync(world, predictions, *desired) == "Succeeded"
+    assert cluster.dry_runs == []  # the applies answered them
+    assert cluster.applies_of("config") == 2  # still applied: only the dry run is known
+
+
+async def test_an_object_changed_by_someone_else_is_dry_run_again() -> None:
+    cluster = Counting()
+    world = World(cluster)
+    predictions = Predictions()
+    assert await sync(world, predictions, configmap("config", 0)) == "Succeeded"
+    edited = copy.deepcopy(cluster.objects[ResourceKey("", "ConfigMap", "shop", "config")])
+    edited["data"] = {"k": "edited"}
+    cluster.put(edited)  # a new resourceVersion
+    world.step()
+    cluster.dry_runs.clear()
+    assert await sync(world, predictions, configmap("config", 0)) == "Succeeded"
+    assert cluster.dry_runs == ["config"]
+
+
+async def test_a_changed_manifest_is_dry_run_again() -> None:
+    cluster = Counting()
+    world = World(cluster)
+    predictions = Predictions()
+    assert await sync(world, predictions, configmap("config", 0)) == "Succeeded"
+    world.step()
+    cluster.dry_runs.clear()
+    changed = configmap("config", 0)
+    changed["data"] = {"k": "new"}
+    assert await sync(world, predictions, changed) == "Succeeded"
+    assert cluster.dry_runs == ["config"]
