@@ -257,6 +257,7 @@ class _Operation:
         self.applied: list[tuple[str, ResourceKey, Obj]] = []
         self.crd_kinds = _namespaced_crd_kinds(request.desired)
         self.pending_crd: set[tuple[str, str]] = set()
+        self.namespace_exists: bool | None = None  # the destination's (CreateNamespace)
         # Resuming: the results an interrupted run recorded, not yet carried over.
         self.prior: list[ResourceResult] = list(request.resume.results) if request.resume else []
         self.step: tuple[Phase, int] | None = (
@@ -554,24 +555,39 @@ class _Operation:
             if o.get("kind") == "Namespace"
         }
 
+    async def _destination_namespace_exists(self) -> bool:
+        """Whether the destination namespace exists: the watch cache's word when it holds
+        it, else the server's (a namespace just created may not be cached yet). Asked once
+        per operation: validation and ``ensure_namespace`` share the answer."""
+        if self.namespace_exists is None:
+            ns = self.req.destination_namespace
+            cached = None
+            if self.seams.lookup is not None:
+                cached = await self.seams.lookup("v1", "Namespace", ns, None)
+            self.namespace_exists = (
+                cached is not None or await self.kube.get("v1", "Namespace", ns) is not None
+            )
+        return self.namespace_exists
+
     async def _destination_namespace_missing(self) -> bool:
         ns = self.req.destination_namespace
         if not ns or not self.req.options.flag("CreateNamespace"):
             return False
-        return await self.kube.get("v1", "Namespace", ns) is None
+        return not await self._destination_namespace_exists()
 
     async def ensure_namespace(self) -> None:
         ns = self.req.destination_namespace
         if not ns or not self.req.options.flag("CreateNamespace"):
             return
         metadata = self.req.managed_namespace_metadata or {}
-        if await self.kube.get("v1", "Namespace", ns) is not None and not metadata:
+        if not metadata and await self._destination_namespace_exists():
             return
         body: Obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
         for part in ("labels", "annotations"):
             if metadata.get(part):
                 body["metadata"][part] = dict(metadata[part])
         await self.kube.apply(body, field_manager=self.req.field_manager, force=True)
+        self.namespace_exists = True
 
     async def _apply(self, task: SyncTask, *, dry_run: bool) -> Obj:
         assert task.obj is not None
