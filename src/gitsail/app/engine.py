@@ -791,12 +791,18 @@ class AppEngine:
         *,
         error: str = "",
         extra: dict[str, Any] | None = None,
+        clear_operation: bool = False,
     ) -> Obj:
         """Write the kind's status after a comparison (``error``: why there is none), as its
-        adapter computes it, in one merge patch on the control plane."""
+        adapter computes it, in one merge patch on the control plane; with
+        ``clear_operation`` the same patch removes the ``operation`` request (as Argo CD
+        does: no moment where the result is recorded and the request still pending)."""
         status = self.application_status(app, comparison, error=error, extra=extra)
+        body: dict[str, Any] = {"status": status}
+        if clear_operation:
+            body["operation"] = None
         return await self.control.merge_patch(
-            app.api_version, app.kind, app.name, {"status": status}, namespace=app.namespace
+            app.api_version, app.kind, app.name, body, namespace=app.namespace
         )
 
     @staticmethod
@@ -866,6 +872,7 @@ class AppEngine:
         progress: Progress = lambda _r: None,
         retry: Retry | None = None,
         retry_count: int = 0,
+        clear_operation: bool = False,
     ) -> OperationOutcome:
         """Run one sync operation and record it (operationState, history, status).
 
@@ -873,7 +880,8 @@ class AppEngine:
         ``operationState.operation``); without it one is described from the arguments.
         With ``retry``, this is attempt ``retry_count + 1`` of it; a failure with retries
         left is recorded as a scheduled retry (``OperationOutcome.retry_at``), not as the
-        end of the operation.
+        end of the operation. With ``clear_operation`` the Application's ``operation``
+        request is removed by the write that records the end of the operation.
         """
         try:
             engine = await self._route(app)
@@ -893,6 +901,7 @@ class AppEngine:
                 progress=progress,
                 retry=retry,
                 retry_count=retry_count,
+                clear_operation=clear_operation,
             )
         resume = _resume_point(app.origin, operation) if not dry_run else None
         started = resume.started if resume is not None else now()
@@ -926,7 +935,9 @@ class AppEngine:
         if terminating(app.origin) and not dry_run:
             # Asked to stop before this attempt began (e.g. while a retry was waiting).
             result = SyncResult("Failed", TERMINATED_MESSAGE, terminated=True)
-            await self._finish(app, operation, result, started, "", None, False, None, 0)
+            await self._finish(
+                app, operation, result, started, "", None, False, None, 0, clear_operation
+            )
             return OperationOutcome(result, "", None, None)
         termination = _Termination(
             lambda: self.control.get(app.api_version, app.kind, app.name, app.namespace)
@@ -936,7 +947,9 @@ class AppEngine:
             refused = await self.admission.sync_refused(app, automated=automated)
             if refused:
                 result = SyncResult("Failed", refused)
-                await self._finish(app, operation, result, started, "", None, False, None, 0)
+                await self._finish(
+                    app, operation, result, started, "", None, False, None, 0, clear_operation
+                )
                 return OperationOutcome(result, "", None, None)
         running = operation_start(operation, started, retry_count)
         recorded = _start_recorded(app.origin, running)
@@ -955,7 +968,16 @@ class AppEngine:
         except ComparisonError as exc:
             result = SyncResult("Error", str(exc))
             retry_at = await self._finish(
-                app, operation, result, started, "", None, dry_run, retry, retry_count
+                app,
+                operation,
+                result,
+                started,
+                "",
+                None,
+                dry_run,
+                retry,
+                retry_count,
+                clear_operation,
             )
             return OperationOutcome(result, "", None, retry_at)
         if prune and not allow_empty and not comparison.desired and comparison.owned_live:
@@ -975,6 +997,7 @@ class AppEngine:
                 dry_run,
                 retry,
                 retry_count,
+                clear_operation,
             )
             return OperationOutcome(result, comparison.artifact.revision, comparison, retry_at)
         result = await run_sync(
@@ -1004,7 +1027,16 @@ class AppEngine:
         )
         revision_done = comparison.artifact.revision
         retry_at = await self._finish(
-            app, operation, result, started, revision_done, comparison, dry_run, retry, retry_count
+            app,
+            operation,
+            result,
+            started,
+            revision_done,
+            comparison,
+            dry_run,
+            retry,
+            retry_count,
+            clear_operation,
         )
         return OperationOutcome(result, revision_done, comparison, retry_at)
 
@@ -1063,9 +1095,13 @@ class AppEngine:
         dry_run: bool,
         retry: Retry | None = None,
         retry_count: int = 0,
+        clear_operation: bool = False,
     ) -> float | None:
-        """Record the attempt; the epoch time of the scheduled retry, or None when done."""
+        """Record the attempt; the epoch time of the scheduled retry, or None when done
+        (then, with ``clear_operation``, the same write removes the request)."""
         if dry_run:
+            if clear_operation:
+                await self.clear_operation(app)
             return None
         if result.terminated:
             retry = None  # stopping was asked for: never retried
@@ -1124,7 +1160,9 @@ class AppEngine:
             after = await self.compare(app) if comparison is not None else None
         except ComparisonError:
             after = comparison
-        await self.write_status(app, after, extra=extra)
+        await self.write_status(
+            app, after, extra=extra, clear_operation=clear_operation and retry_at is None
+        )
         return retry_at
 
     async def run_requested_operation(
@@ -1164,9 +1202,8 @@ class AppEngine:
             progress=progress,
             retry=retry,
             retry_count=retry_count,
+            clear_operation=clear,
         )
-        if clear:
-            await self.clear_operation(app)
         return outcome
 
     async def clear_operation(self, app: Delivery) -> None:

@@ -649,8 +649,9 @@ class AppReconciler(KindDefaults):
             f"{sync_spec.get('revision') or app.target_revision}",
         )
         started = time.monotonic()
+        # The write that records the end of the operation also clears its request.
         outcome = await self.engine.run_requested_operation(
-            app, clear=False, retry=retry, retry_count=retry_count
+            app, clear=True, retry=retry, retry_count=retry_count
         )
         if outcome is None:  # an operation without a sync: nothing we can run
             await self.engine.clear_operation(app)
@@ -667,7 +668,6 @@ class AppReconciler(KindDefaults):
             f"{outcome.result.message}",
             type="Normal" if phase == "Succeeded" else "Warning",
         )
-        await self.engine.clear_operation(app)
         if phase == "Succeeded" and resources and automated:
             await self.events.record(
                 app.raw,

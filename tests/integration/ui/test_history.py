@@ -11,7 +11,7 @@ import pytest
 from gitsail.dev.gitserver import Workdir
 from gitsail.kube import Kube
 from tests.integration.app.conftest import configmap, public_url
-from tests.integration.controller.conftest import app_status, create_app, eventually
+from tests.integration.controller.conftest import create_app, eventually
 from tests.integration.ui.conftest import PASSWORDS, RunningServer, login
 from tests.integration.ui.test_api import bearer, project
 
@@ -59,11 +59,16 @@ async def sync_and_wait(
     assert r.status_code == 200, r.text
 
     async def done() -> dict[str, Any] | None:
-        status = await app_status(api, ns, "hist")
+        app = await api.get("argoproj.io/v1alpha1", "Application", "hist", ns) or {}
+        status = app.get("status") or {}
         state = status.get("operationState") or {}
         if state.get("phase") in ("Failed", "Error"):
             raise AssertionError(state)
-        return status if len(status.get("history") or []) == entries else None
+        if len(status.get("history") or []) != entries:
+            return None
+        # The request is cleared by a write after the status one; until then a new sync
+        # is refused as "another operation is already in progress".
+        return status if "operation" not in app else None
 
     return await eventually(done, timeout=180, what=f"history entry {entries - 1}")
 
