@@ -1188,7 +1188,7 @@ class AppEngine:
         resources = [ResourceKey.from_ref(r) for r in spec.get("resources") or []]
         # A rollback carries the history entry's source: this operation renders it, not spec.
         source = spec.get("source")
-        outcome = await self.sync(
+        return await self.sync(
             app,
             source=source if isinstance(source, dict) and source else None,
             revision=str(spec["revision"]) if spec.get("revision") else None,
@@ -1204,7 +1204,6 @@ class AppEngine:
             retry_count=retry_count,
             clear_operation=clear,
         )
-        return outcome
 
     async def clear_operation(self, app: Delivery) -> None:
         await self.control.merge_patch(
