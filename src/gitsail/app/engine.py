@@ -406,6 +406,10 @@ class AppEngine:
     admission: Admission | None = None  # AppProject checks (gitsail.app.admission)
     # Sealed Secrets keys: re-sealed, unchanged SealedSecret values diff as in sync.
     open_sealed: SealedOpener | None = None
+    # Reads the kind's object as the control plane has it, with every write of this engine
+    # in it (the controller answers from its watch cache when it holds our last write;
+    # default: a GET). (api_version, kind, name, namespace) as ``live``.
+    read_own: LiveLookup | None = None
     # Other clusters (gitsail.app.targets): each entry point runs on a view bound to the
     # delivery's destination; ``bound`` is the destination of such a view.
     targets: Targets | None = None
@@ -417,6 +421,12 @@ class AppEngine:
     def kube(self) -> Kube:
         """The control-plane client (the name callers used before the split)."""
         return self.control
+
+    async def _read_own(self, app: Delivery) -> Obj | None:
+        """The delivery's object with our own writes in it (``read_own``, or a GET)."""
+        if self.read_own is not None:
+            return await self.read_own(app.api_version, app.kind, app.name, app.namespace)
+        return await self.control.get(app.api_version, app.kind, app.name, app.namespace)
 
     @property
     def oci_charts(self) -> OCIClient:
@@ -939,9 +949,7 @@ class AppEngine:
                 app, operation, result, started, "", None, False, None, 0, clear_operation
             )
             return OperationOutcome(result, "", None, None)
-        termination = _Termination(
-            lambda: self.control.get(app.api_version, app.kind, app.name, app.namespace)
-        )
+        termination = _Termination(lambda: self._read_own(app))
         if self.admission is not None and not dry_run and resume is None:  # sync windows
             automated = bool((operation.get("initiatedBy") or {}).get("automated"))
             refused = await self.admission.sync_refused(app, automated=automated)
@@ -1060,9 +1068,7 @@ class AppEngine:
                     if termination is not None:
                         if termination.seen:
                             return
-                        current = await self.control.get(
-                            app.api_version, app.kind, app.name, app.namespace
-                        )
+                        current = await self._read_own(app)
                         if terminating(current):
                             termination.seen = True
                             return
@@ -1136,9 +1142,7 @@ class AppEngine:
             },
         }
         extra: dict[str, Any] = {"operationState": state}
-        fresh = (
-            await self.control.get(app.api_version, app.kind, app.name, app.namespace) or app.origin
-        )
+        fresh = await self._read_own(app) or app.origin
         if result.phase == "Succeeded":
             history = list((fresh.get("status") or {}).get("history") or [])
             next_id = max((int(h.get("id", 0)) for h in history), default=-1) + 1

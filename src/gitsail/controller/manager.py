@@ -398,6 +398,7 @@ class Controller:
             helm_repos=HelmRepoSource(policy=policy),
             renderer=Renderer(policy=policy),
             observer=_MetricsObserver(self.metrics),
+            read_own=self._read_own,
         )
         # Destination clusters (controller/clusters.py): in-cluster is this client.
         self.clusters = ClusterPool(
@@ -560,9 +561,13 @@ class Controller:
             owns=self.sharding.owns,
             shared_cache=self._shared_cache,
         )
+        # Only what this replica writes from now on counts as seen (a shard may have had
+        # another owner since): the first read of each object after this goes to the server.
+        self.kube.written.clear()
         for factory in self._factories:
             reconciler = factory(context)
             self.registry.register(reconciler)
+            self.kube.written.track(reconciler.api.api_version, reconciler.api.kind)
             if isinstance(reconciler, AppReconciler):
                 self.reconciler = reconciler
         for reconciler in self.registry:
@@ -677,13 +682,30 @@ class Controller:
                 )
 
     async def _read(self, key: ObjectKey, fresh: bool) -> Obj | None:
-        """An object of a registered kind: from its watch cache, or the server when
-        ``fresh`` (or not watched)."""
+        """An object of a registered kind: from its watch cache, or, when ``fresh`` (this
+        replica's own writes must be in it) and the cached copy is not at the version of
+        our last write to it (``Kube.written``), from the server."""
         cache = self.kind_caches.get((key.kind, key.namespace))
-        if cache is None or fresh:
-            api = self.registry[key.kind].api
-            return await self.kube.get(api.api_version, api.kind, key.name, key.namespace)
-        return cache.get(key.namespace, key.name)
+        cached = cache.get(key.namespace, key.name) if cache is not None else None
+        if cache is not None and not fresh:
+            return cached
+        api = self.registry[key.kind].api
+        if cached is not None and self.kube.written.current(api.api_version, api.kind, cached):
+            return cached
+        obj = await self.kube.get(api.api_version, api.kind, key.name, key.namespace)
+        if obj is None:
+            self.kube.written.forget(api.api_version, api.kind, key.namespace, key.name)
+        return obj
+
+    async def _read_own(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> Obj | None:
+        """The engine's read of a delivery's own object (``AppEngine.read_own``): through
+        ``_read`` for a registered kind in a watched namespace, else from the server."""
+        key = ObjectKey(kind, namespace or "", name)
+        if (kind, key.namespace) in self.kind_caches and kind in self.registry:
+            return await self._read(key, True)
+        return await self.kube.get(api_version, kind, name, namespace)
 
     async def _reconcile(self, key: ObjectKey, reasons: frozenset[str]) -> float | None:
         """Run the key's kind on it: reconcile, finalize (being deleted) or forget (gone)."""

@@ -25,6 +25,7 @@ from gitsail.kube.errors import (
 from gitsail.kube.flow import FlowControl, RequestStats, urgent
 from gitsail.kube.retry import Backoff, RetryPolicy
 from gitsail.kube.watch import WatchEvent
+from gitsail.kube.written import WrittenVersions
 
 __all__ = [
     "Backoff",
@@ -50,6 +51,7 @@ __all__ = [
     "Unauthorized",
     "WatchCache",
     "WatchEvent",
+    "WrittenVersions",
     "check_names",
     "load_kubeconfig",
     "service_account_user",

@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -52,6 +52,7 @@ from gitsail.kube.errors import (
 from gitsail.kube.flow import FlowControl, RequestStats
 from gitsail.kube.retry import RetryPolicy
 from gitsail.kube.watch import WatchEvent, parse_event
+from gitsail.kube.written import WrittenVersions
 from gitsail.model import Obj
 
 __all__ = ["Kube", "service_account_user"]
@@ -125,6 +126,9 @@ class Kube:
         # Impersonating views share it: one budget per server, whoever a request acts as.
         self.flow = flow or FlowControl(0, 1)
         self.stats = RequestStats()
+        # The versions this client's writes left objects of the tracked kinds at (views
+        # share it): what lets a controller trust its watch cache after its own writes.
+        self.written = WrittenVersions()
         self.rediscover_interval = rediscover_interval
         tls = ssl_context(config)
         self._client = httpx.AsyncClient(
@@ -263,6 +267,19 @@ class Kube:
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         response = await self._send(method, path, **kwargs)
         result: Obj = response.json()
+        return result
+
+    async def _write(
+        self, info: ResourceInfo, name: str, ns: str | None, request: Awaitable[Obj]
+    ) -> Obj:
+        """Send a write to one object, recording the version it left the object at
+        (``self.written``: nothing for kinds not tracked)."""
+        written = self.written
+        if not written.tracks(info.group, info.kind):
+            return await request
+        written.begin(info.group, info.kind, ns, name)
+        result = await request
+        written.record(info.group, info.kind, ns, name, result)
         return result
 
     # -- discovery ----------------------------------------------------------------------
@@ -427,7 +444,7 @@ class Kube:
         if force:
             params["force"] = "true"
         verb = "apply (dry run)" if dry_run else "apply"
-        return await self._json(
+        request = self._json(
             "PATCH",
             info.path(name, ns),
             params=params,
@@ -436,6 +453,7 @@ class Kube:
             context=describe(verb, info.api_version, info.kind, name, ns),
             idempotent=True,
         )
+        return await (request if dry_run else self._write(info, name, ns, request))
 
     async def create(
         self,
@@ -447,7 +465,7 @@ class Kube:
         """POST ``obj`` (``metadata.generateName`` works); Conflict if it exists."""
         info, name, ns = await self._locate(obj, need_name=False)
         params = _write_params(field_manager, field_validation, dry_run)
-        return await self._json(
+        request = self._json(
             "POST",
             info.path(namespace=ns),
             params=params,
@@ -456,6 +474,8 @@ class Kube:
             context=describe("create", info.api_version, info.kind, name or None, ns),
             idempotent=False,
         )
+        # A generated name is not known before: nothing of ours can be cached under it.
+        return await (request if dry_run or not name else self._write(info, name, ns, request))
 
     async def proxy_service(
         self,
@@ -576,7 +596,7 @@ class Kube:
                 },
             }
         params = _write_params(field_manager, field_validation, dry_run)
-        return await self._json(
+        request = self._json(
             "PUT",
             info.path(name, ns),
             params=params,
@@ -585,6 +605,7 @@ class Kube:
             context=context,
             idempotent=True,
         )
+        return await (request if dry_run else self._write(info, name, ns, request))
 
     async def merge_patch(
         self,
@@ -600,14 +621,19 @@ class Kube:
         info = await self.resource_for(api_version, kind)
         ns = self._ns(info, namespace)
         verb = f"merge-patch {subresource} of" if subresource else "merge-patch"
-        return await self._json(
-            "PATCH",
-            info.path(name, ns, subresource),
-            params={"fieldManager": field_manager},
-            body=_dump(patch),
-            content_type=MERGE_PATCH,
-            context=describe(verb, api_version, kind, name, ns),
-            idempotent=True,
+        return await self._write(
+            info,
+            name,
+            ns,
+            self._json(
+                "PATCH",
+                info.path(name, ns, subresource),
+                params={"fieldManager": field_manager},
+                body=_dump(patch),
+                content_type=MERGE_PATCH,
+                context=describe(verb, api_version, kind, name, ns),
+                idempotent=True,
+            ),
         )
 
     async def json_patch(
@@ -623,13 +649,18 @@ class Kube:
         info = await self.resource_for(api_version, kind)
         ns = self._ns(info, namespace)
         verb = f"json-patch {subresource} of" if subresource else "json-patch"
-        return await self._json(
-            "PATCH",
-            info.path(name, ns, subresource),
-            body=_dump(ops),
-            content_type=JSON_PATCH,
-            context=describe(verb, api_version, kind, name, ns),
-            idempotent=False,
+        return await self._write(
+            info,
+            name,
+            ns,
+            self._json(
+                "PATCH",
+                info.path(name, ns, subresource),
+                body=_dump(ops),
+                content_type=JSON_PATCH,
+                context=describe(verb, api_version, kind, name, ns),
+                idempotent=False,
+            ),
         )
 
     async def delete(
@@ -675,6 +706,9 @@ class Kube:
                     context=context,
                 )
             options["preconditions"] = {k: str(v) for k, v in preconditions.items()}
+        if not dry_run and self.written.tracks(info.group, info.kind):
+            # A delete sets deletionTimestamp (finalizers) or removes: no copy is current.
+            self.written.begin(info.group, info.kind, ns, name)
         try:
             await self._send(
                 "DELETE",

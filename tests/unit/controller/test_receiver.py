@@ -21,6 +21,7 @@ from gitsail.controller.webhook import WebhookError
 from gitsail.controller.webhook_gate import WebhookGate
 from gitsail.kinds.flux_receiver import parse_receiver, webhook_path
 from gitsail.kube import Kube, NotFound, WatchEvent
+from gitsail.kube.written import WrittenVersions
 from gitsail.model import Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
 
@@ -40,6 +41,7 @@ class FakeCluster:
         self.lists = 0
         self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
         self.rv = 1
+        self.written = WrittenVersions()  # the real record (Kube.written): pure logic
 
     def put(self, obj: Obj) -> None:
         self.rv += 1

@@ -26,6 +26,7 @@ from gitsail.controller.registry import (
 )
 from gitsail.kinds.status import Stalled, Transient
 from gitsail.kube import Kube, NotFoundKind, WatchEvent
+from gitsail.kube.written import WrittenVersions
 from gitsail.model import Obj
 from gitsail.sync.ownership import ArgoTracking, FluxLabels
 from tests.unit.controller import fake_flux_kind
@@ -208,6 +209,7 @@ class FakeCluster:
         self.objects = {ObjectKey.of(o): o for o in objects}
         self.unserved = unserved
         self.streams: dict[tuple[str, str], asyncio.Queue[WatchEvent]] = {}
+        self.written = WrittenVersions()  # the real record (Kube.written): pure logic
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None

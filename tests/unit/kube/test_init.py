@@ -26,6 +26,7 @@ EXPECTED = {
     "Unauthorized",
     "WatchCache",
     "WatchEvent",
+    "WrittenVersions",
     "check_names",
     "load_kubeconfig",
     "service_account_user",
@@ -48,6 +49,7 @@ def test_public_api_is_exactly_all() -> None:
         "flow",
         "retry",
         "watch",
+        "written",
     }
     assert public - submodules == EXPECTED
 
