@@ -883,6 +883,7 @@ class AppEngine:
         retry: Retry | None = None,
         retry_count: int = 0,
         clear_operation: bool = False,
+        compared: Comparison | None = None,
     ) -> OperationOutcome:
         """Run one sync operation and record it (operationState, history, status).
 
@@ -892,6 +893,9 @@ class AppEngine:
         left is recorded as a scheduled retry (``OperationOutcome.retry_at``), not as the
         end of the operation. With ``clear_operation`` the Application's ``operation``
         request is removed by the write that records the end of the operation.
+        ``compared`` is a comparison of this very spec just made by the caller (the
+        controller's automated sync): used instead of comparing again when it is of the
+        revision to sync and no other source or resumed run is asked for.
         """
         try:
             engine = await self._route(app)
@@ -912,6 +916,7 @@ class AppEngine:
                 retry=retry,
                 retry_count=retry_count,
                 clear_operation=clear_operation,
+                compared=compared,
             )
         resume = _resume_point(app.origin, operation) if not dry_run else None
         started = resume.started if resume is not None else now()
@@ -972,7 +977,16 @@ class AppEngine:
                 namespace=app.namespace,
             )
         try:
-            comparison = await self.compare(app, revision=revision)
+            if (
+                compared is not None
+                and source is None
+                and resume is None
+                and revision is not None
+                and compared.artifact.revision == revision
+            ):
+                comparison = compared
+            else:
+                comparison = await self.compare(app, revision=revision)
         except ComparisonError as exc:
             result = SyncResult("Error", str(exc))
             retry_at = await self._finish(
@@ -1177,6 +1191,7 @@ class AppEngine:
         clear: bool = True,
         retry: Retry | None = None,
         retry_count: int = 0,
+        compared: Comparison | None = None,
     ) -> OperationOutcome | None:
         """Run the sync requested in the Application's ``operation`` field.
 
@@ -1207,6 +1222,7 @@ class AppEngine:
             retry=retry,
             retry_count=retry_count,
             clear_operation=clear,
+            compared=compared,
         )
 
     async def clear_operation(self, app: Delivery) -> None:

@@ -614,9 +614,12 @@ class AppReconciler(KindDefaults):
         elif orphan is not None:
             patch.drop_conditions(ORPHAN_CONDITION)
 
-    async def _run_operation(self, app: App, memory: _Memory) -> float | None:
+    async def _run_operation(
+        self, app: App, memory: _Memory, compared: Comparison | None = None
+    ) -> float | None:
         """Run the requested operation; it records its own state as it goes (see the
-        module docstring), so what this reconcile collected is sent first."""
+        module docstring), so what this reconcile collected is sent first. ``compared``:
+        the comparison this reconcile just made (an automated sync), not made again."""
         await self._flush_status((app.namespace, app.name))
         operation: dict[str, Any] = app.raw["operation"]
         sync_spec = operation.get("sync") or {}
@@ -651,7 +654,11 @@ class AppReconciler(KindDefaults):
         started = time.monotonic()
         # The write that records the end of the operation also clears its request.
         outcome = await self.engine.run_requested_operation(
-            app, clear=True, retry=retry, retry_count=retry_count
+            app,
+            clear=True,
+            retry=retry,
+            retry_count=retry_count,
+            compared=compared if retry_count == 0 else None,
         )
         if outcome is None:  # an operation without a sync: nothing we can run
             await self.engine.clear_operation(app)
@@ -765,7 +772,7 @@ class AppReconciler(KindDefaults):
             },
             namespace=app.namespace,
         )
-        return await self._run_operation(App.from_application(updated), memory)
+        return await self._run_operation(App.from_application(updated), memory, comparison)
 
     def _self_heal_attempts(self, state: dict[str, Any]) -> int:
         """Consecutive self-heals so far (kept in the operation, as Argo CD keeps it).

@@ -8,13 +8,14 @@ from typing import Any, cast
 
 import pytest
 
-from gitsail.app.engine import AppEngine, ComparisonError
+from gitsail.app.engine import AppEngine, Comparison, ComparisonError
 from gitsail.app.model import Delivery, SourceRef, SyncPolicy
 from gitsail.app.targets import Target, TargetUnavailable
 from gitsail.errors import Stalled, Transient
 from gitsail.kinds.argo_application import App
 from gitsail.kube import Kube
 from gitsail.model import Artifact, Obj, ResourceKey
+from gitsail.render import Rendered
 from gitsail.source import FetchError, GitSource, PathNotFound
 from gitsail.sync.inventory import Inventory, InventoryEntry
 from gitsail.sync.ownership import ArgoTracking
@@ -294,3 +295,46 @@ async def test_a_comparison_dry_runs_once_per_object_version_and_never_a_create(
     newer = {**current, "metadata": {**current["metadata"], "resourceVersion": "8"}}
     await engine._dry_run(manifest, newer)
     assert target.calls == [("dry-run", "ConfigMap"), ("dry-run", "ConfigMap")]
+
+
+class SyncKube(FakeKube):
+    """A target a sync with nothing to do can run against (discovery only)."""
+
+    async def discover(self) -> None:
+        self.calls.append(("discover", ""))
+
+
+def _empty_comparison(app: App, revision: str) -> Comparison:
+    return Comparison(
+        app=app,
+        artifact=Artifact("https://git.example/r.git", revision, "HEAD", Path("/r"), "web", ""),
+        rendered=Rendered((), "directory", "k"),
+        desired=(),
+        hooks=(),
+        diffs=(),
+        live={},
+        owned_live=(),
+        health={},
+    )
+
+
+@pytest.mark.parametrize(("compared_at", "compares"), [("a" * 40, 1), ("b" * 40, 2)])
+async def test_a_sync_uses_the_callers_comparison_only_of_the_revision_it_syncs(
+    compared_at: str, compares: int
+) -> None:
+    control = FakeKube("control", [_application()])
+    engine = _engine(control, SyncKube("target"))
+    app = App.from_application(_application())
+    made: list[str | None] = []
+
+    async def compare(_app: Any, *, revision: str | None = None) -> Comparison:
+        made.append(revision)
+        return _empty_comparison(app, "a" * 40)
+
+    engine.compare = compare  # type: ignore[method-assign]
+    outcome = await engine.sync(
+        app, revision="a" * 40, compared=_empty_comparison(app, compared_at)
+    )
+    assert outcome.result.phase == "Succeeded"
+    # The one comparison left is the record of the state after the sync.
+    assert made == [*(["a" * 40] if compares == 2 else []), None]
