@@ -192,6 +192,13 @@ def controller(
         help="seconds between polls (default: argocd-cm timeout.reconciliation, 120)",
     ),
     jitter: float | None = typer.Option(None, "--jitter", help="max extra seconds per poll"),
+    status_heartbeat: float = typer.Option(
+        0.0,
+        "--status-heartbeat",
+        min=0.0,
+        help="seconds after which an unchanged Application status is written again "
+        "(reconciledAt moves); 0: only when it changes or a refresh is asked for",
+    ),
     kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG"),
     context: str | None = typer.Option(None, "--context"),
     log_format: str = typer.Option("text", "--log-format", help="text or json"),
@@ -218,6 +225,7 @@ def controller(
         leader_elect=leader_elect,
         resync=resync,
         jitter=jitter,
+        status_heartbeat=status_heartbeat,
         flux=flux,
         artifacts_dir=artifacts_dir,
         artifacts_url=artifacts_url,

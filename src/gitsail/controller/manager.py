@@ -136,6 +136,7 @@ class ControllerOptions:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     resync: float | None = None  # None: argocd-cm timeout.reconciliation (default 120s)
     jitter: float | None = None
+    status_heartbeat: float = 0.0  # ReconcileSettings.status_heartbeat (0: off)
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -452,7 +453,10 @@ class Controller:
         if jitter is None:
             jitter = parse_duration(data.get("timeout.reconciliation.jitter"), 60.0)
         return ReconcileSettings(
-            resync=resync, jitter=min(jitter, resync), control_namespace=self.options.namespaces[0]
+            resync=resync,
+            jitter=min(jitter, resync),
+            control_namespace=self.options.namespaces[0],
+            status_heartbeat=self.options.status_heartbeat,
         )
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -136,6 +136,11 @@ class ReconcileSettings:
     self_heal_cap: float = 300.0
     self_heal_cooldown: float = 330.0  # controller.self.heal.backoff.cooldown.seconds
     control_namespace: str = DEFAULT_NAMESPACE
+    # Seconds after which an unchanged status is written again (``reconciledAt`` moves);
+    # 0: only when something in it changes or a refresh is asked for. Off by default: at
+    # 1000 apps a 5-minute heartbeat alone is 3.3 writes/s to the apiserver, and each
+    # write wakes the app once more. A stalled controller shows in its metrics instead.
+    status_heartbeat: float = 0.0
 
     def next_refresh(self) -> float:
         return self.resync + random.uniform(0, self.jitter)  # noqa: S311 (jitter, not crypto)
@@ -226,7 +231,7 @@ class _Memory:
     last_heal_revision: str = ""
     input_paths: frozenset[str] | None = None
     revision: str | None = None  # the commit the last comparison used
-    last_status_write: float = 0.0
+    last_status_write: float | None = None  # None: the next status is written anyway
     drift_reported: set[str] = field(default_factory=set)
     # The last full comparison while nothing ran since: re-assessed on health-only news;
     # kept lean (``_retained``), with the digest of the spec it was made for.
@@ -326,7 +331,7 @@ class AppReconciler(KindDefaults):
             log.warning("cannot write the status of %s/%s: %s", *key, exc)
             memory = self.memory.get(key)
             if memory is not None:
-                memory.last_status_write = 0.0  # the next reconcile writes it again
+                memory.last_status_write = None  # the next reconcile writes it again
             retry = self.settings.error_resync
             return retry if delay is None else min(delay, retry)
         if written is not None and key in self.memory:
@@ -356,7 +361,7 @@ class AppReconciler(KindDefaults):
             log.warning("reconcile of %s/%s failed (%s): %s", *key, error.reason, error.message)
         memory = self.memory.get(key)
         if memory is not None:
-            memory.last_status_write = 0.0  # the next good reconcile rewrites status
+            memory.last_status_write = None  # the next good reconcile rewrites status
         try:
             obj = await self._get_application(key[0], key[1], True)
         except KubeError as read_error:
@@ -400,7 +405,7 @@ class AppReconciler(KindDefaults):
             # the status is written (``reconcile``), as Argo CD's controller does: the CLI
             # waits for it to go.
             self.engine.git.forget(app.repo_url)
-            memory.last_status_write = 0.0
+            memory.last_status_write = None
             self._refreshing.add(key)
         return await self._reconcile_app(app, obj, memory, reasons, patch)
 
@@ -513,7 +518,7 @@ class AppReconciler(KindDefaults):
             c.get("type") == ctype and c.get("message") == message
             for c in status.get("conditions") or []
         )
-        if not unchanged or self.clock() - memory.last_status_write >= 300:
+        if not unchanged or self._heartbeat_due(memory):
             failed = AppEngine.application_status(app, None, error=message)
             patch.update(retype_error(failed, exc.reason))
         return delay
@@ -604,15 +609,23 @@ class AppReconciler(KindDefaults):
             and not [c for c in old.get("conditions") or [] if c.get("type") in FAILURE_CONDITIONS]
             and (extra is not None or not window_blocked(old))  # AppProject: a stale window
         )
-        # reconciledAt is refreshed at least every 5 minutes even when nothing changed, so a
-        # stale controller is visible, without a write per app per poll.
-        if unchanged and self.clock() - memory.last_status_write < 300:
+        # An unchanged status is not written again (a refresh request clears the throttle),
+        # unless the operator asked for a heartbeat (``status_heartbeat``).
+        if unchanged and not self._heartbeat_due(memory):
             return
         patch.update(AppEngine.application_status(app, comparison, extra=extra))
         if orphan:  # AppProject orphanedResources (kept with its time while unchanged)
             patch.put_condition(ORPHAN_CONDITION, orphan, at=now())
         elif orphan is not None:
             patch.drop_conditions(ORPHAN_CONDITION)
+
+    def _heartbeat_due(self, memory: _Memory) -> bool:
+        """Whether an unchanged status is written anyway: after a refresh request or a
+        failed write (``last_status_write`` is None then), or when the heartbeat is due."""
+        if memory.last_status_write is None:
+            return True
+        beat = self.settings.status_heartbeat
+        return beat > 0 and self.clock() - memory.last_status_write >= beat
 
     async def _run_operation(
         self, app: App, memory: _Memory, compared: Comparison | None = None

@@ -11,13 +11,15 @@ from gitsail.model import Obj
 from tests.unit.controller.test_status_patch import FakeKube, _application, _Clock, _Engine
 
 
-def _controller(kube: FakeKube, clock: _Clock, wall: float) -> AppReconciler:
+def _controller(
+    kube: FakeKube, clock: _Clock, wall: float, heartbeat: float = 0.0
+) -> AppReconciler:
     async def get_application(_ns: str, _name: str, _fresh: bool) -> Obj:
         return kube.obj
 
     return AppReconciler(
         _Engine(kube),  # type: ignore[arg-type]
-        settings=ReconcileSettings(resync=120, jitter=0),
+        settings=ReconcileSettings(resync=120, jitter=0, status_heartbeat=heartbeat),
         metrics=Metrics(),
         events=None,  # type: ignore[arg-type]
         get_application=get_application,
@@ -46,13 +48,24 @@ async def test_a_restart_writes_nothing_when_nothing_changed() -> None:
     assert len(kube.calls) == 1
 
 
-async def test_a_restart_still_refreshes_a_stale_reconciled_at() -> None:
+async def test_an_unchanged_status_is_never_written_again_without_a_heartbeat() -> None:
+    kube = FakeKube(_application({}))
+    await _synced(kube, age=240)
+    clock = _Clock()
+    restarted = _controller(kube, clock, time.time())
+    for _ in range(5):
+        clock.now += 3600
+        await restarted.reconcile(kube.obj, frozenset({"requeue"}))
+    assert len(kube.calls) == 1
+
+
+async def test_a_restart_still_refreshes_a_stale_reconciled_at_with_a_heartbeat() -> None:
     kube = FakeKube(_application({}))
     await _synced(kube, age=240)
     before = kube.obj["status"]["reconciledAt"]
     clock = _Clock()
     # Four minutes after the last write: not yet due; a minute and a half later it is.
-    restarted = _controller(kube, clock, time.time())
+    restarted = _controller(kube, clock, time.time(), heartbeat=300)
     await restarted.reconcile(kube.obj, frozenset({"startup"}))
     assert len(kube.calls) == 1
     clock.now += 90
