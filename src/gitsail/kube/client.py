@@ -131,21 +131,29 @@ class Kube:
         self.written = WrittenVersions()
         self.rediscover_interval = rediscover_interval
         tls = ssl_context(config)
-        self._client = httpx.AsyncClient(
-            base_url=config.server,
-            verify=tls,
-            auth=KubeAuth(config, tls),
-            timeout=httpx.Timeout(timeout),
-            # Keep every connection made: a pool that closes idle ones above a small bound
-            # (or after 5 s idle, httpx's default) re-does a TLS handshake for most requests
-            # under a burst of dry runs, which was 14 % of the controller's CPU. Watches hold
-            # their own connections for their lifetime, so the bound is generous.
-            limits=httpx.Limits(
-                max_connections=256, max_keepalive_connections=256, keepalive_expiry=120
-            ),
-            headers={"User-Agent": "gitsail", "Accept": "application/json"},
-            transport=transport,
-        )
+        auth = KubeAuth(config, tls)
+
+        def client() -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                base_url=config.server,
+                verify=tls,
+                auth=auth,
+                timeout=httpx.Timeout(timeout),
+                # Keep every connection made: a pool that closes idle ones above a small
+                # bound (or after 5 s idle, httpx's default) re-does a TLS handshake for most
+                # requests under a burst of dry runs, which was 14 % of the controller's CPU.
+                limits=httpx.Limits(
+                    max_connections=256, max_keepalive_connections=256, keepalive_expiry=120
+                ),
+                headers={"User-Agent": "gitsail", "Accept": "application/json"},
+                transport=transport,
+            )
+
+        self._client = client()
+        # Watches hold a connection each for their lifetime: in a pool of their own, as
+        # httpx looks at every connection of a pool on each request (10 % of the
+        # controller's CPU when a few dozen watches shared the requests' pool).
+        self._watch_client = client()
         self._extensions = (
             {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}
         )
@@ -195,6 +203,7 @@ class Kube:
     async def close(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+            await self._watch_client.aclose()
 
     @property
     def namespace(self) -> str:
@@ -765,8 +774,8 @@ class Kube:
             params["timeoutSeconds"] = str(timeout_seconds)
         # The server holds the stream open: no read timeout beyond the requested one.
         read = None if timeout_seconds is None else timeout_seconds + 30.0
-        timeout = httpx.Timeout(self._client.timeout.connect or 30.0, read=read)
-        request = self._client.build_request(
+        timeout = httpx.Timeout(self._watch_client.timeout.connect or 30.0, read=read)
+        request = self._watch_client.build_request(
             "GET",
             info.path(namespace=namespace),
             params=params,
@@ -777,7 +786,7 @@ class Kube:
         await self.flow.acquire()
         self.stats.count("WATCH")
         try:
-            response = await self._client.send(request, stream=True)
+            response = await self._watch_client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise error_from_transport(exc, context=context) from None
         try:

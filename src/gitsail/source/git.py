@@ -141,6 +141,11 @@ def parse_ls_remote(out: bytes, url: str) -> _Refs:
     return _Refs(commits, head_target)
 
 
+# At most this many (repository, commit) pairs are remembered as present, and as many input
+# digests (then forgotten).
+KNOWN_COMMITS_LIMIT = 10_000
+
+
 class GitSource:
     """Git repositories (HTTPS, SSH, file) materialized as Artifacts; owns the clone cache."""
 
@@ -159,6 +164,13 @@ class GitSource:
         self.known_hosts = known_hosts  # argocd-ssh-known-hosts-cm content; may be updated
         self.stats = GitStats()
         self._repo_locks: dict[str, asyncio.Lock] = {}
+        # (bare repository, commit) pairs seen present: a commit stays once fetched, so
+        # only the first comparison at a revision spawns ``git cat-file`` (a bare
+        # repository made anew forgets its pairs).
+        self._known_commits: set[tuple[str, str]] = set()
+        # Input digests by (commit, path, options): a checkout is the commit's tree, sealed,
+        # so its digest is computed once, not on every comparison of every app.
+        self._digests: dict[tuple[str, str, str], str] = {}
         self._checkout_locks: dict[str, asyncio.Lock] = {}
         self._ls_remote_calls: dict[tuple[str, str], asyncio.Future[_Refs]] = {}
         self._layout_ready = False
@@ -251,12 +263,18 @@ class GitSource:
                 "fix spec.source.path or the revision",
                 url=shown,
             )
-        try:
-            digest = await asyncio.to_thread(
-                input_digest, checkout, rel, policy=self.policy, **options
-            )
-        except SourceError as exc:
-            raise type(exc)(f"{shown} at {resolved.sha}: {exc.message}", url=shown) from exc
+        memo = (resolved.sha, rel, repr(sorted(options.items())))
+        digest = self._digests.get(memo)
+        if digest is None:
+            try:
+                digest = await asyncio.to_thread(
+                    input_digest, checkout, rel, policy=self.policy, **options
+                )
+            except SourceError as exc:
+                raise type(exc)(f"{shown} at {resolved.sha}: {exc.message}", url=shown) from exc
+            if len(self._digests) >= KNOWN_COMMITS_LIMIT:
+                self._digests.clear()
+            self._digests[memo] = digest
         artifact = Artifact(
             url=shown,
             revision=resolved.sha,
@@ -420,9 +438,16 @@ class GitSource:
         self._layout_ready = True
 
     async def _has_commit(self, bare: Path, sha: str) -> bool:
+        key = (str(bare), sha)
+        if key in self._known_commits:
+            return True
         _, failure = await self._local().run(
             ["--git-dir", str(bare), "cat-file", "-e", f"{sha}^{{commit}}"], check=False
         )
+        if failure is None:
+            if len(self._known_commits) >= KNOWN_COMMITS_LIMIT:
+                self._known_commits.clear()
+            self._known_commits.add(key)
         return failure is None
 
     async def _ensure_commit(
@@ -464,6 +489,7 @@ class GitSource:
             return bare
 
     async def _init_bare(self, bare: Path) -> None:
+        self._known_commits = {k for k in self._known_commits if k[0] != str(bare)}
         partial = bare.with_name(f".{bare.name}.{uuid.uuid4().hex}.partial")
         await self._local().run(["init", "--quiet", "--bare", "--", str(partial)], action="init")
         await asyncio.to_thread(replace_dir, partial, bare)

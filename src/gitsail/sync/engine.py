@@ -556,17 +556,18 @@ class _Operation:
         }
 
     async def _destination_namespace_exists(self) -> bool:
-        """Whether the destination namespace exists: the watch cache's word when it holds
-        it, else the server's (a namespace just created may not be cached yet). Asked once
-        per operation: validation and ``ensure_namespace`` share the answer."""
+        """Whether the destination namespace exists: the watch cache's word (the lookup
+        seam) when there is one, else the server's. Asked once per operation: validation
+        and ``ensure_namespace`` share the answer. Only ``CreateNamespace`` asks, so a
+        namespace created a moment ago and not cached yet costs one idempotent apply of
+        it, not a GET for every sync of every app."""
         if self.namespace_exists is None:
             ns = self.req.destination_namespace
-            cached = None
             if self.seams.lookup is not None:
-                cached = await self.seams.lookup("v1", "Namespace", ns, None)
-            self.namespace_exists = (
-                cached is not None or await self.kube.get("v1", "Namespace", ns) is not None
-            )
+                found = await self.seams.lookup("v1", "Namespace", ns, None)
+            else:
+                found = await self.kube.get("v1", "Namespace", ns)
+            self.namespace_exists = found is not None
         return self.namespace_exists
 
     async def _destination_namespace_missing(self) -> bool:

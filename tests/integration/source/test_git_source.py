@@ -7,6 +7,7 @@ import base64
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from gitsail.source import (
     RevisionNotFound,
     match_credentials,
 )
+from gitsail.source._gitcli import GitCommand
 from tests.integration.conftest import GIT_USER
 
 pytestmark = pytest.mark.integration
@@ -274,3 +276,34 @@ async def test_hanging_server_times_out_and_the_git_process_group_is_killed(
             await source.resolve(f"http://127.0.0.1:{port}/slow.git", "main")
         assert time.monotonic() - started < 5
     assert _processes_mentioning(f"127.0.0.1:{port}/slow.git") == []
+
+
+async def test_a_poll_at_a_known_commit_runs_no_git_and_hashes_nothing(
+    git_repo: Workdir, git_server: GitServer, source: GitSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _plain_url(git_server, git_repo)
+    creds = RepoCredentials(url=url, username=GIT_USER[0], password=GIT_USER[1])
+    git_repo.commit_and_push(APP, "apps")
+    source.refs_ttl = 3600  # the refs are remembered: this measures what follows them
+    first = await source.fetch(url, "main", "apps/web", creds)
+    commands: list[list[str]] = []
+    real_run = GitCommand.run
+
+    async def counted(self: GitCommand, args: list[str], *a: Any, **kw: Any) -> Any:
+        commands.append(list(args))
+        return await real_run(self, args, *a, **kw)
+
+    def no_hashing(*_a: Any, **_kw: Any) -> str:
+        raise AssertionError("the digest of a known commit and path is computed again")
+
+    monkeypatch.setattr(GitCommand, "run", counted)
+    monkeypatch.setattr("gitsail.source.git.input_digest", no_hashing)
+    again = await source.fetch(url, "main", "apps/web", creds)
+    assert commands == []
+    assert (again.revision, again.digest) == (first.revision, first.digest)
+    # Another path of the same commit is hashed once (and needs no git either).
+    monkeypatch.undo()
+    monkeypatch.setattr(GitCommand, "run", counted)
+    api = await source.fetch(url, "main", "apps/api", creds)
+    assert commands == []
+    assert api.digest != first.digest
