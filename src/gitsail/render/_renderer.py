@@ -114,7 +114,8 @@ class Renderer:
     def __init__(
         self,
         *,
-        cache_size: int = 256,
+        cache_size: int = 4096,
+        cache_bytes: int = 64 << 20,
         work_dir: Path | None = None,
         helm: Path | str | None = None,
         kustomize: Path | str | None = None,
@@ -132,7 +133,12 @@ class Renderer:
             work_dir.mkdir(parents=True, exist_ok=True)
             self._cleanup = None
         self.work_dir = work_dir
+        # Renders kept (as JSON text): at most ``cache_size`` entries and ``cache_bytes`` of
+        # text, least recently used first out. A controller polls every app every few
+        # minutes: the cache must hold all of them, or every poll renders again.
         self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
+        self._cache_text = 0
         self._binaries = {"helm": helm, "kustomize": kustomize, "jsonnet": jsonnet}
         self.policy = policy
         self._runner = ToolRunner(
@@ -144,6 +150,11 @@ class Renderer:
         self._versions: dict[str, str] = {}
         self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Rendered]] = {}
+        # What a render finds out before its cache lookup (the path is a directory inside
+        # the artifact; the tool; whether a directory holds Jsonnet), by artifact digest,
+        # root, path and options: the same inputs answer the same, so a cache hit walks no
+        # directory. Only artifacts with a digest (never a SOPS-decrypted one).
+        self._facts: OrderedDict[str, tuple[str, bool]] = OrderedDict()
         self._hits = 0
         self._misses = 0
 
@@ -159,6 +170,8 @@ class Renderer:
     def close(self) -> None:
         """Drop the cache and remove the work directory if the renderer made it."""
         self._cache.clear()
+        self._cache_text = 0
+        self._facts.clear()
         if self._cleanup is not None:
             self._cleanup()
 
@@ -200,15 +213,22 @@ class Renderer:
         (never cached)."""
         app_path = artifact.path if artifact.path not in ("", ".") else "."
         tool = ""
+        facts_key = (
+            repr((artifact.digest, str(artifact.root), artifact.path, artifact.kind, options))
+            if artifact.digest and scratch is None
+            else ""
+        )
         try:
-            directory = artifact.directory
-            if not directory.is_dir() or not inside(directory.resolve(), artifact.root.resolve()):
-                raise RenderError(f"path {app_path!r} is not a directory in the repository")
-            tool = "helm" if artifact.kind == "helm" else detect_tool(directory, options)
+            facts = self._facts.get(facts_key) if facts_key else None
+            if facts is None:
+                facts = await self._facts_of(artifact, options, app_path)
+                if facts_key:
+                    self._facts[facts_key] = facts
+                    while len(self._facts) > max(self.cache_size, 1):
+                        self._facts.popitem(last=False)
+            tool, jsonnet = facts
             version = await self.tool_version(tool)
-            if tool == "directory" and await asyncio.to_thread(
-                uses_jsonnet, directory, artifact.root, options.directory
-            ):
+            if jsonnet:
                 version = await self.tool_version("jsonnet")
                 options = _with_build_environment(options, artifact)
                 if code_imports(options.directory):
@@ -261,6 +281,20 @@ class Renderer:
         future.set_result(result)
         return result
 
+    async def _facts_of(
+        self, artifact: Artifact, options: RenderOptions, app_path: str
+    ) -> tuple[str, bool]:
+        """(tool, uses Jsonnet) of the artifact's path; RenderError when it is not a
+        directory inside the artifact."""
+        directory = artifact.directory
+        if not directory.is_dir() or not inside(directory.resolve(), artifact.root.resolve()):
+            raise RenderError(f"path {app_path!r} is not a directory in the repository")
+        tool = "helm" if artifact.kind == "helm" else detect_tool(directory, options)
+        jsonnet = tool == "directory" and await asyncio.to_thread(
+            uses_jsonnet, directory, artifact.root, options.directory
+        )
+        return tool, jsonnet
+
     async def _lookup(self, key: str) -> Rendered | None:
         entry = self._cache.get(key)
         if entry is None:
@@ -275,10 +309,16 @@ class Renderer:
         if self.cache_size <= 0:
             return
         text = await asyncio.to_thread(json.dumps, manifests, separators=(",", ":"))
+        previous = self._cache.pop(key, None)
+        if previous is not None:
+            self._cache_text -= len(previous[1])
         self._cache[key] = (tool, text)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._cache_text += len(text)
+        while self._cache and (
+            len(self._cache) > self.cache_size or self._cache_text > self.cache_bytes
+        ):
+            _, (_, dropped) = self._cache.popitem(last=False)
+            self._cache_text -= len(dropped)
 
     async def _run(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,38 @@ async def test_path_escaping_the_root_is_an_error(repo: Path) -> None:
     renderer = Renderer(work_dir=repo / ".work")
     with pytest.raises(RenderError, match="not a directory in the repository"):
         await renderer.render(_artifact(repo / "app", path=".."), RenderOptions())
+
+
+async def test_the_cache_is_bounded_by_the_bytes_of_its_text_too(repo: Path) -> None:
+    one = len(
+        json.dumps(
+            (
+                await Renderer(work_dir=repo / ".w").render(_artifact(repo), RenderOptions())
+            ).manifests,
+            separators=(",", ":"),
+        )
+    )
+    renderer = Renderer(cache_bytes=2 * one, work_dir=repo / ".work")
+    for digest in ("sha256:1", "sha256:2", "sha256:3", "sha256:2", "sha256:1"):
+        await renderer.render(_artifact(repo, digest=digest), RenderOptions())
+    # Two renders fit: 3 pushes out 1, the later 2 is a hit, the later 1 a miss again.
+    assert renderer.stats == RenderStats(hits=1, misses=4)
+
+
+async def test_a_cache_hit_does_not_look_at_the_directory_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renderer = Renderer(work_dir=repo / ".work")
+    first = await renderer.render(_artifact(repo), RenderOptions())
+
+    def walked(*_a: object, **_kw: object) -> bool:
+        raise AssertionError("the directory of a known digest is walked again")
+
+    monkeypatch.setattr("gitsail.render._renderer.uses_jsonnet", walked)
+    monkeypatch.setattr("gitsail.render._renderer.detect_tool", walked)
+    again = await renderer.render(_artifact(repo), RenderOptions())
+    assert again.manifests == first.manifests
+    assert renderer.stats == RenderStats(hits=1, misses=1)
+    # Another path (or digest) is looked at: a missing one is still an error.
+    with pytest.raises(RenderError, match="not a directory"):
+        await renderer.render(_artifact(repo, path="nope"), RenderOptions())
