@@ -118,6 +118,16 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# An app with at most this many objects is diffed on the event loop (a thread hop costs
+# more than diffing a few small objects); a bigger one in a thread.
+INLINE_DIFFS = 8
+
+
+def _sealed(obj: Obj | None) -> bool:
+    """A SealedSecret: its diff may decrypt (RSA), never on the event loop."""
+    return obj is not None and obj.get("kind") == "SealedSecret"
+
+
 class ComparisonError(ReconcileError):
     """Fetching, rendering or dry-running the app failed; nothing was changed.
 
@@ -626,7 +636,11 @@ class AppEngine:
             ) from None
         try:
             # Off the event loop: jq expressions are compiled in a worker, with a deadline.
-            rules = await asyncio.to_thread(parse_ignore_differences, list(app.ignore_differences))
+            rules = (
+                await asyncio.to_thread(parse_ignore_differences, list(app.ignore_differences))
+                if app.ignore_differences
+                else parse_ignore_differences([])
+            )
         except (DiffError, ValueError) as exc:
             raise ComparisonError(
                 f"ignoreDifferences: {exc}", revision=artifact.revision, reason="InvalidSpec"
@@ -696,13 +710,19 @@ class AppEngine:
                 live[key] = current
                 pairs.append((None, current))
                 health[key] = resource_health(current, child_applications=child_health)
+
+        def diff_all() -> list[ResourceDiff]:
+            opener = self.open_sealed
+            return [diff_resource(d, c, rules=rules, open_sealed=opener) for d, c in pairs]
+
         try:
-            # One hop off the event loop for the app's diffs (jq runs in a worker process).
-            diffs = await asyncio.to_thread(
-                lambda: [
-                    diff_resource(d, c, rules=rules, open_sealed=self.open_sealed) for d, c in pairs
-                ]
-            )
+            # A big app's diffs take one hop off the event loop (jq runs in a worker process);
+            # a small one's cost less than the hop.
+            small = len(pairs) <= INLINE_DIFFS and not rules  # (no jq to wait for)
+            if small and not any(_sealed(d) or _sealed(c) for d, c in pairs):
+                diffs = diff_all()
+            else:
+                diffs = await asyncio.to_thread(diff_all)
         except DiffError as exc:
             raise ComparisonError(f"ignoreDifferences: {exc}") from exc
         return Comparison(

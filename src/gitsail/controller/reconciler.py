@@ -55,6 +55,7 @@ the condition type Argo CD writes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -62,6 +63,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from gitsail.app.admission import INVALID_SPEC
@@ -955,16 +957,24 @@ def _skeleton(obj: Obj) -> Obj:
 
 
 def _input_paths(comparison: Comparison) -> frozenset[str] | None:
+    """The repository paths the app's render reads (what a push must touch to concern
+    it), or None when they cannot be bounded; by commit checkout and path, computed once
+    (a checkout is its commit's tree)."""
     artifact = comparison.artifact
     if artifact.kind != "git":
         return None
+    return _paths_in(artifact.root, artifact.path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _paths_in(root: Path, path: str) -> frozenset[str] | None:
     try:
-        files = input_files(artifact.root, artifact.path)
+        files = input_files(root, path)
     except SourceError:
         return None
     if files is None:
         return None
-    return frozenset(f.relative_to(artifact.root).as_posix() for f in files)
+    return frozenset(f.relative_to(root).as_posix() for f in files)
 
 
 def _already_said(extra: dict[str, Any] | None, status: dict[str, Any]) -> bool:

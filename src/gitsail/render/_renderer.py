@@ -100,6 +100,12 @@ def _find_binary(name: str, explicit: Path | str | None) -> Path:
         raise RenderError(str(exc)) from exc
 
 
+# Cached renders this small are decoded (at most this many bytes) and encoded (at most this
+# many objects) on the event loop: a thread hop costs more.
+INLINE_TEXT = 64 << 10
+INLINE_OBJECTS = 16
+
+
 class Renderer:
     """Renders artifacts with a bounded LRU cache; one instance per process is enough.
 
@@ -302,13 +308,20 @@ class Renderer:
         self._cache.move_to_end(key)
         self._hits += 1
         tool, text = entry
-        manifests = await asyncio.to_thread(json.loads, text)  # off the event loop
+        # Off the event loop unless small (a thread hop costs more than a few objects).
+        if len(text) <= INLINE_TEXT:
+            manifests = json.loads(text)
+        else:
+            manifests = await asyncio.to_thread(json.loads, text)
         return Rendered(manifests=tuple(manifests), tool=tool, key=key)
 
     async def _store(self, key: str, tool: str, manifests: list[Obj]) -> None:
         if self.cache_size <= 0:
             return
-        text = await asyncio.to_thread(json.dumps, manifests, separators=(",", ":"))
+        if len(manifests) <= INLINE_OBJECTS:
+            text = json.dumps(manifests, separators=(",", ":"))
+        else:
+            text = await asyncio.to_thread(json.dumps, manifests, separators=(",", ":"))
         previous = self._cache.pop(key, None)
         if previous is not None:
             self._cache_text -= len(previous[1])
