@@ -426,6 +426,9 @@ class AppEngine:
     bound: Target | None = None
     _predictions: Predictions = field(default_factory=Predictions, repr=False)
     _settings_cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
+    _settings_loaders: dict[str, Callable[[], Awaitable[Any]]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def kube(self) -> Kube:
@@ -513,7 +516,38 @@ class AppEngine:
             return cached[1]
         value = await load()
         self._settings_cache[what] = (time.monotonic(), value)
+        self._settings_loaders[what] = load
         return value
+
+    async def comparison_stamp(
+        self, app: Delivery, objects: Sequence[tuple[str, str, str, str]]
+    ) -> tuple[Any, ...] | None:
+        """What a comparison of ``app`` reads, in a form cheap to get and to compare: the
+        fetched revision and input digest, the cluster settings (re-read when due), the
+        project, the discovery in use, the inventory and the version of each of
+        ``objects`` (apiVersion, kind, namespace, name) in the watch caches. Two equal
+        stamps mean a comparison would find what it found before; None: cannot tell (the
+        caller compares). Not for apps whose comparison reads more (SOPS keys, Sealed
+        Secrets keys): the caller leaves those out."""
+        try:
+            engine = await self._route(app)
+            if engine is not self:
+                return await engine.comparison_stamp(app, objects)
+            artifact = await self.fetch(app)
+            for what, load in list(self._settings_loaders.items()):
+                await self._settings(what, load)
+            project = await self.admission.stamp(app) if self.admission else None
+            mapper = id(self.cluster.mapper)
+            versions = []
+            for api_version, kind, namespace, name in objects:
+                live = await self.get_live(api_version, kind, name, namespace or None)
+                meta = (live or {}).get("metadata") or {}
+                versions.append((kind, namespace, name, meta.get("resourceVersion")))
+        except (SourceError, KubeError, ReconcileError, RuntimeError):
+            return None
+        settings = tuple(sorted((k, v[1]) for k, v in self._settings_cache.items()))
+        inventory = tuple(_inventory_keys(app.inventory))
+        return (artifact.revision, artifact.digest, settings, project, mapper, inventory, *versions)
 
     async def child_application_health(self) -> bool:
         """Whether child Applications count towards their parent's health (app of apps).

@@ -69,6 +69,7 @@ from typing import Any
 from gitsail.app.admission import INVALID_SPEC
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now, operation_start
 from gitsail.app.model import Retry
+from gitsail.app.sops import SOPS_ANNOTATION
 from gitsail.controller.events import EventRecorder
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.registry import KindAPI, KindDefaults, ObjectKey
@@ -239,6 +240,10 @@ class _Memory:
     # kept lean (``_retained``), with the digest of the spec it was made for.
     comparison: Comparison | None = None
     comparison_spec: str = ""
+    # What the comparison read (``AppEngine.comparison_stamp``), taken by a poll just before
+    # it compared; a later poll with an equal stamp reuses the comparison. Any other
+    # reconcile clears it.
+    poll_stamp: tuple[Any, ...] | None = None
     # Consecutive comparison errors and what they happened under (backoff resets).
     failures: int = 0
     failed_at: float = 0.0
@@ -451,6 +456,17 @@ class AppReconciler(KindDefaults):
             delay = await self._reassess_health(app, spec, memory, patch)
             if delay is not None:
                 return delay
+        stamp = None
+        if reasons == frozenset({"requeue"}) and self._steady(app, spec, memory):
+            stamp = await self.engine.comparison_stamp(app, _stamped(memory.comparison))
+            if stamp is not None and stamp == memory.poll_stamp:
+                # Nothing a comparison reads has changed since the last one: it would find
+                # the same (a poll of an idle, synced app costs no diff, no render lookup).
+                assert memory.comparison is not None  # (_steady)
+                await self._look_for_orphans(app, memory.comparison, memory, False)
+                self._write_status_if_changed(app, memory.comparison, memory, patch)
+                return self.settings.next_refresh()
+        memory.poll_stamp = None
         # A change to a managed object does not move Git: compare against the commit
         # resolved by the last poll instead of asking the repository again.
         pinned = memory.revision if managed_only else None
@@ -469,7 +485,29 @@ class AppReconciler(KindDefaults):
         if delay is not None:
             return delay
         self._write_status_if_changed(app, comparison, memory, patch)
+        memory.poll_stamp = stamp  # taken before this comparison: a change since shows
         return self.settings.next_refresh()
+
+    def _steady(self, app: App, spec: str, memory: _Memory) -> bool:
+        """Whether a poll of ``app`` may reuse its last comparison when nothing it read
+        changed: Synced and Healthy with no failure, the same spec, no heartbeat due, and
+        a comparison that reads only what ``comparison_stamp`` covers (no SOPS keys, no
+        Sealed Secrets keys, one source)."""
+        last = memory.comparison
+        if last is None or memory.comparison_spec != spec or memory.failures:
+            return False
+        if last.sync_status != "Synced" or str(last.app_health) != "Healthy":
+            return False
+        if self._heartbeat_due(memory):
+            return False
+        raw = app.raw
+        annotations = (raw.get("metadata") or {}).get("annotations") or {}
+        if SOPS_ANNOTATION in annotations or (raw.get("spec") or {}).get("sources"):
+            return False
+        status = raw.get("status") or {}
+        if any(c.get("type") in FAILURE_CONDITIONS for c in status.get("conditions") or []):
+            return False
+        return not any(o.get("kind") == "SealedSecret" for o in last.desired)
 
     async def _take_refresh_request(self, key: AppName) -> None:
         """Remove the refresh annotation once the app is refreshed, as Argo CD's controller
@@ -945,6 +983,24 @@ def _retained(comparison: Comparison) -> Comparison:
         live={key: _skeleton(obj) for key, obj in comparison.live.items()},
         owned_live=tuple(_skeleton(obj) for obj in comparison.owned_live),
     )
+
+
+def _stamped(comparison: Comparison | None) -> list[tuple[str, str, str, str]]:
+    """(apiVersion, kind, namespace, name) of what a comparison looked up: its desired
+    objects and the owned live ones."""
+    if comparison is None:
+        return []
+    out: dict[tuple[str, str, str, str], None] = {}
+    for obj in (*comparison.desired, *comparison.owned_live):
+        meta = obj.get("metadata") or {}
+        key = (
+            str(obj.get("apiVersion") or ""),
+            str(obj.get("kind") or ""),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name") or ""),
+        )
+        out[key] = None
+    return list(out)
 
 
 def _skeleton(obj: Obj) -> Obj:

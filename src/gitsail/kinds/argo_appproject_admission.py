@@ -122,6 +122,10 @@ class ProjectAdmission:
         them to learn, so they are not re-queued)."""
         return self._judged.get(project) == json.dumps(obj.get("spec"), sort_keys=True)
 
+    async def stamp(self, app: Delivery) -> object:
+        """The app's project as read now (its record, or why it cannot be used)."""
+        return await self.project_for(app)
+
     async def project_for(self, app: Delivery) -> tuple[Project | None, str]:
         """The app's project, or None and why it cannot be used."""
         name = project_name(app)

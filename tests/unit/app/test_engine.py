@@ -338,3 +338,44 @@ async def test_a_sync_uses_the_callers_comparison_only_of_the_revision_it_syncs(
     assert outcome.result.phase == "Succeeded"
     # The one comparison left is the record of the state after the sync.
     assert made == [*(["a" * 40] if compares == 2 else []), None]
+
+
+class MovingGit:
+    """Answers the revision it is set to."""
+
+    revision = "c0ffee"
+
+    async def fetch(self, url: str, revision: str, path: str, *_a: Any, **_kw: Any) -> Artifact:
+        return Artifact(url, self.revision, revision, Path("/nonexistent"), path, "sha256:0")
+
+
+class DiscoveredKube(FakeKube):
+    mapper = object()  # one discovery, as ``Kube.mapper`` holds it
+
+
+async def test_the_comparison_stamp_moves_with_the_commit_the_objects_and_the_settings() -> None:
+    live = _live_config_map(ArgoTracking("team_web"))
+    target = DiscoveredKube("target", [live])
+    git = MovingGit()
+    engine = _engine(FakeKube("control"), target, git=cast(GitSource, git))
+    objects = [("v1", "ConfigMap", "prod", "cfg")]
+    first = await engine.comparison_stamp(_delivery(), objects)
+    assert first is not None
+    assert await engine.comparison_stamp(_delivery(), objects) == first
+    live["metadata"]["resourceVersion"] = "8"  # someone changed the object
+    moved = await engine.comparison_stamp(_delivery(), objects)
+    assert moved != first
+    git.revision = "beef"  # a new commit
+    assert await engine.comparison_stamp(_delivery(), objects) != moved
+    newer = await engine.comparison_stamp(_delivery(), objects)
+
+    async def load() -> str:
+        return "changed"
+
+    engine._settings_cache["argocd-cm"] = (0.0, "before")  # due, and reads another value
+    engine._settings_loaders["argocd-cm"] = load
+    assert await engine.comparison_stamp(_delivery(), objects) != newer
+    assert (
+        await engine.comparison_stamp(_delivery(destination_server="https://elsewhere"), objects)
+        is None
+    )  # a destination it cannot reach: cannot tell

@@ -161,8 +161,14 @@ class _Engine:
     def __init__(self, kube: FakeKube, diffs: tuple[ResourceDiff, ...] = ()) -> None:
         self.kube = kube
         self.diffs = diffs
+        self.compares = 0
+        self.stamp: tuple[Any, ...] | None = ("nothing changed",)
+
+    async def comparison_stamp(self, _app: App, _objects: Any) -> tuple[Any, ...] | None:
+        return self.stamp
 
     async def compare(self, app: App, *, revision: str | None = None) -> Comparison:
+        self.compares += 1
         artifact = Artifact("https://git.example/r.git", "c0ffee", "main", Path("/"), "app", "")
         return Comparison(
             app=app,
