@@ -627,22 +627,17 @@ class Kube:
         field_manager: str = "gitsail",
     ) -> Obj:
         """JSON merge patch (RFC 7386) of the object or its subresource (e.g. ``status``)."""
-        info = await self.resource_for(api_version, kind)
-        ns = self._ns(info, namespace)
-        verb = f"merge-patch {subresource} of" if subresource else "merge-patch"
-        return await self._write(
-            info,
+        return await self._patch(
+            api_version,
+            kind,
             name,
-            ns,
-            self._json(
-                "PATCH",
-                info.path(name, ns, subresource),
-                params={"fieldManager": field_manager},
-                body=_dump(patch),
-                content_type=MERGE_PATCH,
-                context=describe(verb, api_version, kind, name, ns),
-                idempotent=True,
-            ),
+            namespace,
+            subresource,
+            patch,
+            content_type=MERGE_PATCH,
+            verb="merge-patch",
+            params={"fieldManager": field_manager},
+            idempotent=True,
         )
 
     async def json_patch(
@@ -655,22 +650,47 @@ class Kube:
         subresource: str | None = None,
     ) -> Obj:
         """JSON patch (RFC 6902); use a ``test`` op to make it conditional."""
+        return await self._patch(
+            api_version,
+            kind,
+            name,
+            namespace,
+            subresource,
+            ops,
+            content_type=JSON_PATCH,
+            verb="json-patch",
+            params=None,
+            idempotent=False,
+        )
+
+    async def _patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        subresource: str | None,
+        body: Any,
+        *,
+        content_type: str,
+        verb: str,
+        params: dict[str, str] | None,
+        idempotent: bool,
+    ) -> Obj:
+        """One PATCH of the object or its subresource, recorded in ``written``."""
         info = await self.resource_for(api_version, kind)
         ns = self._ns(info, namespace)
-        verb = f"json-patch {subresource} of" if subresource else "json-patch"
-        return await self._write(
-            info,
-            name,
-            ns,
-            self._json(
-                "PATCH",
-                info.path(name, ns, subresource),
-                body=_dump(ops),
-                content_type=JSON_PATCH,
-                context=describe(verb, api_version, kind, name, ns),
-                idempotent=False,
-            ),
+        what = f"{verb} {subresource} of" if subresource else verb
+        request = self._json(
+            "PATCH",
+            info.path(name, ns, subresource),
+            params=params,
+            body=_dump(body),
+            content_type=content_type,
+            context=describe(what, api_version, kind, name, ns),
+            idempotent=idempotent,
         )
+        return await self._write(info, name, ns, request)
 
     async def delete(
         self,
