@@ -51,6 +51,7 @@ from gitsail.kube.errors import (
 )
 from gitsail.kube.flow import FlowControl, RequestStats
 from gitsail.kube.retry import RetryPolicy
+from gitsail.kube.transport import Http11Transport
 from gitsail.kube.watch import WatchEvent, parse_event
 from gitsail.kube.written import WrittenVersions
 from gitsail.model import Obj
@@ -136,23 +137,20 @@ class Kube:
         def client() -> httpx.AsyncClient:
             return httpx.AsyncClient(
                 base_url=config.server,
-                verify=tls,
                 auth=auth,
                 timeout=httpx.Timeout(timeout),
-                # Keep every connection made: a pool that closes idle ones above a small
-                # bound (or after 5 s idle, httpx's default) re-does a TLS handshake for most
-                # requests under a burst of dry runs, which was 14 % of the controller's CPU.
-                limits=httpx.Limits(
-                    max_connections=256, max_keepalive_connections=256, keepalive_expiry=120
-                ),
                 headers={"User-Agent": "gitsail", "Accept": "application/json"},
-                transport=transport,
+                # HTTP/1.1 on asyncio's transports (gitsail.kube.transport): httpcore's
+                # pool cost about 1 ms of CPU per request. Every connection made is kept
+                # (for 120 s idle): closing them re-does a TLS handshake for most requests
+                # under a burst of dry runs, which was 14 % of the controller's CPU.
+                transport=transport
+                or Http11Transport(ssl_context=tls, max_connections=256, keepalive_expiry=120),
             )
 
         self._client = client()
-        # Watches hold a connection each for their lifetime: in a pool of their own, as
-        # httpx looks at every connection of a pool on each request (10 % of the
-        # controller's CPU when a few dozen watches shared the requests' pool).
+        # Watches hold a connection each for their lifetime: in a pool of their own, so a
+        # burst of requests never waits behind them for a connection slot.
         self._watch_client = client()
         self._extensions = (
             {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}

@@ -48,6 +48,7 @@ def test_public_api_is_exactly_all() -> None:
         "errors",
         "flow",
         "retry",
+        "transport",
         "watch",
         "written",
     }
