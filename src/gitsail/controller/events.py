@@ -11,6 +11,15 @@ recorder remembers the Events it wrote in a small LRU index (``INDEX_SIZE`` entr
 the remembered Event is gone (the apiserver expires Events after ``--event-ttl``, one hour
 by default), a new one is created.
 
+``emit(...)`` is ``record`` off the caller's path, as client-go's broadcaster does: the
+Event is written by a task of its own, so a reconcile never waits for the two or three
+Event writes of a sync (a fifth of its requests). At most ``MAX_PENDING`` writes are in
+flight; beyond that an Event is dropped and logged (a controller under an apiserver that
+does not keep up sheds its Events first). ``drain()`` waits for the writes in flight (a
+controller's shutdown, and tests). Events about one object keep their order: writes of the
+same (object, type, reason, message) are serialized, and each carries the time it was
+emitted.
+
 Recording never breaks a reconcile: API failures are logged and swallowed. Messages are
 cut to ``MAX_MESSAGE`` characters. Callers must not put secrets in messages; the one kind
 recognised here, the userinfo of a URL (``https://user:password@host``), is removed anyway.
@@ -31,13 +40,21 @@ from gitsail.kube import Kube, KubeError, NotFound
 from gitsail.model import Obj
 from gitsail.source import redact_text
 
-__all__ = ["AGGREGATION_WINDOW", "MAX_MESSAGE", "EventRecorder", "EventType", "Reason"]
+__all__ = [
+    "AGGREGATION_WINDOW",
+    "MAX_MESSAGE",
+    "MAX_PENDING",
+    "EventRecorder",
+    "EventType",
+    "Reason",
+]
 
 log = logging.getLogger(__name__)
 
 AGGREGATION_WINDOW = 600.0  # seconds: repeats within it bump ``count``
 MAX_MESSAGE = 1024
 INDEX_SIZE = 4096
+MAX_PENDING = 512  # Event writes emitted and not yet done
 _MAX_NAME = 253 - 17  # room for ".<16 hex digits>"
 
 
@@ -82,14 +99,55 @@ class EventRecorder:
         # The pod name in a cluster; it tells replicas apart in ``reportingInstance``.
         self.host = host or socket.gethostname()
         self._index: OrderedDict[_Key, _Written] = OrderedDict()
+        self._pending: set[asyncio.Task[None]] = set()
+        self.dropped = 0  # Events emitted while MAX_PENDING writes were in flight
 
     def __repr__(self) -> str:
         return f"EventRecorder(component={self.component!r}, host={self.host!r})"
 
+    def emit(self, involved: Obj, *, reason: str, message: str, type: str = "Normal") -> None:
+        """``record`` in a task of its own: returns at once (see the module docstring)."""
+        if type not in (EventType.NORMAL, EventType.WARNING):
+            raise ValueError(f"event type must be Normal or Warning, not {type!r}")
+        if len(self._pending) >= MAX_PENDING:
+            self.dropped += 1
+            log.warning(
+                "dropped event %s on %s: %d event writes already in flight",
+                reason,
+                (involved.get("metadata") or {}).get("name"),
+                len(self._pending),
+            )
+            return
+        stamp = _now()
+        task = asyncio.get_running_loop().create_task(
+            self.record(involved, reason=reason, message=message, type=type, stamp=stamp)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait until every emitted Event is written (or its write failed)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
     async def record(
-        self, involved: Obj, *, reason: str, message: str, type: str = "Normal"
+        self,
+        involved: Obj,
+        *,
+        reason: str,
+        message: str,
+        type: str = "Normal",
+        stamp: str | None = None,
     ) -> None:
-        """Record an Event about ``involved``; never raises for API failures."""
+        """Record an Event about ``involved``; never raises for API failures.
+
+        ``stamp`` is when it happened (RFC 3339, seconds); now when not given.
+        """
+        stamp = stamp or _now()
         if type not in (EventType.NORMAL, EventType.WARNING):
             raise ValueError(f"event type must be Normal or Warning, not {type!r}")
         message = redact_text(message)
@@ -110,7 +168,7 @@ class EventRecorder:
         entry = self._remember(key)
         try:
             async with entry.lock:
-                await self._write(entry, involved, namespace, reason, message, type)
+                await self._write(entry, involved, namespace, reason, message, type, stamp)
         except (KubeError, OSError) as exc:
             log.warning(
                 "could not record event %s on %s %s/%s: %s",
@@ -132,10 +190,16 @@ class EventRecorder:
         return entry
 
     async def _write(
-        self, entry: _Written, involved: Obj, namespace: str, reason: str, message: str, type: str
+        self,
+        entry: _Written,
+        involved: Obj,
+        namespace: str,
+        reason: str,
+        message: str,
+        type: str,
+        stamp: str,
     ) -> None:
         now = time.monotonic()
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if entry.name and now - entry.last_seen <= AGGREGATION_WINDOW:
             try:
                 await self.kube.merge_patch(
@@ -151,15 +215,18 @@ class EventRecorder:
                 entry.count += 1
                 entry.last_seen = now
                 return
-        created = await self.kube.create(self._event(involved, namespace, reason, message, type))
+        created = await self.kube.create(
+            self._event(involved, namespace, reason, message, type, stamp)
+        )
         entry.name = created["metadata"]["name"]
         entry.count = 1
         entry.last_seen = now
 
-    def _event(self, involved: Obj, namespace: str, reason: str, message: str, type: str) -> Obj:
+    def _event(
+        self, involved: Obj, namespace: str, reason: str, message: str, type: str, stamp: str
+    ) -> Obj:
         meta = involved.get("metadata") or {}
         name = str(meta.get("name") or "")
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         reference = {
             "apiVersion": involved.get("apiVersion"),
             "kind": involved.get("kind"),
@@ -187,3 +254,7 @@ class EventRecorder:
             "reportingComponent": self.component,
             "reportingInstance": self.host,
         }
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -471,6 +471,10 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await webhook_watches
             await self._stop_webhook_watches()
+            # Events emitted by the last reconciles: written, unless the server is gone.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self.events.drain()
 
     async def _run_elected(self) -> None:
         if self.sharding.dynamic:

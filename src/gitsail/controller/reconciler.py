@@ -698,7 +698,7 @@ class AppReconciler(KindDefaults):
             if wait > 0:
                 return wait  # a failed attempt's retry is not due yet
         memory.comparison = None  # what we compared is about to change
-        await self.events.record(
+        self.events.emit(
             app.raw,
             reason="OperationStarted",
             message=f"Initiated {'automated ' if automated else ''}sync to "
@@ -721,7 +721,7 @@ class AppReconciler(KindDefaults):
         self.metrics.record_sync(app.namespace, app.name, phase, time.monotonic() - started)
         if outcome.retry_at is not None:
             return max(0.0, outcome.retry_at - time.time())
-        await self.events.record(
+        self.events.emit(
             app.raw,
             reason="OperationCompleted",
             message=f"Sync operation to {outcome.revision or '?'} {phase.lower()}: "
@@ -729,7 +729,7 @@ class AppReconciler(KindDefaults):
             type="Normal" if phase == "Succeeded" else "Warning",
         )
         if phase == "Succeeded" and resources and automated:
-            await self.events.record(
+            self.events.emit(
                 app.raw,
                 reason="SelfHealed",
                 message="reverted drift of "
@@ -912,9 +912,7 @@ class AppReconciler(KindDefaults):
                     f"{r['resource']} {r['field']} changed by {r['manager']} "
                     f"({r['operation']}){when}"
                 )
-        await self.events.record(
-            app.raw, reason="DriftDetected", message="; ".join(lines), type="Warning"
-        )
+        self.events.emit(app.raw, reason="DriftDetected", message="; ".join(lines), type="Warning")
         patch.update({"drift": reports})
 
     # -- deletion ------------------------------------------------------------------------
@@ -959,9 +957,7 @@ class AppReconciler(KindDefaults):
         except KubeError as exc:
             log.info("finalizer update of %s raced (%s); retrying", app.name, exc)
             return 1.0
-        await self.events.record(
-            obj, reason="ResourceDeleted", message="deleted the app's resources"
-        )
+        self.events.emit(obj, reason="ResourceDeleted", message="deleted the app's resources")
         return None
 
 

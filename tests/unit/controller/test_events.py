@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from typing import Any, cast
 
 import pytest
 
-from gitsail.controller.events import AGGREGATION_WINDOW, EventRecorder, Reason
+from gitsail.controller.events import AGGREGATION_WINDOW, MAX_PENDING, EventRecorder, Reason
 from gitsail.kube import Kube, NotFound, ServerError
 from gitsail.model import Obj
 
@@ -142,3 +143,59 @@ async def test_a_urls_password_never_reaches_an_event() -> None:
     await recorder(fake).record(APP, reason="SyncFailed", message=message, type="Warning")
     [event] = fake.events.values()
     assert event["message"] == "fetch of https://git.example/r.git failed"
+
+
+async def test_emit_returns_before_the_write_and_drain_waits_for_it() -> None:
+    gate = asyncio.Event()
+    fake = FakeEvents()
+    create = fake.create
+
+    async def slow_create(obj: Obj) -> Obj:
+        await gate.wait()
+        return await create(obj)
+
+    fake.create = slow_create  # type: ignore[method-assign]
+    rec = recorder(fake)
+    rec.emit(APP, reason=Reason.OPERATION_STARTED, message="sync to abc")
+    assert rec.in_flight == 1
+    assert fake.events == {}
+    gate.set()
+    await rec.drain()
+    assert rec.in_flight == 0
+    assert [e["reason"] for e in fake.events.values()] == ["OperationStarted"]
+
+
+async def test_emit_keeps_the_time_it_was_called() -> None:
+    fake = FakeEvents()
+    rec = recorder(fake)
+    rec.emit(APP, reason="SyncFailed", message="boom", type="Warning")
+    await rec.drain()
+    (event,) = fake.events.values()
+    assert event["firstTimestamp"] == event["lastTimestamp"]
+    assert event["firstTimestamp"].endswith("Z")
+
+
+async def test_emit_drops_events_beyond_the_bound(caplog: pytest.LogCaptureFixture) -> None:
+    gate = asyncio.Event()
+    fake = FakeEvents()
+    create = fake.create
+
+    async def slow_create(obj: Obj) -> Obj:
+        await gate.wait()
+        return await create(obj)
+
+    fake.create = slow_create  # type: ignore[method-assign]
+    rec = recorder(fake)
+    for i in range(MAX_PENDING + 3):
+        rec.emit(APP, reason="DriftDetected", message=f"change {i}")
+    assert rec.in_flight == MAX_PENDING
+    assert rec.dropped == 3
+    assert "dropped event DriftDetected" in caplog.text
+    gate.set()
+    await rec.drain()
+    assert len(fake.events) == MAX_PENDING
+
+
+async def test_emit_refuses_an_invalid_type_at_once() -> None:
+    with pytest.raises(ValueError, match="Normal or Warning"):
+        recorder(FakeEvents()).emit(APP, reason="X", message="m", type="Info")

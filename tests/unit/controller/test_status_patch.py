@@ -243,7 +243,7 @@ class _Events:
     def __init__(self) -> None:
         self.reasons: list[str] = []
 
-    async def record(self, _obj: Obj, *, reason: str, message: str, type: str = "") -> None:
+    def emit(self, _obj: Obj, *, reason: str, message: str, type: str = "") -> None:
         self.reasons.append(reason)
 
 
