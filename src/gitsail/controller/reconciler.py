@@ -1005,7 +1005,7 @@ def _retained(comparison: Comparison) -> Comparison:
         comparison,
         app=replace(comparison.app, origin={}),
         rendered=replace(comparison.rendered, manifests=comparison.desired + comparison.hooks),
-        diffs=tuple(replace(d, desired=None, live=None, unified="") for d in comparison.diffs),
+        diffs=tuple(replace(d, desired=None, live=None) for d in comparison.diffs),
         live={key: _skeleton(obj) for key, obj in comparison.live.items()},
         owned_live=tuple(_skeleton(obj) for obj in comparison.owned_live),
     )

@@ -18,6 +18,7 @@ never show up as differences, and no client-side defaulting table is needed.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,13 +55,21 @@ class ResourceDiff:
     desired: Obj | None
     live: Obj | None
     changed_paths: tuple[str, ...]
-    unified: str
     requires_pruning: bool
     missing: bool
 
     @property
     def synced(self) -> bool:
         return self.status == SYNCED
+
+    @functools.cached_property
+    def unified(self) -> str:
+        """A unified diff of the compared forms as YAML, "" when in sync. Made when first
+        asked for (``app diff``, the UI): a controller compares thousands of resources and
+        shows none of these texts."""
+        if self.status == SYNCED:
+            return ""
+        return _unified(self.key, self.live, self.desired)
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
@@ -163,7 +172,6 @@ def diff_resource(
         desired=cmp_desired,
         live=cmp_live,
         changed_paths=paths,
-        unified=_unified(key, cmp_live, cmp_desired) if out_of_sync else "",
         requires_pruning=requires_pruning,
         missing=missing,
     )

@@ -255,7 +255,6 @@ async def test_drift_and_the_new_status_of_one_reconcile_are_one_patch() -> None
         desired={"kind": "ConfigMap"},
         live=None,
         changed_paths=(),
-        unified="",
         requires_pruning=False,
         missing=True,
     )

@@ -84,6 +84,34 @@ def test_symlink_outside_the_repository_is_refused(
         manifest_files(repo / "app", repo, DirectoryOptions())
 
 
+def test_a_symlinked_directory_outside_the_repository_is_never_read(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.yaml").write_text(_cm("secret"))
+    (repo / "app" / "linked").symlink_to(outside, target_is_directory=True)
+    files = manifest_files(repo / "app", repo, DirectoryOptions(recurse=True))
+    assert all("linked" not in f.parts for f in files)
+    assert all(f.resolve().is_relative_to(repo.resolve()) for f in files)
+
+
+def test_an_app_directory_that_is_a_symlink_outside_is_refused(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.yaml").write_text(_cm("secret"))
+    (repo / "escape").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RenderError, match="app directory is a symlink that points outside"):
+        manifest_files(repo / "escape", repo, DirectoryOptions())
+
+
+def test_a_symlink_inside_the_repository_is_read(repo: Path) -> None:
+    (repo / "shared.yaml").write_text(_cm("shared"))
+    (repo / "app" / "link.yaml").symlink_to(repo / "shared.yaml")
+    names = [f.name for f in manifest_files(repo / "app", repo, DirectoryOptions())]
+    assert "link.yaml" in names
+
+
 def test_bad_manifest_names_the_file_relative_to_the_repository(repo: Path) -> None:
     (repo / "app" / "bad.yaml").write_text("apiVersion: v1\nkind: A\n  x: : y\n")
     with pytest.raises(RenderError, match=r"app/bad\.yaml:3"):
