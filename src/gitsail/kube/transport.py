@@ -56,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.closed = False  # the peer ended the stream, or the connection was lost
         self.error: BaseException | None = None
+        self.closed_here = False  # by this client (its close), not by the server
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -103,6 +104,8 @@ class _Connection(asyncio.Protocol):
     async def wait(self, read_timeout: float | None) -> None:
         """Until more bytes arrive or the stream ends; ``ReadTimeout`` after ``read_timeout``."""
         if self.closed:
+            if self.closed_here:
+                raise self.ended("")
             raise httpx.ReadError(f"connection lost: {self.error or 'closed by the server'}")
         if self._paused and self.transport is not None:
             self._paused = False
@@ -147,11 +150,18 @@ class _Connection(asyncio.Protocol):
                 raise httpx.RemoteProtocolError("a line of the response is too long")
             start = max(0, len(self.buffer) - 1)
             if self.closed:
-                raise httpx.RemoteProtocolError("the server closed the connection mid-line")
+                raise self.ended("mid-line")
             await self.wait(read_timeout)
+
+    def ended(self, where: str) -> httpx.TransportError:
+        """The error for a stream that ended ``where`` it must not."""
+        if self.closed_here:
+            return httpx.ReadError("the client closed the connection")
+        return httpx.RemoteProtocolError(f"the server closed the connection {where}")
 
     def close(self) -> None:
         self.closed = True
+        self.closed_here = True
         if self.transport is not None:
             self.transport.close()
 
@@ -191,9 +201,7 @@ class _Body(httpx.AsyncByteStream):
             while remaining:
                 if not conn.buffer:
                     if conn.closed:
-                        raise httpx.RemoteProtocolError(
-                            "the server closed the connection before the body's end"
-                        )
+                        raise conn.ended("before the body's end")
                     await conn.wait(self._timeout)
                     continue
                 piece = conn.take(remaining)
@@ -235,9 +243,7 @@ class _Body(httpx.AsyncByteStream):
             while remaining:
                 if not conn.buffer:
                     if conn.closed:
-                        raise httpx.RemoteProtocolError(
-                            "the server closed the connection mid-chunk"
-                        )
+                        raise conn.ended("mid-chunk")
                     await conn.wait(self._timeout)
                     continue
                 piece = conn.take(remaining)
@@ -436,8 +442,8 @@ async def _read_head(
         start = max(0, len(conn.buffer) - 3)
         if conn.closed:
             if conn.buffer:
-                raise httpx.RemoteProtocolError("the server closed the connection mid-headers")
-            raise httpx.RemoteProtocolError("the server closed the connection without a response")
+                raise conn.ended("mid-headers")
+            raise conn.ended("without a response")
         await conn.wait(read_timeout)
     block = bytes(conn.buffer[:end])
     del conn.buffer[: end + 4]

@@ -324,3 +324,29 @@ async def _until(condition: Callable[[], bool], deadline: float = 5.0) -> None:
     while not condition():
         assert loop.time() < end, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_a_stream_closed_by_the_client_is_not_blamed_on_the_server() -> None:
+    class Holding(Server):
+        async def handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n")
+            await w.drain()
+            await asyncio.sleep(30)
+
+    server = Holding(lambda _: None)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    transport = Http11Transport(ssl_context=None)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=base, transport=transport) as c,
+            c.stream("GET", "/watch") as response,
+        ):
+            lines = response.aiter_lines()
+            assert await anext(lines) == "first"
+            await transport.aclose()
+            with pytest.raises(httpx.ReadError, match="client closed"):
+                await anext(lines)
+    finally:
+        listener.close()
