@@ -97,11 +97,9 @@ from gitsail.sync.plan import hook_types
 from gitsail.sync.predictions import Predictions, live_version
 
 __all__ = [
-    "START_WRITE_DELAY",
     "AppEngine",
     "Comparison",
     "ComparisonError",
-    "DeferredStart",
     "OperationOutcome",
     "PipelineObserver",
     "now",
@@ -327,71 +325,6 @@ class _Termination:
         except KubeError as exc:  # unknown: go on, and ask again later
             log.warning("could not read whether the operation was terminated: %s", exc)
         return self.seen
-
-
-START_WRITE_DELAY = 2.0  # seconds an automated sync runs before its start is recorded
-
-
-class DeferredStart:
-    """The write that records an automated sync's start (``operation`` and a ``Running``
-    ``operationState``), made only when someone could see it.
-
-    Argo CD writes the operation, then its start, then its end. Most automated syncs end
-    in a fraction of a second, and their end write says everything the start did, so the
-    start is written only when the sync is still running ``delay`` seconds in (a UI or
-    ``app wait`` then shows it Running), before the sync records progress (a checkpoint
-    for a restarted controller), and before an end that keeps the operation for a retry.
-    A sync that ends sooner is one write: its end. A controller that dies before that
-    leaves no trace of the attempt, and a restarted one compares and syncs again.
-
-    ``start()`` arms the timer; ``ensure()`` writes now unless written; ``settle()`` disarms
-    a timer that has not fired and waits for a write in flight; ``written`` tells.
-    """
-
-    def __init__(
-        self, write: Callable[[], Awaitable[object]], *, delay: float = START_WRITE_DELAY
-    ) -> None:
-        self._write = write
-        self._delay = delay
-        self._lock = asyncio.Lock()
-        self._timer: asyncio.Task[None] | None = None
-        self._sleeping = False
-        self.written = False
-
-    def start(self) -> None:
-        self._sleeping = True
-        self._timer = asyncio.get_running_loop().create_task(self._later())
-
-    async def _later(self) -> None:
-        await asyncio.sleep(self._delay)
-        self._sleeping = False
-        try:
-            await self.ensure()
-        except KubeError as exc:  # written before the progress or the end, then
-            log.warning("the start of a sync was not recorded: %s", exc)
-
-    async def ensure(self) -> None:
-        """Record the start now (once); raises the write's ``KubeError``."""
-        self._disarm()
-        async with self._lock:
-            if not self.written:
-                await self._write()
-                self.written = True
-
-    async def settle(self) -> None:
-        """No start write after this returns: a timer not fired is disarmed, a write in
-        flight is waited for."""
-        self._disarm()
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            await asyncio.wait([timer])
-        async with self._lock:
-            pass
-
-    def _disarm(self) -> None:
-        if self._sleeping and self._timer is not None:
-            self._sleeping = False
-            self._timer.cancel()
 
 
 def operation_start(operation: dict[str, Any], started: str, retry_count: int = 0) -> Obj:
@@ -1005,7 +938,6 @@ class AppEngine:
         retry_count: int = 0,
         clear_operation: bool = False,
         compared: Comparison | None = None,
-        deferred_start: DeferredStart | None = None,
     ) -> OperationOutcome:
         """Run one sync operation and record it (operationState, history, status).
 
@@ -1018,8 +950,6 @@ class AppEngine:
         ``compared`` is a comparison of this very spec just made by the caller (the
         controller's automated sync): used instead of comparing again when it is of the
         revision to sync and no other source or resumed run is asked for.
-        ``deferred_start``: the caller's record of the start, not written yet (see
-        ``DeferredStart``); written before any progress, or settled before the end.
         """
         try:
             engine = await self._route(app)
@@ -1041,7 +971,6 @@ class AppEngine:
                 retry_count=retry_count,
                 clear_operation=clear_operation,
                 compared=compared,
-                deferred_start=deferred_start,
             )
         resume = _resume_point(app.origin, operation) if not dry_run else None
         started = resume.started if resume is not None else now()
@@ -1076,17 +1005,7 @@ class AppEngine:
             # Asked to stop before this attempt began (e.g. while a retry was waiting).
             result = SyncResult("Failed", TERMINATED_MESSAGE, terminated=True)
             await self._finish(
-                app,
-                operation,
-                result,
-                started,
-                "",
-                None,
-                False,
-                None,
-                0,
-                clear_operation,
-                deferred_start=deferred_start,
+                app, operation, result, started, "", None, False, None, 0, clear_operation
             )
             return OperationOutcome(result, "", None, None)
         termination = _Termination(lambda: self._read_own(app))
@@ -1096,17 +1015,7 @@ class AppEngine:
             if refused:
                 result = SyncResult("Failed", refused)
                 await self._finish(
-                    app,
-                    operation,
-                    result,
-                    started,
-                    "",
-                    None,
-                    False,
-                    None,
-                    0,
-                    clear_operation,
-                    deferred_start=deferred_start,
+                    app, operation, result, started, "", None, False, None, 0, clear_operation
                 )
                 return OperationOutcome(result, "", None, None)
         running = operation_start(operation, started, retry_count)
@@ -1145,7 +1054,6 @@ class AppEngine:
                 retry,
                 retry_count,
                 clear_operation,
-                deferred_start=deferred_start,
             )
             return OperationOutcome(result, "", None, retry_at)
         if prune and not allow_empty and not comparison.desired and comparison.owned_live:
@@ -1166,7 +1074,6 @@ class AppEngine:
                 retry,
                 retry_count,
                 clear_operation,
-                deferred_start=deferred_start,
             )
             return OperationOutcome(result, comparison.artifact.revision, comparison, retry_at)
         result = await run_sync(
@@ -1190,9 +1097,7 @@ class AppEngine:
             progress,
             lookup=self.live,
             changes=self.changes,
-            checkpoint=self._checkpoint(
-                app, comparison.artifact.revision, termination, deferred_start
-            ),
+            checkpoint=self._checkpoint(app, comparison.artifact.revision, termination),
             predictions=self._predictions,
             terminated=termination if not dry_run else None,
         )
@@ -1208,16 +1113,11 @@ class AppEngine:
             retry,
             retry_count,
             clear_operation,
-            deferred_start=deferred_start,
         )
         return OperationOutcome(result, revision_done, comparison, retry_at)
 
     def _checkpoint(
-        self,
-        app: Delivery,
-        revision: str,
-        termination: _Termination | None = None,
-        deferred_start: DeferredStart | None = None,
+        self, app: Delivery, revision: str, termination: _Termination | None = None
     ) -> Checkpoint:
         """Writes the progress of the running sync into ``operationState`` (Argo CD's
         ``phase: Running``, ``message``, ``syncResult``), for a restarted controller; called
@@ -1231,8 +1131,6 @@ class AppEngine:
             state = progress.to_state()
             state["syncResult"].update(revision=revision, source=_adapter(app).source_status(app))
             try:
-                if deferred_start is not None:
-                    await deferred_start.ensure()  # progress of an operation on record
                 for _ in range(5):
                     guard: dict[str, Any] = {}
                     if termination is not None:
@@ -1272,8 +1170,6 @@ class AppEngine:
         retry: Retry | None = None,
         retry_count: int = 0,
         clear_operation: bool = False,
-        *,
-        deferred_start: DeferredStart | None = None,
     ) -> float | None:
         """Record the attempt; the epoch time of the scheduled retry, or None when done
         (then, with ``clear_operation``, the same write removes the request)."""
@@ -1299,11 +1195,6 @@ class AppEngine:
                 )
             elif retry_count > 0:
                 message = f"{message} (retried {retry_count} times)."
-        if deferred_start is not None:
-            if retry_at is not None:  # the operation stays for its retry: on record first
-                await deferred_start.ensure()
-            else:  # this write says all the start would have
-                await deferred_start.settle()
         state = {
             "operation": operation,
             "phase": phase,
@@ -1355,7 +1246,6 @@ class AppEngine:
         retry: Retry | None = None,
         retry_count: int = 0,
         compared: Comparison | None = None,
-        deferred_start: DeferredStart | None = None,
     ) -> OperationOutcome | None:
         """Run the sync requested in the Application's ``operation`` field.
 
@@ -1387,7 +1277,6 @@ class AppEngine:
             retry_count=retry_count,
             clear_operation=clear,
             compared=compared,
-            deferred_start=deferred_start,
         )
 
     async def clear_operation(self, app: Delivery) -> None:

@@ -67,15 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from gitsail.app.admission import INVALID_SPEC
-from gitsail.app.engine import (
-    START_WRITE_DELAY,
-    AppEngine,
-    Comparison,
-    ComparisonError,
-    DeferredStart,
-    now,
-    operation_start,
-)
+from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now, operation_start
 from gitsail.app.model import Retry
 from gitsail.app.sops import SOPS_ANNOTATION
 from gitsail.controller.events import EventRecorder
@@ -152,9 +144,6 @@ class ReconcileSettings:
     # 1000 apps a 5-minute heartbeat alone is 3.3 writes/s to the apiserver, and each
     # write wakes the app once more. A stalled controller shows in its metrics instead.
     status_heartbeat: float = 0.0
-    # Seconds an automated sync runs before its operation and start are written
-    # (``DeferredStart``): a sync that ends sooner is recorded by its end write alone.
-    start_write_delay: float = START_WRITE_DELAY
 
     def next_refresh(self) -> float:
         return self.resync + random.uniform(0, self.jitter)  # noqa: S311 (jitter, not crypto)
@@ -679,11 +668,7 @@ class AppReconciler(KindDefaults):
         return beat > 0 and self.clock() - memory.last_status_write >= beat
 
     async def _run_operation(
-        self,
-        app: App,
-        memory: _Memory,
-        compared: Comparison | None = None,
-        deferred_start: DeferredStart | None = None,
+        self, app: App, memory: _Memory, compared: Comparison | None = None
     ) -> float | None:
         """Run the requested operation; it records its own state as it goes (see the
         module docstring), so what this reconcile collected is sent first. ``compared``:
@@ -727,7 +712,6 @@ class AppReconciler(KindDefaults):
             retry=retry,
             retry_count=retry_count,
             compared=compared if retry_count == 0 else None,
-            deferred_start=deferred_start,
         )
         if outcome is None:  # an operation without a sync: nothing we can run
             await self.engine.clear_operation(app)
@@ -829,33 +813,19 @@ class AppReconciler(KindDefaults):
             "retry": (app.raw.get("spec") or {}).get("syncPolicy", {}).get("retry")
             or IMPLICIT_AUTOMATED_RETRY,
         }
-        # The operation and the start of its first attempt, in one patch written only if
-        # the sync outlives START_WRITE_DELAY, records progress or is to be retried
-        # (``DeferredStart``); the sync runs on the Application as that patch would leave it.
-        start = {
-            "operation": operation,
-            "status": {"operationState": operation_start(operation, now())},
-        }
-        name, namespace = app.name, app.namespace
-
-        async def record_start() -> None:
-            await self.engine.kube.merge_patch(
-                API_VERSION, "Application", name, start, namespace=namespace
-            )
-
-        raw = {
-            **app.raw,
-            "operation": operation,
-            "status": {**(app.raw.get("status") or {}), **start["status"]},
-        }
-        deferred = DeferredStart(record_start, delay=self.settings.start_write_delay)
-        deferred.start()
-        try:
-            return await self._run_operation(
-                App.from_application(raw), memory, comparison, deferred
-            )
-        finally:
-            await deferred.settle()
+        # The operation and the start of its first attempt in one patch (the sync then
+        # does not write its start again).
+        updated = await self.engine.kube.merge_patch(
+            API_VERSION,
+            "Application",
+            app.name,
+            {
+                "operation": operation,
+                "status": {"operationState": operation_start(operation, now())},
+            },
+            namespace=app.namespace,
+        )
+        return await self._run_operation(App.from_application(updated), memory, comparison)
 
     def _self_heal_attempts(self, state: dict[str, Any]) -> int:
         """Consecutive self-heals so far (kept in the operation, as Argo CD keeps it).
