@@ -24,8 +24,11 @@ class FakeEvents:
     def __init__(self) -> None:
         self.events: dict[tuple[str, str], Obj] = {}
         self.fail: Exception | None = None
+        self.gate: asyncio.Event | None = None  # set: creates wait for it
 
     async def create(self, obj: Obj) -> Obj:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail:
             raise self.fail
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
@@ -146,15 +149,8 @@ async def test_a_urls_password_never_reaches_an_event() -> None:
 
 
 async def test_emit_returns_before_the_write_and_drain_waits_for_it() -> None:
-    gate = asyncio.Event()
     fake = FakeEvents()
-    create = fake.create
-
-    async def slow_create(obj: Obj) -> Obj:
-        await gate.wait()
-        return await create(obj)
-
-    fake.create = slow_create  # type: ignore[method-assign]
+    fake.gate = gate = asyncio.Event()
     rec = recorder(fake)
     rec.emit(APP, reason=Reason.OPERATION_STARTED, message="sync to abc")
     assert rec.in_flight == 1
@@ -176,15 +172,8 @@ async def test_emit_keeps_the_time_it_was_called() -> None:
 
 
 async def test_emit_drops_events_beyond_the_bound(caplog: pytest.LogCaptureFixture) -> None:
-    gate = asyncio.Event()
     fake = FakeEvents()
-    create = fake.create
-
-    async def slow_create(obj: Obj) -> Obj:
-        await gate.wait()
-        return await create(obj)
-
-    fake.create = slow_create  # type: ignore[method-assign]
+    fake.gate = gate = asyncio.Event()
     rec = recorder(fake)
     for i in range(MAX_PENDING + 3):
         rec.emit(APP, reason="DriftDetected", message=f"change {i}")
