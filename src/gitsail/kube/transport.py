@@ -212,6 +212,8 @@ class _Body(httpx.AsyncByteStream):
                 if conn.buffer:
                     yield conn.take()
                 elif conn.closed:
+                    if conn.closed_here:  # cut short by this client: not the body's end
+                        raise conn.ended("")
                     break
                 else:
                     try:
