@@ -197,15 +197,7 @@ class _Body(httpx.AsyncByteStream):
             async for piece in self._read_chunked(conn):
                 yield piece
         elif self._length is not None:
-            remaining = self._length
-            while remaining:
-                if not conn.buffer:
-                    if conn.closed:
-                        raise conn.ended("before the body's end")
-                    await conn.wait(self._timeout)
-                    continue
-                piece = conn.take(remaining)
-                remaining -= len(piece)
+            async for piece in self._exactly(conn, self._length, "before the body's end"):
                 yield piece
         else:  # delimited by the end of the connection
             while True:
@@ -222,6 +214,19 @@ class _Body(httpx.AsyncByteStream):
                         break
         self._done = True
         await self.aclose()
+
+    async def _exactly(self, conn: _Connection, size: int, where: str) -> AsyncIterator[bytes]:
+        """``size`` bytes as they arrive; the stream ending first is an error (``where``)."""
+        remaining = size
+        while remaining:
+            if not conn.buffer:
+                if conn.closed:
+                    raise conn.ended(where)
+                await conn.wait(self._timeout)
+                continue
+            piece = conn.take(remaining)
+            remaining -= len(piece)
+            yield piece
 
     async def _read_chunked(self, conn: _Connection) -> AsyncIterator[bytes]:
         while True:
@@ -241,15 +246,7 @@ class _Body(httpx.AsyncByteStream):
                     if total > _HEADER_LIMIT:
                         raise httpx.RemoteProtocolError("the response's trailers are too long")
                 return
-            remaining = size
-            while remaining:
-                if not conn.buffer:
-                    if conn.closed:
-                        raise conn.ended("mid-chunk")
-                    await conn.wait(self._timeout)
-                    continue
-                piece = conn.take(remaining)
-                remaining -= len(piece)
+            async for piece in self._exactly(conn, size, "mid-chunk"):
                 yield piece
             if await conn.line(self._timeout, limit=2) != b"":
                 raise httpx.RemoteProtocolError("a chunk is longer than its size")
