@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import importlib
 import importlib.util
-import json
 import logging
 import os
 import socket
@@ -54,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitsail import codec
 from gitsail.app.engine import AppEngine, PipelineObserver
 from gitsail.app.targets import Target
 from gitsail.controller.clusters import ClusterPool
@@ -337,9 +336,7 @@ class _LiveCaches:
             self._fingerprints.pop(key, None)
             self._health.pop(key, None)
             return "deleted"
-        fingerprint = hashlib.sha256(
-            json.dumps(normalize(obj), sort_keys=True, default=str).encode()
-        ).hexdigest()
+        fingerprint = codec.digest(normalize(obj))
         previous = self._fingerprints.get(key)
         self._fingerprints[key] = fingerprint
         health, before = "", None

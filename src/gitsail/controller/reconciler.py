@@ -56,8 +56,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
-import json
 import logging
 import random
 import time
@@ -66,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gitsail import codec
 from gitsail.app.admission import INVALID_SPEC
 from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now, operation_start
 from gitsail.app.model import Retry
@@ -1040,7 +1039,7 @@ def _already_said(extra: dict[str, Any] | None, status: dict[str, Any]) -> bool:
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    return codec.digest(value)
 
 
 def _count(value: Any) -> int:

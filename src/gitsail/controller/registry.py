@@ -34,12 +34,12 @@ spec stops waking it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
+from gitsail import codec
 from gitsail.kinds.status import READY
 from gitsail.model import Obj
 from gitsail.sync.ownership import ArgoTracking, FluxLabels, owners_of
@@ -211,9 +211,7 @@ def _managers(obj: Obj) -> dict[tuple[str, str, str, str], str]:
             str(entry.get("subresource") or ""),
             str(entry.get("apiVersion") or ""),
         )
-        entries[key] = json.dumps(
-            [entry.get("time"), entry.get("fieldsV1")], sort_keys=True, default=str
-        )
+        entries[key] = codec.digest([entry.get("time"), entry.get("fieldsV1")])
     return entries
 
 

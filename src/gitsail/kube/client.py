@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import logging
 import re
 import time
@@ -34,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from gitsail import codec
 from gitsail.kube.auth import KubeAuth, ssl_context
 from gitsail.kube.config import KubeConfig
 from gitsail.kube.discovery import ResourceInfo, RESTMapper, check_names, fetch_mapper
@@ -273,7 +273,7 @@ class Kube:
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         response = await self._send(method, path, **kwargs)
-        result: Obj = response.json()
+        result: Obj = codec.loads(response.content)
         return result
 
     async def _write(
@@ -311,7 +311,7 @@ class Kube:
             response = await self._send(
                 "GET", path, context=f"discover {path}", idempotent=True, accept=accept
             )
-            return response.json()
+            return codec.loads(response.content)
 
         state = self._discovery
         mapper = await fetch_mapper(get_json)
@@ -856,4 +856,4 @@ def _write_params(field_manager: str, field_validation: str, dry_run: bool) -> d
 
 
 def _dump(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+    return codec.dumps(body)

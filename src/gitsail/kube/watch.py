@@ -11,10 +11,10 @@ watcher must list again (the informer in ``cache.py`` does).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
+from gitsail import codec
 from gitsail.kube.errors import KubeError, error_from_status
 from gitsail.model import Obj
 
@@ -50,7 +50,7 @@ def parse_event(
     ``api_version`` and ``kind`` are filled into objects that lack them (as lists do).
     """
     try:
-        raw = json.loads(line)
+        raw = codec.loads(line)
     except ValueError:
         raise KubeError(
             0, "BadWatchEvent", "watch stream sent a line that is not JSON", context=context

@@ -18,9 +18,7 @@ Nothing is memoized against a missing object (a create): only the server can val
 
 from __future__ import annotations
 
-import hashlib
-import json
-
+from gitsail import codec
 from gitsail.model import Obj
 
 __all__ = ["Predictions", "live_version", "manifest_digest"]
@@ -40,12 +38,11 @@ def live_version(live: Obj | None) -> str:
     if "generation" not in meta:
         return str(meta.get("resourceVersion", ""))
     stable = {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode())
-    return f"g{meta['generation']}:{digest.hexdigest()}"
+    return f"g{meta['generation']}:{codec.digest(stable)}"
 
 
 def manifest_digest(obj: Obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return codec.digest(obj)
 
 
 class Predictions:
