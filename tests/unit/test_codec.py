@@ -45,8 +45,8 @@ def test_what_orjson_refuses_to_decode_falls_back_to_the_standard_library() -> N
 
 
 @pytest.mark.parametrize("data", [b"", b"{", b"not json", b'{"a":1}x'])
-def test_what_is_not_json_is_a_value_error(data: bytes) -> None:
-    with pytest.raises(ValueError):
+def test_what_is_not_json_is_a_decode_error(data: bytes) -> None:
+    with pytest.raises(json.JSONDecodeError):  # a ValueError, as callers catch it
         codec.loads(data)
 
 

@@ -107,6 +107,15 @@ def describe(
     return f"{verb} {api_version} {kind}" + (f" {target}" if target else "")
 
 
+# Sent with every request (the header set httpx's client sent, less its cookies).
+_HEADERS = (
+    ("Accept", "application/json"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("Connection", "keep-alive"),
+    ("User-Agent", "gitsail"),
+)
+
+
 class Kube:
     """Async access to one cluster; use as ``async with Kube(config) as kube``."""
 
@@ -132,26 +141,34 @@ class Kube:
         self.written = WrittenVersions()
         self.rediscover_interval = rediscover_interval
         tls = ssl_context(config)
-        auth = KubeAuth(config, tls)
+        self._auth = KubeAuth(config, tls)
 
-        def client() -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                base_url=config.server,
-                auth=auth,
-                timeout=httpx.Timeout(timeout),
-                headers={"User-Agent": "gitsail", "Accept": "application/json"},
-                # HTTP/1.1 on asyncio's transports (gitsail.kube.transport): httpcore's
-                # pool cost about 1 ms of CPU per request. Every connection made is kept
-                # (for 120 s idle): closing them re-does a TLS handshake for most requests
-                # under a burst of dry runs, which was 14 % of the controller's CPU.
-                transport=transport
-                or Http11Transport(ssl_context=tls, max_connections=256, keepalive_expiry=120),
+        def pool() -> httpx.AsyncBaseTransport:
+            # HTTP/1.1 on asyncio's transports (gitsail.kube.transport): httpcore's pool
+            # cost about 1 ms of CPU per request. Every connection made is kept (for 120 s
+            # idle): closing them re-does a TLS handshake for most requests under a burst
+            # of dry runs, which was 14 % of the controller's CPU.
+            return transport or Http11Transport(
+                ssl_context=tls, max_connections=256, keepalive_expiry=120
             )
 
-        self._client = client()
+        # Requests go to the transport through ``_exchange``, not through an
+        # httpx.AsyncClient: building and sending a request there (URL merging, cookies,
+        # redirects, event hooks this client never uses) was a tenth of the controller's
+        # CPU. The request and response stay httpx's, and so do the auth flow and errors.
+        self._transport = pool()
+        self._base = config.server.rstrip("/")
+        self._timeout = httpx.Timeout(timeout)
         # Watches hold a connection each for their lifetime: in a pool of their own, so a
-        # burst of requests never waits behind them for a connection slot.
-        self._watch_client = client()
+        # burst of requests never waits behind them for a connection slot. A stream keeps
+        # httpx's client, which reads it piece by piece.
+        self._watch_client = httpx.AsyncClient(
+            base_url=config.server,
+            auth=self._auth,
+            timeout=self._timeout,
+            headers=dict(_HEADERS),
+            transport=pool(),
+        )
         self._extensions = (
             {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}
         )
@@ -200,7 +217,7 @@ class Kube:
 
     async def close(self) -> None:
         if self._owns_client:
-            await self._client.aclose()
+            await self._transport.aclose()
             await self._watch_client.aclose()
 
     @property
@@ -236,14 +253,7 @@ class Kube:
             await self.flow.acquire()
             self.stats.count(key)
             try:
-                response = await self._client.request(
-                    method,
-                    path,
-                    params=params,
-                    content=body,
-                    headers=headers,
-                    extensions=self._extensions,
-                )
+                response = await self._exchange(method, path, params, body, headers)
             except httpx.TransportError as exc:
                 # A refused connection never reached the server: safe to repeat anything.
                 safe = idempotent or isinstance(exc, httpx.ConnectError)
@@ -270,6 +280,41 @@ class Kube:
             attempt += 1
             if delay > 0:
                 await asyncio.sleep(delay)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: bytes | None,
+        headers: list[tuple[str, str]],
+    ) -> httpx.Response:
+        """Send one request through the auth flow (a 401 may refresh an exec or file
+        credential and send it once more) and read its response whole."""
+        request = httpx.Request(
+            method,
+            httpx.URL(self._base + path, params=params),
+            headers=[*(h for h in _HEADERS if h[0] not in {k for k, _ in headers}), *headers],
+            content=body,
+            extensions={"timeout": self._timeout.as_dict(), **self._extensions},
+        )
+        flow = self._auth.async_auth_flow(request)
+        request = await flow.__anext__()
+        while True:
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            try:
+                request = await flow.asend(response)
+            except StopAsyncIteration:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                return response
+            except BaseException:
+                await response.aclose()
+                raise
+            await response.aclose()  # answered again: the flow sends a new request
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         response = await self._send(method, path, **kwargs)

@@ -3,8 +3,9 @@
 A dry-run apply of a manifest onto a live object has one answer while neither changes. The
 comparison asks it for every object it diffs, the sync's validation asks it again before
 applying, and after a sync the next comparison asks it of the object the apply just
-returned. ``Predictions`` keeps those answers, keyed by the manifest's digest, the live
-object's version (``live_version``), the field manager and the field validation:
+returned. ``Predictions`` keeps the latest of those answers per object and field manager,
+with what it answers for: the manifest's digest, the live object's version
+(``live_version``) and the field validation:
 
 - the comparison reuses an answer while the live object is the same version;
 - the sync's validation skips the dry run whose answer is known: the server accepted that
@@ -23,7 +24,7 @@ from gitsail.model import Obj
 
 __all__ = ["Predictions", "live_version", "manifest_digest"]
 
-DEFAULT_LIMIT = 20_000
+DEFAULT_LIMIT = 50_000  # objects (one slot each)
 
 
 def live_version(live: Obj | None) -> str:
@@ -46,12 +47,15 @@ def manifest_digest(obj: Obj) -> str:
 
 
 class Predictions:
-    """Dry-run answers by (manifest, live version, field manager, field validation); at most
-    ``limit`` of them (all forgotten at once when full: they are only a shortcut)."""
+    """The latest dry-run answer per object and field manager: for one (manifest digest,
+    live version, field validation), which a ``get`` must match. One slot per object, so
+    what is kept is bounded by the objects managed, never by how often they changed (an
+    answer for a live version that is gone is replaced by the next one); at most ``limit``
+    slots (all forgotten at once when full: they are only a shortcut)."""
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self.limit = limit
-        self._answers: dict[tuple[str, str, str, str], Obj] = {}
+        self._answers: dict[tuple[str, str, str, str, str], tuple[str, str, str, Obj]] = {}
         self.hits = 0
 
     def __len__(self) -> int:
@@ -64,10 +68,11 @@ class Predictions:
         version = live_version(live)
         if not version:
             return None
-        answer = self._answers.get((manifest_digest(obj), version, field_manager, validation))
-        if answer is not None:
-            self.hits += 1
-        return answer
+        slot = self._answers.get(_slot(obj, field_manager))
+        if slot is None or slot[:3] != (manifest_digest(obj), version, validation):
+            return None
+        self.hits += 1
+        return slot[3]
 
     def put(
         self,
@@ -82,9 +87,10 @@ class Predictions:
         version = live_version(live)
         if not version:
             return
-        if len(self._answers) >= self.limit:
+        key = _slot(obj, field_manager)
+        if key not in self._answers and len(self._answers) >= self.limit:
             self._answers.clear()
-        self._answers[(manifest_digest(obj), version, field_manager, validation)] = answer
+        self._answers[key] = (manifest_digest(obj), version, validation, answer)
 
     def applied(
         self, obj: Obj, written: Obj, *, field_manager: str, validation: str = "Strict"
@@ -92,3 +98,14 @@ class Predictions:
         """``obj`` was applied and the server stored ``written``: applying it again onto
         ``written`` gives ``written``."""
         self.put(obj, written, written, field_manager=field_manager, validation=validation)
+
+
+def _slot(obj: Obj, field_manager: str) -> tuple[str, str, str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (
+        str(obj.get("apiVersion", "")),
+        str(obj.get("kind", "")),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+        field_manager,
+    )

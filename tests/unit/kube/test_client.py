@@ -95,6 +95,34 @@ async def test_apply_is_a_server_side_apply_patch() -> None:
     assert json.loads(req.content) == DEPLOY
 
 
+async def test_every_request_carries_one_of_each_header_and_its_credential() -> None:
+    kube, server = make_kube(ok({"items": [], "metadata": {}}))
+    async with kube:
+        info = await kube.resource_for("v1", "Secret")
+        await kube.get("v1", "ConfigMap", "c", "shop")
+        await kube.list_metadata(info, "shop", limit=5)
+    get, listed = server.requests
+    for req in (get, listed):
+        assert req.headers.get_list("Accept") == [req.headers["Accept"]]
+        assert req.headers["Authorization"] == "Bearer t"
+        assert req.headers["User-Agent"] == "gitsail"
+        assert req.headers["Host"] == "k.test:6443"
+    assert get.headers["Accept"] == "application/json"
+    assert listed.headers["Accept"].startswith("application/json;as=PartialObjectMetadataList")
+
+
+async def test_a_server_url_with_a_path_keeps_it_in_front_of_every_request() -> None:
+    """A cluster behind a proxy (Rancher's /k8s/clusters/<id>): the path prefix stays."""
+    server = FakeServer(ok({}))
+    cfg = KubeConfig.from_dict(
+        kubeconfig({"token": "t"}, {"server": "https://k.test/k8s/clusters/c-1/"})
+    )
+    async with Kube(cfg, transport=httpx.MockTransport(server), retry=FAST) as kube:
+        await kube.server_version()
+    (req,) = server.requests
+    assert str(req.url) == "https://k.test/k8s/clusters/c-1/version"
+
+
 async def test_namespaced_object_without_namespace_goes_to_the_context_namespace() -> None:
     kube, server = make_kube(ok())
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}

@@ -117,7 +117,7 @@ async def test_no_copy_is_current_while_the_write_is_in_flight() -> None:
 
     async with kube:
         await kube.discover()  # from the recorded discovery; then the write waits for us
-        kube._client._transport = httpx.MockTransport(slow)
+        kube._transport = httpx.MockTransport(slow)
         write = asyncio.create_task(kube.merge_patch(API, "Deployment", "web", {}, "shop"))
         await asyncio.wait_for(sent.wait(), 10)
         assert seen == [False]

@@ -84,12 +84,28 @@ def test_a_status_write_keeps_the_answer_of_a_kind_with_a_generation() -> None:
     assert live_version(before) != live_version(relabelled)
 
 
+def test_one_answer_is_kept_per_object_the_latest() -> None:
+    """What is kept is bounded by the objects, not by how often they changed."""
+    predictions = Predictions()
+    for number in range(5):
+        current = live("a", resourceVersion=str(number))
+        predictions.put(configmap("a", number), current, current, field_manager="m")
+    assert len(predictions) == 1
+    latest = live("a", resourceVersion="4")
+    assert predictions.get(configmap("a", 4), latest, field_manager="m") == latest
+    earlier = live("a", resourceVersion="3")
+    assert predictions.get(configmap("a", 3), earlier, field_manager="m") is None
+    predictions.put(configmap("a", 4), latest, latest, field_manager="other")
+    assert len(predictions) == 2  # another manager's answer is its own
+
+
 def test_a_full_memo_forgets_everything_and_starts_again() -> None:
     predictions = Predictions(limit=2)
-    for number in range(3):
-        current = live("a", resourceVersion=str(number))
-        predictions.put(configmap("a", 0), current, current, field_manager="m")
+    for name in ("a", "b", "c"):
+        current = live(name, resourceVersion="1")
+        predictions.put(configmap(name, 0), current, current, field_manager="m")
     assert len(predictions) == 1
+    assert predictions.get(configmap("c", 0), live("c", resourceVersion="1"), field_manager="m")
 
 
 # -- in a sync --------------------------------------------------------------------------
