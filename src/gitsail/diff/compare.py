@@ -126,7 +126,9 @@ def _compared(
 ) -> Obj | None:
     if obj is None:
         return None
-    ignored = apply_ignore_rules(obj, rules, live=raw_live, jq_budget=jq_budget)
+    if not rules:
+        return obj  # normalized already: nothing could have been emptied since
+    ignored = apply_ignore_rules(obj, rules, live=raw_live, jq_budget=jq_budget, owned=True)
     pruned: Obj = prune_empty(ignored)
     return pruned
 
@@ -152,9 +154,11 @@ def diff_resource(
     key = ResourceKey.of(desired if desired is not None else live or {})
     if open_sealed is not None and desired is not None and live is not None:
         desired = unify_resealed(desired, live, open_sealed)
+    # normalize copies; what follows works on those private copies in place.
     redacted_desired, redacted_live = redact_pair(
         normalize(desired) if desired is not None else None,
         normalize(live) if live is not None else None,
+        owned=True,
     )
     cmp_desired = _compared(redacted_desired, rules, live, jq_budget)
     cmp_live = _compared(redacted_live, rules, live, jq_budget)

@@ -117,6 +117,7 @@ def apply_ignore_rules(
     *,
     live: Obj | None = None,
     jq_budget: float | None = None,
+    owned: bool = False,
 ) -> Obj:
     """A copy of ``obj`` without the fields the matching ``rules`` ignore.
 
@@ -124,11 +125,14 @@ def apply_ignore_rules(
     (default: ``Policy.jq_timeout``); call this off the event loop.
     ``live`` is the object in the cluster whose ``metadata.managedFields`` decide what the
     ``managed_fields_managers`` own; without it, ``obj``'s own managedFields are used.
-    Apply the same rules with the same ``live`` to both sides of a comparison.
+    Apply the same rules with the same ``live`` to both sides of a comparison. With
+    ``owned`` (``obj`` is the caller's private copy) fields are removed from ``obj`` itself.
     """
     key = ResourceKey.of(obj)
     matching = [rule for rule in rules if rule.matches(key)]
-    out: Obj = copy.deepcopy(obj)
+    if not matching and owned:
+        return obj
+    out: Obj = obj if owned else copy.deepcopy(obj)
     if not matching:
         return out
     entries = managed_fields(live if live is not None else obj)

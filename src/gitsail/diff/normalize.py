@@ -19,7 +19,6 @@ so a manifest using ``stringData`` compares equal to the stored Secret.
 from __future__ import annotations
 
 import base64
-import copy
 from typing import Any
 
 from gitsail.model import Obj, split_api_version
@@ -94,17 +93,22 @@ def is_core_secret(obj: Obj) -> bool:
 
 
 def normalize(obj: Obj) -> Obj:
-    """A deep copy of ``obj`` without what is never a difference (see module docstring)."""
-    out: Obj = copy.deepcopy(obj)
-    out.pop("status", None)
+    """A deep copy of ``obj`` without what is never a difference (see module docstring).
+
+    Only what is left out is copied shallowly first (``status`` and the server's metadata,
+    often most of a live object, are never copied); ``prune_empty`` then builds every map
+    and list of the result anew, so nothing in it is shared with ``obj``."""
+    out: Obj = {k: v for k, v in obj.items() if k != "status"}
     meta = out.get("metadata")
     if isinstance(meta, dict):
-        for key in _SERVER_METADATA:
-            meta.pop(key, None)
+        meta = out["metadata"] = {k: v for k, v in meta.items() if k not in _SERVER_METADATA}
         annotations = meta.get("annotations")
-        if isinstance(annotations, dict):
-            annotations.pop(LAST_APPLIED, None)
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+            meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
     if is_core_secret(out):
+        data = out.get("data")
+        if isinstance(data, dict):
+            out["data"] = dict(data)  # stringData is merged into a copy
         _merge_string_data(out)
     pruned: Obj = prune_empty(out)
     return pruned

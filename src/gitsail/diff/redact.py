@@ -88,8 +88,12 @@ def _redact_sealed(out: Obj, masks: _Masks) -> Obj:
     return out
 
 
-def _redact(obj: Obj, masks: _Masks) -> Obj:
-    out: Obj = copy.deepcopy(obj)
+def _redact(obj: Obj, masks: _Masks, *, owned: bool = False) -> Obj:
+    """``obj`` redacted: a copy, or, when ``owned`` (the caller's private copy, which may
+    change), ``obj`` itself."""
+    if owned and not _is_sealed_secret(obj) and not is_core_secret(obj):
+        return obj
+    out: Obj = obj if owned else copy.deepcopy(obj)
     if _is_sealed_secret(out):
         return _redact_sealed(out, masks)
     if not is_core_secret(out):
@@ -115,10 +119,14 @@ def redact_secret(obj: Obj) -> Obj:
     return _redact(obj, _Masks())
 
 
-def redact_pair(desired: Obj | None, live: Obj | None) -> tuple[Obj | None, Obj | None]:
-    """Both sides redacted with one mask table: the same value gets the same mask on both."""
+def redact_pair(
+    desired: Obj | None, live: Obj | None, *, owned: bool = False
+) -> tuple[Obj | None, Obj | None]:
+    """Both sides redacted with one mask table: the same value gets the same mask on both.
+    Copies, unless ``owned``: the objects are the caller's private copies, redacted in
+    place (and returned as they are when there is nothing to redact)."""
     masks = _Masks()
     return (
-        None if desired is None else _redact(desired, masks),
-        None if live is None else _redact(live, masks),
+        None if desired is None else _redact(desired, masks, owned=owned),
+        None if live is None else _redact(live, masks, owned=owned),
     )

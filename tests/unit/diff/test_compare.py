@@ -142,3 +142,20 @@ def test_secret_is_redacted_before_ignore_rules_see_it() -> None:
     diff = diff_resource(desired, live, rules=[rule])
     assert diff.changed_paths == ("/data/token",)
     assert "s3cr3t" not in repr(diff)
+
+
+@pytest.mark.parametrize(
+    ("desired", "live"),
+    [
+        (desired_deployment(), scaled_by_kubectl(live_deployment(), 5)),
+        (secret({"a": b64("one")}), secret({"a": b64("two")})),
+    ],
+)
+def test_a_comparison_changes_neither_object_it_compares(desired: dict, live: dict) -> None:
+    """The diff works on private copies in place (redaction, ignore rules): never on the
+    rendered manifest or the watch cache's live object."""
+    rules = [IgnoreRule(group="*", kind="*", json_pointers=("/spec/replicas", "/data/a"))]
+    before = (repr(desired), repr(live))
+    diff_resource(desired, live)
+    diff_resource(desired, live, rules=rules)
+    assert (repr(desired), repr(live)) == before

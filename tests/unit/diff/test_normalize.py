@@ -21,6 +21,34 @@ def test_normalize_does_not_touch_its_input() -> None:
     assert live == live_deployment()
 
 
+def _containers(value: object) -> list[object]:
+    found: list[object] = []
+    if isinstance(value, dict):
+        found.append(value)
+        for item in value.values():
+            found += _containers(item)
+    elif isinstance(value, list):
+        found.append(value)
+        for item in value:
+            found += _containers(item)
+    return found
+
+
+def test_the_result_shares_no_map_or_list_with_its_input() -> None:
+    """Callers change the result in place (redaction, ignore rules): the input must not."""
+    for obj in (live_deployment(), secret({"user": "YWRtaW4="}, stringData={"p": "x"})):
+        before = {id(c) for c in _containers(obj)}
+        out = normalize(obj)
+        assert not before & {id(c) for c in _containers(out)}
+
+
+def test_a_secret_s_string_data_is_merged_without_changing_the_input() -> None:
+    obj = secret({"user": "YWRtaW4="}, stringData={"password": "hunter2"})
+    normalize(obj)
+    assert obj["data"] == {"user": "YWRtaW4="}
+    assert obj["stringData"] == {"password": "hunter2"}
+
+
 def test_owner_references_and_finalizers_are_kept() -> None:
     obj = desired_deployment()
     obj["metadata"]["ownerReferences"] = [{"kind": "Foo", "name": "x", "uid": "1"}]
