@@ -94,7 +94,7 @@ from gitsail.sync.engine import (
 from gitsail.sync.inventory import Inventory
 from gitsail.sync.ownership import shared_resource_warning
 from gitsail.sync.plan import hook_types
-from gitsail.sync.predictions import Predictions, live_version
+from gitsail.sync.predictions import Predictions, applies_as_is, live_version
 
 __all__ = [
     "AppEngine",
@@ -832,6 +832,8 @@ class AppEngine:
         server would default, and the sync validates the create before it applies."""
         if current is None:
             return obj
+        if applies_as_is(obj, current, field_manager=self.field_manager):
+            return current  # this manager's apply of this very manifest, unchanged since
         known = self._predictions.get(obj, current, field_manager=self.field_manager)
         if known is not None:
             return known

@@ -13,9 +13,10 @@ by default), a new one is created.
 
 ``emit(...)`` is ``record`` off the caller's path, as client-go's broadcaster does: the
 Event is written by a task of its own, so a reconcile never waits for the two or three
-Event writes of a sync (a fifth of its requests). At most ``MAX_PENDING`` writes are in
-flight; beyond that an Event is dropped and logged (a controller under an apiserver that
-does not keep up sheds its Events first). ``drain()`` waits for the writes in flight (a
+Event writes of a sync (a fifth of its requests). At most ``MAX_PENDING`` writes are
+waiting, ``WRITERS`` of them sent at once (client-go sends them one by one); beyond that
+an Event is dropped and logged (a controller under an apiserver that does not keep up sheds
+its Events first). ``drain()`` waits for the writes in flight (a
 controller's shutdown, and tests). Events about one object keep their order: writes of the
 same (object, type, reason, message) are serialized, and each carries the time it was
 emitted.
@@ -44,6 +45,7 @@ __all__ = [
     "AGGREGATION_WINDOW",
     "MAX_MESSAGE",
     "MAX_PENDING",
+    "WRITERS",
     "EventRecorder",
     "EventType",
     "Reason",
@@ -55,6 +57,7 @@ AGGREGATION_WINDOW = 600.0  # seconds: repeats within it bump ``count``
 MAX_MESSAGE = 1024
 INDEX_SIZE = 4096
 MAX_PENDING = 512  # Event writes emitted and not yet done
+WRITERS = 4  # of those, sent at once (each holds a connection to the apiserver)
 _MAX_NAME = 253 - 17  # room for ".<16 hex digits>"
 
 
@@ -100,6 +103,7 @@ class EventRecorder:
         self.host = host or socket.gethostname()
         self._index: OrderedDict[_Key, _Written] = OrderedDict()
         self._pending: set[asyncio.Task[None]] = set()
+        self._writers = asyncio.Semaphore(WRITERS)
         self.dropped = 0  # Events emitted while MAX_PENDING writes were in flight
 
     def __repr__(self) -> str:
@@ -120,10 +124,16 @@ class EventRecorder:
             return
         stamp = _now()
         task = asyncio.get_running_loop().create_task(
-            self.record(involved, reason=reason, message=message, type=type, stamp=stamp)
+            self._emitted(involved, reason=reason, message=message, type=type, stamp=stamp)
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _emitted(
+        self, involved: Obj, *, reason: str, message: str, type: str, stamp: str
+    ) -> None:
+        async with self._writers:
+            await self.record(involved, reason=reason, message=message, type=type, stamp=stamp)
 
     async def drain(self) -> None:
         """Wait until every emitted Event is written (or its write failed)."""

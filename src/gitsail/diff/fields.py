@@ -18,7 +18,8 @@ Two walks live here. ``remove_owned`` removes a field set from an object as stru
 is removed whole; a node with only children is descended into. So a sidecar container that an
 injector added (``k:{"name":"istio-proxy"}: {".": {}, ...}``) disappears entirely rather than
 leaving an empty item behind. ``owns`` answers whether a set covers a concrete JSON-pointer path
-of the object.
+of the object. ``covers`` answers whether every path of a set is present in a value (a
+manifest that still sets every field its applier owns).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from gitsail.model import Obj
 
-__all__ = ["ManagedFieldsEntry", "managed_fields", "owns", "remove_owned"]
+__all__ = ["ManagedFieldsEntry", "covers", "managed_fields", "owns", "remove_owned"]
 
 FieldSet = dict[str, Any]
 
@@ -149,3 +150,36 @@ def owns(fs: FieldSet, obj: Obj, tokens: Sequence[str]) -> bool:
         if not node:
             return True
     return reached == len(tokens)
+
+
+def covers(manifest: Any, fs: FieldSet, live: Any) -> bool:
+    """Whether every path of the set ``fs`` (a field set of ``live``) is present in
+    ``manifest``: each ``f:`` field, and each list item that a ``k:`` key, ``v:`` value or
+    ``i:`` index names. Applied, ``manifest`` would then release none of the fields ``fs``
+    owns. List items are found in ``live`` (a ``k:`` key holds the server's defaults, such
+    as a port's ``protocol``, which a manifest may leave out) and taken from ``manifest`` at
+    the same index: for a ``manifest`` whose lists are, item by item, within ``live``'s
+    (the caller checks). A set it cannot read (a key that is not JSON, an element it does
+    not know, an item found twice or not at all) does not cover: callers then ask the
+    server."""
+    for element, node in fs.items():
+        if element == ".":
+            continue
+        prefix, payload = element[:2], element[2:]
+        if prefix == "f:":
+            if not isinstance(manifest, dict) or payload not in manifest:
+                return False
+            child = manifest[payload]
+            live_child = live.get(payload) if isinstance(live, dict) else None
+        elif prefix in ("k:", "v:", "i:"):
+            if not isinstance(manifest, list) or not isinstance(live, list):
+                return False
+            found = [i for i, item in enumerate(live) if _item_matches(element, i, item)]
+            if len(found) != 1 or found[0] >= len(manifest):
+                return False
+            child, live_child = manifest[found[0]], live[found[0]]
+        else:
+            return False
+        if not isinstance(node, dict) or (node and not covers(child, node, live_child)):
+            return False
+    return True

@@ -14,7 +14,9 @@ unit tests) and replaces only what sits below it, on asyncio's own transports:
   memory without bound);
 - idle connections in a LIFO list per origin: a request takes the most recently used one
   whose peer has not closed it (asyncio has already told the protocol: no syscall to ask)
-  and that has been idle for less than ``keepalive_expiry``;
+  and that has been idle for less than ``keepalive_expiry``; at most ``max_keepalive`` stay
+  idle (each holds asyncio's 256 KiB TLS read buffer: a burst's hundred connections kept
+  were a tenth of an idle controller's memory), the least recently used close first;
 - responses framed by ``Content-Length``, chunked transfer coding, or the end of the
   connection; a connection goes back to the pool only after its response body was read to
   its end on a keep-alive response, otherwise it is closed;
@@ -267,9 +269,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None,
         max_connections: int = 256,
         keepalive_expiry: float = 120.0,
+        max_keepalive: int = 32,
     ) -> None:
         self._ssl = ssl_context
         self._expiry = keepalive_expiry
+        self._max_keepalive = max_keepalive
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
@@ -391,11 +395,20 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     def _release(self, origin: Origin, conn: _Connection, *, reuse: bool) -> None:
         self._slots.release()
-        if reuse and not self._closed and conn.reusable:
-            conn.idle_since = time.monotonic()
-            self._idle.setdefault(origin, []).append(conn)
-        else:
+        if not (reuse and not self._closed and conn.reusable):
             self._drop(conn)
+            return
+        now = conn.idle_since = time.monotonic()
+        idle = self._idle.setdefault(origin, [])
+        idle.append(conn)
+        # The least recently used are at the bottom: beyond ``max_keepalive`` idle ones (a
+        # burst's connections, each holding its TLS buffers) and expired or closed ones go.
+        while idle and (
+            len(idle) > self._max_keepalive
+            or not idle[0].reusable
+            or now - idle[0].idle_since >= self._expiry
+        ):
+            self._drop(idle.pop(0))
 
     def _drop(self, conn: _Connection) -> None:
         self._open.discard(conn)

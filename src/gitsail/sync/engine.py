@@ -95,7 +95,7 @@ from gitsail.sync.plan import (
     plan_tasks,
     waves,
 )
-from gitsail.sync.predictions import Predictions
+from gitsail.sync.predictions import Predictions, applies_as_is
 from gitsail.sync.progress import OperationProgress, ResourceResult, object_ref
 
 __all__ = [
@@ -494,6 +494,8 @@ class _Operation:
             return False
         if task.action is not TaskAction.apply or task.options.flag("Replace"):
             return False
+        if applies_as_is(task.obj, live, field_manager=self.req.field_manager):
+            return True  # (a field the server does not know is never in ``live``)
         known = predictions.get(
             task.obj, live, field_manager=self.req.field_manager, validation=self._validation(task)
         )

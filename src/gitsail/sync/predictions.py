@@ -15,14 +15,22 @@ with what it answers for: the manifest's digest, the live object's version
   after a sync needs no dry run for objects nobody else changed since.
 
 Nothing is memoized against a missing object (a create): only the server can validate it.
+
+Some answers need neither the server nor a memo (``applies_as_is``): a manifest that this
+field manager applied, unchanged since, onto an object nobody changed since in any field of
+it. A restarted controller knows no answers, and without this would dry-run every object
+of every app to find them all in sync.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from gitsail import codec
+from gitsail.diff.fields import covers
 from gitsail.model import Obj
 
-__all__ = ["Predictions", "live_version", "manifest_digest"]
+__all__ = ["Predictions", "applies_as_is", "live_version", "manifest_digest"]
 
 DEFAULT_LIMIT = 50_000  # objects (one slot each)
 
@@ -109,3 +117,59 @@ def _slot(obj: Obj, field_manager: str) -> tuple[str, str, str, str, str]:
         str(meta.get("name") or ""),
         field_manager,
     )
+
+
+def applies_as_is(manifest: Obj, live: Obj | None, *, field_manager: str) -> bool:
+    """Whether a server-side apply of ``manifest`` by ``field_manager`` would leave ``live``
+    as it is (but for ``managedFields``), so that ``live`` is the dry run's answer.
+
+    True only when both hold, which is what an apply changes nothing under:
+
+    - every value the manifest sets is the live value: maps by key, lists item by item in
+      the same order and of the same length (an item someone else added is a difference),
+      scalars of the same type (``"500m"`` against ``0.5`` is not known equal: the server
+      answers that); a manifest with a ``null`` anywhere is not judged;
+    - the manifest still sets every field that ``field_manager``'s own apply owns in
+      ``live`` (``managedFields``, the entry of that manager's ``Apply`` of the manifest's
+      ``apiVersion``): an apply would release, and so remove, any field it no longer sets.
+
+    A live object without such an entry (never applied by this manager, or applied for
+    another apiVersion) is False: only the server can say.
+    """
+    if live is None or str(manifest.get("apiVersion") or "") != live.get("apiVersion"):
+        return False
+    entry = None
+    for item in (live.get("metadata") or {}).get("managedFields") or ():
+        if (
+            isinstance(item, dict)
+            and item.get("manager") == field_manager
+            and item.get("operation") == "Apply"
+            and not item.get("subresource")
+        ):
+            if entry is not None:
+                return False  # two entries for one manager: not a shape to judge
+            entry = item
+    if entry is None or entry.get("apiVersion") != manifest.get("apiVersion"):
+        return False
+    if entry.get("fieldsType", "FieldsV1") != "FieldsV1":
+        return False
+    fields = entry.get("fieldsV1")
+    return _within(manifest, live) and isinstance(fields, dict) and covers(manifest, fields, live)
+
+
+def _within(want: Any, have: Any) -> bool:
+    """Whether every value of ``want`` is in ``have`` at the same place (see above)."""
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return False
+        for key, value in want.items():
+            if key not in have or not _within(value, have[key]):
+                return False
+        return True
+    if isinstance(want, list):
+        if not isinstance(have, list) or len(want) != len(have):
+            return False
+        return all(_within(a, b) for a, b in zip(want, have, strict=True))
+    if want is None:
+        return False
+    return type(want) is type(have) and want == have

@@ -7,7 +7,13 @@ from typing import Any, cast
 
 import pytest
 
-from gitsail.controller.events import AGGREGATION_WINDOW, MAX_PENDING, EventRecorder, Reason
+from gitsail.controller.events import (
+    AGGREGATION_WINDOW,
+    MAX_PENDING,
+    WRITERS,
+    EventRecorder,
+    Reason,
+)
 from gitsail.kube import Kube, NotFound, ServerError
 from gitsail.model import Obj
 
@@ -25,10 +31,15 @@ class FakeEvents:
         self.events: dict[tuple[str, str], Obj] = {}
         self.fail: Exception | None = None
         self.gate: asyncio.Event | None = None  # set: creates wait for it
+        self.creating = 0  # creates waiting at the gate now
 
     async def create(self, obj: Obj) -> Obj:
         if self.gate is not None:
-            await self.gate.wait()
+            self.creating += 1
+            try:
+                await self.gate.wait()
+            finally:
+                self.creating -= 1
         if self.fail:
             raise self.fail
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
@@ -183,6 +194,22 @@ async def test_emit_drops_events_beyond_the_bound(caplog: pytest.LogCaptureFixtu
     gate.set()
     await rec.drain()
     assert len(fake.events) == MAX_PENDING
+
+
+async def test_emitted_events_are_sent_a_few_at_a_time() -> None:
+    """A burst of Events does not open a connection each: WRITERS are sent at once."""
+    fake = FakeEvents()
+    fake.gate = gate = asyncio.Event()
+    rec = recorder(fake)
+    for i in range(3 * WRITERS):
+        rec.emit(APP, reason="DriftDetected", message=f"change {i}")
+    for _ in range(20):  # let every emitted task run as far as it can
+        await asyncio.sleep(0)
+    assert fake.creating == WRITERS
+    assert rec.in_flight == 3 * WRITERS
+    gate.set()
+    await rec.drain()
+    assert len(fake.events) == 3 * WRITERS
 
 
 async def test_emit_refuses_an_invalid_type_at_once() -> None:

@@ -311,6 +311,42 @@ async def test_connections_are_bounded_and_a_waiting_request_times_out() -> None
     assert server.connections == 1
 
 
+async def test_a_burst_s_connections_beyond_max_keepalive_are_closed_once_idle() -> None:
+    """Each kept connection holds its buffers: after a burst only ``max_keepalive`` stay."""
+    gate = asyncio.Event()
+
+    class Held(Server):
+        async def handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            self.writers.append(w)
+            try:
+                while True:
+                    await r.readuntil(b"\r\n\r\n")
+                    await gate.wait()
+                    w.write(ok())
+                    await w.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+
+    server = Held(lambda _: None)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    transport = Http11Transport(ssl_context=None, max_keepalive=2)
+    try:
+        async with httpx.AsyncClient(base_url=base, transport=transport) as c:
+            burst = [asyncio.create_task(c.get(f"/{i}")) for i in range(6)]
+            await _until(lambda: server.connections == 6)
+            gate.set()
+            assert all(r.status_code == 200 for r in await asyncio.gather(*burst))
+            assert transport.connections == 2
+            assert (await c.get("/again")).status_code == 200
+            assert server.connections == 6  # a kept one was used
+    finally:
+        for writer in server.writers:
+            writer.close()
+        listener.close()
+
+
 async def test_a_closed_transport_refuses_requests() -> None:
     transport = Http11Transport(ssl_context=None)
     await transport.aclose()

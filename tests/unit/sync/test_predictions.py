@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 from typing import Any, cast
 
+import pytest
+
 from gitsail.kube import Kube
 from gitsail.model import Obj, ResourceKey
 from gitsail.sync import SyncRequest, run_sync
-from gitsail.sync.predictions import Predictions, live_version
+from gitsail.sync.predictions import Predictions, applies_as_is, live_version
 from tests.unit.sync.test_resume import OWNER, Cluster, World, configmap, deployment
 
 
@@ -151,3 +153,105 @@ async def test_a_changed_manifest_is_dry_run_again() -> None:
     changed["data"] = {"k": "new"}
     assert await sync(world, predictions, changed) == "Succeeded"
     assert cluster.dry_runs == ["config"]
+
+
+# -- applies_as_is: answers that need no server --------------------------------------------
+
+SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "web", "namespace": "shop", "labels": {"team": "shop"}},
+    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+}
+
+
+def live_service(**spec: Any) -> Obj:
+    """SERVICE as the apiserver stores it after ``applier`` applied it (recorded shape)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "labels": {"team": "shop"},
+            "resourceVersion": "222",
+            "managedFields": [
+                {
+                    "manager": "applier",
+                    "operation": "Apply",
+                    "apiVersion": "v1",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {
+                        "f:metadata": {"f:labels": {"f:team": {}}},
+                        "f:spec": {
+                            "f:ports": {
+                                'k:{"port":80,"protocol":"TCP"}': {
+                                    ".": {},
+                                    "f:port": {},
+                                    "f:targetPort": {},
+                                }
+                            },
+                            "f:selector": {},
+                        },
+                    },
+                }
+            ],
+        },
+        "spec": {
+            "ports": [{"protocol": "TCP", "port": 80, "targetPort": 8080}],
+            "selector": {"app": "web"},
+            "clusterIP": "10.96.62.176",
+            "type": "ClusterIP",
+            **spec,
+        },
+        "status": {"loadBalancer": {}},
+    }
+
+
+def test_a_manifest_applied_unchanged_onto_an_unchanged_object_applies_as_is() -> None:
+    assert applies_as_is(SERVICE, live_service(), field_manager="applier")
+
+
+def test_no_answer_without_this_manager_s_apply_of_this_api_version() -> None:
+    live = live_service()
+    assert not applies_as_is(SERVICE, live, field_manager="other")
+    assert not applies_as_is(SERVICE, None, field_manager="applier")
+    moved = copy.deepcopy(live)
+    moved["metadata"]["managedFields"][0]["apiVersion"] = "v2"
+    assert not applies_as_is(SERVICE, moved, field_manager="applier")
+    twice = copy.deepcopy(live)
+    twice["metadata"]["managedFields"].append(copy.deepcopy(live["metadata"]["managedFields"][0]))
+    assert not applies_as_is(SERVICE, twice, field_manager="applier")
+    other_type = copy.deepcopy(live)
+    other_type["metadata"]["managedFields"][0]["fieldsType"] = "FieldsV2"
+    assert not applies_as_is(SERVICE, other_type, field_manager="applier")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m["spec"]["ports"][0].update(targetPort=9090),  # a value differs
+        lambda m: m["spec"]["ports"][0].update(targetPort="8080"),  # same text, other type
+        lambda m: m["spec"]["ports"].append({"port": 443}),  # an item more
+        lambda m: m["metadata"]["labels"].update(tier=None),  # a null: not judged
+        lambda m: m["metadata"].pop("labels"),  # an owned field released: removed
+        lambda m: m["spec"].pop("ports"),  # an owned list released
+        lambda m: m["spec"].update(sessionAffinity="ClientIP"),  # a field live lacks
+    ],
+)
+def test_any_change_an_apply_could_make_is_left_to_the_server(change: Any) -> None:
+    manifest = copy.deepcopy(SERVICE)
+    change(manifest)
+    assert not applies_as_is(manifest, live_service(), field_manager="applier")
+
+
+def test_an_item_someone_else_added_to_a_list_is_left_to_the_server() -> None:
+    live = live_service()
+    live["spec"]["ports"].append({"protocol": "TCP", "port": 443, "targetPort": 8443})
+    assert not applies_as_is(SERVICE, live, field_manager="applier")
+
+
+def test_an_owned_item_missing_from_live_is_left_to_the_server() -> None:
+    live = live_service()
+    live["spec"]["ports"][0]["protocol"] = "UDP"  # the owned key names no item now
+    assert not applies_as_is(SERVICE, live, field_manager="applier")
