@@ -91,11 +91,16 @@ class Predictions:
         field_manager: str,
         validation: str = "Strict",
     ) -> None:
-        """Remember ``answer`` (a dry run's, or a real apply's) for ``obj`` onto ``live``."""
+        """Remember ``answer`` (a dry run's, or a real apply's) for ``obj`` onto ``live``;
+        not when ``applies_as_is`` answers it (callers ask that first): an object applied
+        as it stands is then not held twice, once in the watch cache and once here."""
         version = live_version(live)
         if not version:
             return
         key = _slot(obj, field_manager)
+        if applies_as_is(obj, live, field_manager=field_manager):
+            self._answers.pop(key, None)
+            return
         if key not in self._answers and len(self._answers) >= self.limit:
             self._answers.clear()
         self._answers[key] = (manifest_digest(obj), version, validation, answer)

@@ -255,3 +255,17 @@ def test_an_owned_item_missing_from_live_is_left_to_the_server() -> None:
     live = live_service()
     live["spec"]["ports"][0]["protocol"] = "UDP"  # the owned key names no item now
     assert not applies_as_is(SERVICE, live, field_manager="applier")
+
+
+def test_an_answer_that_applies_as_is_gives_is_not_kept_twice() -> None:
+    """The watch cache holds the object already: the memo holds no second copy."""
+    predictions = Predictions()
+    live = live_service()
+    predictions.applied(SERVICE, live, field_manager="applier")
+    assert len(predictions) == 0
+    changed = copy.deepcopy(SERVICE)
+    changed["spec"]["ports"][0]["targetPort"] = 9090
+    predictions.put(changed, live, {"answer": 1}, field_manager="applier")
+    assert len(predictions) == 1
+    predictions.applied(SERVICE, live, field_manager="applier")  # applied as it stands now
+    assert len(predictions) == 0
