@@ -254,6 +254,10 @@ class _Memory:
     orphan_message: str | None = None
     orphans_at: float | None = None
     orphans_project: Any = None
+    # The Application object last read (with its spec and metadata), the App made of it and
+    # the digest of its spec: reused while the watch cache hands out that same object
+    # (every poll of an idle app; a cached object is replaced, never changed in place).
+    parsed: tuple[tuple[Obj, Any, Any], App, str] | None = None
 
 
 class AppReconciler(KindDefaults):
@@ -401,10 +405,19 @@ class AppReconciler(KindDefaults):
         if (meta.get("annotations") or {}).get(SKIP_RECONCILE) == "true":
             return None
         patch = self._patches[key] = StatusPatch(obj, self.api)
-        app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
         memory = self.memory.get(key)
-        if memory is None:
-            memory = self.memory[key] = self._first_sight(obj)
+        seen = (obj, obj.get("spec"), obj.get("metadata"))
+        if (
+            memory is not None
+            and memory.parsed is not None
+            and all(a is b for a, b in zip(memory.parsed[0], seen, strict=True))
+        ):
+            app = memory.parsed[1]
+        else:
+            app = App.from_application(obj)  # AppSpecError: InvalidSpecError (_report_failure)
+            if memory is None:
+                memory = self.memory[key] = self._first_sight(obj)
+            memory.parsed = (seen, app, _digest(obj.get("spec")))
         if REFRESH_ANNOTATION in (meta.get("annotations") or {}):
             # A refresh request (a push, `gitsail app get --refresh`): ask git again, write
             # status even when unchanged (reconciledAt moves), and remove the annotation once
@@ -433,7 +446,8 @@ class AppReconciler(KindDefaults):
         meta = obj.get("metadata") or {}
         if isinstance(obj.get("operation"), dict):
             return await self._run_operation(app, memory)
-        spec = _digest(obj.get("spec"))
+        assert memory.parsed is not None  # (_reconcile)
+        spec = memory.parsed[2]
         refresh = str((meta.get("annotations") or {}).get(REFRESH_ANNOTATION) or "")
         if memory.failures:
             if (

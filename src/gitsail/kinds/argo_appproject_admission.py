@@ -18,11 +18,11 @@ have no project).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from gitsail import codec
 from gitsail.app.admission import INVALID_SPEC
 from gitsail.app.model import IN_CLUSTER, Delivery
 from gitsail.kinds.argo_application import AppSpecError
@@ -105,7 +105,7 @@ class ProjectAdmission:
         self.create_default = create_default
         self._apps: dict[str, set[tuple[str, str]]] = {}
         self._parsed: dict[str, tuple[tuple[str, str, str], Project | None, str]] = {}
-        self._judged: dict[str, str] = {}  # project -> the spec (JSON) its apps were judged by
+        self._judged: dict[str, str] = {}  # project -> digest of the spec its apps were judged by
         # orphanedResources: one read of a namespace shared by its apps for a while
         self.reads = NamespaceReads(ORPHAN_READ_TTL)
 
@@ -120,7 +120,7 @@ class ProjectAdmission:
         """Whether the apps of ``project`` were last judged with exactly ``obj``'s spec (the
         ``default`` this admission just created, seen again through the watch: nothing for
         them to learn, so they are not re-queued)."""
-        return self._judged.get(project) == json.dumps(obj.get("spec"), sort_keys=True)
+        return self._judged.get(project) == codec.digest(obj.get("spec"))
 
     async def stamp(self, app: Delivery) -> object:
         """The app's project as read now (its record, or why it cannot be used)."""
@@ -146,7 +146,7 @@ class ProjectAdmission:
         if obj is None:
             self._judged.pop(name, None)
             return None, f"Application referencing project {name} which does not exist"
-        self._judged[name] = json.dumps(obj.get("spec"), sort_keys=True)
+        self._judged[name] = codec.digest(obj.get("spec"))
         meta = obj.get("metadata") or {}
         version = (name, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
         cached = self._parsed.get(name)

@@ -39,6 +39,8 @@ from gitsail.source._fs import remove_tree
 
 __all__ = ["CacheLedger", "tree_size"]
 
+TOUCH_INTERVAL = 60.0  # seconds between two writes of an entry's mtime
+
 
 def tree_size(tree: Path) -> int:
     """Apparent bytes of the files (and links) under ``tree``; links are not followed."""
@@ -82,9 +84,13 @@ class CacheLedger:
             return self._holds[entry] > 0
 
     def touch(self, entry: Path) -> None:
-        """``entry`` was used now."""
+        """``entry`` was used now (on disk too, for a restarted process's eviction order,
+        at most once a minute: every poll of every app touches its checkout)."""
         now = self._clock()
+        before = self._last_use.get(entry)
         self._last_use[entry] = now
+        if before is not None and now - before < TOUCH_INTERVAL:
+            return
         with contextlib.suppress(OSError):
             os.utime(entry, (now, now))
 

@@ -113,6 +113,7 @@ def check_argument(value: str, what: str, *, url: str = "") -> None:
         raise InvalidSource(f"{what} contains control characters; fix the spec", url=url)
 
 
+@functools.lru_cache(maxsize=4096)  # every poll of every app parses its URL: once is enough
 def parse_repo_url(url: str) -> RepoURL:
     """Parse and validate a git repository URL (raises InvalidSource for unsafe ones)."""
     raw = url.strip()
@@ -173,6 +174,7 @@ def parse_repo_url(url: str) -> RepoURL:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_repo_url(url: str) -> str:
     """The canonical form used to match credentials and to key the clone cache."""
     try:

@@ -229,6 +229,31 @@ async def test_a_failing_app_backs_off_and_writes_an_unchanged_error_once() -> N
     assert engine.compares == 4
 
 
+async def test_the_same_cached_object_is_parsed_once_and_a_new_one_again() -> None:
+    """Every poll of an idle app reads the same cached object: its App is made once."""
+    engine = _FakeEngine("render failed")
+    clock = _FakeClock()
+    app: dict[str, Any] = {
+        "metadata": {"name": "a", "namespace": "argocd", "generation": 1},
+        "spec": {"source": {"repoURL": "https://git.example/r.git"}, "destination": {}},
+    }
+    reconciler = _failing_reconciler(engine, app, clock)
+    key = ("argocd", "a")
+    await reconciler.reconcile(key, frozenset({"startup"}))
+    parsed = reconciler.memory[key].parsed
+    clock.now += 60
+    await reconciler.reconcile(key, frozenset({"requeue"}))
+    assert reconciler.memory[key].parsed is parsed
+    app["spec"] = {**app["spec"], "source": {"repoURL": "https://git.example/r.git", "path": "b"}}
+    await reconciler.reconcile(key, frozenset({"app:modified"}))
+    again = reconciler.memory[key].parsed
+    assert again is not parsed
+    assert again is not None
+    assert parsed is not None
+    assert again[1].source.path == "b"
+    assert again[2] != parsed[2]  # the spec's digest
+
+
 # -- the Application watch: our own status writes do not wake the app ---------------------
 
 
