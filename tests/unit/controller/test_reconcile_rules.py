@@ -196,14 +196,19 @@ def _failing_reconciler(engine: _FakeEngine, app: dict[str, object], clock: _Fak
     )
 
 
-async def test_a_failing_app_backs_off_and_writes_an_unchanged_error_once() -> None:
+def _failing_app() -> tuple[_FakeEngine, _FakeClock, dict[str, Any], Any]:
+    """An Application whose every comparison fails, with its engine, clock and reconciler."""
     engine = _FakeEngine("kustomize build failed: app/missing.yaml: no such file")
     clock = _FakeClock()
     app: dict[str, Any] = {
         "metadata": {"name": "a", "namespace": "argocd", "generation": 1},
         "spec": {"source": {"repoURL": "https://git.example/r.git"}, "destination": {}},
     }
-    reconciler = _failing_reconciler(engine, app, clock)
+    return engine, clock, app, _failing_reconciler(engine, app, clock)
+
+
+async def test_a_failing_app_backs_off_and_writes_an_unchanged_error_once() -> None:
+    engine, clock, app, reconciler = _failing_app()
     key = ("argocd", "a")
     assert await reconciler.reconcile(key, frozenset({"startup"})) == 5
     app["status"] = {
@@ -231,13 +236,7 @@ async def test_a_failing_app_backs_off_and_writes_an_unchanged_error_once() -> N
 
 async def test_the_same_cached_object_is_parsed_once_and_a_new_one_again() -> None:
     """Every poll of an idle app reads the same cached object: its App is made once."""
-    engine = _FakeEngine("render failed")
-    clock = _FakeClock()
-    app: dict[str, Any] = {
-        "metadata": {"name": "a", "namespace": "argocd", "generation": 1},
-        "spec": {"source": {"repoURL": "https://git.example/r.git"}, "destination": {}},
-    }
-    reconciler = _failing_reconciler(engine, app, clock)
+    _, clock, app, reconciler = _failing_app()
     key = ("argocd", "a")
     await reconciler.reconcile(key, frozenset({"startup"}))
     parsed = reconciler.memory[key].parsed
