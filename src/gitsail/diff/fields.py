@@ -30,7 +30,14 @@ from typing import Any
 
 from gitsail.model import Obj
 
-__all__ = ["ManagedFieldsEntry", "covers", "managed_fields", "owns", "remove_owned"]
+__all__ = [
+    "ManagedFieldsEntry",
+    "covers",
+    "item_node",
+    "managed_fields",
+    "owns",
+    "remove_owned",
+]
 
 FieldSet = dict[str, Any]
 
@@ -85,7 +92,9 @@ def _item_matches(element: str, index: int, item: Any) -> bool:
     return False
 
 
-def _list_node(fs: FieldSet, index: int, item: Any) -> Any:
+def item_node(fs: FieldSet, index: int, item: Any) -> Any:
+    """The node of ``fs`` for the list item ``item`` at ``index`` (by its ``k:`` key,
+    ``v:`` value or ``i:`` index), or None."""
     for element, node in fs.items():
         if element[:2] in ("k:", "v:", "i:") and _item_matches(element, index, item):
             return node
@@ -105,7 +114,7 @@ def remove_owned(value: Any, fs: FieldSet) -> None:
                 remove_owned(value[name], node)
     elif isinstance(value, list):
         for index in range(len(value) - 1, -1, -1):
-            node = _list_node(fs, index, value[index])
+            node = item_node(fs, index, value[index])
             if node is None:
                 continue
             if _is_member(node):
@@ -124,7 +133,7 @@ def _walk(obj: Any, fs: FieldSet, tokens: Sequence[str]) -> Iterator[FieldSet]:
             value = value[token]
         elif isinstance(value, list) and token.isdigit() and int(token) < len(value):
             index = int(token)
-            node = _list_node(node, index, value[index])
+            node = item_node(node, index, value[index])
             value = value[index]
         else:
             return

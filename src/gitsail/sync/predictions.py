@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from gitsail import codec
-from gitsail.diff.fields import covers
+from gitsail.diff.fields import covers, item_node
 from gitsail.model import Obj
 
 __all__ = ["Predictions", "applies_as_is", "live_version", "manifest_digest"]
@@ -130,13 +130,17 @@ def applies_as_is(manifest: Obj, live: Obj | None, *, field_manager: str) -> boo
 
     True only when both hold, which is what an apply changes nothing under:
 
-    - every value the manifest sets is the live value: maps by key, lists item by item in
-      the same order and of the same length (an item someone else added is a difference),
-      scalars of the same type (``"500m"`` against ``0.5`` is not known equal: the server
-      answers that); a manifest with a ``null`` anywhere is not judged;
-    - the manifest still sets every field that ``field_manager``'s own apply owns in
-      ``live`` (``managedFields``, the entry of that manager's ``Apply`` of the manifest's
-      ``apiVersion``): an apply would release, and so remove, any field it no longer sets.
+    - every value the manifest sets is the live value, read along the field set that
+      ``field_manager``'s own apply owns in ``live`` (``managedFields``, the entry of that
+      manager's ``Apply`` of the manifest's ``apiVersion``): scalars of the same type
+      (``"500m"`` against ``0.5`` is not known equal: the server answers that); maps by key
+      and lists item by item, in the same order and of the same length (an item someone
+      else added is a difference), where the set owns their members one by one; exactly
+      equal where it owns the whole value at once (an atomic map, struct or list: applied,
+      it replaces the live value, so a key the manifest dropped would go); a map or list
+      the set does not reach at all is not judged, nor is a ``null`` anywhere;
+    - the manifest still sets every field of that set: an apply would release, and so
+      remove, any field it no longer sets.
 
     A live object without such an entry (never applied by this manager, or applied for
     another apiVersion) is False: only the server can say.
@@ -159,22 +163,58 @@ def applies_as_is(manifest: Obj, live: Obj | None, *, field_manager: str) -> boo
     if entry.get("fieldsType", "FieldsV1") != "FieldsV1":
         return False
     fields = entry.get("fieldsV1")
-    return _within(manifest, live) and isinstance(fields, dict) and covers(manifest, fields, live)
+    if not isinstance(fields, dict):
+        return False
+    # Object metadata is never atomic, and its name and namespace are no owned fields: a
+    # manifest without labels or annotations has no ``f:metadata`` in its set.
+    root = fields if "f:metadata" in fields else {**fields, "f:metadata": {".": {}}}
+    return _within(manifest, live, root) and covers(manifest, fields, live)
 
 
-def _within(want: Any, have: Any) -> bool:
-    """Whether every value of ``want`` is in ``have`` at the same place (see above)."""
+def _within(want: Any, have: Any, owned: Any) -> bool:
+    """Whether ``want`` (the manifest at some path) is in ``have`` (the live value there),
+    read along ``owned``, the manager's field set node at that path (see above)."""
+    if want is None:
+        return False
+    if not isinstance(want, dict | list):
+        return type(want) is type(have) and want == have
+    if not isinstance(owned, dict) or not owned:
+        return _same(want, have)  # owned whole (a leaf), or not reached: exactly equal
     if isinstance(want, dict):
         if not isinstance(have, dict):
             return False
         for key, value in want.items():
-            if key not in have or not _within(value, have[key]):
+            if key not in have:
+                return False
+            child = owned.get("f:" + key)
+            if child is None and isinstance(value, dict | list):
+                return False  # a map or list of the manifest that the set does not reach
+            if not _within(value, have[key], child):
                 return False
         return True
-    if isinstance(want, list):
-        if not isinstance(have, list) or len(want) != len(have):
-            return False
-        return all(_within(a, b) for a, b in zip(want, have, strict=True))
-    if want is None:
+    if not isinstance(have, list) or len(want) != len(have):
         return False
-    return type(want) is type(have) and want == have
+    for index, (item, live_item) in enumerate(zip(want, have, strict=True)):
+        child = item_node(owned, index, live_item)
+        if child is None and isinstance(item, dict | list):
+            return False
+        if not _within(item, live_item, child):
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with scalars of the same type (``1`` is not ``1.0`` nor ``True``)."""
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(_same(value, b[key]) for key, value in a.items())
+        )
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return a is not None and type(a) is type(b) and a == b

@@ -147,3 +147,26 @@ async def test_a_value_the_server_rewrites_is_left_to_the_server(api: Kube, name
     container["resources"] = {"limits": {"cpu": "0.5"}}  # stored as "500m"
     await api.apply(manifest, field_manager=MANAGER, force=True)
     assert not await judge(api, manifest)
+
+
+async def test_an_atomic_map_narrowed_or_widened_is_left_to_the_server(
+    api: Kube, namespace: str
+) -> None:
+    """A Service's selector is an atomic map: applied, the manifest's replaces the live one."""
+    wide = service(namespace)
+    wide["spec"]["selector"] = {"app": "web", "tier": "front"}
+    await api.apply(wide, field_manager=MANAGER, force=True)
+    assert await judge(api, wide)
+    narrow = service(namespace)  # selector {"app": "web"}: "tier" would go
+    assert not await judge(api, narrow)
+    answer = await api.apply(narrow, field_manager=MANAGER, force=True, dry_run=True)
+    assert answer["spec"]["selector"] == {"app": "web"}  # (the server agrees it changes)
+
+    # Someone else widens it (an Update): the manager no longer owns it whole.
+    await api.apply(narrow, field_manager=MANAGER, force=True)
+    await api.merge_patch(
+        "v1", "Service", "web", {"spec": {"selector": {"extra": "1"}}}, namespace=namespace
+    )
+    assert not await judge(api, narrow)
+    answer = await api.apply(narrow, field_manager=MANAGER, force=True, dry_run=True)
+    assert answer["spec"]["selector"] == {"app": "web"}

@@ -269,3 +269,29 @@ def test_an_answer_that_applies_as_is_gives_is_not_kept_twice() -> None:
     assert len(predictions) == 1
     predictions.applied(SERVICE, live, field_manager="applier")  # applied as it stands now
     assert len(predictions) == 0
+
+
+def test_an_atomic_value_must_be_exactly_what_the_manifest_sets() -> None:
+    """``f:selector: {}`` owns the selector whole: applied, a narrower one replaces it."""
+    live = live_service()
+    live["spec"]["selector"] = {"app": "web", "tier": "front"}
+    assert not applies_as_is(SERVICE, live, field_manager="applier")
+
+
+def test_a_map_the_manager_does_not_own_is_left_to_the_server() -> None:
+    live = live_service(sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
+    manifest = copy.deepcopy(SERVICE)
+    manifest["spec"]["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 60}}
+    assert not applies_as_is(manifest, live, field_manager="applier")
+
+
+def test_metadata_without_owned_fields_is_judged_by_its_name() -> None:
+    live = live_service()
+    del live["metadata"]["labels"]
+    fields = live["metadata"]["managedFields"][0]["fieldsV1"]
+    del fields["f:metadata"]
+    manifest = copy.deepcopy(SERVICE)
+    del manifest["metadata"]["labels"]
+    assert applies_as_is(manifest, live, field_manager="applier")
+    manifest["metadata"]["name"] = "other"
+    assert not applies_as_is(manifest, live, field_manager="applier")
