@@ -197,6 +197,7 @@ def repo_key(url: str) -> str:
     return hashlib.sha256(normalize_repo_url(url).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)  # every status write and poll names its app's repository
 def redact_url(url: str) -> str:
     """The URL without secrets: no password ever, no username for HTTP(S).
 
