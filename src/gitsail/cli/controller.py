@@ -18,6 +18,7 @@ from gitsail.cli.output import fail
 from gitsail.controller.kube_metrics import KUBE_BURST, KUBE_QPS, kube_flow
 from gitsail.controller.manager import Controller, ControllerOptions
 from gitsail.controller.server import make_server
+from gitsail.controller.stacks import task_stacks
 from gitsail.diff import jqpath
 from gitsail.kinds._fields import go_duration
 from gitsail.kube import Kube, KubeError, load_kubeconfig
@@ -305,6 +306,11 @@ def controller(
             stop = asyncio.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            # `kill -USR1 <pid>`: where every task waits, in the log (a stall's diagnosis).
+            loop.add_signal_handler(
+                signal.SIGUSR1,
+                lambda: logging.getLogger("gitsail.controller").warning("%s", task_stacks()),
+            )
             run = asyncio.create_task(ctl.run())
             serve = asyncio.create_task(server.serve())
             stopper = asyncio.create_task(stop.wait())

@@ -19,6 +19,7 @@ import uvicorn
 
 from gitsail.controller.manager import Controller, ControllerOptions
 from gitsail.controller.server import make_app
+from gitsail.controller.stacks import task_stacks
 from gitsail.dev.cluster import Cluster, free_ports
 from gitsail.dev.gitserver import GitServer
 from gitsail.kube import Kube, load_kubeconfig
@@ -39,6 +40,8 @@ async def eventually(
         if last:
             return last
         await asyncio.sleep(0.2)
+    # An in-process controller shares this loop: where each of its tasks waits (a stall).
+    print(task_stacks())
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -25,6 +28,7 @@ from tests.integration.controller.conftest import (
 )
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
 
 
 async def test_two_replicas_never_sync_the_same_app_at_once(
@@ -115,6 +119,30 @@ def _spawn_controller(cluster: Cluster, namespace: str, log: Path) -> subprocess
         )
 
 
+async def _explained(wait: Awaitable[T], proc: subprocess.Popen[bytes], log: Path) -> T:
+    """``wait``; when it fails, the spawned controller's log with where its tasks wait
+    (``kill -USR1`` makes it log them)."""
+    try:
+        return await wait
+    except AssertionError:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(AssertionError):
+                await eventually(
+                    lambda: _logged(log, "asyncio tasks"), timeout=10, what="task dump"
+                )
+        print(_read(log)[-20000:])
+        raise
+
+
+async def _logged(log: Path, text: str) -> bool:
+    return text in _read(log)
+
+
+def _read(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
 def _deployment(name: str, wave: int) -> str:
     return f"""apiVersion: apps/v1
 kind: Deployment
@@ -151,7 +179,7 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
             state = (await app_status(api, control_ns, "interrupted")).get("operationState")
             return bool(state) and state.get("phase") == "Running"
 
-        await eventually(running, timeout=60, what="operation Running")
+        await _explained(eventually(running, timeout=60, what="operation Running"), proc, log)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         status = await app_status(api, control_ns, "interrupted")
@@ -167,7 +195,9 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
             state = (await app_status(api, control_ns, "interrupted")).get("operationState")
             return bool(state) and state.get("phase") == "Succeeded"
 
-        await eventually(finished, timeout=90, what="operation finished after restart")
+        await _explained(
+            eventually(finished, timeout=90, what="operation finished after restart"), proc, log
+        )
         for w in range(5):
             assert await api.get("apps/v1", "Deployment", f"step{w}", control_ns) is not None
         obj = await api.get("argoproj.io/v1alpha1", "Application", "interrupted", control_ns)

@@ -95,7 +95,12 @@ def catalog(receiver_url: str) -> dict[str, str]:
     return data
 
 
-UNSCHEDULABLE = """apiVersion: apps/v1
+# A Deployment none of whose pods can ever be created (its ServiceAccount does not exist, so
+# admission refuses every pod): no progress is ever made, so once its 1 s deadline passes it
+# is Degraded for good. (A pod the scheduler cannot place is created late on a loaded
+# machine: that counts as progress, the Deployment goes Progressing again, then Degraded
+# again — a second "degraded" notice Argo CD would send as well.)
+NEVER_PROGRESSES = """apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
@@ -105,7 +110,7 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      nodeSelector: {gitsail.test/no-such-node: "true"}
+      serviceAccountName: gitsail-test-no-such-account
       containers: [{name: web, image: registry.invalid/web:1}]
 """
 
@@ -183,9 +188,9 @@ async def _failed_then_degraded(
     assert failed.headers["Authorization"] == f"Bearer {CI_TOKEN}"
     assert CI_TOKEN not in failed.body.decode()
 
-    # The fix (the namespace), and a Deployment the scheduler cannot place: it degrades.
+    # The fix (the namespace), and a Deployment that never progresses: it degrades.
     await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}})
-    git_repo.commit_and_push({"app/web.yaml": UNSCHEDULABLE}, "web")
+    git_repo.commit_and_push({"app/web.yaml": NEVER_PROGRESSES}, "web")
     await eventually(lambda: count("on-sync-succeeded", 1), timeout=90, what="sync ok notice")
     [degraded] = await eventually(
         lambda: count("on-health-degraded", 1), timeout=90, what="degraded notice"
