@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -175,11 +176,13 @@ class Comparison:
     health: dict[ResourceKey, Health | None]
     shared: tuple[str, ...] = ()  # SharedResourceWarning messages: objects another app tracks
 
-    @property
+    # Both computed once per comparison (a comparison is never changed: ``replace`` makes a
+    # new one), since every idle poll of an app asks them of its kept comparison again.
+    @functools.cached_property
     def sync_status(self) -> str:
         return "Synced" if all(d.status == "Synced" for d in self.diffs) else "OutOfSync"
 
-    @property
+    @functools.cached_property
     def app_health(self) -> HealthStatus:
         """The health of the desired objects, except those the delivery's health settings
         leave out (``HealthSettings.ignore_annotation`` set to ``"true"``)."""

@@ -47,7 +47,7 @@ import importlib.util
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,6 +385,8 @@ class Controller:
         with contextlib.suppress(ValueError):  # (a Metrics shared by two controllers: once)
             self.metrics.registry.register(KubeCollector(kube))  # requests at the client
         self.events = EventRecorder(kube, host=options.identity)
+        # What ``run()`` stops as it ends (``on_stop``): e.g. the HTTP side's Receiver index.
+        self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self.live = _LiveCaches(kube, self._on_managed_event)
         policy = Policy.from_env()  # the operator's limits (GITSAIL_* on the Deployment)
         self.engine = AppEngine(
@@ -458,6 +460,11 @@ class Controller:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Have ``stop`` awaited when ``run()`` ends (watches started beside the controller
+        on its client, such as the Receiver index of the HTTP side)."""
+        self._stoppers.append(stop)
+
     async def run(self) -> None:
         await self.kube.discover()
         webhook_watches = asyncio.create_task(self._watch_for_webhooks(), name="webhook-watches")
@@ -468,6 +475,8 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await webhook_watches
             await self._stop_webhook_watches()
+            for stop in self._stoppers:
+                await stop()
             # Events emitted by the last reconciles: written, unless the server is gone.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5.0):

@@ -258,6 +258,9 @@ class _Memory:
     # the digest of its spec: reused while the watch cache hands out that same object
     # (every poll of an idle app; a cached object is replaced, never changed in place).
     parsed: tuple[tuple[Obj, Any, Any], App, str] | None = None
+    # The Application object, comparison and orphan message a status was last found
+    # unchanged for (``_write_status_if_changed``): the same three are unchanged again.
+    quiet: tuple[Obj, Comparison, str | None] | None = None
 
 
 class AppReconciler(KindDefaults):
@@ -644,9 +647,20 @@ class AppReconciler(KindDefaults):
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Put the comparison's status into the reconcile's patch when it is news."""
+        orphan = memory.orphan_message
+        quiet = memory.quiet
+        if (
+            extra is None
+            and quiet is not None
+            and quiet[0] is app.raw
+            and quiet[1] is comparison
+            and quiet[2] == orphan
+            and not self._heartbeat_due(memory)
+        ):
+            return  # found unchanged for these very objects (an idle poll): still unchanged
+        memory.quiet = None
         self._export(app, comparison.sync_status, str(comparison.app_health))
         old = app.raw.get("status") or {}
-        orphan = memory.orphan_message
         said = [
             c.get("message")
             for c in old.get("conditions") or []
@@ -665,6 +679,8 @@ class AppReconciler(KindDefaults):
         # An unchanged status is not written again (a refresh request clears the throttle),
         # unless the operator asked for a heartbeat (``status_heartbeat``).
         if unchanged and not self._heartbeat_due(memory):
+            if extra is None:
+                memory.quiet = (app.raw, comparison, orphan)
             return
         patch.update(AppEngine.application_status(app, comparison, extra=extra))
         if orphan:  # AppProject orphanedResources (kept with its time while unchanged)

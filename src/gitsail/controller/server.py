@@ -138,7 +138,8 @@ def make_app(
             *extra_routes,  # e.g. Sealed Secrets' /v1/cert.pem (controller/sealedsecrets.py)
         ]
     )
-    app.state.receivers = receivers  # started on first use; stop() with the controller
+    app.state.receivers = receivers  # started on first use
+    controller.on_stop(receivers.stop)  # its watches end with the controller's run
     return app
 
 

@@ -106,6 +106,7 @@ class ProjectAdmission:
         self._apps: dict[str, set[tuple[str, str]]] = {}
         self._parsed: dict[str, tuple[tuple[str, str, str], Project | None, str]] = {}
         self._judged: dict[str, str] = {}  # project -> digest of the spec its apps were judged by
+        self._spec_digests: dict[str, tuple[Any, str]] = {}  # project -> (spec object, digest)
         # orphanedResources: one read of a namespace shared by its apps for a while
         self.reads = NamespaceReads(ORPHAN_READ_TTL)
 
@@ -120,7 +121,20 @@ class ProjectAdmission:
         """Whether the apps of ``project`` were last judged with exactly ``obj``'s spec (the
         ``default`` this admission just created, seen again through the watch: nothing for
         them to learn, so they are not re-queued)."""
-        return self._judged.get(project) == codec.digest(obj.get("spec"))
+        return self._judged.get(project) == self._spec_digest(project, obj)
+
+    def _spec_digest(self, project: str, obj: Obj) -> str:
+        """The digest of ``obj``'s spec, computed once per spec object (a watch cache hands
+        out the same object until the project changes; every poll of its apps asks)."""
+        spec = obj.get("spec")
+        known = self._spec_digests.get(project)
+        if known is not None and known[0] is spec:
+            return known[1]
+        digest = codec.digest(spec)
+        if len(self._spec_digests) > 10_000:
+            self._spec_digests.clear()
+        self._spec_digests[project] = (spec, digest)
+        return digest
 
     async def stamp(self, app: Delivery) -> object:
         """The app's project as read now (its record, or why it cannot be used)."""
@@ -146,7 +160,7 @@ class ProjectAdmission:
         if obj is None:
             self._judged.pop(name, None)
             return None, f"Application referencing project {name} which does not exist"
-        self._judged[name] = codec.digest(obj.get("spec"))
+        self._judged[name] = self._spec_digest(name, obj)
         meta = obj.get("metadata") or {}
         version = (name, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
         cached = self._parsed.get(name)

@@ -4,6 +4,10 @@ as something did, or after any other reconcile."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import AppReconciler, ReconcileSettings
 from gitsail.diff import diff_resource
@@ -72,3 +76,34 @@ async def test_an_app_out_of_sync_is_compared_on_every_poll() -> None:
     for _ in range(3):
         await reconciler.reconcile(kube.obj, POLL)
     assert engine.compares == 3
+
+
+async def test_an_idle_poll_does_not_rebuild_a_status_it_found_unchanged_for_the_same_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gitsail.controller import reconciler as module
+
+    built: list[int] = []
+    real = module.resources_status
+
+    def counted(comparison: Any) -> Any:
+        built.append(1)
+        return real(comparison)
+
+    monkeypatch.setattr(module, "resources_status", counted)
+    kube = FakeKube(_application({}))
+    engine = _Engine(kube)
+    reconciler = _reconciler(kube, engine)
+    await reconciler.reconcile(kube.obj, frozenset({"startup"}))  # compared, status written
+    await reconciler.reconcile(kube.obj, POLL)  # the stamp taken; the status found unchanged
+    await reconciler.reconcile(kube.obj, POLL)  # the kept comparison found unchanged too
+    settled = len(built)
+    for _ in range(3):
+        assert await reconciler.reconcile(kube.obj, POLL) == 120
+    assert len(built) == settled  # same Application object, same comparison: not rebuilt
+    assert len(kube.calls) == 1
+    # Someone changes the status by hand: a new object, looked at again, and put right.
+    kube.obj = {**kube.obj, "status": {**kube.obj["status"], "health": {"status": "Degraded"}}}
+    await reconciler.reconcile(kube.obj, POLL)
+    assert len(kube.calls) == 2
+    assert kube.obj["status"]["health"]["status"] == "Healthy"

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
@@ -39,6 +39,11 @@ class FakeController:
         self.artifacts = ArtifactStore(
             Path(tempfile.mkdtemp(prefix="gitsail-artifacts-")), base_url="http://t"
         )
+
+        self.stoppers: list[Callable[[], Awaitable[None]]] = []
+
+    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        self.stoppers.append(stop)
 
     def webhook_secrets(self) -> WebhookSecrets | None:
         self.secret_reads += 1
