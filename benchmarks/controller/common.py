@@ -173,6 +173,11 @@ def controller_counters(text: str) -> dict[str, float]:
             if verb.split("+")[0] not in {"GET", "LIST", "WATCH"} and "+dry-run" not in verb:
                 out["kube_writes"] = out.get("kube_writes", 0.0) + value
             out[f"kube_{verb}"] = out.get(f"kube_{verb}", 0.0) + value
+        elif name == "gitsail_python_gc_seconds_total":
+            out["gc_seconds"] = out.get("gc_seconds", 0.0) + value
+            out[f"gc{labels.get('generation', '?')}_seconds"] = value
+        elif name == "gitsail_python_gc_runs_total":
+            out[f"gc{labels.get('generation', '?')}_runs"] = value
         elif name in {"gitsail_kube_throttled_seconds_total", "gitsail_kube_rejected_total"}:
             out[name.removeprefix("gitsail_").removesuffix("_total")] = value
     return out

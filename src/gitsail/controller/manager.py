@@ -57,6 +57,7 @@ from gitsail.app.engine import AppEngine, PipelineObserver
 from gitsail.app.targets import Target
 from gitsail.controller.clusters import ClusterPool
 from gitsail.controller.events import EventRecorder
+from gitsail.controller.gc_metrics import GCCollector
 from gitsail.controller.kube_metrics import KubeCollector
 from gitsail.controller.lease import LeaderElector
 from gitsail.controller.metrics import RENDER_TOOLS, Metrics
@@ -384,6 +385,7 @@ class Controller:
         self.metrics = metrics or Metrics()
         with contextlib.suppress(ValueError):  # (a Metrics shared by two controllers: once)
             self.metrics.registry.register(KubeCollector(kube))  # requests at the client
+            self.metrics.registry.register(GCCollector())  # time in the garbage collector
         self.events = EventRecorder(kube, host=options.identity)
         # What ``run()`` stops as it ends (``on_stop``): e.g. the HTTP side's Receiver index.
         self._stoppers: list[Callable[[], Awaitable[None]]] = []

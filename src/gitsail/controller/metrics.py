@@ -28,6 +28,7 @@ gitsail_webhook_requests_total           counter   provider, result (accepted, r
 gitsail_selfheal_total                   counter   namespace
 gitsail_workqueue_depth                  gauge
 gitsail_leader                           gauge 0/1
+gitsail_kube_*, gitsail_python_gc_*      counter   (``kube_metrics``, ``gc_metrics``)
 ======================================== ========= ==========================================
 """
 

@@ -124,10 +124,7 @@ async def start_controller(
         )
     )
 
-    async def both() -> None:
-        await asyncio.gather(ctl.run(), server.serve())
-
-    task = asyncio.create_task(both())
+    task = asyncio.create_task(run_with_server(ctl, server))
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client:
 
@@ -139,6 +136,23 @@ async def start_controller(
 
         await eventually(up, timeout=20, what="controller /healthz")
     return RunningController(ctl, url, task)
+
+
+async def run_with_server(ctl: Controller, server: uvicorn.Server) -> None:
+    """The controller and its HTTP server until either ends or this is cancelled; then
+    both are stopped and awaited to the end (no watch of theirs outlives the test), and
+    what ended the first is raised."""
+    run = asyncio.create_task(ctl.run(), name=f"controller-run-{ctl.options.identity}")
+    serve = asyncio.create_task(server.serve(), name=f"controller-http-{ctl.options.identity}")
+    try:
+        await asyncio.wait({run, serve}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        run.cancel()
+        await asyncio.gather(run, serve, return_exceptions=True)
+    for task in (run, serve):
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 async def stop_controller(running: RunningController) -> None:

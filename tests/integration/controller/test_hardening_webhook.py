@@ -35,6 +35,7 @@ from tests.integration.controller.conftest import (
     RunningController,
     create_app,
     eventually,
+    run_with_server,
     stop_controller,
 )
 
@@ -81,10 +82,7 @@ async def start(
     (port,) = free_ports(1)
     server = make_server(ctl, "127.0.0.1", port, policy)
 
-    async def both() -> None:
-        await asyncio.gather(ctl.run(), server.serve())
-
-    task = asyncio.create_task(both())
+    task = asyncio.create_task(run_with_server(ctl, server))
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client:
 
