@@ -44,7 +44,8 @@ def _tool_binaries() -> dict[str, str]:
     return env
 
 
-# The controller under tracemalloc (``--tracemalloc``): SIGUSR1 dumps a snapshot to the file
+# The controller under tracemalloc (``--tracemalloc``): SIGUSR2 dumps a snapshot to the file
+# (SIGUSR1 is the controller's own: where its tasks wait)
 # named by GITSAIL_BENCH_TRACEMALLOC, then it goes on; otherwise ``python -m gitsail``.
 _TRACED_MAIN = """
 import os, signal, sys, tracemalloc
@@ -52,7 +53,7 @@ def _dump(*_):
     tracemalloc.take_snapshot().dump(os.environ["GITSAIL_BENCH_TRACEMALLOC"] + ".part")
     os.replace(os.environ["GITSAIL_BENCH_TRACEMALLOC"] + ".part",
                os.environ["GITSAIL_BENCH_TRACEMALLOC"])
-signal.signal(signal.SIGUSR1, _dump)
+signal.signal(signal.SIGUSR2, _dump)
 sys.argv[0] = "gitsail"
 from gitsail.cli.main import main
 main()
@@ -221,7 +222,7 @@ class ControllerProcess:
         path = self._snapshot_path
         path.unlink(missing_ok=True)
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGUSR1)
+        self.proc.send_signal(signal.SIGUSR2)
         deadline = time.monotonic() + 120
         while not path.exists():
             if time.monotonic() > deadline:

@@ -9,24 +9,43 @@ SIGUSR1; the integration tests print it when a wait on the controller times out.
 from __future__ import annotations
 
 import asyncio
-import io
 
-__all__ = ["task_stacks"]
+__all__ = ["await_chain", "task_stacks"]
 
 MAX_TASKS = 500  # a dump stays readable (and bounded) with thousands of tasks
 FRAMES = 12  # the innermost frames of each task: where it waits
 
 
+def await_chain(task: asyncio.Task[object]) -> list[str]:
+    """The coroutines ``task`` is suspended in, outermost first, down the ``await`` chain
+    (``Task.get_stack`` shows only the task's own coroutine); the innermost ``FRAMES``."""
+    lines: list[str] = []
+    obj: object = task.get_coro()
+    for _ in range(256):  # a chain is finite; a bound all the same
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+        frame = frame or getattr(obj, "ag_frame", None)
+        if frame is None:
+            if obj is not None:
+                lines.append(f"  awaiting {type(obj).__name__}")  # a future, or a C awaitable
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_qualname}')
+        obj = (
+            getattr(obj, "cr_await", None)
+            or getattr(obj, "gi_yieldfrom", None)
+            or getattr(obj, "ag_await", None)
+        )
+    return lines[-FRAMES:]
+
+
 def task_stacks(loop: asyncio.AbstractEventLoop | None = None) -> str:
-    """Every pending task of ``loop`` (the running one by default) with the frames it is
-    suspended in, innermost last; tasks with identical stacks are counted once."""
+    """Every pending task of ``loop`` (the running one by default) with the chain of
+    coroutines it is suspended in, innermost last; tasks with identical chains are counted
+    once."""
     tasks = asyncio.all_tasks(loop)
     seen: dict[str, list[str]] = {}
     for task in sorted(tasks, key=lambda t: t.get_name()):
-        out = io.StringIO()
-        task.print_stack(limit=FRAMES, file=out)
-        lines = out.getvalue().splitlines()[1:]  # the "Stack for <Task ...>" header
-        seen.setdefault("\n".join(lines), []).append(task.get_name())
+        seen.setdefault("\n".join(await_chain(task)), []).append(task.get_name())
     parts = [f"{len(tasks)} asyncio tasks"]
     for n, (stack, names) in enumerate(sorted(seen.items(), key=lambda kv: -len(kv[1]))):
         if n == MAX_TASKS:

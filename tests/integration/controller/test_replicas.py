@@ -180,6 +180,11 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
             return bool(state) and state.get("phase") == "Running"
 
         await _explained(eventually(running, timeout=60, what="operation Running"), proc, log)
+        # `kill -USR1` logs where each task waits, and the controller goes on.
+        proc.send_signal(signal.SIGUSR1)
+        await eventually(lambda: _logged(log, "asyncio tasks"), timeout=10, what="task dump")
+        assert "gitsail-worker" in _read(log)  # the reconcile workers, named
+        assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         status = await app_status(api, control_ns, "interrupted")
