@@ -118,10 +118,13 @@ class ProjectAdmission:
         return sorted(self._apps.get(project, ()))
 
     def judged_with(self, project: str, obj: Obj) -> bool:
-        """Whether the apps of ``project`` were last judged with exactly ``obj``'s spec (the
-        ``default`` this admission just created, seen again through the watch: nothing for
-        them to learn, so they are not re-queued)."""
-        return self._judged.get(project) == self._spec_digest(project, obj)
+        """Whether ``obj`` is the ``default`` project its apps were judged with before it
+        existed (this admission created it; seen through the watch, it has nothing to teach
+        them, so they are not re-queued). Asked once per such creation: any later version,
+        even one equal to it again, re-queues them. A project read from the cache never
+        marks its apps judged — an app's poll may read a changed project before the
+        project's own reconcile, and the project's other apps must still learn of it."""
+        return self._judged.pop(project, None) == self._spec_digest(project, obj)
 
     def _spec_digest(self, project: str, obj: Obj) -> str:
         """The digest of ``obj``'s spec, computed once per spec object (a watch cache hands
@@ -155,12 +158,12 @@ class ProjectAdmission:
             served = True
         if obj is None and name == DEFAULT_PROJECT:
             obj = default_project_object(self.control_namespace)
+            self._judged[name] = self._spec_digest(name, obj)  # before it exists
             if served and self.create_default:
                 await self._create_default(obj)
         if obj is None:
             self._judged.pop(name, None)
             return None, f"Application referencing project {name} which does not exist"
-        self._judged[name] = self._spec_digest(name, obj)
         meta = obj.get("metadata") or {}
         version = (name, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
         cached = self._parsed.get(name)

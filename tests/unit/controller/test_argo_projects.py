@@ -1,6 +1,6 @@
 """The AppProject kind on the controller: it installs the engine's admission and a change
 to a project re-queues the Applications that asked about it (not on startup, and not when
-its spec is the one they were judged with)."""
+it is the ``default`` project created for them, with the spec they were judged with)."""
 
 from __future__ import annotations
 
@@ -56,9 +56,11 @@ async def test_a_project_change_requeues_its_apps() -> None:
 
     await kind.reconcile(projects["team"], frozenset({"startup"}))
     assert queued == []  # every app is queued at startup anyway
-    await kind.reconcile(projects["team"], frozenset({"changed"}))
-    assert queued == []  # the spec its apps were judged with: nothing to learn
     widened = {**projects["team"], "spec": {"sourceRepos": ["*"]}}
+    projects["team"] = widened
+    # An app's poll reads the widened project before the project's own reconcile runs:
+    # the project's other apps must still be re-queued.
+    assert "not permitted" not in await kind.admission.admit(application("a", "team"))
     await kind.reconcile(widened, frozenset({"changed"}))
     assert queued == [(ObjectKey("Application", "argocd", "a"), "project:team")]
     queued.clear()
@@ -66,3 +68,33 @@ async def test_a_project_change_requeues_its_apps() -> None:
     assert [k.name for k, _ in queued] == ["b", "c"]
     assert kind.wakes({"spec": {"a": 1}}, {"spec": {"a": 2}})
     assert not kind.wakes({"spec": {}, "status": {}}, {"spec": {}, "status": {"x": 1}})
+
+
+async def test_the_default_project_created_for_its_apps_does_not_requeue_them_once() -> None:
+    queued: list[tuple[ObjectKey, str]] = []
+    projects: dict[str, Obj] = {}
+    created: list[Obj] = []
+
+    class Kube:
+        async def create(self, obj: Obj) -> Obj:
+            created.append(obj)
+            return obj
+
+    async def read(key: ObjectKey, fresh: bool) -> Obj | None:
+        return projects.get(key.name)
+
+    ctx: Any = SimpleNamespace(
+        kube=Kube(),
+        engine=SimpleNamespace(admission=None),
+        settings=SimpleNamespace(control_namespace="argocd"),
+        read=read,
+        enqueue=lambda key, reason: queued.append((key, reason)),
+    )
+    kind = appproject(cast(KindContext, ctx))
+    assert await kind.admission.admit(application("a", "default")) == ""
+    [made] = created  # judged with the built-in default, which is then created
+    projects["default"] = made
+    await kind.reconcile(made, frozenset({"added"}))
+    assert queued == []  # seen through the watch: exactly what the app was judged with
+    await kind.reconcile(made, frozenset({"changed"}))
+    assert [k.name for k, _ in queued] == ["a"]  # asked once: a later version re-queues
