@@ -285,9 +285,17 @@ def parse_resource_list(doc: dict[str, Any]) -> list[ResourceInfo]:
 
 async def fetch_mapper(get_json: GetJson) -> RESTMapper:
     """Discover everything the server serves (aggregated, else legacy per group version)."""
-    core, groups = await asyncio.gather(
-        get_json("/api", AGGREGATED_ACCEPT), get_json("/apis", AGGREGATED_ACCEPT)
-    )
+    # Both at once; when one fails, the other is cancelled (not left running).
+    both = [
+        asyncio.ensure_future(get_json("/api", AGGREGATED_ACCEPT)),
+        asyncio.ensure_future(get_json("/apis", AGGREGATED_ACCEPT)),
+    ]
+    try:
+        core, groups = await asyncio.gather(*both)
+    finally:
+        for task in both:
+            task.cancel()
+        await asyncio.gather(*both, return_exceptions=True)
     resources: list[ResourceInfo] = []
     unavailable: list[str] = []
     legacy_paths: list[str] = []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from gitsail.kube.discovery import (
     parse_aggregated,
     parse_resource_list,
 )
-from gitsail.kube.errors import InvalidName, NotFoundKind, ServerError
+from gitsail.kube.errors import InvalidName, NotFoundKind, ServerError, Unauthorized
 
 DATA = Path(__file__).parent / "data"
 
@@ -296,3 +297,23 @@ async def test_discovery_leaves_out_group_versions_that_are_not_paths() -> None:
     assert "/apis/../v1" not in requested
     assert {"/api/v1", "/apis/x/v1"} <= set(requested)
     assert "../v1" in mapper.unavailable
+
+
+async def test_when_one_discovery_document_fails_the_other_request_is_cancelled() -> None:
+    waiting = asyncio.Event()
+    cancelled: list[str] = []
+
+    async def get_json(path: str, _accept: str) -> Any:
+        if path == "/api":
+            await waiting.wait()
+            raise Unauthorized(401, "Unauthorized", "refused")
+        waiting.set()
+        try:
+            await asyncio.Event().wait()  # an answer that never comes
+        except asyncio.CancelledError:
+            cancelled.append(path)
+            raise
+
+    with pytest.raises(Unauthorized):
+        await fetch_mapper(get_json)
+    assert cancelled == ["/apis"]  # not left running once the discovery failed
