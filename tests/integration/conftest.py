@@ -6,21 +6,26 @@ repeated local runs start in a second; otherwise a private cluster is started an
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from gitsail.controller.stacks import await_chain
 from gitsail.dev import cluster as devcluster
 from gitsail.dev.gitserver import GitServer, Workdir
 from tests.integration.helpers import Kube
 
 GIT_USER = ("gitsail-test", "s3cret-pass")
+# Seconds a test's tasks have to end after its fixtures are torn down.
+LEAK_GRACE_S = 5.0
 
 
 def _remove_orphans() -> None:
@@ -29,6 +34,30 @@ def _remove_orphans() -> None:
         match = re.fullmatch(r"pytest-(\d+)", c.name)
         if match and not Path(f"/proc/{match.group(1)}").exists():
             devcluster.down(c.name)
+
+
+@pytest.fixture(autouse=True)
+async def _no_task_outlives_its_test(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Every test shares one event loop: a task a test leaves running (a watch of a
+    controller it stopped, a request nobody awaits) works on during the tests after it.
+    Set up first, torn down last: what the test started must have ended a few seconds after
+    its own fixtures are gone; what has not fails the test, with where it waits, and is
+    cancelled."""
+    before = set(asyncio.all_tasks())
+    yield
+    me = asyncio.current_task()
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while True:
+        left = [t for t in asyncio.all_tasks() - before if t is not me and not t.done()]
+        if not left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    if left:
+        report = "\n".join(f"{t.get_name()}:\n" + "\n".join(await_chain(t)) for t in left[:20])
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        pytest.fail(f"{request.node.nodeid} left {len(left)} asyncio tasks running:\n{report}")
 
 
 @pytest.fixture(scope="session")

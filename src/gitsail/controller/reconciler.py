@@ -679,7 +679,7 @@ class AppReconciler(KindDefaults):
         # An unchanged status is not written again (a refresh request clears the throttle),
         # unless the operator asked for a heartbeat (``status_heartbeat``).
         if unchanged and not self._heartbeat_due(memory):
-            if extra is None:
+            if extra is None and comparison is memory.comparison:  # (kept lean: _retained)
                 memory.quiet = (app.raw, comparison, orphan)
             return
         patch.update(AppEngine.application_status(app, comparison, extra=extra))

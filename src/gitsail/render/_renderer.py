@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitsail import toolchain
+from gitsail import codec, toolchain
 from gitsail.model import Artifact, Obj
 from gitsail.policy import DEFAULT_POLICY, Policy
 from gitsail.render._directory import render_directory_async, uses_jsonnet
@@ -154,7 +154,7 @@ class Renderer:
             policy=policy,
         )
         self._versions: dict[str, str] = {}
-        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()  # tool, JSON
         self._inflight: dict[str, asyncio.Future[Rendered]] = {}
         # What a render finds out before its cache lookup (the path is a directory inside
         # the artifact; the tool; whether a directory holds Jsonnet), by artifact digest,
@@ -310,18 +310,18 @@ class Renderer:
         tool, text = entry
         # Off the event loop unless small (a thread hop costs more than a few objects).
         if len(text) <= INLINE_TEXT:
-            manifests = json.loads(text)
+            manifests = codec.loads(text)
         else:
-            manifests = await asyncio.to_thread(json.loads, text)
+            manifests = await asyncio.to_thread(codec.loads, text)
         return Rendered(manifests=tuple(manifests), tool=tool, key=key)
 
     async def _store(self, key: str, tool: str, manifests: list[Obj]) -> None:
         if self.cache_size <= 0:
             return
         if len(manifests) <= INLINE_OBJECTS:
-            text = json.dumps(manifests, separators=(",", ":"))
+            text = codec.dumps(manifests)
         else:
-            text = await asyncio.to_thread(json.dumps, manifests, separators=(",", ":"))
+            text = await asyncio.to_thread(codec.dumps, manifests)
         previous = self._cache.pop(key, None)
         if previous is not None:
             self._cache_text -= len(previous[1])
@@ -439,7 +439,7 @@ def _with_build_environment(options: RenderOptions, artifact: Artifact) -> Rende
 
 
 def _copy(rendered: Rendered) -> Rendered:
-    manifests = json.loads(json.dumps(list(rendered.manifests)))
+    manifests = codec.loads(codec.dumps(list(rendered.manifests)))
     return Rendered(manifests=tuple(manifests), tool=rendered.tool, key=rendered.key)
 
 

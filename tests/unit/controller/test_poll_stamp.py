@@ -101,6 +101,9 @@ async def test_an_idle_poll_does_not_rebuild_a_status_it_found_unchanged_for_the
     for _ in range(3):
         assert await reconciler.reconcile(kube.obj, POLL) == 120
     assert len(built) == settled  # same Application object, same comparison: not rebuilt
+    memory = reconciler.memory[("argocd", "a")]
+    assert memory.quiet is not None
+    assert memory.quiet[1] is memory.comparison  # the lean kept one, not a full comparison
     assert len(kube.calls) == 1
     # Someone changes the status by hand: a new object, looked at again, and put right.
     kube.obj = {**kube.obj, "status": {**kube.obj["status"], "health": {"status": "Degraded"}}}
