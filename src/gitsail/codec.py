@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from typing import Any
 
 import orjson
 
-__all__ = ["digest", "dumps", "loads"]
+__all__ = ["digest", "dumps", "loads", "share_strings"]
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
@@ -52,3 +53,37 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
 def digest(value: Any) -> str:
     """SHA-256 hex of ``value``'s canonical JSON (keys sorted): equal for equal values."""
     return hashlib.sha256(dumps(value, sort_keys=True)).hexdigest()
+
+
+# Strings up to this length are shared by ``share_strings`` (field values such as "True",
+# "apps/v1", "Available", a manager's name, a timestamp; not a certificate).
+SHARED_STRING_MAX = 64
+_MAX_DEPTH = 256  # deeper structure is left as it is (JSON from the apiserver is shallow)
+
+
+def share_strings(value: Any) -> Any:
+    """``value`` with its short string values replaced, in place, by one shared copy each
+    (``sys.intern``): a watch cache holds thousands of objects repeating the same few
+    hundred strings, a third of their memory. Keys are shared by the decoder already.
+    Returns ``value``. Interned strings are freed when no object uses them any more."""
+    _share(value, 0)
+    return value
+
+
+def _share(value: Any, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(item) is str:
+                if len(item) <= SHARED_STRING_MAX:
+                    value[key] = sys.intern(item)
+            elif isinstance(item, dict | list):
+                _share(item, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if type(item) is str:
+                if len(item) <= SHARED_STRING_MAX:
+                    value[index] = sys.intern(item)
+            elif isinstance(item, dict | list):
+                _share(item, depth + 1)

@@ -55,3 +55,28 @@ def test_decoded_objects_share_their_map_keys() -> None:
     first = codec.loads(b'{"managedFields-like-key": 1}')
     second = codec.loads(b'{"managedFields-like-key": 2}')
     assert next(iter(first)) is next(iter(second))
+
+
+def test_share_strings_makes_equal_short_values_one_object_and_changes_nothing_else() -> None:
+    text = b'{"status": {"conditions": [{"type": "Available", "status": "True"}]}, "n": 1}'
+    first, second = codec.loads(text), codec.loads(text)
+    before = codec.loads(text)
+    assert codec.share_strings(first) is first
+    codec.share_strings(second)
+    assert first == second == before  # the same values
+    a, b = first["status"]["conditions"][0], second["status"]["conditions"][0]
+    assert a["type"] is b["type"]
+    assert a["status"] is b["status"]
+    listed = codec.share_strings(codec.loads(b'["Available", ["True"]]'))
+    assert listed[0] is a["type"]
+    assert listed[1][0] is a["status"]
+
+
+def test_share_strings_leaves_long_values_alone() -> None:
+    long = "x" * (codec.SHARED_STRING_MAX + 1)
+    one = codec.loads(codec.dumps({"cert": long}))
+    two = codec.loads(codec.dumps({"cert": long}))
+    codec.share_strings(one)
+    codec.share_strings(two)
+    assert one == two
+    assert one["cert"] is not two["cert"]

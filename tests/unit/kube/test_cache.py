@@ -261,3 +261,28 @@ async def test_unsubscribed_queues_get_nothing_more() -> None:
 def test_a_cache_refuses_a_namespace_that_is_not_a_namespace_name() -> None:
     with pytest.raises(InvalidName, match="namespace"):
         WatchCache(FakeSource(), "v1", "ConfigMap", namespace="..")
+
+
+async def test_cached_objects_share_their_short_string_values() -> None:
+    def decoded(name: str, rv: str) -> Obj:  # as the apiserver's answer: fresh strings
+        obj = cm(name, rv)
+        obj["data"] = {"mode": "".join(["stri", "ct"]), "cert": "".join(["x"] * 100)}
+        return obj
+
+    source = FakeSource(
+        lists=deque([([decoded("a", "3")], "10")]),
+        streams=deque([[WatchEvent("ADDED", decoded("b", "11"))]]),
+    )
+    cache = make_cache(source)
+    queue = cache.subscribe()
+    await cache.start()
+    try:
+        await events(queue, 2)
+        a, b = (cache.get("shop", n) for n in ("a", "b"))
+        assert a is not None
+        assert b is not None
+        assert a["data"] == b["data"]
+        assert a["data"]["mode"] is b["data"]["mode"]  # one copy, from the list and a watch
+        assert a["data"]["cert"] is not b["data"]["cert"]  # long values are left alone
+    finally:
+        await cache.stop()
