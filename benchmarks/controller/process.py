@@ -192,9 +192,10 @@ class ControllerProcess:
             log(f"no py-spy at {pyspy}; not profiling")
             return
         out = self.work / f"profile-{self.label}.txt"
+        rate = os.environ.get("GITSAIL_BENCH_PYSPY_RATE", "50")  # samples per second
         self.profiler = subprocess.Popen(
             [
-                *(pyspy, "record", "--format", "raw", "--rate", "50", "--nonblocking"),
+                *(pyspy, "record", "--format", "raw", "--rate", rate, "--nonblocking"),
                 *("--pid", str(self.pid), "--output", str(out)),
             ],
             stdout=subprocess.DEVNULL,

@@ -144,6 +144,8 @@ def parse_ls_remote(out: bytes, url: str) -> _Refs:
 # At most this many (repository, commit) pairs are remembered as present, and as many input
 # digests (then forgotten).
 KNOWN_COMMITS_LIMIT = 10_000
+# Artifacts remembered for fetches of an unchanged revision (each pins its checkout).
+FETCHED_LIMIT = 4096
 
 
 class GitSource:
@@ -179,6 +181,12 @@ class GitSource:
         # hundreds of apps polling one repository share one ls-remote.
         self.refs_ttl = 0.0
         self._refs_memo: dict[tuple[str, str], tuple[float, _Refs]] = {}
+        # The last artifact of each (url, credentials, revision, path, options), with the
+        # refs answer it was resolved from and its bare repository: while that answer is
+        # the one remembered (refs_ttl) and access is proven, a fetch is that artifact (a
+        # poll of an idle app stats, hashes and locks nothing).
+        self._fetched: dict[tuple[str, ...], tuple[tuple[float, _Refs] | None, Path, Artifact]]
+        self._fetched = {}
         # (normalized url, credential identity) -> when an ls-remote with them last succeeded.
         self._access_proven: dict[tuple[str, str], float] = {}
         # Told of every request to a server ("ls-remote" or "fetch") and its seconds, failed
@@ -253,8 +261,15 @@ class GitSource:
         shown = redact_url(url)
         rel = _clean_path(path, shown)
         requested = revision.strip() or "HEAD"
+        identity = (normalize_repo_url(url), credential_identity(creds))
+        fetched_key = (*identity, requested, rel, repr(sorted(options.items())))
+        known = self._fetched.get(fetched_key)
+        if known is not None and self._still(identity, known[0]):
+            self.cache.touch(known[1])
+            return known[2]
         resolved = await self._resolve(repo, url, requested, creds)
         await self._check_access(repo, url, creds)
+        refs = None if _SHA.match(requested.lower()) else self._refs_memo.get(identity)
         bare = await self._ensure_commit(repo, url, creds, resolved)
         checkout = await self._checkout(bare, resolved.sha, shown)
         if not (checkout / rel).exists():
@@ -285,7 +300,22 @@ class GitSource:
             kind="git",
         )
         self.cache.lease(checkout, artifact)
+        if self.refs_ttl > 0 and (refs is not None or _SHA.match(requested.lower())):
+            if len(self._fetched) >= FETCHED_LIMIT:
+                del self._fetched[next(iter(self._fetched))]  # the oldest
+            self._fetched[fetched_key] = (refs, bare, artifact)
         return artifact
+
+    def _still(self, identity: tuple[str, str], refs: tuple[float, _Refs] | None) -> bool:
+        """Whether an artifact resolved from ``refs`` (None: a commit SHA, nothing to
+        resolve) is still the answer: the same refs remembered and fresh, access proven."""
+        now = time.monotonic()
+        proven = self._access_proven.get(identity)
+        if proven is None or now - proven >= self.policy.repo_access_ttl:
+            return False
+        if refs is None:
+            return True
+        return self._refs_memo.get(identity) is refs and now - refs[0] < self.refs_ttl
 
     # -- resolution ----------------------------------------------------------------------
 

@@ -307,3 +307,36 @@ async def test_a_poll_at_a_known_commit_runs_no_git_and_hashes_nothing(
     api = await source.fetch(url, "main", "apps/api", creds)
     assert commands == []
     assert api.digest != first.digest
+
+
+async def test_a_poll_within_the_refs_ttl_is_the_remembered_artifact_until_the_refs_move(
+    git_repo: Workdir, git_server: GitServer, source: GitSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _plain_url(git_server, git_repo)
+    creds = RepoCredentials(url=url, username=GIT_USER[0], password=GIT_USER[1])
+    first = git_repo.commit_and_push(APP, "apps")
+    source.refs_ttl = 3600
+    artifact = await source.fetch(url, "main", "apps/web", creds)
+    stats = (source.stats.ls_remotes, source.stats.fetches, source.stats.checkouts)
+
+    def no_work(*_a: Any, **_kw: Any) -> Any:
+        raise AssertionError("a remembered artifact was resolved, fetched or checked out")
+
+    with monkeypatch.context() as patched:
+        for name in ("_resolve", "_ensure_commit", "_checkout"):
+            patched.setattr(GitSource, name, no_work)
+        assert await source.fetch(url, "main", "apps/web", creds) is artifact
+    # Other credentials, another path: not this artifact.
+    other = RepoCredentials(url=url, username=GIT_USER[0], password=GIT_USER[1] + "-not")
+    with pytest.raises(AuthError):
+        await source.fetch(url, "main", "apps/web", other)
+    assert (await source.fetch(url, "main", "apps/api", creds)).path == "apps/api"
+    # A push is seen once the refs are asked again (a webhook's forget, or the TTL).
+    second = git_repo.commit_and_push({"apps/web/cm.yaml": "kind: ConfigMap\n# 2\n"}, "2")
+    assert (await source.fetch(url, "main", "apps/web", creds)).revision == first
+    source.forget(url)
+    assert (await source.fetch(url, "main", "apps/web", creds)).revision == second
+    third = git_repo.commit_and_push({"apps/web/cm.yaml": "kind: ConfigMap\n# 3\n"}, "3")
+    source.refs_ttl = 1e-9  # (every answer is stale at once)
+    assert (await source.fetch(url, "main", "apps/web", creds)).revision == third
+    assert source.stats.ls_remotes > stats[0]
