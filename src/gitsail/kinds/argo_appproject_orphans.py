@@ -114,6 +114,8 @@ def orphaned(
             continue
         if meta.get("ownerReferences") or owners_of(obj) or key in managed:
             continue
+        if meta.get("deletionTimestamp"):  # on its way out (a foreground deletion waits
+            continue  # for its dependents): not left behind
         if not kind_permitted(project, key.group, key.kind, namespaced=True):
             continue
         if known_exclusion(project, key):

@@ -50,6 +50,8 @@ EXPECTED = [
     ("gitsail_selfheal_total", {}),
     ("gitsail_workqueue_depth", {}),
     ("gitsail_leader", {}),
+    ("gitsail_python_gc_seconds_total", {"generation": "0"}),
+    ("gitsail_python_gc_runs_total", {"generation": "0"}),
 ]
 
 

@@ -180,11 +180,6 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
             return bool(state) and state.get("phase") == "Running"
 
         await _explained(eventually(running, timeout=60, what="operation Running"), proc, log)
-        # `kill -USR1` logs where each task waits, and the controller goes on.
-        proc.send_signal(signal.SIGUSR1)
-        await eventually(lambda: _logged(log, "asyncio tasks"), timeout=10, what="task dump")
-        assert "gitsail-worker" in _read(log)  # the reconcile workers, named
-        assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         status = await app_status(api, control_ns, "interrupted")
@@ -208,6 +203,12 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
         obj = await api.get("argoproj.io/v1alpha1", "Application", "interrupted", control_ns)
         assert obj is not None
         assert "operation" not in obj
+        # `kill -USR1` logs where each task waits, and the controller goes on.
+        assert "asyncio tasks" not in _read(log)
+        proc.send_signal(signal.SIGUSR1)
+        await eventually(lambda: _logged(log, "asyncio tasks"), timeout=10, what="task dump")
+        assert "gitsail-worker" in _read(log)  # the reconcile workers, named
+        assert proc.poll() is None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

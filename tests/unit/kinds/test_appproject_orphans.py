@@ -64,6 +64,8 @@ def test_top_level_untracked_objects_are_orphans_and_derived_or_tracked_ones_are
         obj("ConfigMap", "desired-not-applied-yet"),
         obj("Event", "web.1"),
         obj("Lease", "l", api="coordination.k8s.io/v1"),
+        # Deleted, still there while a foreground deletion waits for its dependents.
+        obj("ConfigMap", "going", deletionTimestamp="2026-12-03T18:00:00Z"),
     ]
     managed = {ResourceKey("", "ConfigMap", "team", "desired-not-applied-yet")}
     assert names(orphaned(p, "team", objects, managed)) == ["ConfigMap/by-hand", "Deployment/web"]
