@@ -19,14 +19,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gitsail.controller.stacks import await_chain
 from gitsail.dev import cluster as devcluster
 from gitsail.dev.gitserver import GitServer, Workdir
 from tests.integration.helpers import Kube
+from tests.integration.tasks import tasks_line
 
 GIT_USER = ("gitsail-test", "s3cret-pass")
 # Seconds a test's tasks have to end after its fixtures are torn down.
 LEAK_GRACE_S = 5.0
+# The tests' event loop (one per session), for the report of a test that timed out.
+_LOOP: list[asyncio.AbstractEventLoop] = []
 
 
 def _remove_orphans() -> None:
@@ -45,6 +47,7 @@ async def _no_task_outlives_its_test(request: pytest.FixtureRequest) -> AsyncIte
     after its own fixtures are gone; what has not is cancelled (waiting a bounded time for
     it) and reported as a warning with where it waited. (A warning, not a failure, until
     the servers of the UI tests, whose browser keeps connections open, end within it.)"""
+    _LOOP[:] = [asyncio.get_running_loop()]
     before = set(asyncio.all_tasks())
     yield
     me = asyncio.current_task()
@@ -55,14 +58,30 @@ async def _no_task_outlives_its_test(request: pytest.FixtureRequest) -> AsyncIte
             break
         await asyncio.sleep(0.1)
     if left:
-        report = "\n".join(f"{t.get_name()}:\n" + "\n".join(await_chain(t)) for t in left[:20])
+        report = tasks_line(left)
         for task in left:
             task.cancel()
         await asyncio.wait(left, timeout=LEAK_GRACE_S)  # bounded: a task may refuse to end
         warnings.warn(
-            f"{request.node.nodeid} left {len(left)} asyncio tasks running:\n{report}",
+            f"{request.node.nodeid} left {len(left)} asyncio tasks running: {report}",
             stacklevel=1,
         )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test stopped by pytest-timeout (the loop idle, something awaited forever): where
+    each of the loop's tasks waits, added to the failure's summary line."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    excinfo = call.excinfo
+    if not report.failed or excinfo is None or not _LOOP:
+        return
+    if "pytest-timeout" not in str(excinfo.value):
+        return
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        crash.message += f" | asyncio tasks: {tasks_line(asyncio.all_tasks(_LOOP[0]))}"
 
 
 @pytest.fixture(scope="session")

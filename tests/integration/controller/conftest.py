@@ -19,15 +19,17 @@ import uvicorn
 
 from gitsail.controller.manager import Controller, ControllerOptions
 from gitsail.controller.server import make_app
-from gitsail.controller.stacks import task_stacks
 from gitsail.dev.cluster import Cluster, free_ports
 from gitsail.dev.gitserver import GitServer
 from gitsail.kube import Kube, load_kubeconfig
 from gitsail.model import Obj
 from tests.integration.conftest import GIT_USER
+from tests.integration.tasks import tasks_line
 
 T = TypeVar("T")
 WEBHOOK_SECRET = "whsec-test-0123456789"
+# Seconds a cancelled in-process controller has to end.
+STOP_TIMEOUT = 60
 
 
 async def eventually(
@@ -41,8 +43,10 @@ async def eventually(
             return last
         await asyncio.sleep(0.2)
     # An in-process controller shares this loop: where each of its tasks waits (a stall).
-    print(task_stacks())
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last: {last!r}); "
+        f"asyncio tasks: {tasks_line(asyncio.all_tasks())}"
+    )
 
 
 @pytest.fixture
@@ -156,7 +160,15 @@ async def run_with_server(ctl: Controller, server: uvicorn.Server) -> None:
 
 
 async def stop_controller(running: RunningController) -> None:
+    """Cancel the controller and its server and wait for both to end (bounded: a
+    controller that does not stop fails the test with where its tasks wait)."""
     running.task.cancel()
+    done, _ = await asyncio.wait({running.task}, timeout=STOP_TIMEOUT)
+    if not done:
+        raise AssertionError(
+            f"the controller did not stop within {STOP_TIMEOUT}s; asyncio tasks: "
+            f"{tasks_line(asyncio.all_tasks())}"
+        )
     with contextlib.suppress(asyncio.CancelledError):
         await running.task
 

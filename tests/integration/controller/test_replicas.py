@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +27,7 @@ from tests.integration.controller.conftest import (
     start_controller,
     stop_controller,
 )
+from tests.integration.tasks import dump_line
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -119,20 +121,33 @@ def _spawn_controller(cluster: Cluster, namespace: str, log: Path) -> subprocess
         )
 
 
-async def _explained(wait: Awaitable[T], proc: subprocess.Popen[bytes], log: Path) -> T:
+async def _explained(
+    wait: Awaitable[T],
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    state: Callable[[], Awaitable[object]] | None = None,
+) -> T:
     """``wait``; when it fails, the spawned controller's log with where its tasks wait
-    (``kill -USR1`` makes it log them)."""
+    (``kill -USR1`` makes it log them), and ``state`` (what the test waited on) then."""
     try:
         return await wait
-    except AssertionError:
+    except AssertionError as exc:
         if proc.poll() is None:
             proc.send_signal(signal.SIGUSR1)
             with contextlib.suppress(AssertionError):
                 await eventually(
                     lambda: _logged(log, "asyncio tasks"), timeout=10, what="task dump"
                 )
-        print(_read(log)[-20000:])
-        raise
+        text = _read(log)
+        print(text[-20000:])
+        dump = text.rfind(" asyncio tasks\n")
+        tail = [line[:200] for line in text[: dump if dump >= 0 else None].splitlines()[-8:]]
+        # One line, so that the failure's summary (the end of CI's output) has it.
+        then = f" | then: {json.dumps(await state(), default=str)[:1500]}" if state else ""
+        raise AssertionError(
+            f"{exc}{then} | exit: {proc.poll()} | controller log: {' / '.join(tail)} | "
+            f"its tasks: {dump_line(text)}"
+        ) from exc
 
 
 async def _logged(log: Path, text: str) -> bool:
@@ -179,7 +194,10 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
             state = (await app_status(api, control_ns, "interrupted")).get("operationState")
             return bool(state) and state.get("phase") == "Running"
 
-        await _explained(eventually(running, timeout=60, what="operation Running"), proc, log)
+        async def app() -> object:
+            return await app_status(api, control_ns, "interrupted")
+
+        await _explained(eventually(running, timeout=60, what="operation Running"), proc, log, app)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         status = await app_status(api, control_ns, "interrupted")
@@ -196,7 +214,10 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
             return bool(state) and state.get("phase") == "Succeeded"
 
         await _explained(
-            eventually(finished, timeout=90, what="operation finished after restart"), proc, log
+            eventually(finished, timeout=90, what="operation finished after restart"),
+            proc,
+            log,
+            app,
         )
         for w in range(5):
             assert await api.get("apps/v1", "Deployment", f"step{w}", control_ns) is not None
