@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +32,7 @@ from tests.integration.tasks import dump_line
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
+GATE_NODE = "kwok-node-0"  # a node of the dev cluster (two kwok nodes)
 
 
 async def test_two_replicas_never_sync_the_same_app_at_once(
@@ -158,7 +160,10 @@ def _read(log: Path) -> str:
     return log.read_text(errors="replace")
 
 
-def _deployment(name: str, wave: int) -> str:
+def _deployment(name: str, wave: int, gate: str = "") -> str:
+    """A Deployment in ``wave``; with ``gate``, its pod is placed only on a node with that
+    label (``open``): it becomes Available only once the test opens the gate."""
+    selector = f", nodeSelector: {{{gate}: open}}" if gate else ""
     return f"""apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -169,8 +174,19 @@ spec:
   selector: {{matchLabels: {{app: {name}}}}}
   template:
     metadata: {{labels: {{app: {name}}}}}
-    spec: {{containers: [{{name: c, image: registry.invalid/{name}:1}}]}}
+    spec: {{containers: [{{name: c, image: registry.invalid/{name}:1}}]{selector}}}
 """
+
+
+@pytest.fixture
+async def gate(api: Kube, control_ns: str) -> AsyncIterator[str]:
+    """A node label key of this test only; the node loses it afterwards."""
+    key = f"gate.gitsail.test/{hashlib.sha256(control_ns.encode()).hexdigest()[:12]}"
+    try:
+        yield key
+    finally:
+        with contextlib.suppress(Exception):
+            await api.merge_patch("v1", "Node", GATE_NODE, {"metadata": {"labels": {key: None}}})
 
 
 async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
@@ -180,24 +196,32 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
     git_repo: Workdir,
     tmp_path: Path,
     crds_installed: None,
+    gate: str,
 ) -> None:
-    # Five waves, each waiting for a Deployment to become Available: a sync that runs for
-    # a few seconds, long enough to kill the controller in the middle of it.
-    files = {f"app/d{w}.yaml": _deployment(f"step{w}", w) for w in range(5)}
+    # Five waves, each waiting for a Deployment to become Available; the third one's pod
+    # is placed only once the test opens its gate: the sync waits there (without the gate,
+    # five waves on kwok nodes can finish within a second, before the kill).
+    files = {f"app/d{w}.yaml": _deployment(f"step{w}", w, gate if w == 2 else "") for w in range(5)}
     git_repo.commit_and_push(files, "five waves")
     log = tmp_path / "controller.log"
     proc = _spawn_controller(cluster, control_ns, log)
     try:
         await create_app(api, control_ns, "interrupted", public_url(git_repo), syncPolicy=AUTOMATED)
 
-        async def running() -> bool:
-            state = (await app_status(api, control_ns, "interrupted")).get("operationState")
-            return bool(state) and state.get("phase") == "Running"
+        async def waiting_at_the_gate() -> bool:
+            status = await app_status(api, control_ns, "interrupted")
+            state = status.get("operationState") or {}
+            return state.get("phase") == "Running" and "step2" in str(state.get("message"))
 
         async def app() -> object:
             return await app_status(api, control_ns, "interrupted")
 
-        await _explained(eventually(running, timeout=60, what="operation Running"), proc, log, app)
+        await _explained(
+            eventually(waiting_at_the_gate, timeout=60, what="operation Running, at wave 2"),
+            proc,
+            log,
+            app,
+        )
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         status = await app_status(api, control_ns, "interrupted")
@@ -207,6 +231,7 @@ async def test_controller_killed_mid_sync_finishes_the_operation_after_restart(
         assert "operation" in obj, "the requested operation survives the crash"
         assert await api.get("apps/v1", "Deployment", "step4", control_ns) is None
 
+        await api.merge_patch("v1", "Node", GATE_NODE, {"metadata": {"labels": {gate: "open"}}})
         proc = _spawn_controller(cluster, control_ns, log)
 
         async def finished() -> bool:
