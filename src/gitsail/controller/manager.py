@@ -61,7 +61,7 @@ from gitsail.controller.gc_metrics import GCCollector
 from gitsail.controller.kube_metrics import KubeCollector
 from gitsail.controller.lease import LeaderElector
 from gitsail.controller.metrics import RENDER_TOOLS, Metrics
-from gitsail.controller.queue import WorkQueue
+from gitsail.controller.queue import STOP_GRACE, WorkQueue
 from gitsail.controller.reconciler import (
     REFRESH_ANNOTATION,
     AppName,
@@ -79,6 +79,7 @@ from gitsail.controller.registry import (
     own_status_write,
 )
 from gitsail.controller.sharding import ShardClaimer, Sharding, shard_of
+from gitsail.controller.stacks import cancel_and_wait
 from gitsail.controller.webhook import (
     GENERATE_PATHS_ANNOTATION,
     PushEvent,
@@ -642,12 +643,8 @@ class Controller:
             stop = getattr(reconciler, "stop", None)
             if stop is not None:
                 await stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks, STOP_GRACE, f"{self.options.identity} stepping down")
         shared = list(self.webhook_app_caches.values())
         for key, cache in self.kind_caches.items():
             if any(cache is c for c in shared):

@@ -31,18 +31,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gitsail.controller.registry import ObjectKey
+from gitsail.controller.stacks import cancel_and_wait
 from gitsail.kube import urgent as urgent_lane
 
 __all__ = ["Key", "WorkQueue"]
 
 log = logging.getLogger(__name__)
+
+# Seconds the workers have to end once cancelled (a reconcile unwinding: a killed render
+# reaped, a request aborted); what still runs then is logged and left behind.
+STOP_GRACE = 10.0
 
 Key = ObjectKey
 Handler = Callable[[Key, frozenset[str]], Awaitable[float | None]]
@@ -105,13 +109,11 @@ class WorkQueue:
                 for i in range(self._urgent_workers)
             ]
 
-    async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._workers = []
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Cancel the workers and wait for them, at most ``grace`` seconds (a reconcile that
+        does not end on cancel is logged with where it waits, and left behind)."""
+        workers, self._workers = self._workers, []
+        await cancel_and_wait(workers, grace, "work queue stop")
         for slot in self._slots.values():
             if slot.timer is not None:
                 slot.timer.cancel()

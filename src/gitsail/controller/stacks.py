@@ -9,8 +9,13 @@ SIGUSR1; the integration tests print it when a wait on the controller times out.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["await_chain", "task_stacks"]
+__all__ = ["await_chain", "cancel_and_wait", "task_stacks"]
+
+log = logging.getLogger(__name__)
 
 MAX_TASKS = 500  # a dump stays readable (and bounded) with thousands of tasks
 FRAMES = 12  # the innermost frames of each task: where it waits
@@ -54,3 +59,30 @@ def task_stacks(loop: asyncio.AbstractEventLoop | None = None) -> str:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         parts.append(f"--- {len(names)} × {shown}\n{stack or '  (no frames: not started)'}")
     return "\n".join(parts)
+
+
+async def cancel_and_wait(
+    tasks: Sequence[asyncio.Task[Any]], grace: float, what: str
+) -> list[asyncio.Task[Any]]:
+    """Cancel ``tasks`` and wait for them to end, at most ``grace`` seconds. A task still
+    running then (it caught the cancellation, or awaits something that ignores it) is
+    logged with where it waits and left behind, so a stop never hangs on one; the ones
+    left are returned. A task that ended with an error is logged too (a stop goes on)."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return []
+    done, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: %s had failed", what, task.get_name(), exc_info=task.exception())
+    left = sorted(pending, key=lambda t: t.get_name())
+    for task in left:
+        log.error(
+            "%s: %s did not end within %gs of being cancelled; left running, waiting in:\n%s",
+            what,
+            task.get_name(),
+            grace,
+            "\n".join(await_chain(task)),
+        )
+    return left
