@@ -7,6 +7,7 @@ repeated local runs start in a second; otherwise a private cluster is started an
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -39,6 +40,17 @@ def _remove_orphans() -> None:
             devcluster.down(c.name)
 
 
+class _Records(logging.Handler):
+    """The messages logged at ERROR or above while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(autouse=True)
 async def _no_task_outlives_its_test(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Every test shares one event loop: a task a test leaves running (a watch of a
@@ -49,7 +61,15 @@ async def _no_task_outlives_its_test(request: pytest.FixtureRequest) -> AsyncIte
     the servers of the UI tests, whose browser keeps connections open, end within it.)"""
     _LOOP[:] = [asyncio.get_running_loop()]
     before = set(asyncio.all_tasks())
-    yield
+    stuck = _Records()
+    stacks_log = logging.getLogger("gitsail.controller.stacks")
+    stacks_log.addHandler(stuck)
+    try:
+        yield
+    finally:
+        stacks_log.removeHandler(stuck)
+    for message in stuck.messages:  # a controller's stop left a task that would not end
+        warnings.warn(f"{request.node.nodeid}: {' / '.join(message.splitlines())}", stacklevel=1)
     me = asyncio.current_task()
     deadline = time.monotonic() + LEAK_GRACE_S
     while True:
