@@ -203,13 +203,17 @@ async def chart_lifecycle(
             assert listed.status_code == 200, listed.text
             names = {a["metadata"]["name"] for a in listed.json()["items"]}
             assert names == {"inside", "outside"}
-            before = (await app_status(api, control_ns, "inside"))["operationState"]["startedAt"]
+            first = (await app_status(api, control_ns, "inside"))["operationState"]
+            assert (first["operation"].get("initiatedBy") or {}).get("automated"), first
             synced = await client.post("/api/v1/applications/inside/sync", json={}, headers=auth)
             assert synced.status_code == 200, synced.text
 
         async def resynced() -> bool:
+            # The admin's operation, not the first (automated) one: their startedAt may be
+            # the same second (RFC 3339 without fractions), so it cannot tell them apart.
             state = (await app_status(api, control_ns, "inside")).get("operationState") or {}
-            return state.get("startedAt") != before and state.get("phase") == "Succeeded"
+            by = ((state.get("operation") or {}).get("initiatedBy") or {}).get("username")
+            return by == "admin" and state.get("phase") == "Succeeded"
 
         await eventually(resynced, timeout=90, what="the sync the server requested")
         assert "forbidden" not in server_log.read_text().lower(), server_log.read_text()[-3000:]
