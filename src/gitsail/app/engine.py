@@ -47,7 +47,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,7 @@ __all__ = [
     "PipelineObserver",
     "now",
     "operation_start",
+    "restamped",
 ]
 
 # Argo CD's Application: what ``get_application``/``list_applications`` read until the
@@ -122,6 +123,7 @@ def now() -> str:
 # An app with at most this many objects is diffed on the event loop (a thread hop costs
 # more than diffing a few small objects); a bigger one in a thread.
 INLINE_DIFFS = 8
+STAMP_HEAD = 6  # items of a comparison stamp before the objects' versions (stamp_head)
 
 
 def _sealed(obj: Obj | None) -> bool:
@@ -296,6 +298,24 @@ def _resume_point(app_obj: Obj, operation: dict[str, Any] | None) -> _Resume | N
 
 
 TERMINATING = "Terminating"
+
+
+def restamped(stamp: tuple[Any, ...], live: Mapping[ResourceKey, Obj]) -> tuple[Any, ...]:
+    """``stamp`` (``AppEngine.comparison_stamp``) with the versions of the ``live`` objects
+    moved to theirs: objects read again since the stamp was taken and found changed in
+    their status only (``AppEngine.reassess_health``), which a comparison ignores but for
+    their health, assessed again with them. Every other object keeps its version."""
+    current = {
+        (key.kind, key.namespace, key.name): (obj.get("metadata") or {}).get("resourceVersion")
+        for key, obj in live.items()
+    }
+    versions = (
+        (kind, ns, name, current.get((kind, ns, name), rv))
+        for kind, ns, name, rv in stamp[STAMP_HEAD:]
+    )
+    return (*stamp[:STAMP_HEAD], *versions)
+
+
 TERMINATION_POLL_SECONDS = 1.0  # a running sync reads its Application at most this often
 
 
@@ -523,24 +543,26 @@ class AppEngine:
         return value
 
     async def comparison_stamp(
-        self, app: Delivery, objects: Sequence[tuple[str, str, str, str]]
+        self,
+        app: Delivery,
+        objects: Sequence[tuple[str, str, str, str]],
+        head: tuple[Any, ...] | None = None,
     ) -> tuple[Any, ...] | None:
         """What a comparison of ``app`` reads, in a form cheap to get and to compare: the
         fetched revision and input digest, the cluster settings (re-read when due), the
-        project, the discovery in use, the inventory and the version of each of
-        ``objects`` (apiVersion, kind, namespace, name) in the watch caches. Two equal
-        stamps mean a comparison would find what it found before; None: cannot tell (the
-        caller compares). Not for apps whose comparison reads more (SOPS keys, Sealed
-        Secrets keys): the caller leaves those out."""
+        project, the discovery in use, the inventory (``stamp_head``; ``head`` when taken
+        already) and the version of each of ``objects`` (apiVersion, kind, namespace, name)
+        in the watch caches. Two equal stamps mean a comparison would find what it found
+        before; None: cannot tell (the caller compares). Not for apps whose comparison reads
+        more (SOPS keys, Sealed Secrets keys): the caller leaves those out."""
+        if head is None:
+            head = await self.stamp_head(app)
+            if head is None:
+                return None
         try:
             engine = await self._route(app)
             if engine is not self:
-                return await engine.comparison_stamp(app, objects)
-            artifact = await self.fetch(app)
-            for what, load in list(self._settings_loaders.items()):
-                await self._settings(what, load)
-            project = await self.admission.stamp(app) if self.admission else None
-            mapper = id(self.cluster.mapper)
+                return await engine.comparison_stamp(app, objects, head)
             versions = []
             for api_version, kind, namespace, name in objects:
                 live = await self.get_live(api_version, kind, name, namespace or None)
@@ -548,9 +570,27 @@ class AppEngine:
                 versions.append((kind, namespace, name, meta.get("resourceVersion")))
         except (SourceError, KubeError, ReconcileError, RuntimeError):
             return None
+        return (*head, *versions)
+
+    async def stamp_head(self, app: Delivery) -> tuple[Any, ...] | None:
+        """The part of ``comparison_stamp`` that is not the objects' versions (its first
+        ``STAMP_HEAD`` items; the revision first). Taken before a comparison, it may be
+        completed after it: what the comparison read from Git and the settings is then
+        what it was when it began."""
+        try:
+            engine = await self._route(app)
+            if engine is not self:
+                return await engine.stamp_head(app)
+            artifact = await self.fetch(app)
+            for what, load in list(self._settings_loaders.items()):
+                await self._settings(what, load)
+            project = await self.admission.stamp(app) if self.admission else None
+            mapper = id(self.cluster.mapper)
+        except (SourceError, KubeError, ReconcileError, RuntimeError):
+            return None
         settings = tuple(sorted((k, v[1]) for k, v in self._settings_cache.items()))
         inventory = tuple(_inventory_keys(app.inventory))
-        return (artifact.revision, artifact.digest, settings, project, mapper, inventory, *versions)
+        return (artifact.revision, artifact.digest, settings, project, mapper, inventory)
 
     async def child_application_health(self) -> bool:
         """Whether child Applications count towards their parent's health (app of apps).

@@ -66,7 +66,14 @@ from typing import Any
 
 from gitsail import codec
 from gitsail.app.admission import INVALID_SPEC
-from gitsail.app.engine import AppEngine, Comparison, ComparisonError, now, operation_start
+from gitsail.app.engine import (
+    AppEngine,
+    Comparison,
+    ComparisonError,
+    now,
+    operation_start,
+    restamped,
+)
 from gitsail.app.model import Retry
 from gitsail.app.sops import SOPS_ANNOTATION
 from gitsail.controller.events import EventRecorder
@@ -239,8 +246,9 @@ class _Memory:
     # kept lean (``_retained``), with the digest of the spec it was made for.
     comparison: Comparison | None = None
     comparison_spec: str = ""
-    # What the comparison read (``AppEngine.comparison_stamp``), taken by a poll just before
-    # it compared; a later poll with an equal stamp reuses the comparison. Any other
+    # What the comparison read (``AppEngine.comparison_stamp``): taken by a poll just before
+    # it compared, or by another full comparison around it; moved along by a health-only
+    # re-assessment. A later poll with an equal stamp reuses the comparison. Any other
     # reconcile clears it.
     poll_stamp: tuple[Any, ...] | None = None
     # Consecutive comparison errors and what they happened under (backoff resets).
@@ -486,11 +494,24 @@ class AppReconciler(KindDefaults):
         # A change to a managed object does not move Git: compare against the commit
         # resolved by the last poll instead of asking the repository again.
         pinned = memory.revision if managed_only else None
+        # Any other comparison (the first, the one after a sync) takes what it reads from
+        # Git and the settings now, and the objects' versions once it is made; so the
+        # next poll can reuse it too. (A change to an object meanwhile is an event, whose
+        # reconcile compares again and drops the stamp.)
+        head = None
+        if stamp is None and pinned is None and self._stampable(app):
+            head = await self.engine.stamp_head(app)
         memory.comparison = None
         try:
             comparison = await self.engine.compare(app, revision=pinned)
         except ComparisonError as exc:
             return self._comparison_failed(app, exc, memory, patch, spec, refresh)
+        if (
+            head is not None
+            and head[0] == comparison.artifact.revision
+            and not any(o.get("kind") == "SealedSecret" for o in comparison.desired)
+        ):
+            stamp = await self.engine.comparison_stamp(app, _stamped(comparison), head)
         memory.failures = 0
         memory.comparison, memory.comparison_spec = _retained(comparison), spec
         memory.input_paths = _input_paths(comparison)
@@ -514,16 +535,21 @@ class AppReconciler(KindDefaults):
             return False
         if last.sync_status != "Synced" or str(last.app_health) != "Healthy":
             return False
-        if self._heartbeat_due(memory):
+        if self._heartbeat_due(memory) or not self._stampable(app):
             return False
-        raw = app.raw
-        annotations = (raw.get("metadata") or {}).get("annotations") or {}
-        if SOPS_ANNOTATION in annotations or (raw.get("spec") or {}).get("sources"):
-            return False
-        status = raw.get("status") or {}
+        status = app.raw.get("status") or {}
         if any(c.get("type") in FAILURE_CONDITIONS for c in status.get("conditions") or []):
             return False
         return not any(o.get("kind") == "SealedSecret" for o in last.desired)
+
+    @staticmethod
+    def _stampable(app: App) -> bool:
+        """Whether what a comparison of ``app`` reads is all in ``comparison_stamp``, as
+        far as the Application tells (no SOPS keys, one source; no SealedSecret among the
+        desired objects is the caller's to check)."""
+        raw = app.raw
+        annotations = (raw.get("metadata") or {}).get("annotations") or {}
+        return SOPS_ANNOTATION not in annotations and not (raw.get("spec") or {}).get("sources")
 
     async def _take_refresh_request(self, key: AppName) -> None:
         """Remove the refresh annotation once the app is refreshed, as Argo CD's controller
@@ -589,6 +615,8 @@ class AppReconciler(KindDefaults):
         comparison = await self.engine.reassess_health(last, app)
         if comparison is None:
             return None
+        if memory.poll_stamp is not None:  # read again, changed only in status: still true
+            memory.poll_stamp = restamped(memory.poll_stamp, comparison.live)
         memory.comparison = _retained(comparison)
         self._write_status_if_changed(app, comparison, memory, patch)
         return self.settings.next_refresh()  # the poll already scheduled comes first

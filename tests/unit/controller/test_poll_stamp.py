@@ -4,14 +4,16 @@ as something did, or after any other reconcile."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from gitsail.app.engine import Comparison
 from gitsail.controller.metrics import Metrics
 from gitsail.controller.reconciler import AppReconciler, ReconcileSettings
 from gitsail.diff import diff_resource
-from gitsail.model import Obj
+from gitsail.model import Obj, ResourceKey
 from tests.unit.controller.test_status_patch import FakeKube, _application, _Clock, _Engine
 
 POLL = frozenset({"requeue"})
@@ -35,37 +37,78 @@ async def test_a_poll_reuses_the_comparison_while_its_stamp_is_the_same() -> Non
     kube = FakeKube(_application({}))
     engine = _Engine(kube)
     reconciler = _reconciler(kube, engine)
+    # The first comparison (like the one after a sync) is stamped around: Git and the
+    # settings before it, the objects' versions after it.
     await reconciler.reconcile(kube.obj, frozenset({"startup"}))
-    assert engine.compares == 1
-    await reconciler.reconcile(kube.obj, POLL)  # the first poll takes the stamp
-    assert engine.compares == 2
+    assert (engine.compares, engine.heads) == (1, 1)
     for _ in range(3):
         assert await reconciler.reconcile(kube.obj, POLL) == 120
-    assert engine.compares == 2
+    assert engine.compares == 1
     assert len(kube.calls) == 1  # and writes nothing
     engine.stamp = ("a new commit",)
+    await reconciler.reconcile(kube.obj, POLL)  # compared, with the stamp taken before
+    assert engine.compares == 2
     await reconciler.reconcile(kube.obj, POLL)
-    assert engine.compares == 3
+    assert engine.compares == 2
+
+
+async def test_a_comparison_of_another_commit_than_its_stamp_head_is_not_stamped() -> None:
+    kube = FakeKube(_application({}))
+    engine = _Engine(kube)
+    engine.stamp = ("b4dc0de",)  # Git moved between the stamp's head and the comparison
+    reconciler = _reconciler(kube, engine)
+    await reconciler.reconcile(kube.obj, frozenset({"startup"}))
+    assert reconciler.memory[("argocd", "a")].poll_stamp is None
     await reconciler.reconcile(kube.obj, POLL)
-    assert engine.compares == 3
+    assert engine.compares == 2
 
 
 async def test_any_other_reconcile_clears_the_stamp_and_a_stampless_app_is_compared() -> None:
     kube = FakeKube(_application({}))
     engine = _Engine(kube)
     reconciler = _reconciler(kube, engine)
-    for _ in range(3):  # compared, compared with the stamp taken, reused
+    for _ in range(3):  # compared (and stamped around), reused, reused
         await reconciler.reconcile(kube.obj, POLL)
-    assert engine.compares == 2
+    assert engine.compares == 1
+    # A managed object changed: compared against the pinned commit, no stamp taken.
     await reconciler.reconcile(kube.obj, frozenset({"changed:apps/Deployment"}))
-    assert engine.compares == 3
+    assert (engine.compares, engine.heads) == (2, 1)
+    assert reconciler.memory[("argocd", "a")].poll_stamp is None
     await reconciler.reconcile(kube.obj, POLL)  # taken again, with a comparison
     await reconciler.reconcile(kube.obj, POLL)
-    assert engine.compares == 4
+    assert engine.compares == 3
     engine.stamp = None  # cannot tell: always compared
     await reconciler.reconcile(kube.obj, POLL)
     await reconciler.reconcile(kube.obj, POLL)
-    assert engine.compares == 6
+    assert engine.compares == 5
+
+
+async def test_a_health_only_change_moves_the_stamp_to_the_versions_read_again() -> None:
+    kube = FakeKube(_application({}))
+    live = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}
+    key = ResourceKey("apps", "Deployment", "default", "d")
+
+    class _Reassessing(_Engine):
+        async def reassess_health(self, last: Comparison, app: Any) -> Comparison:
+            read = {**live, "metadata": {**live["metadata"], "resourceVersion": "8"}}
+            return replace(last, app=app, live={key: read})
+
+    engine = _Reassessing(kube)
+    head = ("c0ffee", "digest", "settings", "project", "mapper", "inventory")  # STAMP_HEAD
+    engine.stamp = (*head, ("Deployment", "default", "d", "7"), ("Service", "default", "s", "3"))
+    reconciler = _reconciler(kube, engine)
+    await reconciler.reconcile(kube.obj, frozenset({"startup"}))
+    memory = reconciler.memory[("argocd", "a")]
+    assert memory.poll_stamp == engine.stamp
+    # Its status moved (the rollout progressed): health assessed again, stamp moved along.
+    await reconciler.reconcile(kube.obj, frozenset({"health:apps/Deployment/d"}))
+    assert engine.compares == 1
+    # (the Service was not read again: it keeps its version)
+    assert memory.poll_stamp == (
+        *head,
+        ("Deployment", "default", "d", "8"),
+        ("Service", "default", "s", "3"),
+    )
 
 
 async def test_an_app_out_of_sync_is_compared_on_every_poll() -> None:

@@ -159,6 +159,9 @@ class _FakeEngine:
         self.compares = 0
         self.kube = _PatchRecorder()
 
+    async def stamp_head(self, _app: App) -> None:
+        return None  # cannot tell: a poll compares
+
     async def compare(self, app: App, *, revision: str | None = None) -> Comparison:
         self.compares += 1
         raise ComparisonError(self.message, revision="c0ffee")

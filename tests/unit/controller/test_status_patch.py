@@ -162,9 +162,17 @@ class _Engine:
         self.kube = kube
         self.diffs = diffs
         self.compares = 0
-        self.stamp: tuple[Any, ...] | None = ("nothing changed",)
+        # Its first item is the revision (``AppEngine.stamp_head``): the commit compared.
+        self.stamp: tuple[Any, ...] | None = ("c0ffee", "nothing changed")
+        self.heads = 0
 
-    async def comparison_stamp(self, _app: App, _objects: Any) -> tuple[Any, ...] | None:
+    async def stamp_head(self, _app: App) -> tuple[Any, ...] | None:
+        self.heads += 1
+        return None if self.stamp is None else self.stamp[:1]
+
+    async def comparison_stamp(
+        self, _app: App, _objects: Any, _head: Any = None
+    ) -> tuple[Any, ...] | None:
         return self.stamp
 
     async def compare(self, app: App, *, revision: str | None = None) -> Comparison:
